@@ -1,0 +1,71 @@
+"""The reader seam: what every checkpoint format offers the rest of weightscope.
+
+A reader lists tensor metadata without touching tensor data, then reads one tensor at a
+time on request. Memory is therefore bounded by the tensor in flight, never by the
+checkpoint, and filters on names (``--include/--exclude``) cost no I/O at all.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Metadata of one stored tensor; reading it is the reader's job.
+
+    ``dtype`` uses the safetensors names (F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32,
+    I16, I8, U8, BOOL, ...) whatever the file format, so the rest of the code speaks one
+    vocabulary. ``file`` is the file that holds the tensor (a shard, for sharded models).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    file: str
+    nbytes: int
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+class CheckpointReader(ABC):
+    """One opened checkpoint: a file, a directory of files, or a sharded model.
+
+    Use as a context manager. ``tensors()`` is cheap (headers only); ``read()`` decodes one
+    tensor and returns float32 for every float dtype except F64, which stays float64.
+    Decoding is exact (BF16/F16/F8 all embed exactly in float32). Errors in the file raise
+    `weightscope.errors.CheckpointError` with a one-line message.
+    """
+
+    #: short format name shown in reports, e.g. "safetensors", "torch"
+    format: str = "unknown"
+
+    @abstractmethod
+    def tensors(self) -> list[TensorInfo]:
+        """All tensors in storage order, metadata only."""
+
+    @abstractmethod
+    def read(self, info: TensorInfo) -> np.ndarray:
+        """Decode one float tensor to a numpy array (float32, or float64 for F64)."""
+
+    def close(self) -> None:
+        """Release file handles and maps."""
+
+    def __enter__(self) -> CheckpointReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
