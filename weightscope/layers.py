@@ -1,0 +1,144 @@
+"""Which stored tensors are weight matrices, what kind of layer each is, and its matrices.
+
+Selection works on metadata alone (names, shapes, dtypes), so filters and skips cost no
+I/O. Kinds and block indices are parsed from the naming schemes of common model families
+(BERT, GPT-2, Llama/Mistral/Qwen, T5, Falcon, Mixtral); an unknown name is kind "other"
+and block None, and is analysed all the same.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint.base import TensorInfo
+from .errors import WeightscopeError
+from .report import SkippedTensor
+
+#: Layer kinds, in display order.
+KINDS = ("embedding", "q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down", "lm_head", "conv", "other")
+
+# Ordered: the first pattern that matches a (lower-cased) name decides its kind.
+_KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in (
+        ("lm_head", r"(^|\.)(lm_head|embed_out)\.|^output\.weight$"),
+        ("embedding", r"embed|(^|\.)(wte|wpe|shared)\.|embeddings?\."),
+        ("qkv", r"(qkv|c_attn|query_key_value|wqkv)"),
+        ("gate_up", r"gate_up_proj"),
+        ("q", r"(q_proj|\.query\.|\.q\.|\.wq\.|attention\.q_lin)"),
+        ("k", r"(k_proj|\.key\.|\.k\.|\.wk\.|attention\.k_lin)"),
+        ("v", r"(v_proj|\.value\.|\.v\.|\.wv\.|attention\.v_lin)"),
+        ("o", r"(o_proj|out_proj|attention\.output\.dense|attn\.c_proj|selfattention\.o\.|"
+              r"encdecattention\.o\.|\.attention\.wo\.|attention\.out_lin|self_attention\.dense)"),
+        ("gate", r"(gate_proj|\.wi_0\.|\.w1\.|\.fc1_gate)"),
+        ("up", r"(up_proj|intermediate\.dense|mlp\.c_fc|\.wi_1\.|\.wi\.|\.w3\.|dense_h_to_4h|\.fc1\.|ffn\.lin1)"),
+        ("down", r"(down_proj|\.output\.dense|mlp\.c_proj|\.wo\.|\.w2\.|dense_4h_to_h|\.fc2\.|ffn\.lin2)"),
+    )
+)
+_BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:layers|layer|h|block|blocks|transformer_blocks)\.(\d+)(?:\.|$)")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A tensor chosen for analysis, with its parsed identity."""
+
+    info: TensorInfo
+    kind: str
+    block: int | None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of layer selection: what will be analysed and what will not, and why."""
+
+    layers: list[LayerSpec]
+    skipped: list[SkippedTensor]
+
+
+def layer_kind(name: str, ndim: int) -> str:
+    """Kind of a weight tensor from its name (and rank: 3-D/4-D/5-D kernels are conv)."""
+    if ndim > 2:
+        return "conv"
+    lowered = name.lower()
+    for kind, pattern in _KIND_PATTERNS:
+        if pattern.search(lowered):
+            return kind
+    return "other"
+
+
+def block_index(name: str) -> int | None:
+    """Index of the transformer block a tensor belongs to, if its name says."""
+    match = _BLOCK_PATTERN.search(name.lower())
+    return int(match.group(1)) if match else None
+
+
+def compile_patterns(patterns: tuple[str, ...] | list[str], flag: str) -> list[re.Pattern[str]]:
+    """Compile user regexes, turning a bad one into a one-line usage error."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise WeightscopeError(f"{flag} {pattern!r} is not a valid regular expression: {exc}") from None
+    return compiled
+
+
+def skip_reason(info: TensorInfo, min_evals: int) -> str | None:
+    """Why a tensor is not analysed, or None if it is a weight matrix worth a spectrum."""
+    if not info.is_float:
+        return f"non-float dtype {info.dtype}"
+    ndim = len(info.shape)
+    if ndim < 2:
+        return "1-D tensor (bias or norm)" if ndim == 1 else "scalar"
+    if ndim > 5:
+        return f"{ndim}-D tensor is not a matrix or conv kernel"
+    if info.numel == 0:
+        return "empty tensor"
+    smaller = min(info.shape[:2])  # a conv kernel is analysed as (out, in) slices
+    if smaller < min_evals:
+        return f"smaller side {smaller} < min_evals {min_evals}"
+    return None
+
+
+def select_layers(
+    tensors: list[TensorInfo],
+    *,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    min_evals: int = 50,
+) -> Selection:
+    """Split tensors into layers to analyse and skipped tensors, from metadata only."""
+    includes = compile_patterns(include, "--include")
+    excludes = compile_patterns(exclude, "--exclude")
+    layers: list[LayerSpec] = []
+    skipped: list[SkippedTensor] = []
+    for info in tensors:
+        if includes and not any(p.search(info.name) for p in includes):
+            reason: str | None = "not matched by --include"
+        elif any(p.search(info.name) for p in excludes):
+            reason = "matched by --exclude"
+        else:
+            reason = skip_reason(info, min_evals)
+        if reason is None:
+            layers.append(LayerSpec(info, layer_kind(info.name, len(info.shape)), block_index(info.name)))
+        else:
+            skipped.append(SkippedTensor(info.name, tuple(info.shape), info.dtype, reason))
+    return Selection(layers, skipped)
+
+
+def layer_matrices(array: np.ndarray) -> list[np.ndarray]:
+    """The 2-D matrices of a layer: the matrix itself, or one slice per conv kernel position."""
+    if array.ndim == 2:
+        return [array]
+    out_channels, in_channels = array.shape[:2]
+    positions = math.prod(array.shape[2:])
+    kernel = array.reshape(out_channels, in_channels, positions)
+    return [kernel[:, :, p] for p in range(positions)]

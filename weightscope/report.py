@@ -1,0 +1,247 @@
+"""The one result type: `LayerResult` per layer and `Report` per checkpoint.
+
+Every view (rich table, JSON, CSV, markdown, plots, the gate, compare, trend) reads a
+`Report`; nothing downstream recomputes. JSON is versioned (`SCHEMA`) and round-trips:
+`Report.from_dict(report.to_dict()) == report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = "weightscope.report/1"
+
+
+# --- per-layer diagnostics (filled by weightscope.checks / weightscope.randmat) ---------
+
+
+@dataclass(frozen=True)
+class MPBulk:
+    """Marchenko–Pastur fit of the ESD bulk: variance, bulk edges, spikes above the edge."""
+
+    sigma2: float
+    bulk_min: float
+    bulk_max: float
+    num_spikes: int
+    mp_softrank: float
+
+
+@dataclass(frozen=True)
+class TrapEntry:
+    """One stored weight that drives a correlation trap (indices into the tensor as stored)."""
+
+    row: int
+    col: int
+    value: float
+    sigmas: float
+
+
+@dataclass(frozen=True)
+class Traps:
+    """Correlation traps: eigenvalues of the element-wise randomised W above the MP edge."""
+
+    count: int
+    max_rand_eval: float
+    bulk_max: float
+    entries: list[TrapEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """Numerical rank relative to λmax and the stored dtype's precision."""
+
+    numerical_rank: int
+    rank_loss: float
+    collapsed: bool
+
+
+@dataclass(frozen=True)
+class DragonKings:
+    """Eigenvalues far beyond what the fitted tail predicts, and alpha refitted without them."""
+
+    count: int
+    alpha_without: float | None
+
+
+@dataclass(frozen=True)
+class LikelihoodRatio:
+    """Log-likelihood ratio R of power law vs an alternative (R > 0 favours the power law)."""
+
+    R: float
+    p: float
+
+
+@dataclass(frozen=True)
+class FitTrust:
+    """Whether the alpha of a layer can be believed, and why not."""
+
+    tail_ok: bool
+    ks_ok: bool
+    stable: bool
+    alpha_spread: float | None
+    vs_lognormal: LikelihoodRatio | None
+    vs_exponential: LikelihoodRatio | None
+    trusted: bool
+
+
+@dataclass(frozen=True)
+class VectorStats:
+    """Localisation of eigenvectors in the tail vs the bulk (opt-in, costs a full eigh)."""
+
+    tail_localization: float
+    bulk_localization: float
+    tail_entropy: float
+    bulk_entropy: float
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SkippedTensor:
+    """A tensor that was not analysed, and why (shown by `inspect` and in the JSON)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """Everything weightscope says about one weight matrix (or one pooled conv kernel).
+
+    ``status`` is "ok" or "failed". A failed layer keeps its identity (name, kind, shape)
+    and a ``reason``; its numbers are None. Spectrum numbers are of X = WᵀW/N (N ≥ M).
+    """
+
+    name: str
+    kind: str
+    block: int | None
+    shape: tuple[int, ...]
+    dtype: str
+    status: str
+    reason: str | None = None
+    num_evals: int | None = None
+    # power-law fit
+    alpha: float | None = None
+    xmin: float | None = None
+    xmax: float | None = None
+    D: float | None = None
+    sigma: float | None = None
+    num_tail: int | None = None
+    # norms of the ESD
+    lambda_max: float | None = None
+    log_norm: float | None = None
+    log_spectral_norm: float | None = None
+    alpha_weighted: float | None = None
+    stable_rank: float | None = None
+    entropy: float | None = None
+    # diagnostics (None where not computed)
+    mp: MPBulk | None = None
+    rand_distance: float | None = None
+    traps: Traps | None = None
+    rank: RankInfo | None = None
+    dragon_kings: DragonKings | None = None
+    fit_trust: FitTrust | None = None
+    vectors: VectorStats | None = None
+    verdict: str | None = None
+    flags: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Model-level figures. Robust ones (median, MAD) are what users should read."""
+
+    analysed: int
+    skipped: int
+    failed: int
+    alpha_median: float | None
+    alpha_mad: float | None
+    alpha_mean: float | None
+    below_2: int
+    in_2_6: int
+    above_6: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """One analysed checkpoint: its layers, what was skipped, the options and a summary."""
+
+    source: str
+    format: str
+    weightscope_version: str
+    options: dict[str, Any]
+    layers: list[LayerResult]
+    skipped: list[SkippedTensor]
+    summary: Summary
+    schema: str = SCHEMA
+
+    def layer(self, name: str) -> LayerResult:
+        for result in self.layers:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _to_jsonable(self)
+        return {"schema": data.pop("schema"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        from .errors import WeightscopeError
+
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")
+        try:
+            return _from_jsonable(cls, data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise WeightscopeError(f"malformed weightscope report: {exc}") from None
+
+
+# --- generic dataclass <-> JSON-able conversion ----------------------------------------
+
+
+def _to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def _from_jsonable(hint: Any, value: Any) -> Any:
+    """Rebuild a value of type ``hint`` from its JSON form, guided by type hints."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _from_jsonable(inner, value)
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        known = {f.name for f in dataclasses.fields(hint)}
+        kwargs = {k: _from_jsonable(hints[k], v) for k, v in value.items() if k in known}
+        return hint(**kwargs)
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        return [_from_jsonable(inner, v) for v in value]
+    if origin is tuple:
+        return tuple(value)
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
