@@ -1,0 +1,97 @@
+"""`weightscope analyze` and `weightscope inspect`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..pipeline import analyze as run_analysis
+from ..pipeline import inspect as run_inspection
+from ..render.table import render_inspection, render_report
+from ..render.text import to_csv, to_json, to_markdown
+from . import app
+from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .progress import layer_progress
+
+PathArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A .safetensors file, a (sharded) Hugging Face model directory, or a torch .bin/.pt/.pth/.ckpt.",
+        show_default=False,
+    ),
+]
+IncludeOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--include", "-i", help="Only tensors whose name matches this regex (repeatable). No other tensor is read."),
+]
+ExcludeOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude", "-x", help="Skip tensors whose name matches this regex (repeatable)."),
+]
+MinEvalsOption = Annotated[
+    int, typer.Option("--min-evals", min=1, help="Skip matrices whose smaller side is below this (eigenvalue count).")
+]
+
+
+@app.command()
+def analyze(
+    path: PathArg,
+    format: Annotated[
+        Optional[OutputFormat],
+        typer.Option("--format", "-f", help="table (default, for people), or json / csv / md for machines."),
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
+    ] = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    min_evals: MinEvalsOption = 50,
+    min_tail: Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues a power-law tail may have.")] = 10,
+    eig_dtype: Annotated[
+        str, typer.Option("--eig-dtype", help="Precision of the eigensolver: float64 (default) or float32 (faster).")
+    ] = "float64",
+    debug: DebugOption = False,
+) -> None:
+    """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
+
+    Examples:
+
+      weightscope analyze model.safetensors
+
+      weightscope analyze hf-model-dir/ --include 'layers\\.1[0-9]\\.' --format json -o report.json
+    """
+    with user_errors(debug):
+        chosen = resolve_format(format, output)
+        with layer_progress() as hook:
+            report = run_analysis(
+                path,
+                progress=hook,
+                include=tuple(include or ()),
+                exclude=tuple(exclude or ()),
+                min_evals=min_evals,
+                min_tail=min_tail,
+                eig_dtype=eig_dtype,
+            )
+        if chosen is OutputFormat.table:
+            render_report(report, stdout)
+            return
+        text = {OutputFormat.json: to_json, OutputFormat.csv: to_csv, OutputFormat.md: to_markdown}[chosen](report)
+        emit(text, output)
+
+
+@app.command()
+def inspect(
+    path: PathArg,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    min_evals: MinEvalsOption = 50,
+    debug: DebugOption = False,
+) -> None:
+    """List tensors, shapes and dtypes, and which would be analysed (headers only, no math)."""
+    with user_errors(debug):
+        inspection = run_inspection(
+            path, include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
+        )
+        render_inspection(inspection, stdout)

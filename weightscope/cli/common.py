@@ -1,0 +1,78 @@
+"""What every command shares: error handling, output writing, the progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..errors import WeightscopeError
+from ..io import write_text_atomic
+
+#: stdout carries results only (a table, JSON, CSV, markdown); everything else goes to stderr.
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    md = "md"
+
+
+_SUFFIX_FORMATS = {".json": OutputFormat.json, ".csv": OutputFormat.csv, ".md": OutputFormat.md}
+
+
+@contextmanager
+def user_errors(debug: bool) -> Iterator[None]:
+    """Turn failures into one line on stderr and exit code 2 (traceback only with --debug)."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except WeightscopeError as exc:
+        if debug:
+            raise
+        stderr.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        stderr.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a bug, not bad input: still one line unless --debug
+        if debug:
+            raise
+        stderr.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputFormat:
+    """The explicit --format, else the output file's suffix, else the table."""
+    if fmt is not None:
+        return fmt
+    if output is not None:
+        if output.suffix.lower() in _SUFFIX_FORMATS:
+            return _SUFFIX_FORMATS[output.suffix.lower()]
+        raise WeightscopeError(f"cannot tell the format of {output}: pass --format json|csv|md")
+    return OutputFormat.table
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Machine output to a file (atomically) or to stdout, untouched by rich markup."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_text_atomic(output, text)
+        stderr.print(f"wrote {output}")

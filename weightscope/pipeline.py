@@ -1,0 +1,177 @@
+"""The pipeline: checkpoint → layer matrices → spectrum → fit → `LayerResult` → `Report`.
+
+Layers stream through one at a time: a tensor is read, decomposed and dropped before the
+next is read, so memory is bounded by the largest tensor. A layer that cannot be analysed
+(NaN weights, a corrupt tensor region, a degenerate spectrum) becomes a failed
+`LayerResult` with a reason; it never costs the rest of the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .checkpoint import open_checkpoint
+from .checkpoint.base import CheckpointReader, TensorInfo
+from .errors import WeightscopeError
+from .fit import fit_power_law
+from .layers import LayerSpec, Selection, layer_matrices, select_layers
+from .norms import norm_metrics
+from .report import LayerResult, Report
+from .spectrum import SpectrumOptions, esd
+from .summary import summarize
+
+#: Called with (layers done so far, all layers to analyse): once with 0 before the first
+#: layer, then after each one. The CLI drives its progress bar with it.
+ProgressHook = Callable[[int, list[LayerSpec]], None]
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Everything that changes the numbers of a report; recorded in the report itself."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    min_evals: int = 50
+    min_tail: int = 10
+    eig_dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if self.min_evals < 1:
+            raise WeightscopeError(f"min_evals must be ≥ 1, got {self.min_evals}")
+        if self.min_tail < 2:
+            raise WeightscopeError(f"min_tail must be ≥ 2, got {self.min_tail}")
+        SpectrumOptions(self.eig_dtype)  # validates the dtype name
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: object) -> AnalysisOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise WeightscopeError(f"unknown analysis option(s): {', '.join(unknown)}")
+        for key in ("include", "exclude"):
+            if isinstance(kwargs.get(key), str):
+                kwargs[key] = (kwargs[key],)
+            elif key in kwargs:
+                kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `analyze` would do with a checkpoint, without any math: `weightscope inspect`."""
+
+    source: str
+    format: str
+    tensors: list[TensorInfo]
+    selection: Selection
+
+
+def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
+    """Which tensors of an open checkpoint would be analysed, from metadata alone."""
+    return select_layers(
+        reader.tensors(), include=options.include, exclude=options.exclude, min_evals=options.min_evals
+    )
+
+
+def inspect(path: str | os.PathLike[str], **options: object) -> Inspection:
+    """List a checkpoint's tensors and which would be analysed; reads headers only."""
+    opts = AnalysisOptions.from_kwargs(**options)
+    with open_checkpoint(path) as reader:
+        return Inspection(str(path), reader.format, reader.tensors(), select(reader, opts))
+
+
+def _failed(spec: LayerSpec, reason: str) -> LayerResult:
+    info = spec.info
+    return LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, "failed", reason)
+
+
+def _non_finite_reason(array: np.ndarray) -> str | None:
+    finite = np.isfinite(array)
+    if finite.all():
+        return None
+    nans = int(np.isnan(array).sum())
+    infs = int(array.size - finite.sum()) - nans
+    return f"weights contain {nans} NaN and {infs} Inf values"
+
+
+def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions) -> LayerResult:
+    """Analyse one decoded layer tensor: spectrum, power-law fit and norms."""
+    reason = _non_finite_reason(array)
+    if reason:
+        return _failed(spec, reason)
+    evals = esd(layer_matrices(array), SpectrumOptions(options.eig_dtype))
+    if not evals.size or evals[-1] <= 0:
+        return _failed(spec, "all-zero matrix: the spectrum is empty")
+    norms = norm_metrics(evals)
+    fit = fit_power_law(evals, min_tail=options.min_tail)
+    info = spec.info
+    base = LayerResult(
+        spec.name,
+        spec.kind,
+        spec.block,
+        tuple(info.shape),
+        info.dtype,
+        status="ok",
+        num_evals=int(evals.size),
+        **dataclasses.asdict(norms),
+    )
+    if fit.status != "ok":
+        return dataclasses.replace(base, status="failed", reason=f"power-law fit failed: {fit.reason}")
+    return dataclasses.replace(
+        base,
+        alpha=fit.alpha,
+        xmin=fit.xmin,
+        xmax=fit.xmax,
+        D=fit.D,
+        sigma=fit.sigma,
+        num_tail=fit.num_tail,
+        alpha_weighted=fit.alpha * norms.log_spectral_norm,
+    )
+
+
+def analyze_layer(reader: CheckpointReader, spec: LayerSpec, options: AnalysisOptions) -> LayerResult:
+    """Read and analyse one layer; any failure becomes a failed result, not an exception."""
+    try:
+        array = reader.read(spec.info)
+        return analyze_matrices(spec, array, options)
+    except (WeightscopeError, ValueError, ArithmeticError, MemoryError, np.linalg.LinAlgError) as exc:
+        return _failed(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def analyze(
+    path: str | os.PathLike[str],
+    *,
+    progress: ProgressHook | None = None,
+    **options: object,
+) -> Report:
+    """Analyse every weight matrix of a checkpoint and return the `Report`.
+
+    ``options`` are the fields of `AnalysisOptions` (include, exclude, min_evals, min_tail,
+    eig_dtype). Bad input (a path that is not a checkpoint, a bad regex) raises
+    `WeightscopeError`; a bad layer is reported as failed inside the report.
+    """
+    opts = AnalysisOptions.from_kwargs(**options)
+    with open_checkpoint(path) as reader:
+        selection = select(reader, opts)
+        layers = []
+        if progress is not None:
+            progress(0, selection.layers)
+        for spec in selection.layers:
+            layers.append(analyze_layer(reader, spec, opts))
+            if progress is not None:
+                progress(len(layers), selection.layers)
+        return Report(
+            source=str(path),
+            format=reader.format,
+            weightscope_version=__version__,
+            options=dataclasses.asdict(opts),
+            layers=layers,
+            skipped=selection.skipped,
+            summary=summarize(layers, selection.skipped),
+        )
