@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,14 +100,27 @@ def _non_finite_reason(array: np.ndarray) -> str | None:
     return f"weights contain {nans} NaN and {infs} Inf values"
 
 
-def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions) -> LayerResult:
+@dataclass(frozen=True)
+class LayerAnalysis:
+    """One layer on its way through the pipeline: its result and the spectrum behind it.
+
+    `analyze` keeps only ``result``; views that draw spectra (plots) use ``evals`` too.
+    ``evals`` is None when the layer failed before its spectrum was computed.
+    """
+
+    spec: LayerSpec
+    result: LayerResult
+    evals: np.ndarray | None = None
+
+
+def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions) -> LayerAnalysis:
     """Analyse one decoded layer tensor: spectrum, power-law fit and norms."""
     reason = _non_finite_reason(array)
     if reason:
-        return _failed(spec, reason)
+        return LayerAnalysis(spec, _failed(spec, reason))
     evals = esd(layer_matrices(array), SpectrumOptions(options.eig_dtype))
     if not evals.size or evals[-1] <= 0:
-        return _failed(spec, "all-zero matrix: the spectrum is empty")
+        return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     norms = norm_metrics(evals)
     fit = fit_power_law(evals, min_tail=options.min_tail)
     info = spec.info
@@ -122,8 +135,9 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         **dataclasses.asdict(norms),
     )
     if fit.status != "ok":
-        return dataclasses.replace(base, status="failed", reason=f"power-law fit failed: {fit.reason}")
-    return dataclasses.replace(
+        failed = dataclasses.replace(base, status="failed", reason=f"power-law fit failed: {fit.reason}")
+        return LayerAnalysis(spec, failed, evals)
+    result = dataclasses.replace(
         base,
         alpha=fit.alpha,
         xmin=fit.xmin,
@@ -133,15 +147,31 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         num_tail=fit.num_tail,
         alpha_weighted=fit.alpha * norms.log_spectral_norm,
     )
+    return LayerAnalysis(spec, result, evals)
 
 
-def analyze_layer(reader: CheckpointReader, spec: LayerSpec, options: AnalysisOptions) -> LayerResult:
+def analyze_layer(reader: CheckpointReader, spec: LayerSpec, options: AnalysisOptions) -> LayerAnalysis:
     """Read and analyse one layer; any failure becomes a failed result, not an exception."""
     try:
         array = reader.read(spec.info)
         return analyze_matrices(spec, array, options)
     except (WeightscopeError, ValueError, ArithmeticError, MemoryError, np.linalg.LinAlgError) as exc:
-        return _failed(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return LayerAnalysis(spec, _failed(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+
+def stream_layers(
+    reader: CheckpointReader,
+    selection: Selection,
+    options: AnalysisOptions,
+    progress: ProgressHook | None = None,
+) -> Iterator[LayerAnalysis]:
+    """Analyse the selected layers one at a time, in storage order."""
+    if progress is not None:
+        progress(0, selection.layers)
+    for done, spec in enumerate(selection.layers, start=1):
+        yield analyze_layer(reader, spec, options)
+        if progress is not None:
+            progress(done, selection.layers)
 
 
 def analyze(
@@ -159,13 +189,7 @@ def analyze(
     opts = AnalysisOptions.from_kwargs(**options)
     with open_checkpoint(path) as reader:
         selection = select(reader, opts)
-        layers = []
-        if progress is not None:
-            progress(0, selection.layers)
-        for spec in selection.layers:
-            layers.append(analyze_layer(reader, spec, opts))
-            if progress is not None:
-                progress(len(layers), selection.layers)
+        layers = [item.result for item in stream_layers(reader, selection, opts, progress)]
         return Report(
             source=str(path),
             format=reader.format,
