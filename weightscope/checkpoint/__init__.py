@@ -1,0 +1,56 @@
+"""Open checkpoints and read their tensors lazily, one at a time.
+
+`open_checkpoint` is the one entry point; `write_safetensors` makes synthetic checkpoints
+for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
+from weightscope.checkpoint.directory import open_directory, open_shard_index
+from weightscope.checkpoint.files import FileKind, open_file, sniff
+from weightscope.checkpoint.writer import write_safetensors
+from weightscope.errors import CheckpointError
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "CheckpointReader",
+    "TensorInfo",
+    "open_checkpoint",
+    "write_safetensors",
+]
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
+    """Open a checkpoint for lazy reading; the format is told by content, not by name.
+
+    Accepts:
+
+    - a safetensors file, whatever its name;
+    - a PyTorch pickle (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, any name; zip or legacy
+      format), loaded with ``weights_only=True`` and needing the ``torch`` extra; state
+      dicts nested under ``state_dict``/``model_state_dict``/``model``/``module`` are
+      unwrapped, other nested dicts are flattened to dotted names;
+    - a shard index (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``):
+      every shard must exist and hold the tensors the index maps to it;
+    - a directory holding a ``*.safetensors.index.json``, else ``*.safetensors`` files
+      (read together as one model; a name in two files is an error), else
+      ``pytorch_model.bin.index.json``, else ``pytorch_model.bin``.
+
+    Anything else (a missing path, an empty directory, a text file, a truncated or forged
+    file, a pickle holding more than tensors) raises `CheckpointError` with one line
+    naming the path. Use the reader as a context manager.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return open_directory(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a regular file or directory")
+    if sniff(path) is FileKind.JSON:
+        return open_shard_index(path)
+    return open_file(path)

@@ -1,0 +1,65 @@
+"""Tell checkpoint files apart by their first bytes, and open a single checkpoint file.
+
+Names lie (``model.bin`` may be safetensors, ``weights`` may be a zip pickle), so the
+content decides; the extension is only used to give a sharper error when the content is
+unrecognisable.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+
+from weightscope.checkpoint.base import CheckpointReader
+from weightscope.checkpoint.safetensors_reader import MAX_HEADER_BYTES, SafetensorsReader
+from weightscope.checkpoint.torch_reader import TorchReader
+from weightscope.errors import CheckpointError
+
+TORCH_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt"})
+
+_SNIFF_BYTES = 64
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80  # pickle protocols >= 2 open with PROTO <n>; torch writes 2
+
+
+class FileKind(enum.Enum):
+    SAFETENSORS = "safetensors"
+    TORCH = "torch pickle"  # zip archive (torch >= 1.6) or legacy bare pickle
+    JSON = "json"  # a candidate shard index
+    UNKNOWN = "unknown"
+
+
+def sniff(path: Path) -> FileKind:
+    """Classify a file from its first bytes without parsing it."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES:
+        return FileKind.SAFETENSORS
+    if head.startswith(_ZIP_MAGIC):
+        return FileKind.TORCH
+    if len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5:
+        return FileKind.TORCH
+    if head.lstrip().startswith(b"{"):
+        return FileKind.JSON
+    return FileKind.UNKNOWN
+
+
+def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
+    """Open one checkpoint file (safetensors or torch pickle), whatever its name."""
+    path = Path(path)
+    kind = sniff(path)
+    if kind is FileKind.SAFETENSORS or (kind is FileKind.UNKNOWN and path.suffix == ".safetensors"):
+        return SafetensorsReader(path)  # for a damaged .safetensors, its validation says what broke
+    if kind is FileKind.TORCH:
+        return TorchReader(path)
+    if path.suffix in TORCH_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+        )
+    raise CheckpointError(
+        f"{path}: not a checkpoint (content is not safetensors, a PyTorch pickle or a shard index)"
+    )

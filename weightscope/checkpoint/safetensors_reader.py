@@ -1,0 +1,229 @@
+"""Reader for one ``.safetensors`` file, written here rather than taken from the package.
+
+The `safetensors` package cannot hand out BF16 as numpy without torch, and it trusts the
+header more than a tool pointed at arbitrary downloads should. This reader checks every
+header field against the file before touching tensor data, so a truncated or forged file
+fails at open time with one line; then each `read()` maps and decodes one tensor, so
+only the bytes of requested tensors are ever touched.
+
+Layout (https://github.com/huggingface/safetensors): 8 bytes little-endian header length
+n, n bytes of JSON ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}``, then
+the data section; offsets are relative to its start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
+from weightscope.checkpoint.dtypes import STORED_DTYPES, decode_to_float
+from weightscope.errors import CheckpointError
+
+#: Largest header accepted; real headers are well under 1 MB even for 100k tensors.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+_LENGTH_PREFIX = struct.Struct("<Q")
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one tensor's bytes lie, as offsets into the data section."""
+
+    info: TensorInfo
+    begin: int
+    end: int
+
+
+class SafetensorsReader(CheckpointReader):
+    """One safetensors file, validated at open; each read maps only that tensor's bytes.
+
+    The file stays open from validation to the last read, so a file replaced on disk in
+    between (a training run overwriting its checkpoint) is never read with a stale header.
+    """
+
+    format = "safetensors"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - held until close()
+        except OSError as exc:
+            raise _fail(self.path, f"cannot read file: {exc.strerror or exc}") from exc
+        try:
+            header_length, header, file_size = _read_header(self._file, self.path)
+            self._data_start = _LENGTH_PREFIX.size + header_length
+            slots = _parse_header(header, file_size - self._data_start, self.path)
+        except BaseException:
+            self._file.close()
+            raise
+        self._slots = {slot.info.name: slot for slot in slots}
+
+    def tensors(self) -> list[TensorInfo]:
+        return [slot.info for slot in self._slots.values()]
+
+    def read(self, info: TensorInfo) -> np.ndarray:
+        """Decode one float tensor.
+
+        F16, BF16 and F8 come back as a fresh, writable float32 array. F32 and F64 come
+        back **read-only**: a view straight into a map of the file (or an aligned copy when
+        the file stores the tensor at an unaligned offset). Copy before writing into them.
+        """
+        if self._file.closed:
+            raise ValueError(f"{self.path}: read() after close()")
+        slot = self._slots.get(info.name)
+        if slot is None or slot.info != info:
+            raise CheckpointError(f"{self.path}: no tensor {info.name!r} in this file")
+        if info.dtype not in FLOAT_DTYPES:
+            raise CheckpointError(
+                f"{self.path}: tensor {info.name!r} has dtype {info.dtype}; "
+                f"only float tensors ({', '.join(sorted(FLOAT_DTYPES))}) can be read"
+            )
+        stored = self._map(slot).view(STORED_DTYPES[info.dtype].storage)
+        values = decode_to_float(stored, info.dtype).reshape(info.shape)
+        if info.dtype in ("F32", "F64"):  # undecoded: still the file map itself
+            if not values.flags.aligned:
+                values = values.copy()
+            values.flags.writeable = False
+        return values
+
+    def close(self) -> None:
+        # Maps already handed out stay valid: each holds its own reference to the file.
+        self._file.close()
+
+    def _map(self, slot: _Slot) -> np.ndarray:
+        """Map one tensor's bytes read-only.
+
+        A map per tensor, not one for the whole file: the map and its resident pages live
+        only as long as the arrays viewing it, so memory follows the tensor in flight.
+        """
+        if slot.end == slot.begin:
+            return np.empty(0, np.uint8)  # zero-length maps are not allowed
+        try:
+            mapped = np.memmap(
+                self._file,
+                dtype=np.uint8,
+                mode="r",
+                offset=self._data_start + slot.begin,
+                shape=(slot.end - slot.begin,),
+            )
+        except (OSError, ValueError) as exc:
+            raise _fail(
+                self.path,
+                f"cannot map tensor {slot.info.name!r} (file changed since it was opened?): {exc}",
+            ) from exc
+        return mapped.view(np.ndarray)
+
+
+def _fail(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {problem}")
+
+
+def _read_header(file: BinaryIO, path: Path) -> tuple[int, object, int]:
+    """Read and parse the JSON header; returns (header length, parsed JSON, file size)."""
+    try:
+        file_size = os.fstat(file.fileno()).st_size
+        prefix = file.read(_LENGTH_PREFIX.size)
+        if len(prefix) < _LENGTH_PREFIX.size:
+            raise _fail(path, f"file is {file_size} bytes, too short for a safetensors header")
+        (header_length,) = _LENGTH_PREFIX.unpack(prefix)
+        if header_length > MAX_HEADER_BYTES:
+            raise _fail(path, f"safetensors header length {header_length} exceeds the 100 MB limit")
+        if header_length > file_size - _LENGTH_PREFIX.size:
+            raise _fail(
+                path,
+                f"safetensors header length {header_length} exceeds the file size "
+                f"{file_size} (truncated file?)",
+            )
+        text = file.read(header_length)
+    except OSError as exc:
+        raise _fail(path, f"cannot read file: {exc.strerror or exc}") from exc
+    try:
+        header = json.loads(text.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _fail(path, f"safetensors header is not valid JSON: {exc}") from exc
+    return header_length, header, file_size
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """JSON objects with a repeated key are ambiguous; json.loads would keep the last one."""
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"key {key!r} appears twice")
+        obj[key] = value
+    return obj
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_header(header: object, data_length: int, path: Path) -> list[_Slot]:
+    """Validate every entry against the data section; slots come back in storage order."""
+    if not isinstance(header, dict):
+        raise _fail(path, "safetensors header is not a JSON object")
+    slots = [
+        _parse_entry(name, spec, data_length, path)
+        for name, spec in header.items()
+        if name != "__metadata__"
+    ]
+    slots.sort(key=lambda slot: (slot.begin, slot.end))
+    covered_to, covered_by = 0, None
+    for slot in slots:
+        if slot.begin < covered_to and slot.end > slot.begin:
+            raise _fail(
+                path,
+                f"tensors {covered_by!r} and {slot.info.name!r} overlap in the data section",
+            )
+        if slot.end > covered_to:
+            covered_to, covered_by = slot.end, slot.info.name
+    return slots
+
+
+def _parse_entry(name: str, spec: object, data_length: int, path: Path) -> _Slot:
+    def bad(problem: str) -> CheckpointError:
+        return _fail(path, f"tensor {name!r}: {problem}")
+
+    if not isinstance(spec, dict):
+        raise bad("header entry is not a JSON object")
+    missing = [key for key in ("dtype", "shape", "data_offsets") if key not in spec]
+    if missing:
+        raise bad(f"header entry lacks {', '.join(missing)}")
+    dtype, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in STORED_DTYPES:
+        raise bad(f"unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise bad(f"shape {shape!r} is not a list of non-negative integers")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_int(o) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise bad(f"data_offsets {offsets!r} is not [begin, end] with 0 <= begin <= end")
+    begin, end = offsets
+    if end > data_length:
+        raise bad(
+            f"data ends at byte {end} but the data section has {data_length} bytes "
+            "(truncated file?)"
+        )
+    bits = STORED_DTYPES[dtype].bits
+    for extent in shape:
+        bits *= extent
+    if bits % 8:
+        raise bad(f"shape {shape} of {dtype} is not a whole number of bytes")
+    if end - begin != bits // 8:
+        raise bad(
+            f"data_offsets span {end - begin} bytes but shape {shape} of {dtype} needs {bits // 8}"
+        )
+    info = TensorInfo(
+        name=name, shape=tuple(shape), dtype=dtype, file=str(path), nbytes=end - begin
+    )
+    return _Slot(info=info, begin=begin, end=end)
