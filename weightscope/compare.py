@@ -172,6 +172,7 @@ def layer_verdict(layer: LayerResult) -> str | None:
 
 
 def got_worse(verdict_a: str | None, verdict_b: str | None) -> bool:
+    """Whether B's verdict is more severe than A's (never when either is unjudged)."""
     before, after = VERDICT_SEVERITY.get(verdict_a or ""), VERDICT_SEVERITY.get(verdict_b or "")
     return before is not None and after is not None and after > before
 
@@ -196,7 +197,7 @@ def layer_change(
         delta_log_spectral_norm=_difference(layer_a.log_spectral_norm, layer_b.log_spectral_norm),
         verdict_a=verdict_a,
         verdict_b=verdict_b,
-        worse=got_worse(verdict_a, verdict_b),
+        worse=got_worse(verdict_a, verdict_b) or (layer_a.ok and not layer_b.ok),
         update=update,
         note=note,
     )

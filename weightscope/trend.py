@@ -67,33 +67,54 @@ class RunEntry:
 
 
 def is_checkpoint_dir(path: Path) -> bool:
-    """A directory that is one checkpoint (it holds weight files), not a run of them."""
+    """A directory that holds weight files (or a shard index) directly."""
     return any(
         child.is_file() and (child.suffix in CHECKPOINT_SUFFIXES or child.name.endswith(".index.json"))
         for child in path.iterdir()
     )
 
 
+def is_run_dir(path: Path, pattern: re.Pattern[str]) -> bool:
+    """A directory of checkpoints rather than one checkpoint.
+
+    It is a run when it holds checkpoint directories (``checkpoint-1000/``), or several
+    weight files that each name a step (``step_2000.safetensors``) and no shard index.
+    A sharded model (``model-00001-of-00004.safetensors`` + index) is one checkpoint.
+    """
+    children = [c for c in path.iterdir() if not c.name.startswith(".")]
+    if any(child.is_dir() and is_checkpoint_dir(child) for child in children):
+        return True
+    if any(child.name.endswith(".index.json") for child in children):
+        return False
+    stepped = [
+        child for child in children
+        if child.is_file() and child.suffix in CHECKPOINT_SUFFIXES and parse_step(Path(child.name), pattern) is not None
+    ]
+    return len(stepped) >= 2
+
+
 def _run_members(directory: Path) -> list[Path]:
-    members = [
+    return [
         child
         for child in sorted(directory.iterdir())
         if not child.name.startswith(".")
         and ((child.is_file() and child.suffix in CHECKPOINT_SUFFIXES) or (child.is_dir() and is_checkpoint_dir(child)))
     ]
-    if not members:
-        raise WeightscopeError(f"{directory}: no checkpoints in this directory (files or checkpoint directories)")
-    return members
 
 
-def expand_run(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: re.Pattern[str]) -> list[Path]:
     """Checkpoint paths: a run directory becomes its checkpoints, anything else stays."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise WeightscopeError(f"{path}: no such file or directory")
-        found.extend(_run_members(path) if path.is_dir() and not is_checkpoint_dir(path) else [path])
+        if path.is_dir() and is_run_dir(path, pattern):
+            found.extend(_run_members(path))
+        elif path.is_dir() and not is_checkpoint_dir(path):
+            raise WeightscopeError(f"{path}: no checkpoints in this directory (files or checkpoint directories)")
+        else:
+            found.append(path)
     return found
 
 
@@ -126,9 +147,8 @@ def natural_key(text: str) -> tuple[Any, ...]:
     return tuple(int(piece) if piece.isdigit() else piece.lower() for piece in re.split(r"(\d+)", text))
 
 
-def order_run(paths: Iterable[Path], step_regex: str | None = None) -> list[RunEntry]:
+def order_run(paths: Iterable[Path], pattern: re.Pattern[str]) -> list[RunEntry]:
     """Checkpoints in training order: by parsed step; those without a step after, by name."""
-    pattern = compile_step_pattern(step_regex)
     entries = [RunEntry(path, parse_step(path, pattern)) for path in paths]
     seen: dict[int, Path] = {}
     for entry in entries:
@@ -389,7 +409,8 @@ def trend(
     the `AnalysisOptions` fields. Reports are held (they are small); weights are not.
     """
     opts = AnalysisOptions.from_kwargs(**options)
-    entries = order_run(expand_run(paths), step_regex)
+    pattern = compile_step_pattern(step_regex)
+    entries = order_run(expand_run(paths, pattern), pattern)
     if not entries:
         raise WeightscopeError("trend needs at least one checkpoint or run directory")
     store = ReportCache(cache, opts) if cache is not None else None

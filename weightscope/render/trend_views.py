@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -38,15 +39,26 @@ def flag_text(series: LayerSeries, trend: Trend) -> str:
     return "; ".join(parts)
 
 
+def run_root(trend: Trend) -> str:
+    """The directory all checkpoints of the trend share (the run directory)."""
+    paths = [os.path.abspath(point.path) for point in trend.checkpoints]
+    if not paths:
+        return ""
+    common = os.path.commonpath(paths)
+    return os.path.dirname(common) if common in paths else common
+
+
 def checkpoints_table(trend: Trend) -> Table:
-    table = Table(title="weightscope trend: checkpoints", title_justify="left", header_style="bold")
+    root = run_root(trend)
+    paths = [os.path.relpath(os.path.abspath(point.path), root) for point in trend.checkpoints]
+    table = Table(title=f"weightscope trend: {root}", title_justify="left", header_style="bold")
     for column in ("step", "checkpoint", "from", "layers", "median alpha", "MAD", "median log‖W‖²", "verdicts"):
         table.add_column(column, justify="right" if column in ("step", "layers", "median alpha", "MAD", "median log‖W‖²") else "left", overflow="fold")
-    for point in trend.checkpoints:
+    for point, path in zip(trend.checkpoints, paths):
         s = point.summary
         table.add_row(
             fmt(point.step),
-            point.path,
+            path,
             point.origin,
             str(s.analysed + s.failed),
             Text(fmt(s.alpha_median), style=alpha_style(s.alpha_median)),
@@ -69,7 +81,7 @@ def layers_table(trend: Trend) -> Table:
             Text(fmt(alpha), style=alpha_style(alpha) + (" bold reverse" if i in jumped else ""))
             for i, alpha in enumerate(series.alphas)
         ]
-        table.add_row(series.name, *cells, Text(flag_text(series, trend), style="bold" if series.flags else ""))
+        table.add_row(series.name, *cells, Text(", ".join(series.flags), style="bold"))
     return table
 
 
@@ -79,8 +91,11 @@ def render_trend(trend: Trend, console: Console) -> None:
     flagged = trend.flagged
     console.print(
         f"{len(trend.checkpoints)} checkpoints, {len(trend.layers)} layers; {len(flagged)} flagged "
-        f"(jumps: > {fmt(trend.jump_k)} × MAD of the layer's step-to-step changes and ≥ {fmt(trend.min_swing)})"
+        f"(jumps: > {fmt(trend.jump_k)} × MAD of the layer's step-to-step changes and ≥ {fmt(trend.min_swing)})",
+        soft_wrap=True,
     )
+    for series in flagged:
+        console.print(f"  {series.name}: {flag_text(series, trend)}", soft_wrap=True)
 
 
 def to_csv(trend: Trend) -> str:
