@@ -212,10 +212,10 @@ def _sum_squares(array: np.ndarray) -> float:
     return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
-def update_stats(w_a: np.ndarray, w_b: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> UpdateStats:
+def update_stats(w_a: np.ndarray, w_b: np.ndarray, options: SpectrumOptions | None = None) -> UpdateStats:
     """Size and spectrum of ΔW = w_b − w_a (same shape, finite values)."""
     delta = np.subtract(w_b, w_a, dtype=np.result_type(w_a, w_b))
-    evals = np.clip(esd(layer_matrices(delta), options), 0.0, None)[::-1]  # descending σ²/N
+    evals = np.clip(esd(layer_matrices(delta), options or SpectrumOptions()), 0.0, None)[::-1]  # descending σ²/N
     total = float(evals.sum())
     norm_a = _sum_squares(w_a)
     relative = float(np.sqrt(_sum_squares(delta) / norm_a)) if norm_a > 0 else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -309,7 +310,7 @@ def find_jumps(
     known = [(i, a) for i, a in enumerate(alphas) if a is not None]
     if len(known) < 3:
         return []
-    diffs = np.array([b - a for (_, a), (_, b) in zip(known, known[1:])])
+    diffs = np.array([b - a for (_, a), (_, b) in itertools.pairwise(known)])
     center = float(np.median(diffs))
     threshold = max(jump_k * float(np.median(np.abs(diffs - center))), min_swing)
     return [
