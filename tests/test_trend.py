@@ -104,6 +104,8 @@ def test_jump_is_far_outside_the_layers_usual_changes():
     assert find_jumps([6.0, 5.0, 4.0, 3.0, 2.0], steps, jump_k=5.0, min_swing=0.3) == []
     # changes below min_swing never count, however regular the rest
     assert find_jumps([3.0, 3.0, 3.0, 3.2], steps, jump_k=5.0, min_swing=0.3) == []
+    # a pause in a steady fall stands out from the median change but is no jump
+    assert find_jumps([6.0, 5.0, 4.0, 3.0, 2.0, 1.95], steps, jump_k=5.0, min_swing=0.3) == []
     # missing alphas are skipped: the jump is between the known neighbours
     (gap,) = find_jumps([3.0, 3.05, None, 3.1, 5.0, 5.05], steps, jump_k=5.0, min_swing=0.3)
     assert gap.at == 4

@@ -6,9 +6,9 @@ every layer's alpha becomes a series over the steps. Three patterns are flagged 
 
 - fall-then-rise: alpha drops to a low inside the run and climbs back later, the
   pattern users ask about (a layer that trained, then drifted back towards random);
-- jumps: a step-to-step change far outside that layer's usual changes (> k × MAD of its
-  consecutive differences, and at least ``min_swing``), a sign of a loss spike, a bad
-  restart or a checkpoint from another run;
+- jumps: a step-to-step change far outside that layer's usual changes (off their median
+  by > k × MAD of its consecutive differences, and at least ``min_swing`` in size), a sign
+  of a loss spike, a bad restart or a checkpoint from another run;
 - stuck random-like: every checkpoint judges the layer random-like or under-trained
   (alpha > 6 where no verdict was computed): the layer never learned.
 """
@@ -306,7 +306,11 @@ def _point(entry: RunEntry, report: Report, origin: str) -> TrendPoint:
 def find_jumps(
     alphas: list[float | None], steps: list[int | None], jump_k: float, min_swing: float
 ) -> list[Jump]:
-    """Changes between consecutive known alphas beyond max(k × MAD, min_swing) of the median change."""
+    """Changes between consecutive known alphas that stand out from the layer's usual change.
+
+    A jump differs from the median change by more than max(k × MAD, min_swing) and is
+    itself at least ``min_swing`` in size: a sudden large move, not a pause in a steady one.
+    """
     known = [(i, a) for i, a in enumerate(alphas) if a is not None]
     if len(known) < 3:
         return []
@@ -316,7 +320,7 @@ def find_jumps(
     return [
         Jump(at=index, step=steps[index], delta=float(delta), threshold=threshold)
         for (index, _), delta in zip(known[1:], diffs)
-        if abs(delta - center) > threshold
+        if abs(delta - center) > threshold and abs(delta) >= min_swing
     ]
 
 
