@@ -4,13 +4,14 @@ import csv
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from weightscope.checkpoint import write_safetensors
+from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
 from weightscope.errors import WeightscopeError
 from weightscope.pipeline import analyze
@@ -236,3 +237,43 @@ def test_cli_table_json_csv(tmp_path):
     assert float(rows[0]["alpha@400"]) == pytest.approx(5.2, abs=0.35)
     bad = runner.invoke(app, ["trend", str(tmp_path / "nothing")])
     assert bad.exit_code == 2 and "no such file" in bad.output
+
+
+def _plant(checkpoint, name, alpha):
+    """Rewrite ``checkpoint`` with layer ``name`` replaced by a same-norm matrix of ESD exponent ``alpha``."""
+    with open_checkpoint(checkpoint) as reader:
+        infos = reader.tensors()
+        tensors = {info.name: reader.read(info) for info in infos}
+    original = tensors[name]
+    n, m = max(original.shape), min(original.shape)
+    planted = power_law_matrix(alpha, seed=7, n=n, m=m)
+    planted = planted if planted.shape == original.shape else planted.T
+    tensors[name] = planted * (np.linalg.norm(original) / np.linalg.norm(planted))
+    write_safetensors(checkpoint, tensors, dtypes={info.name: info.dtype for info in infos})
+
+
+def test_example_run_is_ordered_by_step_and_a_planted_jump_is_found(tmp_path):
+    assert EXAMPLE_RUN.is_dir(), f"the example run {EXAMPLE_RUN} is missing"
+    originals = sorted(EXAMPLE_RUN.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    steps = [int(p.name.split("-")[1]) for p in originals]
+    forms = ["step-{}", "checkpoint-{}", "step_{}", "global_step{}"]
+    run = tmp_path / "run"
+    for index, (path, step) in enumerate(zip(originals, steps)):
+        shutil.copytree(path, run / forms[index % len(forms)].format(step))
+    include = (r"layers\.2\.",)
+
+    before = trend([run], include=include)
+    assert [c.step for c in before.checkpoints] == steps
+    assert [Path(c.path).name for c in before.checkpoints] != sorted(Path(c.path).name for c in before.checkpoints)
+    late = len(steps) - 2  # plant in the calm late phase, between two ordinary checkpoints
+    calm = [s for s in before.layers if not s.flags and s.alphas[late] is not None and s.alphas[late] < 4.0]
+    assert calm, "no unflagged layer to plant a jump in"
+    target = calm[0]
+
+    _plant(run / forms[late % len(forms)].format(steps[late]) / "model.safetensors", target.name, alpha=7.5)
+    after = {s.name: s for s in trend([run], include=include).layers}
+    planted = after[target.name]
+    assert planted.alphas[late] > target.alphas[late] + 3.0
+    assert steps[late] in [jump.step for jump in planted.jumps]
+    assert FLAG_JUMP in planted.flags
+    assert all(after[s.name].flags == s.flags for s in before.layers if s.name != target.name)

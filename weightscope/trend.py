@@ -6,9 +6,9 @@ every layer's alpha becomes a series over the steps. Three patterns are flagged 
 
 - fall-then-rise: alpha drops to a low inside the run and climbs back later, the
   pattern users ask about (a layer that trained, then drifted back towards random);
-- jumps: a step-to-step change far outside that layer's usual changes (off their median
-  by > k × MAD of its consecutive differences, and at least ``min_swing`` in size), a sign
-  of a loss spike, a bad restart or a checkpoint from another run;
+- jumps: a change between consecutive checkpoints far outside that layer's usual changes
+  (its rate per log-step off their median by > k × MAD, and at least ``min_swing`` in
+  alpha), a sign of a loss spike, a bad restart or a checkpoint from another run;
 - stuck random-like: every checkpoint judges the layer random-like or under-trained
   (alpha > 6 where no verdict was computed): the layer never learned.
 """
@@ -238,11 +238,16 @@ class TrendPoint:
 
 @dataclass(frozen=True)
 class Jump:
-    """A step-to-step change of alpha far outside the layer's usual changes."""
+    """A change of alpha far outside the layer's usual changes, into checkpoint ``at``.
+
+    ``delta`` is the change in alpha; ``rate`` the change per unit of log(1 + step) and
+    ``threshold`` the k × MAD its distance from the layer's median rate exceeded.
+    """
 
     at: int
     step: int | None
     delta: float
+    rate: float
     threshold: float
 
 
@@ -303,24 +308,36 @@ def _point(entry: RunEntry, report: Report, origin: str) -> TrendPoint:
     )
 
 
+def _log_step_positions(steps: list[int | None]) -> np.ndarray:
+    """Where checkpoints sit in training time: log(1 + step), or 0, 1, 2, … without steps."""
+    if all(step is not None and step >= 0 for step in steps):
+        return np.log1p(np.array(steps, dtype=np.float64))
+    return np.arange(len(steps), dtype=np.float64)
+
+
 def find_jumps(
     alphas: list[float | None], steps: list[int | None], jump_k: float, min_swing: float
 ) -> list[Jump]:
     """Changes between consecutive known alphas that stand out from the layer's usual change.
 
-    A jump differs from the median change by more than max(k × MAD, min_swing) and is
-    itself at least ``min_swing`` in size: a sudden large move, not a pause in a steady one.
+    Changes are compared as rates per unit of log(1 + step): training moves on a log-time
+    scale and checkpoints are often spaced geometrically, so the fast early phase over a
+    few steps and the slow late phase over many become comparable. A jump is a rate that
+    differs from the layer's median rate by more than k × their MAD, and whose change in
+    alpha is at least ``min_swing``: a sudden large move, not a pause in a steady one.
     """
     known = [(i, a) for i, a in enumerate(alphas) if a is not None]
     if len(known) < 3:
         return []
-    diffs = np.array([b - a for (_, a), (_, b) in itertools.pairwise(known)])
-    center = float(np.median(diffs))
-    threshold = max(jump_k * float(np.median(np.abs(diffs - center))), min_swing)
+    positions = _log_step_positions(steps)
+    deltas = np.array([b - a for (_, a), (_, b) in itertools.pairwise(known)])
+    rates = deltas / np.array([positions[j] - positions[i] for (i, _), (j, _) in itertools.pairwise(known)])
+    center = float(np.median(rates))
+    threshold = jump_k * float(np.median(np.abs(rates - center)))
     return [
-        Jump(at=index, step=steps[index], delta=float(delta), threshold=threshold)
-        for (index, _), delta in zip(known[1:], diffs)
-        if abs(delta - center) > threshold and abs(delta) >= min_swing
+        Jump(at=index, step=steps[index], delta=float(delta), rate=float(rate), threshold=threshold)
+        for (index, _), delta, rate in zip(known[1:], deltas, rates)
+        if abs(rate - center) > threshold and abs(delta) >= min_swing
     ]
 
 

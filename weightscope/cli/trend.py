@@ -43,7 +43,7 @@ def trend(
         typer.Option("--cache", help="Directory of per-checkpoint reports reused across runs (created if missing)."),
     ] = None,
     jump_k: Annotated[
-        float, typer.Option("--jump-k", help="A jump is a change > k × MAD of the layer's step-to-step changes.")
+        float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")
     ] = 5.0,
     min_swing: Annotated[
         float, typer.Option("--min-swing", min=0.0, help="Smallest alpha change that counts as a jump, fall or rise.")

@@ -91,7 +91,7 @@ def render_trend(trend: Trend, console: Console) -> None:
     flagged = trend.flagged
     console.print(
         f"{len(trend.checkpoints)} checkpoints, {len(trend.layers)} layers; {len(flagged)} flagged "
-        f"(jumps: > {fmt(trend.jump_k)} × MAD of the layer's step-to-step changes and ≥ {fmt(trend.min_swing)})",
+        f"(jumps: alpha change per log-step > {fmt(trend.jump_k)} × MAD off the layer's median, and ≥ {fmt(trend.min_swing)})",
         soft_wrap=True,
     )
     for series in flagged:
