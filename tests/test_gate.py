@@ -4,9 +4,11 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
 from weightscope.errors import WeightscopeError
 from weightscope.gate import FAIL, MODEL, PASS, SKIP, WARN, GateRules, GateSettings, evaluate, load_settings, settings_from
@@ -255,3 +257,20 @@ def test_formats_parse_back(tmp_path, monkeypatch):
     to_file = runner.invoke(app, ["gate", str(path), "-o", str(out)])
     assert to_file.exit_code == 1 and ET.parse(out).getroot().tag == "testsuites"
     assert "gate FAILED" in to_file.output
+
+
+def test_a_checkpoint_and_its_saved_report_gate_alike(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    weights = {f"model.layers.{i}.mlp.up_proj.weight": rng.standard_t(3, size=(128, 96)).astype(np.float32) for i in range(4)}
+    weights["model.layers.4.mlp.up_proj.weight"] = np.full((128, 96), np.nan, np.float32)
+    checkpoint = tmp_path / "model.safetensors"
+    write_safetensors(checkpoint, weights)
+    assert runner.invoke(app, ["analyze", str(checkpoint), "-o", str(tmp_path / "r.json")]).exit_code == 0
+    flags = ["--format", "json", "--min-trusted-share", "0"]
+    direct = runner.invoke(app, ["gate", str(checkpoint), *flags])
+    saved = runner.invoke(app, ["gate", str(tmp_path / "r.json"), *flags])
+    assert direct.exit_code == saved.exit_code == 1
+    assert json.loads(direct.stdout)["checks"] == json.loads(saved.stdout)["checks"]
+    failed = [c for c in json.loads(direct.stdout)["checks"] if c["rule"] == "failed-layer" and c["status"] == "fail"]
+    assert [c["layer"] for c in failed] == ["model.layers.4.mlp.up_proj.weight"] and "NaN" in failed[0]["message"]
