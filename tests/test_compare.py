@@ -167,6 +167,15 @@ def test_verdict_changes_and_the_summary():
     assert not got_worse(None, "failed") and not got_worse("healthy", None)
 
 
+def test_a_reshaped_layer_has_no_update_and_says_why(tmp_path):
+    rng = np.random.default_rng(5)
+    write_safetensors(tmp_path / "a.safetensors", {"w": rng.standard_normal((128, 96)).astype(np.float32)})
+    write_safetensors(tmp_path / "b.safetensors", {"w": rng.standard_normal((128, 100)).astype(np.float32)})
+    (change,) = compare(tmp_path / "a.safetensors", tmp_path / "b.safetensors").layers
+    assert change.update is None and change.note == "shapes differ (128×96 vs 128×100)"
+    assert change.alpha_a is not None and change.alpha_b is not None
+
+
 def test_update_of_a_zero_matrix_has_no_relative_size():
     zero = np.zeros((64, 32), np.float32)
     stats = update_stats(zero, np.eye(64, 32, dtype=np.float32))
