@@ -120,7 +120,8 @@ def test_unrestricted_candidate_set_is_powerlaws_default(name, evals):
     positive = evals[evals > 0].astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = powerlaw.Fit(positive, parameter_ranges=ALPHA_RANGE, verbose=False).xmin_fitting_results
+        reference = powerlaw.Fit(positive, parameter_ranges=ALPHA_RANGE, verbose=False)
+    table = reference.xmin_fitting_results
     scan = scan_xmin(evals, min_tail=1)
     np.testing.assert_array_equal(scan.xmins, table["xmins"])
     np.testing.assert_allclose(scan.alphas, table["alphas"], rtol=1e-9)
@@ -129,6 +130,9 @@ def test_unrestricted_candidate_set_is_powerlaws_default(name, evals):
     # hundreds on a 3-point tail); we do not, so validity is compared on real tails only.
     real_tails = scan.n_tails >= 10
     np.testing.assert_array_equal(scan.alpha_in_range[real_tails], table["valid_fits"][real_tails])
+    fit = fit_power_law(evals, min_tail=1)
+    assert (fit.xmin, fit.num_tail) == (reference.xmin, reference.n_tail)
+    assert fit.alpha == pytest.approx(reference.alpha, rel=1e-9)
 
 
 def _direct_scan(evals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
