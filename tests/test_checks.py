@@ -29,6 +29,7 @@ from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.fit import PowerLawFit, fit_power_law
 from weightscope.layers import layer_matrices
+from weightscope.randmat import randomized_esd
 from weightscope.report import FitTrust, LayerResult, LikelihoodRatio, MPBulk, RankInfo, Traps
 from weightscope.spectrum import SpectrumOptions, esd
 
@@ -65,10 +66,13 @@ def with_spectrum(n, evals, rng):
     return ((u * np.sqrt(n * evals)) @ v.T).astype(np.float32)
 
 
-def run(matrix, stored_dtype="F32", **options):
+def run(matrix, stored_dtype="F32", randomize=True, seed=0, **options):
     evals = esd([matrix])
     fit = fit_power_law(evals)
-    return fit, diagnose([matrix], evals, fit, stored_dtype=stored_dtype, thresholds=THRESHOLDS, **options)
+    randomized = randomized_esd([matrix], seed, SpectrumOptions()) if randomize else None
+    return fit, diagnose(
+        [matrix], evals, fit, stored_dtype=stored_dtype, thresholds=THRESHOLDS, randomized=randomized, **options
+    )
 
 
 # --- random layers ---------------------------------------------------------------------------
@@ -123,7 +127,10 @@ def test_conv_trap_entries_index_the_kernel_reshaped_to_out_by_rest():
     kernel[17, 41, 2, 1] = 2.0
     matrices = layer_matrices(kernel)
     evals = esd(matrices)
-    result = diagnose(matrices, evals, fit_power_law(evals), stored_dtype="F32", thresholds=THRESHOLDS)
+    randomized = randomized_esd(matrices, 0, SpectrumOptions())
+    result = diagnose(
+        matrices, evals, fit_power_law(evals), stored_dtype="F32", thresholds=THRESHOLDS, randomized=randomized
+    )
     top = result.traps.entries[0]
     assert (top.row, top.col) == (17, 41 * 9 + 2 * 3 + 1)
     assert kernel.reshape(160, -1)[top.row, top.col] == top.value == 2.0

@@ -20,7 +20,7 @@ import scipy.stats
 from .config import Thresholds
 from .errors import WeightscopeError
 from .fit import PowerLawFit, fit_power_law, scan_xmin
-from .randmat import fit_mp_bulk, ks_distance, layer_shape, mp_edge, randomized_esd
+from .randmat import RandomizedESD, fit_mp_bulk, ks_distance, layer_shape, mp_edge
 from .report import (
     DragonKings,
     FitTrust,
@@ -85,8 +85,7 @@ def diagnose(
     *,
     stored_dtype: str,
     thresholds: Thresholds,
-    seed: int = 0,
-    randomize: bool = True,
+    randomized: RandomizedESD | None = None,
     vectors: bool = False,
     spectrum: SpectrumOptions = SpectrumOptions(),
 ) -> Diagnostics:
@@ -94,11 +93,12 @@ def diagnose(
 
     ``matrices`` are the layer's 2-D matrices as stored (one per conv kernel position),
     ``evals`` their pooled ascending ESD, ``fit`` its power-law fit (may have failed).
-    ``randomize`` adds the correlation-trap check and the distance from random: a shuffle
+    ``randomized`` (from `randmat.randomized_esd`, computed by the caller so that views can
+    draw it too) adds the correlation-trap check and the distance from random: a shuffle
     of all N·M entries plus a float32 eigensolve, measured at 0.5–1× the cost of the
     plain spectrum + fit for square layers and 1.5–2.5× for tall (4d×d) ones, where the
     memory-bound shuffle dominates. ``vectors`` adds eigenvector localisation (a full
-    eigh). ``seed`` seeds the randomisation.
+    eigh).
     """
     n, m = _checked_layer(matrices, evals)
     if not np.all(np.isfinite(evals)):
@@ -107,10 +107,9 @@ def diagnose(
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
     rank = rank_info(evals, m, stored_dtype, spectrum.dtype, thresholds)
     traps = rand_distance = None
-    if randomize:
-        rand_evals, variance = randomized_esd(matrices, seed, spectrum)
-        rand_distance = ks_distance(evals, rand_evals)
-        traps = correlation_traps(matrices, rand_evals, variance, thresholds)
+    if randomized is not None:
+        rand_distance = ks_distance(evals, randomized.evals)
+        traps = correlation_traps(matrices, randomized.evals, randomized.variance, thresholds)
     kings = trust = None
     if fit.status == "ok":
         kings = dragon_kings(evals, fit, thresholds)

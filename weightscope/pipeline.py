@@ -19,9 +19,12 @@ from . import __version__
 from .checkpoint import open_checkpoint
 from .checkpoint.base import CheckpointReader, TensorInfo
 from .errors import WeightscopeError
+from .checks import diagnose
+from .config import Thresholds
 from .fit import fit_power_law
 from .layers import LayerSpec, Selection, layer_matrices, select_layers
 from .norms import norm_metrics
+from .randmat import randomized_esd
 from .report import LayerResult, Report
 from .spectrum import SpectrumOptions, esd
 from .summary import summarize
@@ -40,6 +43,13 @@ class AnalysisOptions:
     min_evals: int = 50
     min_tail: int = 10
     eig_dtype: str = "float64"
+    #: shuffle each layer and re-solve: correlation traps and the distance from random
+    #: (about 2× the cost of a plain analysis, hence opt-in)
+    randomize: bool = False
+    seed: int = 0
+    #: eigenvector localisation (a full eigh per layer)
+    vectors: bool = False
+    thresholds: Thresholds = Thresholds()
 
     def __post_init__(self) -> None:
         if self.min_evals < 1:
@@ -88,7 +98,10 @@ def inspect(path: str | os.PathLike[str], **options: object) -> Inspection:
 
 def _failed(spec: LayerSpec, reason: str) -> LayerResult:
     info = spec.info
-    return LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, "failed", reason)
+    return LayerResult(
+        spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, "failed", reason,
+        verdict="failed", flags=["failed"], reasons=[reason],
+    )
 
 
 def _non_finite_reason(array: np.ndarray) -> str | None:
@@ -111,20 +124,34 @@ class LayerAnalysis:
     spec: LayerSpec
     result: LayerResult
     evals: np.ndarray | None = None
+    rand_evals: np.ndarray | None = None
 
 
 def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions) -> LayerAnalysis:
-    """Analyse one decoded layer tensor: spectrum, power-law fit and norms."""
+    """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
     reason = _non_finite_reason(array)
     if reason:
         return LayerAnalysis(spec, _failed(spec, reason))
-    evals = esd(layer_matrices(array), SpectrumOptions(options.eig_dtype))
+    matrices = layer_matrices(array)
+    spectrum = SpectrumOptions(options.eig_dtype)
+    evals = esd(matrices, spectrum)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     norms = norm_metrics(evals)
     fit = fit_power_law(evals, min_tail=options.min_tail)
+    randomized = randomized_esd(matrices, options.seed, spectrum) if options.randomize else None
+    diagnostics = diagnose(
+        matrices,
+        evals,
+        fit,
+        stored_dtype=spec.info.dtype,
+        thresholds=options.thresholds,
+        randomized=randomized,
+        vectors=options.vectors,
+        spectrum=spectrum,
+    )
     info = spec.info
-    base = LayerResult(
+    result = LayerResult(
         spec.name,
         spec.kind,
         spec.block,
@@ -133,21 +160,22 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         status="ok",
         num_evals=int(evals.size),
         **dataclasses.asdict(norms),
+        **{f.name: getattr(diagnostics, f.name) for f in dataclasses.fields(diagnostics)},
     )
     if fit.status != "ok":
-        failed = dataclasses.replace(base, status="failed", reason=f"power-law fit failed: {fit.reason}")
-        return LayerAnalysis(spec, failed, evals)
-    result = dataclasses.replace(
-        base,
-        alpha=fit.alpha,
-        xmin=fit.xmin,
-        xmax=fit.xmax,
-        D=fit.D,
-        sigma=fit.sigma,
-        num_tail=fit.num_tail,
-        alpha_weighted=fit.alpha * norms.log_spectral_norm,
-    )
-    return LayerAnalysis(spec, result, evals)
+        result = dataclasses.replace(result, status="failed", reason=f"power-law fit failed: {fit.reason}")
+    else:
+        result = dataclasses.replace(
+            result,
+            alpha=fit.alpha,
+            xmin=fit.xmin,
+            xmax=fit.xmax,
+            D=fit.D,
+            sigma=fit.sigma,
+            num_tail=fit.num_tail,
+            alpha_weighted=fit.alpha * norms.log_spectral_norm,
+        )
+    return LayerAnalysis(spec, result, evals, randomized.evals if randomized is not None else None)
 
 
 def analyze_layer(reader: CheckpointReader, spec: LayerSpec, options: AnalysisOptions) -> LayerAnalysis:
@@ -183,18 +211,25 @@ def analyze(
     """Analyse every weight matrix of a checkpoint and return the `Report`.
 
     ``options`` are the fields of `AnalysisOptions` (include, exclude, min_evals, min_tail,
-    eig_dtype). Bad input (a path that is not a checkpoint, a bad regex) raises
-    `WeightscopeError`; a bad layer is reported as failed inside the report.
+    eig_dtype, randomize, seed, vectors, thresholds). Bad input (a path that is not a
+    checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
+    inside the report.
     """
-    opts = AnalysisOptions.from_kwargs(**options)
+    return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress)
+
+
+def analyze_with(
+    path: str | os.PathLike[str], options: AnalysisOptions, progress: ProgressHook | None = None
+) -> Report:
+    """`analyze` for callers that already hold an `AnalysisOptions`."""
     with open_checkpoint(path) as reader:
-        selection = select(reader, opts)
-        layers = [item.result for item in stream_layers(reader, selection, opts, progress)]
+        selection = select(reader, options)
+        layers = [item.result for item in stream_layers(reader, selection, options, progress)]
         return Report(
             source=str(path),
             format=reader.format,
             weightscope_version=__version__,
-            options=dataclasses.asdict(opts),
+            options=dataclasses.asdict(options),
             layers=layers,
             skipped=selection.skipped,
             summary=summarize(layers, selection.skipped),

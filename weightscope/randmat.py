@@ -13,6 +13,7 @@ variance σ² the ESD of X tends to MP with support [σ²(1 − 1/√Q)², σ²(
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -95,7 +96,16 @@ def fit_mp_bulk(evals: np.ndarray, n: int, m: int, tw_margin: float) -> MPBulk:
     )
 
 
-def randomized_esd(matrices: list[np.ndarray], seed: int, options: SpectrumOptions) -> tuple[np.ndarray, float]:
+@dataclass(frozen=True)
+class RandomizedESD:
+    """The ESD of a layer's element-wise shuffled copy, and the entry variance σ² that fixes
+    its Marchenko–Pastur law in closed form."""
+
+    evals: np.ndarray
+    variance: float
+
+
+def randomized_esd(matrices: list[np.ndarray], seed: int, options: SpectrumOptions) -> RandomizedESD:
     """ESD of the layer with its entries permuted (one uniform permutation over all matrices).
 
     The entries are centred first: a common mean is a rank-one component that no
@@ -113,7 +123,7 @@ def randomized_esd(matrices: list[np.ndarray], seed: int, options: SpectrumOptio
     entries -= np.float32(mean)
     shape = matrices[0].shape
     slices = list(entries.reshape(len(matrices), *shape))
-    return esd(slices, dataclasses.replace(options, dtype="float32")), variance
+    return RandomizedESD(esd(slices, dataclasses.replace(options, dtype="float32")), variance)
 
 
 def ks_distance(first: np.ndarray, second: np.ndarray) -> float:

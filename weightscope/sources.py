@@ -8,13 +8,12 @@ is a checkpoint and goes to the reader.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 
 from .errors import WeightscopeError
-from .pipeline import AnalysisOptions, ProgressHook, analyze
+from .pipeline import AnalysisOptions, ProgressHook, analyze_with
 from .report import Report
 
 #: Saved reports are small (a few KB per layer); refuse to parse anything absurd.
@@ -53,4 +52,4 @@ def report_for(
     saved = read_saved_report(path)
     if saved is not None:
         return saved
-    return analyze(path, progress=progress, **dataclasses.asdict(options))
+    return analyze_with(path, options, progress)

@@ -33,7 +33,7 @@ from . import __version__
 from .compare import layer_verdict
 from .errors import WeightscopeError
 from .io import write_text_atomic
-from .pipeline import AnalysisOptions, analyze
+from .pipeline import AnalysisOptions, analyze_with
 from .report import Report, Summary
 from .sources import read_saved_report
 
@@ -452,7 +452,7 @@ def _report_of(path: Path, options: AnalysisOptions, store: ReportCache | None) 
     cached = store.get(path) if store is not None else None
     if cached is not None:
         return cached, "cache"
-    report = analyze(path, **dataclasses.asdict(options))
+    report = analyze_with(path, options)
     if store is not None:
         store.put(path, report)
     return report, "analysed"

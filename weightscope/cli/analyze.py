@@ -13,6 +13,7 @@ from ..render.table import render_inspection, render_report
 from ..render.text import to_csv, to_json, to_markdown
 from . import app
 from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
 from .progress import layer_progress
 
 PathArg = Annotated[
@@ -22,22 +23,12 @@ PathArg = Annotated[
         show_default=False,
     ),
 ]
-IncludeOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--include", "-i", help="Only tensors whose name matches this regex (repeatable). No other tensor is read."),
-]
-ExcludeOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--exclude", "-x", help="Skip tensors whose name matches this regex (repeatable)."),
-]
-MinEvalsOption = Annotated[
-    int, typer.Option("--min-evals", min=1, help="Skip matrices whose smaller side is below this (eigenvalue count).")
-]
-
-
 @app.command()
+@analysis_options()
 def analyze(
     path: PathArg,
+    *,
+    analysis: AnalysisArgs,
     format: Annotated[
         Optional[OutputFormat],
         typer.Option("--format", "-f", help="table (default, for people), or json / csv / md for machines."),
@@ -45,13 +36,6 @@ def analyze(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
     ] = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    min_evals: MinEvalsOption = 50,
-    min_tail: Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues a power-law tail may have.")] = 10,
-    eig_dtype: Annotated[
-        str, typer.Option("--eig-dtype", help="Precision of the eigensolver: float64 (default) or float32 (faster).")
-    ] = "float64",
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -65,15 +49,7 @@ def analyze(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         with layer_progress() as hook:
-            report = run_analysis(
-                path,
-                progress=hook,
-                include=tuple(include or ()),
-                exclude=tuple(exclude or ()),
-                min_evals=min_evals,
-                min_tail=min_tail,
-                eig_dtype=eig_dtype,
-            )
+            report = run_analysis(path, progress=hook, **analysis.kwargs())
         if chosen is OutputFormat.table:
             render_report(report, stdout)
             return

@@ -11,7 +11,7 @@ import typer
 from ..compare import compare as run_comparison
 from ..render.compare_views import render_comparison, to_csv, to_markdown
 from . import app
-from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
+from .options import AnalysisArgs, analysis_options
 from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
 from .progress import layer_progress
 
@@ -22,9 +22,12 @@ SideArg = Annotated[
 
 
 @app.command()
+@analysis_options()
 def compare(
     a: SideArg,
     b: SideArg,
+    *,
+    analysis: AnalysisArgs,
     strip_prefix: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -40,9 +43,6 @@ def compare(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
     ] = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    min_evals: MinEvalsOption = 50,
     debug: DebugOption = False,
 ) -> None:
     """Compare two checkpoints layer by layer: alpha, norms, verdicts and the update ΔW = B − A.
@@ -66,9 +66,7 @@ def compare(
                 strip_prefix=tuple(strip_prefix or ()),
                 top=top,
                 progress=hook,
-                include=tuple(include or ()),
-                exclude=tuple(exclude or ()),
-                min_evals=min_evals,
+                **analysis.kwargs(),
             )
         if chosen is OutputFormat.table:
             render_comparison(comparison, stdout)

@@ -13,7 +13,7 @@ from ..gate import gate as run_gate
 from ..gate import load_settings
 from ..render.gate_views import to_github, to_junit, to_text, verdict_line
 from . import app
-from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
+from .options import AnalysisArgs, analysis_options
 from .common import DebugOption, emit, stderr, user_errors
 
 
@@ -39,14 +39,13 @@ def _limit(flag: str, help: str) -> object:
 
 
 @app.command()
+@analysis_options(randomize=True)
 def gate(
     path: Annotated[
         Path, typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False)
     ],
-    config: Annotated[
-        Optional[Path],
-        typer.Option("--config", help="TOML file with a [tool.weightscope.gate] table (default: ./pyproject.toml if it has one)."),
-    ] = None,
+    *,
+    analysis: AnalysisArgs,
     baseline: Annotated[
         Optional[Path], typer.Option("--baseline", help="Report (or checkpoint) to measure |Δalpha| against.")
     ] = None,
@@ -89,9 +88,6 @@ def gate(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (.json/.xml pick the format) instead of stdout.")
     ] = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    min_evals: MinEvalsOption = 50,
     debug: DebugOption = False,
 ) -> None:
     """Fail (exit 1) when a checkpoint breaks the health rules; exit 2 on bad input or config.
@@ -121,11 +117,9 @@ def gate(
             "baseline": str(baseline) if baseline is not None else None,
             "strip-prefix": list(strip_prefix or ()),
         }
-        settings = load_settings(overrides, config=config)
+        settings = load_settings(overrides, config=analysis.explicit_config)
         chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
-        result = run_gate(
-            path, settings, include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
-        )
+        result = run_gate(path, settings, **analysis.kwargs())
         emit(_RENDERERS[chosen](result), output)
         if output is not None:
             stderr.print(verdict_line(result), soft_wrap=True)

@@ -13,7 +13,7 @@ from ..render.trend_views import render_trend, to_csv
 from ..trend import RunEntry
 from ..trend import trend as run_trend
 from . import app
-from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
+from .options import AnalysisArgs, analysis_options
 from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
 
 
@@ -22,6 +22,7 @@ def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
 
 
 @app.command()
+@analysis_options()
 def trend(
     paths: Annotated[
         list[Path],
@@ -30,6 +31,8 @@ def trend(
             show_default=False,
         ),
     ],
+    *,
+    analysis: AnalysisArgs,
     step_regex: Annotated[
         Optional[str],
         typer.Option(
@@ -52,9 +55,6 @@ def trend(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
     ] = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    min_evals: MinEvalsOption = 50,
     debug: DebugOption = False,
 ) -> None:
     """Alpha over a training run: order checkpoints by step, follow every layer, flag patterns.
@@ -79,9 +79,7 @@ def trend(
             jump_k=jump_k,
             min_swing=min_swing,
             on_checkpoint=_announce,
-            include=tuple(include or ()),
-            exclude=tuple(exclude or ()),
-            min_evals=min_evals,
+            **analysis.kwargs(),
         )
         if chosen is OutputFormat.table:
             render_trend(result, stdout)
