@@ -46,6 +46,7 @@ def _root(
 
 
 from . import analyze as _analyze  # noqa: E402  (registers the commands on `app`)
+from . import plot as _plot  # noqa: E402, F401  (registers `plot`)
 
 del _analyze
 
