@@ -9,10 +9,12 @@ import typer
 
 from ..pipeline import analyze as run_analysis
 from ..pipeline import inspect as run_inspection
+from ..render.html import write_html_report
+from ..render.plots import require_matplotlib
 from ..render.table import render_inspection, render_report
 from ..render.text import to_csv, to_json, to_markdown
 from . import app
-from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
 from .progress import layer_progress
 
 PathArg = Annotated[
@@ -52,6 +54,13 @@ def analyze(
     eig_dtype: Annotated[
         str, typer.Option("--eig-dtype", help="Precision of the eigensolver: float64 (default) or float32 (faster).")
     ] = "float64",
+    html: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--html",
+            help="Also write a self-contained HTML report (summary, sortable table, plots) here. Needs weightscope\\[plot].",
+        ),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -64,6 +73,8 @@ def analyze(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
+        if html is not None:
+            require_matplotlib()  # before the analysis, not after minutes of it
         with layer_progress() as hook:
             report = run_analysis(
                 path,
@@ -74,6 +85,9 @@ def analyze(
                 min_tail=min_tail,
                 eig_dtype=eig_dtype,
             )
+        if html is not None:
+            write_html_report(report, html)
+            stderr.print(f"wrote {html}")
         if chosen is OutputFormat.table:
             render_report(report, stdout)
             return
