@@ -160,7 +160,13 @@ class LayerResult:
 
 @dataclass(frozen=True)
 class Summary:
-    """Model-level figures. Robust ones (median, MAD) are what users should read."""
+    """Model-level figures. The robust ones (median, MAD) are what users should read.
+
+    ``alpha_median``/``alpha_mad`` and the per-kind/per-block medians use only the robust
+    set: fitted layers whose fit is trusted (when trust was assessed) and whose alpha is
+    ≤ 8 — a random-like layer's alpha is large and meaningless, and would drag the figures.
+    ``alpha_mean`` is the plain mean over every fitted layer, for comparison only.
+    """
 
     analysed: int
     skipped: int
@@ -171,6 +177,12 @@ class Summary:
     below_2: int
     in_2_6: int
     above_6: int
+    robust_layers: int = 0
+    excluded_above_8: int = 0
+    excluded_untrusted: int = 0
+    alpha_median_by_kind: dict[str, float] = field(default_factory=dict)
+    alpha_median_by_block: dict[str, float] = field(default_factory=dict)
+    verdicts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

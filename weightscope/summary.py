@@ -1,28 +1,61 @@
 """Model-level figures from per-layer results.
 
 The median and the median absolute deviation (MAD) are the headline: one broken layer
-must not move the model's number. The mean is kept, labelled as such, for comparison.
+must not move the model's number. Layers whose alpha cannot be believed — an untrusted
+fit, or alpha > 8 (a random-like layer, where "alpha" only says "no tail") — are left out
+of the robust figures and counted instead. The mean is kept, labelled as such.
 """
 
 from __future__ import annotations
+
+from collections import Counter, defaultdict
 
 import numpy as np
 
 from .report import LayerResult, SkippedTensor, Summary
 
+#: Above this alpha a layer is random-like and its alpha is excluded from robust figures.
+ROBUST_ALPHA_MAX = 8.0
+
+
+def _is_untrusted(layer: LayerResult) -> bool:
+    return layer.fit_trust is not None and not layer.fit_trust.trusted
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
 
 def summarize(layers: list[LayerResult], skipped: list[SkippedTensor]) -> Summary:
-    alphas = np.array([r.alpha for r in layers if r.ok and r.alpha is not None], dtype=np.float64)
-    has_alpha = alphas.size > 0
-    median = float(np.median(alphas)) if has_alpha else None
+    fitted = [r for r in layers if r.ok and r.alpha is not None]
+    alphas = np.array([r.alpha for r in fitted], dtype=np.float64)
+    untrusted = [r for r in fitted if _is_untrusted(r)]
+    above_8 = [r for r in fitted if not _is_untrusted(r) and r.alpha > ROBUST_ALPHA_MAX]
+    robust = [r for r in fitted if not _is_untrusted(r) and r.alpha <= ROBUST_ALPHA_MAX]
+    robust_alphas = [r.alpha for r in robust]
+    median = _median(robust_alphas) if robust else None
+
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    by_block: dict[str, list[float]] = defaultdict(list)
+    for r in robust:
+        by_kind[r.kind].append(r.alpha)
+        if r.block is not None:
+            by_block[str(r.block)].append(r.alpha)
+
     return Summary(
         analysed=sum(r.ok for r in layers),
         skipped=len(skipped),
         failed=sum(not r.ok for r in layers),
         alpha_median=median,
-        alpha_mad=float(np.median(np.abs(alphas - median))) if has_alpha else None,
-        alpha_mean=float(alphas.mean()) if has_alpha else None,
+        alpha_mad=_median([abs(a - median) for a in robust_alphas]) if robust else None,
+        alpha_mean=float(alphas.mean()) if fitted else None,
         below_2=int((alphas < 2).sum()),
         in_2_6=int(((alphas >= 2) & (alphas <= 6)).sum()),
         above_6=int((alphas > 6).sum()),
+        robust_layers=len(robust),
+        excluded_above_8=len(above_8),
+        excluded_untrusted=len(untrusted),
+        alpha_median_by_kind={k: _median(v) for k, v in sorted(by_kind.items())},
+        alpha_median_by_block={b: _median(v) for b, v in sorted(by_block.items(), key=lambda kv: int(kv[0]))},
+        verdicts=dict(Counter(r.verdict for r in layers if r.verdict is not None)),
     )

@@ -16,7 +16,8 @@ from ..errors import WeightscopeError
 from ..io import write_text_atomic
 
 #: stdout carries results only (a table, JSON, CSV, markdown); everything else goes to stderr.
-stdout = Console(highlight=False)
+#: Piped to a file or a CI log there is no terminal width to honour: use a wide one.
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True, highlight=False)
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]

@@ -18,7 +18,8 @@ def report_table(report: Report) -> Table:
         ("D", "right"), ("tail", "right"), ("λmax", "right"), ("log‖W‖²", "right"),
         ("stable rank", "right"), ("status", "left"),
     ):
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        wraps = column in ("layer", "status")
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=not wraps, min_width=16 if column == "layer" else None)  # type: ignore[arg-type]
     for layer in report.layers:
         status = Text("ok", style="green") if layer.ok else Text(f"failed: {layer.reason}", style="red")
         table.add_row(
