@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from png_checks import assert_picture
+from .png_checks import assert_picture
 
 pytest.importorskip("matplotlib")
 
@@ -306,3 +306,83 @@ def test_cli_never_imports_matplotlib_and_pictures_never_import_pyplot():
     """)
     done = run_python(script)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A small Llama-named checkpoint: heavy-tailed attention, Gaussian MLP, an embedding."""
+    from weightscope.checkpoint import write_safetensors
+
+    rng = np.random.default_rng(0)
+    tensors = {"model.embed_tokens.weight": rng.standard_normal((300, 128)).astype(np.float32)}
+    for block in range(2):
+        tensors[f"model.layers.{block}.self_attn.q_proj.weight"] = (rng.standard_t(3, (256, 128)) * 0.02).astype(np.float32)
+        tensors[f"model.layers.{block}.mlp.down_proj.weight"] = (rng.standard_normal((128, 256)) * 0.02).astype(np.float32)
+        tensors[f"model.layers.{block}.input_layernorm.weight"] = np.ones(128, np.float32)
+    return write_safetensors(tmp_path_factory.mktemp("ckpt") / "model.safetensors", tensors, dtypes={
+        name: "BF16" for name in tensors
+    })
+
+
+def invoke(*args):
+    from typer.testing import CliRunner
+
+    from weightscope.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_plot_layer_draws_only_the_matching_layers_and_reads_nothing_else(checkpoint, tmp_path, monkeypatch):
+    from weightscope.checkpoint.safetensors_reader import SafetensorsReader
+
+    read = []
+    original = SafetensorsReader.read
+    monkeypatch.setattr(SafetensorsReader, "read", lambda self, info: read.append(info.name) or original(self, info))
+    out = tmp_path / "plots"
+    done = invoke("plot", checkpoint, "--layer", r"layers\.1\.self_attn", "--out", out)
+    assert done.exit_code == 0, done.output
+    assert read == ["model.layers.1.self_attn.q_proj.weight"]
+    (png,) = out.iterdir()
+    assert png.name == "model.layers.1.self_attn.q_proj.weight.esd.png"
+    assert_picture(png.read_bytes(), min_size=(1000, 400))
+
+
+def test_plotted_fit_is_the_analysis_fit_on_a_real_checkpoint(checkpoint):
+    from weightscope.checkpoint import open_checkpoint
+    from weightscope.pipeline import AnalysisOptions, analyze, select, stream_layers
+
+    report = analyze(checkpoint)
+    options = AnalysisOptions(include=(r"q_proj",))
+    with open_checkpoint(checkpoint) as reader:
+        items = list(stream_layers(reader, select(reader, options), options))
+    assert len(items) == 2
+    for item in items:
+        layer = report.layer(item.result.name)
+        assert item.result == layer
+        (line,) = by_gid(esd_figure(item.result, item.evals).axes[0], "powerlaw-fit")
+        slopes = np.diff(np.log(line.get_ydata())) / np.diff(np.log(line.get_xdata()))
+        np.testing.assert_allclose(slopes, -layer.alpha, atol=1e-9, rtol=0)
+
+
+def test_plot_summary_and_usage_errors(checkpoint, tmp_path):
+    done = invoke("plot", checkpoint, "--summary", "--out", tmp_path)
+    assert done.exit_code == 0, done.output
+    assert_picture((tmp_path / "summary.png").read_bytes(), min_size=(1000, 400))
+    nothing = invoke("plot", checkpoint)
+    assert nothing.exit_code == 2 and "pass --layer REGEX" in nothing.output
+    unmatched = invoke("plot", checkpoint, "--layer", "no_such_layer", "--out", tmp_path)
+    assert unmatched.exit_code == 2 and "no weight matrix matches" in unmatched.output
+    bad_regex = invoke("plot", checkpoint, "--layer", "(", "--out", tmp_path)
+    assert bad_regex.exit_code == 2 and "not a valid regular expression" in bad_regex.output
+
+
+def test_analyze_html_writes_the_report(checkpoint, tmp_path):
+    page = tmp_path / "report.html"
+    done = invoke("analyze", checkpoint, "--html", page)
+    assert done.exit_code == 0, done.output
+    html = page.read_text(encoding="utf-8")
+    assert "model.layers.0.mlp.down_proj.weight" in html and "https:" not in html
+    assert 'src="data:image/png;base64,' in html

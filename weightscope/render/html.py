@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -231,6 +230,9 @@ def _summary_section(report: Report) -> str:
         ("layers analysed", str(s.analysed), ""),
         ("median alpha", fmt(s.alpha_median, 2), alpha_band(s.alpha_median) if s.alpha_median is not None else "muted"),
         ("MAD of alpha", fmt(s.alpha_mad, 2), ""),
+        ("layers in the median", str(s.robust_layers), ""),
+        ("left out: untrusted fit", str(s.excluded_untrusted), "muted"),
+        ("left out: alpha > 8", str(s.excluded_above_8), "muted"),
         ("mean alpha (not robust)", fmt(s.alpha_mean, 2), "muted"),
         ("alpha < 2", str(s.below_2), "low" if s.below_2 else ""),
         ("alpha 2–6", str(s.in_2_6), "ok"),
@@ -238,8 +240,7 @@ def _summary_section(report: Report) -> str:
         ("failed", str(s.failed), "failed" if s.failed else ""),
         ("tensors skipped", str(s.skipped), "muted"),
     ]
-    verdicts = Counter(layer.verdict for layer in report.layers if layer.ok and layer.verdict is not None)
-    items += [(f"verdict: {v}", str(n), "ok" if v == "healthy" else "low") for v, n in sorted(verdicts.items())]
+    items += [(f"verdict: {v}", str(n), "ok" if v == "healthy" else "low") for v, n in sorted(s.verdicts.items())]
     return "<h2>Summary</h2>" + cards(items)
 
 

@@ -126,7 +126,8 @@ def summary_figure(report: Report) -> Figure:
     unfitted = len(report.layers) - len(fitted)
     s = report.summary
     figure.suptitle(
-        f"{report.source}: {len(fitted)} layers, median α {fmt(s.alpha_median, 2)} (MAD {fmt(s.alpha_mad, 2)})"
+        f"{report.source}: {len(fitted)} layers; median α {fmt(s.alpha_median, 2)} (MAD {fmt(s.alpha_mad, 2)})"
+        f" over the {s.robust_layers} trusted with α ≤ 8"
         + (f", {unfitted} without a fit not shown" if unfitted else ""),
         fontsize=11.5,
     )
