@@ -173,6 +173,11 @@ def test_what_was_not_computed_is_not_drawn():
     figure = esd_figure(failed, evals)
     assert not by_gid(figure.axes[0], "powerlaw-fit")
     assert "tail too short" in figure.axes[0].get_title(loc="left")
+    degenerate = LayerResult("eye", "o", 0, (64, 64), "F32", "ok", mp=MPBulk(0.0, 0.0, 0.0, 0, 0.0))
+    for flat in (np.ones(64), np.r_[np.zeros(10), 1e-14, np.linspace(1.0, 2.0, 53)]):
+        figure = esd_figure(degenerate, flat)  # one repeated value; zeros and a tiny round-off value
+        assert not by_gid(figure.axes[1], "mp-density")
+        assert_picture(png_bytes(figure), min_size=(1000, 400))
     with pytest.raises(WeightscopeError, match="no spectrum"):
         esd_figure(failed, None)
     with pytest.raises(WeightscopeError, match="no spectrum"):

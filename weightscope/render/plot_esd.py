@@ -120,7 +120,7 @@ def _beyond(count: int) -> str:
 
 def _draw_linear(axes: Axes, result: LayerResult, evals: np.ndarray, rand_evals: np.ndarray | None) -> None:
     evals = np.clip(evals, 0.0, None)
-    mp = result.mp
+    mp = result.mp if result.mp is not None and result.mp.bulk_max > 0 else None  # a degenerate fit has no bulk to draw
     top = float(evals[-1])
     x_high = 1.05 * (min(top, LINEAR_RANGE_BULKS * mp.bulk_max) if mp is not None else top)
     # Resolve the bulk: about BULK_BINS bins across [0, bulk edge] when the bulk is known.
