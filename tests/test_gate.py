@@ -1,0 +1,276 @@
+"""The gate: rules from pyproject and flags, checks on a report, exit codes and CI formats."""
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from weightscope.checkpoint import write_safetensors
+from weightscope.cli import app
+from weightscope.errors import WeightscopeError
+from weightscope.gate import FAIL, MODEL, PASS, SKIP, WARN, GateRules, GateSettings, evaluate, load_settings, settings_from
+from weightscope.report import FitTrust, LayerResult, RankInfo, Report, Traps
+from weightscope.summary import summarize
+
+runner = CliRunner()
+
+GITHUB_LINE = re.compile(r"^::(error|warning) file=[^,:]+,title=[^,:]+::\S.*$")
+
+
+def layer(name, alpha, *, status="ok", traps=None, rank=None, trusted=None, verdict=None):
+    trust = None if trusted is None else FitTrust(True, True, True, 0.1, None, None, trusted)
+    return LayerResult(
+        name, "q", 0, (128, 96), "F32", status, reason=None if status == "ok" else "weights contain 3 NaN and 0 Inf values",
+        alpha=alpha, log_norm=1.0, log_spectral_norm=0.5, traps=traps, rank=rank, fit_trust=trust, verdict=verdict,
+    )
+
+
+def report(layers, source="model.safetensors"):
+    return Report(source, "safetensors", "0.1.0", {}, layers, [], summarize(layers, []))
+
+
+def healthy(n=10, alpha=3.0):
+    return [layer(f"blocks.{i}.q", alpha + 0.1 * i, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False)) for i in range(n)]
+
+
+def statuses(checks, rule):
+    return {c.layer: c.status for c in checks if c.rule == rule}
+
+
+def save(tmp_path, rep, name="report.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(rep.to_dict()))
+    return path
+
+
+# --- checks on reports -----------------------------------------------------------------
+
+
+def test_healthy_report_passes_every_rule():
+    checks = evaluate(report(healthy()), GateRules())
+    assert {c.status for c in checks} == {PASS}
+    rules = {c.rule for c in checks}
+    assert rules == {"alpha-range", "out-of-range", "alpha-random", "correlation-trap", "rank-collapse", "trusted-fits", "failed-layer"}
+    per_layer = [c for c in checks if c.rule == "alpha-range"]
+    assert len(per_layer) == 10
+
+
+def test_out_of_range_layers_are_tolerated_up_to_the_share_then_each_fails():
+    layers = healthy(10)
+    layers[0] = layer("blocks.0.q", 6.5, trusted=True)
+    one_out = evaluate(report(layers), GateRules(max_out_of_range_share=0.1, min_trusted_share=0))
+    assert statuses(one_out, "alpha-range")["blocks.0.q"] == WARN
+    assert statuses(one_out, "out-of-range")[MODEL] == PASS
+    layers[1] = layer("blocks.1.q", 1.5, trusted=True)
+    two_out = evaluate(report(layers), GateRules(max_out_of_range_share=0.1, min_trusted_share=0))
+    assert statuses(two_out, "alpha-range")["blocks.0.q"] == FAIL
+    assert statuses(two_out, "alpha-range")["blocks.1.q"] == FAIL
+    assert statuses(two_out, "alpha-range")["blocks.2.q"] == PASS
+    model = next(c for c in two_out if c.rule == "out-of-range")
+    assert model.status == FAIL and model.value == pytest.approx(0.2)
+    # a count limit tightens the share
+    counted = evaluate(report(healthy(10)[:9] + [layer("x", 7.0)]), GateRules(max_out_of_range_share=0.5, max_out_of_range_count=0, min_trusted_share=0))
+    assert statuses(counted, "alpha-range")["x"] == FAIL
+
+
+def test_alpha_above_the_random_ceiling_fails_even_when_tolerated():
+    layers = healthy(10)[:9] + [layer("blocks.9.q", 9.0, trusted=True)]
+    checks = evaluate(report(layers), GateRules(max_out_of_range_share=0.5))
+    assert statuses(checks, "alpha-range")["blocks.9.q"] == WARN
+    random = [c for c in checks if c.rule == "alpha-random" and c.status == FAIL]
+    assert [(c.layer, c.value) for c in random] == [("blocks.9.q", 9.0)]
+    assert "9 > 8" in random[0].message
+    assert not any(c.rule == "alpha-random" for c in evaluate(report(layers), GateRules(random_alpha=None)))
+
+
+def test_traps_rank_collapse_trust_and_failed_layers():
+    layers = healthy(4)
+    layers[0] = layer("trap", 3.0, traps=Traps(2, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True)
+    layers[1] = layer("collapsed", 3.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(40, 0.58, True), trusted=False)
+    layers[2] = layer("nan", None, status="failed")
+    checks = evaluate(report(layers), GateRules(min_trusted_share=0.9))
+    assert statuses(checks, "correlation-trap") == {"trap": FAIL, "collapsed": PASS, "nan": SKIP, "blocks.3.q": PASS}
+    assert statuses(checks, "rank-collapse")["collapsed"] == FAIL
+    trust = next(c for c in checks if c.rule == "trusted-fits")
+    assert trust.status == FAIL and trust.value == pytest.approx(2 / 3)
+    assert statuses(checks, "failed-layer") == {"trap": PASS, "collapsed": PASS, "nan": FAIL, "blocks.3.q": PASS}
+    assert statuses(evaluate(report(layers), GateRules(max_failed=1)), "failed-layer")["nan"] == WARN
+    relaxed = evaluate(report(layers), GateRules(no_traps=False, no_rank_collapse=False, min_trusted_share=0))
+    assert not {"correlation-trap", "rank-collapse", "trusted-fits"} & {c.rule for c in relaxed}
+
+
+def test_missing_diagnostics_are_skipped_not_passed():
+    checks = evaluate(report([layer("a", 3.0), layer("b", 4.0)]), GateRules())
+    assert set(statuses(checks, "correlation-trap").values()) == {SKIP}
+    assert set(statuses(checks, "rank-collapse").values()) == {SKIP}
+    assert statuses(checks, "trusted-fits")[MODEL] == SKIP
+    assert not [c for c in checks if c.status == FAIL]
+
+
+def test_baseline_limits_delta_alpha_per_layer_and_median():
+    base = report(healthy(4, alpha=3.0))
+    moved = report([layer(f"model.blocks.{i}.q", a) for i, a in enumerate([3.0, 3.1, 4.5, 3.3])])
+    rules = GateRules(max_delta_alpha=1.0, max_delta_median=0.2, min_trusted_share=0)
+    checks = evaluate(moved, rules, baseline=base, strip_prefix=("model.",))
+    deltas = {c.layer: (c.status, c.value) for c in checks if c.rule == "delta-alpha"}
+    assert deltas["model.blocks.2.q"][0] == FAIL and deltas["model.blocks.2.q"][1] == pytest.approx(1.3)
+    assert [s for s, _ in deltas.values()].count(PASS) == 3
+    median = next(c for c in checks if c.rule == "delta-median")
+    assert median.status == PASS and median.value == pytest.approx(3.2 - 3.15)
+    with pytest.raises(WeightscopeError, match="baseline"):
+        evaluate(moved, rules)
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def test_settings_merge_config_then_flags():
+    table = {"min-alpha": 1.5, "max_alpha": 7, "no-traps": False, "random-alpha": float("inf"), "max-failed": 2.0}
+    settings = settings_from(table, {"max-alpha": 6.5, "min-alpha": None})
+    rules = settings.rules
+    assert (rules.min_alpha, rules.max_alpha, rules.no_traps, rules.random_alpha, rules.max_failed) == (1.5, 6.5, False, None, 2)
+    assert rules.no_rank_collapse is True and rules.max_out_of_range_share == 0.1  # defaults
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"max-alpah": 6}, "unknown key"),
+        ({"max-alpha": "six"}, "must be a number"),
+        ({"no-traps": 1}, "true or false"),
+        ({"max-failed": 1.5}, "whole number"),
+        ({"min-alpha": float("inf")}, "cannot be inf"),
+        ({"min-alpha": 7}, "must be below"),
+        ({"max-out-of-range-share": 1.5}, r"\[0, 1\]"),
+        ({"max-delta-alpha": 1.0}, "baseline"),
+        ({"strip-prefix": "model."}, "list of strings"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(table, message):
+    with pytest.raises(WeightscopeError, match=message):
+        settings_from(table, {})
+
+
+def test_config_file_must_hold_the_table(tmp_path):
+    (tmp_path / "gate.toml").write_text("[tool.other]\nx = 1\n")
+    with pytest.raises(WeightscopeError, match=r"no \[tool.weightscope.gate\]"):
+        load_settings({}, config=tmp_path / "gate.toml")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert load_settings({}, cwd=tmp_path) == GateSettings(GateRules())
+    (tmp_path / "pyproject.toml").write_text("[tool.weightscope.gate\n")
+    with pytest.raises(WeightscopeError, match="not valid TOML"):
+        load_settings({}, cwd=tmp_path)
+
+
+def test_config_baseline_is_relative_to_the_config_file(tmp_path):
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "gate.toml").write_text('[tool.weightscope.gate]\nbaseline = "base.json"\nmax-delta-median = 0.5\n')
+    settings = load_settings({}, config=tmp_path / "ci" / "gate.toml")
+    assert settings.baseline == str(tmp_path / "ci" / "base.json")
+    assert load_settings({"baseline": "other.json"}, config=tmp_path / "ci" / "gate.toml").baseline == "other.json"
+
+
+# --- the command -----------------------------------------------------------------------
+
+
+def test_exit_codes_pass_fail_bad_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = save(tmp_path, report(healthy()))
+    ok = runner.invoke(app, ["gate", str(path)])
+    assert ok.exit_code == 0, ok.output
+    assert "gate passed" in ok.stdout
+    bad = runner.invoke(app, ["gate", str(path), "--max-alpha", "3.5", "--max-out-of-range-share", "0"])
+    assert bad.exit_code == 1
+    violations = [line for line in bad.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(violations) == 4 + 1  # blocks.6..9 above 3.5 (3.5 itself is in range), and the share
+    assert "FAIL [alpha-range] blocks.9.q: alpha 3.9 is outside [2, 3.5]" in bad.stdout
+    assert "(limit [2, 3.5])" in bad.stdout
+    missing = runner.invoke(app, ["gate", str(tmp_path / "nope.safetensors")])
+    assert missing.exit_code == 2 and "error:" in missing.output
+    contradictory = runner.invoke(app, ["gate", str(path), "--min-alpha", "7"])
+    assert contradictory.exit_code == 2 and "must be below" in contradictory.output
+    malformed = tmp_path / "bad.json"
+    malformed.write_text('{"schema": "weightscope.report/1", "layers": 3}')
+    assert runner.invoke(app, ["gate", str(malformed)]).exit_code == 2
+
+
+def test_pyproject_config_is_honoured_and_flags_override_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = save(tmp_path, report(healthy()))
+    (tmp_path / "pyproject.toml").write_text("[tool.weightscope.gate]\nmax-alpha = 3.5\nmax-out-of-range-share = 0.0\n")
+    assert runner.invoke(app, ["gate", str(path)]).exit_code == 1
+    assert runner.invoke(app, ["gate", str(path), "--max-alpha", "6"]).exit_code == 0
+    (tmp_path / "pyproject.toml").write_text("[tool.weightscope.gate]\nmax-alpah = 3.5\n")
+    broken = runner.invoke(app, ["gate", str(path)])
+    assert broken.exit_code == 2 and "unknown key" in broken.output
+    (tmp_path / "strict.toml").write_text("[tool.weightscope.gate]\nmin-alpha = 3.4\nmax-out-of-range-share = 0.0\n")
+    assert runner.invoke(app, ["gate", str(path), "--config", "strict.toml"]).exit_code == 1
+    assert runner.invoke(app, ["gate", str(path), "--config", "missing.toml"]).exit_code == 2
+
+
+def test_baseline_from_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = save(tmp_path, report(healthy(alpha=3.0)), "base.json")
+    new = save(tmp_path, report(healthy(alpha=4.5)), "new.json")
+    result = runner.invoke(app, ["gate", str(new), "--baseline", str(base), "--max-delta-alpha", "1", "-f", "json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert [c["layer"] for c in data["checks"] if c["status"] == "fail"] == [f"blocks.{i}.q" for i in range(10)]
+    assert runner.invoke(app, ["gate", str(new), "--baseline", str(base)]).exit_code == 2  # no baseline rule
+    assert runner.invoke(app, ["gate", str(new), "--max-delta-alpha", "1"]).exit_code == 2  # no baseline
+
+
+def test_formats_parse_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    layers = healthy(10)
+    layers[3] = layer("blocks.3.q", 9.5, trusted=True, traps=Traps(1, 8.0, 2.0), rank=RankInfo(96, 0.0, False))
+    path = save(tmp_path, report(layers), "a,b:c.json")
+
+    as_json = runner.invoke(app, ["gate", str(path), "--format", "json"])
+    assert as_json.exit_code == 1
+    data = json.loads(as_json.stdout)
+    assert data["schema"] == "weightscope.gate/1" and data["passed"] is False
+    failed = {(c["rule"], c["layer"]) for c in data["checks"] if c["status"] == "fail"}
+    assert failed == {("alpha-random", "blocks.3.q"), ("correlation-trap", "blocks.3.q")}
+    assert data["counts"]["warn"] == 1 and data["rules"]["max_alpha"] == 6.0
+
+    github = runner.invoke(app, ["gate", str(path), "--format", "github"])
+    lines = github.stdout.splitlines()
+    annotations = [line for line in lines if line.startswith("::")]
+    assert len(annotations) == 3 and all(GITHUB_LINE.match(line) for line in annotations)
+    assert sum(line.startswith("::error") for line in annotations) == 2
+    assert f"file={tmp_path}/a%2Cb%3Ac.json," in annotations[0]  # property escaping
+
+    junit = runner.invoke(app, ["gate", str(path), "--format", "junit"])
+    root = ET.fromstring(junit.stdout.encode())
+    cases = root.findall("./testsuite/testcase")
+    assert len(cases) == len(data["checks"]) == int(root.get("tests"))
+    failures = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
+    assert sorted(failures) == [("weightscope.alpha-random", "blocks.3.q"), ("weightscope.correlation-trap", "blocks.3.q")]
+    assert root.get("failures") == "2"
+    assert len({(c.get("classname"), c.get("name")) for c in cases}) == len(cases)  # one per rule × layer
+
+    out = tmp_path / "gate.xml"
+    to_file = runner.invoke(app, ["gate", str(path), "-o", str(out)])
+    assert to_file.exit_code == 1 and ET.parse(out).getroot().tag == "testsuites"
+    assert "gate FAILED" in to_file.output
+
+
+def test_a_checkpoint_and_its_saved_report_gate_alike(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    weights = {f"model.layers.{i}.mlp.up_proj.weight": rng.standard_t(3, size=(128, 96)).astype(np.float32) for i in range(4)}
+    weights["model.layers.4.mlp.up_proj.weight"] = np.full((128, 96), np.nan, np.float32)
+    checkpoint = tmp_path / "model.safetensors"
+    write_safetensors(checkpoint, weights)
+    assert runner.invoke(app, ["analyze", str(checkpoint), "-o", str(tmp_path / "r.json")]).exit_code == 0
+    flags = ["--format", "json", "--min-trusted-share", "0"]
+    direct = runner.invoke(app, ["gate", str(checkpoint), *flags])
+    saved = runner.invoke(app, ["gate", str(tmp_path / "r.json"), *flags])
+    assert direct.exit_code == saved.exit_code == 1
+    assert json.loads(direct.stdout)["checks"] == json.loads(saved.stdout)["checks"]
+    failed = [c for c in json.loads(direct.stdout)["checks"] if c["rule"] == "failed-layer" and c["status"] == "fail"]
+    assert [c["layer"] for c in failed] == ["model.layers.4.mlp.up_proj.weight"] and "NaN" in failed[0]["message"]

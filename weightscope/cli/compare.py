@@ -1,0 +1,80 @@
+"""`weightscope compare A B`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..compare import compare as run_comparison
+from ..render.compare_views import render_comparison, to_csv, to_markdown
+from . import app
+from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
+from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .progress import layer_progress
+
+SideArg = Annotated[
+    Path,
+    typer.Argument(help="A checkpoint (any format analyze reads) or a saved report (.json).", show_default=False),
+]
+
+
+@app.command()
+def compare(
+    a: SideArg,
+    b: SideArg,
+    strip_prefix: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--strip-prefix",
+            "-p",
+            help="Remove this prefix from layer names on both sides before matching, e.g. 'base_model.model.' (repeatable).",
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many layers the summary names as moved most.")] = 5,
+    format: Annotated[
+        Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json, csv or md.")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
+    ] = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    min_evals: MinEvalsOption = 50,
+    debug: DebugOption = False,
+) -> None:
+    """Compare two checkpoints layer by layer: alpha, norms, verdicts and the update ΔW = B − A.
+
+    With two checkpoints the update of each layer is measured (its size relative to A and
+    its rank: a fine-tune's update is usually of tiny rank); with a saved report on either
+    side, alpha, norm and verdict changes only.
+
+    Examples:
+
+      weightscope compare base/ finetuned/ --strip-prefix base_model.model.
+
+      weightscope compare step-1000.json step-2000.json --format md -o diff.md
+    """
+    with user_errors(debug):
+        chosen = resolve_format(format, output)
+        with layer_progress() as hook:
+            comparison = run_comparison(
+                a,
+                b,
+                strip_prefix=tuple(strip_prefix or ()),
+                top=top,
+                progress=hook,
+                include=tuple(include or ()),
+                exclude=tuple(exclude or ()),
+                min_evals=min_evals,
+            )
+        if chosen is OutputFormat.table:
+            render_comparison(comparison, stdout)
+            return
+        if chosen is OutputFormat.json:
+            text = json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"
+        else:
+            text = {OutputFormat.csv: to_csv, OutputFormat.md: to_markdown}[chosen](comparison)
+        emit(text, output)

@@ -1,0 +1,69 @@
+"""Views of a `GateResult` that CI systems show natively: text, GitHub annotations, JUnit XML.
+
+Every failed check is one line naming the layer, the rule, the value and the limit.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from ..gate import FAIL, SKIP, WARN, Check, GateResult
+
+_SHOWN = (FAIL, WARN)
+
+
+def check_line(check: Check) -> str:
+    return f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})"
+
+
+def verdict_line(result: GateResult) -> str:
+    c = result.counts
+    outcome = "passed" if result.passed else "FAILED"
+    return (
+        f"weightscope gate {outcome} on {result.source}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
+        f"{c['pass']} check(s) passed, {c[SKIP]} skipped"
+    )
+
+
+def to_text(result: GateResult) -> str:
+    lines = [f"{check.status.upper()} {check_line(check)}" for check in result.checks if check.status in _SHOWN]
+    return "\n".join([*lines, verdict_line(result)]) + "\n"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def to_github(result: GateResult) -> str:
+    """GitHub Actions workflow commands: ``::error file=…,title=…::message`` per failure/warning."""
+    lines = []
+    for check in result.checks:
+        if check.status not in _SHOWN:
+            continue
+        command = "error" if check.status == FAIL else "warning"
+        properties = f"file={_escape_property(result.source)},title={_escape_property(f'weightscope {check.rule}')}"
+        lines.append(f"::{command} {properties}::{_escape_data(check_line(check))}")
+    return "\n".join([*lines, verdict_line(result)]) + "\n"
+
+
+def to_junit(result: GateResult) -> str:
+    """JUnit XML: one testcase per rule × layer (classname weightscope.<rule>, name the layer)."""
+    c = result.counts
+    totals = {"tests": str(len(result.checks)), "failures": str(c[FAIL]), "errors": "0", "skipped": str(c[SKIP])}
+    suites = ET.Element("testsuites", name="weightscope gate", **totals)
+    suite = ET.SubElement(suites, "testsuite", name=f"weightscope gate: {result.source}", **totals)
+    for check in result.checks:
+        case = ET.SubElement(suite, "testcase", classname=f"weightscope.{check.rule}", name=check.layer)
+        if check.status == FAIL:
+            failure = ET.SubElement(case, "failure", message=check.message, type=check.rule)
+            failure.text = check_line(check)
+        elif check.status == SKIP:
+            ET.SubElement(case, "skipped", message=check.message)
+        elif check.status == WARN:
+            ET.SubElement(case, "system-out").text = f"warning: {check_line(check)}"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
