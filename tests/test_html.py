@@ -145,3 +145,65 @@ def test_report_opens_in_a_headless_browser_without_errors_and_sorts(tmp_path):
     assert 'aria-sort="descending"' in dom
     pixels = assert_picture(screenshot, min_size=(1280, 1000), max_size=(1280, 1400))
     assert (pixels[..., :3].std(axis=2) > 0.1).mean() > 0.01  # coloured pixels: the figure rendered
+
+
+# --- trend and compare pages ---------------------------------------------------------------
+
+
+def assert_self_contained(html: str) -> None:
+    assert not re.search(r"(?i)https?:|ftp:|//[a-z0-9.-]+\.[a-z]{2,}", html)
+    for attribute in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert attribute.startswith(("data:", "#")), attribute
+    for png in data_uri_pngs(html):
+        assert_picture(png, min_size=(1000, 400))
+
+
+def test_trend_page(tmp_path):
+    from weightscope.render.html_trend import write_trend_html
+
+    from .test_plots import synthetic_trend
+
+    trend = synthetic_trend()
+    path = tmp_path / "trend.html"
+    write_trend_html(trend, path)
+    html = path.read_text(encoding="utf-8")
+    assert_self_contained(html)
+    assert len(data_uri_pngs(html)) == 1
+    assert dom_column(html, "checkpoints", 0) == [str(p.step) for p in trend.checkpoints]
+    assert dom_column(html, "layers", 0) == [s.name for s in trend.layers]
+    from weightscope.render.trend_views import flag_text
+
+    flags = dict(zip(dom_column(html, "layers", 0), dom_column(html, "layers", 2 + len(trend.checkpoints))))
+    assert flags == {s.name: escape(flag_text(s, trend)) for s in trend.layers}
+    assert flags["model.layers.1.mlp.down_proj.weight"].startswith("fall-then-rise")  # the planted rise at step 3000
+
+
+def test_compare_page():
+    from weightscope.compare import compare_reports
+    from weightscope.render.html_compare import compare_html
+
+    a = make_report()
+    b = Report("b.safetensors", "safetensors", "0.1.0", {}, a.layers[::-1][:10], [], summarize(a.layers[:10], []))
+    comparison = compare_reports(a, b)
+    html = compare_html(comparison)
+    assert_self_contained(html)
+    assert len(data_uri_pngs(html)) == 1
+    assert sorted(dom_column(html, "layers", 0)) == sorted(escape(c.name) for c in comparison.layers)
+    assert f"only in A ({len(comparison.only_a)})" in html
+
+
+@needs_chromium
+def test_trend_page_opens_in_a_headless_browser_and_sorts_by_a_step(tmp_path):
+    from weightscope.render.html_trend import write_trend_html
+
+    from .test_plots import synthetic_trend
+
+    trend = synthetic_trend()
+    page = tmp_path / "trend.html"
+    write_trend_html(trend, page)
+    last = len(trend.checkpoints) - 1
+    dom, console, screenshot = open_in_chromium(page, f"#sort=layers.at{last}.asc", tmp_path)
+    assert console == []
+    expected = sorted(trend.layers, key=lambda s: s.alphas[last])
+    assert dom_column(dom, "layers", 0) == [s.name for s in expected]
+    assert_picture(screenshot, min_size=(1280, 1000), max_size=(1280, 1400))

@@ -249,14 +249,13 @@ def test_summary_figure_plots_every_fitted_alpha_by_depth_and_kind():
 def test_depth_axis_spreads_kinds_within_a_block_and_falls_back_to_storage_order():
     report = synthetic_report(blocks=3)
     fitted = [layer for layer in report.layers if layer.ok]
-    axis = depth_axis(fitted)
+    axis = depth_axis([layer.kind for layer in fitted], [layer.block for layer in fitted])
     for layer, x in zip(fitted, axis.positions):
         if layer.block is not None:
             assert abs(x - layer.block) < 0.4
     assert len({x for layer, x in zip(fitted, axis.positions) if layer.block == 1}) == 6
     assert axis.tick_labels[0] == "embed" and axis.tick_labels[-1] == "head/other"
-    flat = [LayerResult(f"w{i}", "other", None, (64, 64), "F32", "ok", alpha=3.0) for i in range(4)]
-    assert depth_axis(flat).positions == [0.0, 1.0, 2.0, 3.0]
+    assert depth_axis(["other"] * 4, [None] * 4).positions == [0.0, 1.0, 2.0, 3.0]
 
 
 # --- optional dependency ---------------------------------------------------------------------
@@ -391,3 +390,97 @@ def test_analyze_html_writes_the_report(checkpoint, tmp_path):
     html = page.read_text(encoding="utf-8")
     assert "model.layers.0.mlp.down_proj.weight" in html and "https:" not in html
     assert 'src="data:image/png;base64,' in html
+
+
+# --- trend and compare pictures --------------------------------------------------------------
+
+
+def synthetic_trend(steps=(0, 100, 300, 1000, 3000, 10000), seed=9):
+    """A run whose layers train from alpha ≈ 10 towards 3.5; one layer jumps at step 3000."""
+    from weightscope.trend import RunEntry, trend_from_reports
+
+    rng = np.random.default_rng(seed)
+    names = ["model.embed_tokens.weight", "lm_head.weight"] + [
+        f"model.layers.{b}.{part}.weight" for b in range(3) for part in ("self_attn.q_proj", "mlp.down_proj")
+    ]
+    kinds = {name: ("embedding" if "embed" in name else "lm_head" if "lm_head" in name else
+                    "q" if "q_proj" in name else "down") for name in names}
+    run = []
+    for i, step in enumerate(steps):
+        layers = []
+        for name in names:
+            alpha = 3.5 + 6.5 * np.exp(-step / 800) + rng.normal(0, 0.05)
+            if name == "model.layers.1.mlp.down_proj.weight" and step >= 3000:
+                alpha += 4.0
+            failed = name == "model.layers.2.self_attn.q_proj.weight" and step == 300
+            layers.append(LayerResult(name, kinds[name], block_index_of(name), (256, 128), "BF16",
+                                      "failed" if failed else "ok", alpha=None if failed else float(alpha),
+                                      log_norm=float(i)))
+        report = Report(f"run/step-{step}/model.safetensors", "safetensors", "0.1.0", {}, layers, [], summarize(layers, []))
+        run.append((RunEntry(Path(f"run/step-{step}/model.safetensors"), step), report, "analysed"))
+    return trend_from_reports(run)
+
+
+def block_index_of(name):
+    from weightscope.layers import block_index
+
+    return block_index(name)
+
+
+def test_trend_figure_draws_the_median_with_its_mad_band_and_the_alpha_heatmap():
+    from weightscope.render.plot_trend import depth_order, trend_figure
+
+    trend = synthetic_trend()
+    figure = trend_figure(trend)
+    line_axes, heat_axes = figure.axes[:2]
+    (median,) = by_gid(line_axes, "median-alpha")
+    steps = [p.step for p in trend.checkpoints]
+    medians = np.array([p.summary.alpha_median for p in trend.checkpoints], dtype=float)  # None → NaN
+    mads = [p.summary.alpha_mad for p in trend.checkpoints]
+    assert np.isnan(medians[0]) and np.isfinite(medians[-1])  # step 0: every alpha > 8, no robust median
+    np.testing.assert_array_equal(median.get_xdata(), steps)
+    np.testing.assert_allclose(median.get_ydata(), medians)
+    (no_median,) = by_gid(line_axes, "no-median")
+    np.testing.assert_array_equal(no_median.get_xdata(), np.array(steps)[np.isnan(medians)])
+    (band,) = by_gid(line_axes, "mad-band")
+    vertices = np.concatenate([path.vertices for path in band.get_paths()])
+    for step, m, d in zip(steps, medians, mads):
+        at = vertices[np.isclose(vertices[:, 0], step)][:, 1]
+        if np.isnan(m):
+            assert at.size == 0
+        else:
+            assert at.min() == pytest.approx(m - d) and at.max() == pytest.approx(m + d)
+    (image,) = by_gid(heat_axes, "alpha-heatmap")
+    order = depth_order([s.name for s in trend.layers], [s.kind for s in trend.layers])
+    expected = np.array([[np.nan if a is None else a for a in trend.layers[i].alphas] for i in order])
+    shown = image.get_array()
+    assert shown.shape == (len(trend.layers), len(steps))
+    np.testing.assert_array_equal(shown.mask, np.isnan(expected))
+    np.testing.assert_allclose(shown.filled(np.nan), expected)
+    names = [tick.get_text() for tick in heat_axes.get_yticklabels()]
+    assert names[0] == "model.embed_tokens.weight" and names[-1] == "lm_head.weight"  # by depth
+    red = {tick.get_text() for tick in heat_axes.get_yticklabels() if tick.get_color() == "#c0392b"}
+    assert red == {s.name for s in trend.flagged} and "model.layers.1.mlp.down_proj.weight" in red
+    assert_picture(png_bytes(figure), min_size=(1000, 600))
+
+
+def test_compare_figure_draws_both_sides_and_the_delta_histogram():
+    from weightscope.compare import compare_reports
+    from weightscope.render.plot_compare import compare_figure
+
+    trend = synthetic_trend()
+    a, b = (Report(f"step-{i}", "safetensors", "0.1.0", {}, layers, [], summarize(layers, [])) for i, layers in (
+        (0, [LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "F32", "ok", alpha=s.alphas[1]) for s in trend.layers]),
+        (1, [LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "F32", "ok", alpha=s.alphas[-1]) for s in trend.layers]),
+    ))
+    comparison = compare_reports(a, b)
+    figure = compare_figure(comparison)
+    depth, histogram = figure.axes[:2]
+    (side_a,) = by_gid(depth, "alpha-a")
+    (side_b,) = by_gid(depth, "alpha-b")
+    np.testing.assert_allclose(side_a.get_offsets()[:, 1], [c.alpha_a for c in comparison.layers])
+    np.testing.assert_allclose(side_b.get_offsets()[:, 1], [c.alpha_b for c in comparison.layers])
+    heights, _, _ = bar_heights_and_widths(histogram, "delta-histogram")
+    assert heights.sum() == len(comparison.layers)
+    assert by_gid(histogram, "delta-median")[0].get_xdata()[0] == comparison.summary.delta_alpha_median
+    assert_picture(png_bytes(figure), min_size=(1000, 400))

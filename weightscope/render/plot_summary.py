@@ -45,25 +45,28 @@ def is_trusted(layer: LayerResult) -> bool:
     return layer.fit_trust is None or layer.fit_trust.trusted
 
 
-def depth_axis(layers: Sequence[LayerResult]) -> DepthAxis:
-    """Positions by block index (storage order when no layer has a block), spread by kind."""
-    blocks = [layer.block for layer in layers if layer.block is not None]
-    if not blocks:
-        return DepthAxis([float(i) for i in range(len(layers))], [], [], "layer (storage order)")
-    present = sorted({layer.kind for layer in layers}, key=lambda k: (KINDS.index(k) if k in KINDS else len(KINDS), k))
+def depth_axis(kinds: Sequence[str], blocks: Sequence[int | None]) -> DepthAxis:
+    """Positions of layers (given by kind and block) on the depth axis, spread by kind.
+
+    Falls back to storage order when no layer has a block index.
+    """
+    known = [block for block in blocks if block is not None]
+    if not known:
+        return DepthAxis([float(i) for i in range(len(kinds))], [], [], "layer (storage order)")
+    present = sorted(set(kinds), key=lambda k: (KINDS.index(k) if k in KINDS else len(KINDS), k))
     step = KIND_SPREAD / len(present)
     offset = {kind: (i - (len(present) - 1) / 2) * step for i, kind in enumerate(present)}
-    first, last = min(blocks), max(blocks)
+    first, last = min(known), max(known)
     positions = []
     before = after = False
-    for layer in layers:
-        if layer.block is not None:
-            slot = layer.block
-        elif layer.kind == "embedding":
+    for kind, block in zip(kinds, blocks, strict=True):
+        if block is not None:
+            slot = block
+        elif kind == "embedding":
             slot, before = first - 1, True
         else:
             slot, after = last + 1, True
-        positions.append(slot + offset[layer.kind])
+        positions.append(slot + offset[kind])
     stride = max(1, math.ceil((last - first + 1) / MAX_BLOCK_TICKS))
     ticks = [float(b) for b in range(first, last + 1, stride)]
     labels = [str(b) for b in range(first, last + 1, stride)]
@@ -85,7 +88,7 @@ def summary_figure(report: Report) -> Figure:
     from matplotlib.patches import Patch
 
     fitted = [layer for layer in report.layers if layer.ok and layer.alpha is not None]
-    axis = depth_axis(fitted)
+    axis = depth_axis([layer.kind for layer in fitted], [layer.block for layer in fitted])
     alphas = np.array([layer.alpha for layer in fitted], dtype=np.float64)
     figure = new_figure(12.0, 5.0)
     by_depth, histogram = figure.subplots(1, 2, sharey=True, width_ratios=[4, 1])
