@@ -484,3 +484,35 @@ def test_compare_figure_draws_both_sides_and_the_delta_histogram():
     assert heights.sum() == len(comparison.layers)
     assert by_gid(histogram, "delta-median")[0].get_xdata()[0] == comparison.summary.delta_alpha_median
     assert_picture(png_bytes(figure), min_size=(1000, 400))
+
+
+def test_trend_plot_and_html_and_compare_html_from_saved_reports(tmp_path):
+    from weightscope.render.text import to_json
+
+    trend = synthetic_trend()
+    saved = []
+    for point in trend.checkpoints:  # the same layers again, as reports saved by `analyze -o`
+        layers = [LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "BF16", "ok" if a is not None else "failed",
+                              alpha=a) for s, a in ((s, s.alphas[trend.checkpoints.index(point)]) for s in trend.layers)]
+        path = tmp_path / f"step-{point.step}.json"
+        path.write_text(to_json(Report(str(path), "safetensors", "0.1.0", {}, layers, [], summarize(layers, []))))
+        saved.append(path)
+    picture, page = tmp_path / "trend.png", tmp_path / "trend.html"
+    done = invoke("trend", *saved[::-1], "--plot", picture, "--html", page, "--format", "json", "-o", tmp_path / "t.json")
+    assert done.exit_code == 0, done.output
+    assert_picture(picture.read_bytes(), min_size=(1000, 600))
+    assert "model.layers.1.mlp.down_proj.weight" in page.read_text(encoding="utf-8")
+    compared = tmp_path / "compare.html"
+    done = invoke("compare", saved[0], saved[-1], "--html", compared)
+    assert done.exit_code == 0, done.output
+    assert "Δalpha" in compared.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("command", [["analyze", "{x}", "--html", "r.html"], ["trend", "{x}", "{x}", "--plot", "t.png"],
+                                     ["compare", "{x}", "{x}", "--html", "c.html"]])
+def test_picture_options_without_matplotlib_exit_2_before_any_work(command, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    missing = tmp_path / "does-not-exist.safetensors"  # never opened: the check comes first
+    done = invoke(*[str(missing) if part == "{x}" else str(tmp_path / part) if "." in part else part for part in command])
+    assert done.exit_code == 2
+    assert "pictures need matplotlib" in done.output and "no such file" not in done.output

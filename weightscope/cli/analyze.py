@@ -10,11 +10,11 @@ import typer
 from ..pipeline import analyze as run_analysis
 from ..pipeline import inspect as run_inspection
 from ..render.html import write_html_report
-from ..render.plots import require_matplotlib
 from ..render.table import render_inspection, render_report
 from ..render.text import to_csv, to_json, to_markdown
 from . import app
 from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
+from .pictures import HtmlOption, need_pictures
 from .progress import layer_progress
 
 PathArg = Annotated[
@@ -54,13 +54,7 @@ def analyze(
     eig_dtype: Annotated[
         str, typer.Option("--eig-dtype", help="Precision of the eigensolver: float64 (default) or float32 (faster).")
     ] = "float64",
-    html: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--html",
-            help="Also write a self-contained HTML report (summary, sortable table, plots) here. Needs weightscope\\[plot].",
-        ),
-    ] = None,
+    html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -73,8 +67,7 @@ def analyze(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
-        if html is not None:
-            require_matplotlib()  # before the analysis, not after minutes of it
+        need_pictures(html)
         with layer_progress() as hook:
             report = run_analysis(
                 path,

@@ -10,9 +10,11 @@ import typer
 
 from ..compare import compare as run_comparison
 from ..render.compare_views import render_comparison, to_csv, to_markdown
+from ..render.html_compare import write_compare_html
 from . import app
 from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
-from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
+from .pictures import HtmlOption, need_pictures
 from .progress import layer_progress
 
 SideArg = Annotated[
@@ -43,6 +45,7 @@ def compare(
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     min_evals: MinEvalsOption = 50,
+    html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Compare two checkpoints layer by layer: alpha, norms, verdicts and the update ΔW = B − A.
@@ -59,6 +62,7 @@ def compare(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
+        need_pictures(html)
         with layer_progress() as hook:
             comparison = run_comparison(
                 a,
@@ -70,6 +74,9 @@ def compare(
                 exclude=tuple(exclude or ()),
                 min_evals=min_evals,
             )
+        if html is not None:
+            write_compare_html(comparison, html)
+            stderr.print(f"wrote {html}")
         if chosen is OutputFormat.table:
             render_comparison(comparison, stdout)
             return

@@ -9,12 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import WeightscopeError
+from ..render.html_trend import write_trend_html
+from ..render.plot_trend import trend_figure
+from ..render.plots import save_png
 from ..render.trend_views import render_trend, to_csv
 from ..trend import RunEntry
 from ..trend import trend as run_trend
 from . import app
 from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
 from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
+from .pictures import HtmlOption, PlotOption, need_pictures
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
@@ -55,6 +59,8 @@ def trend(
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     min_evals: MinEvalsOption = 50,
+    plot: PlotOption = None,
+    html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Alpha over a training run: order checkpoints by step, follow every layer, flag patterns.
@@ -67,11 +73,14 @@ def trend(
       weightscope trend runs/my-run/ --cache runs/my-run/.weightscope
 
       weightscope trend ckpt/step_*.safetensors --format json -o trend.json
+
+      weightscope trend runs/my-run/ --plot trend.png --html trend.html
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
         if chosen is OutputFormat.md:
             raise WeightscopeError("trend has no markdown view: use --format table, json or csv")
+        need_pictures(plot, html)
         result = run_trend(
             paths,
             step_regex=step_regex,
@@ -83,6 +92,11 @@ def trend(
             exclude=tuple(exclude or ()),
             min_evals=min_evals,
         )
+        if plot is not None:
+            stderr.print(f"wrote {save_png(trend_figure(result), plot)}")
+        if html is not None:
+            write_trend_html(result, html)
+            stderr.print(f"wrote {html}")
         if chosen is OutputFormat.table:
             render_trend(result, stdout)
             return
