@@ -18,9 +18,10 @@ the reference users compare against:
   ``min_tail`` removes such tails anyway. If no candidate is admissible, powerlaw keeps
   the raw minimum and raises a warning; here the fit fails instead.
 
-``min_tail`` additionally drops candidates that leave fewer than ``min_tail`` eigenvalues
-in the tail; it is the same as passing powerlaw ``xmin=(smallest value, first value
-whose tail is too short)`` (see tests/test_fit.py).
+``min_tail`` additionally drops the candidates that leave fewer than ``min_tail``
+eigenvalues in the tail. powerlaw reaches the same candidate set with
+``xmin=(smallest value, the distinct value two places above the last kept candidate)``,
+because it tries the distinct values in [lo, hi) minus the last one.
 
 Input policy: eigenvalues may come in any order and any real dtype; the work is float64.
 Values ≤ 0 (numerical zeros, round-off negatives from ``eigvalsh``) are dropped, since
@@ -29,10 +30,13 @@ from a rank-deficient matrix) are kept: judging rank collapse is the caller's bu
 and they cannot capture the fit, because a tail that starts among them spans dozens of
 decades with a gap and fits far worse than the real tail above them.
 
-Cost: one sort, O(n) for every alpha at once (suffix sums of log-gaps), and O(K·U) for
-every D at once (K candidates, U distinct values) with bounded memory: the candidates are
-processed in blocks of at most ``_BLOCK_ELEMENTS`` (candidate, value) pairs. There is no
-Python loop over candidates, only over blocks.
+Cost: one sort, then O(n) for every alpha at once (suffix sums of log-gaps). An exact D
+costs O(U − k) for candidate k (U distinct values), so all of them cost O(K·U); they are
+computed as array blocks of at most ``_BLOCK_ELEMENTS`` (candidate, value) pairs, never in
+a Python loop over candidates. ``fit_power_law`` needs only the winner: D evaluated on
+every s-th tail value is a lower bound of the exact D, so candidates whose bound already
+exceeds an exact D found elsewhere cannot win; repeating with finer s leaves a few
+candidates to evaluate exactly. The winner is the one a full scan would pick.
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ _BLOCK_ELEMENTS = 1 << 18
 # powerlaw flags a fit as noise when alpha − 0.01 < 1 (its "near the range edge" check).
 _ALPHA_EDGE_MARGIN = 0.01
 _ALPHA_LOWER_BOUND = 1.0
+
+# A lower bound and an exact D of the same candidate may differ in the last bits; this
+# margin keeps such a candidate in the race instead of ruling it out by round-off.
+_BOUND_ROUNDING_SLACK = 1e-12
+
+# Each pruning round evaluates D on every s-th tail value, s shrinking by this factor.
+_STRIDE_SHRINK = 4
 
 
 class UnfittableSpectrum(WeightscopeError):
@@ -100,51 +111,83 @@ class XminScan:
 def fit_power_law(evals: np.ndarray, *, min_tail: int = 10) -> PowerLawFit:
     """Fit a power law to the tail of a spectrum; see the module docstring for the method.
 
+    Picks the same candidate as ``scan_xmin(evals, min_tail=min_tail).best_index`` with
+    the same numbers, but computes D exactly only where a lower bound cannot rule a
+    candidate out.
+
     Returns a failed fit (with a one-sentence reason) when the spectrum cannot be fitted:
     non-finite values, too few distinct positive values, no candidate leaving
     ``min_tail`` eigenvalues in the tail, or no admissible alpha. Raises
     ``WeightscopeError`` only for input that is not a 1-D real array or a bad ``min_tail``.
     """
     try:
-        scan = scan_xmin(evals, min_tail=min_tail)
+        candidates = _find_candidates(evals, min_tail)
     except UnfittableSpectrum as err:
         return PowerLawFit(status="failed", reason=str(err))
-    best = scan.best_index
+    best = _best_candidate(candidates)
     if best is None:
         return PowerLawFit(
             status="failed",
             reason="every xmin candidate gives an alpha at the lower bound 1, so no power law fits",
         )
-    alpha = float(scan.alphas[best])
-    num_tail = int(scan.n_tails[best])
+    index, distance = best
+    alpha = float(1.0 + candidates.betas[index])
+    num_tail = int(candidates.at_or_above[index])
     return PowerLawFit(
         status="ok",
         alpha=alpha,
-        xmin=float(scan.xmins[best]),
-        xmax=scan.xmax,
-        D=float(scan.Ds[best]),
+        xmin=float(candidates.xmins[index]),
+        xmax=candidates.xmax,
+        D=distance,
         sigma=(alpha - 1.0) / float(np.sqrt(num_tail)),
         num_tail=num_tail,
     )
 
 
 def scan_xmin(evals: np.ndarray, *, min_tail: int = 10) -> XminScan:
-    """Alpha and D for every xmin candidate leaving at least ``min_tail`` eigenvalues.
+    """Alpha and exact D for every xmin candidate leaving at least ``min_tail`` eigenvalues.
 
-    Raises ``UnfittableSpectrum`` when fewer than two candidates remain (powerlaw's
-    "less than 2 unique data values" rule), and ``WeightscopeError`` for malformed input.
+    O(K·U) time in bounded memory (see the module docstring); ``fit_power_law`` is much
+    cheaper when only the winner is needed. Raises ``UnfittableSpectrum`` when fewer than
+    two candidates remain (powerlaw's "less than 2 unique data values" rule), and
+    ``WeightscopeError`` for malformed input.
     """
+    candidates = _find_candidates(evals, min_tail)
+    n_candidates = candidates.betas.size
+    alphas = 1.0 + candidates.betas
+    return XminScan(
+        xmins=candidates.xmins,
+        alphas=alphas,
+        Ds=_ks_distances(candidates, np.arange(n_candidates), np.arange(candidates.log_values.size)),
+        n_tails=candidates.at_or_above[:n_candidates].astype(np.int64),
+        alpha_in_range=candidates.admissible,
+        xmax=candidates.xmax,
+    )
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """A spectrum's xmin candidates with everything but D; candidate k is distinct value k."""
+
+    xmins: np.ndarray  # the first K distinct positive eigenvalues
+    log_values: np.ndarray  # ln of all U distinct positive eigenvalues, ascending
+    at_or_above: np.ndarray  # float64 count of eigenvalues ≥ each distinct value
+    betas: np.ndarray  # alpha − 1 of each candidate's MLE
+    admissible: np.ndarray  # alpha clear of powerlaw's lower range edge
+    xmax: float
+
+
+def _find_candidates(evals: np.ndarray, min_tail: int) -> _Candidates:
     if isinstance(min_tail, bool) or not isinstance(min_tail, (int, np.integer)) or min_tail < 1:
         raise WeightscopeError(f"min_tail must be a positive integer, got {min_tail!r}")
     values = _positive_sorted(evals)
-    n = values.size
     distinct = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     if distinct.size < 4:
         raise UnfittableSpectrum(
             f"only {distinct.size} distinct positive eigenvalue(s); a tail fit needs at least 4"
         )
     # Candidates: distinct values minus the largest two; keep those with a long enough tail.
-    at_or_above = (n - distinct).astype(np.float64)  # eigenvalues ≥ each distinct value
+    at_or_above = (values.size - distinct).astype(np.float64)
     n_candidates = int(np.count_nonzero(at_or_above[:-2] >= min_tail))
     if n_candidates < 2:
         raise UnfittableSpectrum(
@@ -152,15 +195,14 @@ def scan_xmin(evals: np.ndarray, *, min_tail: int = 10) -> XminScan:
             "in the tail; the xmin search needs 2"
         )
     logs = np.log(values)
-    n_tails = at_or_above[:n_candidates]
-    betas = n_tails / _log_excess(logs)[distinct[:n_candidates]]  # alpha − 1
-    alphas = 1.0 + betas
-    return XminScan(
-        xmins=values[distinct[:n_candidates]],
-        alphas=alphas,
-        Ds=_ks_distances(logs[distinct], at_or_above, betas),
-        n_tails=n_tails.astype(np.int64),
-        alpha_in_range=~(alphas - _ALPHA_EDGE_MARGIN < _ALPHA_LOWER_BOUND),
+    starts = distinct[:n_candidates]
+    betas = at_or_above[:n_candidates] / _log_excess(logs)[starts]
+    return _Candidates(
+        xmins=values[starts],
+        log_values=logs[distinct],
+        at_or_above=at_or_above,
+        betas=betas,
+        admissible=~((1.0 + betas) - _ALPHA_EDGE_MARGIN < _ALPHA_LOWER_BOUND),
         xmax=float(values[-1]),
     )
 
@@ -191,30 +233,60 @@ def _log_excess(logs: np.ndarray) -> np.ndarray:
     return excess
 
 
-def _ks_distances(log_u: np.ndarray, at_or_above: np.ndarray, betas: np.ndarray) -> np.ndarray:
-    """KS distance of every candidate's fit, candidate k being distinct value k.
+def _best_candidate(candidates: _Candidates) -> tuple[int, float] | None:
+    """(index, exact D) of the admissible candidate with the smallest D, first on ties.
 
-    With N(u) the count of eigenvalues ≥ u, the CDF difference at a tail value u is
-    F − E = (N(u) − N(xmin)·(u/xmin)^−beta) / N(xmin), so each block is one outer
-    subtraction of logs, a scale, an exp and a subtraction. Pairs with u < xmin (the lower
-    triangle of a block's leading square) are zeroed, which is harmless since D ≥ 0 and
-    the pair u = xmin contributes exactly 0.
+    Branch and bound: D measured on a subset of a candidate's tail values is a lower bound
+    of its D. Each round bounds the remaining contenders on every ``stride``-th value,
+    evaluates the most promising one exactly (an upper bound of the minimum), and drops
+    every contender whose lower bound exceeds it; the last round is exact.
     """
-    n_candidates, n_distinct = betas.size, log_u.size
-    log_n_tail = np.log(at_or_above[:n_candidates])
-    distances = np.empty(n_candidates)
+    contenders = np.flatnonzero(candidates.admissible)
+    if contenders.size == 0:
+        return None
+    n_values = candidates.log_values.size
+    every_value = np.arange(n_values)
+    best_exact = np.inf
+    stride = int(np.sqrt(n_values)) // 2
+    while stride > 1 and contenders.size > 1:
+        grid = np.unique(np.r_[np.arange(0, n_values, stride), n_values - 1])
+        bounds = _ks_distances(candidates, contenders, grid)
+        # The bound of a tail of m values can be loose by about stride/m: probe the
+        # contender most likely to be the winner, not the one with the loosest bound.
+        probe = contenders[np.argmin(bounds + stride / candidates.at_or_above[contenders])]
+        best_exact = min(best_exact, _ks_distances(candidates, probe[None], every_value)[0])
+        contenders = contenders[bounds <= best_exact + _BOUND_ROUNDING_SLACK]
+        stride //= _STRIDE_SHRINK
+    exact = _ks_distances(candidates, contenders, every_value)
+    winner = int(np.argmin(exact))
+    return int(contenders[winner]), float(exact[winner])
+
+
+def _ks_distances(candidates: _Candidates, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """KS distance of each candidate in ``rows`` measured on the distinct values ``columns``.
+
+    With every column the result is the exact D; with a subset it is a lower bound. Both
+    index arrays are ascending. With N(u) the count of eigenvalues ≥ u, the CDF difference
+    at a tail value u is F − E = N(u)/N(xmin) − (u/xmin)^−beta, so a block is one outer
+    subtraction of logs, a scale, an exp and a subtraction, all in units of N(xmin).
+    Values below a row's xmin are zeroed, which is harmless: D ≥ 0 and u = xmin gives 0.
+    """
+    logs, at_or_above, betas = candidates.log_values, candidates.at_or_above, candidates.betas
+    distances = np.empty(rows.size)
     start = 0
-    while start < n_candidates:
-        width = n_distinct - start
-        stop = min(n_candidates, start + max(1, _BLOCK_ELEMENTS // width))
-        rows = stop - start
-        gap = np.subtract.outer(log_u[start:stop], log_u[start:])  # ln(xmin/u)
-        gap *= betas[start:stop, None]
-        gap += log_n_tail[start:stop, None]
-        with np.errstate(over="ignore"):  # only in the zeroed u < xmin triangle
-            np.exp(gap, out=gap)  # N(xmin)·(u/xmin)^−beta
-        gap -= at_or_above[start:]
-        gap[:, :rows][np.tri(rows, k=-1, dtype=bool)] = 0.0
-        distances[start:stop] = np.maximum(gap.max(axis=1), -gap.min(axis=1))
+    while start < rows.size:
+        first_column = np.searchsorted(columns, rows[start])
+        cols = columns[first_column:]
+        stop = min(rows.size, start + max(1, _BLOCK_ELEMENTS // cols.size))
+        block_rows = rows[start:stop]
+        block = np.subtract.outer(logs[block_rows], logs[cols])  # ln(xmin/u)
+        block *= betas[block_rows, None]
+        block += np.log(at_or_above[block_rows])[:, None]
+        with np.errstate(over="ignore"):  # only where u < xmin, zeroed below
+            np.exp(block, out=block)  # N(xmin)·(u/xmin)^−beta
+        block -= at_or_above[cols]
+        below = np.searchsorted(cols, block_rows[-1])  # columns that can lie below an xmin
+        block[:, :below][cols[:below] < block_rows[:, None]] = 0.0
+        distances[start:stop] = np.maximum(block.max(axis=1), -block.min(axis=1))
         start = stop
-    return distances / at_or_above[:n_candidates]
+    return distances / at_or_above[rows]
