@@ -516,3 +516,18 @@ def test_picture_options_without_matplotlib_exit_2_before_any_work(command, tmp_
     done = invoke(*[str(missing) if part == "{x}" else str(tmp_path / part) if "." in part else part for part in command])
     assert done.exit_code == 2
     assert "pictures need matplotlib" in done.output and "no such file" not in done.output
+
+
+EXAMPLE_RUN = REPO_ROOT / "examples" / "runs" / "tiny-lm"
+
+
+@pytest.mark.skipif(not EXAMPLE_RUN.is_dir(), reason="the example run is not in this checkout")
+def test_pictures_of_the_example_run(tmp_path):
+    steps = sorted(EXAMPLE_RUN.glob("step-*/model.safetensors"))
+    done = invoke("plot", steps[-1], "--layer", r"layers\.1\.mlp\.down_proj", "--out", tmp_path)
+    assert done.exit_code == 0, done.output
+    assert_picture((tmp_path / "model.layers.1.mlp.down_proj.weight.esd.png").read_bytes(), min_size=(1000, 400))
+    picture = tmp_path / "trend.png"
+    done = invoke("trend", *steps, "--include", r"layers\.1\.mlp", "--plot", picture, "-f", "json", "-o", tmp_path / "t.json")
+    assert done.exit_code == 0, done.output
+    assert_picture(picture.read_bytes(), min_size=(1000, 600))

@@ -28,6 +28,8 @@ FLAG_COLOR = "#c0392b"
 #: Height in inches per heatmap row, and the most rows that still get a name each.
 ROW_HEIGHT = 0.17
 MAX_NAMED_ROWS = 70
+#: The heatmap's colour scale ends here (random-like layers above it share one colour).
+HEATMAP_ALPHA_MAX = 12.0
 #: Steps spanning more than this ratio are drawn on a (symmetric) log axis.
 LOG_STEP_SPAN = 30.0
 
@@ -79,18 +81,23 @@ def trend_figure(trend: Trend) -> Figure:
     line_axes.set_ylim(max(0.0, min(ALPHA_LOW - 0.5, float(finite.min()) - 0.5) if finite.size else 0.0), top)
     line_axes.legend(loc="best", fontsize=9)
 
-    known = alpha[np.isfinite(alpha)]
-    low = min(ALPHA_LOW - 0.5, float(known.min())) if known.size else ALPHA_LOW
-    high = max(ALPHA_HIGH + 1.0, float(known.max())) if known.size else ALPHA_HIGH
     from matplotlib import colormaps
+    from matplotlib.colors import TwoSlopeNorm
 
+    # Diverging around the middle of the healthy band: red below 2 (over-fit side, as in
+    # the tables), pale inside 2–6, blue above 6 (random-like); capped so one random
+    # layer does not wash out the contrast of the rest.
+    known = alpha[np.isfinite(alpha)]
+    low = min(ALPHA_LOW - 0.5, float(known.min())) if known.size else ALPHA_LOW - 0.5
+    high = min(max(ALPHA_HIGH + 2.0, float(known.max())), HEATMAP_ALPHA_MAX) if known.size else ALPHA_HIGH + 2.0
+    norm = TwoSlopeNorm(vcenter=(ALPHA_LOW + ALPHA_HIGH) / 2, vmin=low, vmax=high)
     image = heat_axes.imshow(np.ma.masked_invalid(alpha), aspect="auto", interpolation="nearest",
-                             cmap=colormaps["viridis"].with_extremes(bad="#d9d9d9"), vmin=low, vmax=high)
+                             cmap=colormaps["RdYlBu"].with_extremes(bad="#bdbdbd"), norm=norm)
     tag_artists([image], "alpha-heatmap")
-    colorbar = figure.colorbar(image, ax=heat_axes, pad=0.01, fraction=0.04)
+    above = bool(known.size and known.max() > high)
+    colorbar = figure.colorbar(image, ax=heat_axes, pad=0.01, fraction=0.04, extend="max" if above else "neither")
     colorbar.set_label("alpha (grey: no fit)")
-    for edge in (ALPHA_LOW, ALPHA_HIGH):
-        colorbar.ax.axhline(edge, color="white", lw=1.5)
+    colorbar.set_ticks([t for t in (ALPHA_LOW, (ALPHA_LOW + ALPHA_HIGH) / 2, ALPHA_HIGH, 8.0, 10.0, 12.0) if low <= t <= high])
     heat_axes.set_xticks(range(len(points)), labels, rotation=45 if len(points) > 12 else 0, ha="right" if len(points) > 12 else "center")
     heat_axes.set_xlabel("training step" if by_step else "checkpoint")
     stride = max(1, int(np.ceil(len(rows) / MAX_NAMED_ROWS)))
