@@ -63,7 +63,7 @@ def test_report_is_self_contained_and_lists_every_layer():
     for layer in report.layers:
         assert escape(layer.name) in html
     assert "<script>alert(1)</script>" not in html  # names are escaped, never markup
-    rows = re.search(r'<table id="layers".*?<tbody>(.*?)</tbody>', html, re.S).group(1)
+    rows = re.search(r'<table id="layers".*?<tbody>(.*?)</tbody>', html, re.DOTALL).group(1)
     assert rows.count("<tr>") == len(report.layers)
     for verdict in ("healthy", "untrusted-fit", "failed"):
         assert f">{verdict}</td>" in rows
@@ -115,7 +115,7 @@ def open_in_chromium(page: Path, fragment: str, workdir: Path) -> tuple[str, lis
 
 
 def dom_column(dom: str, table_id: str, column: int) -> list[str]:
-    body = re.search(rf'<table id="{table_id}".*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
+    body = re.search(rf'<table id="{table_id}".*?<tbody>(.*?)</tbody>', dom, re.DOTALL).group(1)
     return [re.findall(r"<td[^>]*>(.*?)</td>", row)[column] for row in re.findall(r"<tr>(.*?)</tr>", body)]
 
 

@@ -13,8 +13,8 @@ from ..render.html import write_html_report
 from ..render.table import render_inspection, render_report
 from ..render.text import to_csv, to_json, to_markdown
 from . import app
-from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
-from .pictures import HtmlOption, need_pictures
+from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .pictures import HtmlOption, need_pictures, write_if_asked
 from .progress import layer_progress
 
 PathArg = Annotated[
@@ -78,9 +78,7 @@ def analyze(
                 min_tail=min_tail,
                 eig_dtype=eig_dtype,
             )
-        if html is not None:
-            write_html_report(report, html)
-            stderr.print(f"wrote {html}")
+        write_if_asked(html, lambda target: write_html_report(report, target))
         if chosen is OutputFormat.table:
             render_report(report, stdout)
             return

@@ -13,8 +13,8 @@ from ..render.compare_views import render_comparison, to_csv, to_markdown
 from ..render.html_compare import write_compare_html
 from . import app
 from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
-from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
-from .pictures import HtmlOption, need_pictures
+from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .pictures import HtmlOption, need_pictures, write_if_asked
 from .progress import layer_progress
 
 SideArg = Annotated[
@@ -74,9 +74,7 @@ def compare(
                 exclude=tuple(exclude or ()),
                 min_evals=min_evals,
             )
-        if html is not None:
-            write_compare_html(comparison, html)
-            stderr.print(f"wrote {html}")
+        write_if_asked(html, lambda target: write_compare_html(comparison, target))
         if chosen is OutputFormat.table:
             render_comparison(comparison, stdout)
             return

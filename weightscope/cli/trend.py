@@ -18,7 +18,7 @@ from ..trend import trend as run_trend
 from . import app
 from .analyze import ExcludeOption, IncludeOption, MinEvalsOption
 from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
-from .pictures import HtmlOption, PlotOption, need_pictures
+from .pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
@@ -92,11 +92,8 @@ def trend(
             exclude=tuple(exclude or ()),
             min_evals=min_evals,
         )
-        if plot is not None:
-            stderr.print(f"wrote {save_png(trend_figure(result), plot)}")
-        if html is not None:
-            write_trend_html(result, html)
-            stderr.print(f"wrote {html}")
+        write_if_asked(plot, lambda target: save_png(trend_figure(result), target))
+        write_if_asked(html, lambda target: write_trend_html(result, target))
         if chosen is OutputFormat.table:
             render_trend(result, stdout)
             return

@@ -134,7 +134,7 @@ def text_cell(text: str, css: str = "") -> Cell:
     return Cell(text, text or None, css)
 
 
-def number_cell(value: float | int | None, digits: int = 3) -> Cell:
+def number_cell(value: float | None, digits: int = 3) -> Cell:
     return Cell(fmt(value, digits), value)
 
 
