@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..layers import block_index
-from .plot_summary import depth_axis
+from .plot_summary import depth_axis, kind_rank
 from .plots import kind_color, new_figure, shade_alpha_band, tag_artists
 from .style import ALPHA_HIGH, ALPHA_LOW, fmt
 
@@ -48,7 +48,7 @@ def compare_figure(comparison: Comparison) -> Figure:
         values = np.concatenate([alpha_a, alpha_b])
         by_depth.set_ylim(min(ALPHA_LOW - 1.0, values.min() - 0.5), max(ALPHA_HIGH + 1.0, values.max() + 0.5))
     by_depth.set_title("alpha by depth: A (hollow grey) → B (coloured by kind)", loc="left", fontsize=10)
-    kinds = dict.fromkeys(c.kind for c in both)
+    kinds = sorted({c.kind for c in both}, key=kind_rank)
     handles = [Line2D([], [], ls="", marker="o", mfc="none", mec="grey", label="A")]
     handles += [Line2D([], [], ls="", marker="o", color=kind_color(kind), label=f"B: {kind}") for kind in kinds]
     figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 10), fontsize=9, frameon=False)

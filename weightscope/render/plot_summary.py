@@ -45,6 +45,11 @@ def is_trusted(layer: LayerResult) -> bool:
     return layer.fit_trust is None or layer.fit_trust.trusted
 
 
+def kind_rank(kind: str) -> tuple[int, str]:
+    """Display order of layer kinds (`weightscope.layers.KINDS`, unknown kinds last)."""
+    return (KINDS.index(kind) if kind in KINDS else len(KINDS), kind)
+
+
 def depth_axis(kinds: Sequence[str], blocks: Sequence[int | None]) -> DepthAxis:
     """Positions of layers (given by kind and block) on the depth axis, spread by kind.
 
@@ -53,7 +58,7 @@ def depth_axis(kinds: Sequence[str], blocks: Sequence[int | None]) -> DepthAxis:
     known = [block for block in blocks if block is not None]
     if not known:
         return DepthAxis([float(i) for i in range(len(kinds))], [], [], "layer (storage order)")
-    present = sorted(set(kinds), key=lambda k: (KINDS.index(k) if k in KINDS else len(KINDS), k))
+    present = sorted(set(kinds), key=kind_rank)
     step = KIND_SPREAD / len(present)
     offset = {kind: (i - (len(present) - 1) / 2) * step for i, kind in enumerate(present)}
     first, last = min(known), max(known)
@@ -95,7 +100,7 @@ def summary_figure(report: Report) -> Figure:
     for axes in (by_depth, histogram):
         shade_alpha_band(axes)
     handles = []
-    for kind in dict.fromkeys(layer.kind for layer in fitted):
+    for kind in sorted({layer.kind for layer in fitted}, key=kind_rank):
         color = kind_color(kind)
         for trusted in (True, False):
             chosen = [i for i, layer in enumerate(fitted) if layer.kind == kind and is_trusted(layer) == trusted]
