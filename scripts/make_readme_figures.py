@@ -17,7 +17,7 @@ from pathlib import Path
 from weightscope.checkpoint import open_checkpoint
 from weightscope.errors import WeightscopeError
 from weightscope.pipeline import AnalysisOptions, select, stream_layers
-from weightscope.render.plot_esd import esd_figure
+from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib, save_png
 from weightscope.trend import trend
@@ -33,7 +33,7 @@ def _esd_picture(checkpoint: Path, layer: str, target: Path) -> Path:
     if len(items) != 1 or items[0].evals is None:
         raise WeightscopeError(f"--layer {layer!r} must match exactly one analysable layer of {checkpoint}, matched {len(items)}")
     item = items[0]
-    return save_png(esd_figure(item.result, item.evals), target)
+    return save_png(layer_figure(item), target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from ..checkpoint import open_checkpoint
 from ..errors import WeightscopeError
 from ..pipeline import AnalysisOptions, select, stream_layers
 from ..pipeline import analyze as run_analysis
-from ..render.plot_esd import esd_figure
+from ..render.plot_esd import layer_figure
 from ..render.plot_summary import summary_figure
 from ..render.plots import png_file_name, require_matplotlib, save_png
 from . import app
@@ -41,7 +41,7 @@ def draw_layer_spectra(path: Path, patterns: list[str], out: Path, options: Anal
             if item.evals is None:
                 stderr.print(f"[yellow]no spectrum for {item.result.name}:[/] {item.result.reason}", soft_wrap=True)
                 continue
-            written.append(save_png(esd_figure(item.result, item.evals), out / png_file_name(item.result.name, ".esd.png")))
+            written.append(save_png(layer_figure(item), out / png_file_name(item.result.name, ".esd.png")))
     return written
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..io import write_text_atomic
 from ..report import LayerResult, Report
-from .plot_esd import esd_figure
+from .plot_esd import layer_figure
 from .plot_summary import is_trusted, summary_figure
 from .plots import png_bytes, require_matplotlib
 from .style import alpha_band, fmt
@@ -272,7 +272,7 @@ def report_html(report: Report, spectra: Sequence[LayerAnalysis] = ()) -> str:
     drawable = [item for item in spectra if item.evals is not None]
     if drawable:
         sections.append("<h2>Spectra</h2>" + "".join(
-            figure_html(esd_figure(item.result, item.evals), f"ESD of {item.result.name}") for item in drawable
+            figure_html(layer_figure(item), f"ESD of {item.result.name}") for item in drawable
         ))
     sections.append(_skipped_section(report))
     options = ", ".join(f"{k} = {v}" for k, v in report.options.items())

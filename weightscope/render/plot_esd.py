@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from ..pipeline import LayerAnalysis
+
 #: The linear panel shows at most this many bulk widths, so that a few huge spikes do not
 #: squash the bulk into one bar; eigenvalues beyond are counted in the legend.
 LINEAR_RANGE_BULKS = 4.0
@@ -181,3 +183,8 @@ def esd_figure(result: LayerResult, evals: np.ndarray | None, rand_evals: np.nda
     shape = "×".join(map(str, result.shape))
     figure.suptitle(f"{result.name}   ({result.kind}, {shape}, {ordered.size} eigenvalues)", fontsize=11.5)
     return figure
+
+
+def layer_figure(analysis: LayerAnalysis) -> Figure:
+    """`esd_figure` of a layer as the pipeline streams it (the one place that unpacks it)."""
+    return esd_figure(analysis.result, analysis.evals)
