@@ -1,0 +1,410 @@
+"""Per-layer checks and the verdict, on planted ground truth over many seeds.
+
+Rates measured here go into the closing note of issue 3; each loop asserts the rate the
+issue demands. Shapes stay small (≤ 300×150 in the 200-seed loops) to keep the file fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+
+from weightscope.checks import (
+    VERDICTS,
+    Diagnostics,
+    decide,
+    diagnose,
+    dragon_kings,
+    eigenvector_localization,
+    exponential_loglik,
+    power_law_loglik,
+    rank_info,
+    versus_lognormal,
+    vuong,
+)
+from weightscope.config import Thresholds
+from weightscope.errors import WeightscopeError
+from weightscope.fit import PowerLawFit, fit_power_law
+from weightscope.layers import layer_matrices
+from weightscope.report import FitTrust, LayerResult, LikelihoodRatio, MPBulk, RankInfo, Traps
+from weightscope.spectrum import SpectrumOptions, esd
+
+THRESHOLDS = Thresholds()
+SMALL_SHAPES = [(300, 150), (150, 150), (300, 100), (200, 100)]
+
+
+# --- planted ground truth ------------------------------------------------------------------
+
+
+def gaussian(shape, seed, scale=0.02):
+    return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+def to_bf16(array):
+    """Round float32 to bfloat16 precision (round to nearest even), kept as float32."""
+    bits = np.asarray(array, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def pareto_spectrum(m, alpha, rng):
+    """m eigenvalues with density ∝ λ^(−alpha), λ ≥ 1, one uniform draw per 1/m quantile
+    stratum (so the sample follows the law closely while still varying with the seed)."""
+    u = (np.arange(m) + rng.random(m)) / m
+    return np.sort((1.0 - u) ** (-1.0 / (alpha - 1.0)))
+
+
+def with_spectrum(n, evals, rng):
+    """An n×m float32 matrix W = U diag(√(nλ)) Vᵀ (Haar U, V) whose ESD WᵀW/n is evals."""
+    m = len(evals)
+    u, _ = np.linalg.qr(rng.standard_normal((n, m)))
+    v, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    return ((u * np.sqrt(n * evals)) @ v.T).astype(np.float32)
+
+
+def run(matrix, stored_dtype="F32", **options):
+    evals = esd([matrix])
+    fit = fit_power_law(evals)
+    return fit, diagnose([matrix], evals, fit, stored_dtype=stored_dtype, thresholds=THRESHOLDS, **options)
+
+
+# --- random layers ---------------------------------------------------------------------------
+
+
+def test_gaussian_layers_are_random_like_and_trap_free_over_200_seeds():
+    verdicts, traps, kings = {}, 0, 0
+    for seed in range(200):
+        _, result = run(gaussian(SMALL_SHAPES[seed % 4], seed))
+        verdicts[result.verdict] = verdicts.get(result.verdict, 0) + 1
+        traps += result.traps.count > 0
+        kings += result.dragon_kings is not None and result.dragon_kings.count > 0
+    assert set(verdicts) <= {"random-like", "under-trained"}, verdicts
+    assert traps <= 2  # ≥ 99 % trap-free (measured: 0/200)
+    assert kings == 0
+
+
+def test_gaussian_layer_without_randomisation_is_still_random_like():
+    for seed in range(10):
+        _, result = run(gaussian((300, 150), seed), randomize=False)
+        assert result.traps is None and result.rand_distance is None
+        assert result.verdict == "random-like" and result.mp.num_spikes == 0
+
+
+# --- correlation traps ---------------------------------------------------------------------
+
+
+def test_planted_large_entries_are_trapped_and_located_over_200_seeds():
+    for seed in range(200):
+        rng = np.random.default_rng(1000 + seed)
+        shape = SMALL_SHAPES[seed % 4]
+        w = gaussian(shape, seed)
+        count = 1 + seed % 3
+        rows = rng.choice(shape[0], count, replace=False)
+        cols = rng.choice(shape[1], count, replace=False)
+        w[rows, cols] = 0.02 * 40 * rng.choice([-1.0, 1.0], count)
+        _, result = run(w)
+        assert result.verdict == "correlation-trap", (seed, result.reasons)
+        assert result.traps.count >= 1 and result.traps.max_rand_eval > result.traps.bulk_max
+        located = {(entry.row, entry.col) for entry in result.traps.entries}
+        assert set(zip(rows.tolist(), cols.tolist())) <= located, seed
+        assert len(result.traps.entries) <= THRESHOLDS.trap_max_entries
+        for entry in result.traps.entries:
+            assert w[entry.row, entry.col] == pytest.approx(entry.value)
+        assert result.traps.entries[0].sigmas > 30
+        assert result.flags[0] == "correlation-trap" and "(" in result.reasons[0]
+
+
+def test_conv_trap_entries_index_the_kernel_reshaped_to_out_by_rest():
+    rng = np.random.default_rng(3)
+    kernel = (0.02 * rng.standard_normal((160, 80, 3, 3))).astype(np.float32)
+    kernel[17, 41, 2, 1] = 2.0
+    matrices = layer_matrices(kernel)
+    evals = esd(matrices)
+    result = diagnose(matrices, evals, fit_power_law(evals), stored_dtype="F32", thresholds=THRESHOLDS)
+    top = result.traps.entries[0]
+    assert (top.row, top.col) == (17, 41 * 9 + 2 * 3 + 1)
+    assert kernel.reshape(160, -1)[top.row, top.col] == top.value == 2.0
+
+
+def test_heavy_tailed_entries_are_a_trap_not_a_trained_layer():
+    # i.i.d. Student-t entries: a heavy ESD tail made by a few huge weights, no correlations.
+    for seed in range(5):
+        w = np.random.default_rng(seed).standard_t(1.5, (300, 150)).astype(np.float32)
+        _, result = run(w)
+        assert result.verdict == "correlation-trap"
+
+
+def test_randomisation_is_deterministic_in_the_seed():
+    w = gaussian((300, 150), 0)
+    w[5, 5] = 0.5
+    first = run(w, seed=11)[1]
+    assert run(w, seed=11)[1] == first
+    assert run(w, seed=12)[1].traps.max_rand_eval != first.traps.max_rand_eval
+
+
+# --- rank collapse ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored", ["F32", "BF16"])
+def test_low_rank_plus_tiny_noise_is_rank_collapsed(stored):
+    roundoff = 2.0**-24 if stored == "F32" else 2.0**-8
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        low_rank = rng.standard_normal((512, 20)) @ rng.standard_normal((20, 256)) / np.sqrt(20)
+        noisy = low_rank + roundoff * rng.standard_normal(low_rank.shape)  # noise at storage precision
+        w = noisy.astype(np.float32)
+        w = to_bf16(w) if stored == "BF16" else w
+        _, result = run(w, stored_dtype=stored)
+        assert result.verdict == "rank-collapsed"
+        assert result.rank.numerical_rank == 20 and result.rank.collapsed
+        assert result.rank.rank_loss == pytest.approx(1 - 20 / 256)
+        if stored == "BF16":  # float64 precision would call bf16 rounding noise rank
+            assert not rank_info(esd([w]), 256, "F64", "float64", THRESHOLDS).collapsed
+
+
+def test_float32_eigensolver_keeps_the_rank_verdict():
+    rng = np.random.default_rng(0)
+    w = to_bf16(rng.standard_normal((512, 20)) @ rng.standard_normal((20, 256)))
+    assert rank_info(esd([w], SpectrumOptions("float32")), 256, "BF16", "float32", THRESHOLDS).numerical_rank == 20
+
+
+@pytest.mark.parametrize("stored", ["F32", "BF16", "F16", "F8_E4M3"])
+@pytest.mark.parametrize("shape", [(512, 256), (300, 300)])
+def test_full_rank_gaussian_is_not_collapsed(stored, shape):
+    w = to_bf16(gaussian(shape, 1)) if stored == "BF16" else gaussian(shape, 1)
+    info = rank_info(esd([w]), shape[1], stored, "float64", THRESHOLDS)
+    assert not info.collapsed and info.rank_loss < THRESHOLDS.rank_loss_max
+
+
+def test_unknown_stored_dtype_is_a_one_line_error():
+    with pytest.raises(WeightscopeError, match="unknown stored dtype 'I8'"):
+        rank_info(np.ones(4), 4, "I8", "float64", THRESHOLDS)
+
+
+# --- heavy-tailed (trained-like) layers --------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [2.5, 3.0, 3.5, 4.0])
+def test_planted_power_law_spectrum_gives_its_alpha_and_a_trusted_fit(alpha):
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        fit, result = run(with_spectrum(600, pareto_spectrum(300, alpha, rng), rng))
+        assert fit.alpha == pytest.approx(alpha, abs=0.3)
+        assert result.fit_trust.trusted, result.reasons
+        assert result.verdict == "healthy" and result.flags == []
+        assert result.traps.count == 0 and result.dragon_kings.count == 0
+        assert result.rand_distance > THRESHOLDS.rand_distance_max
+
+
+def test_iid_power_law_spectra_give_alpha_within_0_3_in_95_percent():
+    # Pure sampling noise of an i.i.d. Pareto ESD (M = 300): SE(alpha) ≈ 0.09, and the
+    # KS choice of xmin now and then settles on a shorter tail (measured: 195/200).
+    within = sum(
+        abs(fit_power_law((1 - np.random.default_rng(seed).random(300)) ** (-1 / 1.5)).alpha - 2.5) <= 0.3
+        for seed in range(200)
+    )
+    assert within >= 190
+
+
+# --- dragon kings -------------------------------------------------------------------------------
+
+
+def planted_kings(seed, alpha, m=300):
+    rng = np.random.default_rng(seed)
+    count = 1 + seed % 3
+    clean = pareto_spectrum(m - count, alpha, rng)
+    # Each king would be the maximum of about 1000 times as many draws as the tail holds.
+    kings = clean[-1] * (1000 * rng.uniform(0.5, 2.0, count)) ** (1 / (alpha - 1))
+    return clean, np.sort(np.concatenate([clean, kings])), count
+
+
+@pytest.mark.parametrize("alpha", [2.0, 3.0, 4.0])
+def test_planted_dragon_kings_are_found_and_removed_over_200_seeds(alpha):
+    exact = 0
+    for seed in range(200):
+        clean, evals, count = planted_kings(seed, alpha)
+        fit = fit_power_law(evals)
+        kings = dragon_kings(evals, fit, THRESHOLDS)
+        assert kings.count >= count
+        exact += kings.count == count
+        if kings.count == count:
+            assert kings.alpha_without == fit_power_law(clean).alpha
+        assert kings.alpha_without == pytest.approx(alpha, abs=0.3)
+        assert fit.alpha < kings.alpha_without  # the kings bent the fit
+    assert exact >= 196  # measured: 199/200; one genuine maximum was as extreme as p < 0.01
+
+
+def test_dragon_king_false_rate_matches_its_level_on_clean_tails():
+    false = 0
+    for seed in range(500):
+        evals = np.sort((1 - np.random.default_rng(seed).random(300)) ** (-1 / 1.5))
+        false += dragon_kings(evals, fit_power_law(evals), THRESHOLDS).count > 0
+    assert false <= 12  # level 1 %: about 5 of 500 expected (measured 10/1000)
+
+
+def test_dragon_kings_are_reported_but_do_not_change_the_verdict():
+    rng = np.random.default_rng(4)
+    spectrum = np.concatenate([pareto_spectrum(297, 3.0, rng), [4e3, 6e3, 9e3]])
+    fit, result = run(with_spectrum(600, np.sort(spectrum), rng))
+    assert result.dragon_kings.count == 3
+    assert result.dragon_kings.alpha_without == pytest.approx(3.0, abs=0.3)
+    assert "dragon-kings" in result.flags
+    assert result.verdict not in ("random-like", "correlation-trap", "rank-collapsed")
+
+
+# --- likelihood-ratio tests against the powerlaw package ----------------------------------------
+
+
+def llr_samples():
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        yield "pareto", (1 - rng.random(300)) ** (-1 / 1.5), 1.0
+        yield "pareto-steep", (1 - rng.random(300)) ** (-1 / 3), 1.0
+        yield "lognormal", rng.lognormal(0, 1, 400), 1.5
+        yield "exponential", 2 + rng.exponential(1, 300), 2.0
+        g = rng.standard_normal((300, 150))
+        mp = np.linalg.eigvalsh(g.T @ g / 300)
+        yield "mp", mp, float(np.quantile(mp, 0.8))
+
+
+@pytest.mark.parametrize(("name", "data", "xmin"), list(llr_samples()))
+def test_likelihood_ratios_match_powerlaw(name, data, xmin):
+    """Tolerance: R to 1e-2·max(1, |R|), p to 5e-3 (powerlaw optimises with tol 1e-4).
+
+    Where the best lognormal degenerates into the power law itself (R = 0 here),
+    powerlaw's optimiser wanders to μ ≈ −500 where its erfc normaliser underflows and
+    reports a spurious R < 0; there we check instead that the lognormal powerlaw found
+    is, evaluated exactly, no better than the power law.
+    """
+    import powerlaw
+    import scipy.special
+
+    data = np.sort(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = powerlaw.Fit(data, xmin=xmin, parameter_ranges={"alpha": [1, None]}, verbose=False)
+        alpha = reference.power_law.alpha
+        tail = data[data >= xmin]
+        power_law = power_law_loglik(tail, alpha, xmin)
+        mine = {"lognormal": versus_lognormal(tail, xmin, power_law),
+                "exponential": vuong(power_law, exponential_loglik(tail, xmin))}
+        for alternative, result in mine.items():
+            r_ref, p_ref = reference.distribution_compare("power_law", alternative)
+            if alternative == "lognormal" and result.R == 0.0:
+                mu, sigma = reference.lognormal.mu, reference.lognormal.sigma
+                z = (np.log(tail) - mu) / sigma
+                exact = np.sum(-np.log(tail) - np.log(sigma) - 0.5 * np.log(2 * np.pi) - 0.5 * z * z
+                               - scipy.special.log_ndtr(-(np.log(xmin) - mu) / sigma))
+                assert exact <= np.sum(power_law) + 1e-6
+                assert result.p == 1.0
+                continue
+            assert result.R == pytest.approx(r_ref, abs=1e-2 * max(1.0, abs(r_ref)))
+            assert result.p == pytest.approx(p_ref, abs=5e-3)
+
+
+# --- eigenvector localisation ---------------------------------------------------------------
+
+
+def test_localised_spikes_have_localised_tail_vectors():
+    rng = np.random.default_rng(0)
+    n, m = 600, 300
+    w = rng.standard_normal((n, m))
+    for k in range(5):  # five learned directions, each on 4 input coordinates
+        v = np.zeros(m)
+        v[rng.choice(m, 4, replace=False)] = 0.5
+        w += 3.0 * np.outer(rng.standard_normal(n), v)
+    stats = eigenvector_localization([w], tail_start=6.0, options=SpectrumOptions())
+    # Haar-like bulk vectors: E Σv⁴ = 3/(M + 2), entropy/ln M ≈ 1 − (2 − γ − ln 2)/ln M.
+    assert stats.bulk_localization == pytest.approx(3 / (m + 2), rel=0.1)
+    assert stats.bulk_entropy == pytest.approx(1 - (2 - np.euler_gamma - np.log(2)) / np.log(m), abs=0.01)
+    assert stats.tail_localization > 10 * stats.bulk_localization
+    assert stats.tail_entropy < stats.bulk_entropy
+    _, result = run(w.astype(np.float32), vectors=True)
+    assert result.vectors is not None and result.vectors.tail_localization > result.vectors.bulk_localization
+    assert run(w.astype(np.float32))[1].vectors is None
+
+
+# --- the verdict -----------------------------------------------------------------------------
+
+
+def good_inputs():
+    fit = PowerLawFit(status="ok", alpha=3.0, xmin=1.0, xmax=50.0, D=0.03, sigma=0.1, num_tail=100)
+    mp = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_max=3.0, num_spikes=40, mp_softrank=0.06)
+    traps = Traps(count=0, max_rand_eval=2.9, bulk_max=3.0)
+    rank = RankInfo(numerical_rank=300, rank_loss=0.0, collapsed=False)
+    ratio = LikelihoodRatio(R=1.0, p=0.5)
+    trust = FitTrust(True, True, True, 0.05, ratio, ratio, True)
+    return dict(fit=fit, mp=mp, rand_distance=0.4, traps=traps, rank=rank, kings=None, trust=trust)
+
+
+def verdict_of(**changes):
+    inputs = good_inputs() | changes
+    return decide(inputs["fit"], inputs["mp"], inputs["rand_distance"], inputs["traps"], inputs["rank"],
+                  inputs["kings"], inputs["trust"], stored_dtype="BF16", thresholds=THRESHOLDS)
+
+
+def test_verdict_precedence():
+    base = good_inputs()
+    collapsed = RankInfo(numerical_rank=20, rank_loss=0.9, collapsed=True)
+    trapped = Traps(count=2, max_rand_eval=9.0, bulk_max=3.0)
+    untrusted = dataclasses.replace(base["trust"], tail_ok=False, trusted=False)
+    failed = PowerLawFit(status="failed", reason="too few eigenvalues")
+    low = dataclasses.replace(base["fit"], alpha=1.5)
+    high = dataclasses.replace(base["fit"], alpha=7.5)
+    assert verdict_of()[0] == "healthy"
+    assert verdict_of(rank=collapsed, traps=trapped, rand_distance=0.01)[0] == "rank-collapsed"
+    assert verdict_of(traps=trapped, rand_distance=0.01, trust=untrusted)[0] == "correlation-trap"
+    assert verdict_of(rand_distance=0.01, trust=untrusted, fit=high)[0] == "random-like"
+    assert verdict_of(fit=failed, trust=None)[0] == "failed"
+    assert verdict_of(trust=untrusted, fit=low)[0] == "untrusted-fit"
+    assert verdict_of(fit=low)[0] == "over-trained"
+    assert verdict_of(fit=high)[0] == "under-trained"
+    assert set(VERDICTS) == {"healthy", "under-trained", "over-trained", "random-like", "correlation-trap",
+                             "rank-collapsed", "untrusted-fit", "failed"}
+
+
+def test_flags_and_reasons():
+    verdict, flags, reasons = verdict_of()
+    assert flags == [] and len(reasons) == 1 and "3.00" in reasons[0]
+    untrusted = dataclasses.replace(good_inputs()["trust"], tail_ok=False, stable=False, alpha_spread=0.8,
+                                    vs_lognormal=LikelihoodRatio(R=-4.0, p=0.01), trusted=False)
+    verdict, flags, reasons = verdict_of(trust=untrusted, fit=dataclasses.replace(good_inputs()["fit"], alpha=1.5))
+    assert verdict == "untrusted-fit"
+    assert flags == ["small-tail", "unstable-alpha", "lognormal-better", "alpha-low"]
+    assert len(reasons) == len(flags) and all(r.endswith(".") and "\n" not in r for r in reasons)
+
+
+def test_diagnostics_fill_a_layer_result():
+    w = gaussian((300, 150), 0)
+    _, result = run(w)
+    layer = LayerResult(name="x", kind="q", block=0, shape=(300, 150), dtype="F32", status="ok")
+    filled = dataclasses.replace(layer, **vars(result))
+    assert filled.verdict == result.verdict and filled.mp == result.mp
+    assert {f.name for f in dataclasses.fields(Diagnostics)} <= {f.name for f in dataclasses.fields(LayerResult)}
+
+
+def test_failed_fit_and_non_finite_spectrum():
+    w = gaussian((300, 150), 0)
+    w[0, :] *= 50  # not random-like: one strong row
+    evals = esd([w])
+    failed = PowerLawFit(status="failed", reason="no admissible xmin")
+    result = diagnose([w], evals, failed, stored_dtype="F32", thresholds=THRESHOLDS)
+    assert result.fit_trust is None and result.dragon_kings is None
+    assert "fit-failed" in result.flags
+    broken = evals.copy()
+    broken[-1] = np.nan
+    result = diagnose([w], broken, failed, stored_dtype="F32", thresholds=THRESHOLDS)
+    assert result.verdict == "failed" and result.flags == ["non-finite"] and result.mp is None
+
+
+def test_mismatched_inputs_are_one_line_errors():
+    w = gaussian((300, 150), 0)
+    evals = esd([w])
+    fit = fit_power_law(evals)
+    with pytest.raises(WeightscopeError, match="expected 150"):
+        diagnose([w], evals[:-1], fit, stored_dtype="F32", thresholds=THRESHOLDS)
+    with pytest.raises(WeightscopeError, match="at least one matrix"):
+        diagnose([], evals, fit, stored_dtype="F32", thresholds=THRESHOLDS)

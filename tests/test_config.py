@@ -1,0 +1,83 @@
+"""Thresholds: defaults, pyproject.toml, overrides, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from weightscope.config import Thresholds, load_thresholds
+from weightscope.errors import WeightscopeError
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_pyproject():
+    assert load_thresholds(None, {}) == Thresholds()
+    assert Thresholds().alpha_low == 2.0 and Thresholds().alpha_high == 6.0
+
+
+def test_thresholds_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Thresholds().alpha_high = 7.0  # type: ignore[misc]
+
+
+def test_pyproject_then_overrides_take_precedence(tmp_path):
+    path = write(tmp_path, """
+[project]
+name = "x"
+
+[tool.weightscope]
+alpha-high = 7
+min_tail = 30
+llr_p = 0.05
+
+[tool.weightscope.gate]
+max_bad_layers = 3
+""")
+    loaded = load_thresholds(path, {"min_tail": 40, "alpha_low": None})
+    assert loaded.alpha_high == 7.0 and isinstance(loaded.alpha_high, float)
+    assert loaded.min_tail == 40  # the override wins over the file
+    assert loaded.llr_p == 0.05
+    assert loaded.alpha_low == Thresholds().alpha_low  # None means "not given"
+
+
+def test_pyproject_without_section_gives_defaults(tmp_path):
+    assert load_thresholds(write(tmp_path, "[project]\nname = 'x'\n"), {}) == Thresholds()
+
+
+def test_string_overrides_are_parsed():
+    assert load_thresholds(None, {"alpha-high": "6.5", "trap_max_entries": "3"}) == Thresholds(
+        alpha_high=6.5, trap_max_entries=3
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("[tool.weightscope]\nalpha_hihg = 7\n", {}, "unknown threshold 'alpha_hihg'"),
+        ("", {"bogus": 1}, "unknown threshold 'bogus' in overrides"),
+        ("[tool.weightscope]\nmin_tail = 2.5\n", {}, "min_tail"),
+        ("[tool.weightscope]\nalpha_high = true\n", {}, "alpha_high"),
+        ("[tool.weightscope]\nalpha_high = 'seven'\n", {}, "alpha_high"),
+        ("[tool.weightscope\n", {}, "not valid TOML"),
+        ("[tool]\nweightscope = 3\n", {}, "must be a table"),
+        ("", {"alpha_low": 7.0}, "alpha_low < alpha_high"),
+        ("", {"dragon_p": 1.5}, "dragon_p"),
+        ("", {"min_tail": 0}, "min_tail"),
+        ("", {"tw_margin": -1}, "tw_margin"),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, text, overrides, message):
+    with pytest.raises(WeightscopeError, match=message) as caught:
+        load_thresholds(write(tmp_path, text), overrides)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_is_one_line_error(tmp_path):
+    with pytest.raises(WeightscopeError, match="cannot read"):
+        load_thresholds(tmp_path / "nope.toml", {})

@@ -1,0 +1,490 @@
+"""Per-layer checks that decide whether a layer's alpha can be believed, and the verdict.
+
+An alpha alone misleads: one huge weight (a correlation trap), a collapse to low rank,
+a few giant eigenvalues (dragon kings) or a three-point "tail" all give a small alpha
+that says nothing about training. `diagnose` runs every check on one layer and turns
+them into a verdict with the flags and one-sentence reasons that led there. Every
+threshold comes from one `Thresholds` object (weightscope.config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.special
+import scipy.stats
+
+from .config import Thresholds
+from .errors import WeightscopeError
+from .fit import PowerLawFit, fit_power_law, scan_xmin
+from .randmat import fit_mp_bulk, ks_distance, layer_shape, mp_edge, randomized_esd
+from .report import (
+    DragonKings,
+    FitTrust,
+    LikelihoodRatio,
+    MPBulk,
+    RankInfo,
+    TrapEntry,
+    Traps,
+    VectorStats,
+)
+from .spectrum import SpectrumOptions, oriented
+
+#: Unit roundoff u = 2^−(mantissa bits + 1) of each stored float dtype (safetensors names).
+UNIT_ROUNDOFF = {
+    "F64": 2.0**-53,
+    "F32": 2.0**-24,
+    "F16": 2.0**-11,
+    "BF16": 2.0**-8,
+    "F8_E4M3": 2.0**-4,
+    "F8_E5M2": 2.0**-3,
+}
+
+#: Verdicts in order of precedence: the first whose flag is raised wins.
+VERDICTS = (
+    "rank-collapsed",
+    "correlation-trap",
+    "random-like",
+    "failed",
+    "untrusted-fit",
+    "over-trained",
+    "under-trained",
+    "healthy",
+)
+
+# Robust standard deviation of a Gaussian from its median absolute deviation.
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Everything `diagnose` says about one layer; field names match `LayerResult`'s.
+
+    ``dataclasses.replace(layer, **vars(diagnostics))`` fills a layer's diagnostics.
+    """
+
+    mp: MPBulk | None
+    rand_distance: float | None
+    traps: Traps | None
+    rank: RankInfo | None
+    dragon_kings: DragonKings | None
+    fit_trust: FitTrust | None
+    vectors: VectorStats | None
+    verdict: str
+    flags: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def diagnose(
+    matrices: list[np.ndarray],
+    evals: np.ndarray,
+    fit: PowerLawFit,
+    *,
+    stored_dtype: str,
+    thresholds: Thresholds,
+    seed: int = 0,
+    randomize: bool = True,
+    vectors: bool = False,
+    spectrum: SpectrumOptions = SpectrumOptions(),
+) -> Diagnostics:
+    """Run every check on one layer and decide its verdict.
+
+    ``matrices`` are the layer's 2-D matrices as stored (one per conv kernel position),
+    ``evals`` their pooled ascending ESD, ``fit`` its power-law fit (may have failed).
+    ``randomize`` adds the correlation-trap check and the distance from random: a shuffle
+    of all N·M entries plus a float32 eigensolve, measured at 0.5–1× the cost of the
+    plain spectrum + fit for square layers and 1.5–2.5× for tall (4d×d) ones, where the
+    memory-bound shuffle dominates. ``vectors`` adds eigenvector localisation (a full
+    eigh). ``seed`` seeds the randomisation.
+    """
+    n, m = _checked_layer(matrices, evals)
+    if not np.all(np.isfinite(evals)):
+        return Diagnostics(None, None, None, None, None, None, None, "failed", ["non-finite"],
+                           ["The spectrum has non-finite eigenvalues (NaN or inf weights)."])
+    mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
+    rank = rank_info(evals, m, stored_dtype, spectrum.dtype, thresholds)
+    traps = rand_distance = None
+    if randomize:
+        rand_evals, variance = randomized_esd(matrices, seed, spectrum)
+        rand_distance = ks_distance(evals, rand_evals)
+        traps = correlation_traps(matrices, rand_evals, variance, thresholds)
+    kings = trust = None
+    if fit.status == "ok":
+        kings = dragon_kings(evals, fit, thresholds)
+        trust = fit_trust(evals, fit, thresholds)
+    vector_stats = None
+    if vectors:
+        tail_start = fit.xmin if fit.status == "ok" else mp.bulk_max
+        vector_stats = eigenvector_localization(matrices, tail_start, spectrum)
+    verdict, flags, reasons = decide(
+        fit, mp, rand_distance, traps, rank, kings, trust, stored_dtype=stored_dtype, thresholds=thresholds
+    )
+    return Diagnostics(mp, rand_distance, traps, rank, kings, trust, vector_stats, verdict, flags, reasons)
+
+
+def _checked_layer(matrices: list[np.ndarray], evals: np.ndarray) -> tuple[int, int]:
+    """(N, M) of the layer, after checking matrices and ESD belong together."""
+    if not matrices:
+        raise WeightscopeError("a layer needs at least one matrix to diagnose")
+    shape = matrices[0].shape
+    if len(shape) != 2 or any(matrix.shape != shape for matrix in matrices):
+        odd = next((mt.shape for mt in matrices if mt.shape != shape), shape)
+        raise WeightscopeError(f"a layer's matrices must be 2-D and of one shape, got {shape} and {odd}")
+    n, m = layer_shape(matrices)
+    if len(evals) != m * len(matrices):
+        raise WeightscopeError(f"ESD has {len(evals)} eigenvalues, expected {m * len(matrices)} for these matrices")
+    return n, m
+
+
+# --- correlation traps ------------------------------------------------------------------
+
+
+def correlation_traps(
+    matrices: list[np.ndarray], rand_evals: np.ndarray, variance: float, thresholds: Thresholds
+) -> Traps:
+    """Eigenvalues of the element-wise randomised layer above its own MP edge.
+
+    A permutation keeps every weight value and destroys every correlation, so its ESD is
+    MP with σ² = the entry variance, in closed form; an eigenvalue that still clears the
+    edge by ``tw_margin`` Tracy–Widom scales can only come from a few outsized entries.
+    Those are then located in the stored tensor (`trap_entries`).
+    """
+    n, m = layer_shape(matrices)
+    edge = mp_edge(variance, n, m, thresholds.tw_margin)
+    count = int(np.count_nonzero(rand_evals > edge))
+    entries = trap_entries(matrices, thresholds) if count else []
+    return Traps(count=count, max_rand_eval=float(rand_evals[-1]), bulk_max=edge, entries=entries)
+
+
+def trap_entries(matrices: list[np.ndarray], thresholds: Thresholds) -> list[TrapEntry]:
+    """The stored entries furthest from the median, in robust (MAD) sigmas.
+
+    Only entries at least ``trap_sigmas`` out are listed, largest first, at most
+    ``trap_max_entries``. Indices are into the tensor as stored: (row, col) of a 2-D
+    matrix; for a conv kernel of shape (out, in, *k), row is the output channel and col
+    indexes ``tensor.reshape(out, -1)``, i.e. col = in_channel·prod(k) + kernel position.
+    """
+    values = np.concatenate([np.ravel(matrix) for matrix in matrices])
+    centre = float(np.median(values))
+    deviation = np.abs(values - centre)
+    scale = _MAD_TO_SIGMA * float(np.median(deviation)) or float(np.std(values))
+    if scale == 0.0:
+        return []
+    candidates = np.flatnonzero(deviation >= thresholds.trap_sigmas * scale)
+    if len(candidates) > thresholds.trap_max_entries:
+        keep = np.argpartition(deviation[candidates], -thresholds.trap_max_entries)[-thresholds.trap_max_entries:]
+        candidates = candidates[keep]
+    candidates = candidates[np.argsort(-deviation[candidates], kind="stable")]
+    rows, cols = matrices[0].shape
+    positions = len(matrices)
+    entries = []
+    for flat in candidates:
+        position, within = divmod(int(flat), rows * cols)
+        row, col = divmod(within, cols)
+        entries.append(TrapEntry(row=row, col=col * positions + position, value=float(values[flat]),
+                                 sigmas=float(deviation[flat] / scale)))
+    return entries
+
+
+# --- rank collapse ----------------------------------------------------------------------
+
+
+def rank_info(evals: np.ndarray, m: int, stored_dtype: str, eig_dtype: str, thresholds: Thresholds) -> RankInfo:
+    """Eigenvalues at numerical zero, judged by the precision the weights were stored in.
+
+    Rounding W to the stored dtype adds noise of relative size u (the unit roundoff), so
+    singular values below ~u·s_max are indistinguishable from zero. X squares singular
+    values, hence the tolerance on λ is (c·u)²·λmax (c = ``rank_roundoff``). It is never
+    below the eigensolver's own floor M·eps·λmax (numpy's matrix_rank convention for a
+    Hermitian matrix), where the computed eigenvalues stop meaning anything. A float64
+    tolerance alone would count bf16 rounding noise as rank. For a pooled conv ESD the
+    rank is summed over kernel positions.
+    """
+    roundoff = UNIT_ROUNDOFF.get(stored_dtype)
+    if roundoff is None:
+        raise WeightscopeError(f"unknown stored dtype {stored_dtype!r} (expected one of {', '.join(UNIT_ROUNDOFF)})")
+    lambda_max = float(evals[-1])
+    relative = max((thresholds.rank_roundoff * roundoff) ** 2, m * float(np.finfo(eig_dtype).eps))
+    rank = int(np.count_nonzero(evals > relative * lambda_max)) if lambda_max > 0 else 0
+    loss = 1.0 - rank / len(evals)
+    return RankInfo(numerical_rank=rank, rank_loss=loss, collapsed=loss > thresholds.rank_loss_max)
+
+
+# --- dragon kings -----------------------------------------------------------------------
+
+
+def dragon_kings(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> DragonKings:
+    """Largest eigenvalues the fitted power-law tail cannot explain, and alpha without them.
+
+    Test (sequential, from the top): under the fitted tail p(λ) ∝ λ^(−α), λ ≥ xmin, with
+    survival S(λ) = (λ/xmin)^(1−α), the largest of the n_tail − j + 1 tail values left
+    after removing the j − 1 kings already found reaches λ₍ⱼ₎ with probability
+    p_j = 1 − (1 − S(λ₍ⱼ₎))^(n_tail − j + 1). λ₍ⱼ₎ is a dragon king while p_j < ``dragon_p``;
+    testing stops at the first value that is not one, and at ``dragon_candidates``.
+    Nothing is declared unless the very first test rejects, so on a layer without kings
+    the chance of a false one is ``dragon_p`` at most. The tested fit includes the kings,
+    which pulls alpha down and makes the test conservative. A random (MP) layer has a
+    light, bounded tail that a fitted power law over-predicts, so it shows no kings.
+    """
+    num_tail = int(fit.num_tail)
+    candidates = min(thresholds.dragon_candidates, num_tail - 1)
+    if candidates < 1:
+        return DragonKings(count=0, alpha_without=None)
+    top = evals[::-1][:candidates]
+    survival = (top / fit.xmin) ** (1.0 - fit.alpha)
+    remaining = num_tail - np.arange(candidates)
+    p_values = -np.expm1(remaining * np.log1p(-survival))
+    not_king = np.flatnonzero(p_values >= thresholds.dragon_p)
+    count = int(not_king[0]) if len(not_king) else candidates
+    if count == 0:
+        return DragonKings(count=0, alpha_without=None)
+    refit = fit_power_law(evals[:-count])
+    return DragonKings(count=count, alpha_without=refit.alpha if refit.status == "ok" else None)
+
+
+# --- fit trust ----------------------------------------------------------------------------
+
+
+def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> FitTrust:
+    """Whether a power-law fit deserves belief: tail size, KS, stability, alternatives.
+
+    - tail_ok: at least ``min_tail`` eigenvalues in the tail.
+    - ks_ok: D below the exact one-sample KS critical value for n_tail at ``ks_level``
+      (scipy.stats.kstwo; ≈ 1.36/√n at 5 %). Alpha and xmin are fitted to the same data,
+      so the true critical value is smaller: the check only rejects clearly bad fits.
+    - stable: alpha's spread over xmin moved ``stability_window`` candidates either side
+      of the chosen one (from the fitter's per-candidate scan) is ≤ ``alpha_spread_max``.
+    - vs_lognormal / vs_exponential: Vuong log-likelihood-ratio tests on the tail; the
+      fit is untrusted when an alternative is better with p < ``llr_p``.
+    """
+    tail = evals[evals >= fit.xmin]
+    num_tail = int(fit.num_tail)
+    tail_ok = num_tail >= thresholds.min_tail
+    ks_ok = bool(fit.D <= scipy.stats.kstwo.ppf(1.0 - thresholds.ks_level, num_tail))
+    spread = alpha_spread(evals, fit, thresholds.stability_window)
+    stable = spread is not None and spread <= thresholds.alpha_spread_max
+    power_law = power_law_loglik(tail, fit.alpha, fit.xmin)
+    vs_lognormal = versus_lognormal(tail, fit.xmin, power_law)
+    vs_exponential = vuong(power_law, exponential_loglik(tail, fit.xmin))
+    alternatives_lose = not any(_alternative_wins(test, thresholds) for test in (vs_lognormal, vs_exponential))
+    return FitTrust(
+        tail_ok=tail_ok,
+        ks_ok=ks_ok,
+        stable=stable,
+        alpha_spread=spread,
+        vs_lognormal=vs_lognormal,
+        vs_exponential=vs_exponential,
+        trusted=tail_ok and ks_ok and stable and alternatives_lose,
+    )
+
+
+def alpha_spread(evals: np.ndarray, fit: PowerLawFit, window: int) -> float | None:
+    """max − min of alpha over the xmin candidates within ``window`` of the chosen xmin."""
+    scan = scan_xmin(evals, min_tail=1)
+    chosen = int(np.argmin(np.abs(scan.xmins - fit.xmin)))
+    alphas = scan.alphas[max(0, chosen - window): chosen + window + 1]
+    alphas = alphas[np.isfinite(alphas)]
+    return float(np.max(alphas) - np.min(alphas)) if len(alphas) else None
+
+
+def _alternative_wins(test: LikelihoodRatio, thresholds: Thresholds) -> bool:
+    return test.R < 0 and test.p < thresholds.llr_p
+
+
+def vuong(loglik_power_law: np.ndarray, loglik_alternative: np.ndarray) -> LikelihoodRatio:
+    """Vuong's non-nested likelihood-ratio test (Clauset et al. 2009, §5.1).
+
+    R = Σ (ℓ_pl − ℓ_alt) (> 0 favours the power law); its sign is significant with
+    p = erfc(|R| / √(2 n s²)), s² the variance of the pointwise differences.
+    """
+    difference = loglik_power_law - loglik_alternative
+    ratio = float(np.sum(difference))
+    spread = float(np.std(difference)) * np.sqrt(2.0 * len(difference))
+    p = float(scipy.special.erfc(abs(ratio) / spread)) if spread > 0 else 1.0
+    return LikelihoodRatio(R=ratio, p=p)
+
+
+def power_law_loglik(tail: np.ndarray, alpha: float, xmin: float) -> np.ndarray:
+    """Pointwise log density of the continuous power law (α − 1)/xmin · (λ/xmin)^(−α)."""
+    return np.log((alpha - 1.0) / xmin) - alpha * np.log(tail / xmin)
+
+
+def exponential_loglik(tail: np.ndarray, xmin: float) -> np.ndarray:
+    """Pointwise log density of the MLE exponential tail λ e^(−λ(x − xmin)), x ≥ xmin.
+
+    The MLE is closed form: λ = 1 / mean(x − xmin).
+    """
+    excess = tail - xmin
+    mean_excess = float(np.mean(excess))
+    if mean_excess <= 0:
+        return np.full(len(tail), -np.inf)
+    return -np.log(mean_excess) - excess / mean_excess
+
+
+def versus_lognormal(tail: np.ndarray, xmin: float, power_law: np.ndarray) -> LikelihoodRatio:
+    """Vuong test of the power law (pointwise log-likelihoods ``power_law``, at its MLE
+    alpha) against the MLE lognormal truncated to x ≥ xmin.
+
+    In u = ln(x/xmin) the truncated lognormal is the exponential family e^(bu − cu²)
+    on u ≥ 0, c ≥ 0, whose c = 0 edge is the power law (α = 1 − b). Its log-likelihood
+    is concave in (b, c), so when moving off the edge into c > 0 does not help — at the
+    power-law MLE that is ∂ℓ/∂c = n·2/b² − Σu² ≤ 0, i.e. mean(u²) ≥ 2·mean(u)² — the
+    best lognormal *is* the power law: R = 0, p = 1, with no optimisation (a numerical
+    optimiser would only creep towards μ → −∞ there, slowly and inexactly). Otherwise
+    the optimum is interior and `lognormal_loglik` finds it.
+    """
+    log_excess = np.log(tail / xmin)
+    if np.mean(log_excess**2) >= 2.0 * np.mean(log_excess) ** 2:
+        return LikelihoodRatio(R=0.0, p=1.0)
+    lognormal = lognormal_loglik(tail, xmin)
+    if np.sum(lognormal) <= np.sum(power_law):  # the optimiser stopped short of the edge's value
+        return LikelihoodRatio(R=0.0, p=1.0)
+    return vuong(power_law, lognormal)
+
+
+def lognormal_loglik(tail: np.ndarray, xmin: float) -> np.ndarray:
+    """Pointwise log density of the MLE lognormal truncated to x ≥ xmin.
+
+    ℓ = −ln x − ln σ − ½ ln 2π − z²/2 − ln(1 − Φ(z₀)), z = (ln x − μ)/σ,
+    z₀ = (ln xmin − μ)/σ. The MLE has no closed form; it is found by L-BFGS on (μ, ln σ)
+    with the analytic gradient, started from the mean and std of ln x (as powerlaw does).
+    The truncation term uses log_ndtr, so it stays accurate far into the tail, where
+    powerlaw's erfc-based normaliser underflows.
+    """
+    logs = np.log(tail)
+    log_xmin = np.log(xmin)
+    n = len(tail)
+
+    def negative_loglik(params: np.ndarray) -> tuple[float, np.ndarray]:
+        mu, log_sigma = params
+        sigma = np.exp(log_sigma)
+        z = (logs - mu) / sigma
+        z0 = (log_xmin - mu) / sigma
+        log_survival = scipy.special.log_ndtr(-z0)
+        hazard = np.exp(-0.5 * z0 * z0 - 0.5 * np.log(2.0 * np.pi) - log_survival)
+        value = n * (log_sigma + log_survival) + 0.5 * np.sum(z * z)
+        grad_mu = -(np.sum(z) - n * hazard) / sigma
+        grad_log_sigma = -(np.sum(z * z) - n - n * hazard * z0)
+        return float(value), np.array([grad_mu, grad_log_sigma])
+
+    start = np.array([np.mean(logs), np.log(max(np.std(logs), 1e-3))])
+    result = scipy.optimize.minimize(negative_loglik, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    mu, log_sigma = result.x
+    sigma = np.exp(log_sigma)
+    z = (logs - mu) / sigma
+    log_survival = scipy.special.log_ndtr(-(log_xmin - mu) / sigma)
+    return -logs - log_sigma - 0.5 * np.log(2.0 * np.pi) - 0.5 * z * z - log_survival
+
+
+# --- eigenvector localisation -------------------------------------------------------------
+
+
+def eigenvector_localization(matrices: list[np.ndarray], tail_start: float, options: SpectrumOptions) -> VectorStats | None:
+    """Mean localisation and entropy of tail eigenvectors (λ ≥ tail_start) vs bulk ones.
+
+    Learned correlations live in a few directions, so trained tail eigenvectors are more
+    localised than the delocalised (Haar-like) bulk. Localisation is the inverse
+    participation ratio Σvᵢ⁴ of a unit eigenvector (1/M: spread evenly; 1: one
+    coordinate); entropy is the Shannon entropy of vᵢ² over ln M (1: spread evenly). None
+    when the tail or the bulk is empty.
+    """
+    ipr, entropy, in_tail = [], [], []
+    for matrix in matrices:
+        w = np.asarray(oriented(matrix), dtype=options.dtype)
+        values, vectors = scipy.linalg.eigh(w.T @ w / w.shape[0], driver="evd", check_finite=False)
+        weights = vectors**2
+        ipr.append(np.sum(weights**2, axis=0))
+        entropy.append(-np.sum(scipy.special.xlogy(weights, weights), axis=0) / np.log(len(values)))
+        in_tail.append(values >= tail_start)
+    ipr_all, entropy_all, tail = np.concatenate(ipr), np.concatenate(entropy), np.concatenate(in_tail)
+    if tail.all() or not tail.any():
+        return None
+    return VectorStats(
+        tail_localization=float(ipr_all[tail].mean()),
+        bulk_localization=float(ipr_all[~tail].mean()),
+        tail_entropy=float(entropy_all[tail].mean()),
+        bulk_entropy=float(entropy_all[~tail].mean()),
+    )
+
+
+# --- the verdict ---------------------------------------------------------------------------
+
+
+def decide(
+    fit: PowerLawFit,
+    mp: MPBulk,
+    rand_distance: float | None,
+    traps: Traps | None,
+    rank: RankInfo,
+    kings: DragonKings | None,
+    trust: FitTrust | None,
+    *,
+    stored_dtype: str,
+    thresholds: Thresholds,
+) -> tuple[str, list[str], list[str]]:
+    """The verdict, every flag raised, and one sentence per flag.
+
+    Precedence (`VERDICTS`) puts first what makes alpha meaningless: a collapsed rank or
+    a correlation trap produce a small alpha by themselves; a random-like ESD (nothing
+    above the MP edge, or within ``rand_distance_max`` of its randomised copy) has no
+    learned tail to fit; then a failed or untrusted fit; only a trusted fit is read by
+    the HTSR alpha bands (< alpha_low over-trained, > alpha_high under-trained). Dragon
+    kings only inform (alpha refitted without them is in the reason), they never change
+    the verdict. Flags come in precedence order with one reason each, so reasons[0]
+    explains the verdict; a healthy verdict raises no flag and gets its own first reason.
+    """
+    raised: list[tuple[str, str, str]] = []  # (verdict it leads to, flag, reason)
+    if rank.collapsed:
+        raised.append(("rank-collapsed", "rank-collapsed",
+                       f"{rank.rank_loss:.0%} of the eigenvalues are numerically zero at {stored_dtype} precision "
+                       f"(numerical rank {rank.numerical_rank})."))
+    if traps is not None and traps.count:
+        where = ""
+        if traps.entries:
+            top = traps.entries[0]
+            where = f"; the largest outlier weight is at ({top.row}, {top.col}), {top.sigmas:.0f} robust sigmas out"
+        raised.append(("correlation-trap", "correlation-trap",
+                       f"{traps.count} eigenvalue(s) of the randomised matrix stay above its MP edge "
+                       f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g}){where}."))
+    if mp.num_spikes == 0:
+        raised.append(("random-like", "random-like", "No eigenvalue rises above the Marchenko–Pastur bulk edge."))
+    elif rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+        raised.append(("random-like", "random-like",
+                       f"The ESD is within KS distance {rand_distance:.3f} of its randomised copy "
+                       f"(≤ {thresholds.rand_distance_max})."))
+    if fit.status != "ok":
+        raised.append(("failed", "fit-failed", f"The power-law fit failed: {fit.reason}."))
+    if trust is not None:
+        raised.extend(("untrusted-fit", flag, reason) for flag, reason in _trust_problems(fit, trust, thresholds))
+    if fit.status == "ok":
+        if fit.alpha < thresholds.alpha_low:
+            raised.append(("over-trained", "alpha-low", f"alpha = {fit.alpha:.2f} < {thresholds.alpha_low}: possibly over-fit."))
+        elif fit.alpha > thresholds.alpha_high:
+            raised.append(("under-trained", "alpha-high", f"alpha = {fit.alpha:.2f} > {thresholds.alpha_high}: little learned structure."))
+    if kings is not None and kings.count:
+        without = f"{kings.alpha_without:.2f}" if kings.alpha_without is not None else "not fittable"
+        raised.append(("", "dragon-kings", f"{kings.count} eigenvalue(s) lie far beyond the fitted tail; alpha without them is {without}."))
+    raised.sort(key=lambda item: VERDICTS.index(item[0]) if item[0] else len(VERDICTS))
+    flags, reasons = [flag for _, flag, _ in raised], [reason for _, _, reason in raised]
+    if raised and raised[0][0]:
+        return raised[0][0], flags, reasons
+    healthy = f"alpha = {fit.alpha:.2f} lies in [{thresholds.alpha_low}, {thresholds.alpha_high}] and the fit is trusted."
+    return "healthy", flags, [healthy, *reasons]
+
+
+def _trust_problems(fit: PowerLawFit, trust: FitTrust, thresholds: Thresholds) -> list[tuple[str, str]]:
+    problems = []
+    if not trust.tail_ok:
+        problems.append(("small-tail", f"The tail holds only {fit.num_tail} eigenvalues (< {thresholds.min_tail})."))
+    if not trust.ks_ok:
+        problems.append(("ks-reject", f"KS distance D = {fit.D:.3f} exceeds the {thresholds.ks_level:.0%} critical value for {fit.num_tail} points."))
+    if not trust.stable:
+        spread = "undefined" if trust.alpha_spread is None else f"{trust.alpha_spread:.2f}"
+        problems.append(("unstable-alpha", f"alpha moves by {spread} when xmin shifts {thresholds.stability_window} candidates (> {thresholds.alpha_spread_max})."))
+    for name, test in (("lognormal", trust.vs_lognormal), ("exponential", trust.vs_exponential)):
+        if test is not None and _alternative_wins(test, thresholds):
+            problems.append((f"{name}-better", f"A {name} tail fits better than the power law (R = {test.R:.2f}, p = {test.p:.3f})."))
+    return problems

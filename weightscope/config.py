@@ -1,0 +1,154 @@
+"""Every threshold the per-layer checks and the verdict use, in one place.
+
+Why one frozen object: a verdict is only reproducible if the numbers that produced it
+are known, so they live in one `Thresholds` value that is recorded with a report and can
+be overridden from exactly two places — ``[tool.weightscope]`` of a pyproject.toml (a
+team's standing policy) and the command line (a one-off), in that order of precedence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import WeightscopeError
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds of the checks (weightscope.checks) and of the verdict.
+
+    The defaults are argued in the docstrings of the checks that use them; the short
+    version is given per field.
+    """
+
+    #: Tracy–Widom scales above the Marchenko–Pastur edge an eigenvalue must clear to be
+    #: a spike (or, in the randomised ESD, a trap). 4 scales: P(TW1 > 4) ≈ 2e-4.
+    tw_margin: float = 4.0
+    #: A stored entry is listed as a trap entry when it lies this many robust (MAD)
+    #: standard deviations from the median. A Gaussian entry exceeds 6 with p ≈ 2e-9.
+    trap_sigmas: float = 6.0
+    #: At most this many trap entries are listed, largest deviation first.
+    trap_max_entries: int = 5
+    #: An eigenvalue is numerically zero when its singular value is below this many unit
+    #: roundoffs of the stored dtype, relative to the largest singular value.
+    rank_roundoff: float = 1.0
+    #: A layer is rank-collapsed when more than this share of its eigenvalues is zero.
+    rank_loss_max: float = 0.1
+    #: Significance of the sequential dragon-king test (its false-king rate on a layer
+    #: without kings).
+    dragon_p: float = 0.01
+    #: How many of the largest eigenvalues are tested as dragon-king candidates.
+    dragon_candidates: int = 5
+    #: A fit is trusted only with at least this many eigenvalues in the tail.
+    min_tail: int = 20
+    #: Significance level of the KS critical value the fit's D is compared with.
+    ks_level: float = 0.05
+    #: xmin is moved this many candidates either side to test alpha's stability.
+    stability_window: int = 3
+    #: ... and alpha is stable when its spread (max − min) over that window is at most this.
+    alpha_spread_max: float = 0.3
+    #: An alternative tail (lognormal, exponential) beats the power law when its
+    #: log-likelihood ratio favours it with a Vuong p-value below this (Clauset et al. use 0.1).
+    llr_p: float = 0.1
+    #: alpha below this: over-trained (HTSR).
+    alpha_low: float = 2.0
+    #: alpha above this: under-trained (HTSR).
+    alpha_high: float = 6.0
+    #: The ESD is random-like when its KS distance to the randomised ESD is at most this
+    #: (two Gaussian ESDs of M eigenvalues differ by at most ~5/M; trained layers of
+    #: all-MiniLM-L6-v2 by 0.1 to 0.85).
+    rand_distance_max: float = 0.05
+
+    def __post_init__(self) -> None:
+        probabilities = ("dragon_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max")
+        for name in probabilities:
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise WeightscopeError(f"threshold {name} must lie strictly between 0 and 1, got {value}")
+        for name in ("trap_max_entries", "dragon_candidates", "min_tail", "stability_window"):
+            if getattr(self, name) < 1:
+                raise WeightscopeError(f"threshold {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("tw_margin", "trap_sigmas", "rank_roundoff", "alpha_spread_max"):
+            if getattr(self, name) < 0:
+                raise WeightscopeError(f"threshold {name} must not be negative, got {getattr(self, name)}")
+        if not 1.0 <= self.alpha_low < self.alpha_high:
+            raise WeightscopeError(
+                f"thresholds need 1 <= alpha_low < alpha_high, got {self.alpha_low} and {self.alpha_high}"
+            )
+
+
+_FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Thresholds)}
+
+
+def load_thresholds(pyproject_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Thresholds:
+    """Defaults, then ``[tool.weightscope]`` of ``pyproject_path``, then ``overrides``.
+
+    Keys may be spelt with underscores or hyphens (``alpha-high``). Nested tables under
+    ``[tool.weightscope]`` (e.g. ``[tool.weightscope.gate]``) belong to other commands and
+    are left alone; any other unknown key is an error, so a typo never silently keeps a
+    default. Override values of None mean "not given" (an unset CLI option).
+    """
+    values: dict[str, Any] = {}
+    if pyproject_path is not None:
+        section = _read_tool_section(Path(pyproject_path))
+        values.update(_checked(section, f"[tool.weightscope] in {pyproject_path}", skip_tables=True))
+    values.update(_checked({k: v for k, v in (overrides or {}).items() if v is not None}, "overrides"))
+    return Thresholds(**values)
+
+
+def _read_tool_section(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise WeightscopeError("reading pyproject.toml on Python 3.10 needs the 'tomli' package") from None
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise WeightscopeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise WeightscopeError(f"{path} is not valid TOML: {exc}") from None
+    section = data.get("tool", {}).get("weightscope", {})
+    if not isinstance(section, dict):
+        raise WeightscopeError(f"[tool.weightscope] in {path} must be a table")
+    return section
+
+
+def _checked(raw: dict[str, Any], where: str, *, skip_tables: bool = False) -> dict[str, Any]:
+    """Normalise key spelling and check every key names a threshold of the right type."""
+    checked: dict[str, Any] = {}
+    for key, value in raw.items():
+        if skip_tables and isinstance(value, dict):
+            continue
+        name = str(key).replace("-", "_")
+        if name not in _FIELD_TYPES:
+            known = ", ".join(sorted(_FIELD_TYPES))
+            raise WeightscopeError(f"unknown threshold {key!r} in {where} (known: {known})")
+        checked[name] = _coerced(name, value, where)
+    return checked
+
+
+def _coerced(name: str, value: Any, where: str) -> Any:
+    """The value as the field's type; strings are parsed (a generic ``--set key=value``)."""
+    expected = _FIELD_TYPES[name]
+    if isinstance(value, str):
+        try:
+            value = expected(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, bool):  # bool is an int subclass; never a threshold
+        ok = False
+    elif expected is float:
+        ok = isinstance(value, (int, float))
+    else:
+        ok = isinstance(value, int)
+    if not ok:
+        raise WeightscopeError(f"threshold {name} in {where} must be {expected.__name__}, got {value!r}")
+    return expected(value)
