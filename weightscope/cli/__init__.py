@@ -48,6 +48,7 @@ def _root(
 from . import analyze as _analyze  # noqa: E402  (registers the commands on `app`)
 from . import compare as _compare  # noqa: E402
 from . import gate as _gate  # noqa: E402
+from . import plot as _plot  # noqa: E402, F401  (registers `plot`)
 from . import trend as _trend  # noqa: E402
 
 del _analyze, _compare, _gate, _trend

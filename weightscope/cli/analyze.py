@@ -9,11 +9,13 @@ import typer
 
 from ..pipeline import analyze as run_analysis
 from ..pipeline import inspect as run_inspection
+from ..render.html import write_html_report
 from ..render.table import render_inspection, render_report
 from ..render.text import to_csv, to_json, to_markdown
 from . import app
 from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
 from .options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
+from .pictures import HtmlOption, need_pictures, write_if_asked
 from .progress import layer_progress
 
 PathArg = Annotated[
@@ -36,6 +38,7 @@ def analyze(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
     ] = None,
+    html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -48,8 +51,10 @@ def analyze(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
+        need_pictures(html)
         with layer_progress() as hook:
             report = run_analysis(path, progress=hook, **analysis.kwargs())
+        write_if_asked(html, lambda target: write_html_report(report, target))
         if chosen is OutputFormat.table:
             render_report(report, stdout)
             return

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import WeightscopeError
 from ..io import write_text_atomic
@@ -43,7 +44,7 @@ def user_errors(debug: bool) -> Iterator[None]:
     except WeightscopeError as exc:
         if debug:
             raise
-        stderr.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")
@@ -52,7 +53,7 @@ def user_errors(debug: bool) -> Iterator[None]:
         if debug:
             raise
         stderr.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
             soft_wrap=True,
         )
         raise typer.Exit(2) from None

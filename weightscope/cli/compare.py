@@ -10,9 +10,11 @@ import typer
 
 from ..compare import compare as run_comparison
 from ..render.compare_views import render_comparison, to_csv, to_markdown
+from ..render.html_compare import write_compare_html
 from . import app
 from .options import AnalysisArgs, analysis_options
 from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .pictures import HtmlOption, need_pictures, write_if_asked
 from .progress import layer_progress
 
 SideArg = Annotated[
@@ -43,6 +45,7 @@ def compare(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
     ] = None,
+    html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Compare two checkpoints layer by layer: alpha, norms, verdicts and the update ΔW = B − A.
@@ -59,6 +62,7 @@ def compare(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
+        need_pictures(html)
         with layer_progress() as hook:
             comparison = run_comparison(
                 a,
@@ -68,6 +72,7 @@ def compare(
                 progress=hook,
                 **analysis.kwargs(),
             )
+        write_if_asked(html, lambda target: write_compare_html(comparison, target))
         if chosen is OutputFormat.table:
             render_comparison(comparison, stdout)
             return

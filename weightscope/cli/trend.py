@@ -9,12 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import WeightscopeError
+from ..render.html_trend import write_trend_html
+from ..render.plot_trend import trend_figure
+from ..render.plots import save_png
 from ..render.trend_views import render_trend, to_csv
 from ..trend import RunEntry
 from ..trend import trend as run_trend
 from . import app
 from .options import AnalysisArgs, analysis_options
 from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
+from .pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
@@ -55,6 +59,8 @@ def trend(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
     ] = None,
+    plot: PlotOption = None,
+    html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Alpha over a training run: order checkpoints by step, follow every layer, flag patterns.
@@ -67,11 +73,14 @@ def trend(
       weightscope trend runs/my-run/ --cache runs/my-run/.weightscope
 
       weightscope trend ckpt/step_*.safetensors --format json -o trend.json
+
+      weightscope trend runs/my-run/ --plot trend.png --html trend.html
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
         if chosen is OutputFormat.md:
             raise WeightscopeError("trend has no markdown view: use --format table, json or csv")
+        need_pictures(plot, html)
         result = run_trend(
             paths,
             step_regex=step_regex,
@@ -81,6 +90,8 @@ def trend(
             on_checkpoint=_announce,
             **analysis.kwargs(),
         )
+        write_if_asked(plot, lambda target: save_png(trend_figure(result), target))
+        write_if_asked(html, lambda target: write_trend_html(result, target))
         if chosen is OutputFormat.table:
             render_trend(result, stdout)
             return

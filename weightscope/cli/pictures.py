@@ -1,0 +1,42 @@
+"""What the commands that can draw share: the --html/--plot options and the early check.
+
+Pictures need the plot extra; `need_pictures` runs before any analysis so a missing
+matplotlib costs the user a second, not the time it took to read a whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..render.plots import require_matplotlib
+from .common import stderr
+
+HtmlOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--html",
+        help="Also write a self-contained HTML report here (summary, sortable table, pictures; "
+        "opens offline). Needs weightscope\\[plot].",
+    ),
+]
+PlotOption = Annotated[
+    Optional[Path],
+    typer.Option("--plot", help="Also draw the picture of the run (PNG) here. Needs weightscope\\[plot]."),
+]
+
+
+def need_pictures(*targets: Path | None) -> None:
+    """Fail now, with the install line, if any picture is asked for and matplotlib is missing."""
+    if any(target is not None for target in targets):
+        require_matplotlib()
+
+
+def write_if_asked(target: Path | None, write: Callable[[Path], object]) -> None:
+    """Run ``write(target)`` when the option was given, and say where the file went."""
+    if target is not None:
+        write(target)
+        stderr.print(f"wrote {target}")

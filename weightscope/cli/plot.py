@@ -1,0 +1,92 @@
+"""`weightscope plot`: PNG pictures of layer spectra and of the whole checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..checkpoint import open_checkpoint
+from ..errors import WeightscopeError
+from ..pipeline import AnalysisOptions, select, stream_layers
+from ..pipeline import analyze as run_analysis
+from ..render.plot_esd import layer_figure
+from ..render.plot_summary import summary_figure
+from ..render.plots import png_file_name, require_matplotlib, save_png
+from . import app
+from .analyze import PathArg
+from .common import DebugOption, stderr, user_errors
+from .options import AnalysisArgs, analysis_options
+from .progress import layer_progress
+
+
+def _output_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightscopeError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def draw_layer_spectra(path: Path, patterns: list[str], out: Path, options: AnalysisOptions) -> list[Path]:
+    """One ESD picture per layer matching ``patterns``; no other tensor is read."""
+    written = []
+    with open_checkpoint(path) as reader, layer_progress() as hook:
+        selection = select(reader, options)
+        if not selection.layers:
+            raise WeightscopeError(
+                f"no weight matrix matches --layer {' '.join(map(repr, patterns))} (list them: weightscope inspect {path})"
+            )
+        for item in stream_layers(reader, selection, options, hook):
+            if item.evals is None:
+                stderr.print(f"[yellow]no spectrum for {item.result.name}:[/] {item.result.reason}", soft_wrap=True)
+                continue
+            written.append(save_png(layer_figure(item), out / png_file_name(item.result.name, ".esd.png")))
+    return written
+
+
+@app.command()
+@analysis_options(randomize=True)
+def plot(
+    path: PathArg,
+    *,
+    analysis: AnalysisArgs,
+    layer: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--layer", "-l",
+            help="Draw the spectrum of every layer whose name matches this regex (repeatable). No other tensor is read.",
+        ),
+    ] = None,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="Draw alpha of every layer by depth, and the alpha histogram.")
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNG files (created if missing).")] = Path("."),
+    debug: DebugOption = False,
+) -> None:
+    """Draw PNG pictures: per-layer ESD (log-log with the power-law fit, and the MP bulk) and the model summary.
+
+    Needs the plot extra: pip install 'weightscope\\[plot]'.
+
+    Examples:
+
+      weightscope plot model.safetensors --layer 'layers\\.3\\..*q_proj' --out plots/
+
+      weightscope plot model.safetensors --summary
+    """
+    with user_errors(debug):
+        if not layer and not summary:
+            raise WeightscopeError("nothing to draw: pass --layer REGEX (a spectrum per layer) and/or --summary")
+        require_matplotlib()
+        directory = _output_dir(out)
+        written = []
+        if summary:
+            with layer_progress() as hook:
+                report = run_analysis(path, progress=hook, **analysis.kwargs())
+            written.append(save_png(summary_figure(report), directory / "summary.png"))
+        if layer:
+            options = AnalysisOptions.from_kwargs(**{**analysis.kwargs(), "include": tuple(layer)})
+            written += draw_layer_spectra(path, layer, directory, options)
+        for file in written:
+            stderr.print(f"wrote {file}")

@@ -1,0 +1,73 @@
+"""The HTML page of a comparison (`weightscope compare A B --html FILE`).
+
+The summary lines of the terminal view, the A → B picture, and the per-layer table
+(alpha on both sides, the changes, the verdict change and, when weights were compared,
+the size and rank of the update ΔW), sortable by any column.
+"""
+
+from __future__ import annotations
+
+import os
+from html import escape
+
+from ..compare import Comparison, LayerChange
+from ..io import write_text_atomic
+from .compare_views import signed, summary_lines, verdict_change
+from .html import Cell, Column, figure_html, number_cell, page, sortable_table, text_cell
+from .plot_compare import compare_figure
+from .plots import require_matplotlib
+from .style import alpha_band
+
+_COLUMNS = (
+    Column("layer", "layer"), Column("kind", "kind"), Column("alpha_a", "alpha A", True),
+    Column("alpha_b", "alpha B", True), Column("delta_alpha", "Δalpha", True), Column("delta_log_norm", "Δlog‖W‖²", True),
+    Column("delta_log_spectral_norm", "Δlog λmax", True), Column("verdict", "verdict"),
+)
+_UPDATE_COLUMNS = (
+    Column("relative_norm", "‖ΔW‖/‖W‖", True), Column("effective_rank", "eff. rank", True),
+    Column("stable_rank", "stable rank", True), Column("rank90", "rank90", True), Column("note", "note"),
+)
+
+
+def _alpha_cell(alpha: float | None) -> Cell:
+    cell = number_cell(alpha)
+    return Cell(cell.text, cell.sort, alpha_band(alpha) if alpha is not None else "muted")
+
+
+def _signed_cell(value: float | None) -> Cell:
+    return Cell(signed(value), value)
+
+
+def _row(change: LayerChange, weights: bool) -> list[Cell]:
+    cells = [
+        text_cell(change.name), text_cell(change.kind), _alpha_cell(change.alpha_a), _alpha_cell(change.alpha_b),
+        _signed_cell(change.delta_alpha), _signed_cell(change.delta_log_norm),
+        _signed_cell(change.delta_log_spectral_norm), text_cell(verdict_change(change), "low" if change.worse else ""),
+    ]
+    if weights:
+        update = change.update
+        cells += [
+            number_cell(update.relative_norm if update else None), number_cell(update.effective_rank if update else None, 1),
+            number_cell(update.stable_rank if update else None, 1),
+            Cell(f"{update.rank90}/{update.dim}", update.rank90) if update else Cell("—", None, "muted"),
+            text_cell(change.note or ""),
+        ]
+    return cells
+
+
+def compare_html(comparison: Comparison) -> str:
+    """The self-contained page of a comparison."""
+    require_matplotlib()
+    columns = _COLUMNS + (_UPDATE_COLUMNS if comparison.weights else ())
+    sections = [
+        "<h2>Summary</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary_lines(comparison)) + "</ul>",
+        "<h2>Alpha, A → B</h2>" + figure_html(compare_figure(comparison), "alpha of every layer in A and in B, by depth"),
+        "<h2>Layers</h2><p class=\"meta\">Click a header to sort.</p>"
+        + sortable_table("layers", columns, [_row(change, comparison.weights) for change in comparison.layers]),
+    ]
+    return page("weightscope compare", f"A: {comparison.a} · B: {comparison.b}", sections)
+
+
+def write_compare_html(comparison: Comparison, path: str | os.PathLike[str]) -> None:
+    """Write `compare_html` to ``path`` atomically."""
+    write_text_atomic(path, compare_html(comparison))

@@ -1,0 +1,81 @@
+"""The HTML page of a training run (`weightscope trend … --html FILE`).
+
+The trend picture, one row per checkpoint (step, median alpha and MAD, verdict counts),
+and the layers × steps alpha table with each layer's flags and their evidence: sortable
+by any step, so "which layers had the lowest alpha at step 500" is one click.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..io import write_text_atomic
+from ..trend import Trend
+from .html import Cell, Column, cards, figure_html, number_cell, page, sortable_table, text_cell
+from .plot_trend import trend_figure
+from .plots import require_matplotlib
+from .style import alpha_band, fmt
+from .trend_views import checkpoint_label, flag_text, run_root
+
+
+def _alpha_cell(alpha: float | None) -> Cell:
+    cell = number_cell(alpha)
+    return Cell(cell.text, cell.sort, alpha_band(alpha)) if alpha is not None else Cell(cell.text, None, "muted")
+
+
+def _checkpoints_table(trend: Trend) -> str:
+    columns = (
+        Column("step", "step", True), Column("checkpoint", "checkpoint"), Column("origin", "from"),
+        Column("layers", "layers", True), Column("median", "median alpha", True), Column("mad", "MAD", True),
+        Column("log_norm", "median log‖W‖²", True), Column("verdicts", "verdicts"),
+    )
+    root = run_root(trend)
+    rows = []
+    for point in trend.checkpoints:
+        s = point.summary
+        verdicts = ", ".join(f"{verdict} {count}" for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1]))
+        rows.append([
+            number_cell(point.step), text_cell(os.path.relpath(os.path.abspath(point.path), root) if root else point.path),
+            text_cell(point.origin), number_cell(s.analysed + s.failed), _alpha_cell(s.alpha_median),
+            number_cell(s.alpha_mad), number_cell(point.log_norm_median), text_cell(verdicts),
+        ])
+    return sortable_table("checkpoints", columns, rows)
+
+
+def _layers_table(trend: Trend) -> str:
+    steps = [Column(f"at{i}", f"α@{checkpoint_label(p)}", True) for i, p in enumerate(trend.checkpoints)]
+    columns = (Column("layer", "layer"), Column("kind", "kind"), *steps, Column("flags", "flags"))
+    rows = [
+        [text_cell(s.name), text_cell(s.kind), *(_alpha_cell(a) for a in s.alphas),
+         text_cell(flag_text(s, trend), "low" if s.flags else "")]
+        for s in trend.layers
+    ]
+    return sortable_table("layers", columns, rows)
+
+
+def trend_html(trend: Trend) -> str:
+    """The self-contained page of a trend."""
+    require_matplotlib()
+    points = trend.checkpoints
+    first, last = points[0].summary.alpha_median, points[-1].summary.alpha_median
+    summary = cards([
+        ("checkpoints", str(len(points)), ""),
+        ("layers", str(len(trend.layers)), ""),
+        (f"median alpha @{checkpoint_label(points[0])}", fmt(first, 2), alpha_band(first) if first is not None else "muted"),
+        (f"median alpha @{checkpoint_label(points[-1])}", fmt(last, 2), alpha_band(last) if last is not None else "muted"),
+        ("layers flagged", str(len(trend.flagged)), "low" if trend.flagged else ""),
+    ])
+    sections = [
+        "<h2>Summary</h2>" + summary,
+        "<h2>Alpha over the run</h2>" + figure_html(trend_figure(trend), "median alpha over the steps and alpha per layer"),
+        "<h2>Checkpoints</h2>" + _checkpoints_table(trend),
+        "<h2>Layers</h2><p class=\"meta\">Alpha of every layer at every checkpoint; click a header to sort. Flags: "
+        f"jumps are changes per log-step more than {fmt(trend.jump_k)} × MAD off the layer's median and at least "
+        f"{fmt(trend.min_swing)}.</p>" + _layers_table(trend),
+    ]
+    return page("weightscope trend", run_root(trend), sections)
+
+
+def write_trend_html(trend: Trend, path: str | os.PathLike[str]) -> None:
+    """Write `trend_html` to ``path`` atomically."""
+    write_text_atomic(path, trend_html(trend))
