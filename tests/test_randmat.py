@@ -11,7 +11,9 @@ import scipy.stats
 from weightscope.randmat import (
     fit_mp_bulk,
     ks_distance,
+    mp_cdf,
     mp_edge,
+    mp_ks,
     mp_quantiles,
     randomized_esd,
     tracy_widom_scale,
@@ -134,3 +136,24 @@ def test_ks_distance_matches_scipy(seed):
     expected = scipy.stats.ks_2samp(first, second).statistic
     assert ks_distance(first, second) == pytest.approx(expected, abs=1e-12)
     assert ks_distance(first, first) == 0.0
+
+
+def test_mp_cdf_inverts_the_quantiles():
+    probs = np.linspace(0.01, 0.99, 50)
+    for q in (1.0, 1.33, 4.0):
+        np.testing.assert_allclose(mp_cdf(q, mp_quantiles(q, probs)), probs, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(128, 96), (300, 150), (1000, 250)])
+def test_mp_shape_distance_separates_random_from_a_bulkless_power_law(shape):
+    from .helpers import planted_power_law
+
+    n, m = shape
+    for seed in range(10):
+        random_esd = esd([gaussian(shape, seed)])
+        assert fit_mp_bulk(random_esd, n, m, 4.0).ks < 0.05
+        # A power-law ESD all the way down: no spike clears the edge its lower half
+        # implies, yet it is nothing like MP.
+        heavy = esd([planted_power_law(n, m, 4.0, seed)])
+        assert fit_mp_bulk(heavy, n, m, 4.0).ks > 0.2
+    assert mp_ks(np.array([]), 1.0, 2.0) == 1.0

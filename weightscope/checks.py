@@ -427,8 +427,8 @@ def decide(
     """The verdict, every flag raised, and one sentence per flag.
 
     Precedence (`VERDICTS`) puts first what makes alpha meaningless: a collapsed rank or
-    a correlation trap produce a small alpha by themselves; a random-like ESD (nothing
-    above the MP edge, or within ``rand_distance_max`` of its randomised copy) has no
+    a correlation trap produce a small alpha by themselves; a random-like ESD (MP-shaped
+    with nothing above the MP edge, or within ``rand_distance_max`` of its randomised copy) has no
     learned tail to fit; then a failed or untrusted fit; only a trusted fit is read by
     the HTSR alpha bands (< alpha_low over-trained, > alpha_high under-trained). Dragon
     kings only inform (alpha refitted without them is in the reason), they never change
@@ -448,8 +448,10 @@ def decide(
         raised.append(("correlation-trap", "correlation-trap",
                        f"{traps.count} eigenvalue(s) of the randomised matrix stay above its MP edge "
                        f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g}){where}."))
-    if mp.num_spikes == 0:
-        raised.append(("random-like", "random-like", "No eigenvalue rises above the Marchenko–Pastur bulk edge."))
+    if mp.num_spikes == 0 and mp.ks <= thresholds.mp_ks_max:
+        raised.append(("random-like", "random-like",
+                       f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue "
+                       f"rises above its bulk edge."))
     elif rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
         raised.append(("random-like", "random-like",
                        f"The ESD is within KS distance {rand_distance:.3f} of its randomised copy "

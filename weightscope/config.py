@@ -62,9 +62,13 @@ class Thresholds:
     #: (two Gaussian ESDs of M eigenvalues differ by at most ~5/M; trained layers of
     #: all-MiniLM-L6-v2 by 0.1 to 0.85).
     rand_distance_max: float = 0.05
+    #: ... and only when the MP law also fits its shape: KS distance of the ESD from the
+    #: fitted MP law at most this (Gaussian layers: ≤ 0.035 from M = 96 up; trained
+    #: layers of the example run: 0.1–0.35; a planted power-law ESD: ≥ 0.3).
+    mp_ks_max: float = 0.1
 
     def __post_init__(self) -> None:
-        probabilities = ("dragon_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max")
+        probabilities = ("dragon_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
         for name in probabilities:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:

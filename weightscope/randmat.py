@@ -48,6 +48,29 @@ def mp_quantiles(q: float, probs: np.ndarray) -> np.ndarray:
     return centre - radius * np.cos(theta)
 
 
+def mp_cdf(q: float, x: np.ndarray) -> np.ndarray:
+    """CDF of the MP law with σ² = 1 and aspect ratio Q at ``x`` (the inverse of `mp_quantiles`)."""
+    probs = np.linspace(0.0, 1.0, _ANGLES.size)
+    return np.interp(np.asarray(x, dtype=np.float64), mp_quantiles(q, probs), probs)
+
+
+def mp_ks(evals: np.ndarray, sigma2: float, q: float) -> float:
+    """Kolmogorov–Smirnov distance between an ascending ESD and the MP law (σ², Q).
+
+    Why: "no spike above the edge" alone cannot tell a random ESD from one that is heavy
+    tailed all the way down (a layer with no bulk at all: its lower half, read as MP,
+    gives a huge σ² and an edge above everything). An ESD is random-like only when the
+    MP law also fits its *shape*.
+    """
+    count = len(evals)
+    if count == 0 or sigma2 <= 0:
+        return 1.0
+    model = mp_cdf(q, np.asarray(evals, dtype=np.float64) / sigma2)
+    above = np.arange(1, count + 1) / count - model
+    below = model - np.arange(count) / count
+    return float(max(above.max(), below.max()))
+
+
 def tracy_widom_scale(n: int, m: int) -> float:
     """Standard deviation scale of λmax of X = WᵀW/N around the MP edge, per unit σ².
 
@@ -78,7 +101,8 @@ def fit_mp_bulk(evals: np.ndarray, n: int, m: int, tw_margin: float) -> MPBulk:
     quantiles at their plotting positions p = (i − ½)/M give σ² in closed form. Only
     the lower `BULK_FIT_SHARE` of the ESD enters, so spikes and a heavy tail do not
     inflate σ². ``bulk_max`` is the edge a spike must clear (MP edge plus the TW margin);
-    ``mp_softrank`` = bulk_max/λmax, capped at 1 (1: nothing stands out of the bulk).
+    ``mp_softrank`` = bulk_max/λmax, capped at 1 (1: nothing stands out of the bulk);
+    ``ks`` is the KS distance of the whole ESD from the fitted law (`mp_ks`).
     """
     count = len(evals)
     probs = (np.arange(count) + 0.5) / count
@@ -93,6 +117,7 @@ def fit_mp_bulk(evals: np.ndarray, n: int, m: int, tw_margin: float) -> MPBulk:
         bulk_max=bulk_max,
         num_spikes=int(np.count_nonzero(evals > bulk_max)),
         mp_softrank=min(1.0, bulk_max / lambda_max) if lambda_max > 0 else 1.0,
+        ks=mp_ks(evals, sigma2, n / m),
     )
 
 

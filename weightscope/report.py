@@ -21,13 +21,15 @@ SCHEMA = "weightscope.report/1"
 
 @dataclass(frozen=True)
 class MPBulk:
-    """Marchenko–Pastur fit of the ESD bulk: variance, bulk edges, spikes above the edge."""
+    """Marchenko–Pastur fit of the ESD bulk: variance, bulk edges, spikes above the edge,
+    and ``ks``, the KS distance of the whole ESD from the fitted law (how MP-shaped it is)."""
 
     sigma2: float
     bulk_min: float
     bulk_max: float
     num_spikes: int
     mp_softrank: float
+    ks: float = 0.0
 
 
 @dataclass(frozen=True)
