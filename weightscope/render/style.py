@@ -34,3 +34,20 @@ def fmt(value: Any, digits: int = 3) -> str:
             return f"{value:.{digits - 1}e}"
         return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
+
+
+#: Colour of each verdict in human views.
+VERDICT_STYLES = {
+    "healthy": "green",
+    "under-trained": "yellow",
+    "over-trained": "bold red",
+    "random-like": "yellow",
+    "correlation-trap": "bold magenta",
+    "rank-collapsed": "bold magenta",
+    "untrusted-fit": "dim",
+    "failed": "red",
+}
+
+
+def verdict_style(verdict: str | None) -> str:
+    return VERDICT_STYLES.get(verdict or "", "dim")

@@ -10,8 +10,8 @@ from typing import Any
 from ..report import Report
 from .style import alpha_band, fmt
 
-#: The columns of the CSV and of the markdown table, in order.
-MARKDOWN_COLUMNS = ("name", "kind", "block", "shape", "alpha", "D", "num_tail", "lambda_max", "log_norm", "stable_rank", "status")
+#: The columns of the markdown table, in order (the CSV has every key).
+MARKDOWN_COLUMNS = ("name", "kind", "block", "shape", "alpha", "D", "num_tail", "lambda_max", "log_norm", "stable_rank", "verdict")
 
 
 def to_json(report: Report) -> str:
@@ -66,7 +66,7 @@ def to_markdown(report: Report) -> str:
             value = getattr(layer, column)
             if column == "shape":
                 value = "×".join(map(str, value))
-            elif column == "status" and not layer.ok:
+            elif column == "verdict" and not layer.ok:
                 value = f"failed: {layer.reason}"
             elif column == "alpha" and value is not None:
                 value = f"{fmt(value)} ({alpha_band(value)})"
