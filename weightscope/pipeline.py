@@ -127,6 +127,10 @@ class LayerAnalysis:
     rand_evals: np.ndarray | None = None
 
 
+#: Sees every analysed layer, spectrum included, as it streams past.
+LayerHook = Callable[[LayerAnalysis], None]
+
+
 def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions) -> LayerAnalysis:
     """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
     reason = _non_finite_reason(array)
@@ -206,6 +210,7 @@ def analyze(
     path: str | os.PathLike[str],
     *,
     progress: ProgressHook | None = None,
+    on_layer: LayerHook | None = None,
     **options: object,
 ) -> Report:
     """Analyse every weight matrix of a checkpoint and return the `Report`.
@@ -213,18 +218,26 @@ def analyze(
     ``options`` are the fields of `AnalysisOptions` (include, exclude, min_evals, min_tail,
     eig_dtype, randomize, seed, vectors, thresholds). Bad input (a path that is not a
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
-    inside the report.
+    inside the report. ``on_layer`` sees each `LayerAnalysis` (with its spectrum) as it
+    streams past, for views that draw spectra.
     """
-    return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress)
+    return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress, on_layer)
 
 
 def analyze_with(
-    path: str | os.PathLike[str], options: AnalysisOptions, progress: ProgressHook | None = None
+    path: str | os.PathLike[str],
+    options: AnalysisOptions,
+    progress: ProgressHook | None = None,
+    on_layer: LayerHook | None = None,
 ) -> Report:
     """`analyze` for callers that already hold an `AnalysisOptions`."""
     with open_checkpoint(path) as reader:
         selection = select(reader, options)
-        layers = [item.result for item in stream_layers(reader, selection, options, progress)]
+        layers = []
+        for item in stream_layers(reader, selection, options, progress):
+            if on_layer is not None:
+                on_layer(item)
+            layers.append(item.result)
         return Report(
             source=str(path),
             format=reader.format,

@@ -7,9 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..pipeline import LayerAnalysis
 from ..pipeline import analyze as run_analysis
 from ..pipeline import inspect as run_inspection
-from ..render.html import write_html_report
+from ..render.html import spectra_worth_drawing, write_html_report
 from ..render.table import render_inspection, render_report
 from ..render.text import to_csv, to_json, to_markdown
 from . import app
@@ -53,8 +54,11 @@ def analyze(
         chosen = resolve_format(format, output)
         need_pictures(html)
         with layer_progress() as hook:
-            report = run_analysis(path, progress=hook, **analysis.kwargs())
-        write_if_asked(html, lambda target: write_html_report(report, target))
+            spectra: list[LayerAnalysis] = []
+            report = run_analysis(
+                path, progress=hook, on_layer=spectra.append if html is not None else None, **analysis.kwargs()
+            )
+        write_if_asked(html, lambda target: write_html_report(report, target, spectra_worth_drawing(spectra)))
         if chosen is OutputFormat.table:
             render_report(report, stdout)
             return

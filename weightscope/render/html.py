@@ -280,6 +280,20 @@ def report_html(report: Report, spectra: Sequence[LayerAnalysis] = ()) -> str:
     return page("weightscope report", subtitle, sections)
 
 
+#: Most ESD figures one page carries (each is ~60 KB inlined).
+MAX_SPECTRA = 48
+
+
+def spectra_worth_drawing(analyses: Sequence[LayerAnalysis], limit: int = MAX_SPECTRA) -> list[LayerAnalysis]:
+    """Every layer when there are few; else the non-healthy ones first, in storage order."""
+    drawable = [item for item in analyses if item.evals is not None]
+    if len(drawable) <= limit:
+        return drawable
+    flagged = [item for item in drawable if item.result.verdict not in (None, "healthy")]
+    chosen = {id(item) for item in (flagged + drawable)[:limit]}
+    return [item for item in drawable if id(item) in chosen]
+
+
 def write_html_report(report: Report, path: str | os.PathLike[str], spectra: Sequence[LayerAnalysis] = ()) -> None:
     """Write `report_html` to ``path`` atomically (a reader never sees half a report)."""
     write_text_atomic(path, report_html(report, spectra))
