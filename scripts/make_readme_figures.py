@@ -27,7 +27,7 @@ MAX_BYTES = 300 * 1024
 
 
 def _esd_picture(checkpoint: Path, layer: str, target: Path) -> Path:
-    options = AnalysisOptions(include=(layer,))
+    options = AnalysisOptions(include=(layer,), randomize=True)
     with open_checkpoint(checkpoint) as reader:
         items = list(stream_layers(reader, select(reader, options), options))
     if len(items) != 1 or items[0].evals is None:
