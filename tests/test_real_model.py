@@ -1,0 +1,59 @@
+"""A real checkpoint nobody here trained: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384).
+
+`.ci/run` fetches it (scripts/fetch_minilm.py) and points WEIGHTSCOPE_REAL_MODEL at it.
+Off CI, without the file, these tests skip; on CI a missing file is a failure.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import weightscope
+
+MODEL = os.environ.get("WEIGHTSCOPE_REAL_MODEL", "")
+
+if not MODEL or not Path(MODEL).is_file():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must provide the real model: run scripts/fetch_minilm.py (see .ci/run)")
+    pytest.skip("set WEIGHTSCOPE_REAL_MODEL to all-MiniLM-L6-v2's model.safetensors", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return weightscope.analyze(MODEL, randomize=True)
+
+
+def test_every_bert_matrix_is_analysed_and_named(report):
+    assert report.summary.analysed == 39 and report.summary.failed == 0
+    kinds = {layer.kind for layer in report.layers}
+    assert {"embedding", "q", "k", "v", "o", "up", "down"} <= kinds
+    assert {layer.block for layer in report.layers if layer.kind == "q"} == set(range(6))
+    assert all(s.reason == "1-D tensor (bias or norm)" for s in report.skipped if len(s.shape) == 1)
+
+
+def test_trained_bert_reads_as_trained(report):
+    # A trained sentence encoder: most alphas in the healthy band, median near 3.
+    assert 2.5 < report.summary.alpha_median < 4.5
+    assert report.summary.in_2_6 >= 30
+    assert report.summary.verdicts.get("healthy", 0) >= 10
+
+
+def test_the_outlier_dimension_is_found_and_located(report):
+    """BERT-family models carry a few huge weights in one hidden dimension; here it is 99.
+
+    The correlation-trap check must find it in the FFN output projections and point at
+    row 99 of the stored (out, in) matrix — the weights a user would look at.
+    """
+    trapped = [layer for layer in report.layers if layer.verdict == "correlation-trap"]
+    assert len(trapped) >= 4
+    for block in range(4):
+        layer = report.layer(f"encoder.layer.{block}.output.dense.weight")
+        assert layer.verdict == "correlation-trap"
+        assert any(entry.row == 99 for entry in layer.traps.entries)
+
+
+def test_the_untrained_pooler_is_random_like(report):
+    """sentence-transformers pools by the mean and never uses BERT's pooler, so its
+    fine-tuning never moved it; the pooler must not read as a learned layer."""
+    assert report.layer("pooler.dense.weight").verdict == "random-like"
