@@ -9,13 +9,11 @@ threshold comes from one `Thresholds` object (weightscope.config).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
-import scipy.optimize
-import scipy.special
-import scipy.stats
 
 from .config import Thresholds
 from .errors import WeightscopeError
@@ -262,7 +260,11 @@ def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> Fi
     tail = evals[evals >= fit.xmin]
     num_tail = int(fit.num_tail)
     tail_ok = num_tail >= thresholds.min_tail
-    ks_ok = bool(fit.D <= scipy.stats.kstwo.ppf(1.0 - thresholds.ks_level, num_tail))
+    import scipy.stats  # lazy: ~0.5 s of import that a plain analysis never needs
+
+    # D ≤ the critical value ⟺ the survival function at D ≥ the level (one evaluation,
+    # where the quantile would need a root search: 25 ms a layer).
+    ks_ok = bool(scipy.stats.kstwo.sf(fit.D, num_tail) >= thresholds.ks_level)
     spread = alpha_spread(evals, fit, thresholds.stability_window)
     stable = spread is not None and spread <= thresholds.alpha_spread_max
     power_law = power_law_loglik(tail, fit.alpha, fit.xmin)
@@ -302,7 +304,7 @@ def vuong(loglik_power_law: np.ndarray, loglik_alternative: np.ndarray) -> Likel
     difference = loglik_power_law - loglik_alternative
     ratio = float(np.sum(difference))
     spread = float(np.std(difference)) * np.sqrt(2.0 * len(difference))
-    p = float(scipy.special.erfc(abs(ratio) / spread)) if spread > 0 else 1.0
+    p = math.erfc(abs(ratio) / spread) if spread > 0 else 1.0
     return LikelihoodRatio(R=ratio, p=p)
 
 
@@ -353,6 +355,9 @@ def lognormal_loglik(tail: np.ndarray, xmin: float) -> np.ndarray:
     The truncation term uses log_ndtr, so it stays accurate far into the tail, where
     powerlaw's erfc-based normaliser underflows.
     """
+    import scipy.optimize  # lazy, as scipy.stats above: only fitted tails pay for it
+    import scipy.special
+
     logs = np.log(tail)
     log_xmin = np.log(xmin)
     n = len(tail)
@@ -390,13 +395,15 @@ def eigenvector_localization(matrices: list[np.ndarray], tail_start: float, opti
     coordinate); entropy is the Shannon entropy of vᵢ² over ln M (1: spread evenly). None
     when the tail or the bulk is empty.
     """
+    from scipy.special import xlogy
+
     ipr, entropy, in_tail = [], [], []
     for matrix in matrices:
         w = np.asarray(oriented(matrix), dtype=options.dtype)
         values, vectors = scipy.linalg.eigh(w.T @ w / w.shape[0], driver="evd", check_finite=False)
         weights = vectors**2
         ipr.append(np.sum(weights**2, axis=0))
-        entropy.append(-np.sum(scipy.special.xlogy(weights, weights), axis=0) / np.log(len(values)))
+        entropy.append(-np.sum(xlogy(weights, weights), axis=0) / np.log(len(values)))
         in_tail.append(values >= tail_start)
     ipr_all, entropy_all, tail = np.concatenate(ipr), np.concatenate(entropy), np.concatenate(in_tail)
     if tail.all() or not tail.any():
