@@ -415,3 +415,17 @@ def test_mismatched_inputs_are_one_line_errors():
         diagnose([w], evals[:-1], fit, stored_dtype="F32", thresholds=THRESHOLDS)
     with pytest.raises(WeightscopeError, match="at least one matrix"):
         diagnose([], evals, fit, stored_dtype="F32", thresholds=THRESHOLDS)
+
+
+@pytest.mark.parametrize("n", [10, 25, 100, 1000])
+def test_ks_p_value_matches_the_exact_kolmogorov_distribution_where_it_matters(n):
+    import scipy.stats
+
+    from weightscope.checks import ks_p_value
+
+    for distance in np.linspace(0.02, 0.5, 60):
+        exact = scipy.stats.kstwo.sf(distance, n)
+        if exact < 0.2:
+            assert ks_p_value(distance, n) == pytest.approx(exact, abs=2e-4)
+    critical = scipy.stats.kstwo.ppf(0.95, n)
+    assert ks_p_value(critical * 0.999, n) > 0.05 > ks_p_value(critical * 1.001, n)

@@ -35,13 +35,28 @@ def oriented(matrix: np.ndarray) -> np.ndarray:
     return matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
 
 
+#: Rows of W converted to the solver's dtype at a time while the Gram matrix accumulates:
+#: a float64 copy of a whole 11008×4096 matrix would cost 360 MB; a block costs ≤ 64 MB.
+GRAM_BLOCK_BYTES = 64 * 2**20
+
+
+def gram_matrix(matrix: np.ndarray, dtype: str = "float64") -> np.ndarray:
+    """X = WᵀW/N in ``dtype`` (N ≥ M after orienting), accumulated over row blocks so the
+    only full-size buffer is the M×M result, whatever the stored dtype of W."""
+    w = oriented(matrix)
+    n, m = w.shape
+    rows = max(1, GRAM_BLOCK_BYTES // (m * np.dtype(dtype).itemsize))
+    gram = np.zeros((m, m), dtype=dtype)
+    for start in range(0, n, rows):
+        block = np.asarray(w[start : start + rows], dtype=dtype)
+        gram += block.T @ block
+    gram /= n
+    return gram
+
+
 def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
     """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side)."""
-    w = oriented(matrix)
-    n = w.shape[0]
-    w = np.asarray(w, dtype=options.dtype)
-    gram = w.T @ w
-    gram /= n
+    gram = gram_matrix(matrix, options.dtype)
     return scipy.linalg.eigvalsh(gram, overwrite_a=True, check_finite=False, driver="evd")
 
 
