@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--no-ww", action="store_true", help="weightscope alone")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--prepare", help=argparse.SUPPRESS)  # internal: build one model, then exit
     args = parser.parse_args()
     if args.quick:
         args.models, args.repeats = "tiny-block", 1
@@ -229,10 +230,16 @@ def main() -> None:
         "llama-block": lambda: llama_block(args.workdir / "models" / "llama-block", 4096, 11008),
         "tiny-block": lambda: llama_block(args.workdir / "models" / "tiny-block", 256, 688),
     }
+    if args.prepare:
+        builders[args.prepare]()
+        return
     rows = []
     for name in args.models.split(","):
         if name not in builders:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(builders)}")
+        # Built in a child process: a forked child inherits the parent's peak RSS, so a
+        # parent that once held gigabytes of generated weights would inflate every figure.
+        subprocess.run([sys.executable, __file__, "--prepare", name, "--workdir", str(args.workdir)], check=True)
         rows.append(bench(name, builders[name](), args, ww_python))
     print_table(rows, args.randomize)
     if args.json:
