@@ -19,6 +19,7 @@ from . import __version__
 from .checkpoint import open_checkpoint
 from .checkpoint.base import CheckpointReader, TensorInfo
 from .errors import WeightscopeError
+from .cache import SpectrumCache
 from .checks import diagnose
 from .config import Thresholds
 from .fit import fit_power_law
@@ -50,6 +51,8 @@ class AnalysisOptions:
     #: eigenvector localisation (a full eigh per layer)
     vectors: bool = False
     thresholds: Thresholds = Thresholds()
+    #: reuse spectra saved here by earlier runs (`weightscope.cache`); numbers are identical
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.min_evals < 1:
@@ -131,6 +134,18 @@ class LayerAnalysis:
 LayerHook = Callable[[LayerAnalysis], None]
 
 
+def _layer_esd(spec: LayerSpec, matrices: list[np.ndarray], spectrum: SpectrumOptions, options: AnalysisOptions) -> np.ndarray:
+    """The layer's ESD: from the spectrum cache when one is configured and holds it."""
+    if options.cache_dir is None:
+        return esd(matrices, spectrum)
+    cache = SpectrumCache(options.cache_dir)
+    evals = cache.load(spec.info, spectrum, expected_size=sum(min(m.shape) for m in matrices))
+    if evals is None:
+        evals = esd(matrices, spectrum)
+        cache.store(spec.info, spectrum, evals)
+    return evals
+
+
 def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions) -> LayerAnalysis:
     """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
     reason = _non_finite_reason(array)
@@ -138,7 +153,7 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         return LayerAnalysis(spec, _failed(spec, reason))
     matrices = layer_matrices(array)
     spectrum = SpectrumOptions(options.eig_dtype)
-    evals = esd(matrices, spectrum)
+    evals = _layer_esd(spec, matrices, spectrum, options)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     norms = norm_metrics(evals)
@@ -216,7 +231,7 @@ def analyze(
     """Analyse every weight matrix of a checkpoint and return the `Report`.
 
     ``options`` are the fields of `AnalysisOptions` (include, exclude, min_evals, min_tail,
-    eig_dtype, randomize, seed, vectors, thresholds). Bad input (a path that is not a
+    eig_dtype, randomize, seed, vectors, thresholds, cache_dir). Bad input (a path that is not a
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
     inside the report. ``on_layer`` sees each `LayerAnalysis` (with its spectrum) as it
     streams past, for views that draw spectra.

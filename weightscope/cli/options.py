@@ -61,6 +61,18 @@ _SHARED: list[tuple[str, Any, Any]] = [
         False,
     ),
     (
+        "cache_dir",
+        Annotated[
+            Optional[Path],
+            typer.Option(
+                "--cache-dir",
+                help="Keep spectra here and reuse them: re-analysing (other thresholds, gate after analyze, "
+                "trend over a growing run) skips the eigensolver. Off unless given.",
+            ),
+        ],
+        None,
+    ),
+    (
         "config",
         Annotated[
             Optional[Path],
@@ -110,6 +122,7 @@ class AnalysisArgs:
             if not sep:
                 raise WeightscopeError(f"--set needs KEY=VALUE, got {assignment!r}")
             overrides[key.strip()] = value
+        values["cache_dir"] = str(values["cache_dir"]) if values["cache_dir"] is not None else None
         values["include"] = tuple(values["include"] or ())
         values["exclude"] = tuple(values["exclude"] or ())
         values["thresholds"] = load_thresholds(self.config, overrides)
