@@ -14,7 +14,7 @@ from ..render.html import spectra_worth_drawing, write_html_report
 from ..render.table import render_inspection, render_report
 from ..render.text import to_csv, to_json, to_markdown
 from . import app
-from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
 from .options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
 from .pictures import HtmlOption, need_pictures, write_if_asked
 from .progress import layer_progress
@@ -36,9 +36,7 @@ def analyze(
         Optional[OutputFormat],
         typer.Option("--format", "-f", help="table (default, for people), or json / csv / md for machines."),
     ] = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
-    ] = None,
+    output: OutputOption = None,
     html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:

@@ -13,7 +13,7 @@ from ..render.compare_views import render_comparison, to_csv, to_markdown
 from ..render.html_compare import write_compare_html
 from . import app
 from .options import AnalysisArgs, analysis_options
-from .common import DebugOption, OutputFormat, emit, resolve_format, stdout, user_errors
+from .common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
 from .pictures import HtmlOption, need_pictures, write_if_asked
 from .progress import layer_progress
 
@@ -42,9 +42,7 @@ def compare(
     format: Annotated[
         Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json, csv or md.")
     ] = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
-    ] = None,
+    output: OutputOption = None,
     html: HtmlOption = None,
     debug: DebugOption = False,
 ) -> None:

@@ -17,7 +17,7 @@ from ..trend import RunEntry
 from ..trend import trend as run_trend
 from . import app
 from .options import AnalysisArgs, analysis_options
-from .common import DebugOption, OutputFormat, emit, resolve_format, stderr, stdout, user_errors
+from .common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stderr, stdout, user_errors
 from .pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
 
 
@@ -56,9 +56,7 @@ def trend(
         float, typer.Option("--min-swing", min=0.0, help="Smallest alpha change that counts as a jump, fall or rise.")
     ] = 0.3,
     format: Annotated[Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json or csv.")] = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")
-    ] = None,
+    output: OutputOption = None,
     plot: PlotOption = None,
     html: HtmlOption = None,
     debug: DebugOption = False,
