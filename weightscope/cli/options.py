@@ -39,8 +39,15 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues a power-law tail may have.")], 10),
     (
         "eig_dtype",
-        Annotated[str, typer.Option("--eig-dtype", help="Eigensolver precision: float64 (default) or float32 (faster).")],
-        "float64",
+        Annotated[
+            str,
+            typer.Option(
+                "--eig-dtype",
+                help="Eigensolver precision: auto (default: float32, and float64 for a layer where float32 could "
+                "change its rank verdict), float32, or float64 (about 2× slower).",
+            ),
+        ],
+        "auto",
     ),
     (
         "randomize",
