@@ -5,9 +5,11 @@ call, and the symmetric eigensolver synchronises thousands of times (one level-2
 per column in the tridiagonal reduction). When other processes hold the cores, each
 spin waits for a time slice: on this project's 2-core machine, under a load of ~2, a
 4096×4096 ``eigvalsh`` took 19–36 s with 2 threads and 3.9–7.4 s with one, and a whole
-MiniLM analysis 36 s against 2.2 s. weightscope therefore parallelises over layers
-(threads that each run single-threaded LAPACK; see `weightscope.schedule`) and gives
-BLAS only the cores that no layer thread uses.
+MiniLM analysis 36 s against 2.2 s. A threaded eigensolver also rounds differently with
+each thread count, so reports would depend on the machine's load. weightscope therefore
+runs every eigensolve single-threaded and parallelises over layers instead (threads,
+see `weightscope.schedule`); only the Gram product of a lone worker, whose result does
+not depend on the thread count, is given several threads.
 
 The numpy and scipy wheels each bundle their own OpenBLAS, so every loaded OpenBLAS (or
 MKL) library is set. Libraries are found among the shared objects mapped into this

@@ -60,7 +60,7 @@ class Execution:
 @dataclass(frozen=True)
 class Plan:
     """`Execution` resolved for one checkpoint: the concrete device, workers, BLAS threads
-    per worker, the memory budget of layers in flight (bytes), and the cache (or None)."""
+    for the Gram products, the memory budget of layers in flight (bytes), and the cache (or None)."""
 
     device: str = "cpu"
     workers: int = 1
@@ -100,7 +100,9 @@ def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution
     return Plan(
         device=device,
         workers=workers,
-        blas_threads=max(1, cores // workers),
+        # Gram products are bitwise the same with any thread count, so a lone worker may
+        # thread them; several workers already fill the cores (eigensolves: always 1).
+        blas_threads=cores if workers == 1 else 1,
         budget=BUDGET_TENSORS * largest,
         cache=cache,
     )

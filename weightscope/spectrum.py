@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .blas import blas_threads
 from .errors import WeightscopeError
 from .lapack import TWO_STAGE_MIN_SIZE, two_stage_solver
 
@@ -92,14 +93,20 @@ def symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
     eigenvalues only, finish with the same QR sweep; they timed alike here (4096,
     float32: 3.9 / 4.1 / 3.5 s, within the machine's noise). ``numpy.linalg.eigvalsh``
     was 1.9× slower in float32 (7.3 s).
-    """
-    if gram.shape[0] >= TWO_STAGE_MIN_SIZE:
-        solve = two_stage_solver(gram.dtype)
-        if solve is not None:
-            return solve(np.ascontiguousarray(gram))
-    import scipy.linalg
 
-    return scipy.linalg.eigvalsh(gram, overwrite_a=True, check_finite=False, driver="evd")
+    Always single-threaded: a threaded tridiagonal reduction rounds differently with
+    each thread count (1e-5·λmax apart in float32), which would make reports depend on
+    the machine's load, and it collapses when other processes hold the cores
+    (`weightscope.blas`). Parallelism comes from solving several layers at once instead.
+    """
+    with blas_threads(1):
+        if gram.shape[0] >= TWO_STAGE_MIN_SIZE:
+            solve = two_stage_solver(gram.dtype)
+            if solve is not None:
+                return solve(np.ascontiguousarray(gram))
+        import scipy.linalg
+
+        return scipy.linalg.eigvalsh(gram, overwrite_a=True, check_finite=False, driver="evd")
 
 
 def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
