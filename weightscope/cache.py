@@ -1,13 +1,20 @@
-"""A cache of spectra, so re-analysing a checkpoint skips the eigensolver.
+"""A cache of computed spectra, so re-analysing a checkpoint skips the eigensolver.
 
-The eigensolve is almost all of an analysis' time, and its result — the eigenvalues of a
-tensor — depends only on the tensor's bytes and the solver's precision. So `analyze`
-with other thresholds, `gate` after `analyze`, and `trend` over a growing run can reuse
-it. An entry is keyed by the file (resolved path, size, modification time in ns), the
-tensor's name and the spectrum options; touching the file invalidates it. Entries are
-`.npy` files written atomically; an unreadable or inconsistent entry is ignored and
-rebuilt. Opt-in (`--cache-dir DIR`): a tool that silently fills a home directory with
-hundreds of MB for a 70B model should be asked first.
+Why: the eigenvalues are ~all of the cost, and they depend only on the stored tensor and
+the precision they were solved in, not on thresholds. Re-running `analyze` with other
+``--set`` values, `gate` after `analyze`, `compare` against a base analysed before, or
+`trend` over a growing run then costs a read of the weights, not a decomposition.
+
+An entry is keyed by the file's identity (resolved path, size, mtime in ns, inode), the
+tensor (name, dtype, shape), what was computed (plain or randomised ESD), the options
+that change its numbers (precision, seed) and the weightscope version. Editing or
+replacing the file changes its size, mtime or inode and misses the cache. A file
+modified within `RACY_SECONDS` of being read is not cached at all: a second write
+within the filesystem's timestamp granularity could leave size and mtime unchanged
+(git's "racily clean" rule). Entries are small ``.npz`` files (4096 float32 eigenvalues
+are 16 kB, a whole 7B model ~4 MB), written atomically (temporary file, then rename);
+an unreadable or malformed entry is ignored, deleted and rebuilt. The cache is a
+best effort: a failure to write never fails an analysis.
 """
 
 from __future__ import annotations
@@ -16,46 +23,105 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .checkpoint.base import TensorInfo
-from .spectrum import SpectrumOptions
+from .errors import WeightscopeError
+
+#: Overrides the default location (which follows XDG: $XDG_CACHE_HOME/weightscope).
+CACHE_DIR_ENV = "WEIGHTSCOPE_CACHE_DIR"
+#: Files modified more recently than this are not cached (see the module docstring).
+RACY_SECONDS = 2.0
+
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def default_cache_dir() -> Path:
+    """$WEIGHTSCOPE_CACHE_DIR, else $XDG_CACHE_HOME/weightscope, else ~/.cache/weightscope."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "weightscope"
 
 
 class SpectrumCache:
-    """Eigenvalues by (file identity, tensor name, spectrum options) under one directory."""
+    """Spectra of stored tensors under ``directory/spectra``."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, info: TensorInfo, options: SpectrumOptions) -> Path:
-        stat = os.stat(info.file)
-        identity = [str(Path(info.file).resolve()), stat.st_size, stat.st_mtime_ns, info.name, options.dtype, __version__]
-        digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
-        return self.directory / digest[:2] / f"{digest}.npy"
-
-    def load(self, info: TensorInfo, options: SpectrumOptions, expected_size: int) -> np.ndarray | None:
-        """The cached ascending eigenvalues, or None (missing, unreadable or inconsistent)."""
-        path = self._path(info, options)
+        self.directory = Path(directory) / "spectra"
         try:
-            evals = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WeightscopeError(f"cannot create cache directory {self.directory}: {exc.strerror or exc}") from None
+
+    def key(self, info: TensorInfo, what: str, **params: object) -> str | None:
+        """The entry name for ``what`` ("esd", "randomized") of a tensor, or None when the
+        tensor's file cannot be identified or changed too recently to be trusted."""
+        try:
+            path = Path(info.file).resolve()
+            stat = path.stat()
+        except OSError:
             return None
-        ok = evals.ndim == 1 and evals.size == expected_size and np.all(np.isfinite(evals)) and np.all(np.diff(evals) >= 0)
-        return evals if ok else None
+        if time.time() - stat.st_mtime < RACY_SECONDS:
+            return None
+        identity = [
+            __version__,
+            str(path),
+            stat.st_size,
+            stat.st_mtime_ns,
+            stat.st_ino,
+            info.name,
+            info.dtype,
+            list(info.shape),
+            what,
+            sorted(params.items()),
+        ]
+        return hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:40]
 
-    def store(self, info: TensorInfo, options: SpectrumOptions, evals: np.ndarray) -> None:
-        path = self._path(info, options)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.npz"
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        """The arrays stored under ``key``, or None (missing, or unreadable and now removed)."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
         try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, np.asarray(evals), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            with np.load(path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except _UNREADABLE:
+            self.discard(key)
+            return None
+
+    def discard(self, key: str) -> None:
+        """Remove an entry (a corrupt or malformed one), ignoring failures."""
+        try:
+            self._path(key).unlink()
+        except OSError:
+            pass
+
+    def store(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        """Write an entry atomically; failures (disk full, read-only cache) are ignored."""
+        path = self._path(key)
+        temporary = None
+        try:
+            path.parent.mkdir(exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(handle, "wb") as sink:
+                np.savez(sink, **arrays)
+            os.replace(temporary, path)
+            temporary = None
+        except OSError:
+            pass
+        finally:
+            if temporary is not None:
+                try:
+                    os.unlink(temporary)
+                except OSError:
+                    pass

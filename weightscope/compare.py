@@ -29,7 +29,7 @@ from .layers import LayerSpec, layer_matrices
 from .pipeline import AnalysisOptions, ProgressHook, analyze_layer, select
 from .report import LayerResult, Report
 from .sources import read_saved_report, report_for
-from .spectrum import SpectrumOptions, esd
+from .spectrum import SpectrumOptions, esd, fixed_dtype
 
 SCHEMA = "weightscope.compare/1"
 
@@ -244,7 +244,7 @@ def _update_between(
         return None, f"shapes differ ({'×'.join(map(str, w_a.shape))} vs {'×'.join(map(str, w_b.shape))})"
     if not (np.isfinite(w_a).all() and np.isfinite(w_b).all()):
         return None, "non-finite weights"
-    return update_stats(w_a, w_b, SpectrumOptions(options.eig_dtype)), None
+    return update_stats(w_a, w_b, SpectrumOptions(fixed_dtype(options.eig_dtype))), None
 
 
 class _KeepLastRead(CheckpointReader):

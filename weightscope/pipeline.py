@@ -1,7 +1,10 @@
 """The pipeline: checkpoint → layer matrices → spectrum → fit → `LayerResult` → `Report`.
 
-Layers stream through one at a time: a tensor is read, decomposed and dropped before the
-next is read, so memory is bounded by the largest tensor. A layer that cannot be analysed
+Layers stream through in storage order: one reader thread reads and decodes a tensor
+ahead while worker threads decompose the ones before it (`weightscope.schedule`), and a
+tensor is dropped once its layer is analysed, so memory is bounded by a budget of a few
+of the largest tensors, not by the checkpoint. How (device, workers, cache) is
+`weightscope.execution`'s business; it never changes the numbers. A layer that cannot be analysed
 (NaN weights, a corrupt tensor region, a degenerate spectrum) becomes a failed
 `LayerResult` with a reason; it never costs the rest of the report.
 """
@@ -18,16 +21,17 @@ import numpy as np
 from . import __version__
 from .checkpoint import open_checkpoint
 from .checkpoint.base import CheckpointReader, TensorInfo
+from .blas import blas_threads
 from .errors import WeightscopeError
-from .cache import SpectrumCache
 from .checks import diagnose
 from .config import Thresholds
+from .execution import Execution, Plan, layer_esd, layer_randomized, plan, working_set
 from .fit import fit_power_law
 from .layers import LayerSpec, Selection, layer_matrices, select_layers
 from .norms import norm_metrics
-from .randmat import randomized_esd
 from .report import LayerResult, Report
-from .spectrum import SpectrumOptions, esd
+from .schedule import pipelined
+from .spectrum import check_precision
 from .summary import summarize
 
 #: Called with (layers done so far, all layers to analyse): once with 0 before the first
@@ -43,7 +47,8 @@ class AnalysisOptions:
     exclude: tuple[str, ...] = ()
     min_evals: int = 50
     min_tail: int = 10
-    eig_dtype: str = "float64"
+    #: "auto" (float32, float64 where float32 could change a verdict), "float32", "float64"
+    eig_dtype: str = "auto"
     #: shuffle each layer and re-solve: correlation traps and the distance from random
     #: (about 2× the cost of a plain analysis, hence opt-in)
     randomize: bool = False
@@ -51,15 +56,13 @@ class AnalysisOptions:
     #: eigenvector localisation (a full eigh per layer)
     vectors: bool = False
     thresholds: Thresholds = Thresholds()
-    #: reuse spectra saved here by earlier runs (`weightscope.cache`); numbers are identical
-    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.min_evals < 1:
             raise WeightscopeError(f"min_evals must be ≥ 1, got {self.min_evals}")
         if self.min_tail < 2:
             raise WeightscopeError(f"min_tail must be ≥ 2, got {self.min_tail}")
-        SpectrumOptions(self.eig_dtype)  # validates the dtype name
+        check_precision(self.eig_dtype)
 
     @classmethod
     def from_kwargs(cls, **kwargs: object) -> AnalysisOptions:
@@ -134,31 +137,20 @@ class LayerAnalysis:
 LayerHook = Callable[[LayerAnalysis], None]
 
 
-def _layer_esd(spec: LayerSpec, matrices: list[np.ndarray], spectrum: SpectrumOptions, options: AnalysisOptions) -> np.ndarray:
-    """The layer's ESD: from the spectrum cache when one is configured and holds it."""
-    if options.cache_dir is None:
-        return esd(matrices, spectrum)
-    cache = SpectrumCache(options.cache_dir)
-    evals = cache.load(spec.info, spectrum, expected_size=sum(min(m.shape) for m in matrices))
-    if evals is None:
-        evals = esd(matrices, spectrum)
-        cache.store(spec.info, spectrum, evals)
-    return evals
-
-
-def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions) -> LayerAnalysis:
+def analyze_matrices(
+    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan()
+) -> LayerAnalysis:
     """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
     reason = _non_finite_reason(array)
     if reason:
         return LayerAnalysis(spec, _failed(spec, reason))
     matrices = layer_matrices(array)
-    spectrum = SpectrumOptions(options.eig_dtype)
-    evals = _layer_esd(spec, matrices, spectrum, options)
+    evals, spectrum = layer_esd(spec, matrices, options, run)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     norms = norm_metrics(evals)
     fit = fit_power_law(evals, min_tail=options.min_tail)
-    randomized = randomized_esd(matrices, options.seed, spectrum) if options.randomize else None
+    randomized = layer_randomized(spec, matrices, options, spectrum, run) if options.randomize else None
     diagnostics = diagnose(
         matrices,
         evals,
@@ -197,13 +189,37 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
     return LayerAnalysis(spec, result, evals, randomized.evals if randomized is not None else None)
 
 
+#: What one bad layer may raise; each becomes that layer's failed result.
+_LAYER_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError, np.linalg.LinAlgError)
+
+
+def _failure(spec: LayerSpec, exc: Exception) -> LayerAnalysis:
+    return LayerAnalysis(spec, _failed(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+
+def read_layer(reader: CheckpointReader, spec: LayerSpec) -> np.ndarray | LayerAnalysis:
+    """The decoded tensor of a layer, or its failed analysis if it cannot be read."""
+    try:
+        return reader.read(spec.info)
+    except _LAYER_ERRORS as exc:
+        return _failure(spec, exc)
+
+
+def analyze_read(
+    spec: LayerSpec, array: np.ndarray | LayerAnalysis, options: AnalysisOptions, run: Plan = Plan()
+) -> LayerAnalysis:
+    """`analyze_matrices` on what `read_layer` returned; a failure becomes a failed result."""
+    if isinstance(array, LayerAnalysis):
+        return array
+    try:
+        return analyze_matrices(spec, array, options, run)
+    except _LAYER_ERRORS as exc:
+        return _failure(spec, exc)
+
+
 def analyze_layer(reader: CheckpointReader, spec: LayerSpec, options: AnalysisOptions) -> LayerAnalysis:
     """Read and analyse one layer; any failure becomes a failed result, not an exception."""
-    try:
-        array = reader.read(spec.info)
-        return analyze_matrices(spec, array, options)
-    except (WeightscopeError, ValueError, ArithmeticError, MemoryError, np.linalg.LinAlgError) as exc:
-        return LayerAnalysis(spec, _failed(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    return analyze_read(spec, read_layer(reader, spec), options)
 
 
 def stream_layers(
@@ -211,14 +227,30 @@ def stream_layers(
     selection: Selection,
     options: AnalysisOptions,
     progress: ProgressHook | None = None,
+    execution: Execution = Execution(),
 ) -> Iterator[LayerAnalysis]:
-    """Analyse the selected layers one at a time, in storage order."""
+    """Analyse the selected layers and yield them in storage order.
+
+    Reading runs one layer ahead of the computing workers, and several layers compute at
+    once when memory allows (`weightscope.schedule`); ``execution`` chooses the device,
+    workers and cache.
+    """
+    run = plan(selection.layers, options, execution)
     if progress is not None:
         progress(0, selection.layers)
-    for done, spec in enumerate(selection.layers, start=1):
-        yield analyze_layer(reader, spec, options)
-        if progress is not None:
-            progress(done, selection.layers)
+    with blas_threads(run.blas_threads):
+        analyses = pipelined(
+            selection.layers,
+            lambda spec: read_layer(reader, spec),
+            lambda spec, array: analyze_read(spec, array, options, run),
+            workers=run.workers,
+            cost=lambda spec: working_set(spec, options),
+            budget=run.budget,
+        )
+        for done, analysis in enumerate(analyses, start=1):
+            yield analysis
+            if progress is not None:
+                progress(done, selection.layers)
 
 
 def analyze(
@@ -226,17 +258,19 @@ def analyze(
     *,
     progress: ProgressHook | None = None,
     on_layer: LayerHook | None = None,
+    execution: Execution = Execution(),
     **options: object,
 ) -> Report:
     """Analyse every weight matrix of a checkpoint and return the `Report`.
 
     ``options`` are the fields of `AnalysisOptions` (include, exclude, min_evals, min_tail,
-    eig_dtype, randomize, seed, vectors, thresholds, cache_dir). Bad input (a path that is not a
+    eig_dtype, randomize, seed, vectors, thresholds). Bad input (a path that is not a
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
     inside the report. ``on_layer`` sees each `LayerAnalysis` (with its spectrum) as it
-    streams past, for views that draw spectra.
+    streams past, for views that draw spectra. ``execution`` says how to run (device,
+    workers, spectrum cache; by default: auto, one worker per idle core, cache on).
     """
-    return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress, on_layer)
+    return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress, on_layer, execution)
 
 
 def analyze_with(
@@ -244,12 +278,13 @@ def analyze_with(
     options: AnalysisOptions,
     progress: ProgressHook | None = None,
     on_layer: LayerHook | None = None,
+    execution: Execution = Execution(),
 ) -> Report:
     """`analyze` for callers that already hold an `AnalysisOptions`."""
     with open_checkpoint(path) as reader:
         selection = select(reader, options)
         layers = []
-        for item in stream_layers(reader, selection, options, progress):
+        for item in stream_layers(reader, selection, options, progress, execution):
             if on_layer is not None:
                 on_layer(item)
             layers.append(item.result)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..execution import Execution
 from ..pipeline import LayerAnalysis
 from ..pipeline import analyze as run_analysis
 from ..pipeline import inspect as run_inspection
@@ -38,6 +39,27 @@ def analyze(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
+        ),
+    ] = "auto",
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per idle core."),
+    ] = 0,
+    cache_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--cache-dir",
+            help="Where computed spectra are cached (default: $XDG_CACHE_HOME/weightscope, ~/.cache/weightscope).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -51,10 +73,17 @@ def analyze(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
+        execution = Execution(
+            device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
+        )
         with layer_progress() as hook:
             spectra: list[LayerAnalysis] = []
             report = run_analysis(
-                path, progress=hook, on_layer=spectra.append if html is not None else None, **analysis.kwargs()
+                path,
+                progress=hook,
+                on_layer=spectra.append if html is not None else None,
+                execution=execution,
+                **analysis.kwargs(),
             )
         write_if_asked(html, lambda target: write_html_report(report, target, spectra_worth_drawing(spectra)))
         if chosen is OutputFormat.table:

@@ -39,8 +39,15 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues a power-law tail may have.")], 10),
     (
         "eig_dtype",
-        Annotated[str, typer.Option("--eig-dtype", help="Eigensolver precision: float64 (default) or float32 (faster).")],
-        "float64",
+        Annotated[
+            str,
+            typer.Option(
+                "--eig-dtype",
+                help="Eigensolver precision: auto (default: float32, and float64 for a layer where float32 could "
+                "change its rank verdict), float32, or float64 (about 2× slower).",
+            ),
+        ],
+        "auto",
     ),
     (
         "randomize",
@@ -59,18 +66,6 @@ _SHARED: list[tuple[str, Any, Any]] = [
         "vectors",
         Annotated[bool, typer.Option("--vectors", help="Also measure eigenvector localisation (a full eigh per layer).")],
         False,
-    ),
-    (
-        "cache_dir",
-        Annotated[
-            Optional[Path],
-            typer.Option(
-                "--cache-dir",
-                help="Keep spectra here and reuse them: re-analysing (other thresholds, gate after analyze, "
-                "trend over a growing run) skips the eigensolver. Off unless given.",
-            ),
-        ],
-        None,
     ),
     (
         "config",
@@ -122,7 +117,6 @@ class AnalysisArgs:
             if not sep:
                 raise WeightscopeError(f"--set needs KEY=VALUE, got {assignment!r}")
             overrides[key.strip()] = value
-        values["cache_dir"] = str(values["cache_dir"]) if values["cache_dir"] is not None else None
         values["include"] = tuple(values["include"] or ())
         values["exclude"] = tuple(values["exclude"] or ())
         values["thresholds"] = load_thresholds(self.config, overrides)

@@ -1,0 +1,224 @@
+"""Overlap, workers, memory bounds, BLAS threads, the two-stage solver and the auto precision."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import weightscope
+from weightscope.blas import THREAD_ENV_VARS, blas_threads, thread_controls, usable_cores
+from weightscope.checkpoint import write_safetensors
+from weightscope.execution import Execution
+from weightscope.lapack import two_stage_solver
+from weightscope.schedule import pipelined
+from weightscope.spectrum import SpectrumOptions, esd, symmetric_eigenvalues
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_CACHE = Execution(cache=False)
+
+
+# --- the scheduler ----------------------------------------------------------------------
+
+
+def test_results_come_back_in_order_whatever_finishes_first():
+    delays = [0.05, 0.0, 0.03, 0.0, 0.01, 0.0]
+    out = list(pipelined(range(6), lambda i: i * 10, lambda i, x: time.sleep(delays[i]) or (i, x), workers=3))
+    assert out == [(i, i * 10) for i in range(6)]
+
+
+def test_reading_runs_ahead_of_computing_by_one_item():
+    """With one worker, item k+1 is read while item k computes, and never item k+2."""
+    log, lock = [], threading.Lock()
+
+    def load(i):
+        with lock:
+            log.append(("read", i))
+        return i
+
+    def compute(i, _):
+        time.sleep(0.02)
+        with lock:
+            log.append(("done", i))
+        return i
+
+    assert list(pipelined(range(5), load, compute, workers=1)) == list(range(5))
+    for i in range(4):
+        assert log.index(("read", i + 1)) < log.index(("done", i)), log  # overlapped
+    for i in range(3):
+        assert log.index(("done", i)) < log.index(("read", i + 2)), log  # bounded
+
+
+def test_budget_bounds_the_cost_in_flight():
+    in_flight, peak, lock = [0.0], [0.0], threading.Lock()
+    costs = [3.0, 1.0, 1.0, 3.0, 2.0, 2.0, 1.0]
+
+    def load(i):
+        with lock:
+            in_flight[0] += costs[i]
+            peak[0] = max(peak[0], in_flight[0])
+        return i
+
+    def compute(i, _):
+        time.sleep(0.01)
+        with lock:
+            in_flight[0] -= costs[i]
+        return i
+
+    out = list(pipelined(range(7), load, compute, workers=4, cost=costs.__getitem__, budget=4.0))
+    assert out == list(range(7)) and peak[0] <= 4.0
+
+
+def test_an_item_over_budget_still_runs_alone():
+    assert list(pipelined([5, 1], lambda i: i, lambda i, x: x, workers=2, cost=float, budget=2.0)) == [5, 1]
+
+
+def test_errors_surface_at_their_item():
+    def compute(i, _):
+        if i == 2:
+            raise RuntimeError("boom")
+        return i
+
+    results = pipelined(range(5), lambda i: i, compute, workers=2)
+    assert [next(results), next(results)] == [0, 1]
+    with pytest.raises(RuntimeError, match="boom"):
+        next(results)
+
+
+# --- BLAS threads and solvers ------------------------------------------------------------
+
+
+def test_blas_threads_set_and_restore(monkeypatch):
+    for name in THREAD_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    controls = thread_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
+    before = [c.get() for c in controls]
+    with blas_threads(1):
+        assert [c.get() for c in controls] == [1] * len(controls)
+    assert [c.get() for c in controls] == before
+
+
+def test_a_user_pinned_thread_count_is_left_alone(monkeypatch):
+    controls = thread_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    before = [c.get() for c in controls]
+    with blas_threads(max(before) + 1):
+        assert [c.get() for c in controls] == before
+
+
+def test_usable_cores_is_within_the_affinity_mask():
+    assert 1 <= usable_cores() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_stage_solver_matches_scipy(dtype):
+    solve = two_stage_solver(np.dtype(dtype))
+    if solve is None:
+        pytest.skip("this LAPACK has no ?syevd_2stage")
+    w = np.random.default_rng(7).standard_normal((400, 300))
+    gram = (w.T @ w / 400).astype(dtype)
+    expected = scipy.linalg.eigvalsh(gram.astype(np.float64))
+    got = solve(gram.copy())
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=0, atol=50 * np.finfo(dtype).eps * expected[-1])
+
+
+def test_large_matrices_take_the_two_stage_path_with_the_same_answer(monkeypatch):
+    import weightscope.spectrum as spectrum
+
+    w = np.random.default_rng(8).standard_normal((700, 500))
+    classic = esd([w])
+    monkeypatch.setattr(spectrum, "TWO_STAGE_MIN_SIZE", 100)
+    np.testing.assert_allclose(esd([w]), classic, rtol=0, atol=1e-12 * classic[-1])
+    gram = w.T @ w
+    np.testing.assert_allclose(symmetric_eigenvalues(gram.copy()), np.linalg.eigvalsh(gram), rtol=1e-10)
+
+
+# --- the pipeline: workers and the auto precision ---------------------------------------
+
+
+def planted(rng, n, m, alpha):
+    """Columns scaled so that the ESD's tail is a power law of exponent ``alpha``."""
+    scales = rng.uniform(size=m) ** (-1.0 / (2.0 * (alpha - 1.0)))
+    return (rng.standard_normal((n, m)) * scales * 0.02).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    path = tmp_path_factory.mktemp("perf") / "model.safetensors"
+    tensors = {f"layers.{i}.mlp.up_proj.weight": planted(rng, 600, 200, alpha) for i, alpha in enumerate((2.5, 3.5, 4.5))}
+    # rank-collapsed: 200 columns spanned by 8 directions, stored in float32
+    tensors["layers.3.mlp.down_proj.weight"] = (rng.standard_normal((600, 8)) @ rng.standard_normal((8, 200))).astype(np.float32)
+    tensors["layers.4.attn.q_proj.weight"] = (rng.standard_normal((300, 300)) * 0.02).astype(np.float32)
+    write_safetensors(path, tensors)
+    return path
+
+
+def comparable(report):
+    return [(l.name, l.status, l.alpha, l.verdict, l.flags) for l in report.layers]
+
+
+def test_workers_do_not_change_the_report(model):
+    one = weightscope.analyze(model, min_evals=10, randomize=True, execution=Execution(workers=1, cache=False))
+    three = weightscope.analyze(model, min_evals=10, randomize=True, execution=Execution(workers=3, cache=False))
+    assert one.to_dict() == three.to_dict()
+
+
+def test_auto_precision_agrees_with_float64(model):
+    auto = weightscope.analyze(model, min_evals=10, execution=NO_CACHE)
+    exact = weightscope.analyze(model, min_evals=10, eig_dtype="float64", execution=NO_CACHE)
+    for a, b in zip(auto.layers, exact.layers):
+        assert a.verdict == b.verdict and a.flags == b.flags, a.name
+        assert a.alpha == pytest.approx(b.alpha, rel=1e-4), a.name
+    planted_alphas = [layer.alpha for layer in auto.layers[:3]]
+    assert planted_alphas == sorted(planted_alphas)  # the planted exponents, in order
+
+
+def test_auto_precision_keeps_rank_collapse_exact_for_float32_weights(model):
+    """Plain float32 would hide an F32 layer's collapse under its own floor; auto re-solves
+    that layer in float64 and reports what float64 reports."""
+    collapsed = "layers.3.mlp.down_proj.weight"
+    auto = weightscope.analyze(model, min_evals=10, include=(collapsed,), execution=NO_CACHE).layer(collapsed)
+    exact = weightscope.analyze(model, min_evals=10, include=(collapsed,), eig_dtype="float64", execution=NO_CACHE).layer(collapsed)
+    assert exact.rank.numerical_rank == 8 and exact.verdict == "rank-collapsed"
+    assert auto.rank == exact.rank and auto.verdict == exact.verdict
+
+
+def test_gram_in_float32_is_exact_enough_for_the_tail():
+    w = planted(np.random.default_rng(3), 900, 300, 3.0)
+    f32, f64 = esd([w], SpectrumOptions("float32")), esd([w], SpectrumOptions("float64"))
+    np.testing.assert_allclose(f32[-30:], f64[-30:], rtol=2e-5)
+
+
+# --- memory -------------------------------------------------------------------------------
+
+
+def test_peak_memory_is_bounded_by_the_largest_tensor(tmp_path):
+    """Eight 32 MB float32 tensors (256 MB in all): peak RSS must stay within the budget of
+    3 × the largest tensor + 300 MB (396 MB), which holding them all would break."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.safetensors"
+    write_safetensors(path, {f"layers.{i}.mlp.up_proj.weight": rng.standard_normal((4096, 2048), dtype=np.float32) for i in range(8)})
+    script = f"""
+import weightscope
+from weightscope.execution import Execution
+report = weightscope.analyze({str(path)!r}, execution=Execution(cache=False, workers=2))
+assert len(report.layers) == 8 and all(l.status == 'ok' for l in report.layers), report.layers
+# VmHWM is this process image's own peak; ru_maxrss would also count the forked copy of
+# the (large) pytest parent that existed before exec.
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_mb = int(done.stdout.split()[-1]) / 1024
+    assert peak_mb < 3 * 32 + 300, peak_mb

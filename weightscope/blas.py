@@ -1,0 +1,140 @@
+"""How many threads BLAS/LAPACK may use, set at run time.
+
+Why this exists: OpenBLAS spins its threads at every synchronisation point of a LAPACK
+call, and the symmetric eigensolver synchronises thousands of times (one level-2 update
+per column in the tridiagonal reduction). When other processes hold the cores, each
+spin waits for a time slice: on this project's 2-core machine, under a load of ~2, a
+4096×4096 ``eigvalsh`` took 19–36 s with 2 threads and 3.9–7.4 s with one, and a whole
+MiniLM analysis 36 s against 2.2 s. A threaded eigensolver also rounds differently with
+each thread count, so reports would depend on the machine's load. weightscope therefore
+runs every eigensolve single-threaded and parallelises over layers instead (threads,
+see `weightscope.schedule`); only the Gram product of a lone worker, whose result does
+not depend on the thread count, is given several threads.
+
+The numpy and scipy wheels each bundle their own OpenBLAS, so every loaded OpenBLAS (or
+MKL) library is set. Libraries are found among the shared objects mapped into this
+process (Linux) or in the wheels' library folders (elsewhere); an unknown BLAS (Apple
+Accelerate, BLIS) is left alone. An explicit ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/
+``MKL_NUM_THREADS`` in the environment is the user's choice and is never overridden.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+#: Environment variables through which a user pins BLAS threads; any of them disables
+#: weightscope's own thread policy.
+THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+# (setter, getter) symbol pairs, by vendor build: plain OpenBLAS, the scipy-openblas
+# wheels' 32- and 64-bit-integer builds, and MKL's runtime library.
+_THREAD_SYMBOLS = (
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"),
+)
+_LIBRARY_MARKERS = ("openblas", "mkl_rt")
+
+
+@dataclass(frozen=True)
+class ThreadControl:
+    """The thread setter and getter of one loaded BLAS library."""
+
+    path: str
+    setter: ctypes._CFuncPtr  # type: ignore[name-defined]
+    getter: ctypes._CFuncPtr  # type: ignore[name-defined]
+
+    def get(self) -> int:
+        return int(self.getter())
+
+    def set(self, threads: int) -> None:
+        self.setter(ctypes.c_int(threads))
+
+
+def user_pinned_threads() -> bool:
+    """True when the environment already fixes the BLAS thread count."""
+    return any(os.environ.get(name) for name in THREAD_ENV_VARS)
+
+
+@cache
+def loaded_blas_libraries() -> tuple[str, ...]:
+    """Paths of the BLAS/LAPACK shared libraries that numpy and scipy brought in."""
+    import numpy  # noqa: F401  (the libraries are only loaded once these are imported)
+    import scipy.linalg  # noqa: F401
+
+    paths: set[str] = set()
+    maps = Path("/proc/self/maps")
+    if maps.is_file():
+        for line in maps.read_text().splitlines():
+            path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+            if path.startswith("/") and any(marker in Path(path).name.lower() for marker in _LIBRARY_MARKERS):
+                paths.add(path)
+    else:  # macOS / Windows wheels keep their BLAS next to the package
+        for package in ("numpy", "scipy"):
+            root = Path(sys.modules[package].__file__).parent
+            for folder in (root / ".dylibs", root.parent / f"{package}.libs"):
+                paths.update(p for p in glob.glob(str(folder / "*")) if any(m in p.lower() for m in _LIBRARY_MARKERS))
+    return tuple(sorted(paths))
+
+
+@cache
+def thread_controls() -> tuple[ThreadControl, ...]:
+    """One `ThreadControl` per loaded BLAS library whose thread API is known."""
+    controls = []
+    for path in loaded_blas_libraries():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for setter_name, getter_name in _THREAD_SYMBOLS:
+            setter, getter = getattr(library, setter_name, None), getattr(library, getter_name, None)
+            if setter is not None and getter is not None:
+                setter.restype, setter.argtypes = None, [ctypes.c_int]
+                getter.restype, getter.argtypes = ctypes.c_int, []
+                controls.append(ThreadControl(path, setter, getter))
+                break
+    return tuple(controls)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on and that other processes are not already using.
+
+    The 1-minute load average counts runnable processes; cores beyond it are idle. Where
+    the load is unknown (Windows), every allowed core counts as usable. Never below 1.
+    """
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        allowed = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(allowed, round(allowed - busy)))
+
+
+@contextmanager
+def blas_threads(threads: int) -> Iterator[None]:
+    """Run the block with every known BLAS library limited to ``threads`` threads, then
+    restore each library's previous count. Does nothing when the user pinned the count."""
+    if user_pinned_threads():
+        yield
+        return
+    controls = thread_controls()
+    previous = [control.get() for control in controls]
+    for control in controls:
+        control.set(max(1, threads))
+    try:
+        yield
+    finally:
+        for control, count in zip(controls, previous):
+            control.set(count)

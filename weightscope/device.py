@@ -1,0 +1,134 @@
+"""The torch spectrum backend (CUDA, or CPU torch in tests), and the choice of device.
+
+Only this module imports torch, and only when a torch device is actually used, so
+`import weightscope` and every CPU run stay torch-free (torch's import alone costs ~1–2 s).
+
+On a GPU the Gram matrix and ``torch.linalg.eigvalsh`` run in float32 or float64, never
+in a half type: BF16/F16 weights are widened on the device (exactly, like the CPU
+decoder), and the Gram product accumulates in the eigensolver's dtype. W travels in
+row blocks of `TRANSFER_BLOCK_BYTES` from pinned host memory with asynchronous copies on
+a side stream, so the copy of block k+1 overlaps the product of block k, and the device
+never needs W whole (a 152064×3584 embedding is 2.2 GB in float32; its Gram matrix
+51 MB).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable
+from functools import cache
+
+import numpy as np
+
+from .errors import WeightscopeError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+#: Host-to-device copy granularity: large enough to run the copy engine at full speed,
+#: small enough that two blocks in flight are negligible next to the Gram matrix.
+TRANSFER_BLOCK_BYTES = 64 * 2**20
+
+#: `auto` picks CUDA only for checkpoints with at least this much eigen-work (≈ flops of
+#: the Gram products plus the eigensolves): below it, torch's import and CUDA start-up
+#: (2–4 s) cost more than the CPU needs for the whole analysis.
+AUTO_CUDA_MIN_FLOPS = 2e11
+
+
+def _torch():  # noqa: ANN202 - the module
+    import torch
+
+    return torch
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA GPU could be there, without importing torch (cheap checks only)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    if os.path.exists("/proc/driver/nvidia/gpus") or os.path.exists("/dev/nvidia0"):
+        return True
+    return os.name == "nt" and os.path.exists(os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll"))
+
+
+@cache
+def cuda_available() -> bool:
+    """torch is importable and sees a CUDA device (imports torch only if a GPU may exist)."""
+    return gpu_present() and bool(_torch().cuda.is_available())
+
+
+def eigen_flops(shapes: Iterable[tuple[int, int]]) -> float:
+    """Rough flop count of the spectra of matrices of these (N, M) shapes: N·M² + 4M³."""
+    total = 0.0
+    for n, m in shapes:
+        n, m = max(n, m), min(n, m)
+        total += n * m * m + 4.0 * m**3
+    return total
+
+
+def resolve_device(choice: str, shapes: Iterable[tuple[int, int]] = ()) -> str:
+    """The device a run uses: "cpu" or "cuda".
+
+    ``auto`` is CUDA when torch sees a GPU and the work is large enough to repay the start
+    (`AUTO_CUDA_MIN_FLOPS`); ``cuda`` without a usable GPU is an error, not a silent CPU run.
+    """
+    if choice not in DEVICE_CHOICES:
+        raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
+    if choice == "cpu":
+        return "cpu"
+    if choice == "cuda":
+        if importlib.util.find_spec("torch") is None:
+            raise WeightscopeError("--device cuda needs torch: pip install torch")
+        if not _torch().cuda.is_available():
+            raise WeightscopeError("--device cuda: torch sees no CUDA device")
+        return "cuda"
+    return "cuda" if eigen_flops(shapes) >= AUTO_CUDA_MIN_FLOPS and cuda_available() else "cpu"
+
+
+def torch_gram_eigenvalues(matrix: np.ndarray, dtype: str, device: str) -> np.ndarray:
+    """Ascending eigenvalues of X = WᵀW/N computed by torch on ``device`` in ``dtype``."""
+    if dtype not in ("float32", "float64"):
+        raise WeightscopeError(f"torch backend computes in float32 or float64, not {dtype}")
+    torch = _torch()
+    target = torch.device(device)
+    w = matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
+    n, m = w.shape
+    torch_dtype = getattr(torch, dtype)
+    with torch.no_grad():
+        gram = torch.zeros((m, m), dtype=torch_dtype, device=target)
+        rows = max(1, TRANSFER_BLOCK_BYTES // (m * np.dtype(dtype).itemsize))
+        for block in _device_blocks(torch, w, rows, target, torch_dtype):
+            gram.addmm_(block.T, block)
+        gram /= n
+        values = torch.linalg.eigvalsh(gram)
+        return values.cpu().numpy().astype(dtype, copy=False)
+
+
+def _device_blocks(torch, w: np.ndarray, rows: int, target, torch_dtype):  # noqa: ANN001, ANN202
+    """Row blocks of W on the device in ``torch_dtype``; on CUDA, each block's copy is
+    issued on a side stream before the previous block is handed out, so copies and
+    products overlap."""
+    starts = range(0, w.shape[0], rows)
+    if target.type != "cuda":
+        for start in starts:
+            yield torch.from_numpy(np.ascontiguousarray(w[start : start + rows])).to(torch_dtype)
+        return
+    copy_stream = torch.cuda.Stream(device=target)
+    compute_stream = torch.cuda.current_stream(target)
+
+    def issue(start: int):  # noqa: ANN202
+        host = torch.from_numpy(np.ascontiguousarray(w[start : start + rows])).pin_memory()
+        with torch.cuda.stream(copy_stream):
+            block = host.to(target, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(copy_stream)
+        return host, block, done
+
+    pending = issue(starts[0])
+    for index in range(len(starts)):
+        host, block, done = pending
+        if index + 1 < len(starts):
+            pending = issue(starts[index + 1])
+        compute_stream.wait_event(done)
+        block.record_stream(compute_stream)
+        yield block.to(torch_dtype)
+        del host
