@@ -1,5 +1,6 @@
 """The benchmarks run in CI in their quick modes, so they never rot (timings are not checked)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,22 @@ def test_bench_fit_quick_agrees_with_powerlaw():
 
 
 def test_bench_model_quick_runs_weightscope_end_to_end(tmp_path):
-    out = run_benchmark("benchmarks/bench_model.py", "--quick", "--no-ww", "--workdir", str(tmp_path), "--json", str(tmp_path / "b.json"))
-    assert "tiny-block" in out
-    rows = __import__("json").loads((tmp_path / "b.json").read_text())
-    assert rows[0]["layers"] == 7 and rows[0]["weightscope"][0]["wall_s"] > 0
+    out = run_benchmark(
+        "benchmarks/bench_model.py", "--quick", "--no-ww", "--profile", "--workdir", str(tmp_path), "--json", str(tmp_path / "b.json")
+    )
+    assert "tiny-block" in out and "eigensolver" in out
+    result = json.loads((tmp_path / "b.json").read_text())
+    (row,) = result["rows"]
+    assert row["layers"] == 7 and row["weightscope"][0]["wall_s"] > 0 and row["weightscope_cached"][0]["wall_s"] > 0
+    assert row["weightscope"][0]["peak_rss_mb"] < 3 * row["largest_tensor_mb"] + 300
+
+
+def test_bench_model_quick_randomised(tmp_path):
+    out = run_benchmark("benchmarks/bench_model.py", "--quick", "--no-ww", "--randomize", "--workdir", str(tmp_path))
+    assert "randomised analysis" in out
+
+
+def test_bench_scale_quick_stays_within_its_memory_budget(tmp_path):
+    out = run_benchmark("benchmarks/bench_scale.py", "--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "s.json"))
+    figures = json.loads((tmp_path / "s.json").read_text())
+    assert figures["failed_layers"] == [] and figures["peak_rss_mb"] <= figures["rss_budget_mb"], out
