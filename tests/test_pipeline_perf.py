@@ -12,10 +12,10 @@ import pytest
 import scipy.linalg
 
 import weightscope
-from weightscope.blas import THREAD_ENV_VARS, blas_threads, thread_controls, usable_cores
+from weightscope.blas import THREAD_ENV_VARS, available_cores, blas_threads, loaded_blas_libraries, thread_controls
 from weightscope.checkpoint import write_safetensors
 from weightscope.execution import Execution
-from weightscope.lapack import two_stage_solver
+from weightscope.lapack import ROUTINES, lapack_solver
 from weightscope.schedule import pipelined
 from weightscope.spectrum import SpectrumOptions, esd, symmetric_eigenvalues
 
@@ -115,15 +115,18 @@ def test_a_user_pinned_thread_count_is_left_alone(monkeypatch):
         assert [c.get() for c in controls] == before
 
 
-def test_usable_cores_is_within_the_affinity_mask():
-    assert 1 <= usable_cores() <= len(os.sched_getaffinity(0))
+def test_available_cores_is_within_the_affinity_mask():
+    assert 1 <= available_cores() <= len(os.sched_getaffinity(0))
 
 
+@pytest.mark.parametrize("routine", ROUTINES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_two_stage_solver_matches_scipy(dtype):
-    solve = two_stage_solver(np.dtype(dtype))
+def test_lapack_solvers_match_scipy(dtype, routine):
+    solve = lapack_solver(np.dtype(dtype), routine)
     if solve is None:
-        pytest.skip("this LAPACK has no ?syevd_2stage")
+        # numpy's wheels bundle OpenBLAS with LAPACKE: there, a missing solver is a bug.
+        assert not any("openblas" in path for path in loaded_blas_libraries()), f"OpenBLAS loaded but no {routine}"
+        pytest.skip(f"this LAPACK has no ?{routine}")
     w = np.random.default_rng(7).standard_normal((400, 300))
     gram = (w.T @ w / 400).astype(dtype)
     expected = scipy.linalg.eigvalsh(gram.astype(np.float64))

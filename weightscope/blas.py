@@ -65,12 +65,20 @@ def user_pinned_threads() -> bool:
     return any(os.environ.get(name) for name in THREAD_ENV_VARS)
 
 
-@cache
-def loaded_blas_libraries() -> tuple[str, ...]:
-    """Paths of the BLAS/LAPACK shared libraries that numpy and scipy brought in."""
-    import numpy  # noqa: F401  (the libraries are only loaded once these are imported)
-    import scipy.linalg  # noqa: F401
+#: Packages whose wheels bundle a BLAS: a new library can only appear when one is imported.
+_BLAS_PACKAGES = ("numpy", "scipy", "torch")
 
+
+def loaded_blas_libraries() -> tuple[str, ...]:
+    """Paths of the BLAS/LAPACK shared libraries loaded into this process so far (numpy's
+    always: it is imported here; scipy's once something imported scipy)."""
+    import numpy  # noqa: F401  (its library is only loaded once it is imported)
+
+    return _scan_libraries(tuple(name for name in _BLAS_PACKAGES if name in sys.modules))
+
+
+@cache
+def _scan_libraries(packages: tuple[str, ...]) -> tuple[str, ...]:
     paths: set[str] = set()
     maps = Path("/proc/self/maps")
     if maps.is_file():
@@ -79,47 +87,44 @@ def loaded_blas_libraries() -> tuple[str, ...]:
             if path.startswith("/") and any(marker in Path(path).name.lower() for marker in _LIBRARY_MARKERS):
                 paths.add(path)
     else:  # macOS / Windows wheels keep their BLAS next to the package
-        for package in ("numpy", "scipy"):
+        for package in packages:
             root = Path(sys.modules[package].__file__).parent
             for folder in (root / ".dylibs", root.parent / f"{package}.libs"):
                 paths.update(p for p in glob.glob(str(folder / "*")) if any(m in p.lower() for m in _LIBRARY_MARKERS))
     return tuple(sorted(paths))
 
 
-@cache
 def thread_controls() -> tuple[ThreadControl, ...]:
     """One `ThreadControl` per loaded BLAS library whose thread API is known."""
-    controls = []
-    for path in loaded_blas_libraries():
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for setter_name, getter_name in _THREAD_SYMBOLS:
-            setter, getter = getattr(library, setter_name, None), getattr(library, getter_name, None)
-            if setter is not None and getter is not None:
-                setter.restype, setter.argtypes = None, [ctypes.c_int]
-                getter.restype, getter.argtypes = ctypes.c_int, []
-                controls.append(ThreadControl(path, setter, getter))
-                break
-    return tuple(controls)
+    return tuple(control for path in loaded_blas_libraries() if (control := _thread_control(path)) is not None)
 
 
-def usable_cores() -> int:
-    """Cores this process may run on and that other processes are not already using.
+@cache
+def _thread_control(path: str) -> ThreadControl | None:
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for setter_name, getter_name in _THREAD_SYMBOLS:
+        setter, getter = getattr(library, setter_name, None), getattr(library, getter_name, None)
+        if setter is not None and getter is not None:
+            setter.restype, setter.argtypes = None, [ctypes.c_int]
+            getter.restype, getter.argtypes = ctypes.c_int, []
+            return ThreadControl(path, setter, getter)
+    return None
 
-    The 1-minute load average counts runnable processes; cores beyond it are idle. Where
-    the load is unknown (Windows), every allowed core counts as usable. Never below 1.
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask; all cores where there is none).
+
+    Not reduced by the load average: eigensolves are single-threaded anyway, and a worker
+    thread competes for a core fairly, while a load-dependent count made a run go serial
+    whenever the previous one had just finished (the 1-minute average decays slowly).
     """
     try:
-        allowed = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        allowed = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        busy = 0.0
-    return max(1, min(allowed, round(allowed - busy)))
+        return os.cpu_count() or 1
 
 
 @contextmanager

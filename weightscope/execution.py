@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .blas import usable_cores
+from .blas import available_cores
 from .cache import SpectrumCache, default_cache_dir
 from .checks import rank_info
 from .device import DEVICE_CHOICES, resolve_device
@@ -98,7 +98,7 @@ def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution
     """Resolve an `Execution` for these layers (see `Execution` for the defaults)."""
     shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in layers]
     device = resolve_device(execution.device, shapes)
-    cores = usable_cores()
+    cores = available_cores()
     workers = execution.workers or (CUDA_WORKERS if device == "cuda" else cores)
     largest = max((_float_bytes(spec) for spec in layers), default=0)
     cache = None

@@ -1,19 +1,23 @@
-"""LAPACK's two-stage symmetric eigensolver (``?syevd_2stage``), which scipy does not wrap.
+"""LAPACK's symmetric eigenvalue solvers, called directly in the OpenBLAS numpy bundles.
 
-Why: eigenvalues of a large Gram matrix are weightscope's dominant cost, and nearly all
-of it is the reduction to tridiagonal form. The classic reduction (``?sytrd``, behind
-``scipy.linalg.eigvalsh``) is half matrix-vector work and runs at memory speed; the
+Why not scipy.linalg.eigvalsh: importing any part of scipy costs ~0.25 s here (its
+array-API layer scans numpy), a third of a whole small-model analysis, and scipy does
+not wrap the faster solver below anyway. Why not numpy.linalg.eigvalsh: it timed 1.9×
+slower in float32 at 4096 than the same LAPACK routine called directly.
+
+Two routines, chosen by size (`TWO_STAGE_MIN_SIZE`): the classic ``?syevd`` and the
+two-stage ``?syevd_2stage``. Nearly all the cost is the reduction to tridiagonal form;
+the classic one (``?sytrd``) is half matrix-vector work and runs at memory speed, the
 two-stage one goes to a band matrix with matrix-matrix work first. Measured single-
 threaded here on a 4096×4096 Gram matrix: float32 3.9 s → 3.0 s, float64 6.3 s → 4.2 s,
 same eigenvalues (≤ 3e-6·λmax in float32, ≤ 8e-15·λmax in float64). Below ~2048 the
-classic path is faster (1536: 0.13 s vs 0.20 s), so `spectrum` only calls this above
-`TWO_STAGE_MIN_SIZE`. LAPACK offers the two-stage solver for eigenvalues only, which is
-exactly weightscope's case.
+classic one is faster (1536: 0.13 s vs 0.20 s).
 
-The routine is reached through the LAPACKE C interface of the OpenBLAS that the numpy
-and scipy wheels bundle. The integer width is read off the symbol's name (the wheels'
-``…64_`` builds take 64-bit integers); a library without a known symbol, or whose
-answer on a small test matrix disagrees with ``scipy.linalg.eigvalsh``, is not used.
+Both are reached through the LAPACKE C interface of the loaded OpenBLAS (numpy's wheel
+bundles one; scipy's another). The integer width is read off the symbol's name (the
+wheels' ``…64_`` builds take 64-bit integers); a library without a known symbol, or whose
+answer on a small test matrix disagrees with ``numpy.linalg.eigvalsh``, is not used, and
+`weightscope.spectrum` falls back to numpy.
 """
 
 from __future__ import annotations
@@ -28,24 +32,28 @@ from .blas import loaded_blas_libraries
 
 #: Smallest matrix for which the two-stage solver beats the classic one here.
 TWO_STAGE_MIN_SIZE = 2048
+#: The LAPACK routines, by name: the classic and the two-stage divide-and-conquer solver.
+ROUTINES = ("syevd", "syevd_2stage")
 
 _COLUMN_MAJOR = 102
-# Symbol name patterns ({} is s or d) and the C integer type each build uses.
+# Symbol name patterns ({p} is s or d, {r} the routine) and the C integer type each build
+# uses; 64-bit builds first, so that numpy's library is chosen whether or not scipy's
+# (32-bit) is loaded too, and answers do not depend on what else was imported.
 _SYMBOLS = (
-    ("scipy_LAPACKE_{}syevd_2stage64_", ctypes.c_int64),
-    ("LAPACKE_{}syevd_2stage64_", ctypes.c_int64),
-    ("scipy_LAPACKE_{}syevd_2stage", ctypes.c_int32),
-    ("LAPACKE_{}syevd_2stage", ctypes.c_int32),
+    ("scipy_LAPACKE_{p}{r}64_", ctypes.c_int64),
+    ("LAPACKE_{p}{r}64_", ctypes.c_int64),
+    ("scipy_LAPACKE_{p}{r}", ctypes.c_int32),
+    ("LAPACKE_{p}{r}", ctypes.c_int32),
 )
 _C_FLOATS = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("d", ctypes.c_double)}
 
 Solver = Callable[[np.ndarray], np.ndarray]
 
 
-def _bind(prefix: str, c_float: type, symbol_pattern: str, c_int: type) -> Solver | None:
+def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
     for path in loaded_blas_libraries():
         try:
-            function = getattr(ctypes.CDLL(path), symbol_pattern.format(prefix), None)
+            function = getattr(ctypes.CDLL(path), symbol, None)
         except OSError:
             continue
         if function is None:
@@ -61,7 +69,7 @@ def _bind(prefix: str, c_float: type, symbol_pattern: str, c_int: type) -> Solve
             # Symmetric, so reading the C array as column-major is the same matrix.
             info = function(_COLUMN_MAJOR, b"N", b"L", n, gram.ctypes.data_as(pointer), n, values.ctypes.data_as(pointer))
             if info != 0:
-                raise np.linalg.LinAlgError(f"LAPACK ?syevd_2stage failed (info={info})")
+                raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
             return values
 
         return solve
@@ -69,20 +77,18 @@ def _bind(prefix: str, c_float: type, symbol_pattern: str, c_int: type) -> Solve
 
 
 @cache
-def two_stage_solver(dtype: np.dtype) -> Solver | None:
-    """The two-stage eigenvalue solver for float32 or float64, or None where unavailable."""
-    import scipy.linalg
-
+def lapack_solver(dtype: np.dtype, routine: str) -> Solver | None:
+    """``routine`` (one of `ROUTINES`) for float32 or float64, or None where unavailable."""
     prefix, c_float = _C_FLOATS[np.dtype(dtype)]
+    probe = np.random.default_rng(0).standard_normal((64, 64)).astype(dtype)
+    probe = probe @ probe.T
+    expected = np.linalg.eigvalsh(probe)
     for pattern, c_int in _SYMBOLS:
-        solve = _bind(prefix, c_float, pattern, c_int)
+        solve = _bind(pattern.format(p=prefix, r=routine), c_float, c_int)
         if solve is None:
             continue
-        probe = np.random.default_rng(0).standard_normal((64, 64)).astype(dtype)
-        probe = probe @ probe.T
-        expected = scipy.linalg.eigvalsh(probe)
         try:
-            got = solve(np.ascontiguousarray(probe))
+            got = solve(probe.copy())
         except np.linalg.LinAlgError:
             continue
         if np.allclose(got, expected, rtol=0, atol=1e3 * np.finfo(dtype).eps * expected[-1]):

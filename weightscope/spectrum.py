@@ -8,7 +8,7 @@ spectrum); the rank check works with an explicit tolerance, and the pipeline's "
 precision redoes a layer in float64 when float32's floor could decide its rank.
 
 Backends: "cpu" is numpy/LAPACK (the Gram product by row blocks, then the classic or
-the two-stage symmetric eigensolver by size, see `weightscope.lapack`); any other device
+the two-stage LAPACK eigensolver by size, see `weightscope.lapack`); any other device
 ("cuda", "cuda:1") runs the same two steps in torch (`weightscope.device`), imported only
 then.
 """
@@ -21,7 +21,7 @@ import numpy as np
 
 from .blas import blas_threads
 from .errors import WeightscopeError
-from .lapack import TWO_STAGE_MIN_SIZE, two_stage_solver
+from .lapack import ROUTINES, TWO_STAGE_MIN_SIZE, lapack_solver
 
 EIG_DTYPES = ("float64", "float32")
 #: What a user may ask for: a fixed dtype, or "auto" (float32, float64 where it matters).
@@ -88,25 +88,20 @@ def symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
     """Ascending eigenvalues of a symmetric matrix, which is overwritten.
 
     LAPACK's classic ``?syevd`` below `TWO_STAGE_MIN_SIZE`, the two-stage solver above it
-    (1.3–1.5× faster at 4096) where the bundled LAPACK offers one. The drivers scipy
-    exposes (evd, evr, ev) all reduce to tridiagonal form the same way and, for
-    eigenvalues only, finish with the same QR sweep; they timed alike here (4096,
-    float32: 3.9 / 4.1 / 3.5 s, within the machine's noise). ``numpy.linalg.eigvalsh``
-    was 1.9× slower in float32 (7.3 s).
+    (1.3–1.5× faster at 4096), both called directly (`weightscope.lapack`); numpy's
+    eigvalsh where the loaded LAPACK offers neither.
 
     Always single-threaded: a threaded tridiagonal reduction rounds differently with
     each thread count (1e-5·λmax apart in float32), which would make reports depend on
-    the machine's load, and it collapses when other processes hold the cores
+    the machine, and it collapses when other processes hold the cores
     (`weightscope.blas`). Parallelism comes from solving several layers at once instead.
     """
+    preferred = ROUTINES[1] if gram.shape[0] >= TWO_STAGE_MIN_SIZE else ROUTINES[0]
+    solve = lapack_solver(gram.dtype, preferred) or lapack_solver(gram.dtype, ROUTINES[0])
     with blas_threads(1):
-        if gram.shape[0] >= TWO_STAGE_MIN_SIZE:
-            solve = two_stage_solver(gram.dtype)
-            if solve is not None:
-                return solve(np.ascontiguousarray(gram))
-        import scipy.linalg
-
-        return scipy.linalg.eigvalsh(gram, overwrite_a=True, check_finite=False, driver="evd")
+        if solve is not None:
+            return solve(np.ascontiguousarray(gram))
+        return np.linalg.eigvalsh(gram)
 
 
 def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
