@@ -142,13 +142,26 @@ def randomized_esd(matrices: list[np.ndarray], seed: int, options: SpectrumOptio
     fixes the randomised ESD's MP law in closed form (no fit needed).
     """
     entries = np.concatenate([np.ravel(matrix) for matrix in matrices]).astype(np.float32, copy=False)
-    mean = float(np.mean(entries, dtype=np.float64))
-    variance = float(np.var(entries, dtype=np.float64))
+    entries -= np.float32(np.mean(entries, dtype=np.float64))
+    variance = _mean_square(entries)
     np.random.default_rng(seed).shuffle(entries)
-    entries -= np.float32(mean)
     shape = matrices[0].shape
     slices = list(entries.reshape(len(matrices), *shape))
     return RandomizedESD(esd(slices, dataclasses.replace(options, dtype="float32")), variance)
+
+
+#: Entries squared in float64 at a time by `_mean_square`.
+_SQUARE_CHUNK = 1 << 20
+
+
+def _mean_square(values: np.ndarray) -> float:
+    """Mean of the squares, accumulated in float64 over chunks: as exact as np.var with a
+    float64 dtype, without its full-size float64 temporary (8 bytes per weight)."""
+    total = 0.0
+    for start in range(0, len(values), _SQUARE_CHUNK):
+        chunk = values[start : start + _SQUARE_CHUNK].astype(np.float64)
+        total += float(chunk @ chunk)
+    return total / len(values) if len(values) else 0.0
 
 
 def ks_distance(first: np.ndarray, second: np.ndarray) -> float:

@@ -5,8 +5,6 @@ Every failed check is one line naming the layer, the rule, the value and the lim
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 from ..gate import FAIL, SKIP, WARN, Check, GateResult
 
 _SHOWN = (FAIL, WARN)
@@ -52,6 +50,8 @@ def to_github(result: GateResult) -> str:
 
 def to_junit(result: GateResult) -> str:
     """JUnit XML: one testcase per rule × layer (classname weightscope.<rule>, name the layer)."""
+    import xml.etree.ElementTree as ET  # lazy: 25 ms of every command's start-up otherwise
+
     c = result.counts
     totals = {"tests": str(len(result.checks)), "failures": str(c[FAIL]), "errors": "0", "skipped": str(c[SKIP])}
     suites = ET.Element("testsuites", name="weightscope gate", **totals)
