@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 
 from .config import Thresholds
 from .errors import WeightscopeError
@@ -388,6 +387,7 @@ def eigenvector_localization(matrices: list[np.ndarray], tail_start: float, opti
     coordinate); entropy is the Shannon entropy of vᵢ² over ln M (1: spread evenly). None
     when the tail or the bulk is empty.
     """
+    import scipy.linalg  # lazy, like xlogy: only the opt-in --vectors path needs scipy
     from scipy.special import xlogy
 
     ipr, entropy, in_tail = [], [], []
