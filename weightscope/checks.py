@@ -261,9 +261,12 @@ def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> Fi
     - stable: alpha's spread over xmin moved ``stability_window`` candidates either side
       of the chosen one (from the fitter's per-candidate scan) is ≤ ``alpha_spread_max``.
     - vs_lognormal / vs_exponential: Vuong log-likelihood-ratio tests on the tail; the
-      fit is untrusted when an alternative is better with p < ``llr_p``.
+      fit is untrusted when an alternative is better with p < ``llr_p``. They run in
+      float64 whatever the ESD's dtype: float32 rounding of the pointwise
+      log-likelihoods (~1e-7 relative) would blur the small differences Vuong's test
+      weighs, and the lognormal's comparison with the power law at rounding level.
     """
-    tail = evals[evals >= fit.xmin]
+    tail = evals[evals >= fit.xmin].astype(np.float64)
     num_tail = int(fit.num_tail)
     tail_ok = num_tail >= thresholds.min_tail
     ks_ok = ks_p_value(fit.D, num_tail) >= thresholds.ks_level
