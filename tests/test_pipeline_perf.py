@@ -187,6 +187,17 @@ def test_auto_precision_agrees_with_float64(model):
     assert planted_alphas == sorted(planted_alphas)  # the planted exponents, in order
 
 
+@pytest.mark.parametrize("step", [0, 200, 1500])
+def test_auto_precision_tells_the_example_runs_story_as_float64(step):
+    """Real trained BF16 checkpoints (examples/): float32 by default changes no verdict."""
+    path = Path(__file__).parents[1] / "examples" / "runs" / "tiny-lm" / f"step-{step}" / "model.safetensors"
+    auto = weightscope.analyze(path, execution=NO_CACHE)
+    exact = weightscope.analyze(path, eig_dtype="float64", execution=NO_CACHE)
+    for a, b in zip(auto.layers, exact.layers, strict=True):
+        assert (a.verdict, a.flags, a.rank.collapsed) == (b.verdict, b.flags, b.rank.collapsed), a.name
+        assert a.alpha == pytest.approx(b.alpha, rel=1e-3), a.name
+
+
 def test_auto_precision_keeps_rank_collapse_exact_for_float32_weights(model):
     """Plain float32 would hide an F32 layer's collapse under its own floor; auto re-solves
     that layer in float64 and reports what float64 reports."""
@@ -225,3 +236,17 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
     assert done.returncode == 0, done.stderr[-2000:]
     peak_mb = int(done.stdout.split()[-1]) / 1024
     assert peak_mb < 3 * 32 + 300, peak_mb
+
+
+def test_a_default_analysis_imports_neither_scipy_nor_torch():
+    """Start-up is most of a small model's run: scipy's import alone costs ~0.25 s here,
+    torch's seconds. The default path (read, spectrum, fit, every check) needs neither."""
+    path = Path(__file__).parents[1] / "examples" / "runs" / "tiny-lm" / "step-200" / "model.safetensors"
+    script = (
+        "import sys, weightscope\n"
+        "from weightscope.execution import Execution\n"
+        f"weightscope.analyze({str(path)!r}, randomize=True, execution=Execution(cache=False))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'torch'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import weightscope
+from weightscope.execution import Execution
 
 MODEL = os.environ.get("WEIGHTSCOPE_REAL_MODEL", "")
 
@@ -57,3 +58,13 @@ def test_the_untrained_pooler_is_random_like(report):
     """sentence-transformers pools by the mean and never uses BERT's pooler, so its
     fine-tuning never moved it; the pooler must not read as a learned layer."""
     assert report.layer("pooler.dense.weight").verdict == "random-like"
+
+
+def test_float32_by_default_changes_no_verdict_or_alpha(report):
+    """The default precision solves in float32; on a real model it must tell the same story
+    as float64: every verdict, flag and trust decision, and alphas to 1e-4 relative."""
+    exact = weightscope.analyze(MODEL, randomize=True, eig_dtype="float64", execution=Execution(cache=False))
+    for auto, reference in zip(report.layers, exact.layers, strict=True):
+        assert (auto.verdict, auto.flags, auto.rank.collapsed) == (reference.verdict, reference.flags, reference.rank.collapsed), auto.name
+        assert (auto.fit_trust and auto.fit_trust.trusted) == (reference.fit_trust and reference.fit_trust.trusted), auto.name
+        assert auto.alpha == pytest.approx(reference.alpha, rel=1e-4), auto.name

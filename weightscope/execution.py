@@ -51,7 +51,7 @@ class Execution:
     """What a caller asks of the machinery (CLI: --device, --workers, --cache-dir, --no-cache)."""
 
     device: str = "auto"
-    #: layers analysed at once; 0 = as many as there are idle cores (CPU) or 2 (GPU)
+    #: layers analysed at once; 0 = one per core this process may use (CPU) or 2 (GPU)
     workers: int = 0
     cache: bool = True
     #: None: `weightscope.cache.default_cache_dir()`

@@ -268,7 +268,7 @@ def analyze(
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
     inside the report. ``on_layer`` sees each `LayerAnalysis` (with its spectrum) as it
     streams past, for views that draw spectra. ``execution`` says how to run (device,
-    workers, spectrum cache; by default: auto, one worker per idle core, cache on).
+    workers, spectrum cache; by default: auto, one worker per core, cache on).
     """
     return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress, on_layer, execution)
 

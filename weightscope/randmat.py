@@ -108,7 +108,8 @@ def fit_mp_bulk(evals: np.ndarray, n: int, m: int, tw_margin: float) -> MPBulk:
     probs = (np.arange(count) + 0.5) / count
     lower = probs <= BULK_FIT_SHARE
     quantiles = mp_quantiles(n / m, probs[lower])
-    sigma2 = max(float(evals[lower] @ quantiles / (quantiles @ quantiles)), 0.0)
+    # Sums, not BLAS dots: a dot over > 10⁴ values is threaded and rounds by thread count.
+    sigma2 = max(float(np.sum(evals[lower] * quantiles) / np.sum(quantiles * quantiles)), 0.0)
     bulk_max = mp_edge(sigma2, n, m, tw_margin)
     lambda_max = float(evals[-1])
     return MPBulk(
@@ -156,11 +157,12 @@ _SQUARE_CHUNK = 1 << 20
 
 def _mean_square(values: np.ndarray) -> float:
     """Mean of the squares, accumulated in float64 over chunks: as exact as np.var with a
-    float64 dtype, without its full-size float64 temporary (8 bytes per weight)."""
+    float64 dtype, without its full-size float64 temporary (8 bytes per weight). numpy's
+    own sum, not a BLAS dot: a threaded dot rounds differently with each thread count."""
     total = 0.0
     for start in range(0, len(values), _SQUARE_CHUNK):
         chunk = values[start : start + _SQUARE_CHUNK].astype(np.float64)
-        total += float(chunk @ chunk)
+        total += float(np.sum(np.square(chunk, out=chunk)))
     return total / len(values) if len(values) else 0.0
 
 

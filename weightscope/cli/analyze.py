@@ -48,7 +48,7 @@ def analyze(
     ] = "auto",
     workers: Annotated[
         int,
-        typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per idle core."),
+        typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core."),
     ] = 0,
     cache_dir: Annotated[
         Optional[Path],
