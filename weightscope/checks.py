@@ -30,7 +30,7 @@ from .report import (
     Traps,
     VectorStats,
 )
-from .spectrum import SpectrumOptions, oriented
+from .spectrum import SpectrumOptions, oriented, solver_floor
 
 #: Unit roundoff u = 2^−(mantissa bits + 1) of each stored float dtype (safetensors names).
 UNIT_ROUNDOFF = {
@@ -210,7 +210,7 @@ def rank_info(evals: np.ndarray, m: int, stored_dtype: str, eig_dtype: str, thre
     if roundoff is None:
         raise WeightscopeError(f"unknown stored dtype {stored_dtype!r} (expected one of {', '.join(UNIT_ROUNDOFF)})")
     lambda_max = float(evals[-1])
-    relative = max((thresholds.rank_roundoff * roundoff) ** 2, m * float(np.finfo(eig_dtype).eps))
+    relative = max((thresholds.rank_roundoff * roundoff) ** 2, solver_floor(m, eig_dtype))
     rank = int(np.count_nonzero(evals > relative * lambda_max)) if lambda_max > 0 else 0
     loss = 1.0 - rank / len(evals)
     return RankInfo(numerical_rank=rank, rank_loss=loss, collapsed=loss > thresholds.rank_loss_max)

@@ -22,6 +22,7 @@ from functools import cache
 import numpy as np
 
 from .errors import WeightscopeError
+from .spectrum import oriented
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -90,7 +91,7 @@ def torch_gram_eigenvalues(matrix: np.ndarray, dtype: str, device: str) -> np.nd
         raise WeightscopeError(f"torch backend computes in float32 or float64, not {dtype}")
     torch = _torch()
     target = torch.device(device)
-    w = matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
+    w = oriented(matrix)
     n, m = w.shape
     torch_dtype = getattr(torch, dtype)
     with torch.no_grad():

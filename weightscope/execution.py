@@ -32,7 +32,7 @@ from .device import DEVICE_CHOICES, resolve_device
 from .errors import WeightscopeError
 from .layers import LayerSpec
 from .randmat import RandomizedESD, randomized_esd
-from .spectrum import EIG_DTYPES, SpectrumOptions, esd, fixed_dtype
+from .spectrum import EIG_DTYPES, SpectrumOptions, esd, fixed_dtype, solver_floor
 
 if TYPE_CHECKING:
     from .pipeline import AnalysisOptions
@@ -123,7 +123,7 @@ def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution
 def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, m: int, options: AnalysisOptions) -> bool:
     """Whether float32 eigenvalues, moved by up to their error bound, could land on both
     sides of the rank-collapse threshold at float64's tolerance."""
-    error = FLOAT32_ERROR * m * float(np.finfo(np.float32).eps) * float(evals[-1])
+    error = FLOAT32_ERROR * solver_floor(m, "float32") * float(evals[-1])
     verdicts = {
         rank_info(shifted, m, spec.info.dtype, "float64", options.thresholds).collapsed
         for shifted in (evals.astype(np.float64) - error, evals.astype(np.float64) + error)

@@ -33,7 +33,8 @@ from .blas import loaded_blas_libraries
 #: Smallest matrix for which the two-stage solver beats the classic one here.
 TWO_STAGE_MIN_SIZE = 2048
 #: The LAPACK routines, by name: the classic and the two-stage divide-and-conquer solver.
-ROUTINES = ("syevd", "syevd_2stage")
+CLASSIC, TWO_STAGE = "syevd", "syevd_2stage"
+ROUTINES = (CLASSIC, TWO_STAGE)
 
 _COLUMN_MAJOR = 102
 # Symbol name patterns ({p} is s or d, {r} the routine) and the C integer type each build

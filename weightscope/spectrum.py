@@ -21,7 +21,7 @@ import numpy as np
 
 from .blas import blas_threads
 from .errors import WeightscopeError
-from .lapack import ROUTINES, TWO_STAGE_MIN_SIZE, lapack_solver
+from .lapack import CLASSIC, TWO_STAGE, TWO_STAGE_MIN_SIZE, lapack_solver
 
 EIG_DTYPES = ("float64", "float32")
 #: What a user may ask for: a fixed dtype, or "auto" (float32, float64 where it matters).
@@ -96,8 +96,8 @@ def symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
     the machine, and it collapses when other processes hold the cores
     (`weightscope.blas`). Parallelism comes from solving several layers at once instead.
     """
-    preferred = ROUTINES[1] if gram.shape[0] >= TWO_STAGE_MIN_SIZE else ROUTINES[0]
-    solve = lapack_solver(gram.dtype, preferred) or lapack_solver(gram.dtype, ROUTINES[0])
+    preferred = TWO_STAGE if gram.shape[0] >= TWO_STAGE_MIN_SIZE else CLASSIC
+    solve = lapack_solver(gram.dtype, preferred) or lapack_solver(gram.dtype, CLASSIC)
     with blas_threads(1):
         if solve is not None:
             return solve(np.ascontiguousarray(gram))
