@@ -117,12 +117,15 @@ _FINITE_CHUNK = 1 << 22
 
 def _non_finite_reason(array: np.ndarray) -> str | None:
     rows = max(1, _FINITE_CHUNK * len(array) // max(array.size, 1))  # slabs of whole rows: views, never copies
-    if all(np.isfinite(array[i : i + rows]).all() for i in range(0, len(array), rows)):
-        return None
-    finite = np.isfinite(array)
-    nans = int(np.isnan(array).sum())
-    infs = int(array.size - finite.sum()) - nans
-    return f"weights contain {nans} NaN and {infs} Inf values"
+    nans = infs = 0
+    for start in range(0, len(array), rows):
+        slab = array[start : start + rows]
+        finite = np.isfinite(slab)
+        if not finite.all():
+            slab_nans = int(np.isnan(slab).sum())
+            nans += slab_nans
+            infs += int(slab.size - finite.sum()) - slab_nans
+    return f"weights contain {nans} NaN and {infs} Inf values" if nans or infs else None
 
 
 @dataclass(frozen=True)
