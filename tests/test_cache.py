@@ -99,12 +99,7 @@ def test_unwritable_cache_directory_is_a_clear_error(tmp_path):
 def count_solves(monkeypatch):
     calls = []
     real = execution.esd
-
-    def counting(matrices, options):
-        calls.append(options.dtype)
-        return real(matrices, options)
-
-    monkeypatch.setattr(execution, "esd", counting)
+    monkeypatch.setattr(execution, "esd", lambda matrices, options: calls.append(options.dtype) or real(matrices, options))
     return calls
 
 
