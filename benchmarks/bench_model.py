@@ -236,10 +236,10 @@ def import_times(ww_python: Path | None, repeats: int) -> dict[str, float]:
 def profile(model: Path, randomize: bool) -> dict[str, float]:
     """Seconds of each stage of weightscope's analysis of ``model``, in this process, with
     one worker so that stages add up (thread CPU time of the analysing thread)."""
-    import weightscope.execution as execution
+    import weightscope.layer_spectra as layer_spectra
+    import weightscope.linalg.spectrum as spectrum
     import weightscope.pipeline as pipeline
-    import weightscope.spectrum as spectrum
-    from weightscope.execution import Execution
+    from weightscope.execution.plan import Execution
 
     totals: dict[str, float] = {}
     originals = []
@@ -260,7 +260,7 @@ def profile(model: Path, randomize: bool) -> dict[str, float]:
     timed(pipeline, "read_layer", "read + decode")
     timed(spectrum, "gram_matrix", "Gram product")
     timed(spectrum, "symmetric_eigenvalues", "eigensolver")
-    timed(execution, "randomized_esd", "randomised ESD (its Gram and eig counted above too)")
+    timed(layer_spectra, "randomized_esd", "randomised ESD (its Gram and eig counted above too)")
     timed(pipeline, "fit_power_law", "power-law fit")
     timed(pipeline, "diagnose", "diagnostics")
     start = time.perf_counter()

@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 
 from weightscope.checkpoint import open_checkpoint
+from weightscope.commands.trend import trend
 from weightscope.errors import WeightscopeError
-from weightscope.pipeline import AnalysisOptions, select, stream_layers
+from weightscope.options import AnalysisOptions
+from weightscope.pipeline import select, stream_layers
 from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib, save_png
-from weightscope.trend import trend
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 300 * 1024

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import weightscope
-import weightscope.execution as execution
-from weightscope.cache import RACY_SECONDS, SpectrumCache, default_cache_dir
+import weightscope.layer_spectra as layer_spectra
 from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.errors import WeightscopeError
-from weightscope.execution import Execution
+from weightscope.execution.cache import RACY_SECONDS, SpectrumCache, default_cache_dir
+from weightscope.execution.plan import Execution
 
 
 def aged(path, seconds=60):
@@ -98,8 +98,8 @@ def test_unwritable_cache_directory_is_a_clear_error(tmp_path):
 
 def count_solves(monkeypatch):
     calls = []
-    real = execution.esd
-    monkeypatch.setattr(execution, "esd", lambda matrices, options: calls.append(options.dtype) or real(matrices, options))
+    real = layer_spectra.esd
+    monkeypatch.setattr(layer_spectra, "esd", lambda matrices, options: calls.append(options.dtype) or real(matrices, options))
     return calls
 
 
@@ -123,8 +123,8 @@ def test_a_second_analysis_reuses_the_spectra(tmp_path, monkeypatch):
 def test_randomized_spectra_are_cached_per_seed(tmp_path, monkeypatch):
     path = checkpoint(tmp_path)
     calls = []
-    real = execution.randomized_esd
-    monkeypatch.setattr(execution, "randomized_esd", lambda *a: calls.append(a[1]) or real(*a))
+    real = layer_spectra.randomized_esd
+    monkeypatch.setattr(layer_spectra, "randomized_esd", lambda *a: calls.append(a[1]) or real(*a))
     run = Execution(cache_dir=str(tmp_path / "cache"), workers=1)
     first = weightscope.analyze(path, min_evals=10, randomize=True, seed=3, execution=run)
     again = weightscope.analyze(path, min_evals=10, randomize=True, seed=3, execution=run)

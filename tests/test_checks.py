@@ -27,11 +27,11 @@ from weightscope.checks import (
 )
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.fit import PowerLawFit, fit_power_law
 from weightscope.layers import layer_matrices
-from weightscope.randmat import randomized_esd
+from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.report import FitTrust, LayerResult, LikelihoodRatio, MPBulk, RankInfo, Traps
-from weightscope.spectrum import SpectrumOptions, esd
+from weightscope.stats.fit import PowerLawFit, fit_power_law
+from weightscope.stats.randmat import randomized_esd
 
 THRESHOLDS = Thresholds()
 SMALL_SHAPES = [(300, 150), (150, 150), (300, 100), (200, 100)]

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from weightscope import __version__
+from tests.helpers import gaussian, planted_power_law
+from weightscope._version import __version__
 from weightscope.cli import app
-
-from .helpers import gaussian, planted_power_law
 
 EXAMPLE_RUN = Path(__file__).resolve().parents[1] / "examples" / "runs" / "tiny-lm"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import weightscope.compare as compare_module
+import weightscope.commands.compare as compare_module
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.compare import compare, compare_reports, got_worse, match_names, update_stats
+from weightscope.commands.compare import compare, compare_reports, got_worse, match_names, update_stats
 from weightscope.errors import WeightscopeError
 from weightscope.pipeline import analyze
 from weightscope.report import LayerResult, Report

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from weightscope.device import eigen_flops, resolve_device
 from weightscope.errors import WeightscopeError
-from weightscope.spectrum import SpectrumOptions, esd, gram_eigenvalues
+from weightscope.linalg.device import eigen_flops, resolve_device
+from weightscope.linalg.spectrum import SpectrumOptions, esd, gram_eigenvalues
 
 ROOT = Path(__file__).resolve().parents[1]
 
 torch = pytest.importorskip("torch")
-from weightscope.device import torch_gram_eigenvalues  # noqa: E402
+from weightscope.linalg.device import torch_gram_eigenvalues  # noqa: E402
 
 SHAPES = [(300, 120), (120, 300), (257, 257), (1000, 64)]
 
@@ -46,7 +46,7 @@ def test_torch_cpu_float32_within_float32_error(shape):
 
 def test_torch_blocks_accumulate_the_whole_matrix(monkeypatch):
     """Row blocks (forced tiny here) must add up to the one-shot Gram product."""
-    import weightscope.device as device
+    import weightscope.linalg.device as device
 
     monkeypatch.setattr(device, "TRANSFER_BLOCK_BYTES", 7 * 64 * 8)  # 7 rows of 64 float64 per block
     w = heavy_tailed((200, 64), 3)

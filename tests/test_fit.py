@@ -1,4 +1,4 @@
-"""weightscope.fit against the `powerlaw` package, planted exponents and a direct reference.
+"""weightscope.stats.fit against the `powerlaw` package, planted exponents and a direct reference.
 
 How the comparison with powerlaw is made exact:
 
@@ -24,9 +24,9 @@ import numpy as np
 import powerlaw
 import pytest
 
-from weightscope import fit as fit_module
 from weightscope.errors import WeightscopeError
-from weightscope.fit import PowerLawFit, XminScan, fit_power_law, scan_xmin
+from weightscope.stats import fit as fit_module
+from weightscope.stats.fit import PowerLawFit, XminScan, fit_power_law, scan_xmin
 
 MINILM = Path(__file__).parent / "data" / "minilm_evals.npz"
 ALPHA_RANGE = {"alpha": [1, None]}

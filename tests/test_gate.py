@@ -10,8 +10,19 @@ from typer.testing import CliRunner
 
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
+from weightscope.commands.gate import (
+    FAIL,
+    MODEL,
+    PASS,
+    SKIP,
+    WARN,
+    GateRules,
+    GateSettings,
+    evaluate,
+    load_settings,
+    settings_from,
+)
 from weightscope.errors import WeightscopeError
-from weightscope.gate import FAIL, MODEL, PASS, SKIP, WARN, GateRules, GateSettings, evaluate, load_settings, settings_from
 from weightscope.report import FitTrust, LayerResult, RankInfo, Report, Traps
 from weightscope.summary import summarize
 

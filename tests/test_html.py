@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from .png_checks import assert_picture, decode_png
+
+from tests.png_checks import assert_picture, decode_png
 
 pytest.importorskip("matplotlib")
 
@@ -159,9 +160,8 @@ def assert_self_contained(html: str) -> None:
 
 
 def test_trend_page(tmp_path):
+    from tests.test_plots import synthetic_trend
     from weightscope.render.html_trend import write_trend_html
-
-    from .test_plots import synthetic_trend
 
     trend = synthetic_trend()
     path = tmp_path / "trend.html"
@@ -179,7 +179,7 @@ def test_trend_page(tmp_path):
 
 
 def test_compare_page():
-    from weightscope.compare import compare_reports
+    from weightscope.commands.compare import compare_reports
     from weightscope.render.html_compare import compare_html
 
     a = make_report()
@@ -194,9 +194,8 @@ def test_compare_page():
 
 @needs_chromium
 def test_trend_page_opens_in_a_headless_browser_and_sorts_by_a_step(tmp_path):
+    from tests.test_plots import synthetic_trend
     from weightscope.render.html_trend import write_trend_html
-
-    from .test_plots import synthetic_trend
 
     trend = synthetic_trend()
     page = tmp_path / "trend.html"

@@ -1,4 +1,4 @@
-"""weightscope.ksdist against scipy.special.smirnov, into both tails."""
+"""weightscope.stats.ksdist against scipy.special.smirnov, into both tails."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import scipy.special
 
 from weightscope.errors import WeightscopeError
-from weightscope.ksdist import smirnov_sf
+from weightscope.stats.ksdist import smirnov_sf
 
 SIZES = [1, 2, 3, 5, 7, 10, 17, 50, 100, 333, 1000, 2500, 10007, 20000]
 

@@ -1,4 +1,4 @@
-"""weightscope.lognormal: the normal tail functions against scipy.special, and the Newton
+"""weightscope.stats.lognormal: the normal tail functions against scipy.special, and the Newton
 fit against a tightly converged scipy.optimize reference on shallow and deep truncations,
 power laws and eigenvalue tails."""
 
@@ -14,8 +14,8 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
-from weightscope.fit import fit_power_law
-from weightscope.lognormal import fit_truncated_lognormal, inverse_mills_ratio, normal_log_sf
+from weightscope.stats.fit import fit_power_law
+from weightscope.stats.lognormal import fit_truncated_lognormal, inverse_mills_ratio, normal_log_sf
 
 MINILM = Path(__file__).parent / "data" / "minilm_evals.npz"
 

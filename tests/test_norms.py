@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from weightscope.norms import norm_metrics
-from weightscope.spectrum import SpectrumOptions, esd
+from weightscope.linalg.spectrum import SpectrumOptions, esd
+from weightscope.stats.norms import norm_metrics
 
 
 def test_norms_of_a_known_matrix_match_closed_forms():

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 import weightscope
+from tests.helpers import gaussian, planted_power_law
 from weightscope.checkpoint import write_safetensors
 from weightscope.checkpoint.safetensors_reader import SafetensorsReader
 from weightscope.errors import CheckpointError, WeightscopeError
-
-from .helpers import gaussian, planted_power_law
 
 
 @pytest.fixture()

@@ -12,12 +12,18 @@ import pytest
 import scipy.linalg
 
 import weightscope
-from weightscope.blas import THREAD_ENV_VARS, available_cores, blas_threads, loaded_blas_libraries, thread_controls
 from weightscope.checkpoint import write_safetensors
-from weightscope.execution import Execution
-from weightscope.lapack import ROUTINES, lapack_solver
-from weightscope.schedule import pipelined
-from weightscope.spectrum import SpectrumOptions, esd, symmetric_eigenvalues
+from weightscope.execution.plan import Execution
+from weightscope.execution.schedule import pipelined
+from weightscope.linalg._blas import (
+    THREAD_ENV_VARS,
+    available_cores,
+    blas_threads,
+    loaded_blas_libraries,
+    thread_controls,
+)
+from weightscope.linalg._lapack import ROUTINES, lapack_solver
+from weightscope.linalg.spectrum import SpectrumOptions, esd, symmetric_eigenvalues
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_CACHE = Execution(cache=False)
@@ -136,7 +142,7 @@ def test_lapack_solvers_match_scipy(dtype, routine):
 
 
 def test_large_matrices_take_the_two_stage_path_with_the_same_answer(monkeypatch):
-    import weightscope.spectrum as spectrum
+    import weightscope.linalg.spectrum as spectrum
 
     w = np.random.default_rng(8).standard_normal((700, 500))
     classic = esd([w])
@@ -225,7 +231,7 @@ def test_peak_memory_is_bounded_by_the_largest_tensor(tmp_path):
     write_safetensors(path, {f"layers.{i}.mlp.up_proj.weight": rng.standard_normal((4096, 2048), dtype=np.float32) for i in range(8)})
     script = f"""
 import weightscope
-from weightscope.execution import Execution
+from weightscope.execution.plan import Execution
 report = weightscope.analyze({str(path)!r}, execution=Execution(cache=False, workers=2))
 assert len(report.layers) == 8 and all(l.status == 'ok' for l in report.layers), report.layers
 # VmHWM is this process image's own peak; ru_maxrss would also count the forked copy of
@@ -244,7 +250,7 @@ def test_a_default_analysis_imports_neither_scipy_nor_torch():
     path = Path(__file__).parents[1] / "examples" / "runs" / "tiny-lm" / "step-200" / "model.safetensors"
     script = (
         "import sys, weightscope\n"
-        "from weightscope.execution import Execution\n"
+        "from weightscope.execution.plan import Execution\n"
         f"weightscope.analyze({str(path)!r}, randomize=True, execution=Execution(cache=False))\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'torch'}))\n"
     )

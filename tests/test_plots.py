@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from .png_checks import assert_picture
+
+from tests.png_checks import assert_picture
 
 pytest.importorskip("matplotlib")
 
@@ -20,7 +21,6 @@ from weightscope.render.plot_summary import depth_axis, summary_figure  # noqa: 
 from weightscope.render.plots import KIND_COLORS, png_bytes, png_file_name, require_matplotlib  # noqa: E402
 from weightscope.report import DragonKings, FitTrust, LayerResult, MPBulk, Report  # noqa: E402
 from weightscope.summary import summarize  # noqa: E402
-
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def bar_heights_and_widths(axes, gid):
 
 
 def gram_evals(w: np.ndarray) -> np.ndarray:
-    """ESD of W by plain numpy (independent of weightscope.spectrum)."""
+    """ESD of W by plain numpy (independent of weightscope.linalg.spectrum)."""
     n = max(w.shape)
     small = w if w.shape[0] >= w.shape[1] else w.T
     return np.linalg.eigvalsh(small.T @ small / n)
@@ -354,7 +354,8 @@ def test_plot_layer_draws_only_the_matching_layers_and_reads_nothing_else(checkp
 
 def test_plotted_fit_is_the_analysis_fit_on_a_real_checkpoint(checkpoint):
     from weightscope.checkpoint import open_checkpoint
-    from weightscope.pipeline import AnalysisOptions, analyze, select, stream_layers
+    from weightscope.options import AnalysisOptions
+    from weightscope.pipeline import analyze, select, stream_layers
 
     report = analyze(checkpoint)
     options = AnalysisOptions(include=(r"q_proj",))
@@ -395,7 +396,7 @@ def test_analyze_html_writes_the_report(checkpoint, tmp_path):
 
 def synthetic_trend(steps=(0, 100, 300, 1000, 3000, 10000), seed=9):
     """A run whose layers train from alpha ≈ 10 towards 3.5; one layer jumps at step 3000."""
-    from weightscope.trend import RunEntry, trend_from_reports
+    from weightscope.commands.trend import RunEntry, trend_from_reports
 
     rng = np.random.default_rng(seed)
     names = ["model.embed_tokens.weight", "lm_head.weight"] + [
@@ -463,7 +464,7 @@ def test_trend_figure_draws_the_median_with_its_mad_band_and_the_alpha_heatmap()
 
 
 def test_compare_figure_draws_both_sides_and_the_delta_histogram():
-    from weightscope.compare import compare_reports
+    from weightscope.commands.compare import compare_reports
     from weightscope.render.plot_compare import compare_figure
 
     trend = synthetic_trend()

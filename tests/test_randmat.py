@@ -8,7 +8,8 @@ import pytest
 import scipy.integrate
 import scipy.stats
 
-from weightscope.randmat import (
+from weightscope.linalg.spectrum import SpectrumOptions, esd
+from weightscope.stats.randmat import (
     fit_mp_bulk,
     ks_distance,
     mp_cdf,
@@ -18,7 +19,6 @@ from weightscope.randmat import (
     randomized_esd,
     tracy_widom_scale,
 )
-from weightscope.spectrum import SpectrumOptions, esd
 
 SHAPES = [(300, 150), (300, 300), (600, 150), (400, 200)]
 
@@ -146,7 +146,7 @@ def test_mp_cdf_inverts_the_quantiles():
 
 @pytest.mark.parametrize("shape", [(128, 96), (300, 150), (1000, 250)])
 def test_mp_shape_distance_separates_random_from_a_bulkless_power_law(shape):
-    from .helpers import planted_power_law
+    from tests.helpers import planted_power_law
 
     n, m = shape
     for seed in range(10):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import weightscope
-from weightscope.execution import Execution
+from weightscope.execution.plan import Execution
 
 MODEL = os.environ.get("WEIGHTSCOPE_REAL_MODEL", "")
 

@@ -6,7 +6,15 @@ import pytest
 
 from weightscope.errors import WeightscopeError
 from weightscope.report import (
-    SCHEMA, FitTrust, LayerResult, LikelihoodRatio, MPBulk, Report, SkippedTensor, TrapEntry, Traps,
+    SCHEMA,
+    FitTrust,
+    LayerResult,
+    LikelihoodRatio,
+    MPBulk,
+    Report,
+    SkippedTensor,
+    TrapEntry,
+    Traps,
 )
 from weightscope.summary import summarize
 

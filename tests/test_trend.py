@@ -13,14 +13,24 @@ from typer.testing import CliRunner
 
 from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
+from weightscope.commands.trend import (
+    FLAG_FALL_THEN_RISE,
+    FLAG_JUMP,
+    FLAG_STUCK,
+    RunEntry,
+    compile_step_pattern,
+    expand_run,
+    find_fall_then_rise,
+    find_jumps,
+    is_stuck_untrained,
+    order_run,
+    trend,
+    trend_from_reports,
+)
 from weightscope.errors import WeightscopeError
 from weightscope.pipeline import analyze
 from weightscope.report import LayerResult, Report
 from weightscope.summary import summarize
-from weightscope.trend import (
-    FLAG_FALL_THEN_RISE, FLAG_JUMP, FLAG_STUCK, RunEntry, compile_step_pattern, expand_run, find_fall_then_rise, find_jumps,
-    is_stuck_untrained, order_run, trend, trend_from_reports,
-)
 
 runner = CliRunner()
 DEFAULT = compile_step_pattern(None)

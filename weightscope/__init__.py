@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from weightscope._version import __version__
 
 _EXPORTS = {
     "analyze": "weightscope.pipeline",
-    "AnalysisOptions": "weightscope.pipeline",
+    "AnalysisOptions": "weightscope.options",
     "inspect": "weightscope.pipeline",
     "Inspection": "weightscope.pipeline",
     "open_checkpoint": "weightscope.checkpoint",
@@ -28,10 +28,11 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .checkpoint import open_checkpoint
-    from .errors import WeightscopeError
-    from .pipeline import AnalysisOptions, Inspection, analyze, inspect
-    from .report import LayerResult, Report
+    from weightscope.checkpoint import open_checkpoint
+    from weightscope.errors import WeightscopeError
+    from weightscope.options import AnalysisOptions
+    from weightscope.pipeline import Inspection, analyze, inspect
+    from weightscope.report import LayerResult, Report
 
 
 def __getattr__(name: str) -> Any:

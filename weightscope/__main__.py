@@ -1,3 +1,3 @@
-from .cli import main
+from weightscope.cli import main
 
 main()

@@ -14,23 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Thresholds
-from .errors import WeightscopeError
-from .fit import PowerLawFit, fit_power_law, scan_xmin
-from .ksdist import smirnov_sf
-from .lognormal import fit_truncated_lognormal
-from .randmat import RandomizedESD, fit_mp_bulk, ks_distance, layer_shape, mp_edge
-from .report import (
-    DragonKings,
-    FitTrust,
-    LikelihoodRatio,
-    MPBulk,
-    RankInfo,
-    TrapEntry,
-    Traps,
-    VectorStats,
-)
-from .spectrum import SpectrumOptions, oriented, solver_floor
+from weightscope.config import Thresholds
+from weightscope.errors import WeightscopeError
+from weightscope.linalg.gram import oriented
+from weightscope.linalg.spectrum import SpectrumOptions, solver_floor
+from weightscope.stats.fit import PowerLawFit, fit_power_law, scan_xmin
+from weightscope.stats.ksdist import smirnov_sf
+from weightscope.stats.lognormal import fit_truncated_lognormal
+from weightscope.stats.randmat import MPBulk, RandomizedESD, fit_mp_bulk, ks_distance, layer_shape, mp_edge
 
 #: Unit roundoff u = 2^−(mantissa bits + 1) of each stored float dtype (safetensors names).
 UNIT_ROUNDOFF = {
@@ -61,6 +52,77 @@ _MAD_TO_SIGMA = 1.4826
 # fraction of Σ|ℓ| is the power law to rounding (measured: gains within ±1e-15 of Σ|ℓ|
 # when the optimum lies within rounding of the c = 0 edge; see `versus_lognormal`).
 _SAME_LIKELIHOOD = 1e-12
+
+
+# --- the diagnostic result types (fields of `LayerResult`) -----------------------------
+
+
+@dataclass(frozen=True)
+class TrapEntry:
+    """One stored weight that drives a correlation trap (indices into the tensor as stored)."""
+
+    row: int
+    col: int
+    value: float
+    sigmas: float
+
+
+@dataclass(frozen=True)
+class Traps:
+    """Correlation traps: eigenvalues of the element-wise randomised W above the MP edge."""
+
+    count: int
+    max_rand_eval: float
+    bulk_max: float
+    entries: list[TrapEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """Numerical rank relative to λmax and the stored dtype's precision."""
+
+    numerical_rank: int
+    rank_loss: float
+    collapsed: bool
+
+
+@dataclass(frozen=True)
+class DragonKings:
+    """Eigenvalues far beyond what the fitted tail predicts, and alpha refitted without them."""
+
+    count: int
+    alpha_without: float | None
+
+
+@dataclass(frozen=True)
+class LikelihoodRatio:
+    """Log-likelihood ratio R of power law vs an alternative (R > 0 favours the power law)."""
+
+    R: float
+    p: float
+
+
+@dataclass(frozen=True)
+class FitTrust:
+    """Whether the alpha of a layer can be believed, and why not."""
+
+    tail_ok: bool
+    ks_ok: bool
+    stable: bool
+    alpha_spread: float | None
+    vs_lognormal: LikelihoodRatio | None
+    vs_exponential: LikelihoodRatio | None
+    trusted: bool
+
+
+@dataclass(frozen=True)
+class VectorStats:
+    """Localisation of eigenvectors in the tail vs the bulk (opt-in, costs a full eigh)."""
+
+    tail_localization: float
+    bulk_localization: float
+    tail_entropy: float
+    bulk_entropy: float
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import WeightscopeError
+from weightscope.errors import WeightscopeError
 
 
 @dataclass(frozen=True)

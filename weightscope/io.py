@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import WeightscopeError
+from weightscope.errors import WeightscopeError
 
 
 def _umask() -> int:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checkpoint.base import TensorInfo
-from .errors import WeightscopeError
-from .report import SkippedTensor
+from weightscope.checkpoint.base import TensorInfo
+from weightscope.errors import WeightscopeError
 
 #: Layer kinds, in display order.
 KINDS = ("embedding", "q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down", "lm_head", "conv", "other")
@@ -40,6 +39,16 @@ _KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 _BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:layers|layer|h|block|blocks|transformer_blocks)\.(\d+)(?:\.|$)")
+
+
+@dataclass(frozen=True)
+class SkippedTensor:
+    """A tensor that was not analysed, and why (shown by `inspect` and in the JSON)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """The pipeline: checkpoint → layer matrices → spectrum → fit → `LayerResult` → `Report`.
 
 Layers stream through in storage order: one reader thread reads and decodes a tensor
-ahead while worker threads decompose the ones before it (`weightscope.schedule`), and a
+ahead while worker threads decompose the ones before it (`weightscope.execution.schedule`), and a
 tensor is dropped once its layer is analysed, so memory is bounded by a budget of a few
 of the largest tensors, not by the checkpoint. How (device, workers, cache) is
-`weightscope.execution`'s business; it never changes the numbers. A layer that cannot be analysed
+`weightscope.execution.plan`'s business; it never changes the numbers. A layer that cannot be analysed
 (NaN weights, a corrupt tensor region, a degenerate spectrum) becomes a failed
 `LayerResult` with a reason; it never costs the rest of the report.
 """
@@ -18,64 +18,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
-from .checkpoint import open_checkpoint
-from .checkpoint.base import CheckpointReader, TensorInfo
-from .blas import blas_threads
-from .errors import WeightscopeError
-from .checks import diagnose
-from .config import Thresholds
-from .execution import Execution, Plan, layer_esd, layer_randomized, plan, working_set
-from .fit import fit_power_law
-from .layers import LayerSpec, Selection, layer_matrices, select_layers
-from .norms import norm_metrics
-from .report import LayerResult, Report
-from .schedule import pipelined
-from .spectrum import check_precision
-from .summary import summarize
+from weightscope._version import __version__
+from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checks import diagnose
+from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution, Plan, plan, working_set
+from weightscope.execution.schedule import pipelined
+from weightscope.layer_spectra import layer_esd, layer_randomized
+from weightscope.layers import LayerSpec, Selection, layer_matrices, select_layers
+from weightscope.linalg._blas import blas_threads
+from weightscope.options import AnalysisOptions
+from weightscope.report import LayerResult, Report
+from weightscope.stats.fit import fit_power_law
+from weightscope.stats.norms import norm_metrics
+from weightscope.summary import summarize
 
 #: Called with (layers done so far, all layers to analyse): once with 0 before the first
 #: layer, then after each one. The CLI drives its progress bar with it.
 ProgressHook = Callable[[int, list[LayerSpec]], None]
-
-
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """Everything that changes the numbers of a report; recorded in the report itself."""
-
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    min_evals: int = 50
-    min_tail: int = 10
-    #: "auto" (float32, float64 where float32 could change a verdict), "float32", "float64"
-    eig_dtype: str = "auto"
-    #: shuffle each layer and re-solve: correlation traps and the distance from random
-    #: (about 2× the cost of a plain analysis, hence opt-in)
-    randomize: bool = False
-    seed: int = 0
-    #: eigenvector localisation (a full eigh per layer)
-    vectors: bool = False
-    thresholds: Thresholds = Thresholds()
-
-    def __post_init__(self) -> None:
-        if self.min_evals < 1:
-            raise WeightscopeError(f"min_evals must be ≥ 1, got {self.min_evals}")
-        if self.min_tail < 2:
-            raise WeightscopeError(f"min_tail must be ≥ 2, got {self.min_tail}")
-        check_precision(self.eig_dtype)
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: object) -> AnalysisOptions:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise WeightscopeError(f"unknown analysis option(s): {', '.join(unknown)}")
-        for key in ("include", "exclude"):
-            if isinstance(kwargs.get(key), str):
-                kwargs[key] = (kwargs[key],)
-            elif key in kwargs:
-                kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
-        return cls(**kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -241,7 +202,7 @@ def stream_layers(
     """Analyse the selected layers and yield them in storage order.
 
     Reading runs one layer ahead of the computing workers, and several layers compute at
-    once when memory allows (`weightscope.schedule`); ``execution`` chooses the device,
+    once when memory allows (`weightscope.execution.schedule`); ``execution`` chooses the device,
     workers and cache.
     """
     run = plan(selection.layers, options, execution)

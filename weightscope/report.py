@@ -13,104 +13,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from weightscope.checks import DragonKings, FitTrust, LikelihoodRatio, RankInfo, TrapEntry, Traps, VectorStats  # noqa: F401  (hints)
+from weightscope.errors import WeightscopeError
+from weightscope.layers import SkippedTensor
+from weightscope.stats.randmat import MPBulk
+
 SCHEMA = "weightscope.report/1"
 
 
-# --- per-layer diagnostics (filled by weightscope.checks / weightscope.randmat) ---------
-
-
-@dataclass(frozen=True)
-class MPBulk:
-    """Marchenko–Pastur fit of the ESD bulk: variance, bulk edges, spikes above the edge,
-    and ``ks``, the KS distance of the whole ESD from the fitted law (how MP-shaped it is)."""
-
-    sigma2: float
-    bulk_min: float
-    bulk_max: float
-    num_spikes: int
-    mp_softrank: float
-    ks: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrapEntry:
-    """One stored weight that drives a correlation trap (indices into the tensor as stored)."""
-
-    row: int
-    col: int
-    value: float
-    sigmas: float
-
-
-@dataclass(frozen=True)
-class Traps:
-    """Correlation traps: eigenvalues of the element-wise randomised W above the MP edge."""
-
-    count: int
-    max_rand_eval: float
-    bulk_max: float
-    entries: list[TrapEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RankInfo:
-    """Numerical rank relative to λmax and the stored dtype's precision."""
-
-    numerical_rank: int
-    rank_loss: float
-    collapsed: bool
-
-
-@dataclass(frozen=True)
-class DragonKings:
-    """Eigenvalues far beyond what the fitted tail predicts, and alpha refitted without them."""
-
-    count: int
-    alpha_without: float | None
-
-
-@dataclass(frozen=True)
-class LikelihoodRatio:
-    """Log-likelihood ratio R of power law vs an alternative (R > 0 favours the power law)."""
-
-    R: float
-    p: float
-
-
-@dataclass(frozen=True)
-class FitTrust:
-    """Whether the alpha of a layer can be believed, and why not."""
-
-    tail_ok: bool
-    ks_ok: bool
-    stable: bool
-    alpha_spread: float | None
-    vs_lognormal: LikelihoodRatio | None
-    vs_exponential: LikelihoodRatio | None
-    trusted: bool
-
-
-@dataclass(frozen=True)
-class VectorStats:
-    """Localisation of eigenvectors in the tail vs the bulk (opt-in, costs a full eigh)."""
-
-    tail_localization: float
-    bulk_localization: float
-    tail_entropy: float
-    bulk_entropy: float
-
-
 # --- the report ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SkippedTensor:
-    """A tensor that was not analysed, and why (shown by `inspect` and in the JSON)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -212,8 +123,6 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        from .errors import WeightscopeError
-
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from .report import LayerResult, SkippedTensor, Summary
+from weightscope.report import LayerResult, SkippedTensor, Summary
 
 #: Above this alpha a layer is random-like and its alpha is excluded from robust figures.
 ROBUST_ALPHA_MAX = 8.0

@@ -6,52 +6,14 @@ Each command module parses options, calls the API, renders, and sets the exit co
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from weightscope.cli import analyze as _analyze  # registers the commands on `app`
+from weightscope.cli import compare as _compare
+from weightscope.cli import gate as _gate
+from weightscope.cli import plot as _plot
+from weightscope.cli import trend as _trend
+from weightscope.cli.app import app
 
-import typer
-
-from .. import __version__
-
-app = typer.Typer(
-    name="weightscope",
-    help=(
-        "Weight-spectrum diagnostics for transformer checkpoints.\n\n"
-        "Reads a checkpoint (safetensors file, sharded Hugging Face directory, or torch "
-        ".bin/.pt), computes the eigenvalue spectrum of every weight matrix and fits a "
-        "power-law tail. The tail exponent alpha reads: 2–6 well trained, > 6 under-trained "
-        "or random-like, < 2 possibly over-fit.\n\n"
-        "Start with:  weightscope analyze path/to/model.safetensors"
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"weightscope {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        Optional[bool],
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
-    ] = None,
-) -> None:
-    """Weight-spectrum diagnostics for transformer checkpoints."""
-
-
-from . import analyze as _analyze  # noqa: E402  (registers the commands on `app`)
-from . import compare as _compare  # noqa: E402
-from . import gate as _gate  # noqa: E402
-from . import plot as _plot  # noqa: E402, F401  (registers `plot`)
-from . import trend as _trend  # noqa: E402
-
-del _analyze, _compare, _gate, _trend
+del _analyze, _compare, _gate, _plot, _trend
 
 
 def main() -> None:

@@ -7,18 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..execution import Execution
-from ..pipeline import LayerAnalysis
-from ..pipeline import analyze as run_analysis
-from ..pipeline import inspect as run_inspection
-from ..render.html import spectra_worth_drawing, write_html_report
-from ..render.table import render_inspection, render_report
-from ..render.text import to_csv, to_json, to_markdown
-from . import app
-from .common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
-from .options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
-from .pictures import HtmlOption, need_pictures, write_if_asked
-from .progress import layer_progress
+from weightscope.cli.app import app
+from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
+from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
+from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
+from weightscope.cli.progress import layer_progress
+from weightscope.execution.plan import Execution
+from weightscope.pipeline import LayerAnalysis
+from weightscope.pipeline import analyze as run_analysis
+from weightscope.pipeline import inspect as run_inspection
+from weightscope.render.html import spectra_worth_drawing, write_html_report
+from weightscope.render.table import render_inspection, render_report
+from weightscope.render.text import to_csv, to_json, to_markdown
 
 PathArg = Annotated[
     Path,

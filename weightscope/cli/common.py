@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import WeightscopeError
-from ..io import write_text_atomic
+from weightscope.errors import WeightscopeError
+from weightscope.io import write_text_atomic
 
 #: stdout carries results only (a table, JSON, CSV, markdown); everything else goes to stderr.
 #: Piped to a file or a CI log there is no terminal width to honour: use a wide one.

@@ -8,14 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..compare import compare as run_comparison
-from ..render.compare_views import render_comparison, to_csv, to_markdown
-from ..render.html_compare import write_compare_html
-from . import app
-from .options import AnalysisArgs, analysis_options
-from .common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
-from .pictures import HtmlOption, need_pictures, write_if_asked
-from .progress import layer_progress
+from weightscope.cli.app import app
+from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
+from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
+from weightscope.cli.progress import layer_progress
+from weightscope.commands.compare import compare as run_comparison
+from weightscope.render.compare_views import render_comparison, to_csv, to_markdown
+from weightscope.render.html_compare import write_compare_html
 
 SideArg = Annotated[
     Path,

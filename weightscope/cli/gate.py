@@ -9,12 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..gate import gate as run_gate
-from ..gate import load_settings
-from ..render.gate_views import to_github, to_junit, to_text, verdict_line
-from . import app
-from .options import AnalysisArgs, analysis_options
-from .common import DebugOption, emit, stderr, user_errors
+from weightscope.cli.app import app
+from weightscope.cli.common import DebugOption, emit, stderr, user_errors
+from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.commands.gate import gate as run_gate
+from weightscope.commands.gate import load_settings
+from weightscope.render.gate_views import to_github, to_junit, to_text, verdict_line
 
 
 class GateFormat(str, Enum):

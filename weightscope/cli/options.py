@@ -17,8 +17,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..config import load_thresholds
-from ..errors import WeightscopeError
+from weightscope.config import load_thresholds
+from weightscope.errors import WeightscopeError
 
 IncludeOption = Annotated[
     Optional[list[str]],

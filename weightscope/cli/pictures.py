@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..render.plots import require_matplotlib
-from .common import stderr
+from weightscope.cli.common import stderr
+from weightscope.render.plots import require_matplotlib
 
 HtmlOption = Annotated[
     Optional[Path],

@@ -7,18 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..checkpoint import open_checkpoint
-from ..errors import WeightscopeError
-from ..pipeline import AnalysisOptions, select, stream_layers
-from ..pipeline import analyze as run_analysis
-from ..render.plot_esd import layer_figure
-from ..render.plot_summary import summary_figure
-from ..render.plots import png_file_name, require_matplotlib, save_png
-from . import app
-from .analyze import PathArg
-from .common import DebugOption, stderr, user_errors
-from .options import AnalysisArgs, analysis_options
-from .progress import layer_progress
+from weightscope.checkpoint import open_checkpoint
+from weightscope.cli.analyze import PathArg
+from weightscope.cli.app import app
+from weightscope.cli.common import DebugOption, stderr, user_errors
+from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.progress import layer_progress
+from weightscope.errors import WeightscopeError
+from weightscope.options import AnalysisOptions
+from weightscope.pipeline import analyze as run_analysis
+from weightscope.pipeline import select, stream_layers
+from weightscope.render.plot_esd import layer_figure
+from weightscope.render.plot_summary import summary_figure
+from weightscope.render.plots import png_file_name, require_matplotlib, save_png
 
 
 def _output_dir(out: Path) -> Path:

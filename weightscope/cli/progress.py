@@ -7,9 +7,9 @@ from contextlib import ExitStack, contextmanager
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from ..layers import LayerSpec
-from ..pipeline import ProgressHook
-from .common import stderr
+from weightscope.cli.common import stderr
+from weightscope.layers import LayerSpec
+from weightscope.pipeline import ProgressHook
 
 
 @contextmanager

@@ -8,17 +8,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import WeightscopeError
-from ..render.html_trend import write_trend_html
-from ..render.plot_trend import trend_figure
-from ..render.plots import save_png
-from ..render.trend_views import render_trend, to_csv
-from ..trend import RunEntry
-from ..trend import trend as run_trend
-from . import app
-from .options import AnalysisArgs, analysis_options
-from .common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stderr, stdout, user_errors
-from .pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
+from weightscope.cli.app import app
+from weightscope.cli.common import (
+    DebugOption,
+    OutputFormat,
+    OutputOption,
+    emit,
+    resolve_format,
+    stderr,
+    stdout,
+    user_errors,
+)
+from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
+from weightscope.commands.trend import RunEntry
+from weightscope.commands.trend import trend as run_trend
+from weightscope.errors import WeightscopeError
+from weightscope.render.html_trend import write_trend_html
+from weightscope.render.plot_trend import trend_figure
+from weightscope.render.plots import save_png
+from weightscope.render.trend_views import render_trend, to_csv
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:

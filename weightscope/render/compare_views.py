@@ -12,8 +12,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..compare import Comparison, LayerChange
-from .style import alpha_style, fmt
+from weightscope.commands.compare import Comparison, LayerChange
+from weightscope.render.style import alpha_style, fmt
 
 #: CSV columns, in order; update.* are empty when no weights were compared.
 CSV_COLUMNS = (

@@ -5,7 +5,7 @@ Every failed check is one line naming the layer, the rule, the value and the lim
 
 from __future__ import annotations
 
-from ..gate import FAIL, SKIP, WARN, Check, GateResult
+from weightscope.commands.gate import FAIL, SKIP, WARN, Check, GateResult
 
 _SHOWN = (FAIL, WARN)
 

@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
-from .. import __version__
-from ..io import write_text_atomic
-from ..report import LayerResult, Report
-from .plot_esd import layer_figure
-from .plot_summary import is_trusted, summary_figure
-from .plots import png_bytes, require_matplotlib
-from .style import alpha_band, fmt
+from weightscope._version import __version__
+from weightscope.io import write_text_atomic
+from weightscope.render.plot_esd import layer_figure
+from weightscope.render.plot_summary import is_trusted, summary_figure
+from weightscope.render.plots import png_bytes, require_matplotlib
+from weightscope.render.style import alpha_band, fmt
+from weightscope.report import LayerResult, Report
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..pipeline import LayerAnalysis
+    from weightscope.pipeline import LayerAnalysis
 
 _CSS = """
 :root { --ok: #1b7f3b; --low: #c0392b; --high: #a67c00; --muted: #6b7280; --line: #e5e7eb; }

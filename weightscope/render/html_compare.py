@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from html import escape
 
-from ..compare import Comparison, LayerChange
-from ..io import write_text_atomic
-from .compare_views import signed, summary_lines, verdict_change
-from .html import Cell, Column, figure_html, number_cell, page, sortable_table, text_cell
-from .plot_compare import compare_figure
-from .plots import require_matplotlib
-from .style import alpha_band
+from weightscope.commands.compare import Comparison, LayerChange
+from weightscope.io import write_text_atomic
+from weightscope.render.compare_views import signed, summary_lines, verdict_change
+from weightscope.render.html import Cell, Column, figure_html, number_cell, page, sortable_table, text_cell
+from weightscope.render.plot_compare import compare_figure
+from weightscope.render.plots import require_matplotlib
+from weightscope.render.style import alpha_band
 
 _COLUMNS = (
     Column("layer", "layer"), Column("kind", "kind"), Column("alpha_a", "alpha A", True),

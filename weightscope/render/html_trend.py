@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 
-from ..io import write_text_atomic
-from ..trend import Trend
-from .html import Cell, Column, cards, figure_html, number_cell, page, sortable_table, text_cell
-from .plot_trend import trend_figure
-from .plots import require_matplotlib
-from .style import alpha_band, fmt
-from .trend_views import checkpoint_label, flag_text, run_root
+from weightscope.commands.trend import Trend
+from weightscope.io import write_text_atomic
+from weightscope.render.html import Cell, Column, cards, figure_html, number_cell, page, sortable_table, text_cell
+from weightscope.render.plot_trend import trend_figure
+from weightscope.render.plots import require_matplotlib
+from weightscope.render.style import alpha_band, fmt
+from weightscope.render.trend_views import checkpoint_label, flag_text, run_root
 
 
 def _alpha_cell(alpha: float | None) -> Cell:

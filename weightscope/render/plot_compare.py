@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..layers import block_index
-from .plot_summary import depth_axis, kind_rank
-from .plots import kind_color, new_figure, shade_alpha_band, tag_artists
-from .style import ALPHA_HIGH, ALPHA_LOW, fmt
+from weightscope.layers import block_index
+from weightscope.render.plot_summary import depth_axis, kind_rank
+from weightscope.render.plots import kind_color, new_figure, shade_alpha_band, tag_artists
+from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW, fmt
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..compare import Comparison
+    from weightscope.commands.compare import Comparison
 
 
 def compare_figure(comparison: Comparison) -> Figure:

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import WeightscopeError
-from ..report import LayerResult
-from .plots import new_figure, tag_artists
-from .style import fmt
+from weightscope.errors import WeightscopeError
+from weightscope.render.plots import new_figure, tag_artists
+from weightscope.render.style import fmt
+from weightscope.report import LayerResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..pipeline import LayerAnalysis
+    from weightscope.pipeline import LayerAnalysis
 
 #: The linear panel shows at most this many bulk widths, so that a few huge spikes do not
 #: squash the bulk into one bar; eigenvalues beyond are counted in the legend.

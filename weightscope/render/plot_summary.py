@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..layers import KINDS
-from ..report import LayerResult, Report
-from .plots import BAND_ALPHA, BAND_COLOR, kind_color, new_figure, shade_alpha_band, tag_artists
-from .style import ALPHA_HIGH, ALPHA_LOW, fmt
+from weightscope.layers import KINDS
+from weightscope.render.plots import BAND_ALPHA, BAND_COLOR, kind_color, new_figure, shade_alpha_band, tag_artists
+from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW, fmt
+from weightscope.report import LayerResult, Report
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..layers import block_index
-from .plot_summary import depth_axis
-from .plots import new_figure, shade_alpha_band, tag_artists
-from .style import ALPHA_HIGH, ALPHA_LOW
-from .trend_views import checkpoint_label
+from weightscope.layers import block_index
+from weightscope.render.plot_summary import depth_axis
+from weightscope.render.plots import new_figure, shade_alpha_band, tag_artists
+from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW
+from weightscope.render.trend_views import checkpoint_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..trend import Trend
+    from weightscope.commands.trend import Trend
 
 FLAG_COLOR = "#c0392b"
 #: Height in inches per heatmap row, and the most rows that still get a name each.

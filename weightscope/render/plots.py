@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import WeightscopeError
-from ..layers import KINDS
-from .style import ALPHA_HIGH, ALPHA_LOW
+from weightscope.errors import WeightscopeError
+from weightscope.layers import KINDS
+from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist

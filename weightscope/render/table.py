@@ -7,9 +7,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..pipeline import Inspection
-from ..report import Report
-from .style import alpha_style, fmt, verdict_style
+from weightscope.pipeline import Inspection
+from weightscope.render.style import alpha_style, fmt, verdict_style
+from weightscope.report import Report
 
 
 def report_table(report: Report) -> Table:

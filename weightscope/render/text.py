@@ -7,8 +7,8 @@ import io
 import json
 from typing import Any
 
-from ..report import Report
-from .style import alpha_band, fmt
+from weightscope.render.style import alpha_band, fmt
+from weightscope.report import Report
 
 #: The columns of the markdown table, in order (the CSV has every key).
 MARKDOWN_COLUMNS = ("name", "kind", "block", "shape", "alpha", "D", "num_tail", "lambda_max", "log_norm", "stable_rank", "verdict")

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..trend import FLAG_FALL_THEN_RISE, FLAG_JUMP, LayerSeries, Trend, TrendPoint
-from .compare_views import csv_text, signed
-from .style import alpha_style, fmt
+from weightscope.commands.trend import FLAG_FALL_THEN_RISE, FLAG_JUMP, LayerSeries, Trend, TrendPoint
+from weightscope.render.compare_views import csv_text, signed
+from weightscope.render.style import alpha_style, fmt
 
 
 def checkpoint_label(point: TrendPoint) -> str:

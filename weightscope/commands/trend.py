@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .compare import layer_verdict
-from .errors import WeightscopeError
-from .io import write_text_atomic
-from .pipeline import AnalysisOptions, analyze_with
-from .report import Report, Summary
-from .sources import read_saved_report
+from weightscope._version import __version__
+from weightscope.commands.compare import layer_verdict
+from weightscope.commands.sources import read_saved_report
+from weightscope.errors import WeightscopeError
+from weightscope.io import write_text_atomic
+from weightscope.options import AnalysisOptions
+from weightscope.pipeline import analyze_with
+from weightscope.report import Report, Summary
 
 SCHEMA = "weightscope.trend/1"
 

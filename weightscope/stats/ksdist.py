@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .errors import WeightscopeError
+from weightscope.errors import WeightscopeError
 
 # log k is split into a multiple of this grid (its running sums stay exact in float64 while
 # they are below 2^(53 − 20), i.e. up to n ≈ 4·10⁸) and a remainder below half of it.

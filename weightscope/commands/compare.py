@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import open_checkpoint
-from .checkpoint.base import CheckpointReader, TensorInfo
-from .errors import WeightscopeError
-from .layers import LayerSpec, layer_matrices
-from .pipeline import AnalysisOptions, ProgressHook, analyze_layer, select
-from .report import LayerResult, Report
-from .sources import read_saved_report, report_for
-from .spectrum import SpectrumOptions, esd, fixed_dtype
+from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.commands.sources import read_saved_report, report_for
+from weightscope.errors import WeightscopeError
+from weightscope.layers import LayerSpec, layer_matrices
+from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
+from weightscope.options import AnalysisOptions
+from weightscope.pipeline import ProgressHook, analyze_layer, select
+from weightscope.report import LayerResult, Report
 
 SCHEMA = "weightscope.compare/1"
 

@@ -8,8 +8,8 @@ spectrum); the rank check works with an explicit tolerance, and the pipeline's "
 precision redoes a layer in float64 when float32's floor could decide its rank.
 
 Backends: "cpu" is numpy/LAPACK (the Gram product by row blocks, then the classic or
-the two-stage LAPACK eigensolver by size, see `weightscope.lapack`); any other device
-("cuda", "cuda:1") runs the same two steps in torch (`weightscope.device`), imported only
+the two-stage LAPACK eigensolver by size, see `weightscope.linalg._lapack`); any other device
+("cuda", "cuda:1") runs the same two steps in torch (`weightscope.linalg.device`), imported only
 then.
 """
 
@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blas import blas_threads
-from .errors import WeightscopeError
-from .lapack import CLASSIC, TWO_STAGE, TWO_STAGE_MIN_SIZE, lapack_solver
+from weightscope.errors import WeightscopeError
+from weightscope.linalg._blas import blas_threads
+from weightscope.linalg._lapack import CLASSIC, TWO_STAGE, TWO_STAGE_MIN_SIZE, lapack_solver
+from weightscope.linalg.gram import gram_matrix
 
 EIG_DTYPES = ("float64", "float32")
 #: What a user may ask for: a fixed dtype, or "auto" (float32, float64 where it matters).
@@ -37,7 +38,7 @@ def check_precision(precision: str) -> str:
 
 def fixed_dtype(precision: str) -> str:
     """The dtype for a computation that does not apply the "auto" policy itself (the
-    pipeline does, `weightscope.execution`): "auto" means float64 there."""
+    pipeline does, `weightscope.execution.plan`): "auto" means float64 there."""
     return "float64" if check_precision(precision) == "auto" else precision
 
 
@@ -60,41 +61,17 @@ def solver_floor(m: int, dtype: str) -> float:
     return m * float(np.finfo(dtype).eps)
 
 
-def oriented(matrix: np.ndarray) -> np.ndarray:
-    """Return W or Wᵀ so that rows N ≥ columns M (a view, no copy)."""
-    return matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
-
-
-#: Rows of W converted to the solver's dtype at a time while the Gram matrix accumulates:
-#: a float64 copy of a whole 11008×4096 matrix would cost 360 MB; a block costs ≤ 64 MB.
-GRAM_BLOCK_BYTES = 64 * 2**20
-
-
-def gram_matrix(matrix: np.ndarray, dtype: str = "float64") -> np.ndarray:
-    """X = WᵀW/N in ``dtype`` (N ≥ M after orienting), accumulated over row blocks so the
-    only full-size buffer is the M×M result, whatever the stored dtype of W."""
-    w = oriented(matrix)
-    n, m = w.shape
-    rows = max(1, GRAM_BLOCK_BYTES // (m * np.dtype(dtype).itemsize))
-    gram = np.zeros((m, m), dtype=dtype)
-    for start in range(0, n, rows):
-        block = np.asarray(w[start : start + rows], dtype=dtype)
-        gram += block.T @ block
-    gram /= n
-    return gram
-
-
 def symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
     """Ascending eigenvalues of a symmetric matrix, which is overwritten.
 
     LAPACK's classic ``?syevd`` below `TWO_STAGE_MIN_SIZE`, the two-stage solver above it
-    (1.3–1.5× faster at 4096), both called directly (`weightscope.lapack`); numpy's
+    (1.3–1.5× faster at 4096), both called directly (`weightscope.linalg._lapack`); numpy's
     eigvalsh where the loaded LAPACK offers neither.
 
     Always single-threaded: a threaded tridiagonal reduction rounds differently with
     each thread count (1e-5·λmax apart in float32), which would make reports depend on
     the machine, and it collapses when other processes hold the cores
-    (`weightscope.blas`). Parallelism comes from solving several layers at once instead.
+    (`weightscope.linalg._blas`). Parallelism comes from solving several layers at once instead.
     """
     preferred = TWO_STAGE if gram.shape[0] >= TWO_STAGE_MIN_SIZE else CLASSIC
     solve = lapack_solver(gram.dtype, preferred) or lapack_solver(gram.dtype, CLASSIC)
@@ -107,7 +84,7 @@ def symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
 def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
     """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side)."""
     if options.device != "cpu":
-        from .device import torch_gram_eigenvalues
+        from weightscope.linalg.device import torch_gram_eigenvalues
 
         return torch_gram_eigenvalues(matrix, options.dtype, options.device)
     return symmetric_eigenvalues(gram_matrix(matrix, options.dtype))

@@ -8,7 +8,7 @@ spin waits for a time slice: on this project's 2-core machine, under a load of ~
 MiniLM analysis 36 s against 2.2 s. A threaded eigensolver also rounds differently with
 each thread count, so reports would depend on the machine's load. weightscope therefore
 runs every eigensolve single-threaded and parallelises over layers instead (threads,
-see `weightscope.schedule`); only the Gram product of a lone worker, whose result does
+see `weightscope.execution.schedule`); only the Gram product of a lone worker, whose result does
 not depend on the thread count, is given several threads.
 
 The numpy and scipy wheels each bundle their own OpenBLAS, so every loaded OpenBLAS (or

@@ -17,7 +17,7 @@ Both are reached through the LAPACKE C interface of the loaded OpenBLAS (numpy's
 bundles one; scipy's another). The integer width is read off the symbol's name (the
 wheels' ``…64_`` builds take 64-bit integers); a library without a known symbol, or whose
 answer on a small test matrix disagrees with ``numpy.linalg.eigvalsh``, is not used, and
-`weightscope.spectrum` falls back to numpy.
+`weightscope.linalg.spectrum` falls back to numpy.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from functools import cache
 
 import numpy as np
 
-from .blas import loaded_blas_libraries
+from weightscope.linalg._blas import loaded_blas_libraries
 
 #: Smallest matrix for which the two-stage solver beats the classic one here.
 TWO_STAGE_MIN_SIZE = 2048

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .report import MPBulk
-from .spectrum import SpectrumOptions, esd, oriented
+from weightscope.linalg.gram import oriented
+from weightscope.linalg.spectrum import SpectrumOptions, esd
 
 #: Share of the ESD, from the bottom, that the MP scale is fitted to. The lower half is
 #: left untouched by spikes and heavy tails as long as they hold under half the
@@ -27,6 +27,19 @@ BULK_FIT_SHARE = 0.5
 
 # Angles on which the MP CDF is tabulated (see `mp_quantiles`).
 _ANGLES = np.linspace(0.0, np.pi, 4097)
+
+
+@dataclass(frozen=True)
+class MPBulk:
+    """Marchenko–Pastur fit of the ESD bulk: variance, bulk edges, spikes above the edge,
+    and ``ks``, the KS distance of the whole ESD from the fitted law (how MP-shaped it is)."""
+
+    sigma2: float
+    bulk_min: float
+    bulk_max: float
+    num_spikes: int
+    mp_softrank: float
+    ks: float = 0.0
 
 
 def mp_quantiles(q: float, probs: np.ndarray) -> np.ndarray:

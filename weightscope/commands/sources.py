@@ -12,9 +12,10 @@ import json
 import os
 from pathlib import Path
 
-from .errors import WeightscopeError
-from .pipeline import AnalysisOptions, ProgressHook, analyze_with
-from .report import Report
+from weightscope.errors import WeightscopeError
+from weightscope.options import AnalysisOptions
+from weightscope.pipeline import ProgressHook, analyze_with
+from weightscope.report import Report
 
 #: Saved reports are small (a few KB per layer); refuse to parse anything absurd.
 _MAX_REPORT_BYTES = 256 * 1024 * 1024

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .compare import compare_reports
-from .errors import WeightscopeError
-from .pipeline import AnalysisOptions
-from .report import LayerResult, Report
-from .sources import report_for
+from weightscope.commands.compare import compare_reports
+from weightscope.commands.sources import report_for
+from weightscope.errors import WeightscopeError
+from weightscope.options import AnalysisOptions
+from weightscope.report import LayerResult, Report
 
 SCHEMA = "weightscope.gate/1"
 

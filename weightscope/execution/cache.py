@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .checkpoint.base import TensorInfo
-from .errors import WeightscopeError
+from weightscope._version import __version__
+from weightscope.checkpoint.base import TensorInfo
+from weightscope.errors import WeightscopeError
 
 #: Overrides the default location (which follows XDG: $XDG_CACHE_HOME/weightscope).
 CACHE_DIR_ENV = "WEIGHTSCOPE_CACHE_DIR"

@@ -21,8 +21,8 @@ from functools import cache
 
 import numpy as np
 
-from .errors import WeightscopeError
-from .spectrum import oriented
+from weightscope.errors import WeightscopeError
+from weightscope.linalg.gram import oriented
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

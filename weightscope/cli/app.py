@@ -1,0 +1,41 @@
+"""The Typer application object and its root options; every command module registers on it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from weightscope._version import __version__
+
+app = typer.Typer(
+    name="weightscope",
+    help=(
+        "Weight-spectrum diagnostics for transformer checkpoints.\n\n"
+        "Reads a checkpoint (safetensors file, sharded Hugging Face directory, or torch "
+        ".bin/.pt), computes the eigenvalue spectrum of every weight matrix and fits a "
+        "power-law tail. The tail exponent alpha reads: 2–6 well trained, > 6 under-trained "
+        "or random-like, < 2 possibly over-fit.\n\n"
+        "Start with:  weightscope analyze path/to/model.safetensors"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"weightscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Weight-spectrum diagnostics for transformer checkpoints."""

@@ -1,0 +1,1 @@
+"""How a run executes (device, workers, memory budget, cache); never changes a number."""

@@ -1,0 +1,99 @@
+"""How an analysis runs: device, workers, memory budget and cache.
+
+None of this changes a report's numbers beyond ~1e-6 relative (the eigensolvers agree to
+that), so it lives apart from `AnalysisOptions`, which a report records. `Execution` is
+what a caller asks for; `plan()` turns it into a `Plan` for one checkpoint's selected
+layers. The spectra themselves, and the "auto" precision policy, are
+`weightscope.layer_spectra`'s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from weightscope.errors import WeightscopeError
+from weightscope.execution.cache import SpectrumCache, default_cache_dir
+from weightscope.layers import LayerSpec
+from weightscope.linalg._blas import available_cores
+from weightscope.linalg.device import DEVICE_CHOICES, resolve_device
+from weightscope.options import AnalysisOptions
+
+#: Workers used on a GPU: one drives the device while the other reads and decodes.
+CUDA_WORKERS = 2
+#: Memory in flight, as a multiple of the largest selected tensor in float32.
+BUDGET_TENSORS = 3.0
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What a caller asks of the machinery (CLI: --device, --workers, --cache-dir, --no-cache)."""
+
+    device: str = "auto"
+    #: layers analysed at once; 0 = one per core this process may use (CPU) or 2 (GPU)
+    workers: int = 0
+    cache: bool = True
+    #: None: `weightscope.execution.cache.default_cache_dir()`
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICE_CHOICES:
+            raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise WeightscopeError(f"workers must be 0 (auto) or a positive integer, got {self.workers!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """`Execution` resolved for one checkpoint: the concrete device, workers, BLAS threads
+    for the Gram products, the memory budget of layers in flight (bytes), and the cache (or None)."""
+
+    device: str = "cpu"
+    workers: int = 1
+    blas_threads: int = 1
+    budget: float = math.inf
+    cache: SpectrumCache | None = None
+
+
+def _float_bytes(spec: LayerSpec) -> int:
+    """Bytes of the decoded tensor: float32, or float64 for F64 storage."""
+    return spec.info.numel * (8 if spec.info.dtype == "F64" else 4)
+
+
+def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
+    """Estimated peak bytes of analysing one layer: the decoded tensor and a Gram matrix,
+    plus the shuffled copy and its Gram matrix when randomising, plus eigenvectors.
+
+    Deliberately not a strict upper bound: transients (the stored bytes mapped while a
+    tensor decodes, the Gram product's temporary) are covered by the budget's headroom
+    rather than counted, which lets two 11008×4096 layers share a 2-core machine within
+    the RSS budget. Measured peaks are in the README (Performance)."""
+    m = min(spec.info.shape[:2])
+    gram = m * m * (8 if options.eig_dtype == "float64" else 4)
+    total = _float_bytes(spec) + gram
+    if options.randomize:
+        total += spec.info.numel * 4 + m * m * 4
+    if options.vectors:
+        total += 3 * m * m * 8
+    return total
+
+
+def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution) -> Plan:
+    """Resolve an `Execution` for these layers (see `Execution` for the defaults)."""
+    shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in layers]
+    device = resolve_device(execution.device, shapes)
+    cores = available_cores()
+    workers = execution.workers or (CUDA_WORKERS if device == "cuda" else cores)
+    largest = max((_float_bytes(spec) for spec in layers), default=0)
+    cache = None
+    if execution.cache:
+        cache = SpectrumCache(execution.cache_dir or default_cache_dir())
+    return Plan(
+        device=device,
+        workers=workers,
+        # Gram products are bitwise the same with any thread count, so a lone worker may
+        # thread them; several workers already fill the cores (eigensolves: always 1).
+        blas_threads=cores if workers == 1 else 1,
+        budget=BUDGET_TENSORS * largest,
+        cache=cache,
+    )

@@ -1,0 +1,33 @@
+"""Orienting W and its Gram matrix X = WᵀW/N: the one step both spectrum backends share.
+
+A leaf, so that the numpy backend (`spectrum`) and the torch backend (`device`) both
+build on it without importing each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def oriented(matrix: np.ndarray) -> np.ndarray:
+    """Return W or Wᵀ so that rows N ≥ columns M (a view, no copy)."""
+    return matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
+
+
+#: Rows of W converted to the solver's dtype at a time while the Gram matrix accumulates:
+#: a float64 copy of a whole 11008×4096 matrix would cost 360 MB; a block costs ≤ 64 MB.
+GRAM_BLOCK_BYTES = 64 * 2**20
+
+
+def gram_matrix(matrix: np.ndarray, dtype: str = "float64") -> np.ndarray:
+    """X = WᵀW/N in ``dtype`` (N ≥ M after orienting), accumulated over row blocks so the
+    only full-size buffer is the M×M result, whatever the stored dtype of W."""
+    w = oriented(matrix)
+    n, m = w.shape
+    rows = max(1, GRAM_BLOCK_BYTES // (m * np.dtype(dtype).itemsize))
+    gram = np.zeros((m, m), dtype=dtype)
+    for start in range(0, n, rows):
+        block = np.asarray(w[start : start + rows], dtype=dtype)
+        gram += block.T @ block
+    gram /= n
+    return gram
