@@ -344,7 +344,7 @@ def test_plot_layer_draws_only_the_matching_layers_and_reads_nothing_else(checkp
     original = SafetensorsReader.read
     monkeypatch.setattr(SafetensorsReader, "read", lambda self, info: read.append(info.name) or original(self, info))
     out = tmp_path / "plots"
-    done = invoke("plot", checkpoint, "--layer", r"layers\.1\.self_attn", "--out", out)
+    done = invoke("plot", checkpoint, "--layer", r"layers\.1\.self_attn", "--out-dir", out)
     assert done.exit_code == 0, done.output
     assert read == ["model.layers.1.self_attn.q_proj.weight"]
     (png,) = out.iterdir()
@@ -371,14 +371,14 @@ def test_plotted_fit_is_the_analysis_fit_on_a_real_checkpoint(checkpoint):
 
 
 def test_plot_summary_and_usage_errors(checkpoint, tmp_path):
-    done = invoke("plot", checkpoint, "--summary", "--out", tmp_path)
+    done = invoke("plot", checkpoint, "--summary", "--out-dir", tmp_path)
     assert done.exit_code == 0, done.output
     assert_picture((tmp_path / "summary.png").read_bytes(), min_size=(1000, 400))
     nothing = invoke("plot", checkpoint)
     assert nothing.exit_code == 2 and "pass --layer REGEX" in nothing.output
-    unmatched = invoke("plot", checkpoint, "--layer", "no_such_layer", "--out", tmp_path)
+    unmatched = invoke("plot", checkpoint, "--layer", "no_such_layer", "--out-dir", tmp_path)
     assert unmatched.exit_code == 2 and "no weight matrix matches" in unmatched.output
-    bad_regex = invoke("plot", checkpoint, "--layer", "(", "--out", tmp_path)
+    bad_regex = invoke("plot", checkpoint, "--layer", "(", "--out-dir", tmp_path)
     assert bad_regex.exit_code == 2 and "not a valid regular expression" in bad_regex.output
 
 
@@ -523,7 +523,7 @@ EXAMPLE_RUN = REPO_ROOT / "examples" / "runs" / "tiny-lm"
 @pytest.mark.skipif(not EXAMPLE_RUN.is_dir(), reason="the example run is not in this checkout")
 def test_pictures_of_the_example_run(tmp_path):
     steps = sorted(EXAMPLE_RUN.glob("step-*/model.safetensors"))
-    done = invoke("plot", steps[-1], "--layer", r"layers\.1\.mlp\.down_proj", "--out", tmp_path)
+    done = invoke("plot", steps[-1], "--layer", r"layers\.1\.mlp\.down_proj", "--out-dir", tmp_path)
     assert done.exit_code == 0, done.output
     assert_picture((tmp_path / "model.layers.1.mlp.down_proj.weight.esd.png").read_bytes(), min_size=(1000, 400))
     picture = tmp_path / "trend.png"

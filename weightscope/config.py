@@ -58,6 +58,9 @@ class Thresholds:
     alpha_low: float = 2.0
     #: alpha above this: under-trained (HTSR).
     alpha_high: float = 6.0
+    #: alpha above this says only "no tail": the layer is random-like, and its alpha is
+    #: left out of the robust model figures (median, MAD) and counted instead.
+    alpha_random: float = 8.0
     #: The ESD is random-like when its KS distance to the randomised ESD is at most this
     #: (two Gaussian ESDs of M eigenvalues differ by at most ~5/M; trained layers of
     #: all-MiniLM-L6-v2 by 0.1 to 0.85).
@@ -83,6 +86,27 @@ class Thresholds:
             raise WeightscopeError(
                 f"thresholds need 1 <= alpha_low < alpha_high, got {self.alpha_low} and {self.alpha_high}"
             )
+        if self.alpha_random < self.alpha_high:
+            raise WeightscopeError(
+                f"thresholds need alpha_high <= alpha_random, got {self.alpha_high} and {self.alpha_random}"
+                " (raise alpha_random with alpha_high)"
+            )
+
+    @classmethod
+    def recorded(cls, options: dict[str, Any]) -> Thresholds:
+        """The thresholds a report was made with (its ``options["thresholds"]``).
+
+        Every view reads the band from here, never from a constant, so a report made with
+        ``alpha_high=2.5`` is coloured, counted and drawn with 2.5. A field an older report
+        did not record keeps its default; a field this version does not know is ignored.
+        """
+        recorded = options.get("thresholds")
+        if isinstance(recorded, Thresholds):
+            return recorded
+        if not isinstance(recorded, dict):
+            return cls()
+        known = {k: v for k, v in recorded.items() if k in _FIELD_TYPES}
+        return cls(**_checked(known, "the report's recorded thresholds"))
 
 
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Thresholds)}

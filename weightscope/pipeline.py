@@ -265,5 +265,5 @@ def analyze_with(
             options=dataclasses.asdict(options),
             layers=layers,
             skipped=selection.skipped,
-            summary=summarize(layers, selection.skipped),
+            summary=summarize(layers, selection.skipped, options.thresholds),
         )

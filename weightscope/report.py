@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weightscope.checks import DragonKings, FitTrust, LikelihoodRatio, RankInfo, TrapEntry, Traps, VectorStats  # noqa: F401  (hints)
+from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.layers import SkippedTensor
 from weightscope.stats.randmat import MPBulk
@@ -77,8 +78,13 @@ class Summary:
 
     ``alpha_median``/``alpha_mad`` and the per-kind/per-block medians use only the robust
     set: fitted layers whose fit is trusted (when trust was assessed) and whose alpha is
-    ≤ 8 — a random-like layer's alpha is large and meaningless, and would drag the figures.
-    ``alpha_mean`` is the plain mean over every fitted layer, for comparison only.
+    ≤ ``alpha_random`` — a random-like layer's alpha is large and meaningless, and would
+    drag the figures. ``alpha_mean`` is the plain mean over every fitted layer, for
+    comparison only. The band counts are against the report's own thresholds
+    (`Report.thresholds`): ``below_2`` counts alpha < alpha_low, ``in_2_6`` alpha in
+    [alpha_low, alpha_high], ``above_6`` alpha > alpha_high and ``excluded_above_8``
+    alpha > alpha_random; the names are those of the defaults (2, 6, 8), kept so that
+    saved reports stay readable.
     """
 
     analysed: int
@@ -110,6 +116,11 @@ class Report:
     skipped: list[SkippedTensor]
     summary: Summary
     schema: str = SCHEMA
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The thresholds this report was judged with (defaults where none were recorded)."""
+        return Thresholds.recorded(self.options)
 
     def layer(self, name: str) -> LayerResult:
         for result in self.layers:

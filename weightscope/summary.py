@@ -2,8 +2,10 @@
 
 The median and the median absolute deviation (MAD) are the headline: one broken layer
 must not move the model's number. Layers whose alpha cannot be believed — an untrusted
-fit, or alpha > 8 (a random-like layer, where "alpha" only says "no tail") — are left out
-of the robust figures and counted instead. The mean is kept, labelled as such.
+fit, or alpha > ``alpha_random`` (a random-like layer, where "alpha" only says "no tail")
+— are left out of the robust figures and counted instead. The mean is kept, labelled as
+such. Every band edge is the report's own `Thresholds` (weightscope.config), the one
+definition of the alpha band.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from weightscope.config import Thresholds
 from weightscope.report import LayerResult, SkippedTensor, Summary
-
-#: Above this alpha a layer is random-like and its alpha is excluded from robust figures.
-ROBUST_ALPHA_MAX = 8.0
 
 
 def _is_untrusted(layer: LayerResult) -> bool:
@@ -26,12 +26,14 @@ def _median(values: list[float]) -> float:
     return float(np.median(values))
 
 
-def summarize(layers: list[LayerResult], skipped: list[SkippedTensor]) -> Summary:
+def summarize(layers: list[LayerResult], skipped: list[SkippedTensor], thresholds: Thresholds | None = None) -> Summary:
+    """The model's figures, with the band edges of ``thresholds`` (default: the defaults)."""
+    band = thresholds or Thresholds()
     fitted = [r for r in layers if r.ok and r.alpha is not None]
     alphas = np.array([r.alpha for r in fitted], dtype=np.float64)
     untrusted = [r for r in fitted if _is_untrusted(r)]
-    above_8 = [r for r in fitted if not _is_untrusted(r) and r.alpha > ROBUST_ALPHA_MAX]
-    robust = [r for r in fitted if not _is_untrusted(r) and r.alpha <= ROBUST_ALPHA_MAX]
+    above_8 = [r for r in fitted if not _is_untrusted(r) and r.alpha > band.alpha_random]
+    robust = [r for r in fitted if not _is_untrusted(r) and r.alpha <= band.alpha_random]
     robust_alphas = [r.alpha for r in robust]
     median = _median(robust_alphas) if robust else None
 
@@ -49,9 +51,9 @@ def summarize(layers: list[LayerResult], skipped: list[SkippedTensor]) -> Summar
         alpha_median=median,
         alpha_mad=_median([abs(a - median) for a in robust_alphas]) if robust else None,
         alpha_mean=float(alphas.mean()) if fitted else None,
-        below_2=int((alphas < 2).sum()),
-        in_2_6=int(((alphas >= 2) & (alphas <= 6)).sum()),
-        above_6=int((alphas > 6).sum()),
+        below_2=int((alphas < band.alpha_low).sum()),
+        in_2_6=int(((alphas >= band.alpha_low) & (alphas <= band.alpha_high)).sum()),
+        above_6=int((alphas > band.alpha_high).sum()),
         robust_layers=len(robust),
         excluded_above_8=len(above_8),
         excluded_untrusted=len(untrusted),

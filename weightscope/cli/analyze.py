@@ -2,31 +2,60 @@
 
 from __future__ import annotations
 
+import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
+from weightscope.cli.common import (
+    DebugOption,
+    OutputFormat,
+    OutputOption,
+    QuietOption,
+    VerboseOption,
+    detail,
+    emit,
+    resolve_format,
+    stdout,
+    user_errors,
+)
 from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
-from weightscope.cli.progress import layer_progress
+from weightscope.cli.progress import layer_progress, step_progress
 from weightscope.execution.plan import Execution
 from weightscope.pipeline import LayerAnalysis
 from weightscope.pipeline import analyze as run_analysis
 from weightscope.pipeline import inspect as run_inspection
 from weightscope.render.html import spectra_worth_drawing, write_html_report
 from weightscope.render.table import render_inspection, render_report
-from weightscope.render.text import to_csv, to_json, to_markdown
+from weightscope.render.text import inspection_json, to_csv, to_json, to_markdown
 
 PathArg = Annotated[
     Path,
     typer.Argument(
         help="A .safetensors file, a (sharded) Hugging Face model directory, or a torch .bin/.pt/.pth/.ckpt.",
         show_default=False,
+        metavar="PATH",
     ),
 ]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        metavar="auto|cpu|cuda",
+        help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
+    ),
+]
+
+
+class InspectFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
 @app.command()
 @analysis_options()
 def analyze(
@@ -39,13 +68,7 @@ def analyze(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
-    device: Annotated[
-        str,
-        typer.Option(
-            "--device",
-            help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
-        ),
-    ] = "auto",
+    device: DeviceOption = "auto",
     workers: Annotated[
         int,
         typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core."),
@@ -60,6 +83,8 @@ def analyze(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")
     ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -76,6 +101,9 @@ def analyze(
         execution = Execution(
             device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
         )
+        options = analysis.kwargs()
+        detail("thresholds: " + ", ".join(f"{k}={v}" for k, v in vars(options["thresholds"]).items()))
+        started = time.perf_counter()
         with layer_progress() as hook:
             spectra: list[LayerAnalysis] = []
             report = run_analysis(
@@ -83,9 +111,15 @@ def analyze(
                 progress=hook,
                 on_layer=spectra.append if html is not None else None,
                 execution=execution,
-                **analysis.kwargs(),
+                **options,
             )
-        write_if_asked(html, lambda target: write_html_report(report, target, spectra_worth_drawing(spectra)))
+        detail(f"analysed {len(report.layers)} layers in {time.perf_counter() - started:.2f} s")
+        if html is not None:
+            started = time.perf_counter()
+            drawn = spectra_worth_drawing(spectra)
+            with step_progress("drawing spectra", len(drawn)) as tick:
+                write_if_asked(html, lambda target: write_html_report(report, target, drawn, progress=tick))
+            detail(f"HTML report with {len(drawn)} spectra in {time.perf_counter() - started:.2f} s")
         if chosen is OutputFormat.table:
             render_report(report, stdout)
             return
@@ -99,6 +133,14 @@ def inspect(
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     min_evals: MinEvalsOption = 50,
+    format: Annotated[
+        InspectFormat, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
+    ] = InspectFormat.table,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout.")
+    ] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """List tensors, shapes and dtypes, and which would be analysed (headers only, no math)."""
@@ -106,4 +148,7 @@ def inspect(
         inspection = run_inspection(
             path, include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
         )
-        render_inspection(inspection, stdout)
+        if format is InspectFormat.table and output is None:
+            render_inspection(inspection, stdout)
+            return
+        emit(inspection_json(inspection), output)

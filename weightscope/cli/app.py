@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope._version import __version__
+from weightscope.cli.common import reset_verbosity
 
 app = typer.Typer(
     name="weightscope",
@@ -39,3 +40,4 @@ def _root(
     ] = None,
 ) -> None:
     """Weight-spectrum diagnostics for transformer checkpoints."""
+    reset_verbosity()  # before the command's own -q/-v are parsed

@@ -9,7 +9,17 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
+from weightscope.cli.common import (
+    DebugOption,
+    OutputFormat,
+    OutputOption,
+    QuietOption,
+    VerboseOption,
+    emit,
+    resolve_format,
+    stdout,
+    user_errors,
+)
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
@@ -19,7 +29,7 @@ from weightscope.render.html_compare import write_compare_html
 
 SideArg = Annotated[
     Path,
-    typer.Argument(help="A checkpoint (any format analyze reads) or a saved report (.json).", show_default=False),
+    typer.Argument(help="A checkpoint (any format analyze reads) or a saved report (.json).", show_default=False, metavar="PATH"),
 ]
 
 
@@ -44,6 +54,8 @@ def compare(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Compare two checkpoints layer by layer: alpha, norms, verdicts and the update ΔW = B − A.
@@ -61,6 +73,8 @@ def compare(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
+        options = analysis.kwargs()
+        thresholds = options["thresholds"]
         with layer_progress() as hook:
             comparison = run_comparison(
                 a,
@@ -68,11 +82,11 @@ def compare(
                 strip_prefix=tuple(strip_prefix or ()),
                 top=top,
                 progress=hook,
-                **analysis.kwargs(),
+                **options,
             )
-        write_if_asked(html, lambda target: write_compare_html(comparison, target))
+        write_if_asked(html, lambda target: write_compare_html(comparison, target, thresholds))
         if chosen is OutputFormat.table:
-            render_comparison(comparison, stdout)
+            render_comparison(comparison, stdout, thresholds)
             return
         if chosen is OutputFormat.json:
             text = json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"

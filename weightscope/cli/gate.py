@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, emit, stderr, user_errors
+from weightscope.cli.common import DebugOption, QuietOption, VerboseOption, emit, say, user_errors
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.commands.gate import gate as run_gate
 from weightscope.commands.gate import load_settings
@@ -42,7 +42,8 @@ def _limit(flag: str, help: str) -> object:
 @analysis_options(randomize=True)
 def gate(
     path: Annotated[
-        Path, typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False)
+        Path,
+        typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False, metavar="PATH"),
     ],
     *,
     analysis: AnalysisArgs,
@@ -88,6 +89,8 @@ def gate(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write to this file (.json/.xml pick the format) instead of stdout.")
     ] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Fail (exit 1) when a checkpoint breaks the health rules; exit 2 on bad input or config.
@@ -122,6 +125,6 @@ def gate(
         result = run_gate(path, settings, **analysis.kwargs())
         emit(_RENDERERS[chosen](result), output)
         if output is not None:
-            stderr.print(verdict_line(result), soft_wrap=True)
+            say(verdict_line(result))
     if not result.passed:
         raise typer.Exit(1)

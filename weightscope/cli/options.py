@@ -43,6 +43,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
             str,
             typer.Option(
                 "--eig-dtype",
+                metavar="auto|float32|float64",
                 help="Eigensolver precision: auto (default: float32, and float64 for a layer where float32 could "
                 "change its rank verdict), float32, or float64 (about 2× slower).",
             ),

@@ -10,7 +10,7 @@ import typer
 from weightscope.checkpoint import open_checkpoint
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, stderr, user_errors
+from weightscope.cli.common import DebugOption, QuietOption, VerboseOption, say, user_errors, wrote
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.progress import layer_progress
 from weightscope.errors import WeightscopeError
@@ -20,6 +20,7 @@ from weightscope.pipeline import select, stream_layers
 from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_summary import summary_figure
 from weightscope.render.plots import png_file_name, require_matplotlib, save_png
+from weightscope.render.style import printable
 
 
 def _output_dir(out: Path) -> Path:
@@ -41,7 +42,7 @@ def draw_layer_spectra(path: Path, patterns: list[str], out: Path, options: Anal
             )
         for item in stream_layers(reader, selection, options, hook):
             if item.evals is None:
-                stderr.print(f"[yellow]no spectrum for {item.result.name}:[/] {item.result.reason}", soft_wrap=True)
+                say(printable(f"no spectrum for {item.result.name}: {item.result.reason}"), style="yellow")
                 continue
             written.append(save_png(layer_figure(item), out / png_file_name(item.result.name, ".esd.png")))
     return written
@@ -56,14 +57,21 @@ def plot(
     layer: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--layer", "-l",
+            "--layer", "-l", metavar="REGEX",
             help="Draw the spectrum of every layer whose name matches this regex (repeatable). No other tensor is read.",
         ),
     ] = None,
     summary: Annotated[
         bool, typer.Option("--summary", help="Draw alpha of every layer by depth, and the alpha histogram.")
     ] = False,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNG files (created if missing).")] = Path("."),
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", "-d", help="Directory for the PNG files (created if missing).")
+    ] = Path("."),
+    out: Annotated[
+        Optional[Path], typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")
+    ] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Draw PNG pictures: per-layer ESD (log-log with the power-law fit, and the MP bulk) and the model summary.
@@ -72,7 +80,7 @@ def plot(
 
     Examples:
 
-      weightscope plot model.safetensors --layer 'layers\\.3\\..*q_proj' --out plots/
+      weightscope plot model.safetensors --layer 'layers\\.3\\..*q_proj' --out-dir plots/
 
       weightscope plot model.safetensors --summary
     """
@@ -80,7 +88,9 @@ def plot(
         if not layer and not summary:
             raise WeightscopeError("nothing to draw: pass --layer REGEX (a spectrum per layer) and/or --summary")
         require_matplotlib()
-        directory = _output_dir(out)
+        if out is not None:
+            say("--out is deprecated: use --out-dir (-d); -o names a file in every other command", style="yellow")
+        directory = _output_dir(out if out is not None else out_dir)
         written = []
         if summary:
             with layer_progress() as hook:
@@ -90,4 +100,4 @@ def plot(
             options = AnalysisOptions.from_kwargs(**{**analysis.kwargs(), "include": tuple(layer)})
             written += draw_layer_spectra(path, layer, directory, options)
         for file in written:
-            stderr.print(f"wrote {file}")
+            wrote(file)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from weightscope.cli.common import stderr
+from weightscope.cli.common import is_quiet, say, stderr
 from weightscope.layers import LayerSpec
 from weightscope.pipeline import ProgressHook
+from weightscope.render.style import printable
 
 
 @contextmanager
 def layer_progress() -> Iterator[ProgressHook | None]:
-    """Yield a pipeline hook that drives a bytes-and-ETA bar (None when stderr is no tty)."""
-    if not stderr.is_terminal:
+    """Yield a pipeline hook that drives a bytes-and-ETA bar (None when stderr is no tty, or with --quiet)."""
+    if not stderr.is_terminal or is_quiet():
         yield None
         return
     with ExitStack() as stack:
@@ -31,7 +32,7 @@ def layer_progress() -> Iterator[ProgressHook | None]:
                         BarColumn(),
                         DownloadColumn(),
                         TimeRemainingColumn(),
-                        TextColumn("{task.fields[layer]}", style="dim"),
+                        TextColumn("{task.fields[layer]}", style="dim", markup=False),
                         console=stderr,
                         transient=True,
                     )
@@ -39,6 +40,25 @@ def layer_progress() -> Iterator[ProgressHook | None]:
                 task = bar.add_task("analysing", total=sum(s.info.nbytes for s in layers), layer="")
             if done:
                 finished = layers[done - 1]
-                bar.update(task, advance=finished.info.nbytes, layer=finished.name)
+                bar.update(task, advance=finished.info.nbytes, layer=printable(finished.name))
 
         yield hook
+
+
+@contextmanager
+def step_progress(label: str, total: int) -> Iterator[Callable[[str], None]]:
+    """Yield ``tick(name)``, called once per step done: a bar on a terminal; elsewhere one
+    line saying what is being done (a CI log shows why it waits); nothing with --quiet."""
+    if is_quiet() or total == 0:
+        yield lambda name: None
+        return
+    if not stderr.is_terminal:
+        say(f"{label}: {total} …")
+        yield lambda name: None
+        return
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[item]}", style="dim", markup=False), console=stderr, transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total, item="")
+        yield lambda name: bar.update(task, advance=1, item=printable(name))

@@ -13,9 +13,11 @@ from weightscope.cli.common import (
     DebugOption,
     OutputFormat,
     OutputOption,
+    QuietOption,
+    VerboseOption,
     emit,
     resolve_format,
-    stderr,
+    say,
     stdout,
     user_errors,
 )
@@ -23,15 +25,15 @@ from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
 from weightscope.commands.trend import RunEntry
 from weightscope.commands.trend import trend as run_trend
-from weightscope.errors import WeightscopeError
 from weightscope.render.html_trend import write_trend_html
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import save_png
-from weightscope.render.trend_views import render_trend, to_csv
+from weightscope.render.style import printable
+from weightscope.render.trend_views import render_trend, to_csv, to_markdown
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
-    stderr.print(f"[{position}/{total}] {entry.path}: {origin}", style="dim", soft_wrap=True)
+    say(printable(f"[{position}/{total}] {entry.path}: {origin}"), style="dim")
 
 
 @app.command()
@@ -42,6 +44,7 @@ def trend(
         typer.Argument(
             help="A run directory (its checkpoint files and directories), or checkpoints / saved reports listed.",
             show_default=False,
+            metavar="PATH...",
         ),
     ],
     *,
@@ -64,10 +67,12 @@ def trend(
     min_swing: Annotated[
         float, typer.Option("--min-swing", min=0.0, help="Smallest alpha change that counts as a jump, fall or rise.")
     ] = 0.3,
-    format: Annotated[Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json or csv.")] = None,
+    format: Annotated[Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json, csv or md.")] = None,
     output: OutputOption = None,
     plot: PlotOption = None,
     html: HtmlOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Alpha over a training run: order checkpoints by step, follow every layer, flag patterns.
@@ -85,9 +90,9 @@ def trend(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
-        if chosen is OutputFormat.md:
-            raise WeightscopeError("trend has no markdown view: use --format table, json or csv")
         need_pictures(plot, html)
+        options = analysis.kwargs()
+        thresholds = options["thresholds"]
         result = run_trend(
             paths,
             step_regex=step_regex,
@@ -95,12 +100,15 @@ def trend(
             jump_k=jump_k,
             min_swing=min_swing,
             on_checkpoint=_announce,
-            **analysis.kwargs(),
+            **options,
         )
-        write_if_asked(plot, lambda target: save_png(trend_figure(result), target))
-        write_if_asked(html, lambda target: write_trend_html(result, target))
+        write_if_asked(plot, lambda target: save_png(trend_figure(result, thresholds), target))
+        write_if_asked(html, lambda target: write_trend_html(result, target, thresholds))
         if chosen is OutputFormat.table:
-            render_trend(result, stdout)
+            render_trend(result, stdout, thresholds)
             return
-        text = json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n" if chosen is OutputFormat.json else to_csv(result)
+        if chosen is OutputFormat.json:
+            text = json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+        else:
+            text = {OutputFormat.csv: to_csv, OutputFormat.md: to_markdown}[chosen](result)
         emit(text, output)

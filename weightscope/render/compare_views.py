@@ -8,12 +8,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from weightscope.commands.compare import Comparison, LayerChange
-from weightscope.render.style import alpha_style, fmt
+from weightscope.config import Thresholds
+from weightscope.layers import block_index
+from weightscope.render.rows import depth_order, short_names
+from weightscope.render.style import alpha_style, column_texts, fmt, printable
 
 #: CSV columns, in order; update.* are empty when no weights were compared.
 CSV_COLUMNS = (
@@ -57,7 +61,7 @@ def _headers(comparison: Comparison) -> list[str]:
 
 
 def _cells(change: LayerChange, weights: bool) -> list[str]:
-    """One row's cells in `_headers` order."""
+    """One row's cells in `_headers` order (markdown)."""
     cells = [
         change.name, change.kind, fmt(change.alpha_a), fmt(change.alpha_b), signed(change.delta_alpha),
         signed(change.delta_log_norm), signed(change.delta_log_spectral_norm), verdict_change(change),
@@ -65,13 +69,55 @@ def _cells(change: LayerChange, weights: bool) -> list[str]:
     return cells + (_update_cells(change) if weights else [])
 
 
-def comparison_table(comparison: Comparison) -> Table:
-    table = Table(title=f"weightscope compare: {comparison.a} → {comparison.b}", title_justify="left", header_style="bold")
-    for column in _headers(comparison):
-        table.add_column(column, justify="left" if column in ("layer", "kind", "verdict") else "right", overflow="fold")
-    for change in comparison.layers:
-        styles = {2: alpha_style(change.alpha_a), 3: alpha_style(change.alpha_b), 7: "bold red" if change.worse else ""}
-        table.add_row(*(Text(cell, style=styles.get(i, "")) for i, cell in enumerate(_cells(change, comparison.weights))))
+def ordered_changes(comparison: Comparison) -> list[LayerChange]:
+    """The matched layers by depth: embeddings, blocks 0…N, head."""
+    order = depth_order([c.kind for c in comparison.layers], [block_index(c.name) for c in comparison.layers])
+    return [comparison.layers[i] for i in order]
+
+
+def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds()) -> Table:
+    """The terminal table: one line per layer in 120 columns (short names, by depth; the
+    kind and the update's stable rank are in JSON, CSV, markdown and HTML)."""
+    changes = ordered_changes(comparison)
+    names = short_names([c.name for c in changes])
+    table = Table(
+        title=Text(printable(f"weightscope compare: {comparison.a} → {comparison.b}")), title_justify="left",
+        header_style="bold", caption=names.dropped or None, caption_justify="left", box=box.SIMPLE_HEAD,
+        padding=(0, 1), collapse_padding=True, pad_edge=False,
+    )
+    headers = ["blk", "layer", "alpha A", "alpha B", "Δalpha", "Δlog‖W‖²", "Δlog λmax", "verdict"]
+    if comparison.weights:
+        headers += ["‖ΔW‖/‖W‖", "eff. rank", "rank90"]
+    for column in headers:
+        left = column in ("layer", "verdict")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column != "verdict",
+                         overflow="fold" if column == "verdict" else "ellipsis")
+    columns = {
+        "alpha_a": column_texts([c.alpha_a for c in changes], 2),
+        "alpha_b": column_texts([c.alpha_b for c in changes], 2),
+        "delta_alpha": column_texts([c.delta_alpha for c in changes], 2, signed=True),
+        "delta_log_norm": column_texts([c.delta_log_norm for c in changes], 3, signed=True),
+        "delta_log_spectral_norm": column_texts([c.delta_log_spectral_norm for c in changes], 3, signed=True),
+        "relative_norm": column_texts([c.update.relative_norm if c.update else None for c in changes], 3),
+        "effective_rank": column_texts([c.update.effective_rank if c.update else None for c in changes], 1),
+    }
+    for i, (change, name) in enumerate(zip(changes, names.names)):
+        block = block_index(change.name)
+        row = [
+            Text("" if block is None else str(block)), Text(printable(name)),
+            Text(columns["alpha_a"][i], style=alpha_style(change.alpha_a, thresholds)),
+            Text(columns["alpha_b"][i], style=alpha_style(change.alpha_b, thresholds)),
+            Text(columns["delta_alpha"][i]), Text(columns["delta_log_norm"][i]), Text(columns["delta_log_spectral_norm"][i]),
+            Text(verdict_change(change), style="bold red" if change.worse else ""),
+        ]
+        if comparison.weights:
+            update = change.update
+            row += [
+                Text(columns["relative_norm"][i] if update else printable(change.note or "—")),
+                Text(columns["effective_rank"][i] if update else ""),
+                Text(f"{update.rank90}/{update.dim}" if update else ""),
+            ]
+        table.add_row(*row)
     return table
 
 
@@ -111,8 +157,8 @@ def summary_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def render_comparison(comparison: Comparison, console: Console) -> None:
-    console.print(Group(comparison_table(comparison), Text("\n".join(summary_lines(comparison)))))
+def render_comparison(comparison: Comparison, console: Console, thresholds: Thresholds = Thresholds()) -> None:
+    console.print(Group(comparison_table(comparison, thresholds), Text("\n".join(map(printable, summary_lines(comparison))))))
 
 
 def to_csv(comparison: Comparison) -> str:
@@ -128,7 +174,7 @@ def to_markdown(comparison: Comparison) -> str:
     lines = [f"# weightscope compare: `{comparison.a}` → `{comparison.b}`", ""]
     lines += [f"- {line}" for line in summary_lines(comparison)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for change in comparison.layers:
+    for change in ordered_changes(comparison):
         cells = _cells(change, comparison.weights)
         if change.worse:
             cells[7] = f"**worse:** {cells[7]}"

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weightscope.config import Thresholds
 from weightscope.layers import block_index
 from weightscope.render.plot_summary import depth_axis, kind_rank
 from weightscope.render.plots import kind_color, new_figure, shade_alpha_band, tag_artists
-from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW, fmt
+from weightscope.render.style import fmt
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
     from weightscope.commands.compare import Comparison
 
 
-def compare_figure(comparison: Comparison) -> Figure:
-    """Alpha A → B by depth, beside the histogram of Δalpha."""
+def compare_figure(comparison: Comparison, thresholds: Thresholds = Thresholds()) -> Figure:
+    """Alpha A → B by depth over the healthy band of ``thresholds``, beside the histogram of Δalpha."""
     from matplotlib.lines import Line2D
 
     both = [c for c in comparison.layers if c.alpha_a is not None and c.alpha_b is not None]
@@ -34,7 +35,7 @@ def compare_figure(comparison: Comparison) -> Figure:
     alpha_b = np.array([c.alpha_b for c in both], dtype=np.float64)
     figure = new_figure(12.0, 5.0)
     by_depth, histogram = figure.subplots(1, 2, width_ratios=[3, 1])
-    shade_alpha_band(by_depth)
+    shade_alpha_band(by_depth, thresholds)
     colors = [kind_color(c.kind) for c in both]
     if both:
         by_depth.vlines(x, alpha_a, alpha_b, colors=colors, lw=1.2, alpha=0.8, gid="alpha-change")
@@ -46,7 +47,7 @@ def compare_figure(comparison: Comparison) -> Figure:
     by_depth.set_ylabel("alpha")
     if both:
         values = np.concatenate([alpha_a, alpha_b])
-        by_depth.set_ylim(min(ALPHA_LOW - 1.0, values.min() - 0.5), max(ALPHA_HIGH + 1.0, values.max() + 0.5))
+        by_depth.set_ylim(min(thresholds.alpha_low - 1.0, values.min() - 0.5), max(thresholds.alpha_high + 1.0, values.max() + 0.5))
     by_depth.set_title("alpha by depth: A (hollow grey) → B (coloured by kind)", loc="left", fontsize=10)
     kinds = sorted({c.kind for c in both}, key=kind_rank)
     handles = [Line2D([], [], ls="", marker="o", mfc="none", mec="grey", label="A")]

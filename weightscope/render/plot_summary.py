@@ -17,7 +17,7 @@ import numpy as np
 
 from weightscope.layers import KINDS
 from weightscope.render.plots import BAND_ALPHA, BAND_COLOR, kind_color, new_figure, shade_alpha_band, tag_artists
-from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW, fmt
+from weightscope.render.style import band_text, fmt, number
 from weightscope.report import LayerResult, Report
 
 if TYPE_CHECKING:
@@ -88,17 +88,18 @@ def _alpha_bins(alphas: np.ndarray) -> np.ndarray:
 
 
 def summary_figure(report: Report) -> Figure:
-    """Alpha by depth coloured by kind with the 2–6 band, beside the alpha histogram."""
+    """Alpha by depth coloured by kind over the healthy band, beside the alpha histogram."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    band = report.thresholds
     fitted = [layer for layer in report.layers if layer.ok and layer.alpha is not None]
     axis = depth_axis([layer.kind for layer in fitted], [layer.block for layer in fitted])
     alphas = np.array([layer.alpha for layer in fitted], dtype=np.float64)
     figure = new_figure(12.0, 5.0)
     by_depth, histogram = figure.subplots(1, 2, sharey=True, width_ratios=[4, 1])
     for axes in (by_depth, histogram):
-        shade_alpha_band(axes)
+        shade_alpha_band(axes, band)
     handles = []
     for kind in sorted({layer.kind for layer in fitted}, key=kind_rank):
         color = kind_color(kind)
@@ -113,7 +114,7 @@ def summary_figure(report: Report) -> Figure:
         handles.append(Line2D([], [], ls="", marker="o", color=color, label=kind))
     if any(not is_trusted(layer) for layer in fitted):
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey", mew=1.6, label="untrusted fit"))
-    handles.append(Patch(color=BAND_COLOR, alpha=BAND_ALPHA * 2, label="healthy band 2–6"))
+    handles.append(Patch(color=BAND_COLOR, alpha=BAND_ALPHA * 2, label=f"healthy band {band_text(band)}"))
     median = report.summary.alpha_median
     if median is not None:
         for axes in (by_depth, histogram):
@@ -124,7 +125,7 @@ def summary_figure(report: Report) -> Figure:
     by_depth.set_xlabel(axis.label)
     by_depth.set_ylabel("alpha (power-law exponent of the ESD tail)")
     if alphas.size:
-        by_depth.set_ylim(min(ALPHA_LOW - 1.0, alphas.min() - 0.5), max(ALPHA_HIGH + 1.0, alphas.max() + 0.5))
+        by_depth.set_ylim(min(band.alpha_low - 1.0, alphas.min() - 0.5), max(band.alpha_high + 1.0, alphas.max() + 0.5))
         _, _, bars = histogram.hist(alphas, bins=_alpha_bins(alphas), orientation="horizontal", color="#4c72b0", alpha=0.8)
         tag_artists(bars, "alpha-histogram")
     histogram.set_xlabel("number of layers")
@@ -135,7 +136,7 @@ def summary_figure(report: Report) -> Figure:
     s = report.summary
     figure.suptitle(
         f"{report.source}: {len(fitted)} layers; median α {fmt(s.alpha_median, 2)} (MAD {fmt(s.alpha_mad, 2)})"
-        f" over the {s.robust_layers} trusted with α ≤ 8"
+        f" over the {s.robust_layers} trusted with α ≤ {number(band.alpha_random)}"
         + (f", {unfitted} without a fit not shown" if unfitted else ""),
         fontsize=11.5,
     )

@@ -1,7 +1,7 @@
 """The picture of a training run: model alpha over steps, and every layer's alpha over steps.
 
 Top: the median alpha of each checkpoint with its MAD band (the robust figures of each
-report's summary), over the healthy band 2–6. Bottom: a layers × checkpoints heatmap of
+report's summary), over the healthy band. Bottom: a layers × checkpoints heatmap of
 alpha, layers ordered by depth, so a layer that drifts (or a block that never trains)
 shows as a stripe. Layers the trend flagged (fall-then-rise, jump, stuck random-like)
 have their names in red.
@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weightscope.config import Thresholds
 from weightscope.layers import block_index
 from weightscope.render.plot_summary import depth_axis
 from weightscope.render.plots import new_figure, shade_alpha_band, tag_artists
-from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW
+from weightscope.render.style import number
 from weightscope.render.trend_views import checkpoint_label
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ FLAG_COLOR = "#c0392b"
 ROW_HEIGHT = 0.17
 MAX_NAMED_ROWS = 70
 #: The heatmap's colour scale ends here (random-like layers above it share one colour).
-HEATMAP_ALPHA_MAX = 12.0
+HEATMAP_SCALE_END = 12.0
 #: Steps spanning more than this ratio are drawn on a (symmetric) log axis.
 LOG_STEP_SPAN = 30.0
 
@@ -40,7 +41,7 @@ def depth_order(names: list[str], kinds: list[str]) -> list[int]:
     return sorted(range(len(names)), key=lambda i: positions[i])
 
 
-def trend_figure(trend: Trend) -> Figure:
+def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
     """Median alpha with its MAD band over the steps, above the layers × steps alpha heatmap."""
     points = trend.checkpoints
     labels = [checkpoint_label(point) for point in trend.checkpoints]
@@ -57,15 +58,16 @@ def trend_figure(trend: Trend) -> Figure:
     figure = new_figure(11.0, 3.6 + heat_height)
     line_axes, heat_axes = figure.subplots(2, 1, height_ratios=[3.0, heat_height])
 
-    shade_alpha_band(line_axes)
+    low_edge, high_edge = thresholds.alpha_low, thresholds.alpha_high
+    shade_alpha_band(line_axes, thresholds)
     band = line_axes.fill_between(x, median - mad, median + mad, color="#4c72b0", alpha=0.25, lw=0, label="± MAD")
     band.set_gid("mad-band")
     line_axes.plot(x, median, "o-", color="#4c72b0", lw=2, ms=5, gid="median-alpha", label="median alpha")
     missing = np.isnan(median)
-    if missing.any():  # every layer random-like (α > 8) or untrusted: the summary has no robust median
+    if missing.any():  # every layer random-like (α > alpha_random) or untrusted: the summary has no robust median
         line_axes.plot(x[missing], np.full(missing.sum(), 0.97), "x", color="grey", ms=8, mew=2,
                        transform=line_axes.get_xaxis_transform(), gid="no-median",
-                       label="no median: no trusted layer with α ≤ 8")
+                       label=f"no median: no trusted layer with α ≤ {number(thresholds.alpha_random)}")
     positive = x[x > 0]
     log_spaced = by_step and positive.size >= 2 and positive.max() / positive.min() > LOG_STEP_SPAN
     if log_spaced:  # checkpoints are usually denser early: a linear axis would crush them together
@@ -77,27 +79,28 @@ def trend_figure(trend: Trend) -> Figure:
     line_axes.set_title("median alpha over the run (robust: median and MAD over layers)", loc="left", fontsize=10)
     finite = median[np.isfinite(median)]
     spread = mad[np.isfinite(mad)]
-    top = max(ALPHA_HIGH + 0.5, float((finite + (spread.max() if spread.size else 0)).max()) + 0.3) if finite.size else 7.0
-    line_axes.set_ylim(max(0.0, min(ALPHA_LOW - 0.5, float(finite.min()) - 0.5) if finite.size else 0.0), top)
+    top = max(high_edge + 0.5, float((finite + (spread.max() if spread.size else 0)).max()) + 0.3) if finite.size else 7.0
+    line_axes.set_ylim(max(0.0, min(low_edge - 0.5, float(finite.min()) - 0.5) if finite.size else 0.0), top)
     line_axes.legend(loc="best", fontsize=9)
 
     from matplotlib import colormaps
     from matplotlib.colors import TwoSlopeNorm
 
-    # Diverging around the middle of the healthy band: red below 2 (over-fit side, as in
-    # the tables), pale inside 2–6, blue above 6 (random-like); capped so one random
+    # Diverging around the middle of the healthy band: red below alpha_low (over-fit side, as
+    # in the tables), pale inside the band, blue above alpha_high (under-trained); capped so one random
     # layer does not wash out the contrast of the rest.
     known = alpha[np.isfinite(alpha)]
-    low = min(ALPHA_LOW - 0.5, float(known.min())) if known.size else ALPHA_LOW - 0.5
-    high = min(max(ALPHA_HIGH + 2.0, float(known.max())), HEATMAP_ALPHA_MAX) if known.size else ALPHA_HIGH + 2.0
-    norm = TwoSlopeNorm(vcenter=(ALPHA_LOW + ALPHA_HIGH) / 2, vmin=low, vmax=high)
+    low = min(low_edge - 0.5, float(known.min())) if known.size else low_edge - 0.5
+    high = min(max(high_edge + 2.0, float(known.max())), HEATMAP_SCALE_END) if known.size else high_edge + 2.0
+    norm = TwoSlopeNorm(vcenter=(low_edge + high_edge) / 2, vmin=low, vmax=high)
     image = heat_axes.imshow(np.ma.masked_invalid(alpha), aspect="auto", interpolation="nearest",
                              cmap=colormaps["RdYlBu"].with_extremes(bad="#bdbdbd"), norm=norm)
     tag_artists([image], "alpha-heatmap")
     above = bool(known.size and known.max() > high)
     colorbar = figure.colorbar(image, ax=heat_axes, pad=0.01, fraction=0.04, extend="max" if above else "neither")
     colorbar.set_label("alpha (grey: no fit)")
-    colorbar.set_ticks([t for t in (ALPHA_LOW, (ALPHA_LOW + ALPHA_HIGH) / 2, ALPHA_HIGH, 8.0, 10.0, 12.0) if low <= t <= high])
+    marks = (low_edge, (low_edge + high_edge) / 2, high_edge, thresholds.alpha_random, HEATMAP_SCALE_END)
+    colorbar.set_ticks(sorted({t for t in marks if low <= t <= high}))
     heat_axes.set_xticks(range(len(points)), labels, rotation=45 if len(points) > 12 else 0, ha="right" if len(points) > 12 else "center")
     heat_axes.set_xlabel("training step" if by_step else "checkpoint")
     stride = max(1, int(np.ceil(len(rows) / MAX_NAMED_ROWS)))

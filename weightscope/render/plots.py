@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from weightscope.errors import WeightscopeError
 from weightscope.layers import KINDS
-from weightscope.render.style import ALPHA_HIGH, ALPHA_LOW
+from weightscope.config import Thresholds
+from weightscope.render.style import band_text
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -32,7 +33,7 @@ INSTALL_HINT = "pip install 'weightscope[plot]'"
 #: chosen so that 10-pt text is readable at 100 % zoom.
 DPI = 100
 
-#: Shading of the healthy alpha band (2–6) wherever alpha is on an axis.
+#: Shading of the healthy alpha band (the report's alpha_low–alpha_high) wherever alpha is on an axis.
 BAND_COLOR = "#2ca02c"
 BAND_ALPHA = 0.12
 
@@ -98,7 +99,8 @@ def tag_artists(artists: Iterable[Artist], gid: str) -> None:
         artist.set_gid(gid)
 
 
-def shade_alpha_band(axes: Axes, *, vertical: bool = False) -> None:
-    """Shade the HTSR healthy band 2 ≤ alpha ≤ 6 (alpha on y, or on x with ``vertical``)."""
+def shade_alpha_band(axes: Axes, thresholds: Thresholds, *, vertical: bool = False) -> None:
+    """Shade the healthy band alpha_low ≤ alpha ≤ alpha_high (alpha on y, or on x with ``vertical``)."""
     span = axes.axvspan if vertical else axes.axhspan
-    span(ALPHA_LOW, ALPHA_HIGH, color=BAND_COLOR, alpha=BAND_ALPHA, lw=0, zorder=0, label="healthy band 2–6")
+    span(thresholds.alpha_low, thresholds.alpha_high, color=BAND_COLOR, alpha=BAND_ALPHA, lw=0, zorder=0,
+         label=f"healthy band {band_text(thresholds)}", gid="alpha-band")

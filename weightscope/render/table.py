@@ -3,58 +3,87 @@ the robust summary, and a short list of what to look at."""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from weightscope.pipeline import Inspection
-from weightscope.render.style import alpha_style, fmt, verdict_style
+from weightscope.render.rows import ordered_layers, short_names
+from weightscope.render.style import alpha_style, band_text, column_texts, fmt, number, printable, verdict_style
 from weightscope.report import Report
 
 
+def _text(value: str, style: str = "") -> Text:
+    """A cell from a string of the checkpoint: never markup, never a control character."""
+    return Text(printable(value), style=style)
+
+
+#: (header, justify) of the layer table; numbers are right-aligned with one format per column.
+#: The kind is not a column: the short name says it (attention.self.query, mlp.up_proj),
+#: and the 10 columns it took keep a 120-column row on one line (JSON/CSV/md/HTML have it).
+_COLUMNS = (
+    ("blk", "right"), ("layer", "left"), ("shape", "right"), ("alpha", "right"), ("D", "right"),
+    ("tail", "right"), ("λmax", "right"), ("log‖W‖²", "right"), ("s.rank", "right"), ("verdict", "left"),
+)
+
+
 def report_table(report: Report) -> Table:
-    table = Table(title=f"weightscope: {report.source}", title_justify="left", header_style="bold")
-    for column, justify in (
-        ("layer", "left"), ("kind", "left"), ("blk", "right"), ("shape", "right"), ("alpha", "right"),
-        ("D", "right"), ("tail", "right"), ("λmax", "right"), ("log‖W‖²", "right"),
-        ("stable rank", "right"), ("verdict", "left"),
-    ):
-        wraps = column in ("layer", "verdict")
-        table.add_column(column, justify=justify, overflow="fold", no_wrap=not wraps, min_width=16 if column == "layer" else None)  # type: ignore[arg-type]
-    for layer in report.layers:
+    """One row per layer, one line per row in 120 columns (`short_names`), by depth."""
+    layers = ordered_layers(report)
+    names = short_names([layer.name for layer in layers])
+    thresholds = report.thresholds
+    table = Table(
+        title=_text(f"weightscope: {report.source}"), title_justify="left", header_style="bold",
+        caption=names.dropped or None, caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+        pad_edge=False,
+    )
+    for column, justify in _COLUMNS:
+        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    numbers = {
+        key: column_texts([getattr(layer, key) for layer in layers], digits)
+        for key, digits in (("alpha", 2), ("D", 3), ("lambda_max", 3), ("log_norm", 2), ("stable_rank", 1))
+    }
+    for i, (layer, name) in enumerate(zip(layers, names.names)):
         verdict = layer.verdict or ("ok" if layer.ok else "failed")
-        status = Text(verdict, style=verdict_style(verdict) if layer.ok or layer.verdict else "red")
         table.add_row(
-            layer.name,
-            layer.kind,
-            fmt(layer.block),
+            fmt(layer.block) if layer.block is not None else "",
+            _text(name),
             "×".join(map(str, layer.shape)),
-            Text(fmt(layer.alpha), style=alpha_style(layer.alpha)),
-            fmt(layer.D),
+            Text(numbers["alpha"][i], style=alpha_style(layer.alpha, thresholds)),
+            numbers["D"][i],
             fmt(layer.num_tail),
-            fmt(layer.lambda_max),
-            fmt(layer.log_norm),
-            fmt(layer.stable_rank, 1),
-            status,
+            numbers["lambda_max"][i],
+            numbers["log_norm"][i],
+            numbers["stable_rank"][i],
+            Text(verdict, style=verdict_style(verdict) if layer.ok or layer.verdict else "red"),
         )
     return table
 
 
 def summary_text(report: Report) -> Text:
     s = report.summary
+    t = report.thresholds
+    low, high, random = number(t.alpha_low), number(t.alpha_high), number(t.alpha_random)
     text = Text()
     text.append(f"{s.analysed} layers analysed, {s.failed} failed, {s.skipped} tensors skipped\n")
     text.append("median alpha ")
-    text.append(fmt(s.alpha_median), style=alpha_style(s.alpha_median) + " bold")
-    text.append(f"  (MAD {fmt(s.alpha_mad)}, over {s.robust_layers} layers")
-    excluded = [f"{n} {why}" for n, why in ((s.excluded_untrusted, "untrusted"), (s.excluded_above_8, "with alpha > 8")) if n]
+    text.append(fmt(s.alpha_median, 2), style=alpha_style(s.alpha_median, t) + " bold")
+    text.append(f"  (MAD {fmt(s.alpha_mad, 2)}, over {s.robust_layers} layers")
+    excluded = [f"{n} {why}" for n, why in ((s.excluded_untrusted, "untrusted"), (s.excluded_above_8, f"with alpha > {random}")) if n]
     text.append(f"; excluded: {', '.join(excluded)}" if excluded else "")
-    text.append(f")   mean of all fitted layers {fmt(s.alpha_mean)}\n")
-    text.append(f"alpha < 2: {s.below_2}", style="red" if s.below_2 else "")
-    text.append(f"   2–6: {s.in_2_6}", style="green")
-    text.append(f"   > 6: {s.above_6}", style="yellow" if s.above_6 else "")
+    text.append(f")   mean of all fitted layers {fmt(s.alpha_mean, 2)}\n")
+    text.append(f"alpha < {low}: {s.below_2}", style="red" if s.below_2 else "")
+    text.append(f"   {band_text(t)}: {s.in_2_6}", style="green")
+    text.append(f"   > {high}: {s.above_6}", style="yellow" if s.above_6 else "")
     if s.alpha_median_by_kind:
         text.append("\nmedian alpha by kind: " + ", ".join(f"{k} {fmt(v, 2)}" for k, v in s.alpha_median_by_kind.items()))
+    if s.alpha_median_by_block:
+        text.append("\nmedian alpha by block: ")
+        for index, (block, median) in enumerate(s.alpha_median_by_block.items()):
+            text.append(", " if index else "")
+            text.append(f"{block}: ")
+            text.append(fmt(median, 2), style=alpha_style(median, t))
     if s.verdicts:
         text.append("\nverdicts: ")
         for index, (verdict, count) in enumerate(sorted(s.verdicts.items(), key=lambda kv: -kv[1])):
@@ -73,7 +102,7 @@ LOOK_AT_ORDER = (
 
 def look_at_text(report: Report) -> Text | None:
     """The layers most worth a look (not healthy, worst verdicts first), one line each."""
-    flagged = [r for r in report.layers if r.verdict not in (None, "healthy")]
+    flagged = [r for r in ordered_layers(report) if r.verdict not in (None, "healthy")]
     if not flagged:
         return None
     flagged.sort(key=lambda r: LOOK_AT_ORDER.index(r.verdict) if r.verdict in LOOK_AT_ORDER else len(LOOK_AT_ORDER))
@@ -81,7 +110,8 @@ def look_at_text(report: Report) -> Text | None:
     for layer in flagged[:LOOK_AT_MAX]:
         text.append(f"  {layer.verdict:<17}", style=verdict_style(layer.verdict))
         reason = layer.reasons[0] if layer.reasons else (layer.reason or "")
-        text.append(f"{layer.name}: {reason}\n")
+        text.append(f"{printable(layer.name)}\n")
+        text.append(f"  {'':<17}{printable(reason)}\n", style="dim")
     if len(flagged) > LOOK_AT_MAX:
         text.append(f"  … and {len(flagged) - LOOK_AT_MAX} more (see --format json)\n", style="dim")
     return text
@@ -96,7 +126,7 @@ def render_report(report: Report, console: Console) -> None:
 
 
 def render_inspection(inspection: Inspection, console: Console) -> None:
-    table = Table(title=f"{inspection.source} ({inspection.format})", title_justify="left", header_style="bold")
+    table = Table(title=_text(f"{inspection.source} ({inspection.format})"), title_justify="left", header_style="bold")
     for column in ("tensor", "shape", "dtype", "analysed as"):
         table.add_column(column, overflow="fold")
     chosen = {spec.name: spec for spec in inspection.selection.layers}
@@ -106,9 +136,9 @@ def render_inspection(inspection: Inspection, console: Console) -> None:
         verdict = (
             Text(f"{spec.kind}" + (f", block {spec.block}" if spec.block is not None else ""), style="green")
             if spec
-            else Text(f"skipped: {skipped[info.name]}", style="dim")
+            else _text(f"skipped: {skipped[info.name]}", style="dim")
         )
-        table.add_row(info.name, "×".join(map(str, info.shape)) or "scalar", info.dtype, verdict)
+        table.add_row(_text(info.name), "×".join(map(str, info.shape)) or "scalar", _text(info.dtype), verdict)
     console.print(table)
     console.print(
         f"{len(inspection.selection.layers)} of {len(inspection.tensors)} tensors would be analysed, "

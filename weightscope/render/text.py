@@ -7,7 +7,9 @@ import io
 import json
 from typing import Any
 
-from weightscope.render.style import alpha_band, fmt
+from weightscope.pipeline import Inspection
+from weightscope.render.rows import ordered_layers
+from weightscope.render.style import alpha_band, band_text, fmt, number
 from weightscope.report import Report
 
 #: The columns of the markdown table, in order (the CSV has every key).
@@ -48,19 +50,40 @@ def to_csv(report: Report) -> str:
     return buffer.getvalue()
 
 
+def inspection_json(inspection: Inspection) -> str:
+    """`weightscope inspect -f json`: every tensor, and what `analyze` would do with it."""
+    chosen = {spec.name: spec for spec in inspection.selection.layers}
+    skipped = {s.name: s.reason for s in inspection.selection.skipped}
+    tensors = []
+    for info in inspection.tensors:
+        spec = chosen.get(info.name)
+        entry: dict[str, Any] = {"name": info.name, "shape": list(info.shape), "dtype": info.dtype, "file": info.file}
+        if spec is not None:
+            entry.update(analysed=True, kind=spec.kind, block=spec.block)
+        else:
+            entry.update(analysed=False, skipped_because=skipped.get(info.name))
+        tensors.append(entry)
+    data = {
+        "source": inspection.source, "format": inspection.format,
+        "analysed": len(inspection.selection.layers), "skipped": len(inspection.selection.skipped), "tensors": tensors,
+    }
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
 def to_markdown(report: Report) -> str:
     s = report.summary
+    t = report.thresholds
     lines = [
         f"# weightscope report: `{report.source}`",
         "",
         f"{s.analysed} layers analysed, {s.failed} failed, {s.skipped} tensors skipped. "
         f"Median alpha **{fmt(s.alpha_median)}** (MAD {fmt(s.alpha_mad)}); "
-        f"below 2: {s.below_2}, 2–6: {s.in_2_6}, above 6: {s.above_6}.",
+        f"below {number(t.alpha_low)}: {s.below_2}, {band_text(t)}: {s.in_2_6}, above {number(t.alpha_high)}: {s.above_6}.",
         "",
         "| " + " | ".join(MARKDOWN_COLUMNS) + " |",
         "|" + "---|" * len(MARKDOWN_COLUMNS),
     ]
-    for layer in report.layers:
+    for layer in ordered_layers(report):
         cells = []
         for column in MARKDOWN_COLUMNS:
             value = getattr(layer, column)
@@ -69,7 +92,7 @@ def to_markdown(report: Report) -> str:
             elif column == "verdict" and not layer.ok:
                 value = f"failed: {layer.reason}"
             elif column == "alpha" and value is not None:
-                value = f"{fmt(value)} ({alpha_band(value)})"
+                value = f"{fmt(value)} ({alpha_band(value, t)})"
             cells.append(fmt(value).replace("|", "\\|"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
