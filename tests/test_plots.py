@@ -16,7 +16,8 @@ from tests.png_checks import assert_picture
 pytest.importorskip("matplotlib")
 
 from weightscope.errors import WeightscopeError  # noqa: E402
-from weightscope.render.plot_esd import aspect_ratio, esd_figure, mp_density, mp_edges  # noqa: E402
+from weightscope.render.esd_data import aspect_ratio, mp_density, mp_edges  # noqa: E402
+from weightscope.render.plot_esd import esd_figure  # noqa: E402
 from weightscope.render.plot_summary import depth_axis, summary_figure  # noqa: E402
 from weightscope.render.plots import KIND_COLORS, png_bytes, png_file_name, require_matplotlib  # noqa: E402
 from weightscope.report import DragonKings, FitTrust, LayerResult, MPBulk, Report  # noqa: E402
@@ -186,9 +187,10 @@ def test_what_was_not_computed_is_not_drawn():
 
 def test_untrusted_fit_is_said_in_the_title_and_the_png_is_a_real_picture():
     trust = FitTrust(False, True, False, 0.9, None, None, False)
-    result, evals = planted_tail_layer(fit_trust=trust)
+    result, evals = planted_tail_layer(fit_trust=trust, flags=["small-tail", "unstable-alpha"])
     figure = esd_figure(result, evals)
-    assert "(untrusted fit)" in figure.axes[0].get_title(loc="left")
+    assert "untrusted: tail too small, alpha unstable in xmin" in figure.axes[0].get_title(loc="left")
+    assert "⚠ power-law fit not trusted: tail too small" in figure.get_suptitle()
     assert figure.canvas.__class__.__name__ == "FigureCanvasAgg"
     assert_picture(png_bytes(figure), min_size=(1000, 400))
 
@@ -227,7 +229,7 @@ def test_summary_figure_plots_every_fitted_alpha_by_depth_and_kind():
         gid = collection.get_gid() or ""
         if not gid.startswith("alpha:"):
             continue
-        _, kind, trust = gid.split(":")
+        _, kind, trust, _verdict = gid.split(":")
         faces = collection.get_facecolors()
         assert (len(faces) == 0 or faces[:, 3].max() == 0) == (trust == "untrusted")  # hollow = untrusted
         edge = collection.get_edgecolors()[0]

@@ -23,7 +23,7 @@ from weightscope.cli.common import (
     user_errors,
 )
 from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
-from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
+from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
 from weightscope.execution.plan import Execution
 from weightscope.pipeline import LayerAnalysis
@@ -97,7 +97,6 @@ def analyze(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
-        need_pictures(html)
         execution = Execution(
             device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
         )

@@ -20,7 +20,7 @@ HtmlOption = Annotated[
     typer.Option(
         "--html",
         help="Also write a self-contained HTML report here (summary, sortable table, pictures; "
-        "opens offline). Needs weightscope\\[plot].",
+        "opens offline). The compare and trend pages need weightscope\\[plot].",
     ),
 ]
 PlotOption = Annotated[

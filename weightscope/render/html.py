@@ -1,8 +1,9 @@
 """Self-contained HTML reports: one file that opens in any browser, offline, forever.
 
-Everything a page needs is inside it: the pictures as base64 PNG data URIs, the CSS, and
-a small script that makes tables sortable (click a header; the order is kept in the URL
-fragment, ``#sort=TABLE.COLUMN.asc|desc``, so a link or a reload shows the same order).
+Everything a page needs is inside it: the pictures (inline SVG for the report of one
+checkpoint — no matplotlib needed —, base64 PNG data URIs for compare and trend), the CSS, and a small script that makes tables sortable (click
+a header; the order is kept in the URL fragment, ``#sort=TABLE.COLUMN.asc|desc``, so a
+link or a reload shows the same order) and filters rows by verdict and kind.
 There is no external reference at all — no fonts, no CDN, no http(s) URL — so a report
 mailed around or archived with a checkpoint still renders years later.
 
@@ -21,13 +22,19 @@ from typing import TYPE_CHECKING
 
 from weightscope._version import __version__
 from weightscope.io import write_text_atomic
-from weightscope.render.plot_esd import layer_figure
-from weightscope.render.plot_summary import is_trusted, summary_figure
-from weightscope.render.plots import png_bytes, require_matplotlib
-from weightscope.render.style import alpha_band, fmt
+from weightscope.config import Thresholds
+from weightscope.render.esd_data import esd_picture
+from weightscope.render.plot_summary import is_trusted
+from weightscope.render.plots import png_bytes
+from weightscope.render.rows import ordered_layers, short_names
+from weightscope.render.style import alpha_band, band_text, fmt, number, printable
+from weightscope.render.svg_esd import SVG_CSS, esd_svg
+from weightscope.render.svg_summary import alpha_by_depth_svg, depth_legend
 from weightscope.report import LayerResult, Report
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from matplotlib.figure import Figure
 
     from weightscope.pipeline import LayerAnalysis
@@ -35,7 +42,7 @@ if TYPE_CHECKING:
 _CSS = """
 :root { --ok: #1b7f3b; --low: #c0392b; --high: #a67c00; --muted: #6b7280; --line: #e5e7eb; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #111827;
-       margin: 0 auto; padding: 1.5rem 2rem 3rem; max-width: 1400px; }
+       margin: 0 auto; padding: 1.5rem 1.5rem 3rem; max-width: 1400px; }
 h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
 h2 { font-size: 1.15rem; margin: 2rem 0 .6rem; border-bottom: 1px solid var(--line); padding-bottom: .25rem; }
 .meta { color: var(--muted); margin: 0 0 1rem; }
@@ -46,7 +53,7 @@ figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { color: var(--muted); font-size: .9rem; }
 table { border-collapse: collapse; font-size: 13px; width: 100%; }
-th, td { padding: .3rem .55rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th, td { padding: .3rem .45rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 thead th { position: sticky; top: 0; background: #f9fafb; }
 table.sortable thead th { cursor: pointer; user-select: none; white-space: nowrap; }
@@ -57,6 +64,19 @@ tbody tr:nth-child(even) { background: #fafafa; }
 .low { color: var(--low); font-weight: 600; } .ok { color: var(--ok); } .high { color: var(--high); font-weight: 600; }
 .failed { color: var(--low); } .muted { color: var(--muted); }
 details summary { cursor: pointer; color: var(--muted); }
+.tablewrap { max-width: 100%; overflow-x: auto; }
+td.name { white-space: nowrap; } td.name a { color: inherit; }
+td.why { min-width: 13rem; color: #374151; } td.verdict { white-space: nowrap; }
+table.options { width: auto; font-size: 13px; } table.options th { background: none; position: static; }
+.filters { display: flex; flex-wrap: wrap; gap: 1rem; align-items: center; margin: .4rem 0 .6rem; }
+.filters select { font: inherit; padding: .1rem .3rem; }
+.hidden { display: none; }
+ol.toc { columns: 3 20rem; font-size: 13px; padding-left: 1.6rem; } ol.toc li { break-inside: avoid; }
+figure.spectrum { border-top: 1px solid var(--line); padding-top: .6rem; margin: 1.2rem 0; }
+figure.spectrum figcaption { color: #111827; font-size: .95rem; margin-bottom: .3rem; }
+.warn { color: #b00020; font-weight: 600; }
+.legend span { margin-right: 1.2rem; white-space: nowrap; }
+.sw { display: inline-block; width: 1.6rem; height: 0; border-top: 3px solid; vertical-align: middle; margin-right: .3rem; }
 """
 
 # Sorts tables by a clicked header (numbers numerically via data-sort, missing values last
@@ -104,6 +124,23 @@ _SORT_SCRIPT = """
     });
     table.setAttribute("data-sortable", "ready");
   });
+  // Filters: <select data-filter="verdict" data-table="layers">; rows, contents entries and
+  // spectra carry data-verdict / data-kind; what does not match every filter is hidden.
+  var selects = document.querySelectorAll("select[data-filter]");
+  function applyFilters() {
+    var wanted = {};
+    Array.prototype.forEach.call(selects, function (s) { if (s.value) { wanted[s.getAttribute("data-filter")] = s.value; } });
+    var shown = 0, total = 0;
+    Array.prototype.forEach.call(document.querySelectorAll("[data-verdict]"), function (el) {
+      var ok = Object.keys(wanted).every(function (key) { return el.getAttribute("data-" + key) === wanted[key]; });
+      el.classList.toggle("hidden", !ok);
+      if (el.tagName === "TR") { total += 1; shown += ok ? 1 : 0; }
+    });
+    var count = document.getElementById("filter-count");
+    if (count) { count.textContent = shown + " of " + total + " layers shown"; }
+  }
+  Array.prototype.forEach.call(selects, function (s) { s.addEventListener("change", applyFilters); });
+  if (selects.length) { applyFilters(); document.body.setAttribute("data-filters", "ready"); }
   var wanted = /^#sort=([\\w-]+)\\.([\\w-]+)\\.(asc|desc)$/.exec(location.hash);
   var table = wanted && document.getElementById(wanted[1]);
   if (table && columnIndex(table, wanted[2]) >= 0) { sortBy(table, columnIndex(table, wanted[2]), wanted[3] === "desc"); }
@@ -127,6 +164,8 @@ class Cell:
     text: str
     sort: float | str | None = None
     css: str = ""
+    href: str | None = None
+    title: str | None = None
 
 
 def text_cell(text: str, css: str = "") -> Cell:
@@ -138,25 +177,39 @@ def number_cell(value: float | None, digits: int = 3) -> Cell:
     return Cell(fmt(value, digits), value)
 
 
-def sortable_table(table_id: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> str:
-    """An HTML table that the page's script makes sortable by any column."""
+def _cell_html(column: Column, cell: Cell) -> str:
+    classes = " ".join(filter(None, ("num" if column.numeric else "", cell.css)))
+    sort = "" if cell.sort is None else repr(cell.sort) if isinstance(cell.sort, float) else str(cell.sort)
+    text = escape(printable(cell.text))
+    if cell.href is not None:
+        text = f'<a href="{escape(cell.href)}">{text}</a>'
+    return (
+        f'<td data-sort="{escape(sort)}"' + (f' class="{classes}"' if classes else "")
+        + (f' title="{escape(printable(cell.title))}"' if cell.title else "") + f">{text}</td>"
+    )
+
+
+def sortable_table(
+    table_id: str,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Cell]],
+    row_data: Sequence[dict[str, str]] | None = None,
+) -> str:
+    """An HTML table that the page's script makes sortable by any column; ``row_data``
+    gives each row ``data-*`` attributes (what the filters match)."""
     head = "".join(
         f'<th data-key="{escape(c.key)}"' + (' data-numeric class="num"' if c.numeric else "") + f">{escape(c.title)}</th>"
         for c in columns
     )
     body = []
-    for row in rows:
-        cells = []
-        for column, cell in zip(columns, row, strict=True):
-            classes = " ".join(filter(None, ("num" if column.numeric else "", cell.css)))
-            sort = "" if cell.sort is None else repr(cell.sort) if isinstance(cell.sort, float) else str(cell.sort)
-            cells.append(
-                f'<td data-sort="{escape(sort)}"' + (f' class="{classes}"' if classes else "") + f">{escape(cell.text)}</td>"
-            )
-        body.append("<tr>" + "".join(cells) + "</tr>")
+    for index, row in enumerate(rows):
+        data = row_data[index] if row_data is not None else {}
+        attributes = "".join(f' data-{key}="{escape(value)}"' for key, value in data.items())
+        cells = "".join(_cell_html(column, cell) for column, cell in zip(columns, row, strict=True))
+        body.append(f"<tr{attributes}>{cells}</tr>")
     return (
-        f'<table id="{escape(table_id)}" class="sortable"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="tablewrap"><table id="{escape(table_id)}" class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -182,8 +235,8 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{escape(title)}</h1><p class=\"meta\">{escape(subtitle)}</p>"
+        f"<title>{escape(title)}</title><style>{_CSS}{SVG_CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1><p class=\"meta\">{escape(printable(subtitle))}</p>"
         + "".join(sections)
         + f'<p class="meta">weightscope {escape(__version__)} · a self-contained file: no network needed</p>'
         f"<script>{_SORT_SCRIPT}</script></body></html>\n"
@@ -193,55 +246,99 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
 # --- the report of one checkpoint ---------------------------------------------------------
 
 LAYER_COLUMNS = (
-    Column("layer", "layer"), Column("kind", "kind"), Column("block", "block", True), Column("shape", "shape"),
+    Column("block", "blk", True), Column("layer", "layer"), Column("kind", "kind"), Column("shape", "shape"),
     Column("alpha", "alpha", True), Column("D", "D", True), Column("tail", "tail", True),
-    Column("lambda_max", "λmax", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "stable rank", True),
-    Column("verdict", "verdict"), Column("trust", "fit trusted"), Column("why", "why"),
+    Column("lambda_max", "λmax", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "s.rank", True),
+    Column("verdict", "verdict"), Column("trust", "trusted"), Column("why", "why"),
 )
+
+
+def _verdict_of(layer: LayerResult) -> str:
+    return "failed" if not layer.ok else layer.verdict or "none"
 
 
 def _verdict_cell(layer: LayerResult) -> Cell:
     if not layer.ok:
-        return Cell("failed", "failed", "failed")
+        return Cell("failed", "failed", "failed verdict")
     if layer.verdict is None:
         return Cell("—", None, "muted")
-    return Cell(layer.verdict, layer.verdict, "ok" if layer.verdict == "healthy" else "low")
+    return Cell(layer.verdict, layer.verdict, ("ok" if layer.verdict == "healthy" else "low") + " verdict")
 
 
-def _layer_row(layer: LayerResult) -> list[Cell]:
-    alpha = number_cell(layer.alpha)
+def _layer_row(layer: LayerResult, short: str, thresholds: Thresholds, anchor: str | None) -> list[Cell]:
+    alpha = number_cell(layer.alpha, 2)
     if layer.alpha is not None:
-        alpha = Cell(alpha.text, alpha.sort, alpha_band(layer.alpha))
+        alpha = Cell(alpha.text, alpha.sort, alpha_band(layer.alpha, thresholds))
     trust = Cell("—", None, "muted") if layer.fit_trust is None else Cell(
         "yes" if is_trusted(layer) else "no", "yes" if is_trusted(layer) else "no", "" if is_trusted(layer) else "low"
     )
-    why = layer.reason if not layer.ok else "; ".join(layer.reasons)
+    why = layer.reason if not layer.ok else " ".join(layer.reasons)
+    name = Cell(short, layer.name, "name", href=f"#{anchor}" if anchor else None, title=layer.name)
     return [
-        text_cell(layer.name), text_cell(layer.kind), number_cell(layer.block), text_cell("×".join(map(str, layer.shape))),
+        number_cell(layer.block), name, text_cell(layer.kind), text_cell("×".join(map(str, layer.shape))),
         alpha, number_cell(layer.D), number_cell(layer.num_tail), number_cell(layer.lambda_max),
         number_cell(layer.log_norm), number_cell(layer.stable_rank, 1),
-        _verdict_cell(layer), trust, text_cell(why or ""),
+        _verdict_cell(layer), trust, text_cell(why or "", "why"),
     ]
 
 
 def _summary_section(report: Report) -> str:
     s = report.summary
+    t = report.thresholds
+    low, high = number(t.alpha_low), number(t.alpha_high)
     items = [
         ("layers analysed", str(s.analysed), ""),
-        ("median alpha", fmt(s.alpha_median, 2), alpha_band(s.alpha_median) if s.alpha_median is not None else "muted"),
+        ("median alpha", fmt(s.alpha_median, 2), alpha_band(s.alpha_median, t) if s.alpha_median is not None else "muted"),
         ("MAD of alpha", fmt(s.alpha_mad, 2), ""),
         ("layers in the median", str(s.robust_layers), ""),
         ("left out: untrusted fit", str(s.excluded_untrusted), "muted"),
-        ("left out: alpha > 8", str(s.excluded_above_8), "muted"),
+        (f"left out: alpha > {number(t.alpha_random)}", str(s.excluded_above_8), "muted"),
         ("mean alpha (not robust)", fmt(s.alpha_mean, 2), "muted"),
-        ("alpha < 2", str(s.below_2), "low" if s.below_2 else ""),
-        ("alpha 2–6", str(s.in_2_6), "ok"),
-        ("alpha > 6", str(s.above_6), "high" if s.above_6 else ""),
+        (f"alpha < {low}", str(s.below_2), "low" if s.below_2 else ""),
+        (f"alpha {band_text(t)}", str(s.in_2_6), "ok"),
+        (f"alpha > {high}", str(s.above_6), "high" if s.above_6 else ""),
         ("failed", str(s.failed), "failed" if s.failed else ""),
         ("tensors skipped", str(s.skipped), "muted"),
     ]
     items += [(f"verdict: {v}", str(n), "ok" if v == "healthy" else "low") for v, n in sorted(s.verdicts.items())]
     return "<h2>Summary</h2>" + cards(items)
+
+
+def _option_text(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) if value else "—"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def options_table(options: dict[str, object]) -> str:
+    """The options a report was made with as a two-column table (thresholds folded away)."""
+    rows = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            inner = "".join(
+                f"<tr><th>{escape(str(k))}</th><td>{escape(printable(_option_text(v)))}</td></tr>" for k, v in value.items()
+            )
+            rows.append(
+                f"<tr><th>{escape(key)}</th><td><details><summary>{len(value)} values</summary>"
+                f'<table class="options">{inner}</table></details></td></tr>'
+            )
+        else:
+            rows.append(f"<tr><th>{escape(key)}</th><td>{escape(printable(_option_text(value)))}</td></tr>")
+    return '<details class="meta"><summary>options of this analysis</summary><table class="options">' + "".join(rows) + "</table></details>"
+
+
+def _filters(layers: Sequence[LayerResult]) -> str:
+    """The verdict and kind selectors (only values present in the report are offered)."""
+    def select(key: str, values: set[str]) -> str:
+        options = "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in sorted(values))
+        return f'<label>{key} <select data-filter="{key}"><option value="">all</option>{options}</select></label>'
+
+    return (
+        '<div class="filters">' + select("verdict", {_verdict_of(layer) for layer in layers})
+        + select("kind", {layer.kind for layer in layers}) + '<span id="filter-count" class="meta"></span></div>'
+    )
 
 
 def _skipped_section(report: Report) -> str:
@@ -258,30 +355,87 @@ def _skipped_section(report: Report) -> str:
     )
 
 
-def report_html(report: Report, spectra: Sequence[LayerAnalysis] = ()) -> str:
-    """The page of one analysed checkpoint; ``spectra`` adds an ESD figure per given layer."""
-    require_matplotlib()
-    sections = [_summary_section(report)]
-    if any(layer.ok and layer.alpha is not None for layer in report.layers):
-        sections.append("<h2>Alpha by depth</h2>" + figure_html(summary_figure(report), "alpha of every layer by depth"))
-    sections.append(
-        "<h2>Layers</h2><p class=\"meta\">Click a column header to sort. Alpha reads: 2–6 well trained, "
-        "&gt; 6 under-trained or random-like, &lt; 2 possibly over-fit.</p>"
-        + sortable_table("layers", LAYER_COLUMNS, [_layer_row(layer) for layer in report.layers])
+_LEGEND = (
+    '<p class="legend meta"><span><i class="sw" style="border-color:#4c72b0"></i>ESD</span>'
+    '<span><i class="sw" style="border-color:#d62728"></i>fitted power law (from xmin, dashed)</span>'
+    '<span><i class="sw" style="border-color:#2ca02c"></i>Marchenko–Pastur bulk and its fitted edge (dashed)</span>'
+    '<span><i class="sw" style="border-color:#ff7f0e"></i>randomised W and its own MP edge (dash-dot): '
+    "correlation traps are eigenvalues of the randomised W above that edge</span>"
+    "<span>red ticks: spikes above the bulk edge</span></p>"
+)
+
+
+def _spectrum_html(item: LayerAnalysis, anchor: str) -> str:
+    result = item.result
+    picture = esd_picture(result, item.evals, item.rand_evals)  # type: ignore[arg-type]
+    warnings = "".join(f'<div class="warn">⚠ {escape(printable(w))}</div>' for w in picture.warnings)
+    return (
+        f'<figure class="spectrum" id="{anchor}" data-verdict="{escape(_verdict_of(result))}" data-kind="{escape(result.kind)}">'
+        f"<figcaption><b>{escape(printable(result.name))}</b> <span class=\"meta\">({escape(picture.subtitle)})</span><br>"
+        f"{escape(picture.title)}{warnings}</figcaption>{esd_svg(picture, anchor)}"
+        '<p class="meta"><a href="#layers">back to the table</a></p></figure>'
     )
-    drawable = [item for item in spectra if item.evals is not None]
+
+
+def _spectra_section(report: Report, drawable: Sequence[LayerAnalysis], anchors: dict[str, str],
+                     progress: Callable[[str], None] | None) -> str:
+    order = {layer.name: i for i, layer in enumerate(ordered_layers(report))}
+    items = sorted(drawable, key=lambda item: order.get(item.result.name, len(order)))
+    toc = "".join(
+        f'<li data-verdict="{escape(_verdict_of(item.result))}" data-kind="{escape(item.result.kind)}">'
+        f'<a href="#{anchors[item.result.name]}">{escape(printable(item.result.name))}</a> '
+        f'<span class="meta">{escape(_verdict_of(item.result))}</span></li>'
+        for item in items
+    )
+    figures = []
+    for item in items:
+        figures.append(_spectrum_html(item, anchors[item.result.name]))
+        if progress is not None:
+            progress(item.result.name)
+    return (
+        f"<h2 id=\"spectra\">Spectra ({len(items)})</h2><p class=\"meta\">In depth order; the filters above "
+        "apply here too. Each panel: (a) the ESD on log-log axes with the fitted power law; (b) the bulk "
+        "against Marchenko–Pastur; (c) the CCDF with the fitted power law.</p>"
+        + _LEGEND + f'<ol class="toc">{toc}</ol>' + "".join(figures)
+    )
+
+
+def report_html(
+    report: Report, spectra: Sequence[LayerAnalysis] = (), progress: Callable[[str], None] | None = None
+) -> str:
+    """The page of one analysed checkpoint; ``spectra`` adds the spectrum of each given layer
+    (``progress(name)`` is called after each one is drawn)."""
+    thresholds = report.thresholds
+    layers = ordered_layers(report)
+    names = short_names([layer.name for layer in layers])
+    drawable = [item for item in spectra if item.evals is not None and bool((item.evals > 0).any())]
+    index = {layer.name: i for i, layer in enumerate(report.layers)}
+    anchors = {item.result.name: f"spectrum-{index.get(item.result.name, n)}" for n, item in enumerate(drawable)}
+    sections = [options_table(report.options), _summary_section(report)]
+    if any(layer.ok and layer.alpha is not None for layer in report.layers):
+        sections.append("<h2>Alpha by depth</h2>" + alpha_by_depth_svg(report, anchors) + depth_legend(report))
+    sections.append(
+        "<h2>Layers</h2><p class=\"meta\">In depth order; click a column header to sort, a layer name to see its "
+        f"spectrum. Alpha reads: {band_text(thresholds)} well trained, &gt; {number(thresholds.alpha_high)} "
+        f"under-trained or random-like, &lt; {number(thresholds.alpha_low)} possibly over-fit.</p>"
+        + _filters(layers)
+        + sortable_table(
+            "layers", LAYER_COLUMNS,
+            [_layer_row(layer, short, thresholds, anchors.get(layer.name)) for layer, short in zip(layers, names.names)],
+            [{"verdict": _verdict_of(layer), "kind": layer.kind} for layer in layers],
+        )
+        + (f'<p class="meta">Layer {escape(names.dropped)}; hover a name for the full one.</p>' if names.dropped else "")
+    )
     if drawable:
-        sections.append("<h2>Spectra</h2>" + "".join(
-            figure_html(layer_figure(item), f"ESD of {item.result.name}") for item in drawable
-        ))
+        sections.append(_spectra_section(report, drawable, anchors, progress))
     sections.append(_skipped_section(report))
-    options = ", ".join(f"{k} = {v}" for k, v in report.options.items())
-    subtitle = " · ".join(filter(None, (report.source, report.format, options)))
+    subtitle = " · ".join(filter(None, (report.source, report.format, f"made by weightscope {report.weightscope_version}")))
     return page("weightscope report", subtitle, sections)
 
 
-#: Most ESD figures one page carries (each is ~60 KB inlined).
-MAX_SPECTRA = 48
+#: Most spectra one page carries: every layer of a 12-block model (~80 matrices), the
+#: flagged ones first beyond that. An SVG spectrum is ~15 KB and ~5 ms to write.
+MAX_SPECTRA = 96
 
 
 def spectra_worth_drawing(analyses: Sequence[LayerAnalysis], limit: int = MAX_SPECTRA) -> list[LayerAnalysis]:
@@ -294,6 +448,11 @@ def spectra_worth_drawing(analyses: Sequence[LayerAnalysis], limit: int = MAX_SP
     return [item for item in drawable if id(item) in chosen]
 
 
-def write_html_report(report: Report, path: str | os.PathLike[str], spectra: Sequence[LayerAnalysis] = ()) -> None:
+def write_html_report(
+    report: Report,
+    path: str | os.PathLike[str],
+    spectra: Sequence[LayerAnalysis] = (),
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Write `report_html` to ``path`` atomically (a reader never sees half a report)."""
-    write_text_atomic(path, report_html(report, spectra))
+    write_text_atomic(path, report_html(report, spectra, progress))

@@ -3,7 +3,9 @@
 Depth is the transformer block index. Layers of the same block are spread a little by
 kind so they do not hide each other; layers without a block go to the ends (embeddings
 before the first block, everything else — lm_head, unknown names — after the last).
-Untrusted fits are drawn hollow: they are shown, but should not be believed.
+Untrusted fits are drawn hollow: they are shown, but should not be believed. The marker's
+shape is the layer's verdict (`VERDICT_MARKERS`), so the picture answers "which layers
+are flagged, and as what" without the table.
 """
 
 from __future__ import annotations
@@ -22,6 +24,23 @@ from weightscope.report import LayerResult, Report
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+#: Marker of each verdict (matplotlib names; the HTML's SVG draws the same shapes).
+VERDICT_MARKERS = {
+    "healthy": "o",
+    "over-trained": "v",
+    "under-trained": "^",
+    "random-like": "s",
+    "correlation-trap": "X",
+    "rank-collapsed": "D",
+    "untrusted-fit": "o",
+}
+NO_VERDICT_MARKER = "P"
+
+
+def verdict_marker(verdict: str | None) -> str:
+    return VERDICT_MARKERS.get(verdict or "", NO_VERDICT_MARKER)
+
 
 #: Width of a block's slot that its kinds are spread over (1 would touch the next block).
 KIND_SPREAD = 0.7
@@ -101,19 +120,28 @@ def summary_figure(report: Report) -> Figure:
     for axes in (by_depth, histogram):
         shade_alpha_band(axes, band)
     handles = []
+    verdicts = sorted({layer.verdict or "" for layer in fitted})
     for kind in sorted({layer.kind for layer in fitted}, key=kind_rank):
         color = kind_color(kind)
         for trusted in (True, False):
-            chosen = [i for i, layer in enumerate(fitted) if layer.kind == kind and is_trusted(layer) == trusted]
-            if chosen:
-                by_depth.scatter(
-                    [axis.positions[i] for i in chosen], alphas[chosen], s=40, linewidths=1.6,
-                    facecolors=color if trusted else "none", edgecolors=color, zorder=3,
-                    gid=f"alpha:{kind}:{'trusted' if trusted else 'untrusted'}",
-                )
+            for verdict in verdicts:
+                chosen = [
+                    i for i, layer in enumerate(fitted)
+                    if layer.kind == kind and is_trusted(layer) == trusted and (layer.verdict or "") == verdict
+                ]
+                if chosen:
+                    by_depth.scatter(
+                        [axis.positions[i] for i in chosen], alphas[chosen], s=44, linewidths=1.6,
+                        marker=verdict_marker(verdict or None),
+                        facecolors=color if trusted else "none", edgecolors=color, zorder=3,
+                        gid=f"alpha:{kind}:{'trusted' if trusted else 'untrusted'}:{verdict or 'none'}",
+                    )
         handles.append(Line2D([], [], ls="", marker="o", color=color, label=kind))
     if any(not is_trusted(layer) for layer in fitted):
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey", mew=1.6, label="untrusted fit"))
+    for verdict in verdicts:
+        if verdict not in ("healthy", "untrusted-fit"):
+            handles.append(Line2D([], [], ls="", marker=verdict_marker(verdict or None), color="grey", label=verdict or "no verdict"))
     handles.append(Patch(color=BAND_COLOR, alpha=BAND_ALPHA * 2, label=f"healthy band {band_text(band)}"))
     median = report.summary.alpha_median
     if median is not None:
@@ -130,8 +158,8 @@ def summary_figure(report: Report) -> Figure:
         tag_artists(bars, "alpha-histogram")
     histogram.set_xlabel("number of layers")
     histogram.set_title("alpha histogram", fontsize=10)
-    by_depth.set_title("alpha by depth (hollow: untrusted fit)", loc="left", fontsize=10)
-    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 11), fontsize=9, frameon=False)
+    by_depth.set_title("alpha by depth (hollow: untrusted fit; shape: verdict)", loc="left", fontsize=10)
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=9, frameon=False)
     unfitted = len(report.layers) - len(fitted)
     s = report.summary
     figure.suptitle(
