@@ -390,7 +390,17 @@ def test_analyze_html_writes_the_report(checkpoint, tmp_path):
     assert done.exit_code == 0, done.output
     html = page.read_text(encoding="utf-8")
     assert "model.layers.0.mlp.down_proj.weight" in html and "https:" not in html
-    assert 'src="data:image/png;base64,' in html
+    assert 'src="data:image/png;base64,' not in html  # pictures are inline SVG: no matplotlib needed
+    assert html.count('<figure class="spectrum"') == 5 and '<svg class="esd depth"' in html
+
+
+def test_analyze_html_needs_no_matplotlib(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    page = tmp_path / "report.html"
+    done = invoke("analyze", checkpoint, "--html", page, "-q")
+    assert done.exit_code == 0, done.output
+    assert "wrote" not in done.output  # -q: no chatter
+    assert page.read_text(encoding="utf-8").count('<figure class="spectrum"') == 5
 
 
 # --- trend and compare pictures --------------------------------------------------------------
@@ -509,7 +519,7 @@ def test_trend_plot_and_html_and_compare_html_from_saved_reports(tmp_path):
     assert "Δalpha" in compared.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("command", [["analyze", "{x}", "--html", "r.html"], ["trend", "{x}", "{x}", "--plot", "t.png"],
+@pytest.mark.parametrize("command", [["trend", "{x}", "{x}", "--plot", "t.png"],
                                      ["compare", "{x}", "{x}", "--html", "c.html"]])
 def test_picture_options_without_matplotlib_exit_2_before_any_work(command, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)

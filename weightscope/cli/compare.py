@@ -45,6 +45,7 @@ def compare(
         typer.Option(
             "--strip-prefix",
             "-p",
+            metavar="PREFIX",
             help="Remove this prefix from layer names on both sides before matching, e.g. 'base_model.model.' (repeatable).",
         ),
     ] = None,

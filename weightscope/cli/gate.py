@@ -51,7 +51,7 @@ def gate(
         Optional[Path], typer.Option("--baseline", help="Report (or checkpoint) to measure |Δalpha| against.")
     ] = None,
     strip_prefix: Annotated[
-        Optional[list[str]], typer.Option("--strip-prefix", help="Prefix removed from layer names when matching the baseline.")
+        Optional[list[str]], typer.Option("--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline.")
     ] = None,
     min_alpha: Annotated[Optional[float], _limit("--min-alpha", "Lower end of the healthy alpha range (default 2).")] = None,
     max_alpha: Annotated[Optional[float], _limit("--max-alpha", "Upper end of the healthy alpha range (default 6).")] = None,

@@ -53,6 +53,7 @@ def trend(
         Optional[str],
         typer.Option(
             "--step-regex",
+            metavar="REGEX",
             help="Regex whose first group is the step in a checkpoint's name (default: step-N, step_N, "
             "checkpoint-N, global_stepN, ckptN, iter_N, epochN).",
         ),

@@ -11,15 +11,18 @@ import os
 from html import escape
 
 from weightscope.commands.compare import Comparison, LayerChange
+from weightscope.config import Thresholds
 from weightscope.io import write_text_atomic
-from weightscope.render.compare_views import signed, summary_lines, verdict_change
+from weightscope.layers import block_index
+from weightscope.render.compare_views import ordered_changes, signed, summary_lines, verdict_change
 from weightscope.render.html import Cell, Column, figure_html, number_cell, page, sortable_table, text_cell
 from weightscope.render.plot_compare import compare_figure
 from weightscope.render.plots import require_matplotlib
-from weightscope.render.style import alpha_band
+from weightscope.render.rows import short_names
+from weightscope.render.style import alpha_band, printable
 
 _COLUMNS = (
-    Column("layer", "layer"), Column("kind", "kind"), Column("alpha_a", "alpha A", True),
+    Column("block", "blk", True), Column("layer", "layer"), Column("kind", "kind"), Column("alpha_a", "alpha A", True),
     Column("alpha_b", "alpha B", True), Column("delta_alpha", "Δalpha", True), Column("delta_log_norm", "Δlog‖W‖²", True),
     Column("delta_log_spectral_norm", "Δlog λmax", True), Column("verdict", "verdict"),
 )
@@ -29,18 +32,19 @@ _UPDATE_COLUMNS = (
 )
 
 
-def _alpha_cell(alpha: float | None) -> Cell:
-    cell = number_cell(alpha)
-    return Cell(cell.text, cell.sort, alpha_band(alpha) if alpha is not None else "muted")
+def _alpha_cell(alpha: float | None, thresholds: Thresholds) -> Cell:
+    cell = number_cell(alpha, 2)
+    return Cell(cell.text, cell.sort, alpha_band(alpha, thresholds) if alpha is not None else "muted")
 
 
 def _signed_cell(value: float | None) -> Cell:
     return Cell(signed(value), value)
 
 
-def _row(change: LayerChange, weights: bool) -> list[Cell]:
+def _row(change: LayerChange, short: str, weights: bool, thresholds: Thresholds) -> list[Cell]:
     cells = [
-        text_cell(change.name), text_cell(change.kind), _alpha_cell(change.alpha_a), _alpha_cell(change.alpha_b),
+        number_cell(block_index(change.name)), Cell(short, change.name, "name", title=change.name), text_cell(change.kind),
+        _alpha_cell(change.alpha_a, thresholds), _alpha_cell(change.alpha_b, thresholds),
         _signed_cell(change.delta_alpha), _signed_cell(change.delta_log_norm),
         _signed_cell(change.delta_log_spectral_norm), text_cell(verdict_change(change), "low" if change.worse else ""),
     ]
@@ -55,19 +59,24 @@ def _row(change: LayerChange, weights: bool) -> list[Cell]:
     return cells
 
 
-def compare_html(comparison: Comparison) -> str:
-    """The self-contained page of a comparison."""
+def compare_html(comparison: Comparison, thresholds: Thresholds = Thresholds()) -> str:
+    """The self-contained page of a comparison (rows by depth, names shortened as in the
+    terminal table so that the table fits a 1400-pixel page)."""
     require_matplotlib()
     columns = _COLUMNS + (_UPDATE_COLUMNS if comparison.weights else ())
+    changes = ordered_changes(comparison)
+    names = short_names([change.name for change in changes])
+    rows = [_row(change, short, comparison.weights, thresholds) for change, short in zip(changes, names.names)]
     sections = [
-        "<h2>Summary</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary_lines(comparison)) + "</ul>",
-        "<h2>Alpha, A → B</h2>" + figure_html(compare_figure(comparison), "alpha of every layer in A and in B, by depth"),
-        "<h2>Layers</h2><p class=\"meta\">Click a header to sort.</p>"
-        + sortable_table("layers", columns, [_row(change, comparison.weights) for change in comparison.layers]),
+        "<h2>Summary</h2><ul>" + "".join(f"<li>{escape(printable(line))}</li>" for line in summary_lines(comparison)) + "</ul>",
+        "<h2>Alpha, A → B</h2>" + figure_html(compare_figure(comparison, thresholds), "alpha of every layer in A and in B, by depth"),
+        "<h2>Layers</h2><p class=\"meta\">In depth order; click a header to sort"
+        + (f"; layer {escape(names.dropped)} (hover a name for the full one)" if names.dropped else "") + ".</p>"
+        + sortable_table("layers", columns, rows),
     ]
     return page("weightscope compare", f"A: {comparison.a} · B: {comparison.b}", sections)
 
 
-def write_compare_html(comparison: Comparison, path: str | os.PathLike[str]) -> None:
+def write_compare_html(comparison: Comparison, path: str | os.PathLike[str], thresholds: Thresholds = Thresholds()) -> None:
     """Write `compare_html` to ``path`` atomically."""
-    write_text_atomic(path, compare_html(comparison))
+    write_text_atomic(path, compare_html(comparison, thresholds))

@@ -10,20 +10,21 @@ from __future__ import annotations
 import os
 
 from weightscope.commands.trend import Trend
+from weightscope.config import Thresholds
 from weightscope.io import write_text_atomic
 from weightscope.render.html import Cell, Column, cards, figure_html, number_cell, page, sortable_table, text_cell
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib
 from weightscope.render.style import alpha_band, fmt
-from weightscope.render.trend_views import checkpoint_label, flag_text, run_root
+from weightscope.render.trend_views import checkpoint_label, flag_text, ordered_series, run_root
 
 
-def _alpha_cell(alpha: float | None) -> Cell:
-    cell = number_cell(alpha)
-    return Cell(cell.text, cell.sort, alpha_band(alpha)) if alpha is not None else Cell(cell.text, None, "muted")
+def _alpha_cell(alpha: float | None, thresholds: Thresholds) -> Cell:
+    cell = number_cell(alpha, 2)
+    return Cell(cell.text, cell.sort, alpha_band(alpha, thresholds)) if alpha is not None else Cell(cell.text, None, "muted")
 
 
-def _checkpoints_table(trend: Trend) -> str:
+def _checkpoints_table(trend: Trend, thresholds: Thresholds) -> str:
     columns = (
         Column("step", "step", True), Column("checkpoint", "checkpoint"), Column("origin", "from"),
         Column("layers", "layers", True), Column("median", "median alpha", True), Column("mad", "MAD", True),
@@ -36,24 +37,24 @@ def _checkpoints_table(trend: Trend) -> str:
         verdicts = ", ".join(f"{verdict} {count}" for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1]))
         rows.append([
             number_cell(point.step), text_cell(os.path.relpath(os.path.abspath(point.path), root) if root else point.path),
-            text_cell(point.origin), number_cell(s.analysed + s.failed), _alpha_cell(s.alpha_median),
+            text_cell(point.origin), number_cell(s.analysed + s.failed), _alpha_cell(s.alpha_median, thresholds),
             number_cell(s.alpha_mad), number_cell(point.log_norm_median), text_cell(verdicts),
         ])
     return sortable_table("checkpoints", columns, rows)
 
 
-def _layers_table(trend: Trend) -> str:
+def _layers_table(trend: Trend, thresholds: Thresholds) -> str:
     steps = [Column(f"at{i}", f"α@{checkpoint_label(p)}", True) for i, p in enumerate(trend.checkpoints)]
     columns = (Column("layer", "layer"), Column("kind", "kind"), *steps, Column("flags", "flags"))
     rows = [
-        [text_cell(s.name), text_cell(s.kind), *(_alpha_cell(a) for a in s.alphas),
+        [text_cell(s.name), text_cell(s.kind), *(_alpha_cell(a, thresholds) for a in s.alphas),
          text_cell(flag_text(s, trend), "low" if s.flags else "")]
-        for s in trend.layers
+        for s in ordered_series(trend)
     ]
     return sortable_table("layers", columns, rows)
 
 
-def trend_html(trend: Trend) -> str:
+def trend_html(trend: Trend, thresholds: Thresholds = Thresholds()) -> str:
     """The self-contained page of a trend."""
     require_matplotlib()
     points = trend.checkpoints
@@ -61,21 +62,21 @@ def trend_html(trend: Trend) -> str:
     summary = cards([
         ("checkpoints", str(len(points)), ""),
         ("layers", str(len(trend.layers)), ""),
-        (f"median alpha @{checkpoint_label(points[0])}", fmt(first, 2), alpha_band(first) if first is not None else "muted"),
-        (f"median alpha @{checkpoint_label(points[-1])}", fmt(last, 2), alpha_band(last) if last is not None else "muted"),
+        (f"median alpha @{checkpoint_label(points[0])}", fmt(first, 2), alpha_band(first, thresholds) if first is not None else "muted"),
+        (f"median alpha @{checkpoint_label(points[-1])}", fmt(last, 2), alpha_band(last, thresholds) if last is not None else "muted"),
         ("layers flagged", str(len(trend.flagged)), "low" if trend.flagged else ""),
     ])
     sections = [
         "<h2>Summary</h2>" + summary,
-        "<h2>Alpha over the run</h2>" + figure_html(trend_figure(trend), "median alpha over the steps and alpha per layer"),
-        "<h2>Checkpoints</h2>" + _checkpoints_table(trend),
+        "<h2>Alpha over the run</h2>" + figure_html(trend_figure(trend, thresholds), "median alpha over the steps and alpha per layer"),
+        "<h2>Checkpoints</h2>" + _checkpoints_table(trend, thresholds),
         "<h2>Layers</h2><p class=\"meta\">Alpha of every layer at every checkpoint; click a header to sort. Flags: "
         f"jumps are changes per log-step more than {fmt(trend.jump_k)} × MAD off the layer's median and at least "
-        f"{fmt(trend.min_swing)}.</p>" + _layers_table(trend),
+        f"{fmt(trend.min_swing)}.</p>" + _layers_table(trend, thresholds),
     ]
     return page("weightscope trend", run_root(trend), sections)
 
 
-def write_trend_html(trend: Trend, path: str | os.PathLike[str]) -> None:
+def write_trend_html(trend: Trend, path: str | os.PathLike[str], thresholds: Thresholds = Thresholds()) -> None:
     """Write `trend_html` to ``path`` atomically."""
-    write_text_atomic(path, trend_html(trend))
+    write_text_atomic(path, trend_html(trend, thresholds))

@@ -111,7 +111,8 @@ def look_at_text(report: Report) -> Text | None:
         text.append(f"  {layer.verdict:<17}", style=verdict_style(layer.verdict))
         reason = layer.reasons[0] if layer.reasons else (layer.reason or "")
         text.append(f"{printable(layer.name)}\n")
-        text.append(f"  {'':<17}{printable(reason)}\n", style="dim")
+        if reason:
+            text.append(f"  {'':<17}{printable(reason)}\n", style="dim")
     if len(flagged) > LOOK_AT_MAX:
         text.append(f"  … and {len(flagged) - LOOK_AT_MAX} more (see --format json)\n", style="dim")
     return text
