@@ -10,6 +10,7 @@ dependencies, and are ignored; function-level (lazy) imports count.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "weightscope"
@@ -142,3 +143,67 @@ def test_the_import_graph_has_no_cycle():
             break
     assert not cycle, " -> ".join(cycle)
 
+
+# --- one alpha band ------------------------------------------------------------------------
+
+#: The numbers of the HTSR alpha band: alpha_low, alpha_high and alpha_random of
+#: `weightscope.config.Thresholds`, the one place they are defined.
+BAND_NUMBERS = {2, 6, 8}
+#: A band written out as text ("2–6", "alpha > 8", "≤ 6"), as a label or a message.
+BAND_TEXT = re.compile(r"\b[268]\s*[–-]\s*[268]\b|(?:[<>≤≥]|&[lg]t;)\s*[268](?![\d.])")
+
+
+def _docstring_nodes(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def band_definitions(package: Path = PACKAGE) -> list[str]:
+    """Places outside config.py that define the alpha band again."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        module = module_name(path) if package == PACKAGE else path.stem
+        if module.endswith("config"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = _docstring_nodes(tree)
+        where = f"{path.relative_to(package.parent)}"
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for name in (t.id for t in targets if isinstance(t, ast.Name)):
+                    constant = isinstance(node.value, ast.Constant) and node.value.value in BAND_NUMBERS
+                    if name in ("ALPHA_LOW", "ALPHA_HIGH") or ("ALPHA" in name and name.isupper() and constant):
+                        found.append(f"{where}:{node.lineno} defines {name}")
+        if not (module.endswith("summary") or ".render" in module or "render" in path.parts):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):  # alpha < 2, (alphas > 6).sum(), s.alpha_median <= 8
+                operands = (node.left, *node.comparators)
+                numbers = [o.value for o in operands if isinstance(o, ast.Constant) and not isinstance(o.value, bool)]
+                if set(numbers) & BAND_NUMBERS and any("alpha" in ast.unparse(o).lower() for o in operands):
+                    found.append(f"{where}:{node.lineno} compares alpha with {numbers}")
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and BAND_TEXT.search(node.value)):
+                found.append(f"{where}:{node.lineno} writes the band as text: {node.value!r}")
+    return found
+
+
+def test_the_alpha_band_is_defined_once():
+    """Views and the summary read the band from the report's Thresholds, nowhere else:
+    with alpha_high=2.5 a second definition would count, colour or draw with 6."""
+    assert band_definitions() == []
+
+
+def test_a_second_alpha_band_definition_is_caught(tmp_path):
+    planted = tmp_path / "weightscope"
+    (planted / "render").mkdir(parents=True)
+    (planted / "render" / "style.py").write_text('ALPHA_HIGH = 6.0\ndef band(alpha):\n    return "high" if alpha > 6 else "ok"\n')
+    (planted / "summary.py").write_text('LABEL = "alpha 2–6"\n')
+    found = band_definitions(planted)
+    assert len(found) == 3, found

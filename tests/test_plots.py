@@ -19,7 +19,12 @@ from weightscope.errors import WeightscopeError  # noqa: E402
 from weightscope.render.esd_data import aspect_ratio, mp_density, mp_edges  # noqa: E402
 from weightscope.render.plot_esd import esd_figure  # noqa: E402
 from weightscope.render.plot_summary import depth_axis, summary_figure  # noqa: E402
-from weightscope.render.plots import KIND_COLORS, png_bytes, png_file_name, require_matplotlib  # noqa: E402
+from weightscope.render.plots import (  # noqa: E402
+    KIND_COLORS,
+    png_bytes,
+    png_file_name,
+    require_matplotlib,
+)
 from weightscope.report import DragonKings, FitTrust, LayerResult, MPBulk, Report  # noqa: E402
 from weightscope.summary import summarize  # noqa: E402
 

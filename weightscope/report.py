@@ -13,7 +13,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from weightscope.checks import DragonKings, FitTrust, LikelihoodRatio, RankInfo, TrapEntry, Traps, VectorStats  # noqa: F401  (hints)
+from weightscope.checks import (  # noqa: F401  (hints)
+    DragonKings,
+    FitTrust,
+    LikelihoodRatio,
+    RankInfo,
+    TrapEntry,
+    Traps,
+    VectorStats,
+)
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.layers import SkippedTensor

@@ -22,7 +22,13 @@ from weightscope.cli.common import (
     stdout,
     user_errors,
 )
-from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
+from weightscope.cli.options import (
+    AnalysisArgs,
+    ExcludeOption,
+    IncludeOption,
+    MinEvalsOption,
+    analysis_options,
+)
 from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
 from weightscope.execution.plan import Execution

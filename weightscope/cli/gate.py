@@ -10,7 +10,14 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, QuietOption, VerboseOption, emit, say, user_errors
+from weightscope.cli.common import (
+    DebugOption,
+    QuietOption,
+    VerboseOption,
+    emit,
+    say,
+    user_errors,
+)
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.commands.gate import gate as run_gate
 from weightscope.commands.gate import load_settings

@@ -10,7 +10,14 @@ import typer
 from weightscope.checkpoint import open_checkpoint
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, QuietOption, VerboseOption, say, user_errors, wrote
+from weightscope.cli.common import (
+    DebugOption,
+    QuietOption,
+    VerboseOption,
+    say,
+    user_errors,
+    wrote,
+)
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.progress import layer_progress
 from weightscope.errors import WeightscopeError

@@ -22,7 +22,12 @@ from weightscope.cli.common import (
     user_errors,
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
-from weightscope.cli.pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
+from weightscope.cli.pictures import (
+    HtmlOption,
+    PlotOption,
+    need_pictures,
+    write_if_asked,
+)
 from weightscope.commands.trend import RunEntry
 from weightscope.commands.trend import trend as run_trend
 from weightscope.render.html_trend import write_trend_html

@@ -32,6 +32,7 @@ import numpy as np
 from weightscope._version import __version__
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
+from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.io import write_text_atomic
 from weightscope.options import AnalysisOptions
@@ -47,10 +48,10 @@ CHECKPOINT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt"}
 #: ckpt3, iter_400, epoch3 (the number right after the word).
 DEFAULT_STEP_PATTERN = r"(?:global[_-]?step|step|checkpoint|ckpt|iteration|iter|epoch)[-_=]?(\d+)"
 
-#: Verdicts of a layer that has not (yet) learned; without diagnostics, alpha above
-#: `UNTRAINED_ALPHA` (HTSR: > 6 under-trained / random-like) stands in for them.
+#: Verdicts of a layer that has not (yet) learned; without diagnostics (a report saved
+#: without verdicts), alpha above the default `Thresholds.alpha_high` stands in for them.
 UNTRAINED_VERDICTS = frozenset({"random-like", "under-trained"})
-UNTRAINED_ALPHA = 6.0
+UNTRAINED_ALPHA = Thresholds().alpha_high
 
 FLAG_FALL_THEN_RISE = "fall-then-rise"
 FLAG_JUMP = "jump"

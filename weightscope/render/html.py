@@ -21,8 +21,8 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from weightscope._version import __version__
-from weightscope.io import write_text_atomic
 from weightscope.config import Thresholds
+from weightscope.io import write_text_atomic
 from weightscope.render.esd_data import esd_picture
 from weightscope.render.plot_summary import is_trusted
 from weightscope.render.plots import png_bytes

@@ -14,8 +14,21 @@ from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.io import write_text_atomic
 from weightscope.layers import block_index
-from weightscope.render.compare_views import ordered_changes, signed, summary_lines, verdict_change
-from weightscope.render.html import Cell, Column, figure_html, number_cell, page, sortable_table, text_cell
+from weightscope.render.compare_views import (
+    ordered_changes,
+    signed,
+    summary_lines,
+    verdict_change,
+)
+from weightscope.render.html import (
+    Cell,
+    Column,
+    figure_html,
+    number_cell,
+    page,
+    sortable_table,
+    text_cell,
+)
 from weightscope.render.plot_compare import compare_figure
 from weightscope.render.plots import require_matplotlib
 from weightscope.render.rows import short_names

@@ -12,11 +12,25 @@ import os
 from weightscope.commands.trend import Trend
 from weightscope.config import Thresholds
 from weightscope.io import write_text_atomic
-from weightscope.render.html import Cell, Column, cards, figure_html, number_cell, page, sortable_table, text_cell
+from weightscope.render.html import (
+    Cell,
+    Column,
+    cards,
+    figure_html,
+    number_cell,
+    page,
+    sortable_table,
+    text_cell,
+)
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib
 from weightscope.render.style import alpha_band, fmt
-from weightscope.render.trend_views import checkpoint_label, flag_text, ordered_series, run_root
+from weightscope.render.trend_views import (
+    checkpoint_label,
+    flag_text,
+    ordered_series,
+    run_root,
+)
 
 
 def _alpha_cell(alpha: float | None, thresholds: Thresholds) -> Cell:

@@ -15,7 +15,12 @@ import numpy as np
 from weightscope.config import Thresholds
 from weightscope.layers import block_index
 from weightscope.render.plot_summary import depth_axis, kind_rank
-from weightscope.render.plots import kind_color, new_figure, shade_alpha_band, tag_artists
+from weightscope.render.plots import (
+    kind_color,
+    new_figure,
+    shade_alpha_band,
+    tag_artists,
+)
 from weightscope.render.style import fmt
 
 if TYPE_CHECKING:

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from weightscope.errors import WeightscopeError
-from weightscope.render.esd_data import CcdfPanel, EsdPicture, LinearPanel, LogLogPanel, esd_picture
+from weightscope.render.esd_data import (
+    CcdfPanel,
+    EsdPicture,
+    LinearPanel,
+    LogLogPanel,
+    esd_picture,
+)
 from weightscope.render.plots import new_figure, tag_artists
 from weightscope.render.style import fmt
 from weightscope.report import LayerResult

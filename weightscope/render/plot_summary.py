@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from weightscope.layers import KINDS
-from weightscope.render.plots import BAND_ALPHA, BAND_COLOR, kind_color, new_figure, shade_alpha_band, tag_artists
+from weightscope.render.plots import (
+    BAND_ALPHA,
+    BAND_COLOR,
+    kind_color,
+    new_figure,
+    shade_alpha_band,
+    tag_artists,
+)
 from weightscope.render.style import band_text, fmt, number
 from weightscope.report import LayerResult, Report
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.layers import KINDS
-from weightscope.config import Thresholds
 from weightscope.render.style import band_text
 
 if TYPE_CHECKING:

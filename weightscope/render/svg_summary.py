@@ -12,7 +12,12 @@ from __future__ import annotations
 import math
 from html import escape
 
-from weightscope.render.plot_summary import depth_axis, is_trusted, kind_rank, verdict_marker
+from weightscope.render.plot_summary import (
+    depth_axis,
+    is_trusted,
+    kind_rank,
+    verdict_marker,
+)
 from weightscope.render.plots import kind_color
 from weightscope.render.style import band_text, fmt, printable
 from weightscope.report import Report

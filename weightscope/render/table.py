@@ -10,7 +10,15 @@ from rich.text import Text
 
 from weightscope.pipeline import Inspection
 from weightscope.render.rows import ordered_layers, short_names
-from weightscope.render.style import alpha_style, band_text, column_texts, fmt, number, printable, verdict_style
+from weightscope.render.style import (
+    alpha_style,
+    band_text,
+    column_texts,
+    fmt,
+    number,
+    printable,
+    verdict_style,
+)
 from weightscope.report import Report
 
 

@@ -9,10 +9,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from weightscope.commands.trend import FLAG_FALL_THEN_RISE, FLAG_JUMP, LayerSeries, Trend, TrendPoint
-from weightscope.render.compare_views import csv_text, signed
+from weightscope.commands.trend import (
+    FLAG_FALL_THEN_RISE,
+    FLAG_JUMP,
+    LayerSeries,
+    Trend,
+    TrendPoint,
+)
 from weightscope.config import Thresholds
 from weightscope.layers import block_index
+from weightscope.render.compare_views import csv_text, signed
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, fmt, printable
 
