@@ -2,8 +2,9 @@
 
     python scripts/make_readme_figures.py            # writes docs/img/esd_example.png, docs/img/trend_example.png
 
-The ESD picture is one layer of the run's last checkpoint; the trend picture is the
-whole run. Both go through the same API as `weightscope plot` and `weightscope trend
+The ESD picture is a healthy layer with a trusted fit — the picture a reader should
+learn first (the run's last checkpoint is over-fit on purpose, see the README) — and the
+script fails if the chosen layer stops being one; the trend picture is the whole run. Both go through the same API as `weightscope plot` and `weightscope trend
 --plot`, so the README shows exactly what users get. The script fails if a picture grows
 past `MAX_BYTES` (the PNGs are committed; the repository should stay small).
 """
@@ -28,19 +29,24 @@ MAX_BYTES = 300 * 1024
 
 
 def _esd_picture(checkpoint: Path, layer: str, target: Path) -> Path:
+    """The ESD figure of ``layer``, which must be healthy with a trusted fit."""
     options = AnalysisOptions(include=(layer,), randomize=True)
     with open_checkpoint(checkpoint) as reader:
         items = list(stream_layers(reader, select(reader, options), options))
     if len(items) != 1 or items[0].evals is None:
         raise WeightscopeError(f"--layer {layer!r} must match exactly one analysable layer of {checkpoint}, matched {len(items)}")
     item = items[0]
+    trust = item.result.fit_trust
+    if item.result.verdict != "healthy" or trust is None or not trust.trusted:
+        raise WeightscopeError(f"{item.result.name} of {checkpoint} is {item.result.verdict}, not a healthy trusted layer")
     return save_png(layer_figure(item), target)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "examples/runs/tiny-lm", help="the training run directory")
-    parser.add_argument("--layer", default=r"^model\.layers\.2\.mlp\.up_proj\.weight$", help="regex of the ESD layer")
+    parser.add_argument("--step", type=int, default=75, help="the checkpoint of the ESD picture")
+    parser.add_argument("--layer", default=r"^model\.layers\.1\.mlp\.up_proj\.weight$", help="regex of the ESD layer")
     parser.add_argument("--out", type=Path, default=REPO / "docs/img", help="where the PNGs go")
     args = parser.parse_args(argv)
     try:
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             raise WeightscopeError(f"no step-*/model.safetensors under {args.run}")
         run = trend(checkpoints)
         written = [
-            _esd_picture(Path(run.checkpoints[-1].path), args.layer, args.out / "esd_example.png"),
+            _esd_picture(args.run / f"step-{args.step}" / "model.safetensors", args.layer, args.out / "esd_example.png"),
             save_png(trend_figure(run), args.out / "trend_example.png"),
         ]
     except WeightscopeError as exc:
