@@ -85,9 +85,9 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
         header_style="bold", caption=names.dropped or None, caption_justify="left", box=box.SIMPLE_HEAD,
         padding=(0, 1), collapse_padding=True, pad_edge=False,
     )
-    headers = ["blk", "layer", "alpha A", "alpha B", "Δalpha", "Δlog‖W‖²", "Δlog λmax", "verdict"]
+    headers = ["blk", "layer", "α A", "α B", "Δα", "Δlog‖W‖²", "Δlogλmax", "verdict"]
     if comparison.weights:
-        headers += ["‖ΔW‖/‖W‖", "eff. rank", "rank90"]
+        headers += ["‖ΔW‖/‖W‖", "eff.rk", "rank90"]
     for column in headers:
         left = column in ("layer", "verdict")
         table.add_column(column, justify="left" if left else "right", no_wrap=column != "verdict",
