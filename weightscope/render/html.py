@@ -27,7 +27,14 @@ from weightscope.render.esd_data import esd_picture
 from weightscope.render.plot_summary import is_trusted
 from weightscope.render.plots import png_bytes
 from weightscope.render.rows import ordered_layers, short_names
-from weightscope.render.style import alpha_band, band_text, fmt, number, printable
+from weightscope.render.style import (
+    alpha_band,
+    band_text,
+    fmt,
+    layer_number_texts,
+    number,
+    printable,
+)
 from weightscope.render.svg_esd import SVG_CSS, esd_svg
 from weightscope.render.svg_summary import alpha_by_depth_svg, depth_legend
 from weightscope.report import LayerResult, Report
@@ -265,10 +272,11 @@ def _verdict_cell(layer: LayerResult) -> Cell:
     return Cell(layer.verdict, layer.verdict, ("ok" if layer.verdict == "healthy" else "low") + " verdict")
 
 
-def _layer_row(layer: LayerResult, short: str, thresholds: Thresholds, anchor: str | None) -> list[Cell]:
-    alpha = number_cell(layer.alpha, 2)
-    if layer.alpha is not None:
-        alpha = Cell(alpha.text, alpha.sort, alpha_band(layer.alpha, thresholds))
+def _layer_row(
+    layer: LayerResult, short: str, texts: dict[str, str], thresholds: Thresholds, anchor: str | None
+) -> list[Cell]:
+    """One row; ``texts`` are its numbers as formatted for their whole column."""
+    alpha = Cell(texts["alpha"], layer.alpha, alpha_band(layer.alpha, thresholds) if layer.alpha is not None else "")
     trust = Cell("—", None, "muted") if layer.fit_trust is None else Cell(
         "yes" if is_trusted(layer) else "no", "yes" if is_trusted(layer) else "no", "" if is_trusted(layer) else "low"
     )
@@ -276,8 +284,8 @@ def _layer_row(layer: LayerResult, short: str, thresholds: Thresholds, anchor: s
     name = Cell(short, layer.name, "name", href=f"#{anchor}" if anchor else None, title=layer.name)
     return [
         number_cell(layer.block), name, text_cell(layer.kind), text_cell("×".join(map(str, layer.shape))),
-        alpha, number_cell(layer.D), number_cell(layer.num_tail), number_cell(layer.lambda_max),
-        number_cell(layer.log_norm), number_cell(layer.stable_rank, 1),
+        alpha, Cell(texts["D"], layer.D), number_cell(layer.num_tail), Cell(texts["lambda_max"], layer.lambda_max),
+        Cell(texts["log_norm"], layer.log_norm), Cell(texts["stable_rank"], layer.stable_rank),
         _verdict_cell(layer), trust, text_cell(why or "", "why"),
     ]
 
@@ -408,6 +416,8 @@ def report_html(
     thresholds = report.thresholds
     layers = ordered_layers(report)
     names = short_names([layer.name for layer in layers])
+    numbers = layer_number_texts(layers)
+    texts = [{key: column[i] for key, column in numbers.items()} for i in range(len(layers))]
     drawable = [item for item in spectra if item.evals is not None and bool((item.evals > 0).any())]
     index = {layer.name: i for i, layer in enumerate(report.layers)}
     anchors = {item.result.name: f"spectrum-{index.get(item.result.name, n)}" for n, item in enumerate(drawable)}
@@ -421,7 +431,8 @@ def report_html(
         + _filters(layers)
         + sortable_table(
             "layers", LAYER_COLUMNS,
-            [_layer_row(layer, short, thresholds, anchors.get(layer.name)) for layer, short in zip(layers, names.names)],
+            [_layer_row(layer, short, text, thresholds, anchors.get(layer.name))
+             for layer, short, text in zip(layers, names.names, texts)],
             [{"verdict": _verdict_of(layer), "kind": layer.kind} for layer in layers],
         )
         + (f'<p class="meta">Layer {escape(names.dropped)}; hover a name for the full one.</p>' if names.dropped else "")

@@ -99,6 +99,15 @@ def column_texts(values: Sequence[float | int | None], digits: int = 3, signed: 
     return texts
 
 
+#: Decimals of each per-layer number in every table (terminal, markdown, HTML).
+LAYER_DIGITS = {"alpha": 2, "D": 3, "lambda_max": 3, "log_norm": 2, "stable_rank": 1}
+
+
+def layer_number_texts(layers: Sequence[Any]) -> dict[str, list[str]]:
+    """The per-layer numbers of `LAYER_DIGITS` as column texts, one format per column."""
+    return {key: column_texts([getattr(layer, key) for layer in layers], digits) for key, digits in LAYER_DIGITS.items()}
+
+
 #: Colour of each verdict in human views.
 VERDICT_STYLES = {
     "healthy": "green",

@@ -13,8 +13,8 @@ from weightscope.render.rows import ordered_layers, short_names
 from weightscope.render.style import (
     alpha_style,
     band_text,
-    column_texts,
     fmt,
+    layer_number_texts,
     number,
     printable,
     verdict_style,
@@ -48,10 +48,7 @@ def report_table(report: Report) -> Table:
     )
     for column, justify in _COLUMNS:
         table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
-    numbers = {
-        key: column_texts([getattr(layer, key) for layer in layers], digits)
-        for key, digits in (("alpha", 2), ("D", 3), ("lambda_max", 3), ("log_norm", 2), ("stable_rank", 1))
-    }
+    numbers = layer_number_texts(layers)
     for i, (layer, name) in enumerate(zip(layers, names.names)):
         verdict = layer.verdict or ("ok" if layer.ok else "failed")
         table.add_row(

@@ -9,7 +9,13 @@ from typing import Any
 
 from weightscope.pipeline import Inspection
 from weightscope.render.rows import ordered_layers
-from weightscope.render.style import alpha_band, band_text, fmt, number
+from weightscope.render.style import (
+    alpha_band,
+    band_text,
+    fmt,
+    layer_number_texts,
+    number,
+)
 from weightscope.report import Report
 
 #: The columns of the markdown table, in order (the CSV has every key).
@@ -83,16 +89,18 @@ def to_markdown(report: Report) -> str:
         "| " + " | ".join(MARKDOWN_COLUMNS) + " |",
         "|" + "---|" * len(MARKDOWN_COLUMNS),
     ]
-    for layer in ordered_layers(report):
+    layers = ordered_layers(report)
+    numbers = layer_number_texts(layers)
+    for i, layer in enumerate(layers):
         cells = []
         for column in MARKDOWN_COLUMNS:
-            value = getattr(layer, column)
+            value = numbers[column][i] if column in numbers else getattr(layer, column)
             if column == "shape":
                 value = "×".join(map(str, value))
             elif column == "verdict" and not layer.ok:
                 value = f"failed: {layer.reason}"
-            elif column == "alpha" and value is not None:
-                value = f"{fmt(value)} ({alpha_band(value, t)})"
+            elif column == "alpha" and layer.alpha is not None:
+                value = f"{value} ({alpha_band(layer.alpha, t)})"
             cells.append(fmt(value).replace("|", "\\|"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
