@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from weightscope._version import __version__
+from weightscope.cli.common import stderr
+
+
+class _WarningLine(logging.Handler):
+    """The library's warnings (e.g. an unusable cache, `weightscope.execution.cache`) as
+    one ``warning: …`` line each on stderr; they never change the exit code."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stderr.print(f"[yellow]warning:[/] {escape(record.getMessage())}", soft_wrap=True)
+
+
+_library_log = logging.getLogger("weightscope")
+if not any(isinstance(handler, _WarningLine) for handler in _library_log.handlers):
+    _library_log.addHandler(_WarningLine(logging.WARNING))
 
 app = typer.Typer(
     name="weightscope",

@@ -56,7 +56,10 @@ def trend(
     ] = None,
     cache: Annotated[
         Optional[Path],
-        typer.Option("--cache", help="Directory of per-checkpoint reports reused across runs (created if missing)."),
+        typer.Option(
+            "--cache",
+            help="Cache directory for this run's reports and spectra (default: the usual cache, see `weightscope cache info`).",
+        ),
     ] = None,
     jump_k: Annotated[
         float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")

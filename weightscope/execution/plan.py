@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass
 
 from weightscope.errors import WeightscopeError
-from weightscope.execution.cache import SpectrumCache, default_cache_dir
+from weightscope.execution.cache import SpectrumCache
 from weightscope.layers import LayerSpec
 from weightscope.linalg._blas import available_cores
-from weightscope.linalg.device import DEVICE_CHOICES, resolve_device
+from weightscope.linalg.device import check_device, resolve_device
 from weightscope.options import AnalysisOptions
 
 #: Workers used on a GPU: one drives the device while the other reads and decodes.
@@ -35,10 +35,13 @@ class Execution:
     cache: bool = True
     #: None: `weightscope.execution.cache.default_cache_dir()`
     cache_dir: str | None = None
+    #: the cache's size cap in bytes; None: $WEIGHTSCOPE_CACHE_MAX, else 2 GB
+    cache_max_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICE_CHOICES:
-            raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
+        check_device(self.device)
+        if self.cache_max_bytes is not None and self.cache_max_bytes < 0:
+            raise WeightscopeError(f"cache size must be ≥ 0 bytes, got {self.cache_max_bytes}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise WeightscopeError(f"workers must be 0 (auto) or a positive integer, got {self.workers!r}")
 
@@ -86,8 +89,8 @@ def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution
     workers = execution.workers or (CUDA_WORKERS if device == "cuda" else cores)
     largest = max((_float_bytes(spec) for spec in layers), default=0)
     cache = None
-    if execution.cache:
-        cache = SpectrumCache(execution.cache_dir or default_cache_dir())
+    if execution.cache:  # None, with one warning, when the cache cannot be used
+        cache = SpectrumCache.open(execution.cache_dir, execution.cache_max_bytes)
     return Plan(
         device=device,
         workers=workers,
