@@ -10,20 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.linalg
+from threadpoolctl import threadpool_info
 
 import weightscope
-from weightscope.checkpoint import write_safetensors
+from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.execution.plan import Execution
 from weightscope.execution.schedule import pipelined
-from weightscope.linalg._blas import (
-    THREAD_ENV_VARS,
-    available_cores,
-    blas_threads,
-    loaded_blas_libraries,
-    thread_controls,
-)
+from weightscope.execution.plan import plan
+from weightscope.layers import select_layers
+from weightscope.linalg._blas import THREAD_ENV_VARS, available_cores, blas_threads, loaded_blas_libraries
 from weightscope.linalg._lapack import ROUTINES, lapack_solver
 from weightscope.linalg.spectrum import SpectrumOptions, esd, symmetric_eigenvalues
+from weightscope.options import AnalysisOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_CACHE = Execution(cache=False)
@@ -99,30 +97,46 @@ def test_errors_surface_at_their_item():
 # --- BLAS threads and solvers ------------------------------------------------------------
 
 
+def blas_thread_counts():
+    """Each loaded BLAS library's thread count, as threadpoolctl's own report reads it."""
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
 def test_blas_threads_set_and_restore(monkeypatch):
     for name in THREAD_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    controls = thread_controls()
-    if not controls:
-        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
-    before = [c.get() for c in controls]
+    before = blas_thread_counts()
+    assert before, "numpy's wheel bundles OpenBLAS: a BLAS library must be found"
+    assert len(loaded_blas_libraries()) == len(before)
     with blas_threads(1):
-        assert [c.get() for c in controls] == [1] * len(controls)
-    assert [c.get() for c in controls] == before
+        assert blas_thread_counts() == [1] * len(before)
+    assert blas_thread_counts() == before
 
 
 def test_a_user_pinned_thread_count_is_left_alone(monkeypatch):
-    controls = thread_controls()
-    if not controls:
-        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    before = [c.get() for c in controls]
+    before = blas_thread_counts()
     with blas_threads(max(before) + 1):
-        assert [c.get() for c in controls] == before
+        assert blas_thread_counts() == before
 
 
-def test_available_cores_is_within_the_affinity_mask():
-    assert 1 <= available_cores() <= len(os.sched_getaffinity(0))
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux affinity masks")
+def test_workers_and_threads_follow_the_affinity_mask(tmp_path):
+    """`taskset -c 0` or a cgroup cpuset limits a run to one core: one worker, one BLAS
+    thread, whatever `os.cpu_count()` says; with every core, one worker per core."""
+    write_safetensors(tmp_path / "m.safetensors", {f"l{i}.weight": np.ones((64, 64), np.float32) for i in range(3)})
+    with open_checkpoint(tmp_path / "m.safetensors") as reader:
+        layers = select_layers(reader.tensors(), min_evals=10).layers
+    options, allowed = AnalysisOptions(min_evals=10), os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        one = plan(layers, options, Execution(cache=False, device="cpu"))
+        assert (available_cores(), one.workers, one.blas_threads) == (1, 1, 1)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    every = plan(layers, options, Execution(cache=False, device="cpu"))
+    assert every.workers == len(allowed)
+    assert every.blas_threads == (len(allowed) if len(allowed) == 1 else 1)
 
 
 @pytest.mark.parametrize("routine", ROUTINES)

@@ -9,6 +9,7 @@ layers. The spectra themselves, and the "auto" precision policy, are
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 
@@ -83,6 +84,8 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
 
 def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution) -> Plan:
     """Resolve an `Execution` for these layers (see `Execution` for the defaults)."""
+    if options.vectors and importlib.util.find_spec("scipy") is None:
+        raise WeightscopeError("--vectors needs scipy: pip install 'weightscope[vectors]'")
     shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in layers]
     device = resolve_device(execution.device, shapes)
     cores = available_cores()
