@@ -35,7 +35,7 @@ from weightscope.execution.cache import CacheStore, open_store, report_key
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import analyze_with
-from weightscope.report import Report, Summary
+from weightscope.report import Report, Summary, json_document
 
 SCHEMA = "weightscope.trend/1"
 
@@ -273,8 +273,7 @@ class Trend:
         return [layer for layer in self.layers if layer.flags]
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        return {"schema": data.pop("schema"), **data}
+        return json_document(self)
 
 
 def _point(entry: RunEntry, report: Report, origin: str) -> TrendPoint:

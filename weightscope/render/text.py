@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from weightscope.render.style import alpha_band, fmt
@@ -31,6 +32,15 @@ def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
         row[prefix] = value
 
 
+def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    """CSV with a header; missing cells and None are empty. Every CSV view writes here."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
 def to_csv(report: Report) -> str:
     rows = []
     for layer in report.to_dict()["layers"]:
@@ -41,11 +51,7 @@ def to_csv(report: Report) -> str:
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(columns, rows)
 
 
 def to_markdown(report: Report) -> str:
