@@ -316,7 +316,7 @@ def dragon_kings(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) ->
 def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> FitTrust:
     """Whether a power-law fit deserves belief: tail size, KS, stability, alternatives.
 
-    - tail_ok: at least ``min_tail`` eigenvalues in the tail.
+    - tail_ok: at least ``trust_min_tail`` eigenvalues in the tail.
     - ks_ok: D below the exact one-sample KS critical value for n_tail at ``ks_level``
       (see `ks_p_value`; ≈ 1.36/√n at 5 %). Alpha and xmin are fitted to the same data,
       so the true critical value is smaller: the check only rejects clearly bad fits.
@@ -330,7 +330,7 @@ def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> Fi
     """
     tail = evals[evals >= fit.xmin].astype(np.float64)
     num_tail = int(fit.num_tail)
-    tail_ok = num_tail >= thresholds.min_tail
+    tail_ok = num_tail >= thresholds.trust_min_tail
     ks_ok = ks_p_value(fit.D, num_tail) >= thresholds.ks_level
     spread = alpha_spread(evals, fit, thresholds.stability_window)
     stable = spread is not None and spread <= thresholds.alpha_spread_max
@@ -544,7 +544,7 @@ def decide(
 def _trust_problems(fit: PowerLawFit, trust: FitTrust, thresholds: Thresholds) -> list[tuple[str, str]]:
     problems = []
     if not trust.tail_ok:
-        problems.append(("small-tail", f"The tail holds only {fit.num_tail} eigenvalues (< {thresholds.min_tail})."))
+        problems.append(("small-tail", f"The tail holds only {fit.num_tail} eigenvalues (< {thresholds.trust_min_tail})."))
     if not trust.ks_ok:
         problems.append(("ks-reject", f"KS distance D = {fit.D:.3f} exceeds the {thresholds.ks_level:.0%} critical value for {fit.num_tail} points."))
     if not trust.stable:

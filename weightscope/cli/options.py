@@ -36,7 +36,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ("include", IncludeOption, None),
     ("exclude", ExcludeOption, None),
     ("min_evals", MinEvalsOption, 50),
-    ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues a power-law tail may have.")], 10),
+    ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues the fit may put in a tail (a trusted fit needs trust-min-tail, 20).")], 10),
     (
         "eig_dtype",
         Annotated[
