@@ -1,7 +1,7 @@
 """Per-layer checks and the verdict, on planted ground truth over many seeds.
 
-Rates measured here go into the closing note of issue 3; each loop asserts the rate the
-issue demands. Shapes stay small (≤ 300×150 in the 200-seed loops) to keep the file fast.
+Each seeded loop measures a check's false-alarm rate or power on planted truth and
+asserts the rate the check promises (README: Diagnostics). Shapes stay small (≤ 300×150 in the 200-seed loops) to keep the file fast.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.linalg.gram import oriented
 from weightscope.linalg.spectrum import SpectrumOptions, solver_floor
-from weightscope.stats.fit import PowerLawFit, fit_power_law, scan_xmin
+from weightscope.stats.fit import PowerLawFit, candidate_alphas, fit_power_law
 from weightscope.stats.ksdist import smirnov_sf
 from weightscope.stats.lognormal import fit_truncated_lognormal
 from weightscope.stats.randmat import MPBulk, RandomizedESD, fit_mp_bulk, ks_distance, layer_shape, mp_edge
@@ -364,10 +364,11 @@ def ks_p_value(distance: float, n: int) -> float:
 
 
 def alpha_spread(evals: np.ndarray, fit: PowerLawFit, window: int) -> float | None:
-    """max − min of alpha over the xmin candidates within ``window`` of the chosen xmin."""
-    scan = scan_xmin(evals, min_tail=1)
-    chosen = int(np.argmin(np.abs(scan.xmins - fit.xmin)))
-    alphas = scan.alphas[max(0, chosen - window): chosen + window + 1]
+    """max − min of alpha over the xmin candidates within ``window`` of the chosen xmin
+    (alphas only: `candidate_alphas`, not the KS scan)."""
+    xmins, alphas = candidate_alphas(evals, min_tail=1)
+    chosen = int(np.argmin(np.abs(xmins - fit.xmin)))
+    alphas = alphas[max(0, chosen - window): chosen + window + 1]
     alphas = alphas[np.isfinite(alphas)]
     return float(np.max(alphas) - np.min(alphas)) if len(alphas) else None
 
