@@ -18,7 +18,7 @@ from weightscope.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 #: Import names of the core dependencies (pyproject `dependencies`).
-CORE = {"numpy", "threadpoolctl", "typer", "click", "rich", "tomli"}
+CORE = {"numpy", "typer", "click", "rich", "tomli"}
 #: Optional packages, by the extra that installs them.
 OPTIONAL = {"torch": "torch", "matplotlib": "plot", "scipy": "vectors"}
 runner = CliRunner()
@@ -31,7 +31,7 @@ def _requirement_name(requirement: str) -> str:
 def test_core_dependencies_are_the_ones_imported():
     """safetensors (read by our own reader) and scipy (only --vectors) are not core."""
     declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
-    assert declared == {"numpy", "threadpoolctl", "typer", "rich", "tomli"}
+    assert declared == {"numpy", "typer", "rich", "tomli"}
     extras = PYPROJECT["project"]["optional-dependencies"]
     test_extra = {_requirement_name(r) for r in extras["test"]}
     for package, extra in OPTIONAL.items():

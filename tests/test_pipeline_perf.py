@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.linalg
-from threadpoolctl import threadpool_info
 
 import weightscope
 from weightscope.checkpoint import open_checkpoint, write_safetensors
@@ -18,7 +17,13 @@ from weightscope.execution.plan import Execution
 from weightscope.execution.schedule import pipelined
 from weightscope.execution.plan import plan
 from weightscope.layers import select_layers
-from weightscope.linalg._blas import THREAD_ENV_VARS, available_cores, blas_threads, loaded_blas_libraries
+from weightscope.linalg._blas import (
+    THREAD_ENV_VARS,
+    available_cores,
+    blas_threads,
+    loaded_blas_libraries,
+    thread_controls,
+)
 from weightscope.linalg._lapack import ROUTINES, lapack_solver
 from weightscope.linalg.spectrum import SpectrumOptions, esd, symmetric_eigenvalues
 from weightscope.options import AnalysisOptions
@@ -97,27 +102,49 @@ def test_errors_surface_at_their_item():
 # --- BLAS threads and solvers ------------------------------------------------------------
 
 
-def blas_thread_counts():
-    """Each loaded BLAS library's thread count, as threadpoolctl's own report reads it."""
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-
-
 def test_blas_threads_set_and_restore(monkeypatch):
     for name in THREAD_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    before = blas_thread_counts()
-    assert before, "numpy's wheel bundles OpenBLAS: a BLAS library must be found"
-    assert len(loaded_blas_libraries()) == len(before)
+    controls = thread_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
+    before = [c.get() for c in controls]
     with blas_threads(1):
-        assert blas_thread_counts() == [1] * len(before)
-    assert blas_thread_counts() == before
+        assert [c.get() for c in controls] == [1] * len(controls)
+    assert [c.get() for c in controls] == before
+
+
+def test_a_worker_thread_can_limit_blas(monkeypatch):
+    """The eigensolves limit BLAS from worker threads while the main thread set the count
+    for the run: a library that ignores all but one controlling thread (threadpoolctl
+    3.8 with pthreads OpenBLAS) made --workers 1 and 2 disagree."""
+    for name in THREAD_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    controls = thread_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
+    seen = []
+    with blas_threads(2):
+
+        def worker():
+            with blas_threads(1):
+                seen.append([c.get() for c in controls])
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        assert [c.get() for c in controls] == [2] * len(controls)
+    assert seen == [[1] * len(controls)]
 
 
 def test_a_user_pinned_thread_count_is_left_alone(monkeypatch):
+    controls = thread_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    before = blas_thread_counts()
+    before = [c.get() for c in controls]
     with blas_threads(max(before) + 1):
-        assert blas_thread_counts() == before
+        assert [c.get() for c in controls] == before
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux affinity masks")

@@ -11,33 +11,61 @@ runs every eigensolve single-threaded and parallelises over layers instead (thre
 see `weightscope.execution.schedule`); only the Gram product of a lone worker, whose result does
 not depend on the thread count, is given several threads.
 
-The numpy and scipy wheels each bundle their own OpenBLAS (torch brings MKL or OpenBLAS),
-so every loaded BLAS library is set, through threadpoolctl: it finds the libraries mapped
-into the process and knows each vendor's thread API (OpenBLAS and its scipy-openblas
-builds, MKL, BLIS, FlexiBLAS). It replaced ~80 lines of hand-written ctypes symbol
-hunting that covered OpenBLAS and MKL only; measured here it costs 5–10 ms to import and
-1.6 ms to scan the libraries (once per set of loaded BLAS packages), and a limit 15 µs.
-An explicit ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` in the
-environment is the user's choice and is never overridden.
+The numpy and scipy wheels each bundle their own OpenBLAS, so every loaded OpenBLAS (or
+MKL) library is set.
+
+Why not threadpoolctl, which does this across more vendors: tried (3.8.0) and measured
+cheap (5–10 ms to import, 1.6 ms per library scan, 15 µs per limit), but for OpenBLAS
+with pthreads it lets only the first thread that sets a limit change it ("other threads
+silently do nothing"), and here the limit is set by the worker threads around each
+eigensolve. With it, the eigensolves of a lone worker ran 2-threaded and reports
+differed between ``--workers 1`` and ``--workers 2`` in the 7th digit
+(tests/test_pipeline_perf.py caught it; `test_a_worker_thread_can_limit_blas` guards it). Libraries are found among the shared objects mapped into this
+process (Linux) or in the wheels' library folders (elsewhere); an unknown BLAS (Apple
+Accelerate, BLIS) is left alone. An explicit ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/
+``MKL_NUM_THREADS`` in the environment is the user's choice and is never overridden.
 """
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import os
 import sys
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
-
-from threadpoolctl import ThreadpoolController
+from pathlib import Path
 
 #: Environment variables through which a user pins BLAS threads; any of them disables
 #: weightscope's own thread policy.
 THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-#: Packages whose wheels bundle a BLAS: a new library can only appear when one is imported.
-_BLAS_PACKAGES = ("numpy", "scipy", "torch")
+# (setter, getter) symbol pairs, by vendor build: plain OpenBLAS, the scipy-openblas
+# wheels' 32- and 64-bit-integer builds, and MKL's runtime library.
+_THREAD_SYMBOLS = (
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"),
+)
+_LIBRARY_MARKERS = ("openblas", "mkl_rt")
+
+
+@dataclass(frozen=True)
+class ThreadControl:
+    """The thread setter and getter of one loaded BLAS library."""
+
+    path: str
+    setter: ctypes._CFuncPtr  # type: ignore[name-defined]
+    getter: ctypes._CFuncPtr  # type: ignore[name-defined]
+
+    def get(self) -> int:
+        return int(self.getter())
+
+    def set(self, threads: int) -> None:
+        self.setter(ctypes.c_int(threads))
 
 
 def user_pinned_threads() -> bool:
@@ -45,24 +73,53 @@ def user_pinned_threads() -> bool:
     return any(os.environ.get(name) for name in THREAD_ENV_VARS)
 
 
-def blas_controller() -> ThreadpoolController:
-    """threadpoolctl's controller of the BLAS libraries loaded so far (numpy's always: it
-    is imported here; scipy's or torch's once something imported them)."""
-    import numpy  # noqa: F401  (its library is only loaded once it is imported)
-
-    return _controller(tuple(name for name in _BLAS_PACKAGES if name in sys.modules))
-
-
-@cache
-def _controller(packages: tuple[str, ...]) -> ThreadpoolController:  # noqa: ARG001 - the cache key
-    with warnings.catch_warnings():  # e.g. two OpenMP runtimes beside torch: not ours to report
-        warnings.simplefilter("ignore")
-        return ThreadpoolController().select(user_api="blas")
+#: Packages whose wheels bundle a BLAS: a new library can only appear when one is imported.
+_BLAS_PACKAGES = ("numpy", "scipy", "torch")
 
 
 def loaded_blas_libraries() -> tuple[str, ...]:
-    """Paths of the BLAS/LAPACK shared libraries loaded into this process so far."""
-    return tuple(sorted(library.filepath for library in blas_controller().lib_controllers))
+    """Paths of the BLAS/LAPACK shared libraries loaded into this process so far (numpy's
+    always: it is imported here; scipy's once something imported scipy)."""
+    import numpy  # noqa: F401  (its library is only loaded once it is imported)
+
+    return _scan_libraries(tuple(name for name in _BLAS_PACKAGES if name in sys.modules))
+
+
+@cache
+def _scan_libraries(packages: tuple[str, ...]) -> tuple[str, ...]:
+    paths: set[str] = set()
+    maps = Path("/proc/self/maps")
+    if maps.is_file():
+        for line in maps.read_text().splitlines():
+            path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+            if path.startswith("/") and any(marker in Path(path).name.lower() for marker in _LIBRARY_MARKERS):
+                paths.add(path)
+    else:  # macOS / Windows wheels keep their BLAS next to the package
+        for package in packages:
+            root = Path(sys.modules[package].__file__).parent
+            for folder in (root / ".dylibs", root.parent / f"{package}.libs"):
+                paths.update(p for p in glob.glob(str(folder / "*")) if any(m in p.lower() for m in _LIBRARY_MARKERS))
+    return tuple(sorted(paths))
+
+
+def thread_controls() -> tuple[ThreadControl, ...]:
+    """One `ThreadControl` per loaded BLAS library whose thread API is known."""
+    return tuple(control for path in loaded_blas_libraries() if (control := _thread_control(path)) is not None)
+
+
+@cache
+def _thread_control(path: str) -> ThreadControl | None:
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for setter_name, getter_name in _THREAD_SYMBOLS:
+        setter, getter = getattr(library, setter_name, None), getattr(library, getter_name, None)
+        if setter is not None and getter is not None:
+            setter.restype, setter.argtypes = None, [ctypes.c_int]
+            getter.restype, getter.argtypes = ctypes.c_int, []
+            return ThreadControl(path, setter, getter)
+    return None
 
 
 def available_cores() -> int:
@@ -80,10 +137,17 @@ def available_cores() -> int:
 
 @contextmanager
 def blas_threads(threads: int) -> Iterator[None]:
-    """Run the block with every loaded BLAS library limited to ``threads`` threads, then
+    """Run the block with every known BLAS library limited to ``threads`` threads, then
     restore each library's previous count. Does nothing when the user pinned the count."""
     if user_pinned_threads():
         yield
         return
-    with blas_controller().limit(limits=max(1, threads)):
+    controls = thread_controls()
+    previous = [control.get() for control in controls]
+    for control in controls:
+        control.set(max(1, threads))
+    try:
         yield
+    finally:
+        for control, count in zip(controls, previous):
+            control.set(count)
