@@ -4,6 +4,7 @@ imported only where it is needed (inside the function), and a missing one is an 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -83,3 +84,19 @@ def test_the_core_analyses_without_scipy_or_safetensors(tmp_path, without):
     needs_scipy = runner.invoke(app, ["analyze", str(tmp_path / "m.safetensors"), "--min-evals", "10", "--vectors"])
     assert needs_scipy.exit_code == 2
     assert "error: --vectors needs scipy: pip install 'weightscope[vectors]'" in needs_scipy.stderr
+
+
+@pytest.mark.slow
+def test_the_cli_imports_a_command_module_only_when_it_is_used():
+    script = (
+        "import sys, weightscope.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith('weightscope.cli.') or m == 'numpy'))\n"
+        "from typer.main import get_command\n"
+        "group = get_command(weightscope.cli.app)\n"
+        "group.get_command(None, 'cache')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('weightscope.cli.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    at_start, after_cache = done.stdout.splitlines()
+    assert at_start == "['weightscope.cli.app', 'weightscope.cli.common']"
+    assert after_cache == "['weightscope.cli.app', 'weightscope.cli.cache', 'weightscope.cli.common']"

@@ -264,6 +264,7 @@ def test_gram_in_float32_is_exact_enough_for_the_tail():
 # --- memory -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_peak_memory_is_bounded_by_the_largest_tensor(tmp_path):
     """Eight 32 MB float32 tensors (256 MB in all): peak RSS must stay within the budget of
     3 × the largest tensor + 300 MB (396 MB), which holding them all would break."""
@@ -285,6 +286,7 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
     assert peak_mb < 3 * 32 + 300, peak_mb
 
 
+@pytest.mark.slow
 def test_a_default_analysis_imports_neither_scipy_nor_torch():
     """Start-up is most of a small model's run: scipy's import alone costs ~0.25 s here,
     torch's seconds. The default path (read, spectrum, fit, every check) needs neither."""
