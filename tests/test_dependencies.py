@@ -99,4 +99,4 @@ def test_the_cli_imports_a_command_module_only_when_it_is_used():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     at_start, after_cache = done.stdout.splitlines()
     assert at_start == "['weightscope.cli.app', 'weightscope.cli.common']"
-    assert after_cache == "['weightscope.cli.app', 'weightscope.cli.cache', 'weightscope.cli.common']"
+    assert after_cache == "['weightscope.cli.app', 'weightscope.cli.cache', 'weightscope.cli.common', 'weightscope.cli.options']"

@@ -24,9 +24,14 @@ from weightscope.report import FitTrust, LayerResult, Report, SkippedTensor  # n
 from weightscope.summary import summarize  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(
+_chromium_present = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (CI: apt-get install -y chromium)"
 )
+
+
+def needs_chromium(test):
+    """A test that opens a page in headless chromium: marked `browser`, skipped without it."""
+    return pytest.mark.browser(_chromium_present(test))
 
 
 def make_report() -> Report:
@@ -120,7 +125,6 @@ def dom_column(dom: str, table_id: str, column: int) -> list[str]:
     return [re.findall(r"<td[^>]*>(.*?)</td>", row)[column] for row in re.findall(r"<tr>(.*?)</tr>", body)]
 
 
-@pytest.mark.browser
 @needs_chromium
 def test_the_browser_harness_sees_console_errors(tmp_path):
     # The control for the test below: a page whose script throws must be caught.
@@ -130,7 +134,6 @@ def test_the_browser_harness_sees_console_errors(tmp_path):
     assert any("Uncaught ReferenceError" in line for line in console), console
 
 
-@pytest.mark.browser
 @needs_chromium
 def test_report_opens_in_a_headless_browser_without_errors_and_sorts(tmp_path):
     report = make_report()
@@ -194,7 +197,6 @@ def test_compare_page():
     assert f"only in A ({len(comparison.only_a)})" in html
 
 
-@pytest.mark.browser
 @needs_chromium
 def test_trend_page_opens_in_a_headless_browser_and_sorts_by_a_step(tmp_path):
     from tests.test_plots import synthetic_trend

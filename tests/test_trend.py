@@ -219,7 +219,7 @@ def test_cache_costs_one_checkpoint_per_new_checkpoint(tmp_path, monkeypatch):
     assert len(entries) == 6
     entries[str(run / "step-200")].write_text("{ not json")  # a corrupt entry is ignored, removed and rebuilt
     touched = run / "step-500" / "model.safetensors"
-    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns - 10**9))  # not into the future: that is never cached
     rebuilt = trend([run], cache=cache)
     assert [c.origin for c in rebuilt.checkpoints].count("analysed") == 2
     assert len(list(cache.glob("reports/*/*.json"))) == 7  # the touched checkpoint's old entry waits for eviction

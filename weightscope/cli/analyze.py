@@ -9,7 +9,7 @@ import typer
 
 from weightscope.cli.app import app
 from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
-from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
+from weightscope.cli.options import AnalysisArgs, CacheDirOption, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
 from weightscope.execution.plan import Execution
@@ -50,13 +50,7 @@ def analyze(
         int,
         typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core."),
     ] = 0,
-    cache_dir: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--cache-dir",
-            help="Where computed spectra are cached (default: $XDG_CACHE_HOME/weightscope, ~/.cache/weightscope).",
-        ),
-    ] = None,
+    cache_dir: CacheDirOption = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")
     ] = False,

@@ -6,12 +6,13 @@ import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from weightscope.cli.app import app
 from weightscope.cli.common import DebugOption, emit, stderr, user_errors
+from weightscope.cli.options import CacheDirOption
 from weightscope.errors import WeightscopeError
 
 cache_app = typer.Typer(
@@ -20,15 +21,6 @@ cache_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(cache_app)
-
-CacheDirOption = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--cache-dir",
-        help="The cache directory (default: $WEIGHTSCOPE_CACHE_DIR, $XDG_CACHE_HOME/weightscope, ~/.cache/weightscope).",
-    ),
-]
-
 
 def _store(cache_dir: Path | None):  # noqa: ANN202 - a CacheStore
     from weightscope.execution.cache import CacheStore, default_cache_dir

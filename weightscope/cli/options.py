@@ -28,6 +28,15 @@ ExcludeOption = Annotated[
     Optional[list[str]],
     typer.Option("--exclude", "-x", metavar="REGEX", help="Skip tensors whose name matches this regex (repeatable)."),
 ]
+CacheDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--cache-dir",
+        "--cache",
+        help="The cache directory, for computed spectra and trend's reports (default: $WEIGHTSCOPE_CACHE_DIR, "
+        "$XDG_CACHE_HOME/weightscope, ~/.cache/weightscope; see `weightscope cache info`).",
+    ),
+]
 MinEvalsOption = Annotated[
     int, typer.Option("--min-evals", min=1, help="Skip matrices whose smaller side is below this (eigenvalue count).")
 ]

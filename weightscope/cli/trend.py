@@ -19,7 +19,7 @@ from weightscope.cli.common import (
     stdout,
     user_errors,
 )
-from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.options import AnalysisArgs, CacheDirOption, analysis_options
 from weightscope.cli.pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
 from weightscope.commands.trend import RunEntry
 from weightscope.commands.trend import trend as run_trend
@@ -54,13 +54,7 @@ def trend(
             "checkpoint-N, global_stepN, ckptN, iter_N, epochN).",
         ),
     ] = None,
-    cache: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--cache",
-            help="Cache directory for this run's reports and spectra (default: the usual cache, see `weightscope cache info`).",
-        ),
-    ] = None,
+    cache: CacheDirOption = None,
     jump_k: Annotated[
         float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")
     ] = 5.0,
