@@ -363,6 +363,13 @@ def test_trend_reports_and_spectra_share_the_store(tmp_path, monkeypatch, settle
     assert CacheStore(store).info().entries == {"spectra": 4, "reports": 2}
     again = trend([run], cache=store, min_evals=10)
     assert [c.origin for c in again.checkpoints] == ["cache"] * 2 and len(calls) == 4
+    # Damaged report entries are misses, removed and rebuilt from the cached spectra.
+    first_entry, second_entry = sorted((store / "reports").rglob("*.json"))
+    first_entry.write_text(json.dumps({"schema": "weightscope.report/1", "layers": [1]}))
+    second_entry.write_text('{"schema": "weightscope.report/1", "summary": NaN')
+    rebuilt = trend([run], cache=store, min_evals=10)
+    assert [c.origin for c in rebuilt.checkpoints] == ["analysed"] * 2 and len(calls) == 4
+    assert rebuilt.layers == first.layers
     # Another threshold misses the report but not the spectra: no new solve.
     other = trend([run], cache=store, min_evals=10, min_tail=12)
     assert [c.origin for c in other.checkpoints] == ["analysed"] * 2 and len(calls) == 4

@@ -188,8 +188,8 @@ class ReportCache:
             return None
         try:
             report = Report.from_dict(json.loads(text))
-        except (ValueError, TypeError, KeyError, RecursionError, WeightscopeError):
-            self._store.discard("reports", key)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, WeightscopeError):
+            self._store.discard("reports", key)  # damaged or hand-edited: rebuilt
             return None
         return dataclasses.replace(report, source=str(path))  # as this run names it
 
