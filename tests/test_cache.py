@@ -342,6 +342,19 @@ def test_a_full_disk_while_storing_is_one_warning(tmp_path, monkeypatch, command
     assert not list((tmp_path / "cache").rglob("*.npz")) and not list((tmp_path / "cache").rglob("*.json"))
 
 
+def test_after_a_failed_store_the_entries_are_still_read(tmp_path, monkeypatch, caplog):
+    store = open_store(tmp_path / "cache")
+    store.store_arrays("a" * 40, entry_bytes(10))
+    full_disk(monkeypatch, tmp_path / "cache")
+    store.store_arrays("b" * 40, entry_bytes(10))
+    store.store_arrays("c" * 40, entry_bytes(10))
+    assert [r.getMessage() for r in caplog.records if r.name == "weightscope.cache"] == [
+        f"cache {tmp_path / 'cache'} is unusable (No space left on device); continuing without it"
+    ]
+    assert store.load_arrays("a" * 40) is not None and store.load_arrays("b" * 40) is None
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
 def test_a_bad_cap_in_the_environment_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("WEIGHTSCOPE_CACHE_MAX", "a lot")
     result = runner.invoke(app, ["analyze", str(checkpoint(tmp_path)), "--min-evals", "10"])

@@ -29,9 +29,10 @@ counts its own writes against a total scanned once, so concurrent writers can ov
 the cap by what they wrote since their last scan, until one of them scans again.
 
 Best effort. An unusable cache (its directory is a file, a dangling symlink or a loop,
-HOME is unwritable, the disk fills while storing) is one warning line on the
-``weightscope`` logger (the CLI prints it as ``warning: …`` on stderr) and the run goes on
-uncached; an unreadable or malformed entry is deleted and rebuilt.
+HOME is unwritable) is one warning line on the ``weightscope`` logger (the CLI prints it
+as ``warning: …`` on stderr) and the run goes on uncached; a store that fails (a full disk,
+a read-only cache) is the same one line, and the run stores nothing more but still reads
+what is there. An unreadable or malformed entry is deleted and rebuilt.
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ class CacheStore:
         self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
         if self.max_bytes < 0:
             raise WeightscopeError(f"cache size must be ≥ 0, got {self.max_bytes}")
-        self.usable = True
+        #: False once a store failed (full disk, read-only): reads go on, writes stop.
+        self.writable = True
         self._lock = threading.Lock()
         self._total: int | None = None  # bytes, scanned at the first store
 
@@ -228,8 +230,6 @@ class CacheStore:
             pass
 
     def _hit(self, kind: str, key: str) -> Path | None:
-        if not self.usable:
-            return None
         path = self.path(kind, key)
         try:
             os.utime(path)  # a hit is a use: least recently used goes first
@@ -241,8 +241,9 @@ class CacheStore:
 
     def _store(self, kind: str, key: str, write) -> None:  # noqa: ANN001
         """Write an entry atomically, then keep the store under its cap. A failure (full
-        disk, read-only store) disables the store for this run, with one warning."""
-        if not self.usable:
+        disk, read-only store) stops this store's writes, with one warning; its entries
+        are still read."""
+        if not self.writable:
             return
         path = self.path(kind, key)
         temporary = None
@@ -256,7 +257,7 @@ class CacheStore:
             temporary = None
             self._account(size)
         except OSError as exc:
-            self.usable = False
+            self.writable = False
             warn_once(self.directory, _problem(exc))
         finally:
             if temporary is not None:
@@ -365,10 +366,8 @@ def open_store(directory: str | os.PathLike[str] | None = None, max_bytes: int |
     """The store at ``directory`` (default: `default_cache_dir`), created if missing, or
     None with one warning when it cannot be used."""
     store = CacheStore(directory if directory is not None else default_cache_dir(), max_bytes)
-    try:
+    try:  # an existing read-only directory is usable: it serves hits (see `_store`)
         store.directory.mkdir(parents=True, exist_ok=True)
-        if not os.access(store.directory, os.W_OK | os.X_OK):
-            raise PermissionError(13, "not writable")
     except FileExistsError:  # a file, a dangling symlink or a symlink loop
         warn_once(store.directory, "it exists and is not a directory")
         return None
