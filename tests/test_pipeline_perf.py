@@ -102,27 +102,28 @@ def test_errors_surface_at_their_item():
 # --- BLAS threads and solvers ------------------------------------------------------------
 
 
-def test_blas_threads_set_and_restore(monkeypatch):
+@pytest.fixture
+def controls(monkeypatch):
+    """The loaded BLAS libraries' thread controls, with no thread count pinned by the user."""
     for name in THREAD_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    controls = thread_controls()
-    if not controls:
+    found = thread_controls()
+    if not found:
         pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
+    return found
+
+
+def test_blas_threads_set_and_restore(controls):
     before = [c.get() for c in controls]
     with blas_threads(1):
         assert [c.get() for c in controls] == [1] * len(controls)
     assert [c.get() for c in controls] == before
 
 
-def test_a_worker_thread_can_limit_blas(monkeypatch):
+def test_a_worker_thread_can_limit_blas(controls):
     """The eigensolves limit BLAS from worker threads while the main thread set the count
     for the run: a library that ignores all but one controlling thread (threadpoolctl
     3.8 with pthreads OpenBLAS) made --workers 1 and 2 disagree."""
-    for name in THREAD_ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    controls = thread_controls()
-    if not controls:
-        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
     seen = []
     with blas_threads(2):
 
@@ -137,10 +138,7 @@ def test_a_worker_thread_can_limit_blas(monkeypatch):
     assert seen == [[1] * len(controls)]
 
 
-def test_a_user_pinned_thread_count_is_left_alone(monkeypatch):
-    controls = thread_controls()
-    if not controls:
-        pytest.skip("no OpenBLAS/MKL with a known thread API is loaded")
+def test_a_user_pinned_thread_count_is_left_alone(controls, monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     before = [c.get() for c in controls]
     with blas_threads(max(before) + 1):
