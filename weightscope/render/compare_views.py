@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from rich.console import Console, Group
@@ -10,7 +14,6 @@ from rich.text import Text
 
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.render.style import alpha_style, fmt
-from weightscope.render.text import csv_text
 
 #: CSV columns, in order; update.* are empty when no weights were compared.
 CSV_COLUMNS = (
@@ -18,6 +21,16 @@ CSV_COLUMNS = (
     "delta_log_spectral_norm", "verdict_a", "verdict_b", "worse", "update.relative_norm",
     "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "note",
 )
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    """CSV with a header; missing cells and None are empty. Every CSV view (report,
+    comparison, trend) writes through here."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
 
 
 def signed(value: float | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: HTSR reading of alpha (Martin & Mahoney 2021): < 2 possibly over-fit, 2–6 healthy, > 6 under-trained.
+#: HTSR reading of alpha (DESIGN.md): < 2 possibly over-fit, 2–6 healthy, > 6 under-trained.
 ALPHA_LOW = 2.0
 ALPHA_HIGH = 6.0
 

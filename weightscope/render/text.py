@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterable, Sequence
 from typing import Any
 
+from weightscope.render.compare_views import csv_text
 from weightscope.render.style import alpha_band, fmt
 from weightscope.report import Report
 
@@ -30,15 +28,6 @@ def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
         row[prefix] = json.dumps(value)
     else:
         row[prefix] = value
-
-
-def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    """CSV with a header; missing cells and None are empty. Every CSV view writes here."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", restval="")
-    writer.writeheader()
-    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-    return buffer.getvalue()
 
 
 def to_csv(report: Report) -> str:

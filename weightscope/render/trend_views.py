@@ -10,8 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from weightscope.commands.trend import FLAG_FALL_THEN_RISE, FLAG_JUMP, LayerSeries, Trend, TrendPoint
-from weightscope.render.compare_views import signed
-from weightscope.render.text import csv_text
+from weightscope.render.compare_views import csv_text, signed
 from weightscope.render.style import alpha_style, fmt
 
 
