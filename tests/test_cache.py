@@ -204,6 +204,44 @@ def test_concurrent_users_of_one_store_never_see_half_an_entry(tmp_path):
     assert not list(directory.rglob("*.tmp"))
 
 
+_PROCESS_WORKER = """
+import sys
+import numpy as np
+from weightscope.execution.cache import open_store
+store = open_store(sys.argv[1], max_bytes=20 * 8400)
+rng = np.random.default_rng(int(sys.argv[2]))
+for _ in range(150):
+    key = f"{int(rng.integers(0, 40)):040x}"
+    found = store.load_arrays(key)
+    if found is None:
+        store.store_arrays(key, {"evals": np.full(1000, int(key, 16), dtype=np.float64)})
+    elif not np.all(found["evals"] == int(key, 16)):
+        sys.exit(f"wrong entry {key}")
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_processes_share_one_store(tmp_path):
+    """Three processes store, read and evict in one directory at once (the thread test
+    above, with real processes: separate counters, separate file handles)."""
+    import subprocess
+    import sys
+
+    directory = tmp_path / "cache"
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _PROCESS_WORKER, str(directory), str(seed)], stderr=subprocess.PIPE, text=True)
+        for seed in range(3)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        assert "warning" not in err
+    store = CacheStore(directory, max_bytes=20 * 8400)
+    assert 0 < store.info().size <= 3 * 20 * 8400
+    assert all(open_store(directory).load_arrays(e.path.stem) is not None for e in store.entries())
+    assert not list(directory.rglob("*.tmp"))
+
+
 def count_solves(monkeypatch):
     calls = []
     real = layer_spectra.esd
