@@ -147,8 +147,8 @@ def test_a_user_pinned_thread_count_is_left_alone(controls, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux affinity masks")
 def test_workers_and_threads_follow_the_affinity_mask(tmp_path):
-    """`taskset -c 0` or a cgroup cpuset limits a run to one core: one worker, one BLAS
-    thread, whatever `os.cpu_count()` says; with every core, one worker per core."""
+    """`taskset -c 0` or a cgroup cpuset limits a run to one core: one worker, whatever
+    `os.cpu_count()` says; with every core, one worker per core."""
     write_safetensors(tmp_path / "m.safetensors", {f"l{i}.weight": np.ones((64, 64), np.float32) for i in range(3)})
     with open_checkpoint(tmp_path / "m.safetensors") as reader:
         layers = select_layers(reader.tensors(), min_evals=10).layers
@@ -156,12 +156,11 @@ def test_workers_and_threads_follow_the_affinity_mask(tmp_path):
     try:
         os.sched_setaffinity(0, {min(allowed)})
         one = plan(layers, options, Execution(cache=False, device="cpu"))
-        assert (available_cores(), one.workers, one.blas_threads) == (1, 1, 1)
+        assert (available_cores(), one.workers) == (1, 1)
     finally:
         os.sched_setaffinity(0, allowed)
     every = plan(layers, options, Execution(cache=False, device="cpu"))
     assert every.workers == len(allowed)
-    assert every.blas_threads == (len(allowed) if len(allowed) == 1 else 1)
 
 
 @pytest.mark.parametrize("routine", ROUTINES)
@@ -216,10 +215,14 @@ def comparable(report):
     return [(l.name, l.status, l.alpha, l.verdict, l.flags) for l in report.layers]
 
 
-def test_workers_do_not_change_the_report(model):
-    one = weightscope.analyze(model, min_evals=10, randomize=True, execution=Execution(workers=1, cache=False))
-    three = weightscope.analyze(model, min_evals=10, randomize=True, execution=Execution(workers=3, cache=False))
-    assert one.to_dict() == three.to_dict()
+@pytest.mark.parametrize("precision", ["auto", "float64"])
+def test_workers_do_not_change_the_report(model, precision):
+    """Bitwise: float64 once differed in the 15th digit, from a threaded Gram product."""
+    runs = [
+        weightscope.analyze(model, min_evals=10, randomize=True, eig_dtype=precision, execution=Execution(workers=w, cache=False))
+        for w in (1, 3)
+    ]
+    assert runs[0].to_dict() == runs[1].to_dict()
 
 
 def test_auto_precision_agrees_with_float64(model):

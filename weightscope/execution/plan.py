@@ -49,12 +49,11 @@ class Execution:
 
 @dataclass(frozen=True)
 class Plan:
-    """`Execution` resolved for one checkpoint: the concrete device, workers, BLAS threads
-    for the Gram products, the memory budget of layers in flight (bytes), and the cache (or None)."""
+    """`Execution` resolved for one checkpoint: the concrete device, workers, the memory
+    budget of layers in flight (bytes), and the cache (or None)."""
 
     device: str = "cpu"
     workers: int = 1
-    blas_threads: int = 1
     budget: float = math.inf
     cache: SpectrumCache | None = None
 
@@ -88,8 +87,7 @@ def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution
         raise WeightscopeError("--vectors needs scipy: pip install 'weightscope[vectors]'")
     shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in layers]
     device = resolve_device(execution.device, shapes)
-    cores = available_cores()
-    workers = execution.workers or (CUDA_WORKERS if device == "cuda" else cores)
+    workers = execution.workers or (CUDA_WORKERS if device == "cuda" else available_cores())
     largest = max((_float_bytes(spec) for spec in layers), default=0)
     cache = None
     if execution.cache:  # None, with one warning, when the cache cannot be used
@@ -97,9 +95,6 @@ def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution
     return Plan(
         device=device,
         workers=workers,
-        # Gram products are bitwise the same with any thread count, so a lone worker may
-        # thread them; several workers already fill the cores (eigensolves: always 1).
-        blas_threads=cores if workers == 1 else 1,
         budget=BUDGET_TENSORS * largest,
         cache=cache,
     )
