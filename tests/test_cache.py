@@ -172,74 +172,62 @@ def test_a_zero_cap_keeps_nothing(tmp_path):
     assert list(store.entries()) == []
 
 
+#: A cap of about twenty entries for the concurrency tests (an entry is ~8.3 kB).
+SMALL_CAP = 20 * 8400
+
+
+def churn(directory, seed, rounds):
+    """Read random keys of a 40-key space, storing the missing ones, under `SMALL_CAP`;
+    returns the keys whose entry came back with another's content (never, if sound)."""
+    store = open_store(directory, max_bytes=SMALL_CAP)
+    rng = np.random.default_rng(seed)
+    wrong = []
+    for _ in range(rounds):
+        key = f"{int(rng.integers(0, 40)):040x}"
+        found = store.load_arrays(key)
+        if found is None:
+            store.store_arrays(key, {"evals": np.full(1000, int(key, 16), dtype=np.float64)})
+        elif not np.all(found["evals"] == int(key, 16)):
+            wrong.append(key)
+    return wrong
+
+
+def assert_sound(directory, writers):
+    store = CacheStore(directory, max_bytes=SMALL_CAP)
+    assert 0 < store.info().size <= writers * SMALL_CAP  # each writer overshoots by at most its own writes
+    assert all(open_store(directory).load_arrays(e.path.stem) is not None for e in store.entries())
+    assert not list(directory.rglob("*.tmp"))
+
+
 def test_concurrent_users_of_one_store_never_see_half_an_entry(tmp_path):
     """Four independent stores on one directory (as four processes would be), storing,
-    reading and evicting at once under a cap of about twenty entries."""
-    directory = tmp_path / "cache"
-    errors, wrong = [], []
-
-    def worker(seed):
-        store = open_store(directory, max_bytes=20 * 8400)
-        rng = np.random.default_rng(seed)
-        try:
-            for _ in range(60):
-                key = f"{int(rng.integers(0, 40)):040x}"
-                found = store.load_arrays(key)
-                if found is None:
-                    store.store_arrays(key, {"evals": np.full(1000, int(key, 16), dtype=np.float64)})
-                elif not np.all(found["evals"] == int(key, 16)):
-                    wrong.append(key)
-        except Exception as exc:  # noqa: BLE001 - the test reports it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    reading and evicting at once."""
+    results = []
+    threads = [threading.Thread(target=lambda s=seed: results.append(churn(tmp_path / "cache", s, 60))) for seed in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors and not wrong
-    store = CacheStore(directory, max_bytes=20 * 8400)
-    assert store.info().size <= 4 * 20 * 8400  # each writer overshoots by at most its own writes
-    assert all(open_store(directory).load_arrays(e.path.stem) is not None for e in store.entries())
-    assert not list(directory.rglob("*.tmp"))
-
-
-_PROCESS_WORKER = """
-import sys
-import numpy as np
-from weightscope.execution.cache import open_store
-store = open_store(sys.argv[1], max_bytes=20 * 8400)
-rng = np.random.default_rng(int(sys.argv[2]))
-for _ in range(150):
-    key = f"{int(rng.integers(0, 40)):040x}"
-    found = store.load_arrays(key)
-    if found is None:
-        store.store_arrays(key, {"evals": np.full(1000, int(key, 16), dtype=np.float64)})
-    elif not np.all(found["evals"] == int(key, 16)):
-        sys.exit(f"wrong entry {key}")
-"""
+    assert results == [[]] * 4  # a thread that raised would leave no result
+    assert_sound(tmp_path / "cache", 4)
 
 
 @pytest.mark.slow
 def test_concurrent_processes_share_one_store(tmp_path):
-    """Three processes store, read and evict in one directory at once (the thread test
-    above, with real processes: separate counters, separate file handles)."""
+    """The same with three real processes: separate counters, separate file handles."""
     import subprocess
     import sys
 
-    directory = tmp_path / "cache"
+    script = "import sys; from tests.test_cache import churn; sys.exit(1 if churn(sys.argv[1], int(sys.argv[2]), 150) else 0)"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workers = [
-        subprocess.Popen([sys.executable, "-c", _PROCESS_WORKER, str(directory), str(seed)], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), str(seed)], cwd=root, stderr=subprocess.PIPE, text=True)
         for seed in range(3)
     ]
     for worker in workers:
         _, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
-        assert "warning" not in err
-    store = CacheStore(directory, max_bytes=20 * 8400)
-    assert 0 < store.info().size <= 3 * 20 * 8400
-    assert all(open_store(directory).load_arrays(e.path.stem) is not None for e in store.entries())
-    assert not list(directory.rglob("*.tmp"))
+        assert worker.returncode == 0 and "warning" not in err, err
+    assert_sound(tmp_path / "cache", 3)
 
 
 def count_solves(monkeypatch):
