@@ -140,6 +140,7 @@ def test_unaligned_f32_is_copied_aligned(tmp_path: Path) -> None:
     np.testing.assert_array_equal(result, values.reshape(2, 3))
 
 
+@pytest.mark.slow
 def test_bf16_reads_without_torch(tmp_path: Path) -> None:
     values = np.random.default_rng(2).standard_normal((16, 8)).astype(np.float32)
     path = write_safetensors(tmp_path / "m.safetensors", {"w": values}, dtypes={"w": "BF16"})
@@ -198,6 +199,7 @@ def test_integer_tensors_are_listed_but_not_readable(tmp_path: Path) -> None:
                     reader.read(infos[name])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="truncates a file that is held open")
 def test_reading_one_tensor_touches_no_byte_of_another(tmp_path: Path) -> None:
     """After open, cut the file right after tensor "a": "b"'s bytes no longer exist.

@@ -1,7 +1,7 @@
 """Per-layer checks and the verdict, on planted ground truth over many seeds.
 
-Rates measured here go into the closing note of issue 3; each loop asserts the rate the
-issue demands. Shapes stay small (≤ 300×150 in the 200-seed loops) to keep the file fast.
+Each seeded loop measures a check's false-alarm rate or power on planted truth and
+asserts the rate the check promises (README: Diagnostics). Shapes stay small (≤ 300×150 in the 200-seed loops) to keep the file fast.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def run(matrix, stored_dtype="F32", randomize=True, seed=0, **options):
 # --- random layers ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gaussian_layers_are_random_like_and_trap_free_over_200_seeds():
     verdicts, traps, kings = {}, 0, 0
     for seed in range(200):
@@ -100,6 +101,7 @@ def test_gaussian_layer_without_randomisation_is_still_random_like():
 # --- correlation traps ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_planted_large_entries_are_trapped_and_located_over_200_seeds():
     for seed in range(200):
         rng = np.random.default_rng(1000 + seed)
@@ -194,6 +196,7 @@ def test_unknown_stored_dtype_is_a_one_line_error():
 # --- heavy-tailed (trained-like) layers --------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [2.5, 3.0, 3.5, 4.0])
 def test_planted_power_law_spectrum_gives_its_alpha_and_a_trusted_fit(alpha):
     for seed in range(8):
@@ -206,6 +209,7 @@ def test_planted_power_law_spectrum_gives_its_alpha_and_a_trusted_fit(alpha):
         assert result.rand_distance > THRESHOLDS.rand_distance_max
 
 
+@pytest.mark.slow
 def test_iid_power_law_spectra_give_alpha_within_0_3_in_95_percent():
     # Pure sampling noise of an i.i.d. Pareto ESD (M = 300): SE(alpha) ≈ 0.09, and the
     # KS choice of xmin now and then settles on a shorter tail (measured: 195/200).
@@ -228,6 +232,7 @@ def planted_kings(seed, alpha, m=300):
     return clean, np.sort(np.concatenate([clean, kings])), count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [2.0, 3.0, 4.0])
 def test_planted_dragon_kings_are_found_and_removed_over_200_seeds(alpha):
     exact = 0
@@ -244,6 +249,7 @@ def test_planted_dragon_kings_are_found_and_removed_over_200_seeds(alpha):
     assert exact >= 196  # measured: 199/200; one genuine maximum was as extreme as p < 0.01
 
 
+@pytest.mark.slow
 def test_dragon_king_false_rate_matches_its_level_on_clean_tails():
     false = 0
     for seed in range(500):
@@ -252,6 +258,7 @@ def test_dragon_king_false_rate_matches_its_level_on_clean_tails():
     assert false <= 12  # level 1 %: about 5 of 500 expected (measured 10/1000)
 
 
+@pytest.mark.slow
 def test_dragon_kings_are_reported_but_do_not_change_the_verdict():
     rng = np.random.default_rng(4)
     spectrum = np.concatenate([pareto_spectrum(297, 3.0, rng), [4e3, 6e3, 9e3]])

@@ -114,6 +114,7 @@ def test_bad_usage_exits_2(tmp_path):
     assert run("analyze", tmp_path, "-o", tmp_path / "report.txt").exit_code == 2
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(example_checkpoint):
     done = subprocess.run(
         [sys.executable, "-m", "weightscope", "analyze", str(example_checkpoint), "--include", "layers\\.0\\.", "-f", "json"],

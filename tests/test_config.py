@@ -39,15 +39,27 @@ llr_p = 0.05
 [tool.weightscope.gate]
 max_bad_layers = 3
 """)
-    loaded = load_thresholds(path, {"min_tail": 40, "alpha_low": None})
+    loaded = load_thresholds(path, {"trust-min-tail": 40, "alpha_low": None})
     assert loaded.alpha_high == 7.0 and isinstance(loaded.alpha_high, float)
-    assert loaded.min_tail == 40  # the override wins over the file
+    assert loaded.trust_min_tail == 40  # the override wins over the file (old key min_tail)
     assert loaded.llr_p == 0.05
     assert loaded.alpha_low == Thresholds().alpha_low  # None means "not given"
 
 
 def test_pyproject_without_section_gives_defaults(tmp_path):
     assert load_thresholds(write(tmp_path, "[project]\nname = 'x'\n"), {}) == Thresholds()
+
+
+def test_the_trust_floor_and_the_fit_floor_have_distinct_names(tmp_path):
+    """``min-tail`` once named both: the fit's floor (--min-tail, 10) and the trust floor
+    (20). The trust floor is now ``trust-min-tail``; the old key still sets it, and the
+    fit's floor is not a threshold at all."""
+    assert load_thresholds(None, {"min-tail": "30"}).trust_min_tail == 30
+    assert load_thresholds(write(tmp_path, "[tool.weightscope]\nmin-tail = 25\n")).trust_min_tail == 25
+    assert not hasattr(Thresholds(), "min_tail")
+    from weightscope.options import AnalysisOptions
+
+    assert AnalysisOptions().min_tail == 10 and Thresholds().trust_min_tail == 20
 
 
 def test_string_overrides_are_parsed():
@@ -61,14 +73,14 @@ def test_string_overrides_are_parsed():
     [
         ("[tool.weightscope]\nalpha_hihg = 7\n", {}, "unknown threshold 'alpha_hihg'"),
         ("", {"bogus": 1}, "unknown threshold 'bogus' in overrides"),
-        ("[tool.weightscope]\nmin_tail = 2.5\n", {}, "min_tail"),
+        ("[tool.weightscope]\nmin_tail = 2.5\n", {}, "trust_min_tail"),
         ("[tool.weightscope]\nalpha_high = true\n", {}, "alpha_high"),
         ("[tool.weightscope]\nalpha_high = 'seven'\n", {}, "alpha_high"),
         ("[tool.weightscope\n", {}, "not valid TOML"),
         ("[tool]\nweightscope = 3\n", {}, "must be a table"),
         ("", {"alpha_low": 7.0}, "alpha_low < alpha_high"),
         ("", {"dragon_p": 1.5}, "dragon_p"),
-        ("", {"min_tail": 0}, "min_tail"),
+        ("", {"trust_min_tail": 0}, "trust_min_tail"),
         ("", {"tw_margin": -1}, "tw_margin"),
     ],
 )

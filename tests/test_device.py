@@ -82,6 +82,7 @@ def test_cuda_matches_numpy(dtype):
     np.testing.assert_allclose(on_gpu, exact, rtol=0, atol=tolerance * exact[-1])
 
 
+@pytest.mark.slow
 def test_cpu_analysis_never_imports_torch(tmp_path):
     """`import weightscope`, the CLI and a CPU analysis stay torch-free (torch costs seconds)."""
     script = f"""

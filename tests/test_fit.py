@@ -26,7 +26,7 @@ import pytest
 
 from weightscope.errors import WeightscopeError
 from weightscope.stats import fit as fit_module
-from weightscope.stats.fit import PowerLawFit, XminScan, fit_power_law, scan_xmin
+from weightscope.stats.fit import PowerLawFit, XminScan, candidate_alphas, fit_power_law, scan_xmin
 
 MINILM = Path(__file__).parent / "data" / "minilm_evals.npz"
 ALPHA_RANGE = {"alpha": [1, None]}
@@ -275,3 +275,14 @@ def test_unfittable_spectra_fail_without_numbers(evals, min_tail, reason_part):
 def test_malformed_input_raises_weightscope_error(evals, min_tail):
     with pytest.raises(WeightscopeError):
         fit_power_law(evals, min_tail=min_tail)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_candidate_alphas_are_the_scans_without_the_ks_distances(seed):
+    """`checks.alpha_spread` reads these instead of running the whole KS scan."""
+    rng = np.random.default_rng(seed)
+    evals = np.concatenate([(1.0 - rng.random(300)) ** (-1.0 / 1.5), rng.random(200)])
+    scan = scan_xmin(evals, min_tail=1)
+    xmins, alphas = candidate_alphas(evals, min_tail=1)
+    np.testing.assert_array_equal(xmins, scan.xmins)
+    np.testing.assert_array_equal(alphas, scan.alphas)

@@ -24,9 +24,14 @@ from weightscope.report import FitTrust, LayerResult, Report, SkippedTensor  # n
 from weightscope.summary import summarize  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(
+_chromium_present = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (CI: apt-get install -y chromium)"
 )
+
+
+def needs_chromium(test):
+    """A test that opens a page in headless chromium: marked `browser`, skipped without it."""
+    return pytest.mark.browser(_chromium_present(test))
 
 
 def make_report() -> Report:

@@ -288,6 +288,7 @@ def plot_without_matplotlib(tmp_path_factory):
     return run_python(script)
 
 
+@pytest.mark.slow
 def test_cli_without_matplotlib_exits_2_with_the_install_line(plot_without_matplotlib):
     done = plot_without_matplotlib
     assert done.returncode == 2, done.stderr
@@ -295,10 +296,12 @@ def test_cli_without_matplotlib_exits_2_with_the_install_line(plot_without_matpl
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_prints_the_install_line_verbatim(plot_without_matplotlib):
     assert "pip install 'weightscope[plot]'" in plot_without_matplotlib.stderr
 
 
+@pytest.mark.slow
 def test_cli_never_imports_matplotlib_and_pictures_never_import_pyplot():
     script = textwrap.dedent("""
         import sys
@@ -389,6 +392,7 @@ def test_plot_summary_and_usage_errors(checkpoint, tmp_path):
     assert bad_regex.exit_code == 2 and "not a valid regular expression" in bad_regex.output
 
 
+@pytest.mark.slow
 def test_analyze_html_writes_the_report(checkpoint, tmp_path):
     page = tmp_path / "report.html"
     done = invoke("analyze", checkpoint, "--html", page)

@@ -52,6 +52,7 @@ def test_tracy_widom_scale_closed_form():
     assert mp_edge(2.0, n, m, 0.0) == pytest.approx(2.0 * (1 + q**-0.5) ** 2)
 
 
+@pytest.mark.slow
 def test_largest_eigenvalue_fluctuates_on_the_tracy_widom_scale():
     # TW1 has mean −1.21 and standard deviation 1.27; finite-size values are close.
     n, m = 200, 100
@@ -144,6 +145,7 @@ def test_mp_cdf_inverts_the_quantiles():
         np.testing.assert_allclose(mp_cdf(q, mp_quantiles(q, probs)), probs, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(128, 96), (300, 150), (1000, 250)])
 def test_mp_shape_distance_separates_random_from_a_bulkless_power_law(shape):
     from tests.helpers import planted_power_law

@@ -19,6 +19,8 @@ if not MODEL or not Path(MODEL).is_file():
         raise RuntimeError("CI must provide the real model: run scripts/fetch_minilm.py (see .ci/run)")
     pytest.skip("set WEIGHTSCOPE_REAL_MODEL to all-MiniLM-L6-v2's model.safetensors", allow_module_level=True)
 
+pytestmark = pytest.mark.slow  # a real 91 MB checkpoint, analysed with randomisation
+
 
 @pytest.fixture(scope="module")
 def report():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import weightscope.execution.cache as cache_module
 from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
 from weightscope.commands.trend import (
@@ -199,7 +200,8 @@ def test_planted_run_is_ordered_and_flagged(tmp_path):
     assert data["layers"][0]["alphas"] == series["blocks.0.attn.q_proj.weight"].alphas
 
 
-def test_cache_costs_one_checkpoint_per_new_checkpoint(tmp_path):
+def test_cache_costs_one_checkpoint_per_new_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_module, "RACY_SECONDS", 0.0)  # a test cannot back-date ctimes
     run, cache = tmp_path / "run", tmp_path / "run" / ".weightscope"
     run.mkdir()
     write_run(run)
@@ -213,15 +215,15 @@ def test_cache_costs_one_checkpoint_per_new_checkpoint(tmp_path):
     grown = trend([run], cache=cache)
     assert [c.origin for c in grown.checkpoints] == ["cache"] * 5 + ["analysed"]
 
-    entries = sorted(cache.glob("*.json"))
+    entries = {json.loads(p.read_text())["source"]: p for p in cache.glob("reports/*/*.json")}
     assert len(entries) == 6
-    entries[0].write_text("{ not json")  # a corrupt entry is ignored and rebuilt
+    entries[str(run / "step-200")].write_text("{ not json")  # a corrupt entry is ignored, removed and rebuilt
     touched = run / "step-500" / "model.safetensors"
-    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns - 10**9))  # not into the future: that is never cached
     rebuilt = trend([run], cache=cache)
     assert [c.origin for c in rebuilt.checkpoints].count("analysed") == 2
-    assert len(list(cache.glob("*.json"))) == 6  # the stale entry of the touched checkpoint is gone
-    assert all(Report.from_dict(json.loads(p.read_text())) for p in cache.glob("*.json"))
+    assert len(list(cache.glob("reports/*/*.json"))) == 7  # the touched checkpoint's old entry waits for eviction
+    assert all(Report.from_dict(json.loads(p.read_text())) for p in cache.glob("reports/*/*.json"))
 
     other_options = trend([run], cache=cache, min_evals=60)
     assert {c.origin for c in other_options.checkpoints} == {"analysed"}

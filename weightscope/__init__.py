@@ -5,7 +5,8 @@
     >>> report.summary.alpha_median
 
 The public API is imported lazily so that `import weightscope` (and the CLI's start-up)
-stays light: numpy/scipy load on first use, torch only for pickle checkpoints.
+stays light: numpy loads on first use, torch only for pickle checkpoints, scipy only
+for ``vectors=True``.
 """
 
 from __future__ import annotations

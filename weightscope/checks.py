@@ -18,7 +18,7 @@ from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.linalg.gram import oriented
 from weightscope.linalg.spectrum import SpectrumOptions, solver_floor
-from weightscope.stats.fit import PowerLawFit, fit_power_law, scan_xmin
+from weightscope.stats.fit import PowerLawFit, candidate_alphas, fit_power_law
 from weightscope.stats.ksdist import smirnov_sf
 from weightscope.stats.lognormal import fit_truncated_lognormal
 from weightscope.stats.randmat import MPBulk, RandomizedESD, fit_mp_bulk, ks_distance, layer_shape, mp_edge
@@ -316,7 +316,7 @@ def dragon_kings(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) ->
 def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> FitTrust:
     """Whether a power-law fit deserves belief: tail size, KS, stability, alternatives.
 
-    - tail_ok: at least ``min_tail`` eigenvalues in the tail.
+    - tail_ok: at least ``trust_min_tail`` eigenvalues in the tail.
     - ks_ok: D below the exact one-sample KS critical value for n_tail at ``ks_level``
       (see `ks_p_value`; ≈ 1.36/√n at 5 %). Alpha and xmin are fitted to the same data,
       so the true critical value is smaller: the check only rejects clearly bad fits.
@@ -330,7 +330,7 @@ def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> Fi
     """
     tail = evals[evals >= fit.xmin].astype(np.float64)
     num_tail = int(fit.num_tail)
-    tail_ok = num_tail >= thresholds.min_tail
+    tail_ok = num_tail >= thresholds.trust_min_tail
     ks_ok = ks_p_value(fit.D, num_tail) >= thresholds.ks_level
     spread = alpha_spread(evals, fit, thresholds.stability_window)
     stable = spread is not None and spread <= thresholds.alpha_spread_max
@@ -364,10 +364,11 @@ def ks_p_value(distance: float, n: int) -> float:
 
 
 def alpha_spread(evals: np.ndarray, fit: PowerLawFit, window: int) -> float | None:
-    """max − min of alpha over the xmin candidates within ``window`` of the chosen xmin."""
-    scan = scan_xmin(evals, min_tail=1)
-    chosen = int(np.argmin(np.abs(scan.xmins - fit.xmin)))
-    alphas = scan.alphas[max(0, chosen - window): chosen + window + 1]
+    """max − min of alpha over the xmin candidates within ``window`` of the chosen xmin
+    (alphas only: `candidate_alphas`, not the KS scan)."""
+    xmins, alphas = candidate_alphas(evals, min_tail=1)
+    chosen = int(np.argmin(np.abs(xmins - fit.xmin)))
+    alphas = alphas[max(0, chosen - window): chosen + window + 1]
     alphas = alphas[np.isfinite(alphas)]
     return float(np.max(alphas) - np.min(alphas)) if len(alphas) else None
 
@@ -544,7 +545,7 @@ def decide(
 def _trust_problems(fit: PowerLawFit, trust: FitTrust, thresholds: Thresholds) -> list[tuple[str, str]]:
     problems = []
     if not trust.tail_ok:
-        problems.append(("small-tail", f"The tail holds only {fit.num_tail} eigenvalues (< {thresholds.min_tail})."))
+        problems.append(("small-tail", f"The tail holds only {fit.num_tail} eigenvalues (< {thresholds.trust_min_tail})."))
     if not trust.ks_ok:
         problems.append(("ks-reject", f"KS distance D = {fit.D:.3f} exceeds the {thresholds.ks_level:.0%} critical value for {fit.num_tail} points."))
     if not trust.stable:

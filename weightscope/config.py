@@ -43,8 +43,10 @@ class Thresholds:
     dragon_p: float = 0.01
     #: How many of the largest eigenvalues are tested as dragon-king candidates.
     dragon_candidates: int = 5
-    #: A fit is trusted only with at least this many eigenvalues in the tail.
-    min_tail: int = 20
+    #: A fit is trusted only with at least this many eigenvalues in the tail. Not the
+    #: fit's own floor (`AnalysisOptions.min_tail`, ``--min-tail``, 10): a tail of 10–19
+    #: is fitted, and reported as untrusted. Read from the old key ``min-tail`` too.
+    trust_min_tail: int = 20
     #: Significance level of the KS critical value the fit's D is compared with.
     ks_level: float = 0.05
     #: xmin is moved this many candidates either side to test alpha's stability.
@@ -76,7 +78,7 @@ class Thresholds:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise WeightscopeError(f"threshold {name} must lie strictly between 0 and 1, got {value}")
-        for name in ("trap_max_entries", "dragon_candidates", "min_tail", "stability_window"):
+        for name in ("trap_max_entries", "dragon_candidates", "trust_min_tail", "stability_window"):
             if getattr(self, name) < 1:
                 raise WeightscopeError(f"threshold {name} must be at least 1, got {getattr(self, name)}")
         for name in ("tw_margin", "trap_sigmas", "rank_roundoff", "alpha_spread_max"):
@@ -110,6 +112,9 @@ class Thresholds:
 
 
 _FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Thresholds)}
+#: Keys renamed since: the old spelling still reads (``min-tail`` named the trust floor
+#: and the fit's floor alike).
+_RENAMED = {"min_tail": "trust_min_tail"}
 
 
 def load_thresholds(pyproject_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -156,6 +161,7 @@ def _checked(raw: dict[str, Any], where: str, *, skip_tables: bool = False) -> d
         if skip_tables and isinstance(value, dict):
             continue
         name = str(key).replace("-", "_")
+        name = _RENAMED.get(name, name)
         if name not in _FIELD_TYPES:
             known = ", ".join(sorted(_FIELD_TYPES))
             raise WeightscopeError(f"unknown threshold {key!r} in {where} (known: {known})")

@@ -208,7 +208,11 @@ def stream_layers(
     run = plan(selection.layers, options, execution)
     if progress is not None:
         progress(0, selection.layers)
-    with blas_threads(run.blas_threads):
+    # One BLAS thread whatever the workers: a threaded Gram product is not bitwise the same
+    # (a 300×300 float64 Gram differed between 1 and 2 threads here, and with it every
+    # number of that layer under --eig-dtype float64 between --workers 1 and 2). Only an
+    # explicit --workers 1 on several cores used to get threads; parallelism is the workers.
+    with blas_threads(1):
         analyses = pipelined(
             selection.layers,
             lambda spec: read_layer(reader, spec),

@@ -8,6 +8,7 @@ Every view (rich table, JSON, CSV, markdown, plots, the gate, compare, trend) re
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -137,8 +138,7 @@ class Report:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        data = _to_jsonable(self)
-        return {"schema": data.pop("schema"), **data}
+        return json_document(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
@@ -154,16 +154,25 @@ class Report:
 # --- generic dataclass <-> JSON-able conversion ----------------------------------------
 
 
-def _to_jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, tuples and dicts as JSON values (objects, lists, string keys); NaN → null."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):  # NaN is not JSON
         return None
     return value
+
+
+def json_document(result: Any, **computed: Any) -> dict[str, Any]:
+    """A result (report, comparison, trend, gate result) as its JSON document: ``schema``
+    first, then ``computed`` values worth recording (properties), then every field.
+    The one `to_dict` of every result type."""
+    data = to_jsonable(result)
+    return {"schema": data.pop("schema"), **to_jsonable(computed), **data}
 
 
 def _from_jsonable(hint: Any, value: Any) -> Any:

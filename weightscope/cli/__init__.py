@@ -6,14 +6,7 @@ Each command module parses options, calls the API, renders, and sets the exit co
 
 from __future__ import annotations
 
-from weightscope.cli import analyze as _analyze  # registers the commands on `app`
-from weightscope.cli import compare as _compare
-from weightscope.cli import gate as _gate
-from weightscope.cli import plot as _plot
-from weightscope.cli import trend as _trend
-from weightscope.cli.app import app
-
-del _analyze, _compare, _gate, _plot, _trend
+from weightscope.cli.app import app  # command modules register on it when first used
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from weightscope.cli.common import (
 )
 from weightscope.cli.options import (
     AnalysisArgs,
+    CacheDirOption,
     ExcludeOption,
     IncludeOption,
     MinEvalsOption,
@@ -79,13 +80,7 @@ def analyze(
         int,
         typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core."),
     ] = 0,
-    cache_dir: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--cache-dir",
-            help="Where computed spectra are cached (default: $XDG_CACHE_HOME/weightscope, ~/.cache/weightscope).",
-        ),
-    ] = None,
+    cache_dir: CacheDirOption = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")
     ] = False,

@@ -28,6 +28,15 @@ ExcludeOption = Annotated[
     Optional[list[str]],
     typer.Option("--exclude", "-x", metavar="REGEX", help="Skip tensors whose name matches this regex (repeatable)."),
 ]
+CacheDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--cache-dir",
+        "--cache",
+        help="The cache directory, for computed spectra and trend's reports (default: $WEIGHTSCOPE_CACHE_DIR, "
+        "$XDG_CACHE_HOME/weightscope, ~/.cache/weightscope; see `weightscope cache info`).",
+    ),
+]
 MinEvalsOption = Annotated[
     int, typer.Option("--min-evals", min=1, help="Skip matrices whose smaller side is below this (eigenvalue count).")
 ]
@@ -36,7 +45,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ("include", IncludeOption, None),
     ("exclude", ExcludeOption, None),
     ("min_evals", MinEvalsOption, 50),
-    ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues a power-law tail may have.")], 10),
+    ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues the fit may put in a tail (a trusted fit needs trust-min-tail, 20).")], 10),
     (
         "eig_dtype",
         Annotated[

@@ -21,7 +21,7 @@ from weightscope.cli.common import (
     stdout,
     user_errors,
 )
-from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.options import AnalysisArgs, CacheDirOption, analysis_options
 from weightscope.cli.pictures import (
     HtmlOption,
     PlotOption,
@@ -63,10 +63,7 @@ def trend(
             "checkpoint-N, global_stepN, ckptN, iter_N, epochN).",
         ),
     ] = None,
-    cache: Annotated[
-        Optional[Path],
-        typer.Option("--cache", help="Directory of per-checkpoint reports reused across runs (created if missing)."),
-    ] = None,
+    cache: CacheDirOption = None,
     jump_k: Annotated[
         float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")
     ] = 5.0,

@@ -14,7 +14,6 @@ the only arrays alive, never two whole models.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from weightscope.layers import LayerSpec, layer_matrices
 from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import ProgressHook, analyze_layer, select
-from weightscope.report import LayerResult, Report
+from weightscope.report import LayerResult, Report, json_document
 
 SCHEMA = "weightscope.compare/1"
 
@@ -115,8 +114,7 @@ class Comparison:
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        return {"schema": data.pop("schema"), **data}
+        return json_document(self)
 
 
 # --- name matching ---------------------------------------------------------------------

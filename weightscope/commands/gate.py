@@ -13,7 +13,6 @@ no recompute.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import typing
@@ -27,7 +26,7 @@ from weightscope.commands.compare import compare_reports
 from weightscope.commands.sources import report_for
 from weightscope.errors import WeightscopeError
 from weightscope.options import AnalysisOptions
-from weightscope.report import LayerResult, Report
+from weightscope.report import LayerResult, Report, json_document
 
 SCHEMA = "weightscope.gate/1"
 
@@ -134,9 +133,7 @@ class GateResult:
         return {status: counted.get(status, 0) for status in (PASS, WARN, FAIL, SKIP)}
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.pop("schema")
-        return {"schema": self.schema, "passed": self.passed, "counts": self.counts, **data}
+        return json_document(self, passed=self.passed, counts=self.counts)
 
 
 # --- configuration ---------------------------------------------------------------------

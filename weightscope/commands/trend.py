@@ -16,7 +16,6 @@ every layer's alpha becomes a series over the steps. Three patterns are flagged 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import os
@@ -29,15 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from weightscope._version import __version__
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.io import write_text_atomic
+from weightscope.execution.cache import CacheStore, open_store, report_key
+from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import analyze_with
-from weightscope.report import Report, Summary
+from weightscope.report import Report, Summary, json_document
 
 SCHEMA = "weightscope.trend/1"
 
@@ -165,57 +164,40 @@ def order_run(paths: Iterable[Path], pattern: re.Pattern[str]) -> list[RunEntry]
     return sorted(entries, key=lambda e: (e.step is None, e.step or 0, natural_key(str(e.path))))
 
 
-# --- the report cache ------------------------------------------------------------------
-
-
-def _stat_fingerprint(path: Path) -> list[tuple[str, int, int]]:
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    stats = [(p.name, p.stat()) for p in files]
-    return [(name, st.st_size, st.st_mtime_ns) for name, st in stats]
+# --- reports in the cache ----------------------------------------------------------
 
 
 class ReportCache:
-    """Per-checkpoint reports kept in a directory, so a rerun only analyses new checkpoints.
+    """Per-checkpoint reports in the spectrum cache's store (`weightscope.execution.cache`),
+    so a rerun over a grown run only analyses the new checkpoints.
 
-    An entry is keyed by the checkpoint's resolved path, the size and mtime of its files,
+    An entry is keyed by the identity of the checkpoint's files (the store's key
+    discipline: path, inode, size, mtime and ctime; none while a file is being written),
     the analysis options and the weightscope version: touching the checkpoint or changing
-    an option misses the cache. Entries are plain report JSON (what `analyze -o` writes).
-    An unreadable entry is ignored and rebuilt; an entry replaced by a newer one is removed.
+    an option misses it. Entries are plain report JSON (what `analyze -o` writes); an
+    unreadable one is removed and rebuilt, and old ones leave by the store's LRU cap.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], options: AnalysisOptions) -> None:
-        self.directory = Path(directory)
+    def __init__(self, store: CacheStore, options: AnalysisOptions) -> None:
+        self._store = store
         self._options = dataclasses.asdict(options)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WeightscopeError(f"cannot create cache directory {self.directory}: {exc.strerror or exc}") from None
-
-    def _prefix(self, path: Path) -> str:
-        """Names the checkpoint (readable slug + hash of its full path) whatever its state."""
-        resolved = path.resolve()
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(resolved.parts[-2:]))[-80:]
-        return f"{slug}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
-
-    def entry(self, path: Path) -> Path:
-        """Where the report of ``path`` in its current state is (or would be) cached."""
-        key = json.dumps(
-            [str(path.resolve()), _stat_fingerprint(path), self._options, __version__], sort_keys=True
-        )
-        return self.directory / f"{self._prefix(path)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
     def get(self, path: Path) -> Report | None:
-        try:
-            return Report.from_dict(json.loads(self.entry(path).read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError, WeightscopeError):
+        key = report_key(path, self._options)
+        text = self._store.load_text("reports", key) if key is not None else None
+        if text is None:
             return None
+        try:
+            report = Report.from_dict(json.loads(text))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, WeightscopeError):
+            self._store.discard("reports", key)  # damaged or hand-edited: rebuilt
+            return None
+        return dataclasses.replace(report, source=str(path))  # as this run names it
 
     def put(self, path: Path, report: Report) -> None:
-        entry = self.entry(path)
-        write_text_atomic(entry, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
-        for stale in self.directory.glob(f"{self._prefix(path)}-*.json"):  # the prefix has no glob characters
-            if stale != entry:
-                stale.unlink(missing_ok=True)
+        key = report_key(path, self._options)
+        if key is not None:
+            self._store.store_text("reports", key, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
 
 
 # --- the trend -------------------------------------------------------------------------
@@ -292,8 +274,7 @@ class Trend:
         return [layer for layer in self.layers if layer.flags]
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        return {"schema": data.pop("schema"), **data}
+        return json_document(self)
 
 
 def _point(entry: RunEntry, report: Report, origin: str) -> TrendPoint:
@@ -425,36 +406,44 @@ def trend(
     jump_k: float = 5.0,
     min_swing: float = 0.3,
     on_checkpoint: CheckpointHook | None = None,
+    execution: Execution = Execution(),
     **options: object,
 ) -> Trend:
     """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed.
 
-    ``cache`` is a directory of per-checkpoint reports reused across runs; ``options`` are
-    the `AnalysisOptions` fields. Reports are held (they are small); weights are not.
+    Each checkpoint's report and spectra are kept in the cache (`execution`'s, by default
+    the user's cache directory; ``cache`` names another directory for this run), so a
+    rerun analyses only new or changed checkpoints. ``options`` are the `AnalysisOptions`
+    fields. Reports are held (they are small); weights are not.
     """
     opts = AnalysisOptions.from_kwargs(**options)
+    if cache is not None:
+        execution = dataclasses.replace(execution, cache=True, cache_dir=str(cache))
     pattern = compile_step_pattern(step_regex)
     entries = order_run(expand_run(paths, pattern), pattern)
     if not entries:
         raise WeightscopeError("trend needs at least one checkpoint or run directory")
-    store = ReportCache(cache, opts) if cache is not None else None
+    opened = open_store(execution.cache_dir, execution.cache_max_bytes) if execution.cache else None
+    reports = ReportCache(opened, opts) if opened is not None else None
     run: list[tuple[RunEntry, Report, str]] = []
     for position, entry in enumerate(entries, start=1):
-        report, origin = _report_of(entry.path, opts, store)
+        report, origin = _report_of(entry.path, opts, reports, execution)
         run.append((entry, report, origin))
         if on_checkpoint is not None:
             on_checkpoint(entry, origin, position, len(entries))
     return trend_from_reports(run, jump_k=jump_k, min_swing=min_swing)
 
 
-def _report_of(path: Path, options: AnalysisOptions, store: ReportCache | None) -> tuple[Report, str]:
+def _report_of(
+    path: Path, options: AnalysisOptions, reports: ReportCache | None, execution: Execution
+) -> tuple[Report, str]:
     saved = read_saved_report(path)
     if saved is not None:
         return saved, "report"
-    cached = store.get(path) if store is not None else None
+    cached = reports.get(path) if reports is not None else None
     if cached is not None:
         return cached, "cache"
-    report = analyze_with(path, options)
-    if store is not None:
-        store.put(path, report)
+    report = analyze_with(path, options, execution=execution)
+    if reports is not None:
+        reports.put(path, report)
     return report, "analysed"

@@ -9,14 +9,15 @@ layers. The spectra themselves, and the "auto" precision policy, are
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 
 from weightscope.errors import WeightscopeError
-from weightscope.execution.cache import SpectrumCache, default_cache_dir
+from weightscope.execution.cache import SpectrumCache
 from weightscope.layers import LayerSpec
 from weightscope.linalg._blas import available_cores
-from weightscope.linalg.device import DEVICE_CHOICES, resolve_device
+from weightscope.linalg.device import check_device, resolve_device
 from weightscope.options import AnalysisOptions
 
 #: Workers used on a GPU: one drives the device while the other reads and decodes.
@@ -35,22 +36,24 @@ class Execution:
     cache: bool = True
     #: None: `weightscope.execution.cache.default_cache_dir()`
     cache_dir: str | None = None
+    #: the cache's size cap in bytes; None: $WEIGHTSCOPE_CACHE_MAX, else 2 GB
+    cache_max_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICE_CHOICES:
-            raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
+        check_device(self.device)
+        if self.cache_max_bytes is not None and self.cache_max_bytes < 0:
+            raise WeightscopeError(f"cache size must be ≥ 0 bytes, got {self.cache_max_bytes}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise WeightscopeError(f"workers must be 0 (auto) or a positive integer, got {self.workers!r}")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """`Execution` resolved for one checkpoint: the concrete device, workers, BLAS threads
-    for the Gram products, the memory budget of layers in flight (bytes), and the cache (or None)."""
+    """`Execution` resolved for one checkpoint: the concrete device, workers, the memory
+    budget of layers in flight (bytes), and the cache (or None)."""
 
     device: str = "cpu"
     workers: int = 1
-    blas_threads: int = 1
     budget: float = math.inf
     cache: SpectrumCache | None = None
 
@@ -80,20 +83,18 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
 
 def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution) -> Plan:
     """Resolve an `Execution` for these layers (see `Execution` for the defaults)."""
+    if options.vectors and importlib.util.find_spec("scipy") is None:
+        raise WeightscopeError("--vectors needs scipy: pip install 'weightscope[vectors]'")
     shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in layers]
     device = resolve_device(execution.device, shapes)
-    cores = available_cores()
-    workers = execution.workers or (CUDA_WORKERS if device == "cuda" else cores)
+    workers = execution.workers or (CUDA_WORKERS if device == "cuda" else available_cores())
     largest = max((_float_bytes(spec) for spec in layers), default=0)
     cache = None
-    if execution.cache:
-        cache = SpectrumCache(execution.cache_dir or default_cache_dir())
+    if execution.cache:  # None, with one warning, when the cache cannot be used
+        cache = SpectrumCache.open(execution.cache_dir, execution.cache_max_bytes)
     return Plan(
         device=device,
         workers=workers,
-        # Gram products are bitwise the same with any thread count, so a lone worker may
-        # thread them; several workers already fill the cores (eigensolves: always 1).
-        blas_threads=cores if workers == 1 else 1,
         budget=BUDGET_TENSORS * largest,
         cache=cache,
     )

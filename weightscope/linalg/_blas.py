@@ -7,15 +7,23 @@ spin waits for a time slice: on this project's 2-core machine, under a load of ~
 4096×4096 ``eigvalsh`` took 19–36 s with 2 threads and 3.9–7.4 s with one, and a whole
 MiniLM analysis 36 s against 2.2 s. A threaded eigensolver also rounds differently with
 each thread count, so reports would depend on the machine's load. weightscope therefore
-runs every eigensolve single-threaded and parallelises over layers instead (threads,
-see `weightscope.execution.schedule`); only the Gram product of a lone worker, whose result does
-not depend on the thread count, is given several threads.
+runs BLAS single-threaded (`weightscope.pipeline` for the whole stream, and every
+eigensolve itself, whoever calls it) and parallelises over layers instead (threads, see
+`weightscope.execution.schedule`).
 
 The numpy and scipy wheels each bundle their own OpenBLAS, so every loaded OpenBLAS (or
 MKL) library is set. Libraries are found among the shared objects mapped into this
 process (Linux) or in the wheels' library folders (elsewhere); an unknown BLAS (Apple
 Accelerate, BLIS) is left alone. An explicit ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/
 ``MKL_NUM_THREADS`` in the environment is the user's choice and is never overridden.
+
+Why not threadpoolctl, which does this across more vendors: tried (3.8.0) and measured
+cheap (5–10 ms to import, 1.6 ms per library scan, 15 µs per limit), but for OpenBLAS
+with pthreads it lets only the first thread that sets a limit change it ("other threads
+silently do nothing"), while here limits are set from worker threads around each
+eigensolve. With it, a lone worker's eigensolves ran 2-threaded and reports differed
+between ``--workers 1`` and ``--workers 2`` in the 7th digit (tests/test_pipeline_perf.py
+caught it; `test_a_worker_thread_can_limit_blas` fails on such a library).
 """
 
 from __future__ import annotations

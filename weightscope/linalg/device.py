@@ -66,15 +66,21 @@ def eigen_flops(shapes: Iterable[tuple[int, int]]) -> float:
     return total
 
 
+def check_device(choice: str) -> str:
+    """``choice`` if it names a device (`DEVICE_CHOICES`), else a `WeightscopeError`.
+    The one place a device name is validated (`Execution` checks it when built)."""
+    if choice not in DEVICE_CHOICES:
+        raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
+    return choice
+
+
 def resolve_device(choice: str, shapes: Iterable[tuple[int, int]] = ()) -> str:
     """The device a run uses: "cpu" or "cuda".
 
     ``auto`` is CUDA when torch sees a GPU and the work is large enough to repay the start
     (`AUTO_CUDA_MIN_FLOPS`); ``cuda`` without a usable GPU is an error, not a silent CPU run.
     """
-    if choice not in DEVICE_CHOICES:
-        raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
-    if choice == "cpu":
+    if check_device(choice) == "cpu":
         return "cpu"
     if choice == "cuda":
         if importlib.util.find_spec("torch") is None:

@@ -1,1 +1,2 @@
-"""Views of a `Report`: rich table, JSON, CSV, markdown. Views only read; they never compute."""
+"""Views of reports, comparisons, trends and gate results: rich tables, JSON, CSV,
+markdown, PNG figures and HTML pages. Views only read; they never compute."""

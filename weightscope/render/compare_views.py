@@ -28,7 +28,8 @@ CSV_COLUMNS = (
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    """CSV with a header; missing cells and None are empty."""
+    """CSV with a header; missing cells and None are empty. Every CSV view (report,
+    comparison, trend) writes through here."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", restval="")
     writer.writeheader()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
+from weightscope.render.compare_views import csv_text
 from weightscope.pipeline import Inspection
 from weightscope.render.rows import ordered_layers
 from weightscope.render.style import (
@@ -49,11 +48,7 @@ def to_csv(report: Report) -> str:
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(columns, rows)
 
 
 def inspection_json(inspection: Inspection) -> str:

@@ -1,0 +1,102 @@
+"""Honest dependencies: the core runs on its core dependencies alone, an optional one is
+imported only where it is needed (inside the function), and a missing one is an `error:`."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from weightscope.checkpoint import write_safetensors
+from weightscope.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+#: Import names of the core dependencies (pyproject `dependencies`).
+CORE = {"numpy", "typer", "click", "rich", "tomli"}
+#: Optional packages, by the extra that installs them.
+OPTIONAL = {"torch": "torch", "matplotlib": "plot", "scipy": "vectors"}
+runner = CliRunner()
+
+
+def _requirement_name(requirement: str) -> str:
+    return requirement.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip().lower()
+
+
+def test_core_dependencies_are_the_ones_imported():
+    """safetensors (read by our own reader) and scipy (only --vectors) are not core."""
+    declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
+    assert declared == {"numpy", "typer", "rich", "tomli"}
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    test_extra = {_requirement_name(r) for r in extras["test"]}
+    for package, extra in OPTIONAL.items():
+        assert package in {_requirement_name(r) for r in extras[extra]}
+    assert "scipy" in test_extra, "CI installs [torch,plot,test]: every optional path must be testable"
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Top-level package names imported when the module is imported (not inside a function)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_no_module_imports_an_optional_package_at_import_time():
+    third_party = set()
+    for path in (ROOT / "weightscope").rglob("*.py"):
+        names = _module_level_imports(path) - set(sys.stdlib_module_names) - {"weightscope"}
+        assert not names & set(OPTIONAL), f"{path.relative_to(ROOT)} imports {names & set(OPTIONAL)} at import time"
+        third_party |= names
+    assert third_party <= CORE, f"undeclared core imports: {third_party - CORE}"
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """Make packages unimportable, as in an environment that lacks them."""
+
+    def block(*names):
+        for name in list(sys.modules):
+            if name.split(".")[0] in names:
+                monkeypatch.delitem(sys.modules, name)
+        for name in names:
+            monkeypatch.setitem(sys.modules, name, None)
+
+    return block
+
+
+def test_the_core_analyses_without_scipy_or_safetensors(tmp_path, without):
+    without("scipy", "safetensors")
+    rng = np.random.default_rng(0)
+    write_safetensors(tmp_path / "m.safetensors", {"l.weight": rng.standard_t(3, (160, 96)).astype(np.float32)})
+    result = runner.invoke(app, ["analyze", str(tmp_path / "m.safetensors"), "--min-evals", "10", "-f", "json", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert '"alpha"' in result.stdout
+    needs_scipy = runner.invoke(app, ["analyze", str(tmp_path / "m.safetensors"), "--min-evals", "10", "--vectors"])
+    assert needs_scipy.exit_code == 2
+    assert "error: --vectors needs scipy: pip install 'weightscope[vectors]'" in needs_scipy.stderr
+
+
+@pytest.mark.slow
+def test_the_cli_imports_a_command_module_only_when_it_is_used():
+    script = (
+        "import sys, weightscope.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith('weightscope.cli.') or m == 'numpy'))\n"
+        "from typer.main import get_command\n"
+        "group = get_command(weightscope.cli.app)\n"
+        "group.get_command(None, 'cache')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('weightscope.cli.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    at_start, after_cache = done.stdout.splitlines()
+    assert at_start == "['weightscope.cli.app', 'weightscope.cli.common']"
+    assert after_cache == "['weightscope.cli.app', 'weightscope.cli.cache', 'weightscope.cli.common', 'weightscope.cli.options']"
