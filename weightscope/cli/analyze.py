@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
+from weightscope.cli.common import (
+    DebugOption,
+    OutputFormat,
+    OutputOption,
+    check_paths,
+    emit,
+    resolve_format,
+    stdout,
+    user_errors,
+)
 from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
@@ -73,6 +82,7 @@ def analyze(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
+        check_paths([output, html], [path, analysis.config])
         execution = Execution(
             device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -13,8 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from weightscope.checkpoint import input_files
 from weightscope.errors import WeightscopeError
-from weightscope.io import write_text_atomic
+from weightscope.io import STDOUT, check_outputs, write_atomic
 
 #: stdout carries results only (a table, JSON, CSV, markdown); everything else goes to stderr.
 #: Piped to a file or a CI log there is no terminal width to honour: use a wide one.
@@ -62,6 +63,16 @@ def user_errors(debug: bool) -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def check_paths(outputs: Iterable[Path | None], inputs: Iterable[Path | None]) -> None:
+    """Before any work: refuse outputs that would overwrite an input or cannot be written.
+
+    ``inputs`` are the paths given (checkpoints, reports, baselines, configs); every file
+    each one would read (shards, the index) counts.
+    """
+    files = [file for path in inputs if path is not None for file in input_files(path)]
+    check_outputs(outputs, files)
+
+
 def resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputFormat:
     """The explicit --format, else the output file's suffix, else the table."""
     if fmt is not None:
@@ -79,5 +90,6 @@ def emit(text: str, output: Path | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        write_text_atomic(output, text)
-        stderr.print(f"wrote {output}")
+        write_atomic(output, text)
+        if str(output) != STDOUT:
+            stderr.print(f"wrote {escape(str(output))}")

@@ -9,7 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
+from weightscope.cli.common import (
+    DebugOption,
+    OutputFormat,
+    OutputOption,
+    check_paths,
+    emit,
+    resolve_format,
+    stdout,
+    user_errors,
+)
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
@@ -61,6 +70,7 @@ def compare(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
+        check_paths([output, html], [a, b, analysis.config])
         with layer_progress() as hook:
             comparison = run_comparison(
                 a,

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, emit, stderr, user_errors
+from weightscope.cli.common import DebugOption, check_paths, emit, stderr, user_errors
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.commands.gate import gate as run_gate
 from weightscope.commands.gate import load_settings
@@ -117,6 +117,7 @@ def gate(
             "baseline": str(baseline) if baseline is not None else None,
             "strip-prefix": list(strip_prefix or ()),
         }
+        check_paths([output], [path, baseline, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
         chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
         result = run_gate(path, settings, **analysis.kwargs())

@@ -10,7 +10,7 @@ import typer
 from weightscope.checkpoint import open_checkpoint
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, stderr, user_errors
+from weightscope.cli.common import DebugOption, check_paths, stderr, user_errors
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.progress import layer_progress
 from weightscope.errors import WeightscopeError
@@ -81,6 +81,7 @@ def plot(
             raise WeightscopeError("nothing to draw: pass --layer REGEX (a spectrum per layer) and/or --summary")
         require_matplotlib()
         directory = _output_dir(out)
+        check_paths([directory / "summary.png" if summary else None], [path, analysis.config])
         written = []
         if summary:
             with layer_progress() as hook:

@@ -13,6 +13,7 @@ from weightscope.cli.common import (
     DebugOption,
     OutputFormat,
     OutputOption,
+    check_paths,
     emit,
     resolve_format,
     stderr,
@@ -21,7 +22,7 @@ from weightscope.cli.common import (
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
-from weightscope.commands.trend import RunEntry
+from weightscope.commands.trend import RunEntry, run_inputs
 from weightscope.commands.trend import trend as run_trend
 from weightscope.errors import WeightscopeError
 from weightscope.render.html_trend import write_trend_html
@@ -88,6 +89,7 @@ def trend(
         if chosen is OutputFormat.md:
             raise WeightscopeError("trend has no markdown view: use --format table, json or csv")
         need_pictures(plot, html)
+        check_paths([output, plot, html], [*run_inputs(paths, step_regex), analysis.config])
         result = run_trend(
             paths,
             step_regex=step_regex,

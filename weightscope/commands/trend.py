@@ -120,6 +120,15 @@ def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: re.Pattern[str]
     return found
 
 
+def run_inputs(paths: Iterable[str | os.PathLike[str]], step_regex: str | None = None) -> list[Path]:
+    """Every checkpoint or report a trend over ``paths`` would read (the paths themselves
+    when they cannot be expanded: `trend` reports that problem when it runs)."""
+    try:
+        return [*map(Path, paths), *expand_run(paths, compile_step_pattern(step_regex))]
+    except (WeightscopeError, OSError):
+        return list(map(Path, paths))
+
+
 def compile_step_pattern(step_regex: str | None) -> re.Pattern[str]:
     try:
         return re.compile(step_regex or DEFAULT_STEP_PATTERN, re.IGNORECASE)
