@@ -176,8 +176,10 @@ def write_atomic(path: str | os.PathLike[str], data: Data) -> Path:
     where = destination(path)
     try:
         if where.stdout:
-            sys.stdout.flush()
-            _write_all(sys.stdout.fileno(), _chunks(data))
+            stream = getattr(sys.stdout, "buffer", sys.stdout)
+            for chunk in _chunks(data):
+                stream.write(chunk if stream is not sys.stdout else bytes(chunk).decode("utf-8"))
+            stream.flush()
         elif where.stream:
             fd = os.open(where.target, os.O_WRONLY | os.O_APPEND)  # never creates, never truncates
             try:

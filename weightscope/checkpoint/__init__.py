@@ -55,6 +55,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
     if path.is_dir():
         return open_directory(path)
     if not path.exists():
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: a symlink that leads nowhere (dangling, or a loop)")
         raise CheckpointError(f"{path}: no such file or directory")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a regular file or directory")

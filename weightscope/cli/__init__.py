@@ -6,12 +6,18 @@ Each command module parses options, calls the API, renders, and sets the exit co
 
 from __future__ import annotations
 
-from weightscope.cli import analyze as _analyze  # registers the commands on `app`
-from weightscope.cli import compare as _compare
-from weightscope.cli import gate as _gate
-from weightscope.cli import plot as _plot
-from weightscope.cli import trend as _trend
-from weightscope.cli.app import app
+import sys
+
+try:  # Ctrl-C while numpy, scipy and torch load is an interrupt too, not a traceback
+    from weightscope.cli import analyze as _analyze  # registers the commands on `app`
+    from weightscope.cli import compare as _compare
+    from weightscope.cli import gate as _gate
+    from weightscope.cli import plot as _plot
+    from weightscope.cli import trend as _trend
+    from weightscope.cli.app import app
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 del _analyze, _compare, _gate, _plot, _trend
 

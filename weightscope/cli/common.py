@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -14,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from weightscope.checkpoint import input_files
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, one_line
 from weightscope.io import STDOUT, check_outputs, write_atomic
 
 #: stdout carries results only (a table, JSON, CSV, markdown); everything else goes to stderr.
@@ -38,26 +41,43 @@ class OutputFormat(str, Enum):
 _SUFFIX_FORMATS = {".json": OutputFormat.json, ".csv": OutputFormat.csv, ".md": OutputFormat.md}
 
 
+def shown(text: str) -> str:
+    """A path, name or message made safe to print in rich markup: one line, no markup."""
+    return escape(one_line(text))
+
+
 @contextmanager
 def user_errors(debug: bool) -> Iterator[None]:
-    """Turn failures into one line on stderr and exit code 2 (traceback only with --debug)."""
+    """Turn failures into one line on stderr and exit code 2.
+
+    ``--debug`` adds the traceback (and library warnings) but keeps the exit code, so a
+    CI script behaves the same with and without it. Without it, numpy's and torch's
+    warnings are silenced: stderr carries weightscope's own lines only. A reader that
+    closes the pipe early (``| head``) ends the run quietly, like any Unix filter.
+    """
     try:
-        yield
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            yield
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise typer.Exit(141) from None  # 128 + SIGPIPE, what a filter killed by the pipe returns
     except WeightscopeError as exc:
         if debug:
-            raise
-        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            traceback.print_exc()
+        stderr.print(f"[bold red]error:[/] {shown(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if debug:
-            raise
+            traceback.print_exc()
         stderr.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
+            f"[bold red]internal error:[/] {type(exc).__name__}: {shown(str(exc))} (rerun with --debug for the traceback)",
             soft_wrap=True,
         )
         raise typer.Exit(2) from None
@@ -92,4 +112,4 @@ def emit(text: str, output: Path | None) -> None:
     else:
         write_atomic(output, text)
         if str(output) != STDOUT:
-            stderr.print(f"wrote {escape(str(output))}")
+            stderr.print(f"wrote {shown(str(output))}")

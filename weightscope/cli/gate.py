@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, check_paths, emit, stderr, user_errors
+from weightscope.cli.common import DebugOption, check_paths, emit, shown, stderr, user_errors
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.commands.gate import gate as run_gate
 from weightscope.commands.gate import load_settings
@@ -123,6 +123,6 @@ def gate(
         result = run_gate(path, settings, **analysis.kwargs())
         emit(_RENDERERS[chosen](result), output)
         if output is not None:
-            stderr.print(verdict_line(result), soft_wrap=True)
+            stderr.print(shown(verdict_line(result)), soft_wrap=True)
     if not result.passed:
         raise typer.Exit(1)

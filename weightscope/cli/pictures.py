@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weightscope.cli.common import stderr
+from weightscope.cli.common import shown, stderr
 from weightscope.render.plots import require_matplotlib
 
 HtmlOption = Annotated[
@@ -39,4 +39,4 @@ def write_if_asked(target: Path | None, write: Callable[[Path], object]) -> None
     """Run ``write(target)`` when the option was given, and say where the file went."""
     if target is not None:
         write(target)
-        stderr.print(f"wrote {target}")
+        stderr.print(f"wrote {shown(str(target))}")

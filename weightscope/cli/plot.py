@@ -10,7 +10,7 @@ import typer
 from weightscope.checkpoint import open_checkpoint
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
-from weightscope.cli.common import DebugOption, check_paths, stderr, user_errors
+from weightscope.cli.common import DebugOption, check_paths, shown, stderr, user_errors
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.progress import layer_progress
 from weightscope.errors import WeightscopeError
@@ -41,7 +41,9 @@ def draw_layer_spectra(path: Path, patterns: list[str], out: Path, options: Anal
             )
         for item in stream_layers(reader, selection, options, hook):
             if item.evals is None:
-                stderr.print(f"[yellow]no spectrum for {item.result.name}:[/] {item.result.reason}", soft_wrap=True)
+                stderr.print(
+                    f"[yellow]no spectrum for {shown(item.result.name)}:[/] {shown(item.result.reason or '')}", soft_wrap=True
+                )
                 continue
             written.append(save_png(layer_figure(item), out / png_file_name(item.result.name, ".esd.png")))
     return written
@@ -91,4 +93,4 @@ def plot(
             options = AnalysisOptions.from_kwargs(**{**analysis.kwargs(), "include": tuple(layer)})
             written += draw_layer_spectra(path, layer, directory, options)
         for file in written:
-            stderr.print(f"wrote {file}")
+            stderr.print(f"wrote {shown(str(file))}")

@@ -15,6 +15,7 @@ from weightscope.cli.common import (
     OutputOption,
     check_paths,
     emit,
+    shown,
     resolve_format,
     stderr,
     stdout,
@@ -32,7 +33,7 @@ from weightscope.render.trend_views import render_trend, to_csv
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
-    stderr.print(f"[{position}/{total}] {entry.path}: {origin}", style="dim", soft_wrap=True)
+    stderr.print(f"\\[{position}/{total}] {shown(str(entry.path))}: {origin}", style="dim", soft_wrap=True)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from weightscope.errors import one_line
 from weightscope.pipeline import Inspection
 from weightscope.render.style import alpha_style, fmt, verdict_style
 from weightscope.report import Report
@@ -95,7 +96,16 @@ def render_report(report: Report, console: Console) -> None:
     console.print(Group(*parts))
 
 
+#: Above this many tensors `inspect` prints plain aligned columns: rich's Table measures
+#: and wraps every cell, 3 ms a row (30 s for 10k tensors, measured), where the plain
+#: columns take microseconds.
+PLAIN_INSPECTION_ROWS = 500
+
+
 def render_inspection(inspection: Inspection, console: Console) -> None:
+    if len(inspection.tensors) > PLAIN_INSPECTION_ROWS:
+        _render_plain_inspection(inspection, console)
+        return
     table = Table(title=f"{inspection.source} ({inspection.format})", title_justify="left", header_style="bold")
     for column in ("tensor", "shape", "dtype", "analysed as"):
         table.add_column(column, overflow="fold")
@@ -113,4 +123,28 @@ def render_inspection(inspection: Inspection, console: Console) -> None:
     console.print(
         f"{len(inspection.selection.layers)} of {len(inspection.tensors)} tensors would be analysed, "
         f"{len(inspection.selection.skipped)} skipped"
+    )
+
+
+def _render_plain_inspection(inspection: Inspection, console: Console) -> None:
+    """The same columns as the table, as plain text: linear in the number of tensors."""
+    chosen = {spec.name: spec for spec in inspection.selection.layers}
+    skipped = {s.name: s.reason for s in inspection.selection.skipped}
+    rows = [("tensor", "shape", "dtype", "analysed as")]
+    for info in inspection.tensors:
+        spec = chosen.get(info.name)
+        verdict = (
+            spec.kind + (f", block {spec.block}" if spec.block is not None else "")
+            if spec
+            else f"skipped: {skipped[info.name]}"
+        )
+        rows.append((one_line(info.name), "×".join(map(str, info.shape)) or "scalar", info.dtype, verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{one_line(inspection.source)} ({inspection.format})"]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in rows]
+    console.out("\n".join(lines), highlight=False)
+    console.out(
+        f"{len(inspection.selection.layers)} of {len(inspection.tensors)} tensors would be analysed, "
+        f"{len(inspection.selection.skipped)} skipped",
+        highlight=False,
     )
