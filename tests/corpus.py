@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import pickle
+import stat
 import struct
 import subprocess
 import sys
@@ -735,22 +736,48 @@ for _name, _make in {
 add("paths", "two-outputs-one-file", _refuse(_two_outputs, "two outputs name one file"))
 
 
-def _special_output(target: str, expect_char_device: bool) -> Callable[[Path, Kit], Scenario]:
+def _special_output(make: Callable[[Path], Path]) -> Callable[[Path, Kit], Scenario]:
+    """Output to a device or to the stdout link. The device is a private null device made
+    with mknod (as root; /dev/null itself where that is refused, i.e. not root, who
+    cannot replace /dev/null anyway), so that a regression replaces a test file, never the
+    machine's /dev/null."""
+
     def build(directory: Path, kit: Kit) -> Scenario:
         m = kit.model_in(directory)
+        target = make(directory)
         before = os.lstat(target)
 
         def unchanged(stdout: str, stderr: str, where: Path) -> None:
             after = os.lstat(target)
             assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
 
-        return Scenario(["analyze", str(m), "-f", "json", "-o", target, "--no-cache"], exit=0, keep=(m,), check=unchanged)
+        return Scenario(["analyze", str(m), "-f", "json", "-o", str(target), "--no-cache"], exit=0, keep=(m,), check=unchanged)
 
     return build
 
 
-add("paths", "o-dev-null", _special_output("/dev/null", True))
-add("paths", "o-dev-stdout", _special_output("/dev/stdout", False))
+def _null_device(directory: Path) -> Path:
+    node = directory / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except OSError:
+        return Path("/dev/null")
+    return node
+
+
+def _stdout_link(directory: Path) -> Path:
+    (directory / "stdout").symlink_to("/proc/self/fd/1")
+    return directory / "stdout"
+
+
+def _dev_fd_link(directory: Path) -> Path:
+    (directory / "fd1").symlink_to("/dev/fd/1")
+    return directory / "fd1"
+
+
+add("paths", "o-char-device", _special_output(_null_device))
+add("paths", "o-link-to-proc-self-fd-1", _special_output(_stdout_link))
+add("paths", "o-link-to-dev-fd-1", _special_output(_dev_fd_link))
 
 
 @case("paths", "o-dash-is-stdout")
