@@ -8,16 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.app import app
-from weightscope.cli.common import (
-    DebugOption,
-    OutputFormat,
-    OutputOption,
-    check_paths,
-    emit,
-    resolve_format,
-    stdout,
-    user_errors,
-)
+from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, check_paths, emit, resolve_format, stdout, user_errors
 from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
