@@ -493,7 +493,7 @@ def _empty_header(directory: Path, kit: Kit) -> Scenario:
     return Scenario(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=reads_report(0))
 
 
-@case("safetensors-headers", "name-with-newline-and-markup")
+@case("output-injection", "tensor-name-with-newline-and-markup")
 def _name_injection(directory: Path, kit: Kit) -> Scenario:
     name = "x\n::error::forged [red]PASS\x1b[0m"
     path = raw_safetensors(directory / "n.safetensors", {name: {**_F32_64x96, "dtype": "F99"}}, _DATA)
@@ -864,8 +864,7 @@ for _name, _make_input, _phrase in (
     ("input-symlink-loop", lambda d: (d / "loop").symlink_to(d / "loop") or d / "loop", "symlink"),
     ("input-dangling-symlink", lambda d: (d / "dangling").symlink_to(d / "gone") or d / "dangling", "symlink"),
     ("input-text-file", lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", "not a checkpoint"),
-    ("input-name-with-newline-and-ansi", lambda d: d / "evil\n::error::x\x1b[31m[red].safetensors", "no such file"),
-):
+    ):
     def _bad_input(directory: Path, kit: Kit, make: Callable[[Path], Path] = _make_input, phrase: str = _phrase) -> Scenario:
         return Scenario(["analyze", str(make(directory)), "--no-cache"], error=phrase, timeout=30)
 
@@ -1074,7 +1073,7 @@ def _debug(directory: Path, kit: Kit) -> Scenario:
     return Scenario(["analyze", str(directory / "absent.safetensors"), "--debug"], error="no such file", check=traceback_shown)
 
 
-@case("options", "error-line-is-one-line")
+@case("output-injection", "error-line-is-one-line")
 def _one_line(directory: Path, kit: Kit) -> Scenario:
     target = directory / "a\nb\r\x1b]0;title\x07[bold]c.safetensors"
 
@@ -1083,3 +1082,38 @@ def _one_line(directory: Path, kit: Kit) -> Scenario:
         assert "[bold]" in stderr  # shown literally, not taken as markup
 
     return Scenario(["inspect", str(target)], error="no such file", check=clean)
+
+
+@case("output-injection", "input-name-with-newline-and-ansi")
+def _input_name(directory: Path, kit: Kit) -> Scenario:
+    return Scenario(["analyze", str(directory / "evil\n::error::x\x1b[31m[red].safetensors")], error="no such file")
+
+
+def _lines_start_with(prefix: str, count: int) -> Callable[[str, str, Path], None]:
+    def check(stdout: str, stderr: str, where: Path) -> None:
+        lines = stderr.splitlines()
+        assert len(lines) == count and all(line.startswith(prefix) for line in lines), lines
+        assert "\x1b" not in stderr
+
+    return check
+
+
+@case("output-injection", "wrote-line-with-newline-and-markup")
+def _wrote_line(directory: Path, kit: Kit) -> Scenario:
+    out = directory / "x\nPASS [red]all good\x1b[0m.json"
+    return Scenario(["analyze", str(kit.model_in(directory)), "-o", str(out), "--no-cache"], exit=0, check=_lines_start_with("wrote ", 1))
+
+
+@case("output-injection", "trend-progress-lines")
+def _trend_lines(directory: Path, kit: Kit) -> Scenario:
+    a = kit.report_in(directory, "step-1\n[bold]PASS.json")
+    b = kit.report_in(directory, "step-2\x1b[2J.json")
+    return Scenario(["trend", str(a), str(b), "-f", "json"], exit=0, check=_lines_start_with("[", 2))
+
+
+@case("output-injection", "gate-verdict-line-source-forged")
+def _gate_line(directory: Path, kit: Kit) -> Scenario:
+    data = kit.report_data()
+    data["source"] = "m\nweightscope gate passed on everything\x1b[0m"
+    report = kit.report_in(directory, "r.json", data)
+    return Scenario(["gate", str(report), "-o", str(directory / "g.json")], exit=(0, 1), check=_lines_start_with("", 2))

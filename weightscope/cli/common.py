@@ -112,4 +112,4 @@ def emit(text: str, output: Path | None) -> None:
     else:
         write_atomic(output, text)
         if str(output) != STDOUT:
-            stderr.print(f"wrote {shown(str(output))}")
+            stderr.print(f"wrote {shown(str(output))}", soft_wrap=True)

@@ -39,4 +39,4 @@ def write_if_asked(target: Path | None, write: Callable[[Path], object]) -> None
     """Run ``write(target)`` when the option was given, and say where the file went."""
     if target is not None:
         write(target)
-        stderr.print(f"wrote {shown(str(target))}")
+        stderr.print(f"wrote {shown(str(target))}", soft_wrap=True)

@@ -93,4 +93,4 @@ def plot(
             options = AnalysisOptions.from_kwargs(**{**analysis.kwargs(), "include": tuple(layer)})
             written += draw_layer_spectra(path, layer, directory, options)
         for file in written:
-            stderr.print(f"wrote {shown(str(file))}")
+            stderr.print(f"wrote {shown(str(file))}", soft_wrap=True)
