@@ -114,5 +114,5 @@ def test_corpus_covers_every_class_with_at_least_100_cases() -> None:
     assert len(CASES) >= 100, per_class
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
     for klass in ("pickles", "safetensors-headers", "shard-indexes", "tensor-contents", "paths",
-                  "signals-and-rewrites", "disk-full", "report-tampering", "options"):
+                  "signals-and-rewrites", "disk-full", "report-tampering", "options", "output-injection"):
         assert per_class[klass] >= 3, per_class
