@@ -23,7 +23,7 @@ import pickle
 import stat
 import struct
 import subprocess
-import sys
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -354,7 +354,10 @@ def _sparse(directory: Path, kit: Kit) -> Scenario:
 def _sparse_csr(directory: Path, kit: Kit) -> Scenario:
     import torch
 
-    torch.save({"a.weight": torch.randn(96, 64), "csr.weight": torch.randn(96, 64).to_sparse_csr()}, directory / "csr.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        csr = torch.randn(96, 64).to_sparse_csr()
+    torch.save({"a.weight": torch.randn(96, 64), "csr.weight": csr}, directory / "csr.pt")
     return Scenario(["inspect", str(directory / "csr.pt")], exit=0)
 
 
@@ -914,7 +917,8 @@ def _rewrite(name: str, writer: str, action: str, phrase: str | None, failed: in
 add("signals-and-rewrites", "safetensors-truncated-while-read", _rewrite("t", "st", "os.truncate({path!r}, 200)", "truncated while being read"))
 add("signals-and-rewrites", "safetensors-replaced-while-read", _rewrite("r", "st", "open({path!r} + '.new', 'wb').write(b'x' * 64)\nos.replace({path!r} + '.new', {path!r})", "changed since it was opened"))
 add("signals-and-rewrites", "safetensors-rewritten-in-place", _rewrite("w", "st", "data = open({path!r}, 'rb').read()\nopen({path!r}, 'r+b').write(data)", None, failed=0))
-add("signals-and-rewrites", "torch-zip-truncated-while-read", _rewrite("tt", "torch", "os.truncate({path!r}, 100)", "changed since it was opened"))
+add("signals-and-rewrites", "torch-zip-truncated-while-read", _rewrite("tt", "torch", "os.truncate({path!r}, 100)", "truncated while being read"))
+add("signals-and-rewrites", "torch-zip-replaced-while-read", _rewrite("tr", "torch", "open({path!r} + '.new', 'wb').write(b'x' * 64)\nos.replace({path!r} + '.new', {path!r})", "changed since it was opened"))
 
 
 @case("signals-and-rewrites", "sigint-mid-run")

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,24 @@ def test_enospc_helper_raises_enospc(tmp_path: Path) -> None:
     with enospc_after(0), pytest.raises(WeightscopeError) as caught:
         write_atomic(tmp_path / "x", b"1")
     assert os.strerror(errno.ENOSPC) in str(caught.value)
+
+
+def test_torch_tensors_are_read_from_the_file_not_the_map(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from weightscope.checkpoint import open_checkpoint
+
+    base = torch.randn(64, 48, generator=torch.Generator().manual_seed(0))
+    tensors = {
+        "plain": base,
+        "rows": base[2:9],  # a view at an offset into a shared storage
+        "transposed": base.t(),
+        "bf16": torch.randn(32, 16).to(torch.bfloat16),
+        "f64": torch.randn(7, 3, dtype=torch.float64),
+        "empty": torch.randn(5, 0),
+    }
+    torch.save(tensors, tmp_path / "z.pt")
+    with open_checkpoint(tmp_path / "z.pt") as reader:
+        assert reader._offsets is not None or sys.platform != "linux"  # Linux: never copied from the map
+        for info in reader.tensors():
+            expected = tensors[info.name].to(torch.float64 if info.dtype == "F64" else torch.float32).numpy()
+            np.testing.assert_array_equal(reader.read(info), expected)

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
+from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo, file_identity, read_exactly
 from weightscope.checkpoint.dtypes import STORED_DTYPES, decode_to_float
 from weightscope.errors import CheckpointError
 
@@ -51,10 +51,9 @@ class SafetensorsReader(CheckpointReader):
     checkpoint over it) is never read with a stale header; one truncated in place gives
     an error for each tensor it no longer holds.
 
-    Reads, not memory maps: touching a mapped page of a file truncated since it was
-    mapped kills the process with SIGBUS, which no Python code can catch; a short read
-    is just an error for that tensor. The cost is one copy from the page cache, measured
-    on all-MiniLM-L6-v2 (87 MB, F32) in the README's Safety section.
+    Reads, not memory maps (`weightscope.checkpoint.base.read_exactly`): the cost is one
+    copy from the page cache, lost in the noise on all-MiniLM-L6-v2 (87 MB, F32; README,
+    Safety).
     """
 
     format = "safetensors"
@@ -67,7 +66,7 @@ class SafetensorsReader(CheckpointReader):
         except OSError as exc:
             raise _fail(self.path, f"cannot read file: {exc.strerror or exc}") from exc
         with file:
-            self._identity = _identity(os.fstat(file.fileno()))
+            self._identity = file_identity(os.fstat(file.fileno()))
             header_length, header, file_size = _read_header(file, self.path)
             self._data_start = _LENGTH_PREFIX.size + header_length
             slots = _parse_header(header, file_size - self._data_start, self.path)
@@ -88,37 +87,13 @@ class SafetensorsReader(CheckpointReader):
                 f"{self.path}: tensor {info.name!r} has dtype {info.dtype}; "
                 f"only float tensors ({', '.join(sorted(FLOAT_DTYPES))}) can be read"
             )
-        stored = self._read_bytes(slot).view(STORED_DTYPES[info.dtype].storage)
+        raw = read_exactly(self.path, self._identity, self._data_start + slot.begin, slot.end - slot.begin, info.name)
+        stored = raw.view(STORED_DTYPES[info.dtype].storage)
         return decode_to_float(stored, info.dtype).reshape(info.shape)
 
     def close(self) -> None:
         self._closed = True
 
-    def _read_bytes(self, slot: _Slot) -> np.ndarray:
-        """One tensor's bytes, read in full from the file validated at open, or an error."""
-        length = slot.end - slot.begin
-        buffer = np.empty(length, np.uint8)  # numpy's allocations are aligned for any dtype
-        try:
-            with open(self.path, "rb", buffering=0) as file:
-                if _identity(os.fstat(file.fileno())) != self._identity:
-                    raise _fail(self.path, "file changed since it was opened (rewritten while being read?)")
-                view, done = memoryview(buffer), 0
-                while done < length:
-                    got = os.preadv(file.fileno(), [view[done:]], self._data_start + slot.begin + done)
-                    if got == 0:
-                        raise _fail(
-                            self.path,
-                            f"tensor {slot.info.name!r}: file ends {length - done} bytes short of its data "
-                            "(truncated while being read?)",
-                        )
-                    done += got
-        except OSError as exc:
-            raise _fail(self.path, f"cannot read tensor {slot.info.name!r}: {exc.strerror or exc}") from exc
-        return buffer
-
-
-def _identity(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.base import CheckpointReader, TensorInfo, file_identity, read_exactly
 from weightscope.errors import CheckpointError
 
 #: Keys under which training frameworks nest the model's state dict (Lightning, DeepSpeed,
@@ -68,9 +68,12 @@ class TorchReader(CheckpointReader):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         torch = _import_torch(self.path)
-        self._mapped = zipfile.is_zipfile(self.path)  # only the zip format can be memory-mapped
-        self._identity = _file_identity(self.path)
-        loaded = _load(torch, self.path, self._mapped)
+        mapped = zipfile.is_zipfile(self.path)  # only the zip format can be memory-mapped
+        try:
+            self._identity = file_identity(os.stat(self.path))
+        except OSError as exc:
+            raise CheckpointError(f"{self.path}: cannot read file: {exc.strerror or exc}") from exc
+        loaded = _load(torch, self.path, mapped)
         self._tensors: dict[str, Any] = {}
         try:
             for name, tensor in _model_tensors(loaded, torch):
@@ -92,6 +95,14 @@ class TorchReader(CheckpointReader):
             )
             for name, tensor in self._tensors.items()
         }
+        #: where each mapped storage's bytes start in the file (by storage address);
+        #: None for the legacy format, which torch loads whole into memory
+        self._offsets = _storage_offsets(self.path, self._identity, self._readable()) if mapped else None
+        self._copy_from_map = mapped and self._offsets is None  # the rare layout read from the map
+        self._size = os.stat(self.path).st_size
+
+    def _readable(self) -> list[Any]:
+        return [tensor for name, tensor in self._tensors.items() if name not in self._problems]
 
     def tensors(self) -> list[TensorInfo]:
         return list(self._infos.values())
@@ -99,11 +110,12 @@ class TorchReader(CheckpointReader):
     def read(self, info: TensorInfo) -> np.ndarray:
         """Convert one float tensor to a fresh, writable numpy array (float32, or float64 for F64).
 
-        A zip pickle is memory-mapped: touching a page of a file truncated since it was
-        opened (a training loop rewriting ``latest.pt`` in place) kills the process with
-        SIGBUS. So the file is checked to be the one opened, and the tensor is copied out
-        of the map here, at once, instead of handing out a view that the analysis would
-        touch later. The copy costs one memcpy of the tensor in flight.
+        A zip pickle is loaded memory-mapped, so that tensor data stays on disk until read;
+        but touching a mapped page of a file truncated since (a training loop rewriting
+        ``latest.pt`` in place) kills the process with SIGBUS. So the map is never
+        touched: the tensor's bytes are read from the file with ``os.preadv``
+        (`weightscope.checkpoint.base.read_exactly`), at the offset of its storage, and
+        the tensor is rebuilt over them with its own strides.
         """
         if self._infos.get(info.name) != info:
             raise CheckpointError(f"{self.path}: no tensor {info.name!r} in this file")
@@ -116,13 +128,25 @@ class TorchReader(CheckpointReader):
             )
         import torch
 
-        if self._mapped and _file_identity(self.path) != self._identity:
-            raise CheckpointError(
-                f"{self.path}: file changed since it was opened (rewritten or truncated while being read)"
-            )
         tensor = self._tensors[info.name].detach()
         target = torch.float64 if info.dtype == "F64" else torch.float32
+        if self._offsets is not None:
+            tensor = self._read_mapped(torch, info.name, tensor)
+        elif self._copy_from_map and _still(self.path) != (self._identity, self._size):
+            raise CheckpointError(f"{self.path}: file changed since it was opened (rewritten while being read?)")
         return tensor.to(target, copy=True).numpy()
+
+    def _read_mapped(self, torch: Any, name: str, tensor: Any) -> Any:
+        """The tensor rebuilt over its bytes read from the file (its map left untouched)."""
+        if tensor.numel() == 0:
+            return torch.empty(tensor.shape, dtype=tensor.dtype)
+        size = tensor.element_size()
+        first = tensor.storage_offset()
+        last = first + sum((extent - 1) * step for extent, step in zip(tensor.shape, tensor.stride(), strict=True))
+        start = self._offsets[tensor.untyped_storage().data_ptr()] + first * size  # type: ignore[index]
+        raw = read_exactly(self.path, self._identity, start, (last - first + 1) * size, name)
+        flat = torch.frombuffer(raw, dtype=tensor.dtype)
+        return torch.as_strided(flat, tuple(tensor.shape), tuple(tensor.stride()), 0)
 
     def close(self) -> None:
         self._tensors.clear()
@@ -138,12 +162,44 @@ def _import_torch(path: Path) -> Any:
     return torch
 
 
-def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
+def _still(path: Path) -> tuple[tuple[int, int], int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    return file_identity(st), st.st_size
+
+
+def _storage_offsets(path: Path, identity: tuple[int, int], tensors: list[Any]) -> dict[int, int] | None:
+    """File offset of every tensor's storage, keyed by the storage's address.
+
+    ``torch.load(mmap=True)`` maps the file and makes each storage a slice of that map;
+    the kernel's own table of this process's maps (``/proc/self/maps``: address range,
+    file offset, device and inode of each) says which file byte an address shows. None
+    where that table is missing (not Linux) or an address is not in a map of this file:
+    reading then falls back to copying from the map.
+    """
+    addresses = {tensor.untyped_storage().data_ptr() for tensor in tensors if tensor.numel()}
+    device = f"{os.major(identity[0]):02x}:{os.minor(identity[0]):02x}"
+    try:
+        table = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    regions = []
+    for line in table:
+        fields = line.split(maxsplit=5)
+        same_inode = len(fields) >= 5 and fields[3] == device and fields[4] == str(identity[1])
+        if same_inode or (len(fields) == 6 and fields[5] == real):  # overlayfs shows the lower inode
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            regions.append((start, end, int(fields[2], 16)))
+    offsets = {}
+    for address in addresses:
+        region = next((r for r in regions if r[0] <= address < r[1]), None)
+        if region is None:
+            return None
+        offsets[address] = address - region[0] + region[2]
+    return offsets
 
 
 def _load(torch: Any, path: Path, mmap: bool) -> Any:
