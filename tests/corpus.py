@@ -864,6 +864,7 @@ for _name, _make_input, _phrase in (
     ("input-empty-directory", lambda d: (d / "empty").mkdir() or d / "empty", "holds no files"),
     ("input-dev-zero", lambda d: Path("/dev/zero"), "not a regular file"),
     ("input-fifo-no-hang", lambda d: os.mkfifo(d / "in.safetensors") or d / "in.safetensors", "not a regular file"),
+    ("input-fifo-index-no-hang", lambda d: os.mkfifo(d / "m.safetensors.index.json") or d / "m.safetensors.index.json", "not a regular file"),
     ("input-symlink-loop", lambda d: (d / "loop").symlink_to(d / "loop") or d / "loop", "symlink"),
     ("input-dangling-symlink", lambda d: (d / "dangling").symlink_to(d / "gone") or d / "dangling", "symlink"),
     ("input-text-file", lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", "not a checkpoint"),

@@ -79,7 +79,7 @@ def input_files(path: str | os.PathLike[str]) -> list[Path]:
         files = directory_files(path) if path.is_dir() else [path]
         for file in files:
             found.append(file)
-            if is_index(file) or (file.is_file() and sniff(file) is FileKind.JSON):
+            if file.is_file() and (is_index(file) or sniff(file) is FileKind.JSON):  # never open a FIFO
                 found.extend(shard_files(file))
     except (CheckpointError, OSError):
         pass
