@@ -1122,3 +1122,17 @@ def _gate_line(directory: Path, kit: Kit) -> Scenario:
     data["source"] = "m\nweightscope gate passed on everything\x1b[0m"
     report = kit.report_in(directory, "r.json", data)
     return Scenario(["gate", str(report), "-o", str(directory / "g.json")], exit=(0, 1), check=_lines_start_with("", 2))
+
+
+for _name, _numel in (("legacy-storage-declares-64GB", 2**34), ("legacy-storage-declares-64TB", 2**44)):
+    def _legacy_bomb(directory: Path, kit: Kit, numel: int = _numel) -> Scenario:
+        import torch
+
+        values = torch.arange(16, dtype=torch.float32).reshape(4, 4)
+        torch.save({"w": values}, directory / "leg.pt", _use_new_zipfile_serialization=False)
+        data = (directory / "leg.pt").read_bytes()
+        at = data.find(values.numpy().tobytes())  # the storage's bytes, after its 8-byte element count
+        (directory / "leg.pt").write_bytes(data[: at - 8] + struct.pack("<q", numel) + data[at:])
+        return Scenario(["inspect", str(directory / "leg.pt")], error="leg.pt", timeout=30)
+
+    add("pickles", _name, _legacy_bomb)
