@@ -28,6 +28,9 @@ def test_destination_streams_devices_and_renames_files(tmp_path: Path) -> None:
     assert destination("/dev/null").stream  # classified only: no test writes the machine's /dev/null
     assert destination("-").stdout
     assert not destination(tmp_path / "new.json").stream
+    assert destination("/dev/fd/1").stream and destination("/proc/self/fd/1").stream
+    if Path("/dev/shm").is_dir():
+        assert not destination("/dev/shm/weightscope-report.json").stream  # ordinary files live there
     (tmp_path / "real.json").write_text("x")
     (tmp_path / "link.json").symlink_to("real.json")
     assert destination(tmp_path / "link.json").target == (tmp_path / "real.json").resolve()

@@ -87,18 +87,19 @@ def destination(path: str | os.PathLike[str]) -> Destination:
         return Destination(given, given, stream=True)  # device, FIFO, socket
     if st is not None and _is_stdout((st.st_dev, st.st_ino)):
         return Destination(given, given, stream=True, stdout=True)  # /dev/stdout redirected to a file
-    if _through_dev_or_proc(given):
+    if _through_proc(given):
         return Destination(given, given, stream=True)  # /dev/fd/N, /proc/self/fd/N: someone's open file
     return Destination(given, Path(os.path.realpath(given)), stream=False)
 
 
-def _through_dev_or_proc(path: Path) -> bool:
-    """Whether ``path`` or any symlink on its way names something under /dev or /proc:
-    ``/dev/stdout``, or a link to ``/proc/self/fd/1``, is an open file of some process,
-    whose "real path" is no place to rename a file onto."""
+def _through_proc(path: Path) -> bool:
+    """Whether ``path``, or any symlink on its way, lies in /proc: ``/dev/stdout``,
+    ``/dev/fd/1`` or a link to ``/proc/self/fd/1`` name an open file of some process,
+    whose "real path" is no place to rename a file onto. (/dev/shm and the like hold
+    ordinary files and are replaced atomically like any other.)"""
     current = path.absolute()
     for _ in range(40):  # the kernel's own limit on a symlink chain
-        if current.parts[1:2] in (("dev",), ("proc",)):
+        if os.path.realpath(current.parent).startswith("/proc/"):
             return True
         if not current.is_symlink():
             return False
