@@ -1136,3 +1136,53 @@ for _name, _numel in (("legacy-storage-declares-64GB", 2**34), ("legacy-storage-
         return Scenario(["inspect", str(directory / "leg.pt")], error="leg.pt", timeout=30)
 
     add("pickles", _name, _legacy_bomb)
+
+
+_WITHOUT_DAC = (
+    "import os, sys\n"
+    "os.execvp('setpriv', ['setpriv', '--bounding-set=-dac_override,-dac_read_search',\n"
+    "          '--inh-caps=-dac_override,-dac_read_search', sys.executable, '-m', 'weightscope', *sys.argv[1:]])\n"
+)
+
+
+def _unreadable(make_args: Callable[[Path, Kit], list[str]]) -> Callable[[Path, Kit], Scenario]:
+    """Mode-000 files and directories, read by root without the capabilities that let root
+    ignore them (setpriv), or by a plain user as is: EACCES, as CI users meet it."""
+
+    def build(directory: Path, kit: Kit) -> Scenario:
+        import shutil
+
+        import pytest
+
+        if os.geteuid() == 0 and shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv reads every file")
+        args = make_args(directory, kit)
+        for locked in (directory / "locked", directory / "locked.safetensors"):
+            if locked.exists():
+                os.chmod(locked, 0)
+        cleanup = [lambda: [os.chmod(p, 0o700) for p in (directory / "locked", directory / "locked.safetensors") if p.exists()]]
+        if os.geteuid() == 0:
+            return Scenario(args, error="Permission denied", subprocess=True, script=_WITHOUT_DAC, cleanup=cleanup)
+        return Scenario(args, error="Permission denied", cleanup=cleanup)
+
+    return build
+
+
+def _locked_file(d: Path, kit: Kit) -> Path:
+    return kit.model_in(d, "locked.safetensors")
+
+
+def _locked_dir(d: Path, kit: Kit) -> Path:
+    (d / "locked").mkdir()
+    return kit.model_in(d / "locked")
+
+
+for _name, _make in {
+    "unreadable-file": lambda d, kit: ["analyze", str(_locked_file(d, kit)), "--no-cache"],
+    "unreadable-directory": lambda d, kit: ["analyze", str(_locked_dir(d, kit).parent), "--no-cache"],
+    "file-in-unreadable-directory": lambda d, kit: ["inspect", str(_locked_dir(d, kit))],
+    "unreadable-gate-input": lambda d, kit: ["gate", str(_locked_file(d, kit))],
+    "unreadable-config": lambda d, kit: ["analyze", str(kit.model_in(d)), "--config", str(_locked_file(d, kit)), "--no-cache"],
+    "output-in-unreadable-directory": lambda d, kit: ["analyze", str(kit.model_in(d)), "-f", "json", "-o", str(_locked_dir(d, kit).parent / "x.json")],
+}.items():
+    add("paths", _name, _unreadable(_make))

@@ -52,6 +52,12 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
     naming the path. Use the reader as a context manager.
     """
     path = Path(path)
+    try:
+        path.stat()
+    except PermissionError as exc:  # a directory on the way refuses us; is_dir() would raise too
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror}") from None
+    except OSError:
+        pass  # missing, dangling or looping: said below
     if path.is_dir():
         return open_directory(path)
     if not path.exists():

@@ -25,6 +25,7 @@ PathArg = Annotated[
     typer.Argument(
         help="A .safetensors file, a (sharded) Hugging Face model directory, or a torch .bin/.pt/.pth/.ckpt.",
         show_default=False,
+        readable=False,  # an unreadable path is the reader's `error:` line, not click's usage box
     ),
 ]
 @app.command()
@@ -54,6 +55,7 @@ def analyze(
         Optional[Path],
         typer.Option(
             "--cache-dir",
+            readable=False,
             help="Where computed spectra are cached (default: $XDG_CACHE_HOME/weightscope, ~/.cache/weightscope).",
         ),
     ] = None,

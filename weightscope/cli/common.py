@@ -27,7 +27,7 @@ stderr = Console(stderr=True, highlight=False)
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 OutputOption = Annotated[
-    Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
+    Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
 ]
 
 
@@ -69,6 +69,12 @@ def user_errors(debug: bool) -> Iterator[None]:
         if debug:
             traceback.print_exc()
         stderr.print(f"[bold red]error:[/] {shown(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:  # a path the OS refuses (permissions, I/O): the environment, not a bug
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        stderr.print(f"[bold red]error:[/] {shown(where + (exc.strerror or str(exc)))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")

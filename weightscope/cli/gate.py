@@ -42,12 +42,12 @@ def _limit(flag: str, help: str) -> object:
 @analysis_options(randomize=True)
 def gate(
     path: Annotated[
-        Path, typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False)
+        Path, typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False, readable=False)
     ],
     *,
     analysis: AnalysisArgs,
     baseline: Annotated[
-        Optional[Path], typer.Option("--baseline", help="Report (or checkpoint) to measure |Δalpha| against.")
+        Optional[Path], typer.Option("--baseline", readable=False, help="Report (or checkpoint) to measure |Δalpha| against.")
     ] = None,
     strip_prefix: Annotated[
         Optional[list[str]], typer.Option("--strip-prefix", help="Prefix removed from layer names when matching the baseline.")
@@ -86,7 +86,7 @@ def gate(
         typer.Option("--format", "-f", help="text (default), json, github (Actions annotations) or junit (XML)."),
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to this file (.json/.xml pick the format) instead of stdout.")
+        Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (.json/.xml pick the format) instead of stdout.")
     ] = None,
     debug: DebugOption = False,
 ) -> None:

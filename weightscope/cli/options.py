@@ -72,7 +72,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
         Annotated[
             Optional[Path],
             typer.Option(
-                "--config", help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present)."
+                "--config", readable=False, help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present)."
             ),
         ],
         None,

@@ -65,7 +65,7 @@ def plot(
     summary: Annotated[
         bool, typer.Option("--summary", help="Draw alpha of every layer by depth, and the alpha histogram.")
     ] = False,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNG files (created if missing).")] = Path("."),
+    out: Annotated[Path, typer.Option("--out", "-o", readable=False, help="Directory for the PNG files (created if missing).")] = Path("."),
     debug: DebugOption = False,
 ) -> None:
     """Draw PNG pictures: per-layer ESD (log-log with the power-law fit, and the MP bulk) and the model summary.

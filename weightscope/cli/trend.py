@@ -44,6 +44,7 @@ def trend(
         typer.Argument(
             help="A run directory (its checkpoint files and directories), or checkpoints / saved reports listed.",
             show_default=False,
+            readable=False,
         ),
     ],
     *,
@@ -58,7 +59,7 @@ def trend(
     ] = None,
     cache: Annotated[
         Optional[Path],
-        typer.Option("--cache", help="Directory of per-checkpoint reports reused across runs (created if missing)."),
+        typer.Option("--cache", readable=False, help="Directory of per-checkpoint reports reused across runs (created if missing)."),
     ] = None,
     jump_k: Annotated[
         float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")
