@@ -6,11 +6,11 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from weightscope.checkpoint import write_safetensors

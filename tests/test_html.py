@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.png_checks import assert_picture, decode_png
+from tests.png_checks import assert_picture
 
 pytest.importorskip("matplotlib")
 

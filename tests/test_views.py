@@ -16,9 +16,10 @@ import pytest
 from rich.console import Console
 
 from weightscope.config import Thresholds
+from weightscope.errors import one_line as printable
 from weightscope.render.compare_views import render_comparison
 from weightscope.render.rows import depth_order, short_names
-from weightscope.render.style import column_texts, printable
+from weightscope.render.style import column_texts
 from weightscope.render.table import render_report, report_table
 from weightscope.report import FitTrust, LayerResult, Report
 from weightscope.summary import summarize

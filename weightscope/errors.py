@@ -11,3 +11,12 @@ class WeightscopeError(Exception):
 
 class CheckpointError(WeightscopeError):
     """A path that is not a readable checkpoint, or a tensor that cannot be decoded."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control or unprintable character written as its escape.
+
+    Paths and tensor names come from files and users: a newline or an ANSI escape in one
+    must not forge a second line (a fake ``PASS``) or recolour the terminal.
+    """
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

@@ -37,6 +37,8 @@ class AnalysisOptions:
             raise WeightscopeError(f"min_evals must be ≥ 1, got {self.min_evals}")
         if self.min_tail < 2:
             raise WeightscopeError(f"min_tail must be ≥ 2, got {self.min_tail}")
+        if self.seed < 0:  # numpy's generators refuse them: every randomised layer would fail
+            raise WeightscopeError(f"seed must be a whole number ≥ 0, got {self.seed}")
         check_precision(self.eig_dtype)
 
     @classmethod

@@ -142,13 +142,24 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
+        """Rebuild a report from its JSON form, checking every value's type on the way.
+
+        Saved reports are inputs like any other: hand-edited or damaged ones (a string or
+        NaN alpha, ``layers: [1]``, two layers of one name) raise `WeightscopeError`
+        naming the field, rather than failing later in compare, gate or trend.
+        """
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")
         try:
-            return _from_jsonable(cls, data)
+            report = _from_jsonable(cls, data, "report")
         except (TypeError, ValueError, KeyError) as exc:
             raise WeightscopeError(f"malformed weightscope report: {exc}") from None
+        names = [layer.name for layer in report.layers]
+        if len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise WeightscopeError(f"malformed weightscope report: layer {twice!r} appears twice")
+        return report
 
 
 # --- generic dataclass <-> JSON-able conversion ----------------------------------------
@@ -175,24 +186,48 @@ def json_document(result: Any, **computed: Any) -> dict[str, Any]:
     return {"schema": data.pop("schema"), **to_jsonable(computed), **data}
 
 
-def _from_jsonable(hint: Any, value: Any) -> Any:
-    """Rebuild a value of type ``hint`` from its JSON form, guided by type hints."""
+def _from_jsonable(hint: Any, value: Any, where: str) -> Any:
+    """Rebuild a value of type ``hint`` from its JSON form, guided by type hints; a value of
+    the wrong type raises ValueError naming where it is (``where``)."""
+
+    def wrong(expected: str) -> ValueError:
+        return ValueError(f"{where}: expected {expected}, got {str(value)[:60]!r}")
+
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _from_jsonable(inner, value)
+        return _from_jsonable(inner, value, where)
     if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise wrong("an object")
         hints = typing.get_type_hints(hint)
         known = {f.name for f in dataclasses.fields(hint)}
-        kwargs = {k: _from_jsonable(hints[k], v) for k, v in value.items() if k in known}
-        return hint(**kwargs)
-    if origin is list:
-        (inner,) = typing.get_args(hint)
-        return [_from_jsonable(inner, v) for v in value]
-    if origin is tuple:
-        return tuple(value)
-    if hint is float and isinstance(value, int):
+        kwargs = {k: _from_jsonable(hints[k], v, f"{where}.{k}") for k, v in value.items() if k in known}
+        try:
+            return hint(**kwargs)
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(f"{where}: {exc}") from None
+    if origin is list or origin is tuple:
+        if not isinstance(value, list):
+            raise wrong("a list")
+        inner = typing.get_args(hint)[0]
+        items = [_from_jsonable(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise wrong("an object")
+        inner = typing.get_args(hint)[1]
+        return {k: _from_jsonable(inner, v, f"{where}.{k}") for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise wrong("a finite number")
         return float(value)
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise wrong("a whole number")
+    if hint is bool and not isinstance(value, bool):
+        raise wrong("true or false")
+    if hint is str and not isinstance(value, str):
+        raise wrong("a string")
     return value

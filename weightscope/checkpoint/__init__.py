@@ -10,7 +10,13 @@ import os
 from pathlib import Path
 
 from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
-from weightscope.checkpoint.directory import open_directory, open_shard_index
+from weightscope.checkpoint.directory import (
+    directory_files,
+    is_index,
+    open_directory,
+    open_shard_index,
+    shard_files,
+)
 from weightscope.checkpoint.files import FileKind, open_file, sniff
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.errors import CheckpointError
@@ -19,6 +25,7 @@ __all__ = [
     "FLOAT_DTYPES",
     "CheckpointReader",
     "TensorInfo",
+    "input_files",
     "open_checkpoint",
     "write_safetensors",
 ]
@@ -45,12 +52,41 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
     naming the path. Use the reader as a context manager.
     """
     path = Path(path)
+    try:
+        path.stat()
+    except PermissionError as exc:  # a directory on the way refuses us; is_dir() would raise too
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror}") from None
+    except OSError:
+        pass  # missing, dangling or looping: said below
     if path.is_dir():
         return open_directory(path)
     if not path.exists():
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: a symlink that leads nowhere (dangling, or a loop)")
         raise CheckpointError(f"{path}: no such file or directory")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a regular file or directory")
     if sniff(path) is FileKind.JSON:
         return open_shard_index(path)
     return open_file(path)
+
+
+def input_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Every file that reading ``path`` would open, found from names and the index alone.
+
+    Commands pass these to `weightscope.io.check_outputs` before any work, so an output
+    path that names a checkpoint file, a shard or the index is refused. Whatever cannot be
+    listed (a missing path, a broken index) is left to `open_checkpoint` to report; the
+    path itself is always included.
+    """
+    path = Path(path)
+    found = [path]
+    try:
+        files = directory_files(path) if path.is_dir() else [path]
+        for file in files:
+            found.append(file)
+            if file.is_file() and (is_index(file) or sniff(file) is FileKind.JSON):  # never open a FIFO
+                found.extend(shard_files(file))
+    except (CheckpointError, OSError):
+        pass
+    return found

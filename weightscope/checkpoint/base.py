@@ -8,10 +8,13 @@ checkpoint, and filters on names (``--include/--exclude``) cost no I/O at all.
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+
+from weightscope.errors import CheckpointError
 
 #: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
@@ -69,3 +72,36 @@ class CheckpointReader(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def file_identity(st: os.stat_result) -> tuple[int, int]:
+    """What makes a file the same file: device and inode (a rename over it changes them)."""
+    return st.st_dev, st.st_ino
+
+
+def read_exactly(path: os.PathLike[str] | str, identity: tuple[int, int], offset: int, length: int, name: str) -> np.ndarray:
+    """``length`` bytes at ``offset`` of the file opened as ``identity``, as a fresh uint8 array.
+
+    Read with ``os.preadv``, never memory-mapped: touching a mapped page of a file
+    truncated since it was mapped kills the process with SIGBUS, which no Python code can
+    catch, while a short read is an error for this tensor only. The file is opened per
+    call, so no descriptor is held between reads (thousands of shards never meet the
+    open-files limit). numpy's allocations are aligned for any dtype.
+    """
+    buffer = np.empty(length, np.uint8)
+    try:
+        with open(path, "rb", buffering=0) as file:
+            if file_identity(os.fstat(file.fileno())) != identity:
+                raise CheckpointError(f"{path}: file changed since it was opened (rewritten while being read?)")
+            view, done = memoryview(buffer), 0
+            while done < length:
+                got = os.preadv(file.fileno(), [view[done:]], offset + done)
+                if got == 0:
+                    raise CheckpointError(
+                        f"{path}: tensor {name!r}: file ends {length - done} bytes short of its data "
+                        "(truncated while being read?)"
+                    )
+                done += got
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read tensor {name!r}: {exc.strerror or exc}") from exc
+    return buffer

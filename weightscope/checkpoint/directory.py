@@ -61,8 +61,9 @@ class MultiFileReader(CheckpointReader):
             reader.close()
 
 
-def open_directory(directory: Path) -> CheckpointReader:
-    """Open the checkpoint a directory holds; safetensors wins over torch pickles."""
+def directory_files(directory: Path) -> list[Path]:
+    """The file(s) that hold a directory's checkpoint: its one shard index, else its
+    safetensors files, else the torch index, else ``pytorch_model.bin``."""
     try:
         files = sorted(p for p in directory.iterdir() if p.is_file())
     except OSError as exc:
@@ -74,46 +75,60 @@ def open_directory(directory: Path) -> CheckpointReader:
         names = ", ".join(p.name for p in indexes)
         raise CheckpointError(f"{directory}: several shard indexes ({names}); pass one of them")
     if indexes:
-        return open_shard_index(indexes[0])
+        return indexes
     safetensors_files = [p for p in files if p.suffix == ".safetensors"]
     if safetensors_files:
-        return _open_together(safetensors_files, directory)
-    if (directory / TORCH_INDEX).is_file():
-        return open_shard_index(directory / TORCH_INDEX)
-    if (directory / TORCH_SINGLE_FILE).is_file():
-        return open_file(directory / TORCH_SINGLE_FILE)
+        return safetensors_files
+    for name in (TORCH_INDEX, TORCH_SINGLE_FILE):
+        if (directory / name).is_file():
+            return [directory / name]
     raise CheckpointError(
         f"{directory}: no checkpoint in directory (looked for *.safetensors, "
         f"*{SAFETENSORS_INDEX_SUFFIX}, {TORCH_SINGLE_FILE}, {TORCH_INDEX})"
     )
 
 
+def is_index(path: Path) -> bool:
+    return path.name.endswith(SAFETENSORS_INDEX_SUFFIX) or path.name == TORCH_INDEX
+
+
+def open_directory(directory: Path) -> CheckpointReader:
+    """Open the checkpoint a directory holds; safetensors wins over torch pickles."""
+    files = directory_files(directory)
+    if len(files) == 1 and is_index(files[0]):
+        return open_shard_index(files[0])
+    return _open_together(files, directory)
+
+
+def shard_files(index_path: Path, weight_map: dict[str, str] | None = None) -> list[Path]:
+    """The shards a shard index names, each checked to lie beside it and to exist."""
+    weight_map = _read_weight_map(index_path) if weight_map is None else weight_map
+    directory = index_path.parent
+    shards = []
+    for name in dict.fromkeys(weight_map.values()):
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CheckpointError(f"{index_path}: shard path {name!r} leaves the index's directory")
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{index_path}: shard {name} is missing")
+        shards.append(directory / name)
+    return shards
+
+
 def open_shard_index(index_path: Path) -> CheckpointReader:
     """Open a sharded model from its index, checking the index against the shards."""
     weight_map = _read_weight_map(index_path)
-    directory = index_path.parent
-    shard_names = list(dict.fromkeys(weight_map.values()))
-    for name in shard_names:
-        shard = directory / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise CheckpointError(f"{index_path}: shard path {name!r} leaves the index's directory")
-        if not shard.is_file():
-            raise CheckpointError(f"{index_path}: shard {name} is missing")
+    shards = shard_files(index_path, weight_map)
+    names = list(dict.fromkeys(weight_map.values()))
 
     def check_against_index(readers: Sequence[CheckpointReader]) -> None:
-        held = {
-            name: {info.name for info in reader.tensors()}
-            for name, reader in zip(shard_names, readers, strict=True)
-        }
+        held = {name: {info.name for info in reader.tensors()} for name, reader in zip(names, readers, strict=True)}
         for tensor, shard in weight_map.items():
             if tensor not in held[shard]:
                 raise CheckpointError(
                     f"{index_path}: index maps tensor {tensor!r} to {shard}, which does not hold it"
                 )
 
-    return _open_together(
-        [directory / name for name in shard_names], index_path, check_against_index
-    )
+    return _open_together(shards, index_path, check_against_index)
 
 
 def _open_together(

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from weightscope.checkpoint.dtypes import STORED_DTYPES, encode_bf16
+from weightscope.io import write_atomic
 
 #: dtypes this writer can produce. F8 and packed formats have no numpy encoder here.
 WRITABLE_DTYPES = frozenset(
@@ -70,22 +70,13 @@ def write_safetensors(
     header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     header_bytes += b" " * (-len(header_bytes) % 8)
 
-    # Not a plain with-block: the name must outlive the handle, for os.replace or cleanup.
-    temporary = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with temporary as file:
-            file.write(struct.pack("<Q", len(header_bytes)))
-            file.write(header_bytes)
-            for name, array in tensors.items():
-                file.write(_encode(name, np.asarray(array), header[name]["dtype"]).data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary.name, path)
-    except BaseException:
-        os.unlink(temporary.name)
-        raise
+    def chunks():
+        yield struct.pack("<Q", len(header_bytes))
+        yield header_bytes
+        for name, array in tensors.items():
+            yield _encode(name, np.asarray(array), header[name]["dtype"]).data
+
+    write_atomic(path, chunks())
     return path
 
 

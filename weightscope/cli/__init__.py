@@ -6,7 +6,13 @@ Each command module parses options, calls the API, renders, and sets the exit co
 
 from __future__ import annotations
 
-from weightscope.cli.app import app  # command modules register on it when first used
+import sys
+
+try:  # Ctrl-C while the CLI loads is an interrupt too, not a traceback
+    from weightscope.cli.app import app  # command modules register on it when first used
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 
 def main() -> None:

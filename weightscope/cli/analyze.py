@@ -16,6 +16,7 @@ from weightscope.cli.common import (
     OutputOption,
     QuietOption,
     VerboseOption,
+    check_paths,
     detail,
     emit,
     resolve_format,
@@ -46,6 +47,7 @@ PathArg = Annotated[
         help="A .safetensors file, a (sharded) Hugging Face model directory, or a torch .bin/.pt/.pth/.ckpt.",
         show_default=False,
         metavar="PATH",
+        readable=False,  # an unreadable path is the reader's `error:` line, not click's usage box
     ),
 ]
 DeviceOption = Annotated[
@@ -98,6 +100,7 @@ def analyze(
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
+        check_paths([output, html], [path, analysis.config])
         execution = Execution(
             device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
         )

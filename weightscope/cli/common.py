@@ -8,8 +8,11 @@ wrapping: a CI log must show "wrote PATH" whole, on one line, whatever the width
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+import traceback
+import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -20,8 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from weightscope.errors import WeightscopeError
-from weightscope.io import write_text_atomic
+from weightscope.checkpoint import input_files
+from weightscope.errors import WeightscopeError, one_line
+from weightscope.io import STDOUT, check_outputs, write_atomic
 
 #: stdout carries results only (a table, JSON, CSV, markdown); everything else goes to stderr.
 #: Piped to a file or a CI log there is no terminal width to honour: use a wide one.
@@ -82,9 +86,9 @@ def detail(message: str) -> None:
 
 def wrote(path: object) -> None:
     """Say where a file went: ``wrote PATH``, the path whole on one line."""
-    say(f"wrote {path}")
+    say(f"wrote {one_line(str(path))}")
 OutputOption = Annotated[
-    Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
+    Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
 ]
 
 
@@ -98,29 +102,62 @@ class OutputFormat(str, Enum):
 _SUFFIX_FORMATS = {".json": OutputFormat.json, ".csv": OutputFormat.csv, ".md": OutputFormat.md}
 
 
+def shown(text: str) -> str:
+    """A path, name or message made safe to print in rich markup: one line, no markup."""
+    return escape(one_line(text))
+
+
 @contextmanager
 def user_errors(debug: bool) -> Iterator[None]:
-    """Turn failures into one line on stderr and exit code 2 (traceback only with --debug)."""
+    """Turn failures into one line on stderr and exit code 2.
+
+    ``--debug`` adds the traceback (and library warnings) but keeps the exit code, so a
+    CI script behaves the same with and without it. Without it, numpy's and torch's
+    warnings are silenced: stderr carries weightscope's own lines only. A reader that
+    closes the pipe early (``| head``) ends the run quietly, like any Unix filter.
+    """
     try:
-        yield
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            yield
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise typer.Exit(141) from None  # 128 + SIGPIPE, what a filter killed by the pipe returns
     except WeightscopeError as exc:
         if debug:
-            raise
-        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            traceback.print_exc()
+        stderr.print(f"[bold red]error:[/] {shown(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:  # a path the OS refuses (permissions, I/O): the environment, not a bug
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        stderr.print(f"[bold red]error:[/] {shown(where + (exc.strerror or str(exc)))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if debug:
-            raise
+            traceback.print_exc()
         stderr.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
+            f"[bold red]internal error:[/] {type(exc).__name__}: {shown(str(exc))} (rerun with --debug for the traceback)",
             soft_wrap=True,
         )
         raise typer.Exit(2) from None
+
+
+def check_paths(outputs: Iterable[Path | None], inputs: Iterable[Path | None]) -> None:
+    """Before any work: refuse outputs that would overwrite an input or cannot be written.
+
+    ``inputs`` are the paths given (checkpoints, reports, baselines, configs); every file
+    each one would read (shards, the index) counts.
+    """
+    files = [file for path in inputs if path is not None for file in input_files(path)]
+    check_outputs(outputs, files)
 
 
 def resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputFormat:
@@ -140,5 +177,6 @@ def emit(text: str, output: Path | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        write_text_atomic(output, text)
-        wrote(output)
+        write_atomic(output, text)
+        if str(output) != STDOUT:
+            wrote(output)

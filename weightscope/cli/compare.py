@@ -15,6 +15,7 @@ from weightscope.cli.common import (
     OutputOption,
     QuietOption,
     VerboseOption,
+    check_paths,
     emit,
     resolve_format,
     stdout,
@@ -29,7 +30,7 @@ from weightscope.render.html_compare import write_compare_html
 
 SideArg = Annotated[
     Path,
-    typer.Argument(help="A checkpoint (any format analyze reads) or a saved report (.json).", show_default=False, metavar="PATH"),
+    typer.Argument(help="A checkpoint (any format analyze reads) or a saved report (.json).", show_default=False, metavar="PATH", readable=False),
 ]
 
 
@@ -74,6 +75,7 @@ def compare(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
+        check_paths([output, html], [a, b, analysis.config])
         options = analysis.kwargs()
         thresholds = options["thresholds"]
         with layer_progress() as hook:

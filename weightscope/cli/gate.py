@@ -14,6 +14,7 @@ from weightscope.cli.common import (
     DebugOption,
     QuietOption,
     VerboseOption,
+    check_paths,
     emit,
     say,
     user_errors,
@@ -50,12 +51,12 @@ def _limit(flag: str, help: str) -> object:
 def gate(
     path: Annotated[
         Path,
-        typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False, metavar="PATH"),
+        typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False, metavar="PATH", readable=False),
     ],
     *,
     analysis: AnalysisArgs,
     baseline: Annotated[
-        Optional[Path], typer.Option("--baseline", help="Report (or checkpoint) to measure |Δalpha| against.")
+        Optional[Path], typer.Option("--baseline", readable=False, help="Report (or checkpoint) to measure |Δalpha| against.")
     ] = None,
     strip_prefix: Annotated[
         Optional[list[str]], typer.Option("--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline.")
@@ -94,7 +95,7 @@ def gate(
         typer.Option("--format", "-f", help="text (default), json, github (Actions annotations) or junit (XML)."),
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to this file (.json/.xml pick the format) instead of stdout.")
+        Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (.json/.xml pick the format) instead of stdout.")
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -127,6 +128,7 @@ def gate(
             "baseline": str(baseline) if baseline is not None else None,
             "strip-prefix": list(strip_prefix or ()),
         }
+        check_paths([output], [path, baseline, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
         chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
         result = run_gate(path, settings, **analysis.kwargs())

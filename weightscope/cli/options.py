@@ -33,6 +33,7 @@ CacheDirOption = Annotated[
     typer.Option(
         "--cache-dir",
         "--cache",
+        readable=False,
         help="The cache directory, for computed spectra and trend's reports (default: $WEIGHTSCOPE_CACHE_DIR, "
         "$XDG_CACHE_HOME/weightscope, ~/.cache/weightscope; see `weightscope cache info`).",
     ),
@@ -82,7 +83,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
         Annotated[
             Optional[Path],
             typer.Option(
-                "--config", help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present)."
+                "--config", readable=False, help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present)."
             ),
         ],
         None,

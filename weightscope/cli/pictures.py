@@ -19,13 +19,14 @@ HtmlOption = Annotated[
     Optional[Path],
     typer.Option(
         "--html",
+        readable=False,
         help="Also write a self-contained HTML report here (summary, sortable table, pictures; "
         "opens offline). The compare and trend pages need weightscope\\[plot].",
     ),
 ]
 PlotOption = Annotated[
     Optional[Path],
-    typer.Option("--plot", help="Also draw the picture of the run (PNG) here. Needs weightscope\\[plot]."),
+    typer.Option("--plot", readable=False, help="Also draw the picture of the run (PNG) here. Needs weightscope\\[plot]."),
 ]
 
 

@@ -14,20 +14,20 @@ from weightscope.cli.common import (
     DebugOption,
     QuietOption,
     VerboseOption,
+    check_paths,
     say,
     user_errors,
     wrote,
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.progress import layer_progress
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, one_line
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import analyze as run_analysis
 from weightscope.pipeline import select, stream_layers
 from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_summary import summary_figure
 from weightscope.render.plots import png_file_name, require_matplotlib, save_png
-from weightscope.render.style import printable
 
 
 def _output_dir(out: Path) -> Path:
@@ -49,7 +49,7 @@ def draw_layer_spectra(path: Path, patterns: list[str], out: Path, options: Anal
             )
         for item in stream_layers(reader, selection, options, hook):
             if item.evals is None:
-                say(printable(f"no spectrum for {item.result.name}: {item.result.reason}"), style="yellow")
+                say(one_line(f"no spectrum for {item.result.name}: {item.result.reason}"), style="yellow")
                 continue
             written.append(save_png(layer_figure(item), out / png_file_name(item.result.name, ".esd.png")))
     return written
@@ -72,7 +72,7 @@ def plot(
         bool, typer.Option("--summary", help="Draw alpha of every layer by depth, and the alpha histogram.")
     ] = False,
     out_dir: Annotated[
-        Path, typer.Option("--out-dir", "-d", help="Directory for the PNG files (created if missing).")
+        Path, typer.Option("--out-dir", "-d", readable=False, help="Directory for the PNG files (created if missing).")
     ] = Path("."),
     out: Annotated[
         Optional[Path], typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")
@@ -98,6 +98,7 @@ def plot(
         if out is not None:
             say("--out is deprecated: use --out-dir (-d); -o names a file in every other command", style="yellow")
         directory = _output_dir(out if out is not None else out_dir)
+        check_paths([directory / "summary.png" if summary else None], [path, analysis.config])
         written = []
         if summary:
             with layer_progress() as hook:

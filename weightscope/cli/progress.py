@@ -16,9 +16,9 @@ from rich.progress import (
 )
 
 from weightscope.cli.common import is_quiet, say, stderr
+from weightscope.errors import one_line
 from weightscope.layers import LayerSpec
 from weightscope.pipeline import ProgressHook
-from weightscope.render.style import printable
 
 
 @contextmanager
@@ -48,7 +48,7 @@ def layer_progress() -> Iterator[ProgressHook | None]:
                 task = bar.add_task("analysing", total=sum(s.info.nbytes for s in layers), layer="")
             if done:
                 finished = layers[done - 1]
-                bar.update(task, advance=finished.info.nbytes, layer=printable(finished.name))
+                bar.update(task, advance=finished.info.nbytes, layer=one_line(finished.name))
 
         yield hook
 
@@ -69,4 +69,4 @@ def step_progress(label: str, total: int) -> Iterator[Callable[[str], None]]:
         TextColumn("{task.fields[item]}", style="dim", markup=False), console=stderr, transient=True,
     ) as bar:
         task = bar.add_task(label, total=total, item="")
-        yield lambda name: bar.update(task, advance=1, item=printable(name))
+        yield lambda name: bar.update(task, advance=1, item=one_line(name))

@@ -15,6 +15,7 @@ from weightscope.cli.common import (
     OutputOption,
     QuietOption,
     VerboseOption,
+    check_paths,
     emit,
     resolve_format,
     say,
@@ -28,17 +29,17 @@ from weightscope.cli.pictures import (
     need_pictures,
     write_if_asked,
 )
-from weightscope.commands.trend import RunEntry
+from weightscope.commands.trend import RunEntry, run_inputs
 from weightscope.commands.trend import trend as run_trend
+from weightscope.errors import one_line
 from weightscope.render.html_trend import write_trend_html
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import save_png
-from weightscope.render.style import printable
 from weightscope.render.trend_views import render_trend, to_csv, to_markdown
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
-    say(printable(f"[{position}/{total}] {entry.path}: {origin}"), style="dim")
+    say(one_line(f"[{position}/{total}] {entry.path}: {origin}"), style="dim")
 
 
 @app.command()
@@ -50,6 +51,7 @@ def trend(
             help="A run directory (its checkpoint files and directories), or checkpoints / saved reports listed.",
             show_default=False,
             metavar="PATH...",
+            readable=False,
         ),
     ],
     *,
@@ -94,6 +96,7 @@ def trend(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(plot, html)
+        check_paths([output, plot, html], [*run_inputs(paths, step_regex), analysis.config])
         options = analysis.kwargs()
         thresholds = options["thresholds"]
         result = run_trend(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -45,6 +46,9 @@ CHECKPOINT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt"}
 
 #: The step in names like step-200, step_2000.safetensors, checkpoint-1000, global_step50,
 #: ckpt3, iter_400, epoch3 (the number right after the word).
+#: How sharded checkpoints name their pieces: model-00001-of-00004.safetensors.
+_SHARD_NAME = re.compile(r"\d+-of-\d+")
+
 DEFAULT_STEP_PATTERN = r"(?:global[_-]?step|step|checkpoint|ckpt|iteration|iter|epoch)[-_=]?(\d+)"
 
 #: Verdicts of a layer that has not (yet) learned; without diagnostics (a report saved
@@ -80,7 +84,8 @@ def is_run_dir(path: Path, pattern: re.Pattern[str]) -> bool:
     """A directory of checkpoints rather than one checkpoint.
 
     It is a run when it holds checkpoint directories (``checkpoint-1000/``), or several
-    weight files that each name a step (``step_2000.safetensors``) and no shard index.
+    weight files that each name a step (``step_2000.safetensors``) and no shard index, or
+    several weight files of one format not named as shards (then ordered by name).
     A sharded model (``model-00001-of-00004.safetensors`` + index) is one checkpoint.
     """
     children = [c for c in path.iterdir() if not c.name.startswith(".")]
@@ -88,11 +93,16 @@ def is_run_dir(path: Path, pattern: re.Pattern[str]) -> bool:
         return True
     if any(child.name.endswith(".index.json") for child in children):
         return False
-    stepped = [
-        child for child in children
-        if child.is_file() and child.suffix in CHECKPOINT_SUFFIXES and parse_step(Path(child.name), pattern) is not None
-    ]
-    return len(stepped) >= 2
+    weights = [child for child in children if child.is_file() and child.suffix in CHECKPOINT_SUFFIXES]
+    if sum(parse_step(Path(child.name), pattern) is not None for child in weights) >= 2:
+        return True
+    # Several files of one format, none named as a shard (model-00001-of-00004): separate
+    # checkpoints without step numbers (ordered by name), not one model stored in pieces.
+    # One safetensors file beside one torch file is one model saved in two formats.
+    if any(_SHARD_NAME.search(child.name) for child in weights):
+        return False
+    families = [child.suffix == ".safetensors" for child in weights]
+    return max(families.count(True), families.count(False)) >= 2
 
 
 def _run_members(directory: Path) -> list[Path]:
@@ -118,6 +128,15 @@ def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: re.Pattern[str]
         else:
             found.append(path)
     return found
+
+
+def run_inputs(paths: Iterable[str | os.PathLike[str]], step_regex: str | None = None) -> list[Path]:
+    """Every checkpoint or report a trend over ``paths`` would read (the paths themselves
+    when they cannot be expanded: `trend` reports that problem when it runs)."""
+    try:
+        return [*map(Path, paths), *expand_run(paths, compile_step_pattern(step_regex))]
+    except (WeightscopeError, OSError):
+        return list(map(Path, paths))
 
 
 def compile_step_pattern(step_regex: str | None) -> re.Pattern[str]:
@@ -378,7 +397,7 @@ def trend_from_reports(
     run: list[tuple[RunEntry, Report, str]], *, jump_k: float = 5.0, min_swing: float = 0.3
 ) -> Trend:
     """The trend of reports already in step order: (entry, report, origin) per checkpoint."""
-    if jump_k <= 0 or min_swing < 0:
+    if not (0 < jump_k < math.inf and 0 <= min_swing < math.inf):  # NaN fails both
         raise WeightscopeError(f"jump k must be > 0 and min swing ≥ 0 (got {jump_k}, {min_swing})")
     steps = [entry.step for entry, _, _ in run]
     by_checkpoint = [{layer.name: layer for layer in report.layers} for _, report, _ in run]

@@ -81,8 +81,41 @@ def symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
         return np.linalg.eigvalsh(gram)
 
 
+#: Largest |w| solved unscaled is 2^SAFE_EXPONENT, smallest 2^-SAFE_EXPONENT. Trained
+#: weights sit far inside (1e-3…1e2), so their spectra are computed exactly as before.
+SAFE_EXPONENT = 20
+
+
+def power_of_two_exponent(matrix: np.ndarray) -> int:
+    """k such that 2^k·W has its largest |w| in [1, 2), or 0 when W is already in the safe
+    range (or is zero, or not finite: those fail elsewhere).
+
+    Alpha, D and every verdict are scale-invariant, but float32 is not: W scaled by 1e-30
+    squares to ~1e-60 (zero in float32, "all-zero matrix"), and by 1e30 to ~1e60 (inf, a
+    LAPACK failure). Scaling by a power of two (`numpy.ldexp`) is exact, subnormals
+    included, so the eigenvalues of 2^k·W, divided by 4^k in float64, are those of W to
+    the solver's precision. Finding the range costs a max and a min pass over W, no copy.
+    """
+    if not matrix.size:
+        return 0
+    largest = max(abs(float(matrix.max())), abs(float(matrix.min())))
+    if not np.isfinite(largest) or largest == 0.0:
+        return 0
+    exponent = int(np.frexp(largest)[1]) - 1  # largest = m·2^exponent, 1 ≤ m < 2
+    return 0 if -SAFE_EXPONENT <= exponent <= SAFE_EXPONENT else -exponent
+
+
 def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
-    """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side)."""
+    """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side).
+
+    Any finite W is solved: one whose entries would under- or overflow the Gram matrix is
+    scaled by a power of two first (`power_of_two_exponent`) and its eigenvalues come back in
+    float64, scaled back.
+    """
+    exponent = power_of_two_exponent(matrix)
+    if exponent:
+        evals = gram_eigenvalues(np.ldexp(matrix, exponent), options)
+        return np.ldexp(evals.astype(np.float64), -2 * exponent)
     if options.device != "cpu":
         from weightscope.linalg.device import torch_gram_eigenvalues
 

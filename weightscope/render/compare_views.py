@@ -15,9 +15,10 @@ from rich.text import Text
 
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
+from weightscope.errors import one_line
 from weightscope.layers import block_index
 from weightscope.render.rows import depth_order, short_names
-from weightscope.render.style import alpha_style, column_texts, fmt, printable
+from weightscope.render.style import alpha_style, column_texts, fmt
 
 #: CSV columns, in order; update.* are empty when no weights were compared.
 CSV_COLUMNS = (
@@ -82,7 +83,7 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
     changes = ordered_changes(comparison)
     names = short_names([c.name for c in changes])
     table = Table(
-        title=Text(printable(f"weightscope compare: {comparison.a} → {comparison.b}")), title_justify="left",
+        title=Text(one_line(f"weightscope compare: {comparison.a} → {comparison.b}")), title_justify="left",
         header_style="bold", caption=names.dropped or None, caption_justify="left", box=box.SIMPLE_HEAD,
         padding=(0, 1), collapse_padding=True, pad_edge=False,
     )
@@ -105,7 +106,7 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
     for i, (change, name) in enumerate(zip(changes, names.names)):
         block = block_index(change.name)
         row = [
-            Text("" if block is None else str(block)), Text(printable(name)),
+            Text("" if block is None else str(block)), Text(one_line(name)),
             Text(columns["alpha_a"][i], style=alpha_style(change.alpha_a, thresholds)),
             Text(columns["alpha_b"][i], style=alpha_style(change.alpha_b, thresholds)),
             Text(columns["delta_alpha"][i]), Text(columns["delta_log_norm"][i]), Text(columns["delta_log_spectral_norm"][i]),
@@ -114,7 +115,7 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
         if comparison.weights:
             update = change.update
             row += [
-                Text(columns["relative_norm"][i] if update else printable(change.note or "—")),
+                Text(columns["relative_norm"][i] if update else one_line(change.note or "—")),
                 Text(columns["effective_rank"][i] if update else ""),
                 Text(f"{update.rank90}/{update.dim}" if update else ""),
             ]
@@ -159,7 +160,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
 
 
 def render_comparison(comparison: Comparison, console: Console, thresholds: Thresholds = Thresholds()) -> None:
-    console.print(Group(comparison_table(comparison, thresholds), Text("\n".join(map(printable, summary_lines(comparison))))))
+    console.print(Group(comparison_table(comparison, thresholds), Text("\n".join(map(one_line, summary_lines(comparison))))))
 
 
 def to_csv(comparison: Comparison) -> str:

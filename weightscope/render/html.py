@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from weightscope._version import __version__
 from weightscope.config import Thresholds
+from weightscope.errors import one_line
 from weightscope.io import write_text_atomic
 from weightscope.render.esd_data import esd_picture
 from weightscope.render.plot_summary import is_trusted
@@ -33,7 +34,6 @@ from weightscope.render.style import (
     fmt,
     layer_number_texts,
     number,
-    printable,
 )
 from weightscope.render.svg_esd import SVG_CSS, esd_svg
 from weightscope.render.svg_summary import alpha_by_depth_svg, depth_legend
@@ -187,12 +187,12 @@ def number_cell(value: float | None, digits: int = 3) -> Cell:
 def _cell_html(column: Column, cell: Cell) -> str:
     classes = " ".join(filter(None, ("num" if column.numeric else "", cell.css)))
     sort = "" if cell.sort is None else repr(cell.sort) if isinstance(cell.sort, float) else str(cell.sort)
-    text = escape(printable(cell.text))
+    text = escape(one_line(cell.text))
     if cell.href is not None:
         text = f'<a href="{escape(cell.href)}">{text}</a>'
     return (
         f'<td data-sort="{escape(sort)}"' + (f' class="{classes}"' if classes else "")
-        + (f' title="{escape(printable(cell.title))}"' if cell.title else "") + f">{text}</td>"
+        + (f' title="{escape(one_line(cell.title))}"' if cell.title else "") + f">{text}</td>"
     )
 
 
@@ -243,7 +243,7 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}{SVG_CSS}</style></head><body>"
-        f"<h1>{escape(title)}</h1><p class=\"meta\">{escape(printable(subtitle))}</p>"
+        f"<h1>{escape(title)}</h1><p class=\"meta\">{escape(one_line(subtitle))}</p>"
         + "".join(sections)
         + f'<p class="meta">weightscope {escape(__version__)} · a self-contained file: no network needed</p>'
         f"<script>{_SORT_SCRIPT}</script></body></html>\n"
@@ -326,14 +326,14 @@ def options_table(options: dict[str, object]) -> str:
     for key, value in options.items():
         if isinstance(value, dict):
             inner = "".join(
-                f"<tr><th>{escape(str(k))}</th><td>{escape(printable(_option_text(v)))}</td></tr>" for k, v in value.items()
+                f"<tr><th>{escape(str(k))}</th><td>{escape(one_line(_option_text(v)))}</td></tr>" for k, v in value.items()
             )
             rows.append(
                 f"<tr><th>{escape(key)}</th><td><details><summary>{len(value)} values</summary>"
                 f'<table class="options">{inner}</table></details></td></tr>'
             )
         else:
-            rows.append(f"<tr><th>{escape(key)}</th><td>{escape(printable(_option_text(value)))}</td></tr>")
+            rows.append(f"<tr><th>{escape(key)}</th><td>{escape(one_line(_option_text(value)))}</td></tr>")
     return '<details class="meta"><summary>options of this analysis</summary><table class="options">' + "".join(rows) + "</table></details>"
 
 
@@ -376,10 +376,10 @@ _LEGEND = (
 def _spectrum_html(item: LayerAnalysis, anchor: str) -> str:
     result = item.result
     picture = esd_picture(result, item.evals, item.rand_evals)  # type: ignore[arg-type]
-    warnings = "".join(f'<div class="warn">⚠ {escape(printable(w))}</div>' for w in picture.warnings)
+    warnings = "".join(f'<div class="warn">⚠ {escape(one_line(w))}</div>' for w in picture.warnings)
     return (
         f'<figure class="spectrum" id="{anchor}" data-verdict="{escape(_verdict_of(result))}" data-kind="{escape(result.kind)}">'
-        f"<figcaption><b>{escape(printable(result.name))}</b> <span class=\"meta\">({escape(picture.subtitle)})</span><br>"
+        f"<figcaption><b>{escape(one_line(result.name))}</b> <span class=\"meta\">({escape(picture.subtitle)})</span><br>"
         f"{escape(picture.title)}{warnings}</figcaption>{esd_svg(picture, anchor)}"
         '<p class="meta"><a href="#layers">back to the table</a></p></figure>'
     )
@@ -391,7 +391,7 @@ def _spectra_section(report: Report, drawable: Sequence[LayerAnalysis], anchors:
     items = sorted(drawable, key=lambda item: order.get(item.result.name, len(order)))
     toc = "".join(
         f'<li data-verdict="{escape(_verdict_of(item.result))}" data-kind="{escape(item.result.kind)}">'
-        f'<a href="#{anchors[item.result.name]}">{escape(printable(item.result.name))}</a> '
+        f'<a href="#{anchors[item.result.name]}">{escape(one_line(item.result.name))}</a> '
         f'<span class="meta">{escape(_verdict_of(item.result))}</span></li>'
         for item in items
     )

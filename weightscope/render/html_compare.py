@@ -12,6 +12,7 @@ from html import escape
 
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
+from weightscope.errors import one_line
 from weightscope.io import write_text_atomic
 from weightscope.layers import block_index
 from weightscope.render.compare_views import (
@@ -32,7 +33,7 @@ from weightscope.render.html import (
 from weightscope.render.plot_compare import compare_figure
 from weightscope.render.plots import require_matplotlib
 from weightscope.render.rows import short_names
-from weightscope.render.style import alpha_band, printable
+from weightscope.render.style import alpha_band
 
 _COLUMNS = (
     Column("block", "blk", True), Column("layer", "layer"), Column("kind", "kind"), Column("alpha_a", "alpha A", True),
@@ -81,7 +82,7 @@ def compare_html(comparison: Comparison, thresholds: Thresholds = Thresholds()) 
     names = short_names([change.name for change in changes])
     rows = [_row(change, short, comparison.weights, thresholds) for change, short in zip(changes, names.names)]
     sections = [
-        "<h2>Summary</h2><ul>" + "".join(f"<li>{escape(printable(line))}</li>" for line in summary_lines(comparison)) + "</ul>",
+        "<h2>Summary</h2><ul>" + "".join(f"<li>{escape(one_line(line))}</li>" for line in summary_lines(comparison)) + "</ul>",
         "<h2>Alpha, A → B</h2>" + figure_html(compare_figure(comparison, thresholds), "alpha of every layer in A and in B, by depth"),
         "<h2>Layers</h2><p class=\"meta\">In depth order; click a header to sort"
         + (f"; layer {escape(names.dropped)} (hover a name for the full one)" if names.dropped else "") + ".</p>"

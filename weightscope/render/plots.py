@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
+from weightscope.io import write_atomic
 from weightscope.layers import KINDS
 from weightscope.render.style import band_text
 
@@ -65,14 +66,8 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def save_png(figure: Figure, path: str | Path) -> Path:
-    """Render first, then write in one call, so a failed render leaves no partial file."""
-    data = png_bytes(figure)
-    target = Path(path)
-    try:
-        target.write_bytes(data)
-    except OSError as exc:
-        raise WeightscopeError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target
+    """Render first, then write atomically: a failed render or a full disk leaves no partial file."""
+    return write_atomic(path, png_bytes(figure))
 
 
 def png_file_name(layer_name: str, suffix: str) -> str:

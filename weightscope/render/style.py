@@ -12,7 +12,6 @@ numbers everywhere — it is what CSV, JSON, grep and a copy-paste into Python a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,21 +122,3 @@ VERDICT_STYLES = {
 
 def verdict_style(verdict: str | None) -> str:
     return VERDICT_STYLES.get(verdict or "", "dim")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-
-
-def printable(text: str) -> str:
-    """``text`` with control and bidi characters written as visible escapes (``\\x1b``, ``\\n``).
-
-    Tensor names and paths come from files: an ANSI escape or a newline in a name must not
-    recolour the terminal or forge a line of the report (``name\\nhealthy``).
-    """
-    def escaped(match: re.Match[str]) -> str:
-        char = match.group()
-        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
-            f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
-        )
-
-    return _CONTROL.sub(escaped, text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from html import escape
 
+from weightscope.errors import one_line
 from weightscope.render.plot_summary import (
     depth_axis,
     is_trusted,
@@ -19,7 +20,7 @@ from weightscope.render.plot_summary import (
     verdict_marker,
 )
 from weightscope.render.plots import kind_color
-from weightscope.render.style import band_text, fmt, printable
+from weightscope.render.style import band_text, fmt
 from weightscope.report import Report
 
 WIDTH, HEIGHT = 1100, 330
@@ -89,7 +90,7 @@ def alpha_by_depth_svg(report: Report, anchors: dict[str, str]) -> str:
         layer = fitted[i]
         color = kind_color(layer.kind)
         fill = color if is_trusted(layer) else "none"
-        tip = escape(printable(f"{layer.name}: alpha {fmt(layer.alpha, 2)}, {layer.verdict or 'no verdict'}"))
+        tip = escape(one_line(f"{layer.name}: alpha {fmt(layer.alpha, 2)}, {layer.verdict or 'no verdict'}"))
         mark = (f'<g data-role="alpha-point" data-verdict="{escape(layer.verdict or "none")}" fill="{fill}" stroke="{color}" '
                 f'stroke-width="1.6"><title>{tip}</title>{_marker(verdict_marker(layer.verdict), px(axis.positions[i]), py(alphas[i]))}</g>')
         anchor = anchors.get(layer.name)

@@ -17,10 +17,11 @@ from weightscope.commands.trend import (
     TrendPoint,
 )
 from weightscope.config import Thresholds
+from weightscope.errors import one_line
 from weightscope.layers import block_index
 from weightscope.render.compare_views import csv_text, signed
 from weightscope.render.rows import depth_order, short_names
-from weightscope.render.style import alpha_style, fmt, printable
+from weightscope.render.style import alpha_style, fmt
 
 
 def checkpoint_label(point: TrendPoint) -> str:
@@ -60,14 +61,14 @@ def run_root(trend: Trend) -> str:
 def checkpoints_table(trend: Trend, thresholds: Thresholds = Thresholds()) -> Table:
     root = run_root(trend)
     paths = [os.path.relpath(os.path.abspath(point.path), root) for point in trend.checkpoints]
-    table = Table(title=Text(printable(f"weightscope trend: {root}")), title_justify="left", header_style="bold")
+    table = Table(title=Text(one_line(f"weightscope trend: {root}")), title_justify="left", header_style="bold")
     for column in ("step", "checkpoint", "from", "layers", "median alpha", "MAD", "median log‖W‖²", "verdicts"):
         table.add_column(column, justify="right" if column in ("step", "layers", "median alpha", "MAD", "median log‖W‖²") else "left", overflow="fold")
     for point, path in zip(trend.checkpoints, paths):
         s = point.summary
         table.add_row(
             fmt(point.step),
-            Text(printable(path)),
+            Text(one_line(path)),
             point.origin,
             str(s.analysed + s.failed),
             Text(fmt(s.alpha_median), style=alpha_style(s.alpha_median, thresholds)),
@@ -101,7 +102,7 @@ def layers_table(trend: Trend, thresholds: Thresholds = Thresholds()) -> Table:
             for i, alpha in enumerate(series.alphas)
         ]
         block = block_index(series.name)
-        table.add_row("" if block is None else str(block), Text(printable(name)), *cells,
+        table.add_row("" if block is None else str(block), Text(one_line(name)), *cells,
                       Text(", ".join(series.flags), style="bold"))
     return table
 
@@ -116,7 +117,7 @@ def render_trend(trend: Trend, console: Console, thresholds: Thresholds = Thresh
         soft_wrap=True,
     )
     for series in flagged:
-        console.print(Text(printable(f"  {series.name}: {flag_text(series, trend)}")), soft_wrap=True)
+        console.print(Text(one_line(f"  {series.name}: {flag_text(series, trend)}")), soft_wrap=True)
 
 
 def to_csv(trend: Trend) -> str:
@@ -129,7 +130,7 @@ def to_csv(trend: Trend) -> str:
 
 
 def _md(text: str) -> str:
-    return printable(text).replace("|", "\\|")
+    return one_line(text).replace("|", "\\|")
 
 
 def to_markdown(trend: Trend) -> str:
