@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope.checkpoint.base import TensorInfo
+from weightscope.checkpoint.lora import LoraModule
 from weightscope.errors import WeightscopeError
 
 #: Layer kinds, in display order.
@@ -53,11 +54,16 @@ class SkippedTensor:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """A tensor chosen for analysis, with its parsed identity."""
+    """A tensor chosen for analysis, with its parsed identity.
+
+    For a LoRA update, ``lora`` holds the factors to read and ``info`` describes ΔW
+    (the name and shape of the weight it updates; it is never stored as such).
+    """
 
     info: TensorInfo
     kind: str
     block: int | None
+    lora: LoraModule | None = None
 
     @property
     def name(self) -> str:
@@ -141,6 +147,20 @@ def select_layers(
         else:
             skipped.append(SkippedTensor(info.name, tuple(info.shape), info.dtype, reason))
     return Selection(layers, skipped)
+
+
+def lora_layers(modules: list[LoraModule], include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[LayerSpec]:
+    """A LayerSpec per adapted module that the name filters keep (no size filter: ΔW is
+    read from its factors, whatever its rank)."""
+    includes = compile_patterns(include, "--include")
+    excludes = compile_patterns(exclude, "--exclude")
+    specs = []
+    for module in modules:
+        if (includes and not any(p.search(module.name) for p in includes)) or any(p.search(module.name) for p in excludes):
+            continue
+        info = TensorInfo(module.name, module.shape, module.a.dtype, module.a.file, module.a.nbytes + module.b.nbytes)
+        specs.append(LayerSpec(info, layer_kind(module.name, 2), block_index(module.name), module))
+    return specs
 
 
 def layer_matrices(array: np.ndarray) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ from weightscope.checks import DragonKings, FitTrust, LikelihoodRatio, RankInfo,
 from weightscope.errors import WeightscopeError
 from weightscope.layers import SkippedTensor
 from weightscope.stats.randmat import MPBulk
+from weightscope.stats.update import UpdateStats
 
 SCHEMA = "weightscope.report/1"
 
@@ -62,6 +63,8 @@ class LayerResult:
     dragon_kings: DragonKings | None = None
     fit_trust: FitTrust | None = None
     vectors: VectorStats | None = None
+    #: a LoRA adapter's update ΔW = s·B·A of this weight (adapter reports only)
+    update: UpdateStats | None = None
     verdict: str | None = None
     flags: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)

@@ -12,6 +12,7 @@ from pathlib import Path
 from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
 from weightscope.checkpoint.directory import open_directory, open_shard_index
 from weightscope.checkpoint.files import FileKind, open_file, sniff
+from weightscope.checkpoint.lora import is_adapter, open_adapter
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.errors import CheckpointError
 
@@ -36,6 +37,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
       unwrapped, other nested dicts are flattened to dotted names;
     - a shard index (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``):
       every shard must exist and hold the tensors the index maps to it;
+    - a PEFT LoRA adapter (a directory with ``adapter_config.json``, or its
+      ``adapter_model.*`` file): an `AdapterReader`;
     - a directory holding a ``*.safetensors.index.json``, else ``*.safetensors`` files
       (read together as one model; a name in two files is an error), else
       ``pytorch_model.bin.index.json``, else ``pytorch_model.bin``.
@@ -45,6 +48,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
     naming the path. Use the reader as a context manager.
     """
     path = Path(path)
+    if is_adapter(path):
+        return open_adapter(path, open_file)
     if path.is_dir():
         return open_directory(path)
     if not path.exists():

@@ -9,10 +9,20 @@ import typer
 
 from weightscope.cli.app import app
 from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
-from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
+from weightscope.cli.options import (
+    AnalysisArgs,
+    CacheDirOption,
+    DeviceOption,
+    ExcludeOption,
+    IncludeOption,
+    MinEvalsOption,
+    NoCacheOption,
+    WorkersOption,
+    analysis_options,
+    execution_of,
+)
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
-from weightscope.execution.plan import Execution
 from weightscope.pipeline import LayerAnalysis
 from weightscope.pipeline import analyze as run_analysis
 from weightscope.pipeline import inspect as run_inspection
@@ -39,27 +49,10 @@ def analyze(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
-    device: Annotated[
-        str,
-        typer.Option(
-            "--device",
-            help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
-        ),
-    ] = "auto",
-    workers: Annotated[
-        int,
-        typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core."),
-    ] = 0,
-    cache_dir: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--cache-dir",
-            help="Where computed spectra are cached (default: $XDG_CACHE_HOME/weightscope, ~/.cache/weightscope).",
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")
-    ] = False,
+    device: DeviceOption = "auto",
+    workers: WorkersOption = 0,
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -73,9 +66,7 @@ def analyze(
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
-        execution = Execution(
-            device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
-        )
+        execution = execution_of(device, workers, cache_dir, no_cache)
         with layer_progress() as hook:
             spectra: list[LayerAnalysis] = []
             report = run_analysis(

@@ -19,6 +19,7 @@ import typer
 
 from weightscope.config import load_thresholds
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 
 IncludeOption = Annotated[
     Optional[list[str]],
@@ -31,6 +32,30 @@ ExcludeOption = Annotated[
 MinEvalsOption = Annotated[
     int, typer.Option("--min-evals", min=1, help="Skip matrices whose smaller side is below this (eigenvalue count).")
 ]
+
+# How to run (never what is computed): every command that analyses checkpoints takes these.
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
+    ),
+]
+WorkersOption = Annotated[int, typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core.")]
+CacheDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--cache-dir",
+        help="Where computed spectra are cached (default: $XDG_CACHE_HOME/weightscope, ~/.cache/weightscope).",
+    ),
+]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")]
+
+
+def execution_of(device: str, workers: int, cache_dir: Path | None, no_cache: bool) -> Execution:
+    """The `Execution` the four options above ask for."""
+    return Execution(device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+
 
 _SHARED: list[tuple[str, Any, Any]] = [
     ("include", IncludeOption, None),

@@ -19,7 +19,9 @@ from weightscope.render.style import alpha_style, fmt
 CSV_COLUMNS = (
     "name", "name_a", "name_b", "kind", "alpha_a", "alpha_b", "delta_alpha", "delta_log_norm",
     "delta_log_spectral_norm", "verdict_a", "verdict_b", "worse", "update.relative_norm",
-    "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "note",
+    "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "update.norm",
+    "update.lora_rank", "update.scale", "update.rank_share", "update.note", "lambda_max_change",
+    "stable_rank_change", "note",
 )
 
 
@@ -119,6 +121,7 @@ def to_csv(comparison: Comparison) -> str:
     rows = []
     for change in comparison.to_dict()["layers"]:
         update = change.pop("update") or {}
+        update.pop("singular_values", None)  # a list: in the JSON, not a CSV cell
         rows.append({**change, **{f"update.{k}": v for k, v in update.items()}})
     return csv_text(CSV_COLUMNS, rows)
 
