@@ -2,7 +2,7 @@
 
 Selection works on metadata alone (names, shapes, dtypes), so filters and skips cost no
 I/O. Kinds and block indices are parsed from the naming schemes of common model families
-(BERT, GPT-2, Llama/Mistral/Qwen, T5, Falcon, Mixtral); an unknown name is kind "other"
+(BERT, GPT-2, Llama/Mistral/Qwen, T5, Falcon, Mixtral, and GGUF's ``blk.N.attn_q``); an unknown name is kind "other"
 and block None, and is analysed all the same.
 """
 
@@ -26,20 +26,20 @@ _KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
     for kind, pattern in (
         ("lm_head", r"(^|\.)(lm_head|embed_out)\.|^output\.weight$"),
-        ("embedding", r"embed|(^|\.)(wte|wpe|shared)\.|embeddings?\."),
+        ("embedding", r"embed|token_embd|(^|\.)(wte|wpe|shared)\.|embeddings?\."),
         ("qkv", r"(qkv|c_attn|query_key_value|wqkv)"),
-        ("gate_up", r"gate_up_proj"),
-        ("q", r"(q_proj|\.query\.|\.q\.|\.wq\.|attention\.q_lin)"),
-        ("k", r"(k_proj|\.key\.|\.k\.|\.wk\.|attention\.k_lin)"),
-        ("v", r"(v_proj|\.value\.|\.v\.|\.wv\.|attention\.v_lin)"),
-        ("o", r"(o_proj|out_proj|attention\.output\.dense|attn\.c_proj|selfattention\.o\.|"
+        ("gate_up", r"gate_up_proj|ffn_gate_up"),
+        ("q", r"(q_proj|\.attn_q\.|\.query\.|\.q\.|\.wq\.|attention\.q_lin)"),
+        ("k", r"(k_proj|\.attn_k\.|\.key\.|\.k\.|\.wk\.|attention\.k_lin)"),
+        ("v", r"(v_proj|\.attn_v\.|\.value\.|\.v\.|\.wv\.|attention\.v_lin)"),
+        ("o", r"(o_proj|\.attn_output\.|out_proj|attention\.output\.dense|attn\.c_proj|selfattention\.o\.|"
               r"encdecattention\.o\.|\.attention\.wo\.|attention\.out_lin|self_attention\.dense)"),
-        ("gate", r"(gate_proj|\.wi_0\.|\.w1\.|\.fc1_gate)"),
-        ("up", r"(up_proj|intermediate\.dense|mlp\.c_fc|\.wi_1\.|\.wi\.|\.w3\.|dense_h_to_4h|\.fc1\.|ffn\.lin1)"),
-        ("down", r"(down_proj|\.output\.dense|mlp\.c_proj|\.wo\.|\.w2\.|dense_4h_to_h|\.fc2\.|ffn\.lin2)"),
+        ("gate", r"(gate_proj|\.ffn_gate\.|\.wi_0\.|\.w1\.|\.fc1_gate)"),
+        ("up", r"(up_proj|\.ffn_up\.|intermediate\.dense|mlp\.c_fc|\.wi_1\.|\.wi\.|\.w3\.|dense_h_to_4h|\.fc1\.|ffn\.lin1)"),
+        ("down", r"(down_proj|\.ffn_down\.|\.output\.dense|mlp\.c_proj|\.wo\.|\.w2\.|dense_4h_to_h|\.fc2\.|ffn\.lin2)"),
     )
 )
-_BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:layers|layer|h|block|blocks|transformer_blocks)\.(\d+)(?:\.|$)")
+_BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:layers|layer|h|block|blocks|transformer_blocks|blk)\.(\d+)(?:\.|$)")
 
 
 @dataclass(frozen=True)

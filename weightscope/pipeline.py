@@ -143,7 +143,7 @@ def analyze_matrices(
         matrices,
         evals,
         fit,
-        stored_dtype=spec.info.dtype,
+        stored_dtype=spec.info.value_dtype,
         thresholds=options.thresholds,
         randomized=randomized,
         vectors=options.vectors,
@@ -321,4 +321,5 @@ def analyze_with(
             layers=layers,
             skipped=selection.skipped,
             summary=summarize(layers, selection.skipped),
+            metadata=reader.metadata,
         )

@@ -112,6 +112,8 @@ class Report:
     layers: list[LayerResult]
     skipped: list[SkippedTensor]
     summary: Summary
+    #: what the checkpoint says about the model (GGUF: architecture, heads, KV heads, blocks)
+    metadata: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
 
     def layer(self, name: str) -> LayerResult:

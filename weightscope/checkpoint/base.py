@@ -10,11 +10,18 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 #: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+#: GGML's quantized types (GGUF files), decoded to float32 by dequantizing.
+QUANTIZED_DTYPES = frozenset({
+    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K",
+    "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "IQ1_M",
+    "TQ1_0", "TQ2_0", "MXFP4", "NVFP4", "Q1_0",
+})
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,13 @@ class TensorInfo:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype in FLOAT_DTYPES
+        return self.dtype in FLOAT_DTYPES or self.dtype in QUANTIZED_DTYPES
+
+    @property
+    def value_dtype(self) -> str:
+        """The dtype the decoded values are exact in: the stored one, or F32 for a
+        quantized type (scale × integer, computed in float32 by the dequantizer)."""
+        return "F32" if self.dtype in QUANTIZED_DTYPES else self.dtype
 
     @property
     def numel(self) -> int:
@@ -60,6 +73,11 @@ class CheckpointReader(ABC):
     @abstractmethod
     def read(self, info: TensorInfo) -> np.ndarray:
         """Decode one float tensor to a numpy array (float32, or float64 for F64)."""
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the file says about the model (GGUF: architecture, heads, KV heads, blocks)."""
+        return {}
 
     def close(self) -> None:
         """Release file handles and maps."""

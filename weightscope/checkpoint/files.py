@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from weightscope.checkpoint.base import CheckpointReader
+from weightscope.checkpoint.gguf_reader import GGUF_MAGIC, GGUFCheckpoint
 from weightscope.checkpoint.safetensors_reader import MAX_HEADER_BYTES, SafetensorsReader
 from weightscope.checkpoint.torch_reader import TorchReader
 from weightscope.errors import CheckpointError
@@ -27,6 +28,7 @@ class FileKind(enum.Enum):
     SAFETENSORS = "safetensors"
     TORCH = "torch pickle"  # zip archive (torch >= 1.6) or legacy bare pickle
     JSON = "json"  # a candidate shard index
+    GGUF = "gguf"
     UNKNOWN = "unknown"
 
 
@@ -39,6 +41,8 @@ def sniff(path: Path) -> FileKind:
         raise CheckpointError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
     if head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES:
         return FileKind.SAFETENSORS
+    if head.startswith(GGUF_MAGIC):
+        return FileKind.GGUF
     if head.startswith(_ZIP_MAGIC):
         return FileKind.TORCH
     if len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5:
@@ -49,17 +53,19 @@ def sniff(path: Path) -> FileKind:
 
 
 def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
-    """Open one checkpoint file (safetensors or torch pickle), whatever its name."""
+    """Open one checkpoint file (safetensors, GGUF or torch pickle), whatever its name."""
     path = Path(path)
     kind = sniff(path)
     if kind is FileKind.SAFETENSORS or (kind is FileKind.UNKNOWN and path.suffix == ".safetensors"):
         return SafetensorsReader(path)  # for a damaged .safetensors, its validation says what broke
     if kind is FileKind.TORCH:
         return TorchReader(path)
+    if kind is FileKind.GGUF or path.suffix == ".gguf":
+        return GGUFCheckpoint(path)  # a damaged .gguf: its header check says what broke
     if path.suffix in TORCH_SUFFIXES:
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)"
         )
     raise CheckpointError(
-        f"{path}: not a checkpoint (content is not safetensors, a PyTorch pickle or a shard index)"
+        f"{path}: not a checkpoint (content is not safetensors, GGUF, a PyTorch pickle or a shard index)"
     )

@@ -31,6 +31,7 @@ import numpy as np
 
 from weightscope.checkpoint import open_checkpoint
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.gguf_reader import GGUFCheckpoint
 from weightscope.checkpoint.lora import AdapterReader, LoraModule, canonical_name
 from weightscope.commands.sources import read_saved_report, report_for
 from weightscope.errors import WeightscopeError
@@ -358,6 +359,20 @@ def _merged_spec(base: LayerSpec, module: LoraModule) -> LayerSpec:
     return LayerSpec(merged, base.kind, base.block)
 
 
+def _gguf_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[NameKey, NameKey, str]:
+    """Name keys and mode for a comparison with a GGUF side: the other side's Hugging Face
+    names are mapped to GGUF's (gguf's `TensorNameMap`), and ΔW is quantization error."""
+    gguf_a, gguf_b = isinstance(reader_a, GGUFCheckpoint), isinstance(reader_b, GGUFCheckpoint)
+    if gguf_a == gguf_b:
+        return str, str, "quantization" if gguf_a else "checkpoints"
+    to_gguf = (reader_a if gguf_a else reader_b).hf_name_to_gguf()  # type: ignore[attr-defined]
+
+    def mapped(name: str) -> str:
+        return to_gguf(name) or name
+
+    return (str, mapped, "quantization") if gguf_a else (mapped, str, "quantization")
+
+
 def _pairs(
     reader_a: CheckpointReader, reader_b: CheckpointReader, options: AnalysisOptions, prefixes: tuple[str, ...]
 ) -> tuple[list[_Pair], NameMatch, list[str], str]:
@@ -367,8 +382,9 @@ def _pairs(
     specs_a = {s.name: s for s in select(reader_a, options).layers}
     specs_b = {s.name: s for s in select(reader_b, options).layers}
     if not isinstance(reader_b, AdapterReader):
-        match = match_names(list(specs_a), list(specs_b), prefixes)
-        return [_Pair(k, specs_a[na], specs_b[nb]) for k, na, nb in match.pairs], match, [], "checkpoints"
+        key_a, key_b, mode = _gguf_keys(reader_a, reader_b)
+        match = match_names(list(specs_a), list(specs_b), prefixes, key_a, key_b)
+        return [_Pair(k, specs_a[na], specs_b[nb]) for k, na, nb in match.pairs], match, [], mode
     match = match_names(list(specs_a), list(specs_b), prefixes, key_a=canonical_name, key_b=canonical_name)
     pairs = []
     for key, name_a, name_b in match.pairs:
