@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope._version import __version__
-from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.lora import AdapterReader
 from weightscope.checks import diagnose
@@ -78,7 +78,7 @@ def inspect(path: str | os.PathLike[str], **options: object) -> Inspection:
     """List a checkpoint's tensors and which would be analysed; reads headers only."""
     opts = AnalysisOptions.from_kwargs(**options)
     with open_checkpoint(path) as reader:
-        return Inspection(str(path), reader.format, reader.tensors(), select(reader, opts))
+        return Inspection(source_name(path), reader.format, reader.tensors(), select(reader, opts))
 
 
 def _failed(spec: LayerSpec, reason: str) -> LayerResult:
@@ -288,6 +288,9 @@ def analyze(
 ) -> Report:
     """Analyse every weight matrix of a checkpoint and return the `Report`.
 
+    ``path`` is anything `open_checkpoint` opens: a file or directory in any supported
+    format, a hub cache directory, or a torch ``nn.Module`` / state dict in memory.
+
     ``options`` are the fields of `AnalysisOptions` (include, exclude, min_evals, min_tail,
     eig_dtype, randomize, seed, vectors, thresholds). Bad input (a path that is not a
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
@@ -314,7 +317,7 @@ def analyze_with(
                 on_layer(item)
             layers.append(item.result)
         return Report(
-            source=str(path),
+            source=source_name(path),
             format=reader.format,
             weightscope_version=__version__,
             options=dataclasses.asdict(options),

@@ -13,6 +13,7 @@ from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorIn
 from weightscope.checkpoint.directory import open_directory, open_shard_index
 from weightscope.checkpoint.files import FileKind, open_file, sniff
 from weightscope.checkpoint.lora import is_adapter, open_adapter
+from weightscope.checkpoint.memory import MemoryReader, describe, is_in_memory
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.errors import CheckpointError
 
@@ -21,14 +22,23 @@ __all__ = [
     "CheckpointReader",
     "TensorInfo",
     "open_checkpoint",
+    "source_name",
     "write_safetensors",
 ]
 
 
-def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
+def source_name(source: str | os.PathLike[str] | object) -> str:
+    """How a report names what it analysed: the path, or ``<Model in memory>``."""
+    return describe(source) if is_in_memory(source) else str(source)
+
+
+def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
     """Open a checkpoint for lazy reading; the format is told by content, not by name.
 
     Accepts:
+
+    - a torch ``nn.Module`` or a state dict (torch tensors or numpy arrays) in memory;
+    - a GGUF file (needs the ``gguf`` extra), a numpy ``.npz`` archive;
 
     - a safetensors file, whatever its name;
     - a PyTorch pickle (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, any name; zip or legacy
@@ -47,6 +57,10 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
     file, a pickle holding more than tensors) raises `CheckpointError` with one line
     naming the path. Use the reader as a context manager.
     """
+    if is_in_memory(path):
+        return MemoryReader(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"cannot analyse a {type(path).__name__}: give a path, a torch nn.Module or a state dict")
     path = Path(path)
     if is_adapter(path):
         return open_adapter(path, open_file)

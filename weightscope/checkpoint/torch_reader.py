@@ -78,7 +78,7 @@ class TorchReader(CheckpointReader):
             name: TensorInfo(
                 name=name,
                 shape=tuple(tensor.shape),
-                dtype=_dtype_name(tensor.dtype),
+                dtype=tensor_dtype_name(tensor.dtype),
                 file=str(self.path),
                 nbytes=tensor.numel() * tensor.element_size(),
             )
@@ -101,17 +101,23 @@ class TorchReader(CheckpointReader):
                 f"{self.path}: tensor {info.name!r} has dtype {info.dtype}; "
                 "only float tensors can be read"
             )
-        import torch
-
-        tensor = self._tensors[info.name].detach()
-        target = torch.float64 if info.dtype == "F64" else torch.float32
-        values = tensor.to(target).numpy()
-        if tensor.dtype == target:  # no conversion: values share the file's storage
-            values.flags.writeable = False
-        return values
+        return torch_to_float(self._tensors[info.name], info.dtype)
 
     def close(self) -> None:
         self._tensors.clear()
+
+
+def torch_to_float(tensor: Any, dtype: str) -> np.ndarray:
+    """A float tensor as numpy float32 (float64 for F64). Without a conversion the array
+    shares the tensor's storage and comes back read-only."""
+    import torch
+
+    tensor = tensor.detach().cpu()
+    target = torch.float64 if dtype == "F64" else torch.float32
+    values = tensor.to(target).numpy()
+    if tensor.dtype == target:  # no conversion: values share the tensor's storage
+        values.flags.writeable = False
+    return values
 
 
 def _import_torch(path: Path) -> Any:
@@ -188,6 +194,7 @@ def _flatten(
     open_containers.discard(id(obj))
 
 
-def _dtype_name(dtype: Any) -> str:
+def tensor_dtype_name(dtype: Any) -> str:
+    """A torch dtype's safetensors name (torch's own name when there is none)."""
     short = str(dtype).removeprefix("torch.")
     return _DTYPE_NAMES.get(short, str(dtype))

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.gguf_reader import GGUFCheckpoint
 from weightscope.checkpoint.lora import AdapterReader, LoraModule, canonical_name
@@ -429,7 +429,7 @@ def compare_checkpoints(
                 if progress is not None:
                     progress(done, walked)
     return Comparison(
-        str(path_a), str(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
+        source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
         _summarize(changes, top), mode=mode, unchanged=unchanged,
     )
 

@@ -29,6 +29,8 @@ def read_saved_report(path: str | os.PathLike[str]) -> Report | None:
     `WeightscopeError` (a compare or trend document given where a report is expected, a
     hand-edited file): silently analysing it as a checkpoint would only confuse.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        return None  # a model or state dict in memory
     path = Path(path)
     if path.suffix.lower() != ".json" or not path.is_file():
         return None
