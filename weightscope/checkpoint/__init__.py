@@ -12,6 +12,8 @@ from pathlib import Path
 from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
 from weightscope.checkpoint.directory import open_directory, open_shard_index
 from weightscope.checkpoint.files import FileKind, open_file, sniff
+from weightscope.checkpoint import hub
+from weightscope.checkpoint.hub import is_cache_dir, looks_like_model_id
 from weightscope.checkpoint.lora import is_adapter, open_adapter
 from weightscope.checkpoint.memory import MemoryReader, describe, is_in_memory
 from weightscope.checkpoint.writer import write_safetensors
@@ -39,6 +41,9 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
 
     - a torch ``nn.Module`` or a state dict (torch tensors or numpy arrays) in memory;
     - a GGUF file (needs the ``gguf`` extra), a numpy ``.npz`` archive;
+    - a hub cache entry (``…/hub/models--org--name``) or a model id ``org/name`` that is
+      not a path: its ``main`` snapshot, offline (`weightscope.checkpoint.hub.resolve`
+      for another revision or to download; needs the ``hub`` extra);
 
     - a safetensors file, whatever its name;
     - a PyTorch pickle (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, any name; zip or legacy
@@ -62,6 +67,8 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
     if not isinstance(path, (str, os.PathLike)):
         raise CheckpointError(f"cannot analyse a {type(path).__name__}: give a path, a torch nn.Module or a state dict")
     path = Path(path)
+    if is_cache_dir(path) or looks_like_model_id(str(path)):
+        path = hub.resolve(path)
     if is_adapter(path):
         return open_adapter(path, open_file)
     if path.is_dir():

@@ -13,16 +13,19 @@ from weightscope.cli.options import (
     AnalysisArgs,
     CacheDirOption,
     DeviceOption,
+    DownloadOption,
     ExcludeOption,
     IncludeOption,
     MinEvalsOption,
     NoCacheOption,
+    RevisionOption,
     WorkersOption,
     analysis_options,
     execution_of,
 )
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
+from weightscope.checkpoint.hub import resolve_if_asked
 from weightscope.pipeline import LayerAnalysis
 from weightscope.pipeline import analyze as run_analysis
 from weightscope.pipeline import inspect as run_inspection
@@ -33,7 +36,8 @@ from weightscope.render.text import to_csv, to_json, to_markdown
 PathArg = Annotated[
     Path,
     typer.Argument(
-        help="A .safetensors file, a (sharded) Hugging Face model directory, or a torch .bin/.pt/.pth/.ckpt.",
+        help="A .safetensors, .gguf or .npz file, a (sharded) Hugging Face model directory, a LoRA adapter directory, "
+        "a hub cache directory (models--org--name) or model id (org/name), or a torch .bin/.pt/.pth/.ckpt.",
         show_default=False,
     ),
 ]
@@ -53,6 +57,8 @@ def analyze(
     workers: WorkersOption = 0,
     cache_dir: CacheDirOption = None,
     no_cache: NoCacheOption = False,
+    revision: RevisionOption = None,
+    download: DownloadOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -60,6 +66,10 @@ def analyze(
     Examples:
 
       weightscope analyze model.safetensors
+
+      weightscope analyze Qwen/Qwen2.5-0.5B --revision main     (the hub cache, offline)
+
+      weightscope analyze lora-adapter/     (ΔW = s·B·A per adapted module)
 
       weightscope analyze hf-model-dir/ --include 'layers\\.1[0-9]\\.' --format json -o report.json
     """
@@ -70,7 +80,7 @@ def analyze(
         with layer_progress() as hook:
             spectra: list[LayerAnalysis] = []
             report = run_analysis(
-                path,
+                resolve_if_asked(path, revision, download),
                 progress=hook,
                 on_layer=spectra.append if html is not None else None,
                 execution=execution,
@@ -90,11 +100,13 @@ def inspect(
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     min_evals: MinEvalsOption = 50,
+    revision: RevisionOption = None,
+    download: DownloadOption = False,
     debug: DebugOption = False,
 ) -> None:
     """List tensors, shapes and dtypes, and which would be analysed (headers only, no math)."""
     with user_errors(debug):
         inspection = run_inspection(
-            path, include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
+            resolve_if_asked(path, revision, download), include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
         )
         render_inspection(inspection, stdout)

@@ -52,6 +52,16 @@ CacheDirOption = Annotated[
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")]
 
 
+RevisionOption = Annotated[
+    Optional[str],
+    typer.Option("--revision", help="For a hub model id or cache directory: branch, tag or commit (default main)."),
+]
+DownloadOption = Annotated[
+    bool,
+    typer.Option("--download", help="For a hub model id: fetch weights and configs if they are not cached (default: offline only)."),
+]
+
+
 def execution_of(device: str, workers: int, cache_dir: Path | None, no_cache: bool) -> Execution:
     """The `Execution` the four options above ask for."""
     return Execution(device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
