@@ -75,3 +75,16 @@ def test_bad_objects_and_npz_are_one_error_line(tmp_path):
     (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:-200])
     cut = runner.invoke(app, ["analyze", str(tmp_path / "cut.npz")])
     assert cut.exit_code == 2 and cut.output.startswith("error:")
+
+
+def test_to_pandas_one_row_per_layer_with_weightwatcher_columns():
+    pandas = pytest.importorskip("pandas")
+    report = weightscope.analyze(weights(), execution=NO_CACHE)
+    frame = report.to_pandas()
+    assert isinstance(frame, pandas.DataFrame) and len(frame) == len(report.layers) == 2
+    for column in ("layer_id", "longname", "alpha", "alpha_weighted", "D", "xmin", "xmax", "num_pl_spikes", "N", "M", "matrix_rank", "lambda_max", "log_norm", "log_spectral_norm", "stable_rank", "num_evals"):
+        assert column in frame.columns, column
+    first = report.layers[0]
+    row = frame.iloc[0]
+    assert row["longname"] == first.name and row["alpha"] == first.alpha and row["num_pl_spikes"] == first.num_tail
+    assert (row["N"], row["M"]) == (160, 128) and row["matrix_rank"] == first.rank.numerical_rank
