@@ -178,7 +178,7 @@ def analyze_matrices(
 
 
 #: Why a DoRA magnitude vector is left out of an adapter analysed alone.
-DORA_WITHOUT_BASE = "DoRA magnitude vector not applied: it rescales W + ΔW, so it needs the base (compare BASE ADAPTER)"
+DORA_WITHOUT_BASE = "DoRA magnitude not applied: it needs the base (compare BASE ADAPTER)"
 
 
 def analyze_update(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> LayerAnalysis:

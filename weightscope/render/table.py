@@ -12,7 +12,27 @@ from weightscope.render.style import alpha_style, fmt, verdict_style
 from weightscope.report import Report
 
 
+def update_table(report: Report) -> Table:
+    """A LoRA adapter's layers: the update ΔW = s·B·A of each adapted module."""
+    table = Table(title=f"weightscope: {report.source} (LoRA updates ΔW = s·B·A)", title_justify="left", header_style="bold")
+    for column in ("layer", "kind", "blk", "shape", "r", "scale", "‖ΔW‖_F", "σmax", "eff. rank", "rank90", "r used", "note"):
+        table.add_column(column, justify="left" if column in ("layer", "kind", "note") else "right", overflow="fold")
+    for layer in report.layers:
+        update = layer.update
+        if update is None:  # a modules_to_save tensor or a failed module: its verdict says
+            table.add_row(layer.name, layer.kind, fmt(layer.block), "×".join(map(str, layer.shape)), *[""] * 7, layer.reason or layer.verdict or "")
+            continue
+        table.add_row(
+            layer.name, layer.kind, fmt(layer.block), "×".join(map(str, layer.shape)), fmt(update.lora_rank), fmt(update.scale),
+            fmt(update.norm), fmt(update.singular_values[0] if update.singular_values else None), fmt(update.effective_rank, 1),
+            fmt(update.rank90), f"{fmt((update.rank_share or 0) * 100, 0)} %", update.note or "",
+        )
+    return table
+
+
 def report_table(report: Report) -> Table:
+    if any(layer.update is not None for layer in report.layers):
+        return update_table(report)
     table = Table(title=f"weightscope: {report.source}", title_justify="left", header_style="bold")
     for column, justify in (
         ("layer", "left"), ("kind", "left"), ("blk", "right"), ("shape", "right"), ("alpha", "right"),
