@@ -27,7 +27,16 @@ from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution, Plan, plan, working_set
 from weightscope.execution.schedule import pipelined
 from weightscope.layer_spectra import layer_esd, layer_randomized
-from weightscope.layers import LayerSpec, Selection, SkippedTensor, layer_matrices, lora_layers, select_layers
+from weightscope.layers import (
+    HeadLayout,
+    LayerSpec,
+    Selection,
+    SkippedTensor,
+    layer_matrices,
+    lora_layers,
+    select_layers,
+    split_fused,
+)
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report
@@ -54,6 +63,10 @@ class Inspection:
 def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
     """Which tensors of an open checkpoint would be analysed, from metadata alone.
 
+    Fused tensors are cut into their parts (`weightscope.layers.split_fused`) unless
+    ``options.split`` is off; head counts come from the options, the file's metadata
+    (GGUF) or the model's config.json, in that order.
+
     For a LoRA adapter: one layer per adapted module (its update ΔW, from the factors),
     and the ``modules_to_save`` tensors as ordinary layers; tensors that are neither are
     listed as skipped.
@@ -69,9 +82,13 @@ def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
             for info in adapter.other
         ]
         return Selection(updates + selection.layers, selection.skipped + stray)
-    return select_layers(
+    selection = select_layers(
         reader.tensors(), include=options.include, exclude=options.exclude, min_evals=options.min_evals
     )
+    if not options.split:
+        return selection
+    layout = HeadLayout.from_sources(options.heads, options.kv_heads, reader.metadata, reader.model_config)
+    return split_fused(selection, layout, options.min_evals)
 
 
 def inspect(path: str | os.PathLike[str], **options: object) -> Inspection:
@@ -229,6 +246,8 @@ def read_layer(reader: CheckpointReader, spec: LayerSpec) -> Loaded:
     try:
         if spec.lora is not None:
             return reader.read(spec.lora.a), reader.read(spec.lora.b)
+        if spec.part is not None:
+            return spec.part.cut(reader.read(spec.part.source))
         return reader.read(spec.info)
     except _LAYER_ERRORS as exc:
         return failure_of(spec, exc)

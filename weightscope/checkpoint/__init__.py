@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from weightscope.checkpoint import hub
 from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
 from weightscope.checkpoint.directory import open_directory, open_shard_index
 from weightscope.checkpoint.files import FileKind, open_file, sniff
-from weightscope.checkpoint import hub
 from weightscope.checkpoint.hub import is_cache_dir, looks_like_model_id
 from weightscope.checkpoint.lora import is_adapter, open_adapter
 from weightscope.checkpoint.memory import MemoryReader, describe, is_in_memory
+from weightscope.checkpoint.model_config import read_model_config
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.errors import CheckpointError
 
@@ -69,6 +70,12 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
     path = Path(path)
     if is_cache_dir(path) or looks_like_model_id(str(path)):
         path = hub.resolve(path)
+    reader = _open_path(path)
+    reader.model_config = read_model_config(path)
+    return reader
+
+
+def _open_path(path: Path) -> CheckpointReader:
     if is_adapter(path):
         return open_adapter(path, open_file)
     if path.is_dir():

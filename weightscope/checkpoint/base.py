@@ -65,6 +65,9 @@ class CheckpointReader(ABC):
 
     #: short format name shown in reports, e.g. "safetensors", "torch"
     format: str = "unknown"
+    #: head counts from the model's config.json (`weightscope.checkpoint.model_config`),
+    #: set by `open_checkpoint`; empty when unknown
+    model_config: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
     @abstractmethod
     def tensors(self) -> list[TensorInfo]:

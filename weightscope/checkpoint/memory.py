@@ -16,8 +16,13 @@ from typing import Any
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.model_config import head_counts
 from weightscope.checkpoint.npz_reader import numpy_dtype_name, numpy_to_float
-from weightscope.checkpoint.torch_reader import WRAPPER_KEYS, tensor_dtype_name, torch_to_float
+from weightscope.checkpoint.torch_reader import (
+    WRAPPER_KEYS,
+    tensor_dtype_name,
+    torch_to_float,
+)
 from weightscope.errors import CheckpointError
 
 #: The ``file`` of an in-memory tensor (not a path: the spectrum cache skips it).
@@ -69,6 +74,9 @@ class MemoryReader(CheckpointReader):
 
     def __init__(self, obj: object) -> None:
         self.source = describe(obj)
+        config = getattr(obj, "config", None)  # a transformers model carries its config
+        if hasattr(config, "to_dict"):
+            self.model_config = head_counts(config.to_dict())
         state = obj.state_dict() if _is_torch_module(obj) else obj  # type: ignore[attr-defined]
         while isinstance(state, Mapping):
             key = next((k for k in WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)

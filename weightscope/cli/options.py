@@ -103,6 +103,28 @@ _SHARED: list[tuple[str, Any, Any]] = [
         False,
     ),
     (
+        "split",
+        Annotated[
+            bool,
+            typer.Option(
+                "--split/--no-split",
+                help="Cut fused tensors (qkv_proj, Wqkv, c_attn, query_key_value, gate_up_proj) into q, k, v / gate, up "
+                "and analyse each part (default); --no-split analyses them whole.",
+            ),
+        ],
+        True,
+    ),
+    (
+        "heads",
+        Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads, for splitting fused qkv (default: config.json or GGUF metadata).")],
+        None,
+    ),
+    (
+        "kv_heads",
+        Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="KV heads under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
+        None,
+    ),
+    (
         "config",
         Annotated[
             Optional[Path],

@@ -56,8 +56,10 @@ class Plan:
 
 
 def _float_bytes(spec: LayerSpec) -> int:
-    """Bytes of the decoded tensor: float32, or float64 for F64 storage."""
-    return spec.info.numel * (8 if spec.info.dtype == "F64" else 4)
+    """Bytes of the decoded tensor: float32, or float64 for F64 storage (for a part of a
+    fused tensor, the whole tensor, which is decoded before the part is cut)."""
+    info = spec.part.source if spec.part is not None else spec.info
+    return info.numel * (8 if info.dtype == "F64" else 4)
 
 
 def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
