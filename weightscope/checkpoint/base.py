@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from weightscope.errors import CheckpointError
 
 #: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
@@ -52,6 +55,24 @@ class TensorInfo:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+
+def require(module: str, extra: str, what: str) -> Any:
+    """Import an optional dependency, or say in one line which extra provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CheckpointError(f"{what} needs {module}: pip install 'weightscope[{extra}]'") from exc
+
+
+def check_readable(infos: Mapping[str, TensorInfo], info: TensorInfo, where: object) -> None:
+    """Raise `CheckpointError` unless ``info`` is one of this reader's tensors and a float."""
+    if infos.get(info.name) != info:
+        raise CheckpointError(f"{where}: no tensor {info.name!r} in this checkpoint")
+    if not info.is_float:
+        raise CheckpointError(f"{where}: tensor {info.name!r} has dtype {info.dtype}; only float tensors can be read")
 
 
 class CheckpointReader(ABC):

@@ -14,7 +14,10 @@ from pathlib import Path
 from weightscope.checkpoint.base import CheckpointReader
 from weightscope.checkpoint.gguf_reader import GGUF_MAGIC, GGUFCheckpoint
 from weightscope.checkpoint.npz_reader import NpzReader, is_npz
-from weightscope.checkpoint.safetensors_reader import MAX_HEADER_BYTES, SafetensorsReader
+from weightscope.checkpoint.safetensors_reader import (
+    MAX_HEADER_BYTES,
+    SafetensorsReader,
+)
 from weightscope.checkpoint.torch_reader import TorchReader
 from weightscope.errors import CheckpointError
 

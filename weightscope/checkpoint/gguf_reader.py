@@ -28,7 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.base import (
+    CheckpointReader,
+    TensorInfo,
+    check_readable,
+    require,
+)
 from weightscope.errors import CheckpointError
 
 GGUF_MAGIC = b"GGUF"
@@ -40,14 +45,6 @@ _SLAB = 1 << 22
 #: gguf's names for plain types -> the safetensors names the rest of weightscope speaks.
 _PLAIN = {"F32": "F32", "F16": "F16", "BF16": "BF16", "F64": "F64", "I8": "I8", "I16": "I16", "I32": "I32", "I64": "I64"}
 _ROPE_PERMUTED = re.compile(r"^blk\.\d+\.attn_(q|k)\.weight$")
-
-
-def _import_gguf(path: Path) -> Any:
-    try:
-        import gguf
-    except ImportError as exc:
-        raise CheckpointError(f"{path} is a GGUF file; install the gguf extra: pip install 'weightscope[gguf]'") from exc
-    return gguf
 
 
 def _check_header(path: Path) -> None:
@@ -72,7 +69,7 @@ class GGUFCheckpoint(CheckpointReader):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        gguf = _import_gguf(self.path)
+        gguf = require("gguf", "gguf", f"{self.path} is a GGUF file and reading it")
         _check_header(self.path)
         try:
             self._reader = gguf.GGUFReader(self.path)
@@ -129,10 +126,7 @@ class GGUFCheckpoint(CheckpointReader):
         return list(self._infos.values())
 
     def read(self, info: TensorInfo) -> np.ndarray:
-        if self._infos.get(info.name) != info:
-            raise CheckpointError(f"{self.path}: no tensor {info.name!r} in this file")
-        if not info.is_float:
-            raise CheckpointError(f"{self.path}: tensor {info.name!r} has dtype {info.dtype}; only float tensors can be read")
+        check_readable(self._infos, info, self.path)
         tensor = self._tensors[info.name]
         values = self._dequantize(tensor, info)
         if _ROPE_PERMUTED.match(info.name) and self._metadata.get("architecture") == "llama":

@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
+from weightscope.checkpoint.base import require
 from weightscope.errors import CheckpointError
 
 #: What ``--download`` fetches: weights, shard indexes, configs (not tokenizers, not pickles).
 DOWNLOAD_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "config.json", "adapter_config.json", "*.gguf"]
 _CACHE_DIR_NAME = re.compile(r"^models--(?P<org>[^/]+?)--(?P<name>[^/]+)$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _hub(what: str) -> Any:
-    try:
-        import huggingface_hub
-    except ImportError as exc:
-        raise CheckpointError(f"{what} needs huggingface_hub: pip install 'weightscope[hub]'") from exc
-    return huggingface_hub
 
 
 def is_cache_dir(path: Path) -> bool:
@@ -52,7 +44,7 @@ def resolve(source: str | Path, revision: str | None = None, download: bool = Fa
 
 
 def _snapshot(repo_id: str, revision: str | None, cache_dir: str | None, download: bool, shown: str) -> Path:
-    hub = _hub(f"{shown}: a hub model")
+    hub = require("huggingface_hub", "hub", f"{shown}: a hub model")
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:

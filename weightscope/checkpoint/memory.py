@@ -10,19 +10,15 @@ in memory is ever cached on disk (it has no file identity to key the cache by).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.base import CheckpointReader, TensorInfo, check_readable
 from weightscope.checkpoint.model_config import head_counts
 from weightscope.checkpoint.npz_reader import numpy_dtype_name, numpy_to_float
-from weightscope.checkpoint.torch_reader import (
-    WRAPPER_KEYS,
-    tensor_dtype_name,
-    torch_to_float,
-)
+from weightscope.checkpoint.torch_reader import model_tensors, tensor_dtype_name, torch_to_float
 from weightscope.errors import CheckpointError
 
 #: The ``file`` of an in-memory tensor (not a path: the spectrum cache skips it).
@@ -49,24 +45,6 @@ def describe(obj: object) -> str:
     return "<state dict in memory>"
 
 
-def _flatten(obj: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
-    if isinstance(obj, np.ndarray) or _is_torch_tensor(obj):
-        yield prefix or "tensor", obj
-        return
-    if isinstance(obj, Mapping):
-        children = ((str(k), v) for k, v in obj.items())
-    elif isinstance(obj, (list, tuple)):
-        children = ((str(i), v) for i, v in enumerate(obj))
-    else:
-        return
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    for key, value in children:
-        yield from _flatten(value, f"{prefix}.{key}" if prefix else key, seen)
-    seen.discard(id(obj))
-
-
 class MemoryReader(CheckpointReader):
     """An in-memory model or state dict, read like a checkpoint."""
 
@@ -78,14 +56,9 @@ class MemoryReader(CheckpointReader):
         if hasattr(config, "to_dict"):
             self.model_config = head_counts(config.to_dict())
         state = obj.state_dict() if _is_torch_module(obj) else obj  # type: ignore[attr-defined]
-        while isinstance(state, Mapping):
-            key = next((k for k in WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)
-            if key is None:
-                break
-            state = state[key]
         self._values: dict[str, Any] = {}
         self._infos: dict[str, TensorInfo] = {}
-        for name, value in _flatten(state, "", set()):
+        for name, value in model_tensors(state, lambda leaf: isinstance(leaf, np.ndarray) or _is_torch_tensor(leaf)):
             if name in self._values:
                 raise CheckpointError(f"{self.source}: two tensors flatten to the name {name!r}")
             if isinstance(value, np.ndarray):
@@ -101,10 +74,7 @@ class MemoryReader(CheckpointReader):
         return list(self._infos.values())
 
     def read(self, info: TensorInfo) -> np.ndarray:
-        if self._infos.get(info.name) != info:
-            raise CheckpointError(f"{self.source}: no tensor {info.name!r}")
-        if not info.is_float:
-            raise CheckpointError(f"{self.source}: tensor {info.name!r} has dtype {info.dtype}; only float tensors can be read")
+        check_readable(self._infos, info, self.source)
         value = self._values[info.name]
         if isinstance(value, np.ndarray):
             return numpy_to_float(value, info.dtype)

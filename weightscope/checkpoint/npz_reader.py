@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.base import CheckpointReader, TensorInfo, check_readable
 from weightscope.errors import CheckpointError
 
 #: numpy dtype name -> the safetensors names the rest of weightscope speaks.
@@ -70,10 +70,7 @@ class NpzReader(CheckpointReader):
         return list(self._infos.values())
 
     def read(self, info: TensorInfo) -> np.ndarray:
-        if self._infos.get(info.name) != info:
-            raise CheckpointError(f"{self.path}: no tensor {info.name!r} in this archive")
-        if not info.is_float:
-            raise CheckpointError(f"{self.path}: tensor {info.name!r} has dtype {info.dtype}; only float tensors can be read")
+        check_readable(self._infos, info, self.path)
         try:
             with self._zip.open(self._members[info.name]) as stream:
                 array = np.lib.format.read_array(stream, allow_pickle=False)

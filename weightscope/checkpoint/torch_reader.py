@@ -15,7 +15,7 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class TorchReader(CheckpointReader):
         torch = _import_torch(self.path)
         loaded = _load(torch, self.path)
         self._tensors: dict[str, Any] = {}
-        for name, tensor in _model_tensors(loaded, torch):
+        for name, tensor in model_tensors(loaded, lambda leaf: isinstance(leaf, torch.Tensor)):
             if name in self._tensors:
                 raise CheckpointError(f"{self.path}: two tensors flatten to the name {name!r}")
             self._tensors[name] = tensor
@@ -159,25 +159,26 @@ def _describe_load_error(exc: Exception) -> str:
     return f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line[:200]})"
 
 
-def _model_tensors(loaded: Any, torch: Any) -> Iterator[tuple[str, Any]]:
-    """Descend through wrapper keys to the model's state dict, then flatten it."""
+def model_tensors(loaded: Any, is_leaf: Callable[[Any], bool]) -> Iterator[tuple[str, Any]]:
+    """Descend through wrapper keys to the model's state dict, then flatten it to
+    (dotted name, leaf) for every leaf (a tensor, an array) under it."""
     while isinstance(loaded, Mapping):
         key = next((k for k in WRAPPER_KEYS if isinstance(loaded.get(k), Mapping)), None)
         if key is None:
             break
         loaded = loaded[key]
-    yield from _flatten(loaded, "", torch, set())
+    yield from _flatten(loaded, "", is_leaf, set())
 
 
 def _flatten(
-    obj: Any, prefix: str, torch: Any, open_containers: set[int]
+    obj: Any, prefix: str, is_leaf: Callable[[Any], bool], open_containers: set[int]
 ) -> Iterator[tuple[str, Any]]:
     """Yield (dotted name, tensor) for every tensor under ``obj``; other leaves are dropped.
 
     ``open_containers`` guards against self-referencing pickles, which the restricted
     unpickler can still build.
     """
-    if isinstance(obj, torch.Tensor):
+    if is_leaf(obj):
         yield prefix or "tensor", obj
         return
     if isinstance(obj, Mapping):
@@ -190,7 +191,7 @@ def _flatten(
         return
     open_containers.add(id(obj))
     for key, value in children:
-        yield from _flatten(value, f"{prefix}.{key}" if prefix else key, torch, open_containers)
+        yield from _flatten(value, f"{prefix}.{key}" if prefix else key, is_leaf, open_containers)
     open_containers.discard(id(obj))
 
 
