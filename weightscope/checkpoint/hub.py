@@ -39,12 +39,12 @@ def resolve(source: str | Path, revision: str | None = None, download: bool = Fa
     if is_cache_dir(path):
         match = _CACHE_DIR_NAME.match(path.name)
         assert match is not None
-        return _snapshot(f"{match['org']}/{match['name']}", revision, str(path.parent), download, shown=str(path))
-    return _snapshot(str(source), revision, None, download, shown=str(source))
+        return _snapshot(f"{match['org']}/{match['name']}", revision, str(path.parent), download, shown=f"{path}:")
+    return _snapshot(str(source), revision, None, download, shown=f"{source}: no such file or directory, and")
 
 
 def _snapshot(repo_id: str, revision: str | None, cache_dir: str | None, download: bool, shown: str) -> Path:
-    hub = require("huggingface_hub", "hub", f"{shown}: a hub model")
+    hub = require("huggingface_hub", "hub", f"{shown} resolving a hub model")
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
@@ -58,12 +58,12 @@ def _snapshot(repo_id: str, revision: str | None, cache_dir: str | None, downloa
     except LocalEntryNotFoundError:
         at = f" at revision {revision!r}" if revision else ""
         raise CheckpointError(
-            f"{shown}: {repo_id}{at} is not in the Hugging Face cache (pass --download to fetch it)"
+            f"{shown} {repo_id}{at} is not in the Hugging Face cache (pass --download to fetch it)"
         ) from None
     except HFValidationError as exc:
-        raise CheckpointError(f"{shown}: not a model id ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{shown} not a model id ({str(exc).splitlines()[0]})") from None
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{shown}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise CheckpointError(f"{shown} {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     return Path(folder)
 
 
