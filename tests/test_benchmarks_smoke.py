@@ -49,3 +49,4 @@ def test_bench_gguf_quick_reads_every_type(tmp_path):
     assert "GGUF Q4_0" in out
     rows = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert [row["layers"] for row in rows] == [7, 7, 7, 7]
+    assert all(row["peak_rss_mb"] < 300 for row in rows)  # the quick block's tensors are < 1 MB each
