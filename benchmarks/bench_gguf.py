@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,31 +61,48 @@ def split_costs(path: Path) -> tuple[float, float]:
     return dequantize, solve
 
 
+def build(workdir: Path, hidden: int, ffn: int) -> dict[str, Path]:
+    """The model files (written once; a child process writes them, see `main`)."""
+    files = {"safetensors F32": workdir / "block.safetensors", **{f"GGUF {q}": workdir / f"block-{q}.gguf" for q in TYPES}}
+    if all(path.is_file() for path in files.values()):
+        return files
+    weights = block(hidden, ffn)
+    write_safetensors(files["safetensors F32"], weights)
+    heads = max(1, hidden // 128)
+    for qtype in TYPES:
+        write_gguf(files[f"GGUF {qtype}"], weights, qtype, heads=heads, kv_heads=heads, blocks=1)
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 256-wide block, for CI")
     parser.add_argument("--workdir", type=Path, help="where the model files go (default: a temporary directory)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     hidden, ffn = (256, 704) if args.quick else (4096, 11008)
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.workdir or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        weights = block(hidden, ffn)
-        write_safetensors(workdir / "block.safetensors", weights)
-        files = {"safetensors F32": workdir / "block.safetensors"}
-        for qtype in TYPES:
-            files[f"GGUF {qtype}"] = workdir / f"block-{qtype}.gguf"
-            write_gguf(files[f"GGUF {qtype}"], weights, qtype, heads=max(1, hidden // 128), kv_heads=max(1, hidden // 128), blocks=1)
-        del weights
+        if args.build_only:
+            build(workdir, hidden, ffn)
+            return
+        # Linux hands a child the peak RSS of the parent it forked from (exec keeps the
+        # old mm's high-water mark in ru_maxrss), so this process never holds the
+        # weights: a child writes the files, and the in-process cost split runs last.
+        subprocess.run([sys.executable, __file__, "--build-only", "--workdir", str(workdir), *(["--quick"] if args.quick else [])], check=True)
+        files = build(workdir, hidden, ffn)
+        runs = {}
+        for label, path in files.items():
+            out = workdir / f"{path.stem}.json"
+            command = [sys.executable, "-m", "weightscope", "analyze", str(path), "--no-cache", "-f", "json", "-o", str(out)]
+            runs[label] = (measured(command, env=weightscope_env()), len(json.loads(out.read_text())["layers"]))
         rows = []
         print(f"one Llama block, hidden {hidden}, ffn {ffn}; weightscope analyze --no-cache, own process")
         print(f"{'file':<18} {'size MB':>8} {'wall s':>7} {'peak RSS MB':>12} {'dequantize s':>13} {'eigen s':>8}")
         for label, path in files.items():
-            out = workdir / f"{path.stem}.json"
-            command = [sys.executable, "-m", "weightscope", "analyze", str(path), "--no-cache", "-f", "json", "-o", str(out)]
-            run = measured(command, env=weightscope_env())
-            layers = len(json.loads(out.read_text())["layers"])
+            run, layers = runs[label]
             dequantize, solve = split_costs(path)
             row = {"file": label, "size_mb": path.stat().st_size / 2**20, "wall_s": run.wall_s, "peak_rss_mb": run.peak_rss_mb,
                    "dequantize_s": dequantize, "eigen_s": solve, "layers": layers}
