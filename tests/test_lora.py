@@ -63,6 +63,7 @@ def test_adapter_reports_planted_ranks_and_scales(tmp_path):
     config = {"use_rslora": True, "rank_pattern": {}, "alpha_pattern": {"v_proj": 32}}
     report = analyze(write_adapter(tmp_path / "ad", modules, config), execution=NO_CACHE)
     assert report.format == "lora (safetensors)"
+    assert report.metadata == {"peft_type": "LORA", "r": 8, "lora_alpha": 16.0, "use_rslora": True, "use_dora": False, "base_model": None, "modules": 3}
     by_name = {layer.name: layer for layer in report.layers}
     assert set(by_name) == {f"{m}.weight" for m in planted}
     for module, (a, b) in modules.items():

@@ -233,6 +233,15 @@ class AdapterReader(CheckpointReader):
         self.adapter = adapter
         self.format = f"lora ({weights.format})"
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The adapter's config as the report records it."""
+        config = self.adapter.config
+        return {
+            "peft_type": "LORA", "r": config.r, "lora_alpha": config.lora_alpha, "use_rslora": config.use_rslora,
+            "use_dora": config.use_dora, "base_model": config.base_model, "modules": len(self.adapter.modules),
+        }
+
     def tensors(self) -> list[TensorInfo]:
         return self._weights.tensors()
 
