@@ -1,7 +1,8 @@
 """Reader for GGUF files (llama.cpp, Ollama, LM Studio), through the `gguf` package.
 
-`gguf.GGUFReader` memory-maps the file and parses its header; each tensor is dequantized
-on request with `gguf.quants.dequantize`, which covers every type the package implements
+`gguf.GGUFReader` memory-maps the file and parses its header; each tensor is mapped on
+its own when read (so its pages leave RSS with it) and dequantized with
+`gguf.quants.dequantize`, which covers every type the package implements
 in numpy (F32/F16/BF16, Q4_0…Q8_0, the K-quants, the IQ types, TQ, MXFP4). Dequantizing
 runs over slabs of rows written into one float32 output, so the peak is the decoded
 tensor plus a slab, not the several whole-tensor temporaries of a one-shot call.
@@ -136,7 +137,9 @@ class GGUFCheckpoint(CheckpointReader):
     def _dequantize(self, tensor: Any, info: TensorInfo) -> np.ndarray:
         from gguf.quants import dequantize
 
-        data = tensor.data
+        # A map of this tensor alone, dropped with it: pages read through gguf's map of
+        # the whole file would stay resident, and RSS would grow to the file's size.
+        data = np.memmap(self.path, dtype=tensor.data.dtype, mode="r", offset=tensor.data_offset, shape=tensor.data.shape)
         if info.dtype in ("F32", "F64"):
             return data if data.ndim == len(info.shape) else data.reshape(info.shape)
         rows = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
