@@ -78,7 +78,7 @@ def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
         )
         updates = lora_layers(adapter.modules, options.include, options.exclude)
         stray = [
-            SkippedTensor(info.name, tuple(info.shape), info.dtype, "not part of a LoRA module (A without B, bias)")
+            SkippedTensor(info.name, tuple(info.shape), info.dtype, "not read as a LoRA update (a factor without its pair, a conv LoRA factor, a bias)")
             for info in adapter.other
         ]
         return Selection(updates + selection.layers, selection.skipped + stray)
