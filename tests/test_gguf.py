@@ -106,6 +106,8 @@ def test_compare_hf_against_gguf_is_a_quantization_damage_report(tmp_path, hf_mo
     assert comparison.summary.changed_most[0] == max(errors, key=errors.get)
     result = runner.invoke(app, ["compare", str(directory), str(tmp_path / "q4.gguf"), "-f", "json", "--no-cache"])
     assert result.exit_code == 0 and json.loads(result.stdout)["mode"] == "quantization"
+    table = runner.invoke(app, ["compare", str(directory), str(tmp_path / "q4.gguf"), "--no-cache"])
+    assert table.exit_code == 0 and "hurt most by quantization" in table.stdout
 
 
 def _valid_header(tensors=0, kvs=0):

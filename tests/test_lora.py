@@ -145,6 +145,10 @@ def test_cli_compare_adapter_and_errors(base_and_adapter):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["mode"] == "adapter" and len(data["unchanged"]) == 2
+    table = runner.invoke(app, ["compare", str(tmp_path / "base.safetensors"), str(adapter), "--no-cache"])
+    assert table.exit_code == 0 and "unchanged by the adapter, not recomputed (2)" in table.stdout
+    alone = runner.invoke(app, ["analyze", str(adapter), "--no-cache"])
+    assert alone.exit_code == 0 and "LoRA updates ΔW = s·B·A" in alone.stdout and "r used" in alone.stdout
     backwards = runner.invoke(app, ["compare", str(adapter), str(tmp_path / "base.safetensors")])
     assert backwards.exit_code == 2 and "give the base model first" in backwards.output
     (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 0}')
