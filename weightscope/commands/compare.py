@@ -368,7 +368,8 @@ def _gguf_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[
     to_gguf = (reader_a if gguf_a else reader_b).hf_name_to_gguf()  # type: ignore[attr-defined]
 
     def mapped(name: str) -> str:
-        return to_gguf(name) or name
+        base, bracket, part = name.partition("[")  # a part of a split fused tensor: map the tensor
+        return (to_gguf(base) or base) + bracket + part
 
     return (str, mapped, "quantization") if gguf_a else (mapped, str, "quantization")
 
