@@ -139,3 +139,19 @@ def test_truncated_gguf_is_refused(tmp_path, hf_model):
     (tmp_path / "cut.gguf").write_bytes(data[: len(data) - 1000])
     result = runner.invoke(app, ["analyze", str(tmp_path / "cut.gguf")])
     assert result.exit_code == 2 and result.output.startswith("error:")
+
+
+def test_split_fused_parts_match_across_hf_and_gguf(tmp_path):
+    """Phi-3's qkv_proj is stored by llama.cpp as attn_qkv: both split into q, k, v
+    (4 heads, no GQA) and the parts pair up by name."""
+    fused = planted_power_law(384, 128, 3.0, 0)
+    (tmp_path / "hf").mkdir()
+    write_safetensors(tmp_path / "hf" / "model.safetensors", {"model.layers.0.self_attn.qkv_proj.weight": fused})
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "phi3")
+    writer.add_block_count(1), writer.add_head_count(4), writer.add_head_count_kv(4)
+    writer.add_tensor("blk.0.attn_qkv.weight", gguf.quants.quantize(fused, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    comparison = compare(tmp_path / "hf", tmp_path / "m.gguf", execution=NO_CACHE)
+    assert [c.name for c in comparison.layers] == [f"blk.0.attn_qkv.weight[{p}]" for p in "qkv"]
+    assert not comparison.only_a and not comparison.only_b
+    assert all(0 < c.update.relative_norm < 0.02 for c in comparison.layers)  # Q8_0: well under 1 %
