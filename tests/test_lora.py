@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import planted_power_law
-from weightscope.checkpoint import open_checkpoint, write_safetensors
-from weightscope.checkpoint.lora import AdapterReader, canonical_name
+from weightscope.checkpoint import write_safetensors
+from weightscope.checkpoint.lora import canonical_name
 from weightscope.cli import app
 from weightscope.commands.compare import compare
 from weightscope.execution.plan import Execution
