@@ -439,10 +439,23 @@ def _not_dict(directory: Path, kit: Kit) -> Scenario:
     return Scenario(["analyze", str(directory / "int.pt"), "--no-cache", "-f", "json"], exit=0, check=reads_report(0))
 
 
+class _Evil:
+    """Unpickling this runs ``touch MARKER``: proof, if the marker appears, that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
 @case("pickles", "npz-archive")
 def _npz(directory: Path, kit: Kit) -> Scenario:
-    np.savez(directory / "w.npz", a=np.ones((64, 64)))
-    return Scenario(["analyze", str(directory / "w.npz"), "--no-cache"], error=".npz")
+    """An .npz whose member is a pickled object array: listed as skipped, never unpickled."""
+    payload = np.empty(1, dtype=object)
+    payload[0] = _Evil(directory / MARKER)
+    np.savez(directory / "w.npz", a=np.ones((64, 64), dtype=np.float32), evil=payload)
+    return Scenario(["analyze", str(directory / "w.npz"), "--no-cache", "-f", "json"], exit=0)
 
 
 # --- 2. safetensors headers ----------------------------------------------------------------

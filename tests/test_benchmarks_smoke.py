@@ -42,3 +42,14 @@ def test_bench_scale_quick_stays_within_its_memory_budget(tmp_path):
     out = run_benchmark("benchmarks/bench_scale.py", "--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "s.json"))
     figures = json.loads((tmp_path / "s.json").read_text())
     assert figures["failed_layers"] == [] and figures["peak_rss_mb"] <= figures["rss_budget_mb"], out
+
+
+def test_bench_gguf_quick_reads_every_type(tmp_path):
+    import pytest
+
+    pytest.importorskip("gguf")
+    out = run_benchmark("benchmarks/bench_gguf.py", "--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "g.json"))
+    assert "GGUF Q4_0" in out
+    rows = json.loads((tmp_path / "g.json").read_text())["rows"]
+    assert [row["layers"] for row in rows] == [7, 7, 7, 7]
+    assert all(row["peak_rss_mb"] < 300 for row in rows)  # the quick block's tensors are < 1 MB each

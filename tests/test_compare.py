@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import weightscope.commands.compare as compare_module
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
+from weightscope.execution.plan import Execution
 from weightscope.commands.compare import compare, compare_reports, got_worse, match_names, update_stats
 from weightscope.errors import WeightscopeError
 from weightscope.pipeline import analyze
@@ -117,7 +118,8 @@ def test_saved_report_side_gives_alpha_deltas_only(models, tmp_path):
 
 
 def test_compare_streams_one_pair_at_a_time(models, monkeypatch):
-    """Each tensor is read once, and no earlier tensor is alive when the next pair is read."""
+    """Each tensor is read once, and with one worker at most the pair being analysed and
+    A's tensor of the next pair (read one ahead, as `analyze` does) are alive."""
     import weakref
 
     opened = compare_module.open_checkpoint
@@ -139,9 +141,9 @@ def test_compare_streams_one_pair_at_a_time(models, monkeypatch):
         return reader
 
     monkeypatch.setattr(compare_module, "open_checkpoint", counting_open)
-    compare(models["a"], models["b"])
+    compare(models["a"], models["b"], execution=Execution(workers=1, cache=False))
     assert len(reads) == len(set(reads)) == 10
-    assert peak[0] <= 1  # at most A's tensor is alive while B's is read
+    assert peak[0] <= 3
 
 
 def _layer(name, alpha, verdict=None, status="ok"):

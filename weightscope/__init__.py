@@ -17,6 +17,7 @@ from weightscope._version import __version__
 
 _EXPORTS = {
     "analyze": "weightscope.pipeline",
+    "compare": "weightscope.commands.compare",
     "AnalysisOptions": "weightscope.options",
     "inspect": "weightscope.pipeline",
     "Inspection": "weightscope.pipeline",
@@ -30,6 +31,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from weightscope.checkpoint import open_checkpoint
+    from weightscope.commands.compare import compare
     from weightscope.errors import WeightscopeError
     from weightscope.options import AnalysisOptions
     from weightscope.pipeline import Inspection, analyze, inspect

@@ -35,7 +35,7 @@ def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, m: int, options: Anal
     sides of the rank-collapse threshold at float64's tolerance."""
     error = FLOAT32_ERROR * solver_floor(m, "float32") * float(evals[-1])
     verdicts = {
-        rank_info(shifted, m, spec.info.dtype, "float64", options.thresholds).collapsed
+        rank_info(shifted, m, spec.info.value_dtype, "float64", options.thresholds).collapsed
         for shifted in (evals.astype(np.float64) - error, evals.astype(np.float64) + error)
     }
     return len(verdicts) > 1

@@ -30,6 +30,11 @@ class AnalysisOptions:
     seed: int = 0
     #: eigenvector localisation (a full eigh per layer)
     vectors: bool = False
+    #: cut fused tensors (qkv, c_attn, query_key_value, gate_up_proj) into their parts
+    split: bool = True
+    #: attention heads and KV heads for the split (None: from config.json or GGUF metadata)
+    heads: int | None = None
+    kv_heads: int | None = None
     thresholds: Thresholds = Thresholds()
 
     def __post_init__(self) -> None:
@@ -40,6 +45,10 @@ class AnalysisOptions:
         if self.seed < 0:  # numpy's generators refuse them: every randomised layer would fail
             raise WeightscopeError(f"seed must be a whole number ≥ 0, got {self.seed}")
         check_precision(self.eig_dtype)
+        for name in ("heads", "kv_heads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise WeightscopeError(f"{name} must be a positive integer, got {value!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: object) -> AnalysisOptions:

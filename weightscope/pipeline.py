@@ -19,19 +19,30 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope._version import __version__
-from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.lora import AdapterReader
 from weightscope.checks import diagnose
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution, Plan, plan, working_set
 from weightscope.execution.schedule import pipelined
 from weightscope.layer_spectra import layer_esd, layer_randomized
-from weightscope.layers import LayerSpec, Selection, layer_matrices, select_layers
+from weightscope.layers import (
+    HeadLayout,
+    LayerSpec,
+    Selection,
+    SkippedTensor,
+    layer_matrices,
+    lora_layers,
+    select_layers,
+    split_fused,
+)
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report
 from weightscope.stats.fit import fit_power_law
 from weightscope.stats.norms import norm_metrics
+from weightscope.stats.update import lora_update_stats
 from weightscope.summary import summarize
 
 #: Called with (layers done so far, all layers to analyse): once with 0 before the first
@@ -50,17 +61,41 @@ class Inspection:
 
 
 def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
-    """Which tensors of an open checkpoint would be analysed, from metadata alone."""
-    return select_layers(
+    """Which tensors of an open checkpoint would be analysed, from metadata alone.
+
+    Fused tensors are cut into their parts (`weightscope.layers.split_fused`) unless
+    ``options.split`` is off; head counts come from the options, the file's metadata
+    (GGUF) or the model's config.json, in that order.
+
+    For a LoRA adapter: one layer per adapted module (its update ΔW, from the factors),
+    and the ``modules_to_save`` tensors as ordinary layers; tensors that are neither are
+    listed as skipped.
+    """
+    if isinstance(reader, AdapterReader):
+        adapter = reader.adapter
+        selection = select_layers(
+            adapter.saved, include=options.include, exclude=options.exclude, min_evals=options.min_evals
+        )
+        updates = lora_layers(adapter.modules, options.include, options.exclude)
+        stray = [
+            SkippedTensor(info.name, tuple(info.shape), info.dtype, "not read as a LoRA update (a factor without its pair, a conv LoRA factor, a bias)")
+            for info in adapter.other
+        ]
+        return Selection(updates + selection.layers, selection.skipped + stray)
+    selection = select_layers(
         reader.tensors(), include=options.include, exclude=options.exclude, min_evals=options.min_evals
     )
+    if not options.split:
+        return selection
+    layout = HeadLayout.from_sources(options.heads, options.kv_heads, reader.metadata, reader.model_config)
+    return split_fused(selection, layout, options.min_evals)
 
 
 def inspect(path: str | os.PathLike[str], **options: object) -> Inspection:
     """List a checkpoint's tensors and which would be analysed; reads headers only."""
     opts = AnalysisOptions.from_kwargs(**options)
     with open_checkpoint(path) as reader:
-        return Inspection(str(path), reader.format, reader.tensors(), select(reader, opts))
+        return Inspection(source_name(path), reader.format, reader.tensors(), select(reader, opts))
 
 
 def _failed(spec: LayerSpec, reason: str) -> LayerResult:
@@ -125,7 +160,7 @@ def analyze_matrices(
         matrices,
         evals,
         fit,
-        stored_dtype=spec.info.dtype,
+        stored_dtype=spec.info.value_dtype,
         thresholds=options.thresholds,
         randomized=randomized,
         vectors=options.vectors,
@@ -159,37 +194,76 @@ def analyze_matrices(
     return LayerAnalysis(spec, result, evals, randomized.evals if randomized is not None else None)
 
 
+#: Why a DoRA magnitude vector is left out of an adapter analysed alone.
+DORA_WITHOUT_BASE = "DoRA magnitude not applied: it needs the base (compare BASE ADAPTER)"
+
+
+def analyze_update(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> LayerAnalysis:
+    """A LoRA module's update ΔW = s·B·A from its factors: singular values, ranks, norm.
+
+    The ESD of ΔW (σ²/N, its M − r zero eigenvalues included) gives the usual norms;
+    with at most r non-zero eigenvalues there is no power-law tail to fit.
+    """
+    module = spec.lora
+    assert module is not None
+    reason = _non_finite_reason(a) or _non_finite_reason(b)
+    if reason:
+        return LayerAnalysis(spec, _failed(spec, f"LoRA factors: {reason}"))
+    note = DORA_WITHOUT_BASE if module.magnitude is not None else module.note
+    update = lora_update_stats(a, b, module.scale, note=note)
+    n, m = max(spec.info.shape), min(spec.info.shape)
+    evals = np.zeros(m)
+    nonzero = np.sort(np.square(update.singular_values[:m]))
+    evals[m - nonzero.size :] = nonzero / n
+    info = spec.info
+    base = dict(status="ok", num_evals=m, update=update)
+    if not evals[-1] > 0:
+        result = LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, reason="zero update (B = 0: an untrained adapter)", **base)  # type: ignore[arg-type]
+        return LayerAnalysis(spec, result, evals)
+    result = LayerResult(
+        spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype,
+        reason=f"low-rank update (r = {module.rank}): no power-law fit", **base, **dataclasses.asdict(norm_metrics(evals)),  # type: ignore[arg-type]
+    )
+    return LayerAnalysis(spec, result, evals)
+
+
 #: What one bad layer may raise; each becomes that layer's failed result.
 _LAYER_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError, np.linalg.LinAlgError)
 
 
-def _failure(spec: LayerSpec, exc: Exception) -> LayerAnalysis:
+def failure_of(spec: LayerSpec, exc: Exception) -> LayerAnalysis:
+    """A layer's failed analysis from the error that stopped it (its first line)."""
     return LayerAnalysis(spec, _failed(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
 
-def read_layer(reader: CheckpointReader, spec: LayerSpec) -> np.ndarray | LayerAnalysis:
-    """The decoded tensor of a layer, or its failed analysis if it cannot be read."""
+#: What `read_layer` hands `analyze_read`: a tensor, a LoRA module's (A, B), or a failure.
+Loaded = np.ndarray | tuple[np.ndarray, np.ndarray] | LayerAnalysis
+
+
+def read_layer(reader: CheckpointReader, spec: LayerSpec) -> Loaded:
+    """The decoded tensor of a layer (for a LoRA update: its factors A and B), or its
+    failed analysis if it cannot be read."""
     try:
+        if spec.lora is not None:
+            return reader.read(spec.lora.a), reader.read(spec.lora.b)
+        if spec.part is not None:
+            return spec.part.cut(reader.read(spec.part.source))
         return reader.read(spec.info)
     except _LAYER_ERRORS as exc:
-        return _failure(spec, exc)
+        return failure_of(spec, exc)
 
 
-def analyze_read(
-    spec: LayerSpec, array: np.ndarray | LayerAnalysis, options: AnalysisOptions, run: Plan = Plan()
-) -> LayerAnalysis:
-    """`analyze_matrices` on what `read_layer` returned; a failure becomes a failed result."""
+def analyze_read(spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: Plan = Plan()) -> LayerAnalysis:
+    """`analyze_matrices` (or `analyze_update`) on what `read_layer` returned; a failure
+    becomes a failed result."""
     if isinstance(array, LayerAnalysis):
         return array
     try:
+        if isinstance(array, tuple):
+            return analyze_update(spec, *array)
         return analyze_matrices(spec, array, options, run)
     except _LAYER_ERRORS as exc:
-        return _failure(spec, exc)
-
-
-def analyze_layer(reader: CheckpointReader, spec: LayerSpec, options: AnalysisOptions) -> LayerAnalysis:
-    """Read and analyse one layer; any failure becomes a failed result, not an exception."""
-    return analyze_read(spec, read_layer(reader, spec), options)
+        return failure_of(spec, exc)
 
 
 def stream_layers(
@@ -237,6 +311,9 @@ def analyze(
 ) -> Report:
     """Analyse every weight matrix of a checkpoint and return the `Report`.
 
+    ``path`` is anything `open_checkpoint` opens: a file or directory in any supported
+    format, a hub cache directory, or a torch ``nn.Module`` / state dict in memory.
+
     ``options`` are the fields of `AnalysisOptions` (include, exclude, min_evals, min_tail,
     eig_dtype, randomize, seed, vectors, thresholds). Bad input (a path that is not a
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
@@ -263,11 +340,12 @@ def analyze_with(
                 on_layer(item)
             layers.append(item.result)
         return Report(
-            source=str(path),
+            source=source_name(path),
             format=reader.format,
             weightscope_version=__version__,
             options=dataclasses.asdict(options),
             layers=layers,
             skipped=selection.skipped,
             summary=summarize(layers, selection.skipped, options.thresholds),
+            metadata=reader.metadata,
         )

@@ -27,8 +27,11 @@ from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.layers import SkippedTensor
 from weightscope.stats.randmat import MPBulk
+from weightscope.stats.update import UpdateStats
 
 SCHEMA = "weightscope.report/1"
+#: `Report.to_pandas` columns renamed to WeightWatcher's name of the same quantity.
+WEIGHTWATCHER_COLUMNS = {"name": "longname", "num_tail": "num_pl_spikes"}
 
 
 # --- the report ------------------------------------------------------------------------
@@ -72,6 +75,8 @@ class LayerResult:
     dragon_kings: DragonKings | None = None
     fit_trust: FitTrust | None = None
     vectors: VectorStats | None = None
+    #: a LoRA adapter's update ΔW = s·B·A of this weight (adapter reports only)
+    update: UpdateStats | None = None
     verdict: str | None = None
     flags: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
@@ -124,6 +129,8 @@ class Report:
     layers: list[LayerResult]
     skipped: list[SkippedTensor]
     summary: Summary
+    #: what the checkpoint says about the model (GGUF: architecture, heads, KV heads, blocks)
+    metadata: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
 
     @property
@@ -139,6 +146,36 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return json_document(self)
+
+    def to_pandas(self) -> Any:
+        """One row per layer as a `pandas.DataFrame` (needs the ``pandas`` extra).
+
+        Columns carry WeightWatcher's names where the meaning is the same (`details()`:
+        ``layer_id``, ``longname``, ``N``, ``M``, ``num_pl_spikes`` for the tail size,
+        ``matrix_rank``, and alpha, alpha_weighted, D, xmin, xmax, sigma, lambda_max,
+        log_norm, log_spectral_norm, stable_rank, entropy, num_evals, which already share
+        them); nested results are flattened to ``group.field`` (``mp.bulk_edge``,
+        ``update.rank90``); lists (trap entries, singular values) are left to the JSON.
+        """
+        try:
+            import pandas
+        except ImportError as exc:
+            raise WeightscopeError("Report.to_pandas needs pandas: pip install 'weightscope[pandas]'") from exc
+        rows = []
+        for index, layer in enumerate(self.layers):
+            row: dict[str, Any] = {"layer_id": index}
+            for key, value in to_jsonable(layer).items():
+                if isinstance(value, dict):
+                    row.update({f"{key}.{k}": v for k, v in value.items() if not isinstance(v, (list, dict))})
+                elif key in ("flags", "reasons"):
+                    row[key] = "; ".join(value)
+                elif not isinstance(value, list):
+                    row[WEIGHTWATCHER_COLUMNS.get(key, key)] = value
+            if len(layer.shape) >= 2:
+                row["N"], row["M"] = max(layer.shape[:2]), min(layer.shape[:2])
+            row["matrix_rank"] = layer.rank.numerical_rank if layer.rank is not None else None
+            rows.append(row)
+        return pandas.DataFrame(rows)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:

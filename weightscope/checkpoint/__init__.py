@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from weightscope.checkpoint import hub
 from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
 from weightscope.checkpoint.directory import (
     directory_files,
@@ -18,6 +19,10 @@ from weightscope.checkpoint.directory import (
     shard_files,
 )
 from weightscope.checkpoint.files import FileKind, open_file, sniff
+from weightscope.checkpoint.hub import is_cache_dir, looks_like_model_id
+from weightscope.checkpoint.lora import is_adapter, open_adapter
+from weightscope.checkpoint.memory import MemoryReader, describe, is_in_memory
+from weightscope.checkpoint.model_config import read_model_config
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.errors import CheckpointError
 
@@ -27,14 +32,26 @@ __all__ = [
     "TensorInfo",
     "input_files",
     "open_checkpoint",
+    "source_name",
     "write_safetensors",
 ]
 
 
-def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
+def source_name(source: str | os.PathLike[str] | object) -> str:
+    """How a report names what it analysed: the path, or ``<Model in memory>``."""
+    return describe(source) if is_in_memory(source) else str(source)
+
+
+def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
     """Open a checkpoint for lazy reading; the format is told by content, not by name.
 
     Accepts:
+
+    - a torch ``nn.Module`` or a state dict (torch tensors or numpy arrays) in memory;
+    - a GGUF file (needs the ``gguf`` extra), a numpy ``.npz`` archive;
+    - a hub cache entry (``…/hub/models--org--name``) or a model id ``org/name`` that is
+      not a path: its ``main`` snapshot, offline (`weightscope.checkpoint.hub.resolve`
+      for another revision or to download; needs the ``hub`` extra);
 
     - a safetensors file, whatever its name;
     - a PyTorch pickle (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, any name; zip or legacy
@@ -43,6 +60,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
       unwrapped, other nested dicts are flattened to dotted names;
     - a shard index (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``):
       every shard must exist and hold the tensors the index maps to it;
+    - a PEFT LoRA adapter (a directory with ``adapter_config.json``, or its
+      ``adapter_model.*`` file): an `AdapterReader`;
     - a directory holding a ``*.safetensors.index.json``, else ``*.safetensors`` files
       (read together as one model; a name in two files is an error), else
       ``pytorch_model.bin.index.json``, else ``pytorch_model.bin``.
@@ -51,6 +70,10 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
     file, a pickle holding more than tensors) raises `CheckpointError` with one line
     naming the path. Use the reader as a context manager.
     """
+    if is_in_memory(path):
+        return MemoryReader(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"cannot analyse a {type(path).__name__}: give a path, a torch nn.Module or a state dict")
     path = Path(path)
     try:
         path.stat()
@@ -58,6 +81,16 @@ def open_checkpoint(path: str | os.PathLike[str]) -> CheckpointReader:
         raise CheckpointError(f"{path}: cannot read: {exc.strerror}") from None
     except OSError:
         pass  # missing, dangling or looping: said below
+    if is_cache_dir(path) or looks_like_model_id(str(path)):
+        path = hub.resolve(path)
+    reader = _open_path(path)
+    reader.model_config = read_model_config(path)
+    return reader
+
+
+def _open_path(path: Path) -> CheckpointReader:
+    if is_adapter(path):
+        return open_adapter(path, open_file)
     if path.is_dir():
         return open_directory(path)
     if not path.exists():

@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,12 @@ from weightscope.errors import CheckpointError
 
 #: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+#: GGML's quantized types (GGUF files), decoded to float32 by dequantizing.
+QUANTIZED_DTYPES = frozenset({
+    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K",
+    "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "IQ1_M",
+    "TQ1_0", "TQ2_0", "MXFP4", "NVFP4", "Q1_0",
+})
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,35 @@ class TensorInfo:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype in FLOAT_DTYPES
+        return self.dtype in FLOAT_DTYPES or self.dtype in QUANTIZED_DTYPES
+
+    @property
+    def value_dtype(self) -> str:
+        """The dtype the decoded values are exact in: the stored one, or F32 for a
+        quantized type (scale × integer, computed in float32 by the dequantizer)."""
+        return "F32" if self.dtype in QUANTIZED_DTYPES else self.dtype
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+
+def require(module: str, extra: str, what: str) -> Any:
+    """Import an optional dependency, or say in one line which extra provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CheckpointError(f"{what} needs {module}: pip install 'weightscope[{extra}]'") from exc
+
+
+def check_readable(infos: Mapping[str, TensorInfo], info: TensorInfo, where: object) -> None:
+    """Raise `CheckpointError` unless ``info`` is one of this reader's tensors and a float."""
+    if infos.get(info.name) != info:
+        raise CheckpointError(f"{where}: no tensor {info.name!r} in this checkpoint")
+    if not info.is_float:
+        raise CheckpointError(f"{where}: tensor {info.name!r} has dtype {info.dtype}; only float tensors can be read")
 
 
 class CheckpointReader(ABC):
@@ -55,6 +87,9 @@ class CheckpointReader(ABC):
 
     #: short format name shown in reports, e.g. "safetensors", "torch"
     format: str = "unknown"
+    #: head counts from the model's config.json (`weightscope.checkpoint.model_config`),
+    #: set by `open_checkpoint`; empty when unknown
+    model_config: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
     @abstractmethod
     def tensors(self) -> list[TensorInfo]:
@@ -63,6 +98,11 @@ class CheckpointReader(ABC):
     @abstractmethod
     def read(self, info: TensorInfo) -> np.ndarray:
         """Decode one float tensor to a numpy array (float32, or float64 for F64)."""
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the file says about the model (GGUF: architecture, heads, KV heads, blocks)."""
+        return {}
 
     def close(self) -> None:
         """Release file handles and maps."""

@@ -13,7 +13,12 @@ import zipfile
 from pathlib import Path
 
 from weightscope.checkpoint.base import CheckpointReader
-from weightscope.checkpoint.safetensors_reader import MAX_HEADER_BYTES, SafetensorsReader
+from weightscope.checkpoint.gguf_reader import GGUF_MAGIC, GGUFCheckpoint
+from weightscope.checkpoint.npz_reader import NpzReader, is_npz
+from weightscope.checkpoint.safetensors_reader import (
+    MAX_HEADER_BYTES,
+    SafetensorsReader,
+)
 from weightscope.checkpoint.torch_reader import TorchReader
 from weightscope.errors import CheckpointError
 
@@ -28,6 +33,8 @@ class FileKind(enum.Enum):
     SAFETENSORS = "safetensors"
     TORCH = "torch pickle"  # zip archive (torch >= 1.6) or legacy bare pickle
     JSON = "json"  # a candidate shard index
+    GGUF = "gguf"
+    NPZ = "npz"  # a zip of .npy members
     UNKNOWN = "unknown"
 
 
@@ -40,8 +47,10 @@ def sniff(path: Path) -> FileKind:
         raise CheckpointError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
     if head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES:
         return FileKind.SAFETENSORS
+    if head.startswith(GGUF_MAGIC):
+        return FileKind.GGUF
     if head.startswith(_ZIP_MAGIC):
-        return FileKind.TORCH
+        return FileKind.NPZ if is_npz(path) else FileKind.TORCH
     if len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5:
         return FileKind.TORCH
     if head.lstrip().startswith(b"{"):
@@ -50,7 +59,7 @@ def sniff(path: Path) -> FileKind:
 
 
 def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
-    """Open one checkpoint file (safetensors or torch pickle), whatever its name."""
+    """Open one checkpoint file (safetensors, GGUF, npz or torch pickle), whatever its name."""
     path = Path(path)
     kind = sniff(path)
     if kind is FileKind.SAFETENSORS or (kind is FileKind.UNKNOWN and path.suffix == ".safetensors"):
@@ -59,12 +68,16 @@ def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
         if _is_numpy_archive(path):
             raise CheckpointError(f"{path}: a numpy .npz archive, not a checkpoint (save the arrays as safetensors)")
         return TorchReader(path)
+    if kind is FileKind.NPZ:
+        return NpzReader(path)
+    if kind is FileKind.GGUF or path.suffix == ".gguf":
+        return GGUFCheckpoint(path)  # a damaged .gguf: its header check says what broke
     if path.suffix in TORCH_SUFFIXES:
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)"
         )
     raise CheckpointError(
-        f"{path}: not a checkpoint (content is not safetensors, a PyTorch pickle or a shard index)"
+        f"{path}: not a checkpoint (content is not safetensors, GGUF, npz, a PyTorch pickle or a shard index)"
     )
 
 

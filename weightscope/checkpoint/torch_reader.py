@@ -15,7 +15,7 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class TorchReader(CheckpointReader):
         loaded = _load(torch, self.path, mapped)
         self._tensors: dict[str, Any] = {}
         try:
-            for name, tensor in _model_tensors(loaded, torch):
+            for name, tensor in model_tensors(loaded, lambda leaf: isinstance(leaf, torch.Tensor)):
                 if name in self._tensors:
                     raise CheckpointError(f"two tensors flatten to the name {name!r}")
                 self._tensors[name] = tensor
@@ -89,7 +89,7 @@ class TorchReader(CheckpointReader):
             name: TensorInfo(
                 name=name,
                 shape=() if tensor.is_nested else tuple(tensor.shape),
-                dtype="nested" if tensor.is_nested else _dtype_name(tensor.dtype),  # no one shape: skipped
+                dtype="nested" if tensor.is_nested else tensor_dtype_name(tensor.dtype),  # no one shape: skipped
                 file=str(self.path),
                 nbytes=0 if name in self._problems else tensor.numel() * tensor.element_size(),
             )
@@ -129,12 +129,11 @@ class TorchReader(CheckpointReader):
         import torch
 
         tensor = self._tensors[info.name].detach()
-        target = torch.float64 if info.dtype == "F64" else torch.float32
         if self._offsets is not None:
             tensor = self._read_mapped(torch, info.name, tensor)
         elif self._copy_from_map and _still(self.path) != (self._identity, self._size):
             raise CheckpointError(f"{self.path}: file changed since it was opened (rewritten while being read?)")
-        return tensor.to(target, copy=True).numpy()
+        return torch_to_float(tensor, info.dtype, copy=True)
 
     def _read_mapped(self, torch: Any, name: str, tensor: Any) -> Any:
         """The tensor rebuilt over its bytes read from the file (its map left untouched)."""
@@ -246,14 +245,29 @@ def _describe_load_error(exc: Exception) -> str:
     return f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line[:200]})"
 
 
-def _model_tensors(loaded: Any, torch: Any) -> Iterator[tuple[str, Any]]:
-    """Descend through wrapper keys to the model's state dict, then flatten it."""
+def torch_to_float(tensor: Any, dtype: str, copy: bool = False) -> np.ndarray:
+    """A float tensor as numpy float32 (float64 for F64). Without a conversion or a
+    ``copy`` the array shares the tensor's storage and comes back read-only; a tensor over
+    a file's map is copied (``copy``), so a file truncated later cannot fault its values."""
+    import torch
+
+    tensor = tensor.detach().cpu()
+    target = torch.float64 if dtype == "F64" else torch.float32
+    values = tensor.to(target, copy=copy).numpy()
+    if not copy and tensor.dtype == target:  # no conversion: values share the tensor's storage
+        values.flags.writeable = False
+    return values
+
+
+def model_tensors(loaded: Any, is_leaf: Callable[[Any], bool]) -> Iterator[tuple[str, Any]]:
+    """Descend through wrapper keys to the model's state dict, then flatten it to
+    (dotted name, leaf) for every leaf (a tensor, an array) under it."""
     while isinstance(loaded, Mapping):
         key = next((k for k in WRAPPER_KEYS if isinstance(loaded.get(k), Mapping)), None)
         if key is None:
             break
         loaded = loaded[key]
-    yield from _flatten(loaded, "", torch)
+    yield from _flatten(loaded, "", is_leaf)
 
 
 #: Deepest container nesting followed; state dicts nest a few levels, never hundreds.
@@ -263,8 +277,8 @@ MAX_DEPTH = 100
 MAX_NAMES = 1_000_000
 
 
-def _flatten(obj: Any, prefix: str, torch: Any) -> Iterator[tuple[str, Any]]:
-    """Yield (dotted name, tensor) for every tensor under ``obj``; other leaves are dropped.
+def _flatten(obj: Any, prefix: str, is_leaf: Callable[[Any], bool]) -> Iterator[tuple[str, Any]]:
+    """Yield (dotted name, leaf) for every leaf under ``obj``; other values are dropped.
 
     Linear in the pickle's size: each container is walked once, by identity, and a
     container met again (shared structure, e.g. ``(X, X)`` nested 40 deep, which a 1 KB
@@ -276,7 +290,7 @@ def _flatten(obj: Any, prefix: str, torch: Any) -> Iterator[tuple[str, Any]]:
     stack: list[tuple[Any, str, int]] = [(obj, prefix, 0)]
     while stack:
         node, name, depth = stack.pop()
-        if isinstance(node, torch.Tensor):
+        if is_leaf(node):
             names += 1
             if names > MAX_NAMES:
                 raise CheckpointError(f"more than {MAX_NAMES} tensors; not a model state dict")
@@ -322,6 +336,7 @@ def _problem(tensor: Any, torch: Any) -> str | None:
     return None
 
 
-def _dtype_name(dtype: Any) -> str:
+def tensor_dtype_name(dtype: Any) -> str:
+    """A torch dtype's safetensors name (torch's own name when there is none)."""
     short = str(dtype).removeprefix("torch.")
     return _DTYPE_NAMES.get(short, str(dtype))

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from weightscope.checkpoint.hub import resolve_if_asked
 from weightscope.cli.app import app
 from weightscope.cli.common import (
     DebugOption,
@@ -26,14 +27,19 @@ from weightscope.cli.common import (
 from weightscope.cli.options import (
     AnalysisArgs,
     CacheDirOption,
+    DeviceOption,
+    DownloadOption,
     ExcludeOption,
     IncludeOption,
     MinEvalsOption,
+    NoCacheOption,
+    RevisionOption,
+    WorkersOption,
     analysis_options,
+    execution_of,
 )
 from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
-from weightscope.execution.plan import Execution
 from weightscope.pipeline import LayerAnalysis
 from weightscope.pipeline import analyze as run_analysis
 from weightscope.pipeline import inspect as run_inspection
@@ -44,21 +50,13 @@ from weightscope.render.text import inspection_json, to_csv, to_json, to_markdow
 PathArg = Annotated[
     Path,
     typer.Argument(
-        help="A .safetensors file, a (sharded) Hugging Face model directory, or a torch .bin/.pt/.pth/.ckpt.",
+        help="A .safetensors, .gguf or .npz file, a (sharded) Hugging Face model directory, a LoRA adapter directory, "
+        "a hub cache directory (models--org--name) or model id (org/name), or a torch .bin/.pt/.pth/.ckpt.",
         show_default=False,
         metavar="PATH",
         readable=False,  # an unreadable path is the reader's `error:` line, not click's usage box
     ),
 ]
-DeviceOption = Annotated[
-    str,
-    typer.Option(
-        "--device",
-        metavar="auto|cpu|cuda",
-        help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
-    ),
-]
-
 
 class InspectFormat(str, Enum):
     table = "table"
@@ -78,14 +76,11 @@ def analyze(
     output: OutputOption = None,
     html: HtmlOption = None,
     device: DeviceOption = "auto",
-    workers: Annotated[
-        int,
-        typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core."),
-    ] = 0,
+    workers: WorkersOption = 0,
     cache_dir: CacheDirOption = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")
-    ] = False,
+    no_cache: NoCacheOption = False,
+    revision: RevisionOption = None,
+    download: DownloadOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -96,21 +91,24 @@ def analyze(
 
       weightscope analyze model.safetensors
 
+      weightscope analyze Qwen/Qwen2.5-0.5B --revision main     (the hub cache, offline)
+
+      weightscope analyze lora-adapter/     (ΔW = s·B·A per adapted module)
+
       weightscope analyze hf-model-dir/ --include 'layers\\.1[0-9]\\.' --format json -o report.json
     """
     with user_errors(debug):
         chosen = resolve_format(format, output)
-        check_paths([output, html], [path, analysis.config])
-        execution = Execution(
-            device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
-        )
+        source = resolve_if_asked(path, revision, download)
+        check_paths([output, html], [source, analysis.config])
+        execution = execution_of(device, workers, cache_dir, no_cache)
         options = analysis.kwargs()
         detail("thresholds: " + ", ".join(f"{k}={v}" for k, v in vars(options["thresholds"]).items()))
         started = time.perf_counter()
         with layer_progress() as hook:
             spectra: list[LayerAnalysis] = []
             report = run_analysis(
-                path,
+                source,
                 progress=hook,
                 on_layer=spectra.append if html is not None else None,
                 execution=execution,
@@ -142,6 +140,8 @@ def inspect(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout.")
     ] = None,
+    revision: RevisionOption = None,
+    download: DownloadOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -149,7 +149,7 @@ def inspect(
     """List tensors, shapes and dtypes, and which would be analysed (headers only, no math)."""
     with user_errors(debug):
         inspection = run_inspection(
-            path, include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
+            resolve_if_asked(path, revision, download), include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
         )
         if format is InspectFormat.table and output is None:
             render_inspection(inspection, stdout)

@@ -21,7 +21,15 @@ from weightscope.cli.common import (
     stdout,
     user_errors,
 )
-from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.options import (
+    AnalysisArgs,
+    CacheDirOption,
+    DeviceOption,
+    NoCacheOption,
+    WorkersOption,
+    analysis_options,
+    execution_of,
+)
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
 from weightscope.commands.compare import compare as run_comparison
@@ -56,6 +64,10 @@ def compare(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
+    device: DeviceOption = "auto",
+    workers: WorkersOption = 0,
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -69,6 +81,10 @@ def compare(
     Examples:
 
       weightscope compare base/ finetuned/ --strip-prefix base_model.model.
+
+      weightscope compare base/ lora-adapter/          (a PEFT adapter: W against W + s·B·A)
+
+      weightscope compare hf-model/ model-Q4_K_M.gguf  (quantization damage per layer)
 
       weightscope compare step-1000.json step-2000.json --format md -o diff.md
     """
@@ -85,6 +101,7 @@ def compare(
                 strip_prefix=tuple(strip_prefix or ()),
                 top=top,
                 progress=hook,
+                execution=execution_of(device, workers, cache_dir, no_cache),
                 **options,
             )
         write_if_asked(html, lambda target: write_compare_html(comparison, target, thresholds))

@@ -19,6 +19,7 @@ import typer
 
 from weightscope.config import load_thresholds
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 
 IncludeOption = Annotated[
     Optional[list[str]],
@@ -41,6 +42,34 @@ CacheDirOption = Annotated[
 MinEvalsOption = Annotated[
     int, typer.Option("--min-evals", min=1, help="Skip matrices whose smaller side is below this (eigenvalue count).")
 ]
+
+# How to run (never what is computed): every command that analyses checkpoints takes these.
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        metavar="auto|cpu|cuda",
+        help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
+    ),
+]
+WorkersOption = Annotated[int, typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core.")]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")]
+
+
+RevisionOption = Annotated[
+    Optional[str],
+    typer.Option("--revision", metavar="REF", help="For a hub model id or cache directory: branch, tag or commit (default main)."),
+]
+DownloadOption = Annotated[
+    bool,
+    typer.Option("--download", help="For a hub model id: fetch weights and configs if they are not cached (default: offline only)."),
+]
+
+
+def execution_of(device: str, workers: int, cache_dir: Path | None, no_cache: bool) -> Execution:
+    """The `Execution` the four options above ask for."""
+    return Execution(device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+
 
 _SHARED: list[tuple[str, Any, Any]] = [
     ("include", IncludeOption, None),
@@ -77,6 +106,28 @@ _SHARED: list[tuple[str, Any, Any]] = [
         "vectors",
         Annotated[bool, typer.Option("--vectors", help="Also measure eigenvector localisation (a full eigh per layer).")],
         False,
+    ),
+    (
+        "split",
+        Annotated[
+            bool,
+            typer.Option(
+                "--split/--no-split",
+                help="Cut fused tensors (qkv_proj, Wqkv, c_attn, query_key_value, gate_up_proj) into q, k, v / gate, up "
+                "and analyse each part (default); --no-split analyses them whole.",
+            ),
+        ],
+        True,
+    ),
+    (
+        "heads",
+        Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads, for splitting fused qkv (default: config.json or GGUF metadata).")],
+        None,
+    ),
+    (
+        "kv_heads",
+        Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="KV heads under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
+        None,
     ),
     (
         "config",

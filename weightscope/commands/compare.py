@@ -8,28 +8,42 @@ effective rank, the rank holding 90 % of ‖ΔW‖²). A fine-tune's update is u
 rank (the intrinsic dimension of fine-tuning, Aghajanyan et al. 2021); these numbers show
 whether that holds and where.
 
-Streaming: matched layers are walked one pair at a time; A's and B's tensor (and ΔW) are
-the only arrays alive, never two whole models.
+B may be a LoRA adapter (`weightscope.checkpoint.lora`): then each adapted layer is
+compared as W against the merged W + s·B·A (DoRA's magnitude applied when present), the
+update's ranks come from the factors, and base layers the adapter does not touch are
+listed as unchanged without being analysed.
+
+Pairs of layers flow through the same machinery as `analyze` (`pipelined`: one reader
+thread a pair ahead of the workers, the memory budget, the device and the spectrum cache
+of `weightscope.execution`); a pair's tensors (and ΔW) are the only arrays it holds,
+never two whole models.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.gguf_reader import GGUFCheckpoint
+from weightscope.checkpoint.lora import AdapterReader, LoraModule, canonical_name
 from weightscope.commands.sources import read_saved_report, report_for
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution, Plan, plan, working_set
+from weightscope.execution.schedule import pipelined
 from weightscope.layers import LayerSpec, layer_matrices
+from weightscope.linalg._blas import blas_threads
 from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import ProgressHook, analyze_layer, select
+from weightscope.pipeline import Loaded, ProgressHook, analyze_read, failure_of, read_layer, select
 from weightscope.report import LayerResult, Report, json_document
+from weightscope.stats.update import UpdateStats, lora_update_stats, stats_from_squares
 
 SCHEMA = "weightscope.compare/1"
 
@@ -46,27 +60,6 @@ VERDICT_SEVERITY = {
     "rank-collapsed": 3,
     "failed": 4,
 }
-
-#: Share of ‖ΔW‖_F² that `rank90` counts directions up to.
-ENERGY_SHARE = 0.9
-
-
-@dataclass(frozen=True)
-class UpdateStats:
-    """Size and spectrum of the update ΔW = W_B − W_A of one layer.
-
-    ``relative_norm`` is ‖ΔW‖_F / ‖W_A‖_F (None when W_A is all zero). The ranks are of
-    ΔW's singular values σ: stable rank Σσ²/σ²max, effective rank exp(entropy of σ²/Σσ²),
-    rank90 the fewest directions holding 90 % of ‖ΔW‖_F². ``dim`` is the most a rank can
-    be (the smaller side, times kernel positions for a conv). A zero update has ranks 0.
-    """
-
-    relative_norm: float | None
-    stable_rank: float
-    effective_rank: float
-    rank90: int
-    dim: int
-
 
 @dataclass(frozen=True)
 class LayerChange:
@@ -86,6 +79,10 @@ class LayerChange:
     worse: bool
     update: UpdateStats | None = None
     note: str | None = None
+    #: relative changes B/A − 1 of λmax and of the stable rank (a quantization's damage
+    #: to the top of the spectrum and to its spread)
+    lambda_max_change: float | None = None
+    stable_rank_change: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +108,11 @@ class Comparison:
     only_a: list[str]
     only_b: list[str]
     summary: CompareSummary
+    #: "checkpoints", "reports", "adapter" (B is a LoRA adapter of A) or "quantization"
+    #: (one side is GGUF: ‖ΔW‖/‖W‖ is the quantization error)
+    mode: str = "checkpoints"
+    #: layers of A that B does not change (an adapter's untouched layers), not analysed
+    unchanged: list[str] = field(default_factory=list)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,10 +139,14 @@ def strip_name(name: str, prefixes: Iterable[str]) -> str:
     return name
 
 
-def _keyed(names: list[str], prefixes: tuple[str, ...], side: str) -> dict[str, str]:
+#: Turns a (prefix-stripped) layer name into the key it is matched by.
+NameKey = Callable[[str], str]
+
+
+def _keyed(names: list[str], prefixes: tuple[str, ...], side: str, key_of: NameKey) -> dict[str, str]:
     keyed: dict[str, str] = {}
     for name in names:
-        key = strip_name(name, prefixes)
+        key = key_of(strip_name(name, prefixes))
         if key in keyed:
             raise WeightscopeError(
                 f"after stripping prefixes, {side} has two layers named {key!r} ({keyed[key]!r} and {name!r})"
@@ -149,11 +155,18 @@ def _keyed(names: list[str], prefixes: tuple[str, ...], side: str) -> dict[str, 
     return keyed
 
 
-def match_names(names_a: list[str], names_b: list[str], strip_prefix: Iterable[str] = ()) -> NameMatch:
-    """Pair layers by name after stripping prefixes; pairs keep A's order."""
+def match_names(
+    names_a: list[str],
+    names_b: list[str],
+    strip_prefix: Iterable[str] = (),
+    key_a: NameKey = str,
+    key_b: NameKey = str,
+) -> NameMatch:
+    """Pair layers by name after stripping prefixes (and mapping each side's names to a
+    common key, e.g. PEFT's or GGUF's names to the base's); pairs keep A's order."""
     prefixes = tuple(strip_prefix)
-    keyed_a = _keyed(names_a, prefixes, "A")
-    keyed_b = _keyed(names_b, prefixes, "B")
+    keyed_a = _keyed(names_a, prefixes, "A", key_a)
+    keyed_b = _keyed(names_b, prefixes, "B", key_b)
     pairs = [(key, name, keyed_b[key]) for key, name in keyed_a.items() if key in keyed_b]
     only_a = [name for key, name in keyed_a.items() if key not in keyed_b]
     only_b = [name for key, name in keyed_b.items() if key not in keyed_a]
@@ -180,6 +193,10 @@ def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
+def _relative_change(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or a == 0 else b / a - 1.0
+
+
 def layer_change(
     key: str, layer_a: LayerResult, layer_b: LayerResult, update: UpdateStats | None = None, note: str | None = None
 ) -> LayerChange:
@@ -199,6 +216,8 @@ def layer_change(
         worse=got_worse(verdict_a, verdict_b) or (layer_a.ok and not layer_b.ok),
         update=update,
         note=note,
+        lambda_max_change=_relative_change(layer_a.lambda_max, layer_b.lambda_max),
+        stable_rank_change=_relative_change(layer_a.stable_rank, layer_b.stable_rank),
     )
 
 
@@ -214,23 +233,11 @@ def _sum_squares(array: np.ndarray) -> float:
 def update_stats(w_a: np.ndarray, w_b: np.ndarray, options: SpectrumOptions | None = None) -> UpdateStats:
     """Size and spectrum of ΔW = w_b − w_a (same shape, finite values)."""
     delta = np.subtract(w_b, w_a, dtype=np.result_type(w_a, w_b))
-    evals = np.clip(esd(layer_matrices(delta), options or SpectrumOptions()), 0.0, None)[::-1]  # descending σ²/N
-    total = float(evals.sum())
+    evals = esd(layer_matrices(delta), options or SpectrumOptions())  # σ²/N
+    n = max(delta.shape[:2])
     norm_a = _sum_squares(w_a)
-    relative = float(np.sqrt(_sum_squares(delta) / norm_a)) if norm_a > 0 else None
-    if total <= 0:
-        return UpdateStats(relative, 0.0, 0.0, 0, int(evals.size))
-    share = evals / total
-    nonzero = share[share > 0]
-    entropy = float(-(nonzero * np.log(nonzero)).sum())
-    rank90 = int(np.searchsorted(np.cumsum(share), ENERGY_SHARE - 1e-12) + 1)
-    return UpdateStats(
-        relative_norm=relative,
-        stable_rank=total / float(evals[0]),
-        effective_rank=float(np.exp(entropy)),
-        rank90=min(rank90, int(evals.size)),
-        dim=int(evals.size),
-    )
+    stats = stats_from_squares(evals * n, int(evals.size), norm_a if norm_a > 0 else None)
+    return dataclasses.replace(stats, norm=float(np.sqrt(_sum_squares(delta))))
 
 
 def _update_between(
@@ -244,26 +251,6 @@ def _update_between(
     if not (np.isfinite(w_a).all() and np.isfinite(w_b).all()):
         return None, "non-finite weights"
     return update_stats(w_a, w_b, SpectrumOptions(fixed_dtype(options.eig_dtype))), None
-
-
-class _KeepLastRead(CheckpointReader):
-    """A reader that remembers the last tensor it read.
-
-    The layer goes through exactly the pipeline `analyze` uses (same failure handling,
-    same diagnostics), and the weights it read are reused for ΔW instead of read twice.
-    """
-
-    def __init__(self, reader: CheckpointReader) -> None:
-        self._reader = reader
-        self.format = reader.format
-        self.last: np.ndarray | None = None
-
-    def tensors(self) -> list[TensorInfo]:
-        return self._reader.tensors()
-
-    def read(self, info: TensorInfo) -> np.ndarray:
-        self.last = self._reader.read(info)
-        return self.last
 
 
 # --- whole comparisons -----------------------------------------------------------------
@@ -297,6 +284,118 @@ def compare_reports(
     )
 
 
+@dataclass(frozen=True)
+class _Pair:
+    """Two layers to compare. For an adapter, ``lora`` is B's module and ``spec_b``
+    describes the merged W + ΔW (computed from A's tensor and the factors)."""
+
+    key: str
+    spec_a: LayerSpec
+    spec_b: LayerSpec
+    lora: LoraModule | None = None
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A pair's tensors as read (or the failure each side became), and B's factors."""
+
+    a: Loaded
+    b: Loaded
+    factors: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _merged(w: np.ndarray, module: LoraModule, a: np.ndarray, b: np.ndarray, magnitude: np.ndarray | None) -> np.ndarray:
+    """W + s·B·A, rescaled row by row to DoRA's magnitude when there is one (PEFT's
+    ``DoraLinearLayer``: m · (W + ΔW) / ‖W + ΔW‖ over each output's row)."""
+    if w.shape != module.shape:
+        raise WeightscopeError(f"adapter's ΔW is {'×'.join(map(str, module.shape))}, base weight {'×'.join(map(str, w.shape))}")
+    merged = w + module.delta(a, b)
+    if magnitude is not None:
+        rows = merged if not module.transposed else merged.T
+        norms = np.linalg.norm(rows, axis=1)
+        if magnitude.shape != norms.shape:
+            raise WeightscopeError(f"DoRA magnitude has shape {magnitude.shape}, expected {norms.shape}")
+        rows *= (magnitude / np.where(norms > 0, norms, 1.0))[:, None].astype(rows.dtype)
+    return merged
+
+
+def _read_pair(reader_a: CheckpointReader, reader_b: CheckpointReader, pair: _Pair) -> _Read:
+    """Runs on the reader thread: both tensors of a pair (B merged for an adapter)."""
+    w_a = read_layer(reader_a, pair.spec_a)
+    if pair.lora is None:
+        return _Read(w_a, read_layer(reader_b, pair.spec_b))
+    if not isinstance(w_a, np.ndarray):
+        return _Read(w_a, w_a)
+    module = pair.lora
+    try:
+        a, b = reader_b.read(module.a), reader_b.read(module.b)
+        magnitude = reader_b.read(module.magnitude) if module.magnitude is not None else None
+        return _Read(w_a, _merged(w_a, module, a, b, magnitude), (a, b))
+    except (WeightscopeError, ValueError, ArithmeticError, MemoryError) as exc:
+        return _Read(w_a, failure_of(pair.spec_b, exc))
+
+
+def _compare_pair(pair: _Pair, read: _Read, options: AnalysisOptions, run: Plan) -> LayerChange:
+    """Runs on a worker: both layers analysed as `analyze` would, and the update between."""
+    result_a = analyze_read(pair.spec_a, read.a, options, run).result
+    # The merged W + ΔW depends on two files; the cache keys one, so it is not cached.
+    run_b = run if pair.lora is None else dataclasses.replace(run, cache=None)
+    result_b = analyze_read(pair.spec_b, read.b, options, run_b).result
+    w_a = read.a if isinstance(read.a, np.ndarray) else None
+    w_b = read.b if isinstance(read.b, np.ndarray) else None
+    if pair.lora is not None and read.factors is not None and pair.lora.magnitude is None and w_a is not None:
+        update = lora_update_stats(*read.factors, pair.lora.scale, _sum_squares(w_a) or None, note=pair.lora.note)
+        return layer_change(pair.key, result_a, result_b, update)
+    update, note = _update_between(w_a, w_b, options)
+    if update is not None and pair.lora is not None:
+        note = "DoRA: the update includes the magnitude rescaling, measured on the explicit ΔW"
+    return layer_change(pair.key, result_a, result_b, update, note)
+
+
+def _merged_spec(base: LayerSpec, module: LoraModule) -> LayerSpec:
+    info = base.info
+    merged = TensorInfo(info.name, info.shape, info.dtype, module.a.file, info.nbytes)
+    return LayerSpec(merged, base.kind, base.block)
+
+
+def _gguf_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[NameKey, NameKey, str]:
+    """Name keys and mode for a comparison with a GGUF side: the other side's Hugging Face
+    names are mapped to GGUF's (gguf's `TensorNameMap`), and ΔW is quantization error."""
+    gguf_a, gguf_b = isinstance(reader_a, GGUFCheckpoint), isinstance(reader_b, GGUFCheckpoint)
+    if gguf_a == gguf_b:
+        return str, str, "quantization" if gguf_a else "checkpoints"
+    to_gguf = (reader_a if gguf_a else reader_b).hf_name_to_gguf()  # type: ignore[attr-defined]
+
+    def mapped(name: str) -> str:
+        base, bracket, part = name.partition("[")  # a part of a split fused tensor: map the tensor
+        return (to_gguf(base) or base) + bracket + part
+
+    return (str, mapped, "quantization") if gguf_a else (mapped, str, "quantization")
+
+
+def _pairs(
+    reader_a: CheckpointReader, reader_b: CheckpointReader, options: AnalysisOptions, prefixes: tuple[str, ...]
+) -> tuple[list[_Pair], NameMatch, list[str], str]:
+    """The pairs to compare, how names matched, A's layers left unchanged, and the mode."""
+    if isinstance(reader_a, AdapterReader):
+        raise WeightscopeError("A is a LoRA adapter: give the base model first (compare BASE ADAPTER)")
+    specs_a = {s.name: s for s in select(reader_a, options).layers}
+    specs_b = {s.name: s for s in select(reader_b, options).layers}
+    if not isinstance(reader_b, AdapterReader):
+        key_a, key_b, mode = _gguf_keys(reader_a, reader_b)
+        match = match_names(list(specs_a), list(specs_b), prefixes, key_a, key_b)
+        return [_Pair(k, specs_a[na], specs_b[nb]) for k, na, nb in match.pairs], match, [], mode
+    match = match_names(list(specs_a), list(specs_b), prefixes, key_a=canonical_name, key_b=canonical_name)
+    pairs = []
+    for key, name_a, name_b in match.pairs:
+        spec_a, spec_b = specs_a[name_a], specs_b[name_b]
+        if spec_b.lora is not None:
+            pairs.append(_Pair(key, spec_a, _merged_spec(spec_a, spec_b.lora), spec_b.lora))
+        else:
+            pairs.append(_Pair(key, spec_a, spec_b))
+    return pairs, NameMatch(match.pairs, [], match.only_b), match.only_a, "adapter"
+
+
 def compare_checkpoints(
     path_a: str | os.PathLike[str],
     path_b: str | os.PathLike[str],
@@ -305,28 +404,33 @@ def compare_checkpoints(
     strip_prefix: Iterable[str] = (),
     top: int = 5,
     progress: ProgressHook | None = None,
+    execution: Execution = Execution(),
 ) -> Comparison:
     """Compare two checkpoints pair by pair, measuring each layer's update ΔW too."""
-    prefixes = list(strip_prefix)
+    prefixes = tuple(strip_prefix)
     with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
-        specs_a = {s.name: s for s in select(reader_a, options).layers}
-        specs_b = {s.name: s for s in select(reader_b, options).layers}
-        match = match_names(list(specs_a), list(specs_b), prefixes)
-        kept_a, kept_b = _KeepLastRead(reader_a), _KeepLastRead(reader_b)
-        walked: list[LayerSpec] = [specs_a[na] for _, na, _ in match.pairs]
+        pairs, match, unchanged, mode = _pairs(reader_a, reader_b, options, prefixes)
+        walked = [pair.spec_a for pair in pairs]
+        run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
         if progress is not None:
             progress(0, walked)
         changes = []
-        for done, (key, name_a, name_b) in enumerate(match.pairs, start=1):
-            result_a = analyze_layer(kept_a, specs_a[name_a], options).result
-            result_b = analyze_layer(kept_b, specs_b[name_b], options).result
-            update, note = _update_between(kept_a.last, kept_b.last, options)
-            kept_a.last = kept_b.last = None  # the pair is done: free both tensors
-            changes.append(layer_change(key, result_a, result_b, update, note))
-            if progress is not None:
-                progress(done, walked)
+        with blas_threads(1):
+            compared = pipelined(
+                pairs,
+                lambda pair: _read_pair(reader_a, reader_b, pair),
+                lambda pair, read: _compare_pair(pair, read, options, run),
+                workers=run.workers,
+                cost=lambda pair: working_set(pair.spec_a, options) + working_set(pair.spec_b, options),
+                budget=2 * run.budget,
+            )
+            for done, change in enumerate(compared, start=1):
+                changes.append(change)
+                if progress is not None:
+                    progress(done, walked)
     return Comparison(
-        str(path_a), str(path_b), True, prefixes, changes, match.only_a, match.only_b, _summarize(changes, top)
+        source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
+        _summarize(changes, top), mode=mode, unchanged=unchanged,
     )
 
 
@@ -337,18 +441,26 @@ def compare(
     strip_prefix: Iterable[str] = (),
     top: int = 5,
     progress: ProgressHook | None = None,
+    execution: Execution = Execution(),
     **options: object,
 ) -> Comparison:
     """Compare A with B; each is a checkpoint or a saved report (`analyze -o r.json`).
 
     Two checkpoints are compared with their weights (update stats per layer); when either
     side is a saved report, only alpha, norm and verdict changes are possible. ``options``
-    are the `AnalysisOptions` fields used for any checkpoint analysed here.
+    are the `AnalysisOptions` fields used for any checkpoint analysed here; ``execution``
+    says how (device, workers, cache), as for `analyze`.
     """
     if top < 1:
         raise WeightscopeError(f"top must be ≥ 1, got {top}")
     opts = AnalysisOptions.from_kwargs(**options)
     if read_saved_report(path_a) is None and read_saved_report(path_b) is None:
-        return compare_checkpoints(path_a, path_b, opts, strip_prefix=strip_prefix, top=top, progress=progress)
-    return compare_reports(report_for(path_a, opts), report_for(path_b, opts), strip_prefix=strip_prefix, top=top)
+        return compare_checkpoints(
+            path_a, path_b, opts, strip_prefix=strip_prefix, top=top, progress=progress, execution=execution
+        )
+    comparison = compare_reports(
+        report_for(path_a, opts, execution=execution), report_for(path_b, opts, execution=execution),
+        strip_prefix=strip_prefix, top=top,
+    )
+    return dataclasses.replace(comparison, mode="reports")
 

@@ -59,8 +59,10 @@ class Plan:
 
 
 def _float_bytes(spec: LayerSpec) -> int:
-    """Bytes of the decoded tensor: float32, or float64 for F64 storage."""
-    return spec.info.numel * (8 if spec.info.dtype == "F64" else 4)
+    """Bytes of the decoded tensor: float32, or float64 for F64 storage (for a part of a
+    fused tensor, the whole tensor, which is decoded before the part is cut)."""
+    info = spec.part.source if spec.part is not None else spec.info
+    return info.numel * (8 if info.dtype == "F64" else 4)
 
 
 def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
@@ -71,6 +73,8 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     tensor decodes, the Gram product's temporary) are covered by the budget's headroom
     rather than counted, which lets two 11008×4096 layers share a 2-core machine within
     the RSS budget. Measured peaks are in the README (Performance)."""
+    if spec.lora is not None:  # the factors and an r×r core, never the d×k product
+        return 2 * (spec.lora.a.numel + spec.lora.b.numel) * 4
     m = min(spec.info.shape[:2])
     gram = m * m * (8 if options.eig_dtype == "float64" else 4)
     total = _float_bytes(spec) + gram

@@ -24,7 +24,9 @@ from weightscope.render.style import alpha_style, column_texts, fmt
 CSV_COLUMNS = (
     "name", "name_a", "name_b", "kind", "alpha_a", "alpha_b", "delta_alpha", "delta_log_norm",
     "delta_log_spectral_norm", "verdict_a", "verdict_b", "worse", "update.relative_norm",
-    "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "note",
+    "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "update.norm",
+    "update.lora_rank", "update.scale", "update.rank_share", "update.note", "lambda_max_change",
+    "stable_rank_change", "note",
 )
 
 
@@ -40,6 +42,10 @@ def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
 
 def signed(value: float | None) -> str:
     return "—" if value is None else ("+" if value > 0 else "") + fmt(value)
+
+
+def signed_percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:+.2f} %"
 
 
 def verdict_change(change: LayerChange) -> str:
@@ -137,6 +143,8 @@ def summary_lines(comparison: Comparison) -> list[str]:
         lines.append(f"only in A ({len(comparison.only_a)}): {_named_list(comparison.only_a)}")
     if comparison.only_b:
         lines.append(f"only in B ({len(comparison.only_b)}): {_named_list(comparison.only_b)}")
+    if comparison.unchanged:
+        lines.append(f"unchanged by the adapter, not recomputed ({len(comparison.unchanged)}): {_named_list(comparison.unchanged)}")
     lines.append(f"median Δalpha {signed(s.delta_alpha_median)}")
     if s.moved_most:
         moved = [f"{name} ({signed(by_name[name].delta_alpha)})" for name in s.moved_most]
@@ -147,6 +155,16 @@ def summary_lines(comparison: Comparison) -> list[str]:
             update = by_name[name].update
             assert update is not None
             changed.append(f"{name} ({fmt(update.relative_norm)}, eff. rank {fmt(update.effective_rank, 1)}/{update.dim})")
+        if comparison.mode == "quantization":
+            hurt = [
+                f"{name} (error {fmt(by_name[name].update.relative_norm)}, Δalpha {signed(by_name[name].delta_alpha)}, "  # type: ignore[union-attr]
+                f"λmax {signed_percent(by_name[name].lambda_max_change)}, stable rank {signed_percent(by_name[name].stable_rank_change)})"
+                for name in s.changed_most
+            ]
+            lines.append("hurt most by quantization, ‖W_q − W‖/‖W‖: " + ", ".join(hurt))
+            worse = [f"{name} ({verdict_change(by_name[name])})" for name in s.worse]
+            lines.append("verdicts worse: " + (", ".join(worse) if worse else "none"))
+            return lines
         lines.append("largest updates ‖ΔW‖/‖W‖: " + ", ".join(changed))
         updates = [c.update for c in comparison.layers if c.update is not None and c.update.dim > 0]
         shares = [u.effective_rank / u.dim for u in updates]
@@ -167,6 +185,7 @@ def to_csv(comparison: Comparison) -> str:
     rows = []
     for change in comparison.to_dict()["layers"]:
         update = change.pop("update") or {}
+        update.pop("singular_values", None)  # a list: in the JSON, not a CSV cell
         rows.append({**change, **{f"update.{k}": v for k, v in update.items()}})
     return csv_text(CSV_COLUMNS, rows)
 

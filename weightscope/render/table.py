@@ -36,8 +36,29 @@ _COLUMNS = (
 )
 
 
+def update_table(report: Report) -> Table:
+    """A LoRA adapter's layers: the update ΔW = s·B·A of each adapted module."""
+    table = Table(title=_text(f"weightscope: {report.source} (LoRA updates ΔW = s·B·A)"), title_justify="left", header_style="bold")
+    for column in ("layer", "kind", "blk", "shape", "r", "scale", "‖ΔW‖_F", "σmax", "eff. rank", "rank90", "r used", "note"):
+        table.add_column(column, justify="left" if column in ("layer", "kind", "note") else "right", overflow="fold")
+    for layer in report.layers:
+        update = layer.update
+        if update is None:  # a modules_to_save tensor or a failed module: its verdict says
+            table.add_row(_text(layer.name), layer.kind, fmt(layer.block), "×".join(map(str, layer.shape)), *[""] * 7, _text(layer.reason or layer.verdict or ""))
+            continue
+        table.add_row(
+            _text(layer.name), layer.kind, fmt(layer.block), "×".join(map(str, layer.shape)), fmt(update.lora_rank), fmt(update.scale),
+            fmt(update.norm), fmt(update.singular_values[0] if update.singular_values else None), fmt(update.effective_rank, 1),
+            fmt(update.rank90), f"{fmt((update.rank_share or 0) * 100, 0)} %", _text(update.note or ""),
+        )
+    return table
+
+
 def report_table(report: Report) -> Table:
-    """One row per layer, one line per row in 120 columns (`short_names`), by depth."""
+    """One row per layer, one line per row in 120 columns (`short_names`), by depth; an
+    adapter's report is its table of updates (`update_table`)."""
+    if any(layer.update is not None for layer in report.layers):
+        return update_table(report)
     layers = ordered_layers(report)
     names = short_names([layer.name for layer in layers])
     thresholds = report.thresholds

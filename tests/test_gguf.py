@@ -1,0 +1,157 @@
+"""GGUF through the `gguf` package: every written type reads back as gguf dequantizes it,
+in PyTorch's layout and Hugging Face's row order; metadata and kinds; `compare hf/ x.gguf`
+is a quantization damage report whose errors match the explicit arrays; hostile files
+give one error line."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.gguf_fixtures import write_gguf
+from tests.helpers import planted_power_law
+from weightscope.checkpoint import open_checkpoint, write_safetensors
+from weightscope.cli import app
+from weightscope.commands.compare import compare
+from weightscope.errors import CheckpointError
+from weightscope.execution.plan import Execution
+from weightscope.pipeline import analyze
+
+gguf = pytest.importorskip("gguf")
+runner = CliRunner()
+NO_CACHE = Execution(cache=False, workers=1)
+HEADS, KV_HEADS, BLOCKS, DIM = 4, 2, 2, 256
+
+
+def hf_llama():
+    weights, seed = {}, 0
+    for block in range(BLOCKS):
+        for name, rows in (("self_attn.q_proj", DIM), ("self_attn.k_proj", DIM // 2), ("self_attn.v_proj", DIM // 2), ("mlp.up_proj", 512)):
+            seed += 1
+            w = planted_power_law(max(rows, DIM), min(rows, DIM), 3.0, seed)
+            weights[f"model.layers.{block}.{name}.weight"] = np.ascontiguousarray(w if rows >= DIM else w.T)
+    return weights
+
+
+@pytest.fixture(scope="module")
+def hf_model(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("hf")
+    weights = hf_llama()
+    write_safetensors(directory / "model.safetensors", weights)
+    return directory, weights
+
+
+@pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0", "Q4_0", "Q5_1"])
+def test_written_types_read_back_in_hf_layout(tmp_path, hf_model, qtype):
+    _, weights = hf_model
+    expected = write_gguf(tmp_path / "m.gguf", weights, qtype, heads=HEADS, kv_heads=KV_HEADS, blocks=BLOCKS)
+    with open_checkpoint(tmp_path / "m.gguf") as reader:
+        assert reader.format == "gguf"
+        assert reader.metadata == {"architecture": "llama", "block_count": BLOCKS, "head_count": HEADS, "head_count_kv": KV_HEADS, "embedding_length": DIM}
+        infos = {info.name: info for info in reader.tensors()}
+        q = infos["blk.1.attn_q.weight"]
+        assert q.dtype == qtype and q.shape == (DIM, DIM)
+        np.testing.assert_array_equal(reader.read(q), expected["model.layers.1.self_attn.q_proj.weight"])  # un-permuted
+        k = infos["blk.0.attn_k.weight"]
+        assert k.shape == (DIM // 2, DIM)
+        np.testing.assert_array_equal(reader.read(k), expected["model.layers.0.self_attn.k_proj.weight"])
+
+
+def test_k_quant_reads_as_gguf_dequantizes_it(tmp_path):
+    """gguf cannot quantize K-types in numpy; a Q4_K tensor of random blocks (finite
+    scales) must read back exactly as `gguf.quants.dequantize` decodes the bytes."""
+    rows, cols = 96, 512
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, size=(rows, cols // 256, 144), dtype=np.uint8)
+    blocks[..., 0:4] = np.frombuffer(np.array([0.01, 0.002], np.float16).tobytes(), np.uint8)  # d, dmin
+    data = blocks.reshape(rows, -1)
+    writer = gguf.GGUFWriter(str(tmp_path / "k.gguf"), "llama")
+    writer.add_tensor("blk.0.ffn_down.weight", data, raw_dtype=gguf.GGMLQuantizationType.Q4_K)
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    with open_checkpoint(tmp_path / "k.gguf") as reader:
+        (info,) = reader.tensors()
+        assert info.dtype == "Q4_K" and info.shape == (rows, cols)
+        np.testing.assert_array_equal(reader.read(info), gguf.quants.dequantize(data, gguf.GGMLQuantizationType.Q4_K))
+    report = analyze(tmp_path / "k.gguf", execution=NO_CACHE)
+    layer = report.layers[0]
+    assert layer.kind == "down" and layer.block == 0 and layer.ok
+
+
+def test_analyze_gguf_matches_safetensors_for_f32_and_records_metadata(tmp_path, hf_model):
+    directory, weights = hf_model
+    write_gguf(tmp_path / "m.gguf", weights, "F32", heads=HEADS, kv_heads=KV_HEADS, blocks=BLOCKS)
+    from_gguf = analyze(tmp_path / "m.gguf", execution=NO_CACHE)
+    from_st = analyze(directory, execution=NO_CACHE)
+    assert from_gguf.metadata["architecture"] == "llama" and from_gguf.metadata["head_count_kv"] == KV_HEADS
+    assert [(l.kind, l.block) for l in from_gguf.layers] == [(l.kind, l.block) for l in from_st.layers]
+    for a, b in zip(from_gguf.layers, from_st.layers):
+        assert a.alpha == pytest.approx(b.alpha, rel=1e-6) and a.verdict == b.verdict
+
+
+def test_compare_hf_against_gguf_is_a_quantization_damage_report(tmp_path, hf_model):
+    directory, weights = hf_model
+    expected = write_gguf(tmp_path / "q4.gguf", weights, "Q4_0", heads=HEADS, kv_heads=KV_HEADS, blocks=BLOCKS)
+    comparison = compare(directory, tmp_path / "q4.gguf", execution=NO_CACHE)
+    assert comparison.mode == "quantization" and not comparison.only_a and not comparison.only_b
+    assert len(comparison.layers) == len(weights)
+    for change in comparison.layers:
+        w, wq = weights[change.name_a], expected[change.name_a]
+        reference = np.linalg.norm(wq - w) / np.linalg.norm(w)
+        assert change.update.relative_norm == pytest.approx(reference, rel=1e-4)
+        assert 0.01 < reference < 0.2  # 4-bit: percent-level error, not a mismatched layer
+        assert change.lambda_max_change is not None and change.stable_rank_change is not None
+    errors = {c.name: c.update.relative_norm for c in comparison.layers}
+    assert comparison.summary.changed_most[0] == max(errors, key=errors.get)
+    result = runner.invoke(app, ["compare", str(directory), str(tmp_path / "q4.gguf"), "-f", "json", "--no-cache"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["mode"] == "quantization"
+    table = runner.invoke(app, ["compare", str(directory), str(tmp_path / "q4.gguf"), "--no-cache"])
+    assert table.exit_code == 0 and "hurt most by quantization" in table.stdout
+
+
+def _valid_header(tensors=0, kvs=0):
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, kvs)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"GGUF" + b"\x00" * 4, "bad magic or shorter"),
+        (b"GGUF" + struct.pack("<IQQ", 7, 0, 0), "version 7"),
+        (_valid_header(tensors=2**60), "more than a"),
+        (_valid_header(kvs=1) + struct.pack("<Q", 2**40), "not a readable GGUF"),
+    ],
+)
+def test_hostile_gguf_headers_are_one_error_line(tmp_path, content, message):
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        open_checkpoint(path)
+    result = runner.invoke(app, ["analyze", str(path)])
+    assert result.exit_code == 2 and result.output.startswith("error:") and len(result.output.strip().splitlines()) == 1
+
+
+def test_truncated_gguf_is_refused(tmp_path, hf_model):
+    _, weights = hf_model
+    write_gguf(tmp_path / "m.gguf", weights, "Q8_0", heads=HEADS, kv_heads=KV_HEADS, blocks=BLOCKS)
+    data = (tmp_path / "m.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[: len(data) - 1000])
+    result = runner.invoke(app, ["analyze", str(tmp_path / "cut.gguf")])
+    assert result.exit_code == 2 and result.output.startswith("error:")
+
+
+def test_split_fused_parts_match_across_hf_and_gguf(tmp_path):
+    """Phi-3's qkv_proj is stored by llama.cpp as attn_qkv: both split into q, k, v
+    (4 heads, no GQA) and the parts pair up by name."""
+    fused = planted_power_law(384, 128, 3.0, 0)
+    (tmp_path / "hf").mkdir()
+    write_safetensors(tmp_path / "hf" / "model.safetensors", {"model.layers.0.self_attn.qkv_proj.weight": fused})
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "phi3")
+    writer.add_block_count(1), writer.add_head_count(4), writer.add_head_count_kv(4)
+    writer.add_tensor("blk.0.attn_qkv.weight", gguf.quants.quantize(fused, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    comparison = compare(tmp_path / "hf", tmp_path / "m.gguf", execution=NO_CACHE)
+    assert [c.name for c in comparison.layers] == [f"blk.0.attn_qkv.weight[{p}]" for p in "qkv"]
+    assert not comparison.only_a and not comparison.only_b
+    assert all(0 < c.update.relative_norm < 0.02 for c in comparison.layers)  # Q8_0: well under 1 %

@@ -1,0 +1,180 @@
+"""Reader for GGUF files (llama.cpp, Ollama, LM Studio), through the `gguf` package.
+
+`gguf.GGUFReader` memory-maps the file and parses its header; each tensor is mapped on
+its own when read (so its pages leave RSS with it) and dequantized with
+`gguf.quants.dequantize`, which covers every type the package implements
+in numpy (F32/F16/BF16, Q4_0…Q8_0, the K-quants, the IQ types, TQ, MXFP4). Dequantizing
+runs over slabs of rows written into one float32 output, so the peak is the decoded
+tensor plus a slab, not the several whole-tensor temporaries of a one-shot call.
+
+Layout: GGUF lists dimensions fastest first; the reader's numpy view is already in
+row-major order, so a linear layer comes out (out, in), as in PyTorch. llama.cpp's
+converter permutes the rows of ``attn_q``/``attn_k`` of the ``llama`` architecture for
+its rotary embedding (`convert_hf_to_gguf.py`, ``LlamaModel.permute``); the reader undoes
+it, so tensors match their Hugging Face twins row for row (a row permutation leaves the
+spectrum unchanged, so `analyze` is unaffected either way).
+
+Hostile files: magic, version and the tensor and key counts are checked against the file
+size before `gguf` parses anything, every tensor's data must lie inside the file, and
+any parsing failure becomes one `CheckpointError` line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weightscope.checkpoint.base import (
+    CheckpointReader,
+    TensorInfo,
+    check_readable,
+    require,
+)
+from weightscope.errors import CheckpointError
+
+GGUF_MAGIC = b"GGUF"
+#: Smallest possible entries: a tensor info is a name length (8), ndims (4), a dim (8),
+#: a type (4) and an offset (8); a key/value is a key length (8) and a type (4).
+_MIN_TENSOR_INFO, _MIN_KV = 32, 12
+#: Elements dequantized at a time (a slab of rows): 4 M floats = 16 MB of temporaries.
+_SLAB = 1 << 22
+#: gguf's names for plain types -> the safetensors names the rest of weightscope speaks.
+_PLAIN = {"F32": "F32", "F16": "F16", "BF16": "BF16", "F64": "F64", "I8": "I8", "I16": "I16", "I32": "I32", "I64": "I64"}
+_ROPE_PERMUTED = re.compile(r"^blk\.\d+\.attn_(q|k)\.weight$")
+
+
+def _check_header(path: Path) -> None:
+    """Reject what `gguf` would choke on, or loop over, before it parses the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        head = file.read(24)
+    if len(head) < 24 or head[:4] != GGUF_MAGIC:
+        raise CheckpointError(f"{path}: not a GGUF file (bad magic or shorter than its header)")
+    version, tensors, kvs = struct.unpack("<IQQ", head[4:24])
+    if version not in (2, 3):
+        raise CheckpointError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
+    if tensors * _MIN_TENSOR_INFO + kvs * _MIN_KV > size:
+        raise CheckpointError(f"{path}: header claims {tensors} tensors and {kvs} keys, more than a {size}-byte file can hold")
+
+
+class GGUFCheckpoint(CheckpointReader):
+    """One GGUF file; tensor dtypes are the safetensors names for plain types and GGML's
+    names (Q4_K, Q8_0, …) for quantized ones."""
+
+    format = "gguf"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        gguf = require("gguf", "gguf", f"{self.path} is a GGUF file and reading it")
+        _check_header(self.path)
+        try:
+            self._reader = gguf.GGUFReader(self.path)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - gguf raises ValueError, IndexError, KeyError, … on bad input
+            raise CheckpointError(f"{self.path}: not a readable GGUF file ({type(exc).__name__}: {str(exc)[:200]})") from None
+        size = self.path.stat().st_size
+        self._tensors: dict[str, Any] = {}
+        self._infos: dict[str, TensorInfo] = {}
+        for tensor in self._reader.tensors:
+            if tensor.data_offset + tensor.n_bytes > size or tensor.data.nbytes != tensor.n_bytes:
+                raise CheckpointError(f"{self.path}: tensor {tensor.name!r} lies past the end of the file (truncated?)")
+            name = tensor.tensor_type.name
+            self._tensors[tensor.name] = tensor
+            self._infos[tensor.name] = TensorInfo(
+                name=tensor.name,
+                shape=tuple(int(d) for d in reversed(tensor.shape.tolist())),
+                dtype=_PLAIN.get(name, name),
+                file=str(self.path),
+                nbytes=int(tensor.n_bytes),
+            )
+        self._metadata = self._read_metadata()
+
+    def _field(self, key: str) -> Any:
+        field = self._reader.fields.get(key)
+        if field is None or not field.types:
+            return None
+        try:
+            value = field.contents()
+        except Exception:  # noqa: BLE001 - a malformed field is absent, not fatal
+            return None
+        return value if isinstance(value, (str, int, float, bool)) else None
+
+    def _read_metadata(self) -> dict[str, Any]:
+        arch = self._field("general.architecture")
+        metadata: dict[str, Any] = {"architecture": arch, "name": self._field("general.name")}
+        if isinstance(arch, str):
+            for key, field in (
+                ("block_count", "block_count"),
+                ("head_count", "attention.head_count"),
+                ("head_count_kv", "attention.head_count_kv"),
+                ("embedding_length", "embedding_length"),
+            ):
+                metadata[key] = self._field(f"{arch}.{field}")
+        metadata["file_type"] = self._field("general.file_type")
+        return {k: v for k, v in metadata.items() if v is not None}
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._metadata)
+
+    def tensors(self) -> list[TensorInfo]:
+        return list(self._infos.values())
+
+    def read(self, info: TensorInfo) -> np.ndarray:
+        check_readable(self._infos, info, self.path)
+        tensor = self._tensors[info.name]
+        values = self._dequantize(tensor, info)
+        if _ROPE_PERMUTED.match(info.name) and self._metadata.get("architecture") == "llama":
+            values = self._unpermute(values, info.name)
+        return values
+
+    def _dequantize(self, tensor: Any, info: TensorInfo) -> np.ndarray:
+        from gguf.quants import dequantize
+
+        # A map of this tensor alone, dropped with it: pages read through gguf's map of
+        # the whole file would stay resident, and RSS would grow to the file's size.
+        data = np.memmap(self.path, dtype=tensor.data.dtype, mode="r", offset=tensor.data_offset, shape=tensor.data.shape)
+        if info.dtype in ("F32", "F64"):
+            return data if data.ndim == len(info.shape) else data.reshape(info.shape)
+        rows = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
+        out = np.empty((rows.shape[0], info.numel // rows.shape[0]), dtype=np.float32)
+        step = max(1, _SLAB // max(out.shape[1], 1))
+        try:
+            for start in range(0, rows.shape[0], step):
+                out[start : start + step] = dequantize(np.asarray(rows[start : start + step]), tensor.tensor_type)
+        except NotImplementedError as exc:
+            raise CheckpointError(f"{self.path}: gguf cannot dequantize {info.dtype} ({info.name!r}): {exc}") from None
+        return out.reshape(info.shape)
+
+    def _unpermute(self, values: np.ndarray, name: str) -> np.ndarray:
+        """Undo ``LlamaModel.permute`` (q: head_count heads; k: head_count_kv)."""
+        heads = self._metadata.get("head_count")
+        if ".attn_k." in name:
+            heads = self._metadata.get("head_count_kv", heads)
+        if not isinstance(heads, int) or heads <= 0 or values.shape[0] % (2 * heads):
+            return values
+        shape = values.shape
+        return np.ascontiguousarray(values.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape))
+
+    def hf_name_to_gguf(self) -> Any:
+        """A function from Hugging Face tensor names to this file's (None when unknown),
+        from gguf's own `TensorNameMap` for the file's architecture."""
+        import gguf
+
+        arch_name = self._metadata.get("architecture")
+        arch = next((a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name), None)
+        blocks = self._metadata.get("block_count")
+        if arch is None or not isinstance(blocks, int):
+            return lambda name: None
+        mapping = gguf.get_tensor_name_map(arch, blocks)
+        return lambda name: mapping.get_name(name, try_suffixes=(".weight", ".bias"))
+
+    def close(self) -> None:
+        self._tensors.clear()
+        self._reader = None

@@ -1,0 +1,84 @@
+"""Reader for numpy ``.npz`` archives (`numpy.savez`, `numpy.savez_compressed`).
+
+An npz is a zip of ``.npy`` members. Each member's header (shape, dtype) is read without
+its data, so listing costs no tensor I/O, and a member is decoded only when read. Object
+arrays would need pickle, so they are never loaded (``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weightscope.checkpoint.base import CheckpointReader, TensorInfo, check_readable
+from weightscope.errors import CheckpointError
+
+#: numpy dtype name -> the safetensors names the rest of weightscope speaks.
+NUMPY_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32", "int16": "I16",
+    "int8": "I8", "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
+_ZIP_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError)
+
+
+def numpy_dtype_name(dtype: np.dtype[Any]) -> str:
+    return NUMPY_DTYPES.get(dtype.name, dtype.name)
+
+
+def numpy_to_float(array: np.ndarray, dtype: str) -> np.ndarray:
+    """A float array as the readers return it: float32 (float64 for F64), C-contiguous."""
+    return np.ascontiguousarray(array, dtype=np.float64 if dtype == "F64" else np.float32)
+
+
+def is_npz(path: Path) -> bool:
+    """A zip whose members are all ``.npy`` files (a torch zip holds ``data.pkl``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except _ZIP_ERRORS:
+        return False
+    return bool(names) and all(name.endswith(".npy") for name in names)
+
+
+class NpzReader(CheckpointReader):
+    """One ``.npz`` archive; tensor names are the member names without ``.npy``."""
+
+    format = "npz"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._members: dict[str, str] = {}
+        self._infos: dict[str, TensorInfo] = {}
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+            for member in self._zip.infolist():
+                with self._zip.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(stream)
+                name = member.filename.removesuffix(".npy")
+                self._members[name] = member.filename
+                self._infos[name] = TensorInfo(name, tuple(shape), numpy_dtype_name(dtype), str(self.path), int(np.prod(shape)) * dtype.itemsize)
+        except _ZIP_ERRORS as exc:
+            raise CheckpointError(f"{self.path}: not a readable .npz archive ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+    def tensors(self) -> list[TensorInfo]:
+        return list(self._infos.values())
+
+    def read(self, info: TensorInfo) -> np.ndarray:
+        check_readable(self._infos, info, self.path)
+        try:
+            with self._zip.open(self._members[info.name]) as stream:
+                array = np.lib.format.read_array(stream, allow_pickle=False)
+        except _ZIP_ERRORS as exc:
+            raise CheckpointError(f"{self.path}: tensor {info.name!r} cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if array.shape != info.shape:
+            raise CheckpointError(f"{self.path}: tensor {info.name!r} changed shape while open")
+        return numpy_to_float(array, info.dtype)
+
+    def close(self) -> None:
+        self._zip.close()
