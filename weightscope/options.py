@@ -31,6 +31,12 @@ class AnalysisOptions:
     #: eigenvector localisation (a full eigh per layer)
     vectors: bool = False
     thresholds: Thresholds = Thresholds()
+    #: model-level measures (attention-logit bounds, embedding anisotropy and intrinsic
+    #: dimension): a second, bounded pass over q/k and the embeddings
+    measures: bool = True
+    #: query and key/value heads per block (default: from config.json beside the checkpoint)
+    heads: int | None = None
+    kv_heads: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_evals < 1:
@@ -38,6 +44,10 @@ class AnalysisOptions:
         if self.min_tail < 2:
             raise WeightscopeError(f"min_tail must be ≥ 2, got {self.min_tail}")
         check_precision(self.eig_dtype)
+        for name in ("heads", "kv_heads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise WeightscopeError(f"{name} must be ≥ 1, got {value}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: object) -> AnalysisOptions:

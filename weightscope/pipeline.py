@@ -28,6 +28,7 @@ from weightscope.execution.schedule import pipelined
 from weightscope.layer_spectra import layer_esd, layer_randomized
 from weightscope.layers import LayerSpec, Selection, layer_matrices, select_layers
 from weightscope.linalg._blas import blas_threads
+from weightscope.model_measures import measure_model
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report
 from weightscope.stats.fit import fit_power_law
@@ -258,6 +259,7 @@ def analyze_with(
             if on_layer is not None:
                 on_layer(item)
             layers.append(item.result)
+        measures = measure_model(reader, path, options) if options.measures else None
         return Report(
             source=str(path),
             format=reader.format,
@@ -266,4 +268,5 @@ def analyze_with(
             layers=layers,
             skipped=selection.skipped,
             summary=summarize(layers, selection.skipped),
+            measures=measures,
         )

@@ -68,6 +68,33 @@ _SHARED: list[tuple[str, Any, Any]] = [
         False,
     ),
     (
+        "measures",
+        Annotated[
+            bool,
+            typer.Option(
+                "--measures/--no-measures",
+                help="Model-level measures: attention-logit bound per head, embedding anisotropy and intrinsic dimension.",
+            ),
+        ],
+        True,
+    ),
+    (
+        "heads",
+        Annotated[
+            Optional[int],
+            typer.Option("--heads", min=1, help="Attention (query) heads per block (default: from config.json beside the checkpoint)."),
+        ],
+        None,
+    ),
+    (
+        "kv_heads",
+        Annotated[
+            Optional[int],
+            typer.Option("--kv-heads", min=1, help="Key/value heads per block for grouped-query attention (default: config.json, else --heads)."),
+        ],
+        None,
+    ),
+    (
         "config",
         Annotated[
             Optional[Path],

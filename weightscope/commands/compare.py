@@ -31,6 +31,7 @@ from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import ProgressHook, analyze_layer, select
 from weightscope.report import LayerResult, Report
+from weightscope.stats.finetune import FinetuneDimension, finetune_dimension, update_ranks
 
 SCHEMA = "weightscope.compare/1"
 
@@ -48,9 +49,6 @@ VERDICT_SEVERITY = {
     "failed": 4,
 }
 
-#: Share of ‖ΔW‖_F² that `rank90` counts directions up to.
-ENERGY_SHARE = 0.9
-
 
 @dataclass(frozen=True)
 class UpdateStats:
@@ -67,6 +65,14 @@ class UpdateStats:
     effective_rank: float
     rank90: int
     dim: int
+    #: smallest LoRA rank holding 99 % of ‖ΔW‖², a Gaussian update's rank90 (same shape and
+    #: norm), whether this update is more concentrated, and what its rank90 directions cost
+    #: in parameters (`weightscope.stats.finetune`)
+    rank99: int | None = None
+    random_rank90: int | None = None
+    concentrated: bool | None = None
+    params90: int | None = None
+    params: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class CompareSummary:
     moved_most: list[str]
     changed_most: list[str]
     worse: list[str]
+    #: the whole update's intrinsic dimension (None without weights)
+    finetune: FinetuneDimension | None = None
 
 
 @dataclass(frozen=True)
@@ -220,18 +228,24 @@ def update_stats(w_a: np.ndarray, w_b: np.ndarray, options: SpectrumOptions | No
     total = float(evals.sum())
     norm_a = _sum_squares(w_a)
     relative = float(np.sqrt(_sum_squares(delta) / norm_a)) if norm_a > 0 else None
+    slice_shape = layer_matrices(delta)[0].shape
+    ranks = update_ranks(evals, *slice_shape)
+    extra = {
+        "rank99": ranks.rank99, "random_rank90": ranks.random_rank90, "concentrated": ranks.concentrated,
+        "params90": ranks.rank90 * sum(slice_shape), "params": int(delta.size),
+    }
     if total <= 0:
-        return UpdateStats(relative, 0.0, 0.0, 0, int(evals.size))
+        return UpdateStats(relative, 0.0, 0.0, 0, int(evals.size), **extra)
     share = evals / total
     nonzero = share[share > 0]
     entropy = float(-(nonzero * np.log(nonzero)).sum())
-    rank90 = int(np.searchsorted(np.cumsum(share), ENERGY_SHARE - 1e-12) + 1)
     return UpdateStats(
         relative_norm=relative,
         stable_rank=total / float(evals[0]),
         effective_rank=float(np.exp(entropy)),
-        rank90=min(rank90, int(evals.size)),
+        rank90=ranks.rank90,
         dim=int(evals.size),
+        **extra,
     )
 
 
@@ -282,6 +296,13 @@ def _summarize(changes: list[LayerChange], top: int) -> CompareSummary:
         moved_most=[c.name for c in moved[:top]],
         changed_most=updated[:top],
         worse=[c.name for c in changes if c.worse],
+        finetune=finetune_dimension(
+            [
+                (c.update.rank90, c.update.params90, c.update.params, bool(c.update.concentrated))
+                for c in changes
+                if c.update is not None and c.update.params and c.update.params90 is not None
+            ]
+        ),
     )
 
 
