@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from weightscope._version import __version__
 from weightscope.io import write_text_atomic
 from weightscope.render.plot_esd import layer_figure
+from weightscope.render.measures_views import lines_html, measures_lines
 from weightscope.render.plot_summary import is_trusted, summary_figure
 from weightscope.render.plots import png_bytes, require_matplotlib
 from weightscope.render.style import alpha_band, fmt
@@ -274,6 +275,7 @@ def report_html(report: Report, spectra: Sequence[LayerAnalysis] = ()) -> str:
         sections.append("<h2>Spectra</h2>" + "".join(
             figure_html(layer_figure(item), f"ESD of {item.result.name}") for item in drawable
         ))
+    sections.append(lines_html("Model-level measures", measures_lines(report.measures)))
     sections.append(_skipped_section(report))
     options = ", ".join(f"{k} = {v}" for k, v in report.options.items())
     subtitle = " · ".join(filter(None, (report.source, report.format, options)))

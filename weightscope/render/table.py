@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from weightscope.pipeline import Inspection
+from weightscope.render.measures_views import measures_lines
 from weightscope.render.style import alpha_style, fmt, verdict_style
 from weightscope.report import Report
 
@@ -89,6 +90,7 @@ def look_at_text(report: Report) -> Text | None:
 
 def render_report(report: Report, console: Console) -> None:
     parts = [report_table(report), summary_text(report)]
+    parts += [Text(line, style="dim") for line in measures_lines(report.measures)]
     look_at = look_at_text(report)
     if look_at is not None:
         parts.append(look_at)
