@@ -261,7 +261,7 @@ def make_optimizer(model: TinyLlama, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
 
-def save_checkpoint(model: TinyLlama, out_dir: str, step: int, losses: dict[str, float]) -> str:
+def save_checkpoint(model: TinyLlama, cfg: ModelConfig, out_dir: str, step: int, losses: dict[str, float]) -> str:
     """``<out>/step-<n>/model.safetensors`` in bf16, the losses in the header metadata."""
     step_dir = os.path.join(out_dir, f"step-{step}")
     os.makedirs(step_dir, exist_ok=True)
@@ -270,7 +270,7 @@ def save_checkpoint(model: TinyLlama, out_dir: str, step: int, losses: dict[str,
     metadata = {"step": str(step), **{k: f"{v:.6f}" for k, v in losses.items()}}
     save_file(tensors, path, metadata=metadata)
     with open(os.path.join(step_dir, "config.json"), "w") as handle:  # heads for the logit bound
-        json.dump(hf_config(ModelConfig()), handle, indent=2)
+        json.dump(hf_config(cfg), handle, indent=2)
     return path
 
 
@@ -324,7 +324,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str) -> dict:
     for step in range(train_cfg.steps + 1):
         if step in train_cfg.checkpoint_steps:
             losses = {name: mean_loss(model, windows) for name, windows in eval_sets.items()}
-            path = save_checkpoint(model, out_dir, step, losses)
+            path = save_checkpoint(model, model_cfg, out_dir, step, losses)
             wall = time.perf_counter() - start
             records.append(
                 {
