@@ -19,11 +19,21 @@ from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
 from weightscope.commands.compare import compare
 from weightscope.errors import WeightscopeError
-from weightscope.model_measures import distance_from_init, norm_gain_name, read_head_config
+from weightscope.model_measures import (
+    distance_from_init,
+    norm_gain_name,
+    read_head_config,
+)
 from weightscope.pipeline import analyze
 from weightscope.report import Report
 from weightscope.stats.attention import HeadLayout, head_bounds
-from weightscope.stats.embedding import intrinsic_dimension, mean_cosine, neighbour_distances, pc1_share, row_cloud
+from weightscope.stats.embedding import (
+    intrinsic_dimension,
+    mean_cosine,
+    neighbour_distances,
+    pc1_share,
+    row_cloud,
+)
 from weightscope.stats.finetune import energy_rank, random_profile, update_ranks
 
 runner = CliRunner()
@@ -108,6 +118,11 @@ def test_norm_gain_names_of_pre_and_post_norm_blocks():
     assert norm_gain_name("model.layers.5.self_attn.q_proj.weight", llama) is None
 
 
+def stored(array):
+    """What a float32 checkpoint holds of ``array``, back in float64."""
+    return array.astype(np.float32).astype(np.float64)
+
+
 def write_llama(directory, *, heads=8, kv=2, d=64, blocks=2, seed=0, config=True, scale=None):
     """A small Llama-shaped GQA checkpoint with planted per-head bounds and gains."""
     rng = np.random.default_rng(seed)
@@ -125,9 +140,8 @@ def write_llama(directory, *, heads=8, kv=2, d=64, blocks=2, seed=0, config=True
             prefix + "self_attn.v_proj.weight": rng.standard_normal((kv * dh, d)).astype(np.float32),
             prefix + "mlp.up_proj.weight": rng.standard_normal((2 * d, d)).astype(np.float32),
         }
-        f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731 - what is stored
         planted[block] = [
-            explicit_bound(f32(wq[h * dh:(h + 1) * dh]), f32(wk[(h // (heads // kv)) * dh:(h // (heads // kv) + 1) * dh]), f32(gain))
+            explicit_bound(stored(wq[h * dh:(h + 1) * dh]), stored(wk[(h // (heads // kv)) * dh:(h // (heads // kv) + 1) * dh]), stored(gain))
             for h in range(heads)
         ]
     directory.mkdir(parents=True, exist_ok=True)

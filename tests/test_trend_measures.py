@@ -15,8 +15,19 @@ import pytest
 from scipy import stats as scipy_stats
 
 from weightscope.checkpoint import write_safetensors
-from weightscope.commands.trend import FLAG_ID_RISE, FLAG_JUMP, initial_descent_end, trend
-from weightscope.stats.series import high_outliers, log_slope, peak_phase, spearman, sudden_rises
+from weightscope.commands.trend import (
+    FLAG_ID_RISE,
+    FLAG_JUMP,
+    initial_descent_end,
+    trend,
+)
+from weightscope.stats.series import (
+    high_outliers,
+    log_slope,
+    peak_phase,
+    spearman,
+    sudden_rises,
+)
 
 EXAMPLE_RUN = Path(__file__).resolve().parent.parent / "examples" / "runs" / "tiny-lm"
 STEPS = [0, 100, 200, 400, 800, 1600]

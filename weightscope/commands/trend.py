@@ -43,16 +43,22 @@ from typing import Any
 import numpy as np
 
 from weightscope._version import __version__
+from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
-from weightscope.checkpoint import open_checkpoint
 from weightscope.errors import WeightscopeError
 from weightscope.io import write_text_atomic
 from weightscope.model_measures import distance_from_init
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import analyze_with
 from weightscope.report import LayerResult, ModelMeasures, Report, Summary
-from weightscope.stats.series import high_outliers, log_slope, peak_phase, spearman, sudden_rises
+from weightscope.stats.series import (
+    high_outliers,
+    log_slope,
+    peak_phase,
+    spearman,
+    sudden_rises,
+)
 
 SCHEMA = "weightscope.trend/1"
 

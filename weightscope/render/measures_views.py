@@ -32,11 +32,11 @@ def measures_lines(measures: ModelMeasures | None) -> list[str]:
     if attention.status == "ok":
         top = max(attention.layers, key=lambda bound: bound.max)
         gains = sum(bound.gain is not None for bound in attention.layers)
-        lines = [
+        lines = [(
             f"attention-logit bound ‖W_Qᵀ W_K‖/√d_h per head ({attention.heads} heads, {attention.kv_heads} kv heads, "
             f"head dim {attention.head_dim}; from {attention.source}): max {fmt(attention.max)} (block {top.block}), "
             f"median {fmt(attention.median)}; norm gain folded in for {gains} of {len(attention.layers)} blocks"
-        ]
+        )]
     else:
         lines = [f"attention-logit bound: unavailable ({attention.reason})"]
     lines += [_cloud_text(cloud) for cloud in measures.embeddings]

@@ -21,6 +21,7 @@ spikes. Three numbers read that shape from the weights alone:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,8 @@ class RowCloud:
 _BLOCK_ROWS = 2048
 
 
-def _blocks(w: np.ndarray):  # noqa: ANN202 - a generator of row blocks (views)
+def _blocks(w: np.ndarray) -> Iterator[np.ndarray]:
+    """Row blocks of ``w`` (views, no copies)."""
     for start in range(0, len(w), _BLOCK_ROWS):
         yield w[start : start + _BLOCK_ROWS]
 
@@ -156,7 +158,12 @@ def levina_bickel_terms(distances: np.ndarray, k: int = LB_NEIGHBOURS) -> np.nda
     return np.log(t[:, -1:] / t[:, :-1]).mean(axis=1)
 
 
-def _bootstrap_se(terms: np.ndarray, estimate, seed: int) -> float:  # noqa: ANN001 - a callable
+def levina_bickel_from_terms(terms: np.ndarray) -> float:
+    """MacKay & Ghahramani's average of the per-point estimates: the inverse of their mean inverse."""
+    return float(1.0 / terms.mean())
+
+
+def _bootstrap_se(terms: np.ndarray, estimate: Callable[[np.ndarray], float], seed: int) -> float:
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, terms.size, size=(BOOTSTRAP, terms.size))
     return float(np.std([estimate(terms[row]) for row in picks], ddof=1))
@@ -178,13 +185,12 @@ def intrinsic_dimension(
         raise WeightscopeError("too few distinct rows for an intrinsic dimension")
     two = twonn_terms(distances)
     lb = levina_bickel_terms(distances, k)
-    lb_estimate = lambda terms: float(1.0 / terms.mean())  # noqa: E731 - MacKay–Ghahramani average
     return (
         twonn_from_terms(two),
         _bootstrap_se(two, twonn_from_terms, seed),
-        lb_estimate(lb),
-        _bootstrap_se(lb, lb_estimate, seed + 1),
-        int(len(distances)),
+        levina_bickel_from_terms(lb),
+        _bootstrap_se(lb, levina_bickel_from_terms, seed + 1),
+        len(distances),
     )
 
 

@@ -8,6 +8,8 @@ decides what they mean.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -71,7 +73,7 @@ def sudden_rises(values: list[float | None], errors: list[float | None], sigmas:
     estimator's noise and large in itself."""
     known = [(i, v, e or 0.0) for i, (v, e) in enumerate(zip(values, errors)) if v is not None]
     rises = []
-    for (_, before, e0), (index, after, e1) in zip(known, known[1:]):
+    for (_, before, e0), (index, after, e1) in itertools.pairwise(known):
         if after - before > sigmas * float(np.hypot(e0, e1)) and after - before > share * abs(before):
             rises.append(index)
     return rises
@@ -86,7 +88,7 @@ def peak_phase(values: list[float | None], errors: list[float | None], sigmas: f
     if len(known) < 2:
         return "flat", None
     peak = max(range(len(known)), key=lambda j: known[j][1])
-    index, top, top_error = known[peak]
+    index = known[peak][0]
 
     def beyond(a: tuple[int, float, float], b: tuple[int, float, float]) -> bool:
         return b[1] - a[1] > sigmas * float(np.hypot(a[2], b[2]))
