@@ -675,7 +675,7 @@ def trend(
         run.append((entry, report, origin))
         if on_checkpoint is not None:
             on_checkpoint(entry, origin, position, len(entries))
-    distances, notes = run_distances(run)
+    distances, notes = run_distances(run) if opts.measures else ({}, [])
     return trend_from_reports(run, jump_k=jump_k, min_swing=min_swing, distances=distances, notes=notes)
 
 
