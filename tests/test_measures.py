@@ -28,6 +28,7 @@ from weightscope.pipeline import analyze
 from weightscope.report import Report
 from weightscope.stats.attention import HeadLayout, head_bounds
 from weightscope.stats.embedding import (
+    GRAM_MAX_DIM,
     intrinsic_dimension,
     mean_cosine,
     neighbour_distances,
@@ -214,6 +215,17 @@ def test_mean_cosine_and_pc1_share_against_brute_force():
     isotropic = rng.standard_normal((5000, 50)).astype(np.float32)
     assert abs(mean_cosine(isotropic)) < 1e-3
     assert pc1_share(isotropic) < 1.5 / 50  # ~1/d, plus sampling noise
+
+
+def test_wide_matrices_use_the_subspace_iteration_and_agree_with_the_exact_share():
+    rng = np.random.default_rng(12)
+    d = GRAM_MAX_DIM + 76
+    rows = rng.standard_normal((3000, d)) * 0.1
+    rows += np.outer(rng.standard_normal(3000) * 3.0, orthonormal(rng, d, 1)[:, 0])  # a planted spike
+    rows = rows.astype(np.float32)
+    centred = rows.astype(np.float64) - rows.mean(axis=0, dtype=np.float64)
+    singular = np.linalg.svd(centred, compute_uv=False) ** 2
+    assert pc1_share(rows) == pytest.approx(singular[0] / singular.sum(), rel=1e-4)
 
 
 def test_cone_anisotropy_follows_the_planted_mean():
