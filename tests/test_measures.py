@@ -182,6 +182,12 @@ def test_without_heads_the_bound_is_unavailable_and_says_why(tmp_path):
     data = json.loads(bad.stdout)["measures"]
     assert data["attention"]["status"] == "unavailable" and any("block 0" in note for note in data["notes"])
     assert runner.invoke(app, ["analyze", str(tmp_path / "m"), "--heads", "0"]).exit_code == 2
+    write_llama(tmp_path / "c", kv=8)
+    config = tmp_path / "c" / "config.json"
+    config.write_text(config.read_text().replace('"num_key_value_heads": 8', '"num_key_value_heads": 2'))
+    assert analyze(tmp_path / "c" / "model.safetensors").measures.attention.status == "unavailable"  # k does not split
+    overridden = analyze(tmp_path / "c" / "model.safetensors", kv_heads=8).measures.attention  # --kv-heads alone
+    assert overridden.status == "ok" and overridden.kv_heads == 8 and overridden.source.endswith("+ --kv-heads")
     off = analyze(tmp_path / "m" / "model.safetensors", measures=False)
     assert off.measures is None
 

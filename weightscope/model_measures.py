@@ -102,7 +102,9 @@ def head_source(source: str | os.PathLike[str], options: AnalysisOptions) -> Hea
     found = config_beside(source)
     config = read_head_config(found) if found is not None else HeadSource(None, None, None, None, None)
     if options.heads is None:
-        return config
+        if options.kv_heads is None:
+            return config
+        return HeadSource(config.heads, options.kv_heads, config.head_dim, config.width, f"{config.source} + --kv-heads")
     kv = options.kv_heads if options.kv_heads is not None else (config.kv_heads if config.heads == options.heads else None)
     return HeadSource(options.heads, kv, config.head_dim if config.heads == options.heads else None, config.width, "flags")
 
