@@ -108,3 +108,24 @@ def test_example_run_the_fall_from_random_is_no_event():
     assert head.mean_cosine[-1] > 0.3 and head.pc1_share[-1] > 0.5  # the shared direction of unused bytes
     distances = {s.name: s.distance_from_init for s in result.layers}
     assert all(d[0] == 0.0 and d[-1] > d[1] > 0 for d in distances.values())
+
+
+def test_cli_views_show_the_measures(tmp_path):
+    from typer.testing import CliRunner
+
+    from weightscope.cli import app
+
+    run = tmp_path / "run"
+    write_growth_run(run)
+    runner = CliRunner()
+    args = ["trend", str(run), "--min-evals", "60"]
+    table = runner.invoke(app, [*args, "--plot", str(tmp_path / "t.png"), "--html", str(tmp_path / "t.html")],
+                          env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "attention-logit bound" in table.stdout and "block 2" in table.stdout and "LOGIT-GROWTH" in table.stdout
+    assert "id-rise" in table.stdout and "distance from init" in table.stdout
+    html = (tmp_path / "t.html").read_text()
+    assert "Model-level measures over the run" in html and "LOGIT-GROWTH" in html
+    assert (tmp_path / "t.png").stat().st_size > 10_000
+    csv_text = runner.invoke(app, [*args, "-f", "csv"]).stdout
+    assert "dist_init@1600" in csv_text.splitlines()[0]
