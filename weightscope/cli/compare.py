@@ -24,7 +24,7 @@ SideArg = Annotated[
 
 
 @app.command()
-@analysis_options()
+@analysis_options(measures=False)  # the update measures need no second pass
 def compare(
     a: SideArg,
     b: SideArg,

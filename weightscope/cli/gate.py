@@ -39,7 +39,7 @@ def _limit(flag: str, help: str) -> object:
 
 
 @app.command()
-@analysis_options(randomize=True)
+@analysis_options(randomize=True, measures=False)  # the rules and pictures read no model-level measure
 def gate(
     path: Annotated[
         Path, typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False)

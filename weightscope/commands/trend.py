@@ -634,9 +634,11 @@ def run_distances(
         return out, []
     if run[0][2] == "report":
         return out, ["no distance from initialisation: the run's first checkpoint is a saved report (no weights)"]
+    for layer in run[0][1].layers:  # W₀ against itself: 0 where W₀ is finite and not all zero
+        out[layer.name][0] = 0.0 if layer.ok and layer.log_norm is not None else None
     with open_checkpoint(run[0][0].path) as reference:
         for index, (entry, _, origin) in enumerate(run):
-            if origin == "report":
+            if origin == "report" or index == 0:  # the reference's distance to itself is 0: not read
                 continue
             with open_checkpoint(entry.path) as reader:
                 for name, value in distance_from_init(reader, reference, names).items():
