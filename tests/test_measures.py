@@ -350,3 +350,23 @@ def test_distance_from_init_is_the_planted_relative_change(tmp_path):
         found = distance_from_init(reader, reference, ["w", "only1"])
     expected = np.linalg.norm(0.5 * step.astype(np.float64)) / np.linalg.norm(w0.astype(np.float64))
     assert found["w"] == pytest.approx(expected, rel=1e-5) and found["only1"] is None
+
+
+def test_a_bad_block_or_embedding_is_a_note_not_a_lost_report(tmp_path):
+    rng = np.random.default_rng(13)
+    q = rng.standard_normal((64, 64)).astype(np.float32)
+    q[3, 4] = np.nan
+    embedding = rng.standard_normal((300, 64)).astype(np.float32)
+    embedding[5, 5] = np.inf
+    tensors = {
+        "model.layers.0.self_attn.q_proj.weight": q,
+        "model.layers.0.self_attn.k_proj.weight": rng.standard_normal((64, 64)).astype(np.float32),
+        "model.layers.1.self_attn.q_proj.weight": rng.standard_normal((64, 64)).astype(np.float32),
+        "model.layers.1.self_attn.k_proj.weight": rng.standard_normal((64, 64)).astype(np.float32),
+        "model.embed_tokens.weight": embedding,
+    }
+    write_safetensors(tmp_path / "m.safetensors", tensors)
+    measures = analyze(tmp_path / "m.safetensors", heads=4).measures
+    assert measures.attention.status == "ok" and [b.block for b in measures.attention.layers] == [1]
+    assert "block 0: no logit bound (non-finite weights)" in measures.notes
+    assert measures.embeddings == [] and any("embed_tokens" in note and "non-finite" in note for note in measures.notes)

@@ -187,10 +187,10 @@ def attention_bounds(
             gain = reader.read(infos[gain_name]) if gain_name is not None else None
             if gain is not None and gain.shape != (q_spec.info.shape[1],):
                 gain, gain_name = None, None
-            bounds.append(
-                logit_bound(q_spec.block, q_spec.name, k_spec.name, reader.read(q_spec.info),
-                            reader.read(k_spec.info), layout, gain, gain_name)
-            )
+            wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
+            if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
+                raise WeightscopeError("non-finite weights")
+            bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, layout, gain, gain_name))
         except _MEASURE_ERRORS as exc:
             notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
     if not bounds or layout is None:
