@@ -18,9 +18,14 @@ from weightscope.checkpoint import write_safetensors
 from weightscope.commands.trend import (
     FLAG_ID_RISE,
     FLAG_JUMP,
+    GROWTH_WINDOW,
+    TrendPoint,
+    attention_series,
     initial_descent_end,
     trend,
 )
+from weightscope.report import AttentionBounds, ModelMeasures
+from weightscope.stats.attention import LogitBound
 from weightscope.stats.series import (
     high_outliers,
     log_slope,
@@ -28,6 +33,7 @@ from weightscope.stats.series import (
     spearman,
     sudden_rises,
 )
+from weightscope.summary import summarize
 
 EXAMPLE_RUN = Path(__file__).resolve().parent.parent / "examples" / "runs" / "tiny-lm"
 STEPS = [0, 100, 200, 400, 800, 1600]
@@ -90,6 +96,26 @@ def test_geometric_logit_growth_in_one_block_is_flagged_there_only(tmp_path):
     assert embedding.phase == "inflation"
     data = json.loads(json.dumps(result.to_dict()))
     assert data["attention"][2]["flagged"] and data["embeddings"][0]["rises"] == [3]
+
+
+def test_growth_is_read_over_the_latest_checkpoints():
+    # block 1 grew fast early and settled; block 3 starts growing only in the last checkpoints
+    steps = [0, 10, 20, 50, 100, 200, 400, 800, 1600, 3200]
+    series = {
+        0: [1.0] * 10,
+        1: [1.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0],
+        2: [1.0 + 0.01 * i for i in range(10)],
+        3: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 4.0, 8.0, 16.0],
+    }
+    points = []
+    for index, step in enumerate(steps):
+        bounds = [LogitBound(block, f"b{block}.q", f"b{block}.k", None, [v[index]], v[index], v[index], v[index])
+                  for block, v in series.items()]
+        measures = ModelMeasures(AttentionBounds("ok", layers=bounds))
+        points.append(TrendPoint(step, f"step-{step}", "analysed", summarize([], []), None, {}, measures))
+    found = attention_series(points, steps, jump_k=5.0)
+    assert [a.flagged for a in found] == [False, False, False, True]
+    assert len(steps) > GROWTH_WINDOW and found[1].growth == pytest.approx(0.0, abs=1e-12)
 
 
 def test_a_steady_run_flags_no_block(tmp_path):

@@ -84,6 +84,10 @@ FLAG_ID_RISE = "id-rise"
 #: much in ln(bound) per unit of ln(1 + step) (bound ∝ step^0.5 faster) to be flagged, on
 #: top of k × MAD: a floor so that blocks growing alike (MAD ≈ 0) flag nothing.
 GROWTH_FLOOR = 0.5
+#: The growth rate is taken over the latest checkpoints (this many at most, never the
+#: first): an early warning is about how the bound grows now, and a block that grew early
+#: and settled is no warning.
+GROWTH_WINDOW = 5
 #: A sudden rise of the intrinsic dimension: beyond this many combined standard errors of
 #: the two estimates, and by more than this share of the earlier value.
 RISE_SIGMAS = 4.0
@@ -323,9 +327,10 @@ class LayerSeries:
 class AttentionSeries:
     """One block's attention-logit bound (max over heads) per checkpoint.
 
-    ``growth`` is the slope of ln(bound) on ln(1 + step) from the second checkpoint on
-    (the move away from the random start excluded); ``flagged`` when it exceeds the other
-    blocks' median growth by more than max(k × MAD, `GROWTH_FLOOR`).
+    ``growth`` is the slope of ln(bound) on ln(1 + step) over the latest `GROWTH_WINDOW`
+    checkpoints, never the first (the move away from the random start is excluded);
+    ``flagged`` when it exceeds the other blocks' median growth by more than
+    max(k × MAD, `GROWTH_FLOOR`).
     """
 
     block: int | None
@@ -548,7 +553,7 @@ def attention_series(points: list[TrendPoint], steps: list[int | None], jump_k: 
         for bound in attention.layers if attention is not None else []:
             per_block.setdefault((bound.block, bound.q), [None] * len(points))[index] = bound.max
     positions = _log_step_positions(steps)
-    start = 1 if len(points) >= 4 else 0  # past the move away from the random start
+    start = max(1 if len(points) >= 4 else 0, len(points) - GROWTH_WINDOW)  # past the move from the random start
     growths = [log_slope(bounds[start:], positions[start:]) for bounds in per_block.values()]
     flags = high_outliers(growths, jump_k, GROWTH_FLOOR)
     return [
