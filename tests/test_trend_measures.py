@@ -118,6 +118,25 @@ def test_growth_is_read_over_the_latest_checkpoints():
     assert len(steps) > GROWTH_WINDOW and found[1].growth == pytest.approx(0.0, abs=1e-12)
 
 
+def test_cached_reruns_read_no_weights_for_the_distances(tmp_path, monkeypatch):
+    import weightscope.commands.trend as trend_module
+
+    run = tmp_path / "run"
+    write_growth_run(run)
+    first = trend([run], cache=tmp_path / "cache", min_evals=60)
+    distances = {s.name: s.distance_from_init for s in first.layers}
+    assert len(distances) == 9 and all(d[0] == 0.0 and d[-1] > 0 for d in distances.values())
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("weights read again on a cached rerun")
+
+    monkeypatch.setattr(trend_module, "distance_from_init", no_reading)
+    again = trend([run], cache=tmp_path / "cache", min_evals=60)
+    assert {c.origin for c in again.checkpoints} == {"cache"}
+    assert {s.name: s.distance_from_init for s in again.layers} == distances
+    assert len(list((tmp_path / "cache" / "distances").glob("*.json"))) == len(STEPS) - 1
+
+
 def test_a_steady_run_flags_no_block(tmp_path):
     write_growth_run(tmp_path, rate=1.0)
     result = trend([tmp_path], min_evals=10**6)

@@ -246,6 +246,34 @@ class ReportCache:
         except (OSError, UnicodeDecodeError, ValueError, RecursionError, WeightscopeError):
             return None
 
+    def distances_entry(self, path: Path, reference: Path) -> Path:
+        """Where the distances from init of ``path`` against ``reference`` are cached: keyed by
+        both checkpoints' current state (and the options/version, as reports are)."""
+        key = f"{self.entry(path).name}:{self.entry(reference).name}"
+        return self.directory / "distances" / f"{self._prefix(path)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+    def get_distances(self, path: Path, reference: Path) -> dict[str, float | None] | None:
+        try:
+            data = json.loads(self.distances_entry(path, reference).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        valid = isinstance(data, dict) and all(
+            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+            for k, v in data.items()
+        )
+        return {k: None if v is None else float(v) for k, v in data.items()} if valid else None
+
+    def put_distances(self, path: Path, reference: Path, distances: dict[str, float | None]) -> None:
+        entry = self.distances_entry(path, reference)
+        try:
+            entry.parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise WeightscopeError(f"cannot create cache directory {entry.parent}: {exc.strerror or exc}") from None
+        write_text_atomic(entry, json.dumps(distances, allow_nan=False) + "\n")
+        for stale in entry.parent.glob(f"{self._prefix(path)}-*.json"):
+            if stale != entry:
+                stale.unlink(missing_ok=True)
+
     def put(self, path: Path, report: Report) -> None:
         entry = self.entry(path)
         write_text_atomic(entry, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
@@ -625,13 +653,15 @@ def trend_from_reports(
 
 
 def run_distances(
-    run: list[tuple[RunEntry, Report, str]]
+    run: list[tuple[RunEntry, Report, str]], store: ReportCache | None = None
 ) -> tuple[dict[str, list[float | None]], list[str]]:
     """‖W − W₀‖_F/‖W₀‖_F of every analysed layer at every checkpoint, W₀ from the first.
 
     Streamed: the reference stays open and each checkpoint is read two tensors at a time.
     Checkpoints given as saved reports have no weights: their distances are None, and a
-    run that starts with a saved report has no W₀ at all (the note says so).
+    run that starts with a saved report has no W₀ at all (the note says so). With a cache
+    (``--cache``) each checkpoint's distances are kept beside its report, so a rerun reads
+    the weights of new checkpoints only, as for the reports.
     """
     names = list(dict.fromkeys(layer.name for _, report, _ in run for layer in report.layers))
     out: dict[str, list[float | None]] = {name: [None] * len(run) for name in names}
@@ -645,9 +675,14 @@ def run_distances(
         for index, (entry, _, origin) in enumerate(run):
             if origin == "report" or index == 0:  # the reference's distance to itself is 0: not read
                 continue
-            with open_checkpoint(entry.path) as reader:
-                for name, value in distance_from_init(reader, reference, names).items():
-                    out[name][index] = value
+            found = store.get_distances(entry.path, run[0][0].path) if store is not None else None
+            if found is None:
+                with open_checkpoint(entry.path) as reader:
+                    found = distance_from_init(reader, reference, names)
+                if store is not None:
+                    store.put_distances(entry.path, run[0][0].path, found)
+            for name in names:
+                out[name][index] = found.get(name)
     return out, []
 
 
@@ -682,7 +717,7 @@ def trend(
         run.append((entry, report, origin))
         if on_checkpoint is not None:
             on_checkpoint(entry, origin, position, len(entries))
-    distances, notes = run_distances(run) if opts.measures else ({}, [])
+    distances, notes = run_distances(run, store) if opts.measures else ({}, [])
     return trend_from_reports(run, jump_k=jump_k, min_swing=min_swing, distances=distances, notes=notes)
 
 
