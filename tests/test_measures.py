@@ -196,7 +196,7 @@ def test_config_json_variants(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"text_config": {"num_attention_heads": 16, "num_key_value_heads": 4, "hidden_size": 1024}}))
     found = read_head_config(path)
-    assert (found.heads, found.kv_heads, found.width) == (16, 4, 1024)
+    assert (found.heads, found.kv_heads, found.head_dim) == (16, 4, None)
     path.write_text(json.dumps({"n_head": 12, "n_embd": 768}))
     assert (read_head_config(path).heads, read_head_config(path).kv_heads) == (12, None)
     path.write_text("{ not json")

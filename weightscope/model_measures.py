@@ -10,8 +10,8 @@ The per-layer ESD stream sees one matrix at a time; two measures need more:
 
 Head counts are never guessed: they come from flags (``--heads``, ``--kv-heads``) or from
 ``config.json`` beside the checkpoint (Hugging Face names: ``num_attention_heads``,
-``num_key_value_heads``, ``head_dim``, ``hidden_size``; GPT-2's ``n_head``/``n_embd``);
-without them the bounds are "unavailable" and the report says why. A measure that fails
+``num_key_value_heads``, ``head_dim``; GPT-2's ``n_head``; without ``head_dim`` a head
+is q's rows / heads); without them the bounds are "unavailable" and the report says why. A measure that fails
 on one block or matrix becomes a note; it never costs the report.
 
 `distance_from_init` is the training-run measure ‖W − W₀‖_F/‖W₀‖_F per layer, streamed
@@ -45,7 +45,6 @@ _MAX_CONFIG_BYTES = 4 * 2**20
 
 _HEADS_KEYS = ("num_attention_heads", "n_head", "num_heads", "n_heads")
 _KV_KEYS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num")
-_WIDTH_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 
 #: Names of the norm right before self-attention in pre-norm blocks (Llama/Mistral/Qwen,
 #: GPT-2/GPT-J/NeoX, Meta's Llama, OPT/BART, ViT-style), searched inside the q's block.
@@ -60,7 +59,6 @@ class HeadSource:
     heads: int | None
     kv_heads: int | None
     head_dim: int | None
-    width: int | None
     source: str | None
 
 
@@ -94,19 +92,19 @@ def read_head_config(path: Path) -> HeadSource:
     kv = _first_int(config, _KV_KEYS)
     if kv is None and config.get("multi_query") is True:
         kv = 1
-    return HeadSource(heads, kv, _first_int(config, ("head_dim",)), _first_int(config, _WIDTH_KEYS), str(path))
+    return HeadSource(heads, kv, _first_int(config, ("head_dim",)), str(path))
 
 
 def head_source(source: str | os.PathLike[str], options: AnalysisOptions) -> HeadSource:
     """Flags win over config.json; what neither gives stays unknown."""
     found = config_beside(source)
-    config = read_head_config(found) if found is not None else HeadSource(None, None, None, None, None)
+    config = read_head_config(found) if found is not None else HeadSource(None, None, None, None)
     if options.heads is None:
         if options.kv_heads is None:
             return config
-        return HeadSource(config.heads, options.kv_heads, config.head_dim, config.width, f"{config.source} + --kv-heads")
+        return HeadSource(config.heads, options.kv_heads, config.head_dim, f"{config.source} + --kv-heads")
     kv = options.kv_heads if options.kv_heads is not None else (config.kv_heads if config.heads == options.heads else None)
-    return HeadSource(options.heads, kv, config.head_dim if config.heads == options.heads else None, config.width, "flags")
+    return HeadSource(options.heads, kv, config.head_dim if config.heads == options.heads else None, "flags")
 
 
 def _layout(heads: HeadSource, q_rows: int, k_rows: int) -> HeadLayout:
@@ -245,7 +243,7 @@ def measure_model(
     try:
         heads = head_source(source, options)
     except WeightscopeError as exc:
-        heads = HeadSource(options.heads, options.kv_heads, None, None, "flags" if options.heads else None)
+        heads = HeadSource(options.heads, options.kv_heads, None, "flags" if options.heads else None)
         config_note = [_first_line(exc)]
     else:
         config_note = []
