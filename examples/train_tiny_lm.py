@@ -261,7 +261,7 @@ def make_optimizer(model: TinyLlama, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
 
-def save_checkpoint(model: TinyLlama, out_dir: str, step: int, losses: dict[str, float]) -> str:
+def save_checkpoint(model: TinyLlama, cfg: ModelConfig, out_dir: str, step: int, losses: dict[str, float]) -> str:
     """``<out>/step-<n>/model.safetensors`` in bf16, the losses in the header metadata."""
     step_dir = os.path.join(out_dir, f"step-{step}")
     os.makedirs(step_dir, exist_ok=True)
@@ -269,7 +269,29 @@ def save_checkpoint(model: TinyLlama, out_dir: str, step: int, losses: dict[str,
     tensors = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
     metadata = {"step": str(step), **{k: f"{v:.6f}" for k, v in losses.items()}}
     save_file(tensors, path, metadata=metadata)
+    with open(os.path.join(step_dir, "config.json"), "w") as handle:  # heads for the logit bound
+        json.dump(hf_config(cfg), handle, indent=2)
     return path
+
+
+def hf_config(cfg: ModelConfig) -> dict:
+    """The Hugging Face ``config.json`` fields that describe this model's shape.
+
+    weightscope reads the head layout from it (the attention-logit bound splits q and k
+    into heads), and so would any tool that knows Llama configs.
+    """
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": cfg.d_model,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_heads,
+        "num_hidden_layers": cfg.n_layers,
+        "intermediate_size": cfg.mlp_hidden,
+        "vocab_size": cfg.vocab_size,
+        "max_position_embeddings": cfg.seq_len,
+        "tie_word_embeddings": False,
+    }
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str) -> dict:
@@ -302,7 +324,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str) -> dict:
     for step in range(train_cfg.steps + 1):
         if step in train_cfg.checkpoint_steps:
             losses = {name: mean_loss(model, windows) for name, windows in eval_sets.items()}
-            path = save_checkpoint(model, out_dir, step, losses)
+            path = save_checkpoint(model, model_cfg, out_dir, step, losses)
             wall = time.perf_counter() - start
             records.append(
                 {
@@ -330,6 +352,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, out_dir: str) -> dict:
 
     final_pt = os.path.join(out_dir, "final.pt")
     torch.save({k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items()}, final_pt)
+    with open(os.path.join(out_dir, "config.json"), "w") as handle:
+        json.dump(hf_config(model_cfg), handle, indent=2)
     log = {
         "model": asdict(model_cfg),
         "train": asdict(train_cfg),

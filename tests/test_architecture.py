@@ -31,6 +31,7 @@ LEVELS = {
     "weightscope.summary": 6,
     "weightscope.execution": 6,
     "weightscope.layer_spectra": 7,
+    "weightscope.model_measures": 7,
     "weightscope.pipeline": 8,
     "weightscope.commands": 9,
     "weightscope.render": 10,

@@ -18,7 +18,13 @@ from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
 from weightscope.commands.trend import trend
 from weightscope.errors import WeightscopeError
-from weightscope.execution.cache import CacheStore, SpectrumCache, default_cache_dir, open_store, parse_size
+from weightscope.execution.cache import (
+    CacheStore,
+    SpectrumCache,
+    default_cache_dir,
+    open_store,
+    parse_size,
+)
 from weightscope.execution.plan import Execution
 
 runner = CliRunner()
@@ -399,7 +405,7 @@ def test_trend_reports_and_spectra_share_the_store(tmp_path, monkeypatch, settle
     calls = count_solves(monkeypatch)
     first = trend([run], cache=store, min_evals=10)
     assert [c.origin for c in first.checkpoints] == ["analysed"] * 2 and len(calls) == 4
-    assert CacheStore(store).info().entries == {"spectra": 4, "reports": 2}
+    assert CacheStore(store).info().entries == {"spectra": 4, "reports": 2, "distances": 1}
     again = trend([run], cache=store, min_evals=10)
     assert [c.origin for c in again.checkpoints] == ["cache"] * 2 and len(calls) == 4
     # Damaged report entries are misses, removed and rebuilt from the cached spectra.
@@ -426,11 +432,11 @@ def test_cache_info_and_clear(tmp_path, settled):
     assert info.exit_code == 0, info.output
     about = json.loads(info.stdout)
     sizes = [p.stat().st_size for p in store.rglob("*.npz")]
-    assert about["directory"] == str(store) and about["entries"] == {"spectra": 2, "reports": 0}
+    assert about["directory"] == str(store) and about["entries"] == {"spectra": 2, "reports": 0, "distances": 0}
     assert about["size"] == sum(sizes) and about["max_bytes"] == 2 * 10**9
     assert about["oldest"] <= about["newest"] <= time.time()
     text = runner.invoke(app, ["cache", "info", "--cache-dir", str(store)])
-    assert "entries     2 (2 spectra, 0 reports)" in text.stdout and str(store) in text.stdout
+    assert "entries     2 (2 spectra, 0 reports, 0 distances)" in text.stdout and str(store) in text.stdout
     cleared = runner.invoke(app, ["cache", "clear", "--cache-dir", str(store)])
     assert cleared.exit_code == 0 and f"removed 2 entries ({sum(sizes) / 1000:.1f} kB)" in cleared.stderr
     assert not list(store.rglob("*.npz"))

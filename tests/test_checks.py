@@ -29,7 +29,14 @@ from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.layers import layer_matrices
 from weightscope.linalg.spectrum import SpectrumOptions, esd
-from weightscope.report import FitTrust, LayerResult, LikelihoodRatio, MPBulk, RankInfo, Traps
+from weightscope.report import (
+    FitTrust,
+    LayerResult,
+    LikelihoodRatio,
+    MPBulk,
+    RankInfo,
+    Traps,
+)
 from weightscope.stats.fit import PowerLawFit, fit_power_law
 from weightscope.stats.randmat import randomized_esd
 

@@ -12,9 +12,15 @@ from typer.testing import CliRunner
 import weightscope.commands.compare as compare_module
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.execution.plan import Execution
-from weightscope.commands.compare import compare, compare_reports, got_worse, match_names, update_stats
+from weightscope.commands.compare import (
+    compare,
+    compare_reports,
+    got_worse,
+    match_names,
+    update_stats,
+)
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 from weightscope.pipeline import analyze
 from weightscope.report import LayerResult, Report
 from weightscope.summary import summarize

@@ -26,7 +26,13 @@ import pytest
 
 from weightscope.errors import WeightscopeError
 from weightscope.stats import fit as fit_module
-from weightscope.stats.fit import PowerLawFit, XminScan, candidate_alphas, fit_power_law, scan_xmin
+from weightscope.stats.fit import (
+    PowerLawFit,
+    XminScan,
+    candidate_alphas,
+    fit_power_law,
+    scan_xmin,
+)
 
 MINILM = Path(__file__).parent / "data" / "minilm_evals.npz"
 ALPHA_RANGE = {"alpha": [1, None]}

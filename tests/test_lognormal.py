@@ -15,7 +15,11 @@ import scipy.special
 import scipy.stats
 
 from weightscope.stats.fit import fit_power_law
-from weightscope.stats.lognormal import fit_truncated_lognormal, inverse_mills_ratio, normal_log_sf
+from weightscope.stats.lognormal import (
+    fit_truncated_lognormal,
+    inverse_mills_ratio,
+    normal_log_sf,
+)
 
 MINILM = Path(__file__).parent / "data" / "minilm_evals.npz"
 

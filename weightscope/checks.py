@@ -21,7 +21,14 @@ from weightscope.linalg.spectrum import SpectrumOptions, solver_floor
 from weightscope.stats.fit import PowerLawFit, candidate_alphas, fit_power_law
 from weightscope.stats.ksdist import smirnov_sf
 from weightscope.stats.lognormal import fit_truncated_lognormal
-from weightscope.stats.randmat import MPBulk, RandomizedESD, fit_mp_bulk, ks_distance, layer_shape, mp_edge
+from weightscope.stats.randmat import (
+    MPBulk,
+    RandomizedESD,
+    fit_mp_bulk,
+    ks_distance,
+    layer_shape,
+    mp_edge,
+)
 
 #: Unit roundoff u = 2^−(mantissa bits + 1) of each stored float dtype (safetensors names).
 UNIT_ROUNDOFF = {

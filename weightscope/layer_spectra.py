@@ -21,7 +21,13 @@ from weightscope.checks import rank_info
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.plan import Plan
 from weightscope.layers import LayerSpec
-from weightscope.linalg.spectrum import EIG_DTYPES, SpectrumOptions, esd, fixed_dtype, solver_floor
+from weightscope.linalg.spectrum import (
+    EIG_DTYPES,
+    SpectrumOptions,
+    esd,
+    fixed_dtype,
+    solver_floor,
+)
 from weightscope.options import AnalysisOptions
 from weightscope.stats.randmat import RandomizedESD, randomized_esd
 

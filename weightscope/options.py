@@ -32,10 +32,14 @@ class AnalysisOptions:
     vectors: bool = False
     #: cut fused tensors (qkv, c_attn, query_key_value, gate_up_proj) into their parts
     split: bool = True
-    #: attention heads and KV heads for the split (None: from config.json or GGUF metadata)
+    #: query and key/value heads per block, for the split and the attention-logit bound
+    #: (None: from config.json beside the checkpoint or GGUF metadata)
     heads: int | None = None
     kv_heads: int | None = None
     thresholds: Thresholds = Thresholds()
+    #: model-level measures (attention-logit bounds, embedding anisotropy and intrinsic
+    #: dimension): a second, bounded pass over q/k and the embeddings
+    measures: bool = True
 
     def __post_init__(self) -> None:
         if self.min_evals < 1:

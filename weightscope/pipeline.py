@@ -38,6 +38,7 @@ from weightscope.layers import (
     split_fused,
 )
 from weightscope.linalg._blas import blas_threads
+from weightscope.model_measures import measure_model
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report
 from weightscope.stats.fit import fit_power_law
@@ -339,6 +340,7 @@ def analyze_with(
             if on_layer is not None:
                 on_layer(item)
             layers.append(item.result)
+        measures = measure_model(reader, options) if options.measures else None
         return Report(
             source=source_name(path),
             format=reader.format,
@@ -348,4 +350,5 @@ def analyze_with(
             skipped=selection.skipped,
             summary=summarize(layers, selection.skipped, options.thresholds),
             metadata=reader.metadata,
+            measures=measures,
         )

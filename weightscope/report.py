@@ -26,6 +26,8 @@ from weightscope.checks import (  # noqa: F401  (hints)
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.layers import SkippedTensor
+from weightscope.stats.attention import LogitBound
+from weightscope.stats.embedding import RowCloud
 from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
 
@@ -119,6 +121,40 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class AttentionBounds:
+    """The attention-logit bound of every block (`weightscope.stats.attention`).
+
+    ``status`` is "ok", or "unavailable" with a ``reason`` (no head count known, no q/k
+    pair found): a bound over a guessed head split would be a wrong number, so none is
+    given. ``source`` says where the head layout came from (a config.json path, "flags").
+    ``max``/``median`` are over all heads of all blocks.
+    """
+
+    status: str
+    reason: str | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    source: str | None = None
+    max: float | None = None
+    median: float | None = None
+    layers: list[LogitBound] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelMeasures:
+    """Model-level measures that need several tensors or a whole matrix's rows at once.
+
+    ``embeddings`` holds the row cloud of the token embedding and of an untied output
+    head; ``notes`` says what was not measured and why (one sentence each).
+    """
+
+    attention: AttentionBounds
+    embeddings: list[RowCloud] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Report:
     """One analysed checkpoint: its layers, what was skipped, the options and a summary."""
 
@@ -131,6 +167,7 @@ class Report:
     summary: Summary
     #: what the checkpoint says about the model (GGUF: architecture, heads, KV heads, blocks)
     metadata: dict[str, Any] = field(default_factory=dict)
+    measures: ModelMeasures | None = None
     schema: str = SCHEMA
 
     @property

@@ -18,7 +18,11 @@ import numpy as np
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo, check_readable
 from weightscope.checkpoint.model_config import head_counts
 from weightscope.checkpoint.npz_reader import numpy_dtype_name, numpy_to_float
-from weightscope.checkpoint.torch_reader import model_tensors, tensor_dtype_name, torch_to_float
+from weightscope.checkpoint.torch_reader import (
+    model_tensors,
+    tensor_dtype_name,
+    torch_to_float,
+)
 from weightscope.errors import CheckpointError
 
 #: The ``file`` of an in-memory tensor (not a path: the spectrum cache skips it).

@@ -1,7 +1,7 @@
 """The ``config.json`` beside a checkpoint: only what reading the weights needs from it.
 
 Fused attention tensors (``qkv_proj``, ``query_key_value``, …) can only be cut into q, k
-and v with the head counts, and with grouped-query attention the k and v blocks are
+and v, and the attention-logit bound split into heads, with the head counts, and with grouped-query attention the k and v blocks are
 smaller than q's. Transformers models spell the counts in several ways; this reads
 them all and nothing else (the file is never executed, and is refused above 1 MB).
 """
@@ -26,8 +26,8 @@ def _first_int(config: dict[str, Any], keys: tuple[str, ...]) -> int | None:
 
 
 def head_counts(config: dict[str, Any]) -> dict[str, Any]:
-    """``model_type``, ``head_count`` and ``head_count_kv`` (GGUF's names) from a config
-    dict; absent keys are left out. Falcon's ``multi_query`` means one KV head."""
+    """``model_type``, ``head_count``, ``head_count_kv`` (GGUF's names) and ``head_dim``
+    from a config dict; absent keys are left out. Falcon's ``multi_query`` means one KV head."""
     if isinstance(config.get("text_config"), dict):  # multimodal wrappers nest the LM's config
         config = {**config["text_config"], "model_type": config.get("model_type")}
     found: dict[str, Any] = {}
@@ -40,6 +40,9 @@ def head_counts(config: dict[str, Any]) -> dict[str, Any]:
         if kv is None and config.get("multi_query") is True:
             kv = 1
         found["head_count_kv"] = kv or heads
+    head_dim = _first_int(config, ("head_dim",))
+    if head_dim is not None:
+        found["head_dim"] = head_dim
     return found
 
 

@@ -22,7 +22,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo, file_identity, read_exactly
+from weightscope.checkpoint.base import (
+    FLOAT_DTYPES,
+    CheckpointReader,
+    TensorInfo,
+    file_identity,
+    read_exactly,
+)
 from weightscope.checkpoint.dtypes import STORED_DTYPES, decode_to_float
 from weightscope.errors import CheckpointError
 

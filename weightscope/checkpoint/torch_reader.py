@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from weightscope.checkpoint.base import CheckpointReader, TensorInfo, file_identity, read_exactly
+from weightscope.checkpoint.base import (
+    CheckpointReader,
+    TensorInfo,
+    file_identity,
+    read_exactly,
+)
 from weightscope.errors import CheckpointError
 
 #: Keys under which training frameworks nest the model's state dict (Lightning, DeepSpeed,

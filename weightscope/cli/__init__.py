@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 
 try:  # Ctrl-C while the CLI loads is an interrupt too, not a traceback
-    from weightscope.cli.app import app  # command modules register on it when first used
+    from weightscope.cli.app import (
+        app,  # command modules register on it when first used
+    )
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
     sys.exit(130)

@@ -43,7 +43,7 @@ SideArg = Annotated[
 
 
 @app.command()
-@analysis_options()
+@analysis_options(measures=False)  # the update measures need no second pass
 def compare(
     a: SideArg,
     b: SideArg,

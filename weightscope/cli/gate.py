@@ -47,7 +47,7 @@ def _limit(flag: str, help: str) -> object:
 
 
 @app.command()
-@analysis_options(randomize=True)
+@analysis_options(randomize=True, measures=False)  # the rules and pictures read no model-level measure
 def gate(
     path: Annotated[
         Path,

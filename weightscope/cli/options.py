@@ -120,13 +120,24 @@ _SHARED: list[tuple[str, Any, Any]] = [
         True,
     ),
     (
+        "measures",
+        Annotated[
+            bool,
+            typer.Option(
+                "--measures/--no-measures",
+                help="Model-level measures: attention-logit bound per head, embedding anisotropy and intrinsic dimension.",
+            ),
+        ],
+        True,
+    ),
+    (
         "heads",
-        Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads, for splitting fused qkv (default: config.json or GGUF metadata).")],
+        Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).")],
         None,
     ),
     (
         "kv_heads",
-        Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="KV heads under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
+        Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
         None,
     ),
     (

@@ -56,7 +56,7 @@ def draw_layer_spectra(path: Path, patterns: list[str], out: Path, options: Anal
 
 
 @app.command()
-@analysis_options(randomize=True)
+@analysis_options(randomize=True, measures=False)  # the rules and pictures read no model-level measure
 def plot(
     path: PathArg,
     *,

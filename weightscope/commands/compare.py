@@ -41,8 +41,20 @@ from weightscope.layers import LayerSpec, layer_matrices
 from weightscope.linalg._blas import blas_threads
 from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import Loaded, ProgressHook, analyze_read, failure_of, read_layer, select
+from weightscope.pipeline import (
+    Loaded,
+    ProgressHook,
+    analyze_read,
+    failure_of,
+    read_layer,
+    select,
+)
 from weightscope.report import LayerResult, Report, json_document
+from weightscope.stats.finetune import (
+    FinetuneDimension,
+    finetune_dimension,
+    update_ranks,
+)
 from weightscope.stats.update import UpdateStats, lora_update_stats, stats_from_squares
 
 SCHEMA = "weightscope.compare/1"
@@ -94,6 +106,8 @@ class CompareSummary:
     moved_most: list[str]
     changed_most: list[str]
     worse: list[str]
+    #: the whole update's intrinsic dimension (None without weights)
+    finetune: FinetuneDimension | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +251,17 @@ def update_stats(w_a: np.ndarray, w_b: np.ndarray, options: SpectrumOptions | No
     n = max(delta.shape[:2])
     norm_a = _sum_squares(w_a)
     stats = stats_from_squares(evals * n, int(evals.size), norm_a if norm_a > 0 else None)
-    return dataclasses.replace(stats, norm=float(np.sqrt(_sum_squares(delta))))
+    slice_shape = layer_matrices(delta)[0].shape
+    ranks = update_ranks(np.sort(evals)[::-1], *slice_shape)
+    return dataclasses.replace(
+        stats,
+        norm=float(np.sqrt(_sum_squares(delta))),
+        rank99=ranks.rank99,
+        random_rank90=ranks.random_rank90,
+        concentrated=ranks.concentrated,
+        params90=stats.rank90 * sum(slice_shape),
+        params=int(delta.size),
+    )
 
 
 def _update_between(
@@ -267,6 +291,13 @@ def _summarize(changes: list[LayerChange], top: int) -> CompareSummary:
         moved_most=[c.name for c in moved[:top]],
         changed_most=updated[:top],
         worse=[c.name for c in changes if c.worse],
+        finetune=finetune_dimension(
+            [
+                (c.update.rank90, c.update.params90, c.update.params, bool(c.update.concentrated))
+                for c in changes
+                if c.update is not None and c.update.params and c.update.params90 is not None
+            ]
+        ),
     )
 
 

@@ -11,6 +11,19 @@ every layer's alpha becomes a series over the steps. Three patterns are flagged 
   alpha), a sign of a loss spike, a bad restart or a checkpoint from another run;
 - stuck random-like: every checkpoint judges the layer random-like or under-trained
   (alpha > 6 where no verdict was computed): the layer never learned.
+
+Jumps and fall-then-rise read only alphas that can carry them: trusted fits, outside the
+random-like phase. The fall of alpha away from a random start is the expected first phase
+of training, not an event: on the example run, flagging every fitted alpha called 25 of
+its 30 layers `jump`, mostly for that fall and for untrusted late fits.
+
+Beyond alpha, each layer gets its distance from initialisation ‖W − W₀‖_F/‖W₀‖_F against
+the run's first checkpoint (streamed, two tensors at a time) and how alpha moves with the
+distance from random, the spectral norm and that distance (Spearman rank correlations);
+each block its attention-logit bound over the run, flagged `logit-growth` when it grows
+faster on log-time than the other blocks'; each token embedding its anisotropy and
+intrinsic dimension, with the phase it went through (inflation → compression) and
+`id-rise` at a sudden rise.
 """
 
 from __future__ import annotations
@@ -29,15 +42,36 @@ from typing import Any
 
 import numpy as np
 
+from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.execution.cache import CacheStore, open_store, report_key
+from weightscope.execution.cache import (
+    CacheStore,
+    checkpoint_identity,
+    make_key,
+    open_store,
+    report_key,
+)
 from weightscope.execution.plan import Execution
+from weightscope.model_measures import distance_from_init
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import analyze_with
-from weightscope.report import Report, Summary, json_document
+from weightscope.report import (
+    LayerResult,
+    ModelMeasures,
+    Report,
+    Summary,
+    json_document,
+)
+from weightscope.stats.series import (
+    high_outliers,
+    log_slope,
+    peak_phase,
+    spearman,
+    sudden_rises,
+)
 
 SCHEMA = "weightscope.trend/1"
 
@@ -59,6 +93,21 @@ UNTRAINED_ALPHA = Thresholds().alpha_high
 FLAG_FALL_THEN_RISE = "fall-then-rise"
 FLAG_JUMP = "jump"
 FLAG_STUCK = "stuck-random-like"
+FLAG_LOGIT_GROWTH = "logit-growth"
+FLAG_ID_RISE = "id-rise"
+
+#: A block's logit bound must grow faster than the other blocks' median by at least this
+#: much in ln(bound) per unit of ln(1 + step) (bound ∝ step^0.5 faster) to be flagged, on
+#: top of k × MAD: a floor so that blocks growing alike (MAD ≈ 0) flag nothing.
+GROWTH_FLOOR = 0.5
+#: The growth rate is taken over the latest checkpoints (this many at most, never the
+#: first): an early warning is about how the bound grows now, and a block that grew early
+#: and settled is no warning.
+GROWTH_WINDOW = 5
+#: A sudden rise of the intrinsic dimension: beyond this many combined standard errors of
+#: the two estimates, and by more than this share of the earlier value.
+RISE_SIGMAS = 4.0
+RISE_SHARE = 0.2
 
 
 # --- finding and ordering checkpoints --------------------------------------------------
@@ -213,6 +262,34 @@ class ReportCache:
             return None
         return dataclasses.replace(report, source=str(path))  # as this run names it
 
+    def _distances_key(self, path: Path, reference: Path) -> str | None:
+        """Distances from init of ``path`` against ``reference``: keyed by both checkpoints'
+        identities (and the options/version, as reports are)."""
+        identities = [checkpoint_identity(path), checkpoint_identity(reference)]
+        return None if None in identities else make_key("distances", *identities, self._options)
+
+    def get_distances(self, path: Path, reference: Path) -> dict[str, float | None] | None:
+        key = self._distances_key(path, reference)
+        text = self._store.load_text("distances", key) if key is not None else None
+        try:
+            data = json.loads(text) if text is not None else None
+        except (ValueError, RecursionError):
+            data = None
+        valid = isinstance(data, dict) and all(
+            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+            for k, v in data.items()
+        )
+        if not valid:
+            if text is not None:
+                self._store.discard("distances", key)  # damaged or hand-edited: rebuilt
+            return None
+        return {k: None if v is None else float(v) for k, v in data.items()}
+
+    def put_distances(self, path: Path, reference: Path, distances: dict[str, float | None]) -> None:
+        key = self._distances_key(path, reference)
+        if key is not None:
+            self._store.store_text("distances", key, json.dumps(distances, allow_nan=False) + "\n")
+
     def put(self, path: Path, report: Report) -> None:
         key = report_key(path, self._options)
         if key is not None:
@@ -237,6 +314,7 @@ class TrendPoint:
     summary: Summary
     log_norm_median: float | None
     verdict_shares: dict[str, float]
+    measures: ModelMeasures | None = None
 
 
 @dataclass(frozen=True)
@@ -266,7 +344,14 @@ class FallThenRise:
 
 @dataclass(frozen=True)
 class LayerSeries:
-    """One layer over the run: alpha and verdict per checkpoint (None where absent/failed)."""
+    """One layer over the run: alpha and verdict per checkpoint (None where absent/failed).
+
+    ``trusted`` marks the alphas flags may read (trusted fit, not random-like).
+    ``distance_from_init`` is ‖W − W₀‖_F/‖W₀‖_F against the run's first checkpoint (None
+    where it could not be measured, e.g. for a saved report). ``comovement`` holds the
+    Spearman correlation of alpha with ``rand_distance``, ``log_spectral_norm`` and
+    ``distance_from_init`` over the checkpoints past the random-like phase (≥ 4 points).
+    """
 
     name: str
     kind: str
@@ -275,6 +360,48 @@ class LayerSeries:
     flags: list[str]
     jumps: list[Jump]
     fall_then_rise: FallThenRise | None
+    trusted: list[bool] = dataclasses.field(default_factory=list)
+    distance_from_init: list[float | None] = dataclasses.field(default_factory=list)
+    comovement: dict[str, float | None] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttentionSeries:
+    """One block's attention-logit bound (max over heads) per checkpoint.
+
+    ``growth`` is the slope of ln(bound) on ln(1 + step) over the latest `GROWTH_WINDOW`
+    checkpoints, never the first (the move away from the random start is excluded);
+    ``flagged`` when it exceeds the other blocks' median growth by more than
+    max(k × MAD, `GROWTH_FLOOR`).
+    """
+
+    block: int | None
+    q: str
+    bounds: list[float | None]
+    growth: float | None
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class EmbeddingSeries:
+    """One embedding's row cloud per checkpoint, its phase and its sudden rises.
+
+    ``phase`` reads the TwoNN intrinsic dimension: "inflation → compression" (it rose to
+    an inner peak, at ``peak_at``, then fell), "inflation", "compression" or "flat", each
+    move beyond 2 standard errors. ``rises`` are checkpoints where it jumped up by more
+    than `RISE_SIGMAS` standard errors and `RISE_SHARE` of its value.
+    """
+
+    name: str
+    twonn: list[float | None]
+    twonn_se: list[float | None]
+    mle: list[float | None]
+    mean_cosine: list[float | None]
+    pc1_share: list[float | None]
+    phase: str
+    peak_at: int | None
+    rises: list[int]
+    flags: list[str]
 
 
 @dataclass(frozen=True)
@@ -286,11 +413,18 @@ class Trend:
     options: dict[str, Any]
     jump_k: float
     min_swing: float
+    attention: list[AttentionSeries] = dataclasses.field(default_factory=list)
+    embeddings: list[EmbeddingSeries] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
     schema: str = SCHEMA
 
     @property
     def flagged(self) -> list[LayerSeries]:
         return [layer for layer in self.layers if layer.flags]
+
+    @property
+    def growing_blocks(self) -> list[AttentionSeries]:
+        return [block for block in self.attention if block.flagged]
 
     def to_dict(self) -> dict[str, Any]:
         return json_document(self)
@@ -307,6 +441,7 @@ def _point(entry: RunEntry, report: Report, origin: str) -> TrendPoint:
         summary=report.summary,
         log_norm_median=float(np.median(log_norms)) if log_norms else None,
         verdict_shares={verdict: count / total for verdict, count in sorted(counts.items())},
+        measures=report.measures,
     )
 
 
@@ -341,6 +476,22 @@ def find_jumps(
         for (index, _), delta, rate in zip(known[1:], deltas, rates)
         if abs(rate - center) > threshold and abs(delta) >= min_swing
     ]
+
+
+def initial_descent_end(alphas: list[float | None]) -> int:
+    """Index of the low that ends the initial descent of alpha (0 when it does not fall first).
+
+    Training pulls alpha down from the random-like range; that first fall is the expected
+    phase, not an event, so only jumps after its low are reported. The descent is the
+    longest run of consecutive known alphas that each fall, from the first known one.
+    """
+    known = [(i, a) for i, a in enumerate(alphas) if a is not None]
+    end = known[0][0] if known else 0
+    for (_, before), (index, after) in itertools.pairwise(known):
+        if after >= before:
+            break
+        end = index
+    return end
 
 
 def find_fall_then_rise(alphas: list[float | None], steps: list[int | None], min_swing: float) -> FallThenRise | None:
@@ -378,9 +529,28 @@ def layer_series(
     *,
     jump_k: float,
     min_swing: float,
+    trusted: list[bool] | None = None,
+    context: list[float | None] | None = None,
 ) -> LayerSeries:
-    jumps = find_jumps(alphas, steps, jump_k, min_swing)
-    fall_rise = find_fall_then_rise(alphas, steps, min_swing)
+    """The layer's series and flags.
+
+    With ``trusted`` given (one flag per checkpoint: `flaggable`), flags come from trusted
+    fits only: a jump is reported when both its ends are trusted and it lies past the
+    layer's initial descent (`initial_descent_end`: the expected fall from a random start),
+    and fall-then-rise reads trusted alphas. The layer's usual change, which a jump must
+    stand out from, is measured over all its fitted alphas past the random-like phase
+    (``context``): few trusted points alone cannot tell a jump from the spread.
+    """
+    context = alphas if context is None else context
+    usable = alphas if trusted is None else [a if ok else None for a, ok in zip(alphas, trusted)]
+    settled = initial_descent_end(context)
+    known = [i for i, a in enumerate(context) if a is not None]
+    before = {after: prior for prior, after in itertools.pairwise(known)}
+    jumps = [
+        jump for jump in find_jumps(context, steps, jump_k, min_swing)
+        if jump.at > settled and usable[jump.at] is not None and usable[before[jump.at]] is not None
+    ]
+    fall_rise = find_fall_then_rise(usable, steps, min_swing)
     flags = [
         flag
         for flag, present in (
@@ -390,13 +560,85 @@ def layer_series(
         )
         if present
     ]
-    return LayerSeries(name, kind, alphas, verdicts, flags, jumps, fall_rise)
+    return LayerSeries(name, kind, alphas, verdicts, flags, jumps, fall_rise, list(trusted or []))
+
+
+def flaggable(layer: LayerResult | None) -> bool:
+    """Whether a layer's alpha may carry a flag: a fitted, trusted fit, not random-like.
+
+    A fit whose trust was not assessed (no diagnostics in the report) counts as trusted:
+    there is nothing to say otherwise.
+    """
+    if layer is None or not layer.ok or layer.alpha is None or layer.verdict == "random-like":
+        return False
+    return layer.fit_trust is None or layer.fit_trust.trusted
+
+
+def _comovement(present: list[LayerResult | None], distances: list[float | None]) -> dict[str, float | None]:
+    """Spearman correlation of alpha with three other series, past the random-like phase."""
+    kept = [layer if layer is not None and layer.ok and layer.verdict != "random-like" else None for layer in present]
+    alphas = [layer.alpha if layer is not None else None for layer in kept]
+    kept_distances = [d if layer is not None else None for d, layer in zip(distances, kept)]
+    return {
+        "rand_distance": spearman(alphas, [layer.rand_distance if layer is not None else None for layer in kept]),
+        "log_spectral_norm": spearman(alphas, [layer.log_spectral_norm if layer is not None else None for layer in kept]),
+        "distance_from_init": spearman(alphas, kept_distances),
+    }
+
+
+def attention_series(points: list[TrendPoint], steps: list[int | None], jump_k: float) -> list[AttentionSeries]:
+    """Every block's logit bound over the run, the growing ones flagged."""
+    per_block: dict[tuple[int | None, str], list[float | None]] = {}
+    for index, point in enumerate(points):
+        attention = point.measures.attention if point.measures is not None else None
+        for bound in attention.layers if attention is not None else []:
+            per_block.setdefault((bound.block, bound.q), [None] * len(points))[index] = bound.max
+    positions = _log_step_positions(steps)
+    start = max(1 if len(points) >= 4 else 0, len(points) - GROWTH_WINDOW)  # past the move from the random start
+    growths = [log_slope(bounds[start:], positions[start:]) for bounds in per_block.values()]
+    flags = high_outliers(growths, jump_k, GROWTH_FLOOR)
+    return [
+        AttentionSeries(block, q, bounds, growth, flagged)
+        for ((block, q), bounds), growth, flagged in zip(per_block.items(), growths, flags)
+    ]
+
+
+def embedding_series(points: list[TrendPoint]) -> list[EmbeddingSeries]:
+    """Every measured embedding's row cloud over the run, with its phase and rises."""
+    clouds: dict[str, list] = {}
+    for index, point in enumerate(points):
+        for cloud in point.measures.embeddings if point.measures is not None else []:
+            clouds.setdefault(cloud.name, [None] * len(points))[index] = cloud
+    series = []
+    for name, per_point in clouds.items():
+        def values(field: str) -> list[float | None]:
+            return [getattr(c, field) if c is not None else None for c in per_point]  # noqa: B023
+
+        twonn, errors = values("twonn"), values("twonn_se")
+        phase, peak = peak_phase(twonn, errors)
+        rises = sudden_rises(twonn, errors, RISE_SIGMAS, RISE_SHARE)
+        series.append(
+            EmbeddingSeries(
+                name, twonn, errors, values("mle"), values("mean_cosine"), values("pc1_share"), phase, peak, rises,
+                [FLAG_ID_RISE] if rises else [],
+            )
+        )
+    return series
 
 
 def trend_from_reports(
-    run: list[tuple[RunEntry, Report, str]], *, jump_k: float = 5.0, min_swing: float = 0.3
+    run: list[tuple[RunEntry, Report, str]],
+    *,
+    jump_k: float = 5.0,
+    min_swing: float = 0.3,
+    distances: dict[str, list[float | None]] | None = None,
+    notes: list[str] | None = None,
 ) -> Trend:
-    """The trend of reports already in step order: (entry, report, origin) per checkpoint."""
+    """The trend of reports already in step order: (entry, report, origin) per checkpoint.
+
+    ``distances`` maps a layer name to its distance from initialisation per checkpoint
+    (`run_distances`); without it the series are None.
+    """
     if not (0 < jump_k < math.inf and 0 <= min_swing < math.inf):  # NaN fails both
         raise WeightscopeError(f"jump k must be > 0 and min swing ≥ 0 (got {jump_k}, {min_swing})")
     steps = [entry.step for entry, _, _ in run]
@@ -408,9 +650,53 @@ def trend_from_reports(
         kind = next(layer.kind for layer in present if layer is not None)
         alphas = [layer.alpha if layer is not None else None for layer in present]
         verdicts = [layer_verdict(layer) if layer is not None else None for layer in present]
-        series.append(layer_series(name, kind, alphas, verdicts, steps, jump_k=jump_k, min_swing=min_swing))
+        trusted = [flaggable(layer) for layer in present]
+        context = [a if v != "random-like" else None for a, v in zip(alphas, verdicts)]
+        layer = layer_series(
+            name, kind, alphas, verdicts, steps, jump_k=jump_k, min_swing=min_swing, trusted=trusted, context=context
+        )
+        distance = (distances or {}).get(name, [None] * len(run))
+        series.append(dataclasses.replace(layer, distance_from_init=distance, comovement=_comovement(present, distance)))
     options = run[0][1].options if run else {}
-    return Trend([_point(entry, report, origin) for entry, report, origin in run], series, options, jump_k, min_swing)
+    points = [_point(entry, report, origin) for entry, report, origin in run]
+    return Trend(
+        points, series, options, jump_k, min_swing,
+        attention=attention_series(points, steps, jump_k), embeddings=embedding_series(points), notes=list(notes or []),
+    )
+
+
+def run_distances(
+    run: list[tuple[RunEntry, Report, str]], store: ReportCache | None = None
+) -> tuple[dict[str, list[float | None]], list[str]]:
+    """‖W − W₀‖_F/‖W₀‖_F of every analysed layer at every checkpoint, W₀ from the first.
+
+    Streamed: the reference stays open and each checkpoint is read two tensors at a time.
+    Checkpoints given as saved reports have no weights: their distances are None, and a
+    run that starts with a saved report has no W₀ at all (the note says so). With a cache
+    (``--cache``) each checkpoint's distances are kept beside its report, so a rerun reads
+    the weights of new checkpoints only, as for the reports.
+    """
+    names = list(dict.fromkeys(layer.name for _, report, _ in run for layer in report.layers))
+    out: dict[str, list[float | None]] = {name: [None] * len(run) for name in names}
+    if not run:
+        return out, []
+    if run[0][2] == "report":
+        return out, ["no distance from initialisation: the run's first checkpoint is a saved report (no weights)"]
+    for layer in run[0][1].layers:  # W₀ against itself: 0 where W₀ is finite and not all zero
+        out[layer.name][0] = 0.0 if layer.ok and layer.log_norm is not None else None
+    with open_checkpoint(run[0][0].path) as reference:
+        for index, (entry, _, origin) in enumerate(run):
+            if origin == "report" or index == 0:  # the reference's distance to itself is 0: not read
+                continue
+            found = store.get_distances(entry.path, run[0][0].path) if store is not None else None
+            if found is None:
+                with open_checkpoint(entry.path) as reader:
+                    found = distance_from_init(reader, reference, names)
+                if store is not None:
+                    store.put_distances(entry.path, run[0][0].path, found)
+            for name in names:
+                out[name][index] = found.get(name)
+    return out, []
 
 
 #: Called after each checkpoint with (its entry, its origin, position, how many in all).
@@ -450,7 +736,8 @@ def trend(
         run.append((entry, report, origin))
         if on_checkpoint is not None:
             on_checkpoint(entry, origin, position, len(entries))
-    return trend_from_reports(run, jump_k=jump_k, min_swing=min_swing)
+    distances, notes = run_distances(run, reports) if opts.measures else ({}, [])
+    return trend_from_reports(run, jump_k=jump_k, min_swing=min_swing, distances=distances, notes=notes)
 
 
 def _report_of(

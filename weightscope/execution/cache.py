@@ -70,7 +70,7 @@ RACY_SECONDS = 2.0
 #: A temporary file this old was left by a killed process: eviction removes it.
 STALE_TEMP_SECONDS = 3600.0
 #: Entry kinds: sub-directory → file suffix.
-KINDS = {"spectra": ".npz", "reports": ".json"}
+KINDS = {"spectra": ".npz", "reports": ".json", "distances": ".json"}
 
 log = logging.getLogger("weightscope.cache")
 

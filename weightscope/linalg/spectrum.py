@@ -21,7 +21,12 @@ import numpy as np
 
 from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
-from weightscope.linalg._lapack import CLASSIC, TWO_STAGE, TWO_STAGE_MIN_SIZE, lapack_solver
+from weightscope.linalg._lapack import (
+    CLASSIC,
+    TWO_STAGE,
+    TWO_STAGE_MIN_SIZE,
+    lapack_solver,
+)
 from weightscope.linalg.gram import gram_matrix
 
 EIG_DTYPES = ("float64", "float32")

@@ -24,7 +24,8 @@ from weightscope.render.style import alpha_style, column_texts, fmt
 CSV_COLUMNS = (
     "name", "name_a", "name_b", "kind", "alpha_a", "alpha_b", "delta_alpha", "delta_log_norm",
     "delta_log_spectral_norm", "verdict_a", "verdict_b", "worse", "update.relative_norm",
-    "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "update.norm",
+    "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "update.rank99",
+    "update.random_rank90", "update.concentrated", "update.params90", "update.params", "update.norm",
     "update.lora_rank", "update.scale", "update.rank_share", "update.note", "lambda_max_change",
     "stable_rank_change", "note",
 )
@@ -171,6 +172,13 @@ def summary_lines(comparison: Comparison) -> list[str]:
         lines.append(
             f"update rank: median effective rank {fmt(float(np.median([u.effective_rank for u in updates])), 1)}, "
             f"median {fmt(float(np.median(shares)) * 100, 1)} % of full rank"
+        )
+    if s.finetune is not None:
+        f = s.finetune
+        lines.append(
+            f"intrinsic dimension of the update: {f.directions90} directions hold 90 % of ‖ΔW‖² over {f.layers} layers, "
+            f"{f.params90:,} of {f.params:,} parameters ({fmt(f.share * 100, 2)} %); "
+            f"{f.concentrated} of {f.layers} layers more concentrated than a random update"
         )
     worse = [f"{name} ({verdict_change(by_name[name])})" for name in s.worse]
     lines.append("verdicts worse: " + (", ".join(worse) if worse else "none"))

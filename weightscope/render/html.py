@@ -25,6 +25,7 @@ from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.io import write_text_atomic
 from weightscope.render.esd_data import esd_picture
+from weightscope.render.measures_views import lines_html, measures_lines
 from weightscope.render.plot_summary import is_trusted
 from weightscope.render.plots import png_bytes
 from weightscope.render.rows import ordered_layers, short_names
@@ -439,6 +440,7 @@ def report_html(
     )
     if drawable:
         sections.append(_spectra_section(report, drawable, anchors, progress))
+    sections.append(lines_html("Model-level measures", measures_lines(report.measures)))
     sections.append(_skipped_section(report))
     subtitle = " · ".join(filter(None, (report.source, report.format, f"made by weightscope {report.weightscope_version}")))
     return page("weightscope report", subtitle, sections)

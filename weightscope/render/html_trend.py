@@ -22,6 +22,7 @@ from weightscope.render.html import (
     sortable_table,
     text_cell,
 )
+from weightscope.render.measures_views import lines_html, trend_measure_lines
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib
 from weightscope.render.style import alpha_band, fmt
@@ -86,7 +87,9 @@ def trend_html(trend: Trend, thresholds: Thresholds = Thresholds()) -> str:
         "<h2>Checkpoints</h2>" + _checkpoints_table(trend, thresholds),
         "<h2>Layers</h2><p class=\"meta\">Alpha of every layer at every checkpoint; click a header to sort. Flags: "
         f"jumps are changes per log-step more than {fmt(trend.jump_k)} × MAD off the layer's median and at least "
-        f"{fmt(trend.min_swing)}.</p>" + _layers_table(trend, thresholds),
+        f"{fmt(trend.min_swing)}; only trusted fits past the initial fall from random carry flags.</p>"
+        + _layers_table(trend, thresholds),
+        lines_html("Model-level measures over the run", trend_measure_lines(trend)),
     ]
     return page("weightscope trend", run_root(trend), sections)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from weightscope.config import Thresholds
 from weightscope.layers import block_index
+from weightscope.render.plot_measures import draw_measures
 from weightscope.render.plot_summary import depth_axis
 from weightscope.render.plots import new_figure, shade_alpha_band, tag_artists
 from weightscope.render.style import number
@@ -55,8 +56,10 @@ def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
         len(rows), len(points)
     )
     heat_height = min(max(2.5, ROW_HEIGHT * len(rows)), 16.0)
-    figure = new_figure(11.0, 3.6 + heat_height)
-    line_axes, heat_axes = figure.subplots(2, 1, height_ratios=[3.0, heat_height])
+    measured = bool(trend.attention or trend.embeddings)
+    figure = new_figure(11.0, 3.6 + heat_height + (2.8 if measured else 0.0))
+    grid = figure.add_gridspec(3 if measured else 2, 2, height_ratios=[3.0, 2.6, heat_height] if measured else [3.0, heat_height])
+    line_axes, heat_axes = figure.add_subplot(grid[0, :]), figure.add_subplot(grid[-1, :])
 
     low_edge, high_edge = thresholds.alpha_low, thresholds.alpha_high
     shade_alpha_band(line_axes, thresholds)
@@ -82,6 +85,9 @@ def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
     top = max(high_edge + 0.5, float((finite + (spread.max() if spread.size else 0)).max()) + 0.3) if finite.size else 7.0
     line_axes.set_ylim(max(0.0, min(low_edge - 0.5, float(finite.min()) - 0.5) if finite.size else 0.0), top)
     line_axes.legend(loc="best", fontsize=9)
+    if measured:
+        bound_axes, id_axes = figure.add_subplot(grid[1, 0], sharex=line_axes), figure.add_subplot(grid[1, 1], sharex=line_axes)
+        draw_measures(trend, x, bound_axes, id_axes)
 
     from matplotlib import colormaps
     from matplotlib.colors import TwoSlopeNorm

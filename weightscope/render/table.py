@@ -10,6 +10,7 @@ from rich.text import Text
 
 from weightscope.errors import one_line
 from weightscope.pipeline import Inspection
+from weightscope.render.measures_views import measures_lines
 from weightscope.render.rows import ordered_layers, short_names
 from weightscope.render.style import (
     alpha_style,
@@ -146,6 +147,7 @@ def look_at_text(report: Report) -> Text | None:
 
 def render_report(report: Report, console: Console) -> None:
     parts = [report_table(report), summary_text(report)]
+    parts += [_text(line, style="dim") for line in measures_lines(report.measures)]
     look_at = look_at_text(report)
     if look_at is not None:
         parts.append(look_at)

@@ -20,6 +20,7 @@ from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.layers import block_index
 from weightscope.render.compare_views import csv_text, signed
+from weightscope.render.measures_views import trend_measure_lines
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, fmt
 
@@ -118,15 +119,20 @@ def render_trend(trend: Trend, console: Console, thresholds: Thresholds = Thresh
     )
     for series in flagged:
         console.print(Text(one_line(f"  {series.name}: {flag_text(series, trend)}")), soft_wrap=True)
+    for line in trend_measure_lines(trend):
+        console.print(Text(one_line(line)), soft_wrap=True)
 
 
 def to_csv(trend: Trend) -> str:
     """The layers × steps alpha matrix, one row per layer, with its flags."""
     steps = [f"alpha@{checkpoint_label(point)}" for point in trend.checkpoints]
+    distances = [f"dist_init@{checkpoint_label(point)}" for point in trend.checkpoints]
     rows = [
-        {"name": s.name, "kind": s.kind, **dict(zip(steps, s.alphas)), "flags": flag_text(s, trend)} for s in trend.layers
+        {"name": s.name, "kind": s.kind, **dict(zip(steps, s.alphas)), **dict(zip(distances, s.distance_from_init)),
+         "flags": flag_text(s, trend)}
+        for s in trend.layers
     ]
-    return csv_text(["name", "kind", *steps, "flags"], rows)
+    return csv_text(["name", "kind", *steps, *distances, "flags"], rows)
 
 
 def _md(text: str) -> str:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from weightscope.stats.finetune import energy_rank
+
 #: Share of ‖ΔW‖_F² that `rank90` counts directions up to.
 ENERGY_SHARE = 0.9
 
@@ -46,6 +48,14 @@ class UpdateStats:
     rank_share: float | None = None
     singular_values: list[float] = field(default_factory=list)
     note: str | None = None
+    #: smallest LoRA rank holding 99 % of ‖ΔW‖², a Gaussian update's rank90 (same shape and
+    #: norm), whether this update is more concentrated, and what its rank90 directions cost
+    #: in parameters against the matrix's own (`weightscope.stats.finetune`)
+    rank99: int | None = None
+    random_rank90: int | None = None
+    concentrated: bool | None = None
+    params90: int | None = None
+    params: int | None = None
 
 
 def stats_from_squares(
@@ -61,12 +71,11 @@ def stats_from_squares(
     share = sq / total
     nonzero = share[share > 0]
     entropy = float(-(nonzero * np.log(nonzero)).sum())
-    rank90 = int(np.searchsorted(np.cumsum(share), ENERGY_SHARE - 1e-12) + 1)
     return UpdateStats(
         relative_norm=relative,
         stable_rank=total / float(sq[0]),
         effective_rank=float(np.exp(entropy)),
-        rank90=min(rank90, int(sq.size)),
+        rank90=energy_rank(sq, ENERGY_SHARE),
         dim=dim,
         **lora,  # type: ignore[arg-type]
     )

@@ -1,0 +1,243 @@
+"""Model-level measures: a second pass that reads only the tensors each measure needs.
+
+The per-layer ESD stream sees one matrix at a time; two measures need more:
+
+- the attention-logit bound of a block needs its q and k projections (and the gain of the
+  norm before them) together. Blocks are walked one at a time, so at most one block's
+  q, k and gain are alive — memory stays bounded by the largest block, not the model;
+- the row cloud of the token embedding (and of an untied ``lm_head``) needs the whole
+  matrix's rows: one tensor at a time.
+
+Head counts are never guessed: they come from flags (``--heads``, ``--kv-heads``) or from
+``config.json`` beside the checkpoint (Hugging Face names: ``num_attention_heads``,
+``num_key_value_heads``, ``head_dim``; GPT-2's ``n_head``; without ``head_dim`` a head
+is q's rows / heads); without them the bounds are "unavailable" and the report says why. A measure that fails
+on one block or matrix becomes a note; it never costs the report.
+
+`distance_from_init` is the training-run measure ‖W − W₀‖_F/‖W₀‖_F per layer, streamed
+one pair of tensors at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.errors import WeightscopeError
+from weightscope.layers import LayerSpec, select_layers
+from weightscope.linalg._blas import blas_threads
+from weightscope.options import AnalysisOptions
+from weightscope.report import AttentionBounds, ModelMeasures
+from weightscope.stats.attention import HeadLayout, LogitBound, logit_bound
+from weightscope.stats.embedding import RowCloud, row_cloud
+
+#: What one bad tensor may raise; it becomes a note (as a failed layer does in the stream).
+_MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
+
+#: Names of the norm right before self-attention in pre-norm blocks (Llama/Mistral/Qwen,
+#: GPT-2/GPT-J/NeoX, Meta's Llama, OPT/BART, ViT-style), searched inside the q's block.
+_PRE_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "norm1", "layernorm_before")
+_BLOCK_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|block|blocks)\.)(\d+)\.")
+
+
+@dataclass(frozen=True)
+class HeadSource:
+    """A head layout (heads, kv heads, head dim — any may be unknown) and where it came from."""
+
+    heads: int | None
+    kv_heads: int | None
+    head_dim: int | None
+    source: str | None
+
+
+def head_source(reader: CheckpointReader, options: AnalysisOptions) -> HeadSource:
+    """Flags win over what the checkpoint states (GGUF metadata, or the ``config.json``
+    beside it: `reader.metadata`, `reader.model_config`); what none gives stays unknown."""
+    stated = next(
+        ((found, where) for found, where in ((reader.metadata, "GGUF metadata"), (reader.model_config, "config.json"))
+         if found.get("head_count")),
+        ({}, None),
+    )
+    known, where = stated
+    config = HeadSource(known.get("head_count"), known.get("head_count_kv"), known.get("head_dim"), where)
+    if options.heads is None:
+        if options.kv_heads is None:
+            return config
+        return HeadSource(config.heads, options.kv_heads, config.head_dim, f"{config.source} + --kv-heads")
+    kv = options.kv_heads if options.kv_heads is not None else (config.kv_heads if config.heads == options.heads else None)
+    return HeadSource(options.heads, kv, config.head_dim if config.heads == options.heads else None, "flags")
+
+
+def _layout(heads: HeadSource, q_rows: int, k_rows: int) -> HeadLayout:
+    """The split of one block's q (q_rows) and k (k_rows) into heads."""
+    assert heads.heads is not None
+    head_dim = heads.head_dim or q_rows // heads.heads
+    kv = heads.kv_heads or (k_rows // head_dim if head_dim else heads.heads)
+    return HeadLayout(heads.heads, kv, head_dim)
+
+
+def norm_gain_name(q_name: str, names: set[str]) -> str | None:
+    """The gain of the norm layer whose output feeds this q projection, if identifiable.
+
+    Pre-norm blocks: the block's own ``input_layernorm``/``ln_1``/… . BERT-style post-norm
+    blocks (``attention.self.query``): the previous block's last ``output.LayerNorm``, or
+    ``embeddings.LayerNorm`` before block 0.
+    """
+    match = _BLOCK_PREFIX.match(q_name)
+    if match is None:
+        return None
+    prefix, block = match.group(1), int(match.group(2))
+    for norm in _PRE_NORMS:
+        candidate = f"{prefix}{block}.{norm}.weight"
+        if candidate in names:
+            return candidate
+    if ".attention.self." in q_name:
+        if block > 0:
+            candidate = f"{prefix}{block - 1}.output.LayerNorm.weight"
+        else:
+            root = prefix.rsplit("encoder.", 1)[0] if "encoder." in prefix else ""
+            candidate = f"{root}embeddings.LayerNorm.weight"
+        return candidate if candidate in names else None
+    return None
+
+
+def _qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
+    """(q, k) per block, in block order; the notes say what could not be paired."""
+    by_block: dict[int, dict[str, list[LayerSpec]]] = {}
+    notes = []
+    for spec in specs:
+        if spec.kind in ("q", "k") and spec.block is not None and len(spec.info.shape) == 2:
+            by_block.setdefault(spec.block, {}).setdefault(spec.kind, []).append(spec)
+    fused = [spec.name for spec in specs if spec.kind == "qkv"]
+    if fused:
+        notes.append(f"{len(fused)} fused qkv projections (e.g. {fused[0]}) are not split: no logit bound for them")
+    pairs = []
+    for block in sorted(by_block):
+        found = by_block[block]
+        if len(found.get("q", [])) == 1 and len(found.get("k", [])) == 1:
+            pairs.append((found["q"][0], found["k"][0]))
+        else:
+            notes.append(f"block {block}: no single q/k pair ({len(found.get('q', []))} q, {len(found.get('k', []))} k)")
+    return pairs, notes
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def attention_bounds(
+    reader: CheckpointReader, specs: list[LayerSpec], heads: HeadSource
+) -> tuple[AttentionBounds, list[str]]:
+    """Every block's logit bound, one block's tensors alive at a time."""
+    pairs, notes = _qk_pairs(specs)
+    if not pairs:
+        return AttentionBounds("unavailable", "no separate q and k projections found"), notes
+    if heads.heads is None:
+        reason = "number of attention heads unknown: neither a config.json beside the checkpoint nor GGUF metadata states it; pass --heads (and --kv-heads for GQA)"
+        return AttentionBounds("unavailable", reason, source=heads.source), notes
+    infos = {info.name: info for info in reader.tensors()}
+    gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
+    bounds: list[LogitBound] = []
+    layout = None
+    for q_spec, k_spec in pairs:
+        gain_name = norm_gain_name(q_spec.name, gains)
+        try:
+            layout = _layout(heads, q_spec.info.shape[0], k_spec.info.shape[0])
+            gain = reader.read(infos[gain_name]) if gain_name is not None else None
+            if gain is not None and gain.shape != (q_spec.info.shape[1],):
+                gain, gain_name = None, None
+            wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
+            if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
+                raise WeightscopeError("non-finite weights")
+            bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, layout, gain, gain_name))
+        except _MEASURE_ERRORS as exc:
+            notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
+    if not bounds or layout is None:
+        return AttentionBounds("unavailable", "no block's q/k split into the stated heads", source=heads.source), notes
+    every = np.concatenate([np.asarray(b.heads) for b in bounds])
+    return (
+        AttentionBounds(
+            "ok", None, layout.heads, layout.kv_heads, layout.head_dim, heads.source,
+            float(every.max()), float(np.median(every)), bounds,
+        ),
+        notes,
+    )
+
+
+def _token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
+    """The token embedding (the embedding with the most rows) and an lm_head, if any."""
+    chosen = []
+    embeddings = [s for s in specs if s.kind == "embedding" and len(s.info.shape) == 2]
+    if embeddings:
+        chosen.append(max(embeddings, key=lambda s: max(s.info.shape)))
+    chosen.extend(s for s in specs if s.kind == "lm_head" and len(s.info.shape) == 2)
+    return chosen
+
+
+def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> tuple[list[RowCloud], list[str]]:
+    """Row clouds of the token embedding and of an untied lm_head, one tensor at a time."""
+    clouds: list[RowCloud] = []
+    notes: list[str] = []
+    first: np.ndarray | None = None
+    for spec in _token_matrices(specs):
+        try:
+            array = reader.read(spec.info)
+            if first is not None and spec.kind == "lm_head" and array.shape == first.shape and np.array_equal(array, first):
+                notes.append(f"{spec.name} is tied to the embedding (same values): measured once")
+                continue
+            if not np.isfinite(array).all():
+                raise WeightscopeError("non-finite weights")
+            clouds.append(row_cloud(spec.name, array, seed=seed))
+            first = array if first is None else first
+        except _MEASURE_ERRORS as exc:
+            notes.append(f"{spec.name}: no row cloud ({_first_line(exc)})")
+    if not clouds and not notes:
+        notes.append("no token embedding or lm_head found")
+    return clouds, notes
+
+
+def measure_model(reader: CheckpointReader, options: AnalysisOptions) -> ModelMeasures:
+    """Attention-logit bounds and embedding row clouds of an open checkpoint."""
+    specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
+    heads = head_source(reader, options)
+    with blas_threads(1):  # small products: threads only contend (and round differently)
+        attention, attention_notes = attention_bounds(reader, specs, heads)
+        clouds, cloud_notes = row_clouds(reader, specs, options.seed)
+    return ModelMeasures(attention, clouds, attention_notes + cloud_notes)
+
+
+def _relative_distance(w: np.ndarray, w0: np.ndarray) -> float | None:
+    flat, flat0 = w.reshape(-1), w0.reshape(-1)
+    base = float(np.einsum("i,i->", flat0, flat0, dtype=np.float64))
+    if base <= 0:
+        return None
+    delta = np.subtract(flat, flat0, dtype=np.float64)
+    # einsum, not a BLAS dot: a threaded dot cost 20 ms per 128×128 tensor on a loaded
+    # machine (spinning threads), and rounds differently per thread count
+    return float(np.sqrt(np.einsum("i,i->", delta, delta) / base))
+
+
+def distance_from_init(
+    reader: CheckpointReader, reference: CheckpointReader, names: list[str]
+) -> dict[str, float | None]:
+    """‖W − W₀‖_F/‖W₀‖_F per named tensor against ``reference`` (the run's first checkpoint).
+
+    One pair of tensors alive at a time. None where the tensor is missing on either side,
+    the shapes differ, a value is not finite, W₀ is all zero, or a tensor cannot be read.
+    """
+    infos: dict[str, TensorInfo] = {info.name: info for info in reader.tensors()}
+    infos0: dict[str, TensorInfo] = {info.name: info for info in reference.tensors()}
+    out: dict[str, float | None] = {}
+    for name in names:
+        info, info0 = infos.get(name), infos0.get(name)
+        value = None
+        if info is not None and info0 is not None and info.shape == info0.shape:
+            try:
+                value = _relative_distance(reader.read(info), reference.read(info0))
+            except _MEASURE_ERRORS:
+                value = None
+        out[name] = value if value is None or np.isfinite(value) else None
+    return out

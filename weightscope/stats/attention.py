@@ -1,0 +1,118 @@
+"""How large the attention logits of each head can get, from W_Q and W_K alone.
+
+The logit of head h between a query input x and a key input y is
+xᵀ W_Q^hᵀ W_K^h y / √d_h (W_Q^h, W_K^h are the head's d_h × d slices of the projections).
+Its largest value over unit inputs is the spectral norm of the bilinear form
+B_h = W_Q^hᵀ W_K^h / √d_h. Training diverges when these logits grow without bound
+(Dehghani et al. 2023, "Scaling Vision Transformers to 22B parameters"; Wortsman et al.
+2023, "Small-scale proxies for large-scale Transformer training instabilities"), which is
+why QK-norm exists: the bound over a run is an early-warning signal readable from the
+weights alone.
+
+B_h is d × d but has rank ≤ d_h, so it is never formed: with the thin QR factorisations
+W_Q^hᵀ = U_q R_q and W_K^hᵀ = U_k R_k (U orthonormal, R d_h × d_h),
+B_h = U_q (R_q R_kᵀ) U_kᵀ / √d_h and ‖B_h‖₂ = ‖R_q R_kᵀ‖₂ / √d_h: two QRs of d × d_h and
+one d_h × d_h SVD per head, O(d·d_h²) instead of O(d²·d_h) and no d × d buffer.
+
+A preceding norm layer multiplies its (normalised) output by a gain g before the
+projections, so the logit is xᵀ diag(g) W_Q^hᵀ W_K^h diag(g) y: the gain is folded in by
+scaling the columns of both slices. With grouped-query attention (GQA, Ainslie et al. 2023)
+query head h reads key head h // (heads / kv_heads), the grouping of Hugging Face's
+``repeat_kv``.
+
+Rotary embeddings (RoPE) rotate q and k by position before the product; the bound here is
+that of relative position 0 (exact for models without RoPE). For any rotation the logit is
+at most ‖W_Q^h‖₂‖W_K^h‖₂/√d_h, reported per layer as ``rotation_bound``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from weightscope.errors import WeightscopeError
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """How a block's attention splits into heads: query heads, key/value heads, head size."""
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    def __post_init__(self) -> None:
+        if min(self.heads, self.kv_heads, self.head_dim) < 1:
+            raise WeightscopeError(f"heads, kv heads and head dim must be ≥ 1, got {self}")
+        if self.heads % self.kv_heads:
+            raise WeightscopeError(f"{self.heads} query heads cannot be grouped onto {self.kv_heads} kv heads")
+
+
+@dataclass(frozen=True)
+class LogitBound:
+    """One block's per-head bounds ‖W_Q^hᵀ W_K^h‖₂/√d_h and their max and median.
+
+    ``gain`` names the norm gain folded in (None when none was identifiable).
+    ``rotation_bound`` is the largest ‖W_Q^h‖₂‖W_K^h‖₂/√d_h: the bound under any RoPE rotation.
+    """
+
+    block: int | None
+    q: str
+    k: str
+    gain: str | None
+    heads: list[float]
+    max: float
+    median: float
+    rotation_bound: float
+
+
+def head_bounds(
+    wq: np.ndarray, wk: np.ndarray, layout: HeadLayout, gain: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query head: ‖diag(g) W_Q^hᵀ W_K^h diag(g)‖₂/√d_h, and the any-rotation bound.
+
+    ``wq`` is (heads·d_h, d) and ``wk`` (kv_heads·d_h, d), as nn.Linear stores them.
+    Returns (bounds, rotation_bounds), each of length ``heads``.
+    """
+    dh = layout.head_dim
+    if wq.shape != (layout.heads * dh, wq.shape[1]) or wk.shape != (layout.kv_heads * dh, wq.shape[1]):
+        raise WeightscopeError(
+            f"q {wq.shape} / k {wk.shape} do not split into {layout.heads}/{layout.kv_heads} heads of {dh}"
+        )
+    if gain is not None and gain.shape != (wq.shape[1],):
+        raise WeightscopeError(f"norm gain of shape {gain.shape} does not match input width {wq.shape[1]}")
+    scale = np.asarray(gain, dtype=np.float64) if gain is not None else np.ones(wq.shape[1])
+
+    def factors(w: np.ndarray, count: int) -> np.ndarray:
+        """R factors of every head's d × d_h slice (scaled by the gain), one batched QR."""
+        slices = np.asarray(w, dtype=np.float64).reshape(count, dh, -1) * scale
+        return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")
+
+    group = np.arange(layout.heads) // (layout.heads // layout.kv_heads)
+    r_k, r_q = factors(wk, layout.kv_heads), factors(wq, layout.heads)
+    # one batched SVD of [R_q R_kᵀ; R_q; R_k] (each call costs ~1 ms of overhead on small heads)
+    stacked = np.concatenate([r_q @ r_k[group].transpose(0, 2, 1), r_q, r_k])
+    top = np.linalg.svd(stacked, compute_uv=False)[:, 0]
+    heads = layout.heads
+    bounds, rotation = top[:heads], top[heads : 2 * heads] * top[2 * heads :][group]
+    root = np.sqrt(dh)
+    return bounds / root, rotation / root
+
+
+def logit_bound(
+    block: int | None,
+    q_name: str,
+    k_name: str,
+    wq: np.ndarray,
+    wk: np.ndarray,
+    layout: HeadLayout,
+    gain: np.ndarray | None = None,
+    gain_name: str | None = None,
+) -> LogitBound:
+    """One block's `LogitBound` from its q and k projection weights."""
+    bounds, rotation = head_bounds(wq, wk, layout, gain)
+    return LogitBound(
+        block, q_name, k_name, gain_name if gain is not None else None,
+        [float(b) for b in bounds], float(bounds.max()), float(np.median(bounds)), float(rotation.max()),
+    )
