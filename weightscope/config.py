@@ -33,9 +33,10 @@ class Thresholds:
     trap_sigmas: float = 6.0
     #: At most this many trap entries are listed, largest deviation first.
     trap_max_entries: int = 5
-    #: An eigenvalue is numerically zero when its singular value is below this many unit
-    #: roundoffs of the stored dtype, relative to the largest singular value.
-    rank_roundoff: float = 1.0
+    #: For 16- and 8-bit weights an eigenvalue is numerically zero below this multiple of
+    #: the rounding-noise edge of the stored values (F32/F64 follow numpy's matrix_rank;
+    #: see checks.zero_tolerance). Rounding noise was measured up to 1.22× the edge.
+    rank_noise_factor: float = 1.5
     #: A layer is rank-collapsed when more than this share of its eigenvalues is zero.
     rank_loss_max: float = 0.1
     #: Significance of the sequential dragon-king test (its false-king rate on a layer
@@ -76,7 +77,7 @@ class Thresholds:
         for name in ("trap_max_entries", "dragon_candidates", "min_tail", "stability_window"):
             if getattr(self, name) < 1:
                 raise WeightscopeError(f"threshold {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("tw_margin", "trap_sigmas", "rank_roundoff", "alpha_spread_max"):
+        for name in ("tw_margin", "trap_sigmas", "rank_noise_factor", "alpha_spread_max"):
             if getattr(self, name) < 0:
                 raise WeightscopeError(f"threshold {name} must not be negative, got {getattr(self, name)}")
         if not 1.0 <= self.alpha_low < self.alpha_high:
