@@ -394,7 +394,7 @@ def test_localised_spikes_have_localised_tail_vectors():
 
 def good_inputs():
     fit = PowerLawFit(status="ok", alpha=3.0, xmin=1.0, xmax=50.0, D=0.03, sigma=0.1, num_tail=100)
-    mp = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_max=3.0, num_spikes=40, mp_softrank=0.06)
+    mp = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_max=3.0, num_spikes=40, mp_softrank=0.06, ks=0.3)
     traps = Traps(count=0, max_rand_eval=2.9, bulk_max=3.0)
     rank = RankInfo(numerical_rank=300, rank_loss=0.0, collapsed=False)
     ratio = LikelihoodRatio(R=1.0, p=0.5)
@@ -419,7 +419,11 @@ def test_verdict_precedence():
     assert verdict_of()[0] == "healthy"
     assert verdict_of(rank=collapsed, traps=trapped, rand_distance=0.01)[0] == "rank-collapsed"
     assert verdict_of(traps=trapped, rand_distance=0.01, trust=untrusted)[0] == "correlation-trap"
-    assert verdict_of(rand_distance=0.01, trust=untrusted, fit=high)[0] == "random-like"
+    spikeless = dataclasses.replace(base["mp"], num_spikes=0)
+    assert verdict_of(rand_distance=0.01, trust=untrusted, fit=high, mp=spikeless)[0] == "random-like"
+    assert verdict_of(rand_distance=0.01)[0] == "healthy"  # spikes above the edge: never random-like
+    bulk_shaped = dataclasses.replace(base["mp"], ks=0.05)  # MP-shaped, tail from xmin = 1 < edge 3
+    assert verdict_of(mp=bulk_shaped)[:2] == ("untrusted-fit", ["bulk-edge-tail"])
     assert verdict_of(fit=failed, trust=None)[0] == "failed"
     assert verdict_of(trust=untrusted, fit=low)[0] == "untrusted-fit"
     assert verdict_of(fit=low)[0] == "over-trained"

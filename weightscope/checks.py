@@ -544,9 +544,12 @@ def decide(
     """The verdict, every flag raised, and one sentence per flag.
 
     Precedence (`VERDICTS`) puts first what makes alpha meaningless: a collapsed rank or
-    a correlation trap produce a small alpha by themselves; a random-like ESD (MP-shaped
-    with nothing above the MP edge, or within ``rand_distance_max`` of its randomised copy) has no
-    learned tail to fit; then a failed or untrusted fit; only a trusted fit is read by
+    a correlation trap produce a small alpha by themselves; a random-like ESD (nothing
+    above the MP edge, and MP-shaped or within ``rand_distance_max`` of its randomised
+    copy) has no learned tail to fit — a layer with a spike above the edge is never
+    random-like, so ``--randomize`` cannot turn one random-like; then a failed or
+    untrusted fit (including a tail that starts inside the bulk of an MP-shaped ESD,
+    i.e. a fit to the bulk edge); only a trusted fit is read by
     the HTSR alpha bands (< alpha_low over-trained, > alpha_high under-trained). Dragon
     kings only inform (alpha refitted without them is in the reason), they never change
     the verdict. Flags come in precedence order with one reason each, so reasons[0]
@@ -565,14 +568,19 @@ def decide(
         raised.append(("correlation-trap", "correlation-trap",
                        f"{traps.count} eigenvalue(s) of the randomised matrix stay above its MP edge "
                        f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g}){where}."))
-    if mp.num_spikes == 0 and mp.ks <= thresholds.mp_ks_max:
+    mp_shaped = mp.ks <= thresholds.mp_ks_max
+    if mp.num_spikes == 0 and mp_shaped:
         raised.append(("random-like", "random-like",
                        f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue "
                        f"rises above its bulk edge."))
-    elif rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+    elif mp.num_spikes == 0 and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
         raised.append(("random-like", "random-like",
                        f"The ESD is within KS distance {rand_distance:.3f} of its randomised copy "
-                       f"(≤ {thresholds.rand_distance_max})."))
+                       f"(≤ {thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge."))
+    if fit.status == "ok" and mp_shaped and fit.xmin < mp.bulk_max:
+        raised.append(("untrusted-fit", "bulk-edge-tail",
+                       f"The fitted tail starts at {fit.xmin:.3g}, inside the Marchenko–Pastur bulk (edge "
+                       f"{mp.bulk_max:.3g}) of an MP-shaped ESD: it is the bulk's edge, not a power-law tail."))
     if fit.status != "ok":
         raised.append(("failed", "fit-failed", f"The power-law fit failed: {fit.reason}."))
     if trust is not None:
