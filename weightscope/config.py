@@ -17,6 +17,11 @@ from typing import Any
 from weightscope.errors import WeightscopeError
 
 
+#: The levels the fitted-KS table of weightscope.stats.fitted_ks covers (its LEVELS[0],
+#: LEVELS[-1]; config sits below stats, so tests/test_fitted_ks.py checks they agree).
+KS_LEVELS = (0.01, 0.2)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Thresholds of the checks (weightscope.checks) and of the verdict.
@@ -33,6 +38,12 @@ class Thresholds:
     trap_sigmas: float = 6.0
     #: At most this many trap entries are listed, largest deviation first.
     trap_max_entries: int = 5
+    #: An entry is outsized (a trap entry) when the power-law tail of the layer's own
+    #: entries reaches it with probability below this (checks.outsized_entries).
+    trap_p: float = 0.001
+    #: A trap matters (verdict correlation-trap) when alpha moves by more than this
+    #: without its entries, or crosses into or out of [alpha_low, alpha_high].
+    trap_alpha_shift: float = 0.5
     #: For 16- and 8-bit weights an eigenvalue is numerically zero below this multiple of
     #: the rounding-noise edge of the stored values (F32/F64 follow numpy's matrix_rank;
     #: see checks.zero_tolerance). Rounding noise was measured up to 1.22× the edge.
@@ -46,7 +57,8 @@ class Thresholds:
     dragon_candidates: int = 5
     #: A fit is trusted only with at least this many eigenvalues in the tail.
     min_tail: int = 20
-    #: Significance level of the KS critical value the fit's D is compared with.
+    #: Significance level of the fitted-power-law KS test (weightscope.stats.fitted_ks;
+    #: its simulated table covers 0.01 … 0.2).
     ks_level: float = 0.05
     #: xmin is moved this many candidates either side to test alpha's stability.
     stability_window: int = 3
@@ -69,15 +81,18 @@ class Thresholds:
     mp_ks_max: float = 0.1
 
     def __post_init__(self) -> None:
-        probabilities = ("dragon_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
+        probabilities = ("dragon_p", "trap_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
         for name in probabilities:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise WeightscopeError(f"threshold {name} must lie strictly between 0 and 1, got {value}")
+        if not KS_LEVELS[0] <= self.ks_level <= KS_LEVELS[1]:
+            raise WeightscopeError(f"threshold ks_level must lie in [{KS_LEVELS[0]}, {KS_LEVELS[1]}] (the range of the "
+                                   f"simulated fitted-KS table), got {self.ks_level}")
         for name in ("trap_max_entries", "dragon_candidates", "min_tail", "stability_window"):
             if getattr(self, name) < 1:
                 raise WeightscopeError(f"threshold {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("tw_margin", "trap_sigmas", "rank_noise_factor", "alpha_spread_max"):
+        for name in ("tw_margin", "trap_sigmas", "trap_alpha_shift", "rank_noise_factor", "alpha_spread_max"):
             if getattr(self, name) < 0:
                 raise WeightscopeError(f"threshold {name} must not be negative, got {getattr(self, name)}")
         if not 1.0 <= self.alpha_low < self.alpha_high:
