@@ -3,7 +3,7 @@ tail, print the table shipped in weightscope/stats/fitted_ks.py, and measure the
 size and power. Seeded; ~4 minutes on one core.
 
     python scripts/calibrate_fitted_ks.py table [--fits 60000]   # prints TAIL_SIZES / CRITICAL
-    python scripts/calibrate_fitted_ks.py rates [--reps 400]     # size and power of fit_trust's KS test
+    python scripts/calibrate_fitted_ks.py rates [--reps 400] [--only 'power law']  # size and power of the KS test
 
 Null: n0 values from a Pareto law (alpha 2.5; the statistic does not depend on alpha),
 n0 log-uniform in [12, 4000], fitted by fit_power_law(min_tail=10); the two-sided D at
@@ -78,12 +78,14 @@ def mp_esd(rng, n0):
     return mp_quantiles(2.0, probs)
 
 
-def rates(reps: int, seed: int) -> None:
+def rates(reps: int, seed: int, only: str | None = None) -> None:
     from scipy.stats import kstwo
 
     thresholds = Thresholds()
     print("rejection rate of the fitted-KS test at 5 % (and share of fits trusted by every check):")
     for name, draw in (("power law", null_sample), ("lognormal", lognormal), ("exponential", exponential), ("MP", mp_esd)):
+        if only is not None and name != only:
+            continue
         for n0 in (100, 300, 1000):
             rng = np.random.default_rng(seed)
             rejected = trusted = old_rejected = fitted = 0
@@ -107,11 +109,12 @@ def main() -> None:
     parser.add_argument("--fits", type=int, default=60000)
     parser.add_argument("--reps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument("--only", help="one alternative of the rates: 'power law', lognormal, exponential, MP")
     args = parser.parse_args()
     if args.what == "table":
         table(args.fits, args.seed)
     else:
-        rates(args.reps, args.seed)
+        rates(args.reps, args.seed, args.only)
 
 
 if __name__ == "__main__":
