@@ -204,7 +204,7 @@ def test_exit_codes_pass_fail_bad_input(tmp_path, monkeypatch):
     contradictory = runner.invoke(app, ["gate", str(path), "--min-alpha", "7"])
     assert contradictory.exit_code == 2 and "must be below" in contradictory.output
     malformed = tmp_path / "bad.json"
-    malformed.write_text('{"schema": "weightscope.report/1", "layers": 3}')
+    malformed.write_text('{"schema": "weightscope.report/2", "layers": 3}')
     assert runner.invoke(app, ["gate", str(malformed)]).exit_code == 2
 
 

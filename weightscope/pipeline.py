@@ -118,7 +118,7 @@ def analyze_matrices(
     evals, spectrum = layer_esd(spec, matrices, options, run)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
-    norms = norm_metrics(evals)
+    norms = norm_metrics(evals, max(matrices[0].shape))
     fit = fit_power_law(evals, min_tail=options.min_tail)
     randomized = layer_randomized(spec, matrices, options, spectrum, run) if options.randomize else None
     diagnostics = diagnose(
@@ -155,6 +155,7 @@ def analyze_matrices(
             sigma=fit.sigma,
             num_tail=fit.num_tail,
             alpha_weighted=fit.alpha * norms.log_spectral_norm,
+            alpha_weighted_per_n=fit.alpha * norms.log_spectral_norm_per_n,
         )
     return LayerAnalysis(spec, result, evals, randomized.evals if randomized is not None else None)
 

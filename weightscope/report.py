@@ -18,7 +18,7 @@ from weightscope.errors import WeightscopeError
 from weightscope.layers import SkippedTensor
 from weightscope.stats.randmat import MPBulk
 
-SCHEMA = "weightscope.report/1"
+SCHEMA = "weightscope.report/2"
 
 
 # --- the report ------------------------------------------------------------------------
@@ -47,11 +47,14 @@ class LayerResult:
     D: float | None = None
     sigma: float | None = None
     num_tail: int | None = None
-    # norms of the ESD
+    # norms (WeightWatcher's definitions, σ² of W; the _per_n ones are σ²/N: stats.norms)
     lambda_max: float | None = None
     log_norm: float | None = None
     log_spectral_norm: float | None = None
     alpha_weighted: float | None = None
+    log_norm_per_n: float | None = None
+    log_spectral_norm_per_n: float | None = None
+    alpha_weighted_per_n: float | None = None
     stable_rank: float | None = None
     entropy: float | None = None
     # diagnostics (None where not computed)
@@ -123,6 +126,9 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
+        if isinstance(data, dict) and data.get("schema") == "weightscope.report/1":
+            raise WeightscopeError("this report was written by an older weightscope (schema report/1, whose "
+                                   "lambda_max/log_norm were σ²/N); analyse the checkpoint again")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")

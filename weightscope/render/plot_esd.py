@@ -100,7 +100,7 @@ def _draw_loglog(axes: Axes, result: LayerResult, evals: np.ndarray) -> None:
         y = share * (result.alpha - 1.0) / result.xmin * (x / result.xmin) ** (-result.alpha)
         axes.plot(x, y, color=FIT_COLOR, lw=2.2, gid="powerlaw-fit", label=f"power law, α = {fmt(result.alpha, 2)}")
         axes.axvline(result.xmin, color=FIT_COLOR, ls="--", lw=1.2, gid="xmin", label=f"xmin = {fmt(result.xmin)}")
-    lambda_max = result.lambda_max if result.lambda_max is not None else float(evals[-1])
+    lambda_max = float(evals[-1])  # in the ESD's units (result.lambda_max is σmax², WeightWatcher's)
     axes.axvline(lambda_max, color="black", ls=":", lw=1.2, gid="lambda-max", label=f"λmax = {fmt(lambda_max)}")
     kings = result.dragon_kings.count if result.dragon_kings is not None else 0
     if kings:

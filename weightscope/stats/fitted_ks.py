@@ -76,4 +76,4 @@ def critical_distance(n: int, level: float) -> float:
     table = np.asarray(CRITICAL)
     per_level = [np.interp(np.log(max(n, 1)), np.log(TAIL_SIZES), table[:, j]) for j in range(len(LEVELS))]
     scaled = float(np.interp(np.log(level), np.log(LEVELS), per_level))
-    return scaled / np.sqrt(n)
+    return float(scaled / np.sqrt(n))
