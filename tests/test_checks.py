@@ -121,7 +121,7 @@ def test_planted_large_entries_are_trapped_and_located_over_200_seeds():
             assert w[entry.row, entry.col] == pytest.approx(entry.value)
         assert result.traps.entries[0].sigmas > 30
         # A trap is the verdict only where it changes alpha's reading; it is always flagged.
-        matters = trap_matters(result.traps, fit, THRESHOLDS)
+        matters = trap_matters(result.traps, fit, result.rand_distance, THRESHOLDS)
         assert (result.verdict == "correlation-trap") == matters
         assert ("correlation-trap" if matters else "trap-without-impact") in result.flags
 

@@ -246,9 +246,9 @@ def correlation_traps(
     is kept in ``max_rand_eval``).
 
     Impact: ``alpha_without`` is alpha refitted on W with the located entries replaced by
-    the median entry (WeightWatcher's newer trap removal does the same); the verdict
-    asks for a trap that moves alpha (`trap_matters`). Costs one more eigensolve, only
-    for a layer with a trap.
+    the median entry (WeightWatcher's newer trap removal does the same), at the same xmin
+    (`_alpha_at`); the verdict asks for a trap that moves alpha (`trap_matters`). Costs
+    one more eigensolve, only for a layer with a trap.
     """
     n, m = layer_shape(matrices)
     edge = mp_edge(variance, n, m, thresholds.tw_margin)
@@ -262,21 +262,41 @@ def correlation_traps(
         for entry in entries:
             position, col = entry.col % positions, entry.col // positions
             cleaned[position][entry.row, col] = centre
-        refit = fit_power_law(esd(cleaned, spectrum))
-        alpha_without = refit.alpha if refit.status == "ok" else None
+        alpha_without = _alpha_at(esd(cleaned, spectrum), fit)
     return Traps(count=count, max_rand_eval=float(rand_evals[-1]), bulk_max=edge, entries=entries,
                  alpha_without=alpha_without, entry_tail_index=tail_index)
 
 
-def trap_matters(traps: Traps, fit: PowerLawFit, thresholds: Thresholds) -> bool:
+def _alpha_at(evals: np.ndarray, fit: PowerLawFit) -> float | None:
+    """Alpha of ``evals`` for the tail above the fit's own xmin (the MLE 1 + n/Σ ln(λ/xmin)),
+    or a full refit when the original fit failed.
+
+    Why the same xmin: the question is what the trap entries do to the tail the verdict
+    reads. A free refit also re-searches xmin, and that alone can swing alpha: on
+    all-MiniLM-L6-v2, layer 2's FFN output moved from a 62-value tail (α 3.18, trusted)
+    to a 14-value one (α 5.18, untrusted) after one 155σ entry was replaced, while its
+    tail above the same xmin moved to 3.3."""
+    if fit.status != "ok":
+        refit = fit_power_law(evals)
+        return refit.alpha if refit.status == "ok" else None
+    tail = np.asarray(evals, dtype=np.float64)
+    tail = tail[tail >= fit.xmin]
+    spread = float(np.sum(np.log(tail / fit.xmin)))
+    return 1.0 + len(tail) / spread if len(tail) >= 2 and spread > 0 else None
+
+
+def trap_matters(traps: Traps, fit: PowerLawFit, rand_distance: float | None, thresholds: Thresholds) -> bool:
     """Whether a trap changes the reading of alpha: alpha moves by more than
     ``trap_alpha_shift`` without the trap entries, crosses into or out of the HTSR band,
-    or one of the two fits exists without the other. Entries with a tail heavier than
-    ``_HEAVY_ENTRY_TAIL`` always matter: then the whole ESD tail is made by the largest
-    entries (far more than the few replaced), and alpha measures them, not training."""
+    or one of the two fits exists without the other. With entries whose tail is heavier
+    than ``_HEAVY_ENTRY_TAIL`` a few replaced entries cannot show it, since hundreds of
+    large ones remain; there the trap matters when the ESD is within
+    ``rand_distance_max`` of its shuffled copy: the entries alone make the spectrum, and
+    alpha measures them, not training (i.i.d. Student-t(1.5): 0.03)."""
     if not traps.count:
         return False
-    if traps.entry_tail_index is not None and traps.entry_tail_index < _HEAVY_ENTRY_TAIL:
+    heavy = traps.entry_tail_index is not None and traps.entry_tail_index < _HEAVY_ENTRY_TAIL
+    if heavy and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
         return True
     before = fit.alpha if fit.status == "ok" else None
     after = traps.alpha_without
@@ -657,7 +677,7 @@ def decide(
         reason = (f"{traps.count} eigenvalue(s) of the randomised matrix stay above its MP edge "
                   f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g}), caused by {len(traps.entries)} outsized "
                   f"weight(s){where}; alpha is {alpha}, without them {without}")
-        if trap_matters(traps, fit, thresholds):
+        if trap_matters(traps, fit, rand_distance, thresholds):
             raised.append(("correlation-trap", "correlation-trap", reason + "."))
         else:
             raised.append(("", "trap-without-impact", reason + ": the trap does not change the reading of alpha."))
