@@ -246,9 +246,12 @@ def correlation_traps(
     is kept in ``max_rand_eval``).
 
     Impact: ``alpha_without`` is alpha refitted on W with the located entries replaced by
-    the median entry (WeightWatcher's newer trap removal does the same), at the same xmin
-    (`_alpha_at`); the verdict asks for a trap that moves alpha (`trap_matters`). Costs
-    one more eigensolve, only for a layer with a trap.
+    the median entry (WeightWatcher's newer trap removal does the same), with xmin
+    searched among tails of at least ``min_tail`` (the trusted-fit minimum: with the
+    fitter's own 10, one layer of all-MiniLM-L6-v2 re-fitted to a 14-value tail and
+    swung 3.18 → 5.18 for that reason alone; with 20: 3.28). The verdict asks for a
+    trap that moves alpha (`trap_matters`). Costs one more eigensolve, only for a layer
+    with a trap.
     """
     n, m = layer_shape(matrices)
     edge = mp_edge(variance, n, m, thresholds.tw_margin)
@@ -262,33 +265,18 @@ def correlation_traps(
         for entry in entries:
             position, col = entry.col % positions, entry.col // positions
             cleaned[position][entry.row, col] = centre
-        alpha_without = _alpha_at(esd(cleaned, spectrum), fit)
+        refit = fit_power_law(esd(cleaned, spectrum), min_tail=thresholds.min_tail)
+        alpha_without = refit.alpha if refit.status == "ok" else None
     return Traps(count=count, max_rand_eval=float(rand_evals[-1]), bulk_max=edge, entries=entries,
                  alpha_without=alpha_without, entry_tail_index=tail_index)
 
 
-def _alpha_at(evals: np.ndarray, fit: PowerLawFit) -> float | None:
-    """Alpha of ``evals`` for the tail above the fit's own xmin (the MLE 1 + n/Σ ln(λ/xmin)),
-    or a full refit when the original fit failed.
-
-    Why the same xmin: the question is what the trap entries do to the tail the verdict
-    reads. A free refit also re-searches xmin, and that alone can swing alpha: on
-    all-MiniLM-L6-v2, layer 2's FFN output moved from a 62-value tail (α 3.18, trusted)
-    to a 14-value one (α 5.18, untrusted) after one 155σ entry was replaced, while its
-    tail above the same xmin moved to 3.3."""
-    if fit.status != "ok":
-        refit = fit_power_law(evals)
-        return refit.alpha if refit.status == "ok" else None
-    tail = np.asarray(evals, dtype=np.float64)
-    tail = tail[tail >= fit.xmin]
-    spread = float(np.sum(np.log(tail / fit.xmin)))
-    return 1.0 + len(tail) / spread if len(tail) >= 2 and spread > 0 else None
-
-
 def trap_matters(traps: Traps, fit: PowerLawFit, rand_distance: float | None, thresholds: Thresholds) -> bool:
     """Whether a trap changes the reading of alpha: alpha moves by more than
-    ``trap_alpha_shift`` without the trap entries, crosses into or out of the HTSR band,
-    or one of the two fits exists without the other. With entries whose tail is heavier
+    ``trap_alpha_shift`` of its standard errors (α − 1)/√n_tail without the trap
+    entries, crosses into or out of the HTSR band, or one of the two fits exists without
+    the other. Measured on all-MiniLM-L6-v2: BERT's outlier-dimension traps move alpha
+    by 0.1–0.6 standard errors; one planted 1000σ entry by 2.5. With entries whose tail is heavier
     than ``_HEAVY_ENTRY_TAIL`` a few replaced entries cannot show it, since hundreds of
     large ones remain; there the trap matters when the ESD is within
     ``rand_distance_max`` of its shuffled copy: the entries alone make the spectrum, and
@@ -303,7 +291,8 @@ def trap_matters(traps: Traps, fit: PowerLawFit, rand_distance: float | None, th
     if before is None or after is None:
         return before is not after
     in_band = [thresholds.alpha_low <= alpha <= thresholds.alpha_high for alpha in (before, after)]
-    return abs(before - after) > thresholds.trap_alpha_shift or in_band[0] != in_band[1]
+    moved = abs(before - after) > thresholds.trap_alpha_shift * (fit.sigma or 0.0)
+    return moved or in_band[0] != in_band[1]
 
 
 def outsized_entries(matrices: list[np.ndarray], thresholds: Thresholds) -> tuple[list[TrapEntry], float, float | None]:
