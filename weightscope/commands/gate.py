@@ -436,6 +436,8 @@ def evaluate(
     checks = [Check("layers", MODEL, PASS if layers else FAIL, float(len(layers)), "≥ 1 layer",
                     f"{len(layers)} layer(s) to judge" + (f" ({len(skipped)} excluded by the gate config)" if skipped else "")
                     if layers else "no layer to judge: the selection or the exclude patterns match nothing, so nothing was checked")]
+    if not layers:
+        return checks
     checks += _alpha_checks(layers, rules)
     if rules.max_alpha_deviation is not None:
         checks += _deviation_checks(layers, rules.max_alpha_deviation)
