@@ -279,6 +279,14 @@ def test_pyproject_config_is_honoured_and_flags_override_it(tmp_path, monkeypatc
     (tmp_path / "pyproject.toml").write_text("[tool.weightscope.gate]\nmax-alpah = 3.5\n")
     broken = runner.invoke(app, ["gate", str(path)])
     assert broken.exit_code == 2 and "unknown key" in broken.output
+    for text in ('tool = "x"\n', "[tool.weightscope.gate]\nmax-alpha = nan\n"):
+        (tmp_path / "pyproject.toml").write_text(text)
+        bad = runner.invoke(app, ["gate", str(path)])
+        assert bad.exit_code == 2 and bad.output.startswith("error:") and len(bad.output.splitlines()) == 1, bad.output
+    (tmp_path / "pyproject.toml").unlink()
+    for flags in (["--set", "alpha_high=nan"], ["--max-alpha", "nan"]):
+        nan_flag = runner.invoke(app, ["gate", str(path), *flags])
+        assert nan_flag.exit_code == 2 and "NaN" in nan_flag.output, nan_flag.output
     (tmp_path / "strict.toml").write_text("[tool.weightscope.gate]\nmin-alpha = 3.4\nmax-out-of-range-share = 0.0\n")
     assert runner.invoke(app, ["gate", str(path), "--config", "strict.toml"]).exit_code == 1
     assert runner.invoke(app, ["gate", str(path), "--config", "missing.toml"]).exit_code == 2
