@@ -159,6 +159,11 @@ def test_a_rule_that_could_not_be_checked_fails_under_strict_and_is_loud_without
     assert set(statuses(lenient, "rank-collapse").values()) == {SKIP}
     assert statuses(lenient, "trusted-fits")[MODEL] == SKIP
     assert not [c for c in lenient if c.status == FAIL]
+    from weightscope.commands.gate import GateResult
+    from weightscope.render.gate_views import verdict_line
+
+    line = verdict_line(GateResult("m.json", None, None, GateRules(strict=False), lenient, ["pooler.dense.weight"]))
+    assert "passed" in line and "NOT checked: 5 check(s)" in line and "1 layer(s) excluded" in line
 
 
 def test_nothing_to_judge_fails_whatever_strict_says():

@@ -19,10 +19,15 @@ def check_line(check: Check) -> str:
 def verdict_line(result: GateResult) -> str:
     c = result.counts
     outcome = "passed" if result.passed else "FAILED"
-    return (
+    line = (
         f"weightscope gate {outcome} on {result.source}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
         f"{c['pass']} check(s) passed, {c[SKIP]} skipped"
     )
+    if c[SKIP]:
+        line += f" (NOT checked: {c[SKIP]} check(s) lacked their input; --strict would fail them)"
+    if result.excluded:
+        line += f"; {len(result.excluded)} layer(s) excluded by the gate config"
+    return line
 
 
 def to_text(result: GateResult) -> str:
