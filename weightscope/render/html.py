@@ -195,7 +195,7 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
 LAYER_COLUMNS = (
     Column("layer", "layer"), Column("kind", "kind"), Column("block", "block", True), Column("shape", "shape"),
     Column("alpha", "alpha", True), Column("D", "D", True), Column("tail", "tail", True),
-    Column("lambda_max", "λmax", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "stable rank", True),
+    Column("lambda_max", "σmax²", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "stable rank", True),
     Column("verdict", "verdict"), Column("trust", "fit trusted"), Column("why", "why"),
 )
 

@@ -16,7 +16,7 @@ def report_table(report: Report) -> Table:
     table = Table(title=f"weightscope: {report.source}", title_justify="left", header_style="bold")
     for column, justify in (
         ("layer", "left"), ("kind", "left"), ("blk", "right"), ("shape", "right"), ("alpha", "right"),
-        ("D", "right"), ("tail", "right"), ("λmax", "right"), ("log‖W‖²", "right"),
+        ("D", "right"), ("tail", "right"), ("σmax²", "right"), ("log‖W‖²", "right"),
         ("stable rank", "right"), ("verdict", "left"),
     ):
         wraps = column in ("layer", "verdict")
