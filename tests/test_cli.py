@@ -52,13 +52,14 @@ def test_analyze_example_table(example_checkpoint):
 
 def test_analyze_example_machine_formats_agree(example_checkpoint, tmp_path):
     as_json = json.loads(run("analyze", example_checkpoint, "--format", "json").stdout)
-    assert as_json["schema"] == "weightscope.report/1"
+    assert as_json["schema"] == "weightscope.report/2"
     assert {"schema", "weightscope_version", "source", "options", "layers", "summary"} <= set(as_json)
     layers = as_json["layers"]
     assert len(layers) >= 20 and all(layer["status"] == "ok" for layer in layers)
     required = {"name", "kind", "block", "shape", "dtype", "status", "reason", "alpha", "xmin", "xmax", "D",
                 "sigma", "num_tail", "num_evals", "lambda_max", "log_norm", "log_spectral_norm",
-                "alpha_weighted", "stable_rank", "entropy"}
+                "alpha_weighted", "log_norm_per_n", "log_spectral_norm_per_n", "alpha_weighted_per_n",
+                "stable_rank", "entropy"}
     assert required <= set(layers[0])
 
     rows = list(csv.DictReader(io.StringIO(run("analyze", example_checkpoint, "-f", "csv").stdout)))

@@ -82,6 +82,10 @@ def test_string_overrides_are_parsed():
         ("", {"dragon_p": 1.5}, "dragon_p"),
         ("", {"trust_min_tail": 0}, "trust_min_tail"),
         ("", {"tw_margin": -1}, "tw_margin"),
+        ("", {"alpha_high": "nan"}, "got NaN"),
+        ("[tool.weightscope]\nalpha_high = nan\n", {}, "got NaN"),
+        ("", {"tw_margin": "inf"}, "cannot be inf"),
+        ('tool = "x"\n', {}, r"\[tool\] in .* must be a table"),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, text, overrides, message):

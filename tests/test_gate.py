@@ -23,7 +23,7 @@ from weightscope.commands.gate import (
     settings_from,
 )
 from weightscope.errors import WeightscopeError
-from weightscope.report import FitTrust, LayerResult, RankInfo, Report, Traps
+from weightscope.report import FitTrust, LayerResult, MPBulk, RankInfo, Report, Traps
 from weightscope.summary import summarize
 
 runner = CliRunner()
@@ -31,11 +31,16 @@ runner = CliRunner()
 GITHUB_LINE = re.compile(r"^::(error|warning) file=[^,:]+,title=[^,:]+::\S.*$")
 
 
-def layer(name, alpha, *, status="ok", traps=None, rank=None, trusted=None, verdict=None):
+MP = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_max=3.0, num_spikes=5, mp_softrank=0.5, ks=0.3)
+
+
+def layer(name, alpha, *, status="ok", traps=None, rank=None, trusted=None, verdict=None, flags=(), kind="q", mp=MP):
     trust = None if trusted is None else FitTrust(True, True, True, 0.1, None, None, trusted)
+    reasons = [f"reason for {flag}." for flag in flags]
     return LayerResult(
-        name, "q", 0, (128, 96), "F32", status, reason=None if status == "ok" else "weights contain 3 NaN and 0 Inf values",
+        name, kind, 0, (128, 96), "F32", status, reason=None if status == "ok" else "weights contain 3 NaN and 0 Inf values",
         alpha=alpha, log_norm=1.0, log_spectral_norm=0.5, traps=traps, rank=rank, fit_trust=trust, verdict=verdict,
+        mp=mp if status == "ok" else None, flags=list(flags), reasons=reasons,
     )
 
 
@@ -64,7 +69,8 @@ def test_healthy_report_passes_every_rule():
     checks = evaluate(report(healthy()), GateRules())
     assert {c.status for c in checks} == {PASS}
     rules = {c.rule for c in checks}
-    assert rules == {"alpha-range", "out-of-range", "alpha-random", "correlation-trap", "rank-collapse", "trusted-fits", "failed-layer"}
+    assert rules == {"layers", "alpha-range", "out-of-range", "alpha-outlier", "random-like", "correlation-trap",
+                     "rank-collapse", "trusted-fits", "failed-layer"}
     per_layer = [c for c in checks if c.rule == "alpha-range"]
     assert len(per_layer) == 10
 
@@ -72,53 +78,109 @@ def test_healthy_report_passes_every_rule():
 def test_out_of_range_layers_are_tolerated_up_to_the_share_then_each_fails():
     layers = healthy(10)
     layers[0] = layer("blocks.0.q", 6.5, trusted=True)
-    one_out = evaluate(report(layers), GateRules(max_out_of_range_share=0.1, min_trusted_share=0))
+    one_out = evaluate(report(layers), GateRules(max_out_of_range_share=0.1, min_trusted_share=0, strict=False))
     assert statuses(one_out, "alpha-range")["blocks.0.q"] == WARN
     assert statuses(one_out, "out-of-range")[MODEL] == PASS
     layers[1] = layer("blocks.1.q", 1.5, trusted=True)
-    two_out = evaluate(report(layers), GateRules(max_out_of_range_share=0.1, min_trusted_share=0))
+    two_out = evaluate(report(layers), GateRules(max_out_of_range_share=0.1, min_trusted_share=0, strict=False))
     assert statuses(two_out, "alpha-range")["blocks.0.q"] == FAIL
     assert statuses(two_out, "alpha-range")["blocks.1.q"] == FAIL
     assert statuses(two_out, "alpha-range")["blocks.2.q"] == PASS
     model = next(c for c in two_out if c.rule == "out-of-range")
     assert model.status == FAIL and model.value == pytest.approx(0.2)
+    # the message says what it is: a tally against the allowance, and that it is too many
+    assert model.message == "2 of 10 trusted fits are outside the band, at most 1 may be (20%): too many"
+    assert model.limit == "at most 1 layer(s) outside [2, 6] (share 0.1)"
     # a count limit tightens the share
-    counted = evaluate(report(healthy(10)[:9] + [layer("x", 7.0)]), GateRules(max_out_of_range_share=0.5, max_out_of_range_count=0, min_trusted_share=0))
+    counted = evaluate(report(healthy(10)[:9] + [layer("x", 7.0)]),
+                       GateRules(max_out_of_range_share=0.5, max_out_of_range_count=0, min_trusted_share=0, strict=False))
     assert statuses(counted, "alpha-range")["x"] == FAIL
 
 
-def test_alpha_above_the_random_ceiling_fails_even_when_tolerated():
-    layers = healthy(10)[:9] + [layer("blocks.9.q", 9.0, trusted=True)]
-    checks = evaluate(report(layers), GateRules(max_out_of_range_share=0.5))
-    assert statuses(checks, "alpha-range")["blocks.9.q"] == WARN
-    random = [c for c in checks if c.rule == "alpha-random" and c.status == FAIL]
-    assert [(c.layer, c.value) for c in random] == [("blocks.9.q", 9.0)]
-    assert "9 > 8" in random[0].message
-    assert not any(c.rule == "alpha-random" for c in evaluate(report(layers), GateRules(random_alpha=None)))
+def test_alpha_bands_judge_trusted_fits_only():
+    layers = healthy(10)[:9] + [layer("blocks.9.q", 9.0, trusted=False, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
+    checks = evaluate(report(layers), GateRules(max_out_of_range_share=0.0))
+    assert "blocks.9.q" not in statuses(checks, "alpha-range") and "blocks.9.q" not in statuses(checks, "alpha-outlier")
+    assert all(c.status == PASS for c in checks)
 
 
-def test_traps_rank_collapse_trust_and_failed_layers():
-    layers = healthy(4)
-    layers[0] = layer("trap", 3.0, traps=Traps(2, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True)
-    layers[1] = layer("collapsed", 3.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(40, 0.58, True), trusted=False)
-    layers[2] = layer("nan", None, status="failed")
+def test_one_broken_layer_is_a_robust_outlier_of_its_kind_even_in_a_shifted_band():
+    """Every q layer sits at alpha 7–7.9 (a band the alpha rule tolerates here), one at 3:
+    the MAD rule names it; with the kind's alphas near-equal the MAD floor keeps small
+    differences from failing."""
+    layers = [layer(f"blocks.{i}.q", 7.0 + 0.1 * i, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))
+              for i in range(10)]
+    layers[4] = layer("blocks.4.q", 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))
+    checks = evaluate(report(layers), GateRules(max_alpha=8.0))
+    assert [c.layer for c in checks if c.status == FAIL] == ["blocks.4.q"]
+    outlier = next(c for c in checks if c.rule == "alpha-outlier" and c.layer == "blocks.4.q")
+    assert outlier.value > 6 and "median 7.4" in outlier.message
+    same = [layer(f"blocks.{i}.q", 3.0 + 0.001 * i, trusted=True) for i in range(6)] + [layer("blocks.6.q", 3.3, trusted=True)]
+    assert all(c.status == PASS for c in evaluate(report(same), GateRules(strict=False)) if c.rule == "alpha-outlier")
+    off = evaluate(report(layers), GateRules(max_alpha=8.0, max_alpha_deviation=None))
+    assert not any(c.rule == "alpha-outlier" for c in off)
+
+
+def test_flags_decide_traps_rank_collapse_and_random_like():
+    layers = healthy(5)
+    layers[0] = layer("trap", 3.0, traps=Traps(2, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True,
+                      flags=["correlation-trap"])
+    layers[1] = layer("harmless-trap", 3.0, traps=Traps(1, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True,
+                      flags=["trap-without-impact"])
+    layers[2] = layer("collapsed", 3.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(40, 0.58, True), trusted=False,
+                      flags=["rank-collapsed"])
+    layers[3] = layer("nan", None, status="failed")
+    layers[4] = layer("random", 12.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=False,
+                      flags=["random-like"])
     checks = evaluate(report(layers), GateRules(min_trusted_share=0.9))
-    assert statuses(checks, "correlation-trap") == {"trap": FAIL, "collapsed": PASS, "nan": SKIP, "blocks.3.q": PASS}
+    assert statuses(checks, "correlation-trap") == {"trap": FAIL, "harmless-trap": PASS, "collapsed": PASS, "nan": PASS,
+                                                    "random": PASS}
+    assert "reason for correlation-trap" in next(c.message for c in checks if c.rule == "correlation-trap" and c.layer == "trap")
     assert statuses(checks, "rank-collapse")["collapsed"] == FAIL
+    assert statuses(checks, "random-like")["random"] == FAIL
     trust = next(c for c in checks if c.rule == "trusted-fits")
-    assert trust.status == FAIL and trust.value == pytest.approx(2 / 3)
-    assert statuses(checks, "failed-layer") == {"trap": PASS, "collapsed": PASS, "nan": FAIL, "blocks.3.q": PASS}
+    assert trust.status == FAIL and trust.value == pytest.approx(2 / 4)
+    assert statuses(checks, "failed-layer")["nan"] == FAIL
     assert statuses(evaluate(report(layers), GateRules(max_failed=1)), "failed-layer")["nan"] == WARN
-    relaxed = evaluate(report(layers), GateRules(no_traps=False, no_rank_collapse=False, min_trusted_share=0))
-    assert not {"correlation-trap", "rank-collapse", "trusted-fits"} & {c.rule for c in relaxed}
+    relaxed = evaluate(report(layers), GateRules(fail_on_traps=False, fail_on_rank_collapse=False, fail_on_random_like=False,
+                                                 min_trusted_share=0))
+    assert not {"correlation-trap", "rank-collapse", "random-like", "trusted-fits"} & {c.rule for c in relaxed}
 
 
-def test_missing_diagnostics_are_skipped_not_passed():
-    checks = evaluate(report([layer("a", 3.0), layer("b", 4.0)]), GateRules())
-    assert set(statuses(checks, "correlation-trap").values()) == {SKIP}
-    assert set(statuses(checks, "rank-collapse").values()) == {SKIP}
-    assert statuses(checks, "trusted-fits")[MODEL] == SKIP
-    assert not [c for c in checks if c.status == FAIL]
+def test_a_rule_that_could_not_be_checked_fails_under_strict_and_is_loud_without():
+    """The README's old CI recipe analysed without --randomize: the trap rule was skipped
+    silently and the gate passed ("30 skipped")."""
+    layers = [layer("a", 3.0), layer("b", 4.0)]
+    strict = evaluate(report(layers), GateRules())
+    assert set(statuses(strict, "correlation-trap").values()) == {FAIL}
+    assert "could not be checked" in next(c.message for c in strict if c.rule == "correlation-trap")
+    lenient = evaluate(report(layers), GateRules(strict=False))
+    assert set(statuses(lenient, "correlation-trap").values()) == {SKIP}
+    assert set(statuses(lenient, "rank-collapse").values()) == {SKIP}
+    assert statuses(lenient, "trusted-fits")[MODEL] == SKIP
+    assert not [c for c in lenient if c.status == FAIL]
+    from weightscope.commands.gate import GateResult
+    from weightscope.render.gate_views import verdict_line
+
+    line = verdict_line(GateResult("m.json", None, None, GateRules(strict=False), lenient, ["pooler.dense.weight"]))
+    assert "passed" in line and "NOT checked: 5 check(s)" in line and "1 layer(s) excluded" in line
+
+
+def test_nothing_to_judge_fails_whatever_strict_says():
+    for rules in (GateRules(), GateRules(strict=False)):
+        checks = evaluate(report([]), rules)
+        assert statuses(checks, "layers") == {MODEL: FAIL}
+    checks = evaluate(report(healthy(3)), GateRules(strict=False), exclude=["blocks"])
+    assert statuses(checks, "layers") == {MODEL: FAIL} and "match nothing" in checks[0].message
+
+
+def test_excluded_layers_are_not_judged():
+    layers = healthy(6) + [layer("pooler.dense.weight", 12.0, trusted=False, flags=["random-like"],
+                                 traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
+    assert statuses(evaluate(report(layers), GateRules()), "random-like")["pooler.dense.weight"] == FAIL
+    checks = evaluate(report(layers), GateRules(), exclude=[r"^pooler\."])
+    assert all(c.status == PASS for c in checks) and all(c.layer != "pooler.dense.weight" for c in checks)
+    assert "1 excluded by the gate config" in checks[0].message
 
 
 def test_baseline_limits_delta_alpha_per_layer_and_median():
@@ -139,11 +201,13 @@ def test_baseline_limits_delta_alpha_per_layer_and_median():
 
 
 def test_settings_merge_config_then_flags():
-    table = {"min-alpha": 1.5, "max_alpha": 7, "no-traps": False, "random-alpha": float("inf"), "max-failed": 2.0}
-    settings = settings_from(table, {"max-alpha": 6.5, "min-alpha": None})
+    table = {"min-alpha": 1.5, "max_alpha": 7, "fail-on-traps": False, "max-alpha-deviation": float("inf"), "max-failed": 2.0,
+             "exclude": ["^pooler"]}
+    settings = settings_from(table, {"max-alpha": 6.5, "min-alpha": None, "exclude": ["^lm_head"]})
     rules = settings.rules
-    assert (rules.min_alpha, rules.max_alpha, rules.no_traps, rules.random_alpha, rules.max_failed) == (1.5, 6.5, False, None, 2)
-    assert rules.no_rank_collapse is True and rules.max_out_of_range_share == 0.1  # defaults
+    assert (rules.min_alpha, rules.max_alpha, rules.fail_on_traps, rules.max_alpha_deviation, rules.max_failed) == (1.5, 6.5, False, None, 2)
+    assert rules.fail_on_rank_collapse is True and rules.max_out_of_range_share == 0.1  # defaults
+    assert settings.exclude == ("^pooler", "^lm_head")
 
 
 @pytest.mark.parametrize(
@@ -151,7 +215,10 @@ def test_settings_merge_config_then_flags():
     [
         ({"max-alpah": 6}, "unknown key"),
         ({"max-alpha": "six"}, "must be a number"),
-        ({"no-traps": 1}, "true or false"),
+        ({"fail-on-traps": 1}, "true or false"),
+        ({"max-alpha": float("nan")}, "got NaN"),
+        ({"exclude": "pooler"}, "list of strings"),
+        ({"exclude": ["("]}, "not a valid regex"),
         ({"max-failed": 1.5}, "whole number"),
         ({"min-alpha": float("inf")}, "cannot be inf"),
         ({"min-alpha": 7}, "must be below"),
@@ -204,7 +271,7 @@ def test_exit_codes_pass_fail_bad_input(tmp_path, monkeypatch):
     contradictory = runner.invoke(app, ["gate", str(path), "--min-alpha", "7"])
     assert contradictory.exit_code == 2 and "must be below" in contradictory.output
     malformed = tmp_path / "bad.json"
-    malformed.write_text('{"schema": "weightscope.report/1", "layers": 3}')
+    malformed.write_text('{"schema": "weightscope.report/2", "layers": 3}')
     assert runner.invoke(app, ["gate", str(malformed)]).exit_code == 2
 
 
@@ -217,6 +284,14 @@ def test_pyproject_config_is_honoured_and_flags_override_it(tmp_path, monkeypatc
     (tmp_path / "pyproject.toml").write_text("[tool.weightscope.gate]\nmax-alpah = 3.5\n")
     broken = runner.invoke(app, ["gate", str(path)])
     assert broken.exit_code == 2 and "unknown key" in broken.output
+    for text in ('tool = "x"\n', "[tool.weightscope.gate]\nmax-alpha = nan\n"):
+        (tmp_path / "pyproject.toml").write_text(text)
+        bad = runner.invoke(app, ["gate", str(path)])
+        assert bad.exit_code == 2 and bad.output.startswith("error:") and len(bad.output.splitlines()) == 1, bad.output
+    (tmp_path / "pyproject.toml").unlink()
+    for flags in (["--set", "alpha_high=nan"], ["--max-alpha", "nan"]):
+        nan_flag = runner.invoke(app, ["gate", str(path), *flags])
+        assert nan_flag.exit_code == 2 and "NaN" in nan_flag.output, nan_flag.output
     (tmp_path / "strict.toml").write_text("[tool.weightscope.gate]\nmin-alpha = 3.4\nmax-out-of-range-share = 0.0\n")
     assert runner.invoke(app, ["gate", str(path), "--config", "strict.toml"]).exit_code == 1
     assert runner.invoke(app, ["gate", str(path), "--config", "missing.toml"]).exit_code == 2
@@ -237,21 +312,24 @@ def test_baseline_from_the_command_line(tmp_path, monkeypatch):
 def test_formats_parse_back(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     layers = healthy(10)
-    layers[3] = layer("blocks.3.q", 9.5, trusted=True, traps=Traps(1, 8.0, 2.0), rank=RankInfo(96, 0.0, False))
+    layers[3] = layer("blocks.3.q", 3.3, trusted=True, traps=Traps(1, 8.0, 2.0), rank=RankInfo(96, 0.0, False),
+                      flags=["correlation-trap"])
+    layers[5] = layer("blocks.5.q", 3.5, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False),
+                      flags=["random-like"])
     path = save(tmp_path, report(layers), "a,b:c.json")
 
     as_json = runner.invoke(app, ["gate", str(path), "--format", "json"])
     assert as_json.exit_code == 1
     data = json.loads(as_json.stdout)
-    assert data["schema"] == "weightscope.gate/1" and data["passed"] is False
+    assert data["schema"] == "weightscope.gate/2" and data["passed"] is False
     failed = {(c["rule"], c["layer"]) for c in data["checks"] if c["status"] == "fail"}
-    assert failed == {("alpha-random", "blocks.3.q"), ("correlation-trap", "blocks.3.q")}
-    assert data["counts"]["warn"] == 1 and data["rules"]["max_alpha"] == 6.0
+    assert failed == {("random-like", "blocks.5.q"), ("correlation-trap", "blocks.3.q")}
+    assert data["counts"]["warn"] == 0 and data["rules"]["max_alpha"] == 6.0
 
     github = runner.invoke(app, ["gate", str(path), "--format", "github"])
     lines = github.stdout.splitlines()
     annotations = [line for line in lines if line.startswith("::")]
-    assert len(annotations) == 3 and all(GITHUB_LINE.match(line) for line in annotations)
+    assert len(annotations) == 2 and all(GITHUB_LINE.match(line) for line in annotations)
     assert sum(line.startswith("::error") for line in annotations) == 2
     assert f"file={tmp_path}/a%2Cb%3Ac.json," in annotations[0]  # property escaping
 
@@ -260,7 +338,7 @@ def test_formats_parse_back(tmp_path, monkeypatch):
     cases = root.findall("./testsuite/testcase")
     assert len(cases) == len(data["checks"]) == int(root.get("tests"))
     failures = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
-    assert sorted(failures) == [("weightscope.alpha-random", "blocks.3.q"), ("weightscope.correlation-trap", "blocks.3.q")]
+    assert sorted(failures) == [("weightscope.correlation-trap", "blocks.3.q"), ("weightscope.random-like", "blocks.5.q")]
     assert root.get("failures") == "2"
     assert len({(c.get("classname"), c.get("name")) for c in cases}) == len(cases)  # one per rule × layer
 
@@ -268,6 +346,24 @@ def test_formats_parse_back(tmp_path, monkeypatch):
     to_file = runner.invoke(app, ["gate", str(path), "-o", str(out)])
     assert to_file.exit_code == 1 and ET.parse(out).getroot().tag == "testsuites"
     assert "gate FAILED" in to_file.output
+
+
+def test_ci_formats_escape_what_their_syntax_reserves(tmp_path, monkeypatch):
+    """Layer names come from a checkpoint's header: a newline, %, a colon, a comma or an
+    ESC must neither break a GitHub workflow command nor make the JUnit XML invalid."""
+    monkeypatch.chdir(tmp_path)
+    nasty = "blocks.0.q\n::error::fake 100% \r\x1b[31m,x:y\x00"
+    layers = healthy(4) + [layer(nasty, 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False),
+                                 flags=["random-like"])]
+    path = save(tmp_path, report(layers), "odd%name:1,2.json")
+    github = runner.invoke(app, ["gate", str(path), "--format", "github"]).stdout
+    annotations = [line for line in github.splitlines() if line.startswith("::")]
+    assert len(annotations) == 1 and GITHUB_LINE.match(annotations[0])
+    assert "%0A::error::fake 100%25 %0D" in annotations[0] and "odd%25name%3A1%2C2.json" in annotations[0]
+    junit = runner.invoke(app, ["gate", str(path), "--format", "junit"]).stdout
+    root = ET.fromstring(junit.encode())  # parses: no raw control characters left
+    names = [case.get("name") for case in root.iter("testcase")]
+    assert any("\\x1b[31m" in name and "\\x00" in name for name in names)
 
 
 def test_a_checkpoint_and_its_saved_report_gate_alike(tmp_path, monkeypatch):

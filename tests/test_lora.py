@@ -76,7 +76,7 @@ def test_adapter_reports_planted_ranks_and_scales(tmp_path):
         assert update.norm == pytest.approx(np.linalg.norm(reference), rel=1e-6)
         assert update.rank90 <= planted[module] and update.effective_rank <= planted[module] + 1e-6
         assert update.rank_share == pytest.approx(update.effective_rank / 8)
-        assert layer.lambda_max == pytest.approx(reference[0] ** 2 / max(SHAPES[module]), rel=1e-6)
+        assert layer.lambda_max == pytest.approx(reference[0] ** 2, rel=1e-6)  # σmax², WeightWatcher's lambda_max
         assert layer.alpha is None and layer.ok
 
 

@@ -46,14 +46,16 @@ def test_the_outlier_dimension_is_found_and_located(report):
     """BERT-family models carry a few huge weights in one hidden dimension; here it is 99.
 
     The correlation-trap check must find it in the FFN output projections and point at
-    row 99 of the stored (out, in) matrix — the weights a user would look at.
+    row 99 of the stored (out, in) matrix — the weights a user would look at. It is a real
+    trap that changes nothing: alpha without those weights moves by < 1 standard error,
+    so it is reported (flag trap-without-impact), not the verdict.
     """
-    trapped = [layer for layer in report.layers if layer.verdict == "correlation-trap"]
-    assert len(trapped) >= 4
-    for block in range(4):
+    for block in range(3):
         layer = report.layer(f"encoder.layer.{block}.output.dense.weight")
-        assert layer.verdict == "correlation-trap"
-        assert any(entry.row == 99 for entry in layer.traps.entries)
+        assert layer.traps.count >= 1 and any(entry.row == 99 for entry in layer.traps.entries)
+        assert "trap-without-impact" in layer.flags and layer.verdict != "correlation-trap"
+        assert abs(layer.traps.alpha_without - layer.alpha) < layer.sigma
+    assert not [layer.name for layer in report.layers if layer.verdict == "correlation-trap"]
 
 
 def test_the_untrained_pooler_is_random_like(report):
@@ -70,3 +72,99 @@ def test_float32_by_default_changes_no_verdict_or_alpha(report):
         assert (auto.verdict, auto.flags, auto.rank.collapsed) == (reference.verdict, reference.flags, reference.rank.collapsed), auto.name
         assert (auto.fit_trust and auto.fit_trust.trusted) == (reference.fit_trust and reference.fit_trust.trusted), auto.name
         assert auto.alpha == pytest.approx(reference.alpha, rel=1e-4), auto.name
+
+
+# --- the gate on a real, well-trained model and on broken copies of it -----------------
+
+
+@pytest.fixture(scope="module")
+def gate_config(tmp_path_factory):
+    """The pooler is excluded: sentence-transformers never train it (random-like, above)."""
+    path = tmp_path_factory.mktemp("gate") / "gate.toml"
+    path.write_text('[tool.weightscope.gate]\nexclude = ["^pooler\\\\."]\n')
+    return path
+
+
+def _gate(path, config):
+    from typer.testing import CliRunner
+
+    from weightscope.cli import app
+
+    return CliRunner().invoke(app, ["gate", str(path), "--config", str(config)])
+
+
+def test_default_gate_passes_the_real_model_with_the_pooler_excluded(report, tmp_path, gate_config):
+    import json
+
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps(report.to_dict()))
+    result = _gate(saved, gate_config)
+    assert result.exit_code == 0, result.output
+
+
+BROKEN_LAYER = "encoder.layer.3.intermediate.dense.weight"
+
+
+def _broken_copy(tmp_path, how):
+    """The real checkpoint with one layer broken: replaced by a random matrix of the same
+    scale, made rank-deficient (its top quarter of singular directions kept), or given one
+    entry 1000 robust sigmas out."""
+    import numpy as np
+
+    from weightscope.checkpoint import open_checkpoint, write_safetensors
+
+    with open_checkpoint(MODEL) as reader:
+        tensors = {info.name: np.array(reader.read(info)) for info in reader.tensors() if info.is_float}
+    w = tensors[BROKEN_LAYER]
+    if how == "random":
+        w = (np.random.default_rng(0).standard_normal(w.shape) * w.std() + w.mean()).astype(np.float32)
+    elif how == "rank-deficient":
+        u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+        keep = len(s) // 4
+        w = ((u[:, :keep] * s[:keep]) @ vt[:keep]).astype(np.float32)
+    else:
+        median = np.median(w)
+        w = w.copy()
+        w[7, 11] = median + 1000 * 1.4826 * np.median(np.abs(w - median))
+    tensors[BROKEN_LAYER] = w
+    path = tmp_path / f"{how}.safetensors"
+    write_safetensors(path, tensors)
+    return path
+
+
+@pytest.mark.parametrize("how, rule", [("random", "random-like"), ("rank-deficient", "rank-collapse"),
+                                       ("1000-sigma entry", "correlation-trap")])
+def test_default_gate_fails_a_copy_with_one_broken_layer_and_names_it(tmp_path, gate_config, how, rule):
+    result = _gate(_broken_copy(tmp_path, how), gate_config)
+    assert result.exit_code == 1, result.output
+    failures = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert failures and all(BROKEN_LAYER in line for line in failures), failures
+    assert any(f"[{rule}]" in line for line in failures)
+
+
+def test_trap_verdicts_are_the_same_for_every_seed(report):
+    """Before: two layers flipped between trap and no trap across 10 seeds (one shuffle
+    decided). Now the trap verdict needs outsized entries and impact; 3 more seeds here
+    (10 measured for the closing note)."""
+    for seed in (1, 2, 5):
+        other = weightscope.analyze(MODEL, randomize=True, seed=seed, include=[r"output\.dense"])
+        for layer in other.layers:
+            assert layer.verdict == report.layer(layer.name).verdict, (seed, layer.name)
+
+
+def test_norm_names_carry_weightwatchers_definitions(report):
+    """WeightWatcher's lambda_max / log_norm / log_spectral_norm are of σ² of W itself."""
+    import numpy as np
+
+    from weightscope.checkpoint import open_checkpoint
+
+    with open_checkpoint(MODEL) as reader:
+        info = next(info for info in reader.tensors() if info.name == "encoder.layer.0.attention.self.query.weight")
+        w = np.asarray(reader.read(info), dtype=np.float64)
+    sv = np.linalg.svd(w, compute_uv=False)
+    layer = report.layer(info.name)
+    assert layer.lambda_max == pytest.approx(sv[0] ** 2, rel=1e-5)
+    assert layer.log_norm == pytest.approx(np.log10(np.sum(sv**2)), abs=1e-6)
+    assert layer.log_spectral_norm == pytest.approx(np.log10(sv[0] ** 2), abs=1e-6)
+    assert layer.alpha_weighted == pytest.approx(layer.alpha * np.log10(sv[0] ** 2), rel=1e-6)
+    assert layer.log_norm_per_n == pytest.approx(np.log10(np.sum(sv**2) / 384), abs=1e-6)

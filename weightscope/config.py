@@ -8,13 +8,18 @@ team's standing policy) and the command line (a one-off), in that order of prece
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from weightscope.errors import WeightscopeError
+
+#: The levels the fitted-KS table of weightscope.stats.fitted_ks covers (its LEVELS[0],
+#: LEVELS[-1]; config sits below stats, so tests/test_fitted_ks.py checks they agree).
+KS_LEVELS = (0.01, 0.2)
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,17 @@ class Thresholds:
     trap_sigmas: float = 6.0
     #: At most this many trap entries are listed, largest deviation first.
     trap_max_entries: int = 5
-    #: An eigenvalue is numerically zero when its singular value is below this many unit
-    #: roundoffs of the stored dtype, relative to the largest singular value.
-    rank_roundoff: float = 1.0
+    #: An entry is outsized (a trap entry) when the power-law tail of the layer's own
+    #: entries reaches it with probability below this (checks.outsized_entries).
+    trap_p: float = 0.001
+    #: A trap matters (verdict correlation-trap) when alpha moves by more than this many
+    #: of its standard errors without the trap entries, or crosses into or out of
+    #: [alpha_low, alpha_high] (checks.trap_matters).
+    trap_alpha_shift: float = 2.0
+    #: For 16- and 8-bit weights an eigenvalue is numerically zero below this multiple of
+    #: the rounding-noise edge of the stored values (F32/F64 follow numpy's matrix_rank;
+    #: see checks.zero_tolerance). Rounding noise was measured up to 1.22× the edge.
+    rank_noise_factor: float = 1.5
     #: A layer is rank-collapsed when more than this share of its eigenvalues is zero.
     rank_loss_max: float = 0.1
     #: Significance of the sequential dragon-king test (its false-king rate on a layer
@@ -47,7 +60,8 @@ class Thresholds:
     #: fit's own floor (`AnalysisOptions.min_tail`, ``--min-tail``, 10): a tail of 10–19
     #: is fitted, and reported as untrusted. Read from the old key ``min-tail`` too.
     trust_min_tail: int = 20
-    #: Significance level of the KS critical value the fit's D is compared with.
+    #: Significance level of the fitted-power-law KS test (weightscope.stats.fitted_ks;
+    #: its simulated table covers 0.01 … 0.2).
     ks_level: float = 0.05
     #: xmin is moved this many candidates either side to test alpha's stability.
     stability_window: int = 3
@@ -73,15 +87,18 @@ class Thresholds:
     mp_ks_max: float = 0.1
 
     def __post_init__(self) -> None:
-        probabilities = ("dragon_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
+        probabilities = ("dragon_p", "trap_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
         for name in probabilities:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise WeightscopeError(f"threshold {name} must lie strictly between 0 and 1, got {value}")
+        if not KS_LEVELS[0] <= self.ks_level <= KS_LEVELS[1]:
+            raise WeightscopeError(f"threshold ks_level must lie in [{KS_LEVELS[0]}, {KS_LEVELS[1]}] (the range of the "
+                                   f"simulated fitted-KS table), got {self.ks_level}")
         for name in ("trap_max_entries", "dragon_candidates", "trust_min_tail", "stability_window"):
             if getattr(self, name) < 1:
                 raise WeightscopeError(f"threshold {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("tw_margin", "trap_sigmas", "rank_roundoff", "alpha_spread_max"):
+        for name in ("tw_margin", "trap_sigmas", "trap_alpha_shift", "rank_noise_factor", "alpha_spread_max"):
             if getattr(self, name) < 0:
                 raise WeightscopeError(f"threshold {name} must not be negative, got {getattr(self, name)}")
         if not 1.0 <= self.alpha_low < self.alpha_high:
@@ -107,11 +124,11 @@ class Thresholds:
             return recorded
         if not isinstance(recorded, dict):
             return cls()
-        known = {k: v for k, v in recorded.items() if k in _FIELD_TYPES}
+        known = {k: v for k, v in recorded.items() if _RENAMED.get(k, k) in _THRESHOLD_HINTS}
         return cls(**_checked(known, "the report's recorded thresholds"))
 
 
-_FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Thresholds)}
+_THRESHOLD_HINTS: dict[str, Any] = typing.get_type_hints(Thresholds)
 #: Keys renamed since: the old spelling still reads (``min-tail`` named the trust floor
 #: and the fit's floor alike).
 _RENAMED = {"min_tail": "trust_min_tail"}
@@ -127,13 +144,17 @@ def load_thresholds(pyproject_path: str | Path | None = None, overrides: dict[st
     """
     values: dict[str, Any] = {}
     if pyproject_path is not None:
-        section = _read_tool_section(Path(pyproject_path))
+        section = read_tool_section(Path(pyproject_path))
         values.update(_checked(section, f"[tool.weightscope] in {pyproject_path}", skip_tables=True))
     values.update(_checked({k: v for k, v in (overrides or {}).items() if v is not None}, "overrides"))
     return Thresholds(**values)
 
 
-def _read_tool_section(path: Path) -> dict[str, Any]:
+def read_tool_section(path: Path) -> dict[str, Any]:
+    """The ``[tool.weightscope]`` table of a TOML file ({} when it has none): the one
+    reader of weightscope's configuration (thresholds here, the gate's rules in
+    ``[tool.weightscope.gate]``). Anything that is not a table where a table belongs
+    (``tool = "x"``) is a one-line error."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.10 only
@@ -148,9 +169,12 @@ def _read_tool_section(path: Path) -> dict[str, Any]:
         raise WeightscopeError(f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise WeightscopeError(f"{path} is not valid TOML: {exc}") from None
-    section = data.get("tool", {}).get("weightscope", {})
-    if not isinstance(section, dict):
-        raise WeightscopeError(f"[tool.weightscope] in {path} must be a table")
+    section: Any = data
+    for depth, part in enumerate(("tool", "weightscope")):
+        section = section.get(part, {})
+        if not isinstance(section, dict):
+            table = ".".join(("tool", "weightscope")[: depth + 1])
+            raise WeightscopeError(f"[{table}] in {path} must be a table, got {section!r}")
     return section
 
 
@@ -162,27 +186,50 @@ def _checked(raw: dict[str, Any], where: str, *, skip_tables: bool = False) -> d
             continue
         name = str(key).replace("-", "_")
         name = _RENAMED.get(name, name)
-        if name not in _FIELD_TYPES:
-            known = ", ".join(sorted(_FIELD_TYPES))
+        if name not in _THRESHOLD_HINTS:
+            known = ", ".join(sorted(_THRESHOLD_HINTS))
             raise WeightscopeError(f"unknown threshold {key!r} in {where} (known: {known})")
-        checked[name] = _coerced(name, value, where)
+        checked[name] = coerce(f"threshold {name}", _THRESHOLD_HINTS[name], value, where)
     return checked
 
 
-def _coerced(name: str, value: Any, where: str) -> Any:
-    """The value as the field's type; strings are parsed (a generic ``--set key=value``)."""
-    expected = _FIELD_TYPES[name]
+def coerce(name: str, hint: Any, value: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` (bool, int, float, or one of them | None), or a
+    one-line error naming ``name`` and ``where`` it came from.
+
+    Strings are parsed (``--set key=value``, flags): "true"/"false" for a bool, numbers
+    otherwise. NaN is never a number here: every comparison with it is False, so a NaN
+    limit would silently pass everything. +inf turns an optional limit off (None); an
+    infinite required number is an error.
+    """
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next(arg for arg in args if arg is not type(None)) if optional else hint
     if isinstance(value, str):
-        try:
-            value = expected(value.strip())
-        except ValueError:
-            pass
-    if isinstance(value, bool):  # bool is an int subclass; never a threshold
-        ok = False
-    elif expected is float:
-        ok = isinstance(value, (int, float))
-    else:
-        ok = isinstance(value, int)
-    if not ok:
-        raise WeightscopeError(f"threshold {name} in {where} must be {expected.__name__}, got {value!r}")
-    return expected(value)
+        value = _parsed(value.strip(), base)
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise WeightscopeError(f"{name} in {where} must be true or false, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WeightscopeError(f"{name} in {where} must be a number, got {value!r}")
+    if math.isnan(value):
+        raise WeightscopeError(f"{name} in {where} must be a number, got NaN")
+    if math.isinf(value):
+        if optional and value > 0:
+            return None
+        raise WeightscopeError(f"{name} in {where} cannot be {value} (inf only turns an optional limit off)")
+    if base is int:
+        if not float(value).is_integer():
+            raise WeightscopeError(f"{name} in {where} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def _parsed(text: str, base: type) -> Any:
+    if base is bool:
+        return {"true": True, "false": False}.get(text.lower(), text)
+    try:
+        return float(text)
+    except ValueError:
+        return text

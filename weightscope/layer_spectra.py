@@ -8,16 +8,15 @@ top ones to ~2e-5 relative, so alphas agree with float64 to ~1e-5), but the rank
 float32 floor is M·eps₃₂·λmax, 20× coarser: spiky, healthy layers would read as
 rank-collapsed. So the rank check is given float64's tolerance, and a layer is re-solved
 in float64 whenever float32's error (taken as `FLOAT32_ERROR`·M·eps₃₂·λmax, 5× the worst
-measured) could move the rank verdict across its threshold: rank collapse of float32-
-stored weights, whose zero eigenvalues sit in float32's noise, is then always judged on
-float64 eigenvalues.
+measured) could put any eigenvalue on the other side of the zero tolerance: the
+numerical rank and rank_loss under "auto" are then float64's, not just the verdict.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from weightscope.checks import rank_info
+from weightscope.checks import zero_tolerance
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.plan import Plan
 from weightscope.layers import LayerSpec
@@ -36,15 +35,15 @@ from weightscope.stats.randmat import RandomizedESD, randomized_esd
 FLOAT32_ERROR = 0.25
 
 
-def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, m: int, options: AnalysisOptions) -> bool:
+def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions) -> bool:
     """Whether float32 eigenvalues, moved by up to their error bound, could land on both
-    sides of the rank-collapse threshold at float64's tolerance."""
-    error = FLOAT32_ERROR * solver_floor(m, "float32") * float(evals[-1])
-    verdicts = {
-        rank_info(shifted, m, spec.info.value_dtype, "float64", options.thresholds).collapsed
-        for shifted in (evals.astype(np.float64) - error, evals.astype(np.float64) + error)
-    }
-    return len(verdicts) > 1
+    sides of the zero tolerance at float64's precision: then the numerical rank (not just
+    the collapse verdict) could differ from float64's, so the layer is re-solved."""
+    m = min(matrices[0].shape)
+    lambda_max = float(evals[-1])
+    error = FLOAT32_ERROR * solver_floor(m, "float32") * lambda_max
+    tolerance = zero_tolerance(matrices, lambda_max, spec.info.value_dtype, "float64", options.thresholds)
+    return bool(np.any(np.abs(evals.astype(np.float64) - tolerance) <= error))
 
 
 def _cached(cache: SpectrumCache | None, key: str | None, size: int) -> dict[str, np.ndarray] | None:
@@ -76,7 +75,7 @@ def layer_esd(
         return stored["evals"], reported
     first = "float32" if options.eig_dtype == "auto" else options.eig_dtype
     evals = esd(matrices, SpectrumOptions(first, plan.device))
-    if options.eig_dtype == "auto" and evals.size and evals[-1] > 0 and _float32_unsettled(evals, spec, m, options):
+    if options.eig_dtype == "auto" and evals.size and evals[-1] > 0 and _float32_unsettled(evals, spec, matrices, options):
         evals = esd(matrices, reported)
     if cache is not None and key is not None and np.all(np.isfinite(evals)):
         cache.store(key, {"evals": evals})

@@ -154,7 +154,7 @@ def analyze_matrices(
     evals, spectrum = layer_esd(spec, matrices, options, run)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
-    norms = norm_metrics(evals)
+    norms = norm_metrics(evals, max(matrices[0].shape))
     fit = fit_power_law(evals, min_tail=options.min_tail)
     randomized = layer_randomized(spec, matrices, options, spectrum, run) if options.randomize else None
     diagnostics = diagnose(
@@ -191,6 +191,7 @@ def analyze_matrices(
             sigma=fit.sigma,
             num_tail=fit.num_tail,
             alpha_weighted=fit.alpha * norms.log_spectral_norm,
+            alpha_weighted_per_n=fit.alpha * norms.log_spectral_norm_per_n,
         )
     return LayerAnalysis(spec, result, evals, randomized.evals if randomized is not None else None)
 
@@ -223,7 +224,7 @@ def analyze_update(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> LayerAnalys
         return LayerAnalysis(spec, result, evals)
     result = LayerResult(
         spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype,
-        reason=f"low-rank update (r = {module.rank}): no power-law fit", **base, **dataclasses.asdict(norm_metrics(evals)),  # type: ignore[arg-type]
+        reason=f"low-rank update (r = {module.rank}): no power-law fit", **base, **dataclasses.asdict(norm_metrics(evals, n)),  # type: ignore[arg-type]
     )
     return LayerAnalysis(spec, result, evals)
 

@@ -31,7 +31,7 @@ from weightscope.stats.embedding import RowCloud
 from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
 
-SCHEMA = "weightscope.report/1"
+SCHEMA = "weightscope.report/2"
 #: `Report.to_pandas` columns renamed to WeightWatcher's name of the same quantity.
 WEIGHTWATCHER_COLUMNS = {"name": "longname", "num_tail": "num_pl_spikes"}
 
@@ -62,11 +62,14 @@ class LayerResult:
     D: float | None = None
     sigma: float | None = None
     num_tail: int | None = None
-    # norms of the ESD
+    # norms (WeightWatcher's definitions, σ² of W; the _per_n ones are σ²/N: stats.norms)
     lambda_max: float | None = None
     log_norm: float | None = None
     log_spectral_norm: float | None = None
     alpha_weighted: float | None = None
+    log_norm_per_n: float | None = None
+    log_spectral_norm_per_n: float | None = None
+    alpha_weighted_per_n: float | None = None
     stable_rank: float | None = None
     entropy: float | None = None
     # diagnostics (None where not computed)
@@ -222,6 +225,9 @@ class Report:
         NaN alpha, ``layers: [1]``, two layers of one name) raise `WeightscopeError`
         naming the field, rather than failing later in compare, gate or trend.
         """
+        if isinstance(data, dict) and data.get("schema") == "weightscope.report/1":
+            raise WeightscopeError("this report was written by an older weightscope (schema report/1, whose "
+                                   "lambda_max/log_norm were σ²/N); analyse the checkpoint again")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")

@@ -1,11 +1,21 @@
-"""`weightscope gate PATH`: exit 0 pass, 1 a rule violated, 2 bad input or config."""
+"""`weightscope gate PATH`: exit 0 pass, 1 a rule violated, 2 bad input or config.
+
+The rule flags are generated from `GateRules`' fields (name, type, help in the field's
+metadata), so a rule is declared once and the config key, the flag and its help cannot
+drift apart.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
+import typing
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -20,8 +30,9 @@ from weightscope.cli.common import (
     user_errors,
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.commands.gate import RULE_HINTS, GateRules, load_settings
 from weightscope.commands.gate import gate as run_gate
-from weightscope.commands.gate import load_settings
+from weightscope.errors import one_line
 from weightscope.render.gate_views import to_github, to_junit, to_text, verdict_line
 
 
@@ -42,12 +53,41 @@ _RENDERERS = {
 }
 
 
-def _limit(flag: str, help: str) -> object:
-    return typer.Option(flag, help=help + " Overrides the config file.", rich_help_panel="Rules")
+def _rule_parameter(rule: dataclasses.Field[Any]) -> inspect.Parameter:
+    """One flag for one rule: ``--min-alpha``, or ``--fail-on-traps/--allow-traps`` for a switch."""
+    args = typing.get_args(RULE_HINTS[rule.name])
+    base = next((a for a in args if a is not type(None)), RULE_HINTS[rule.name])
+    default = "off" if rule.default is None else str(rule.default).lower()
+    flag = rule.metadata.get("flag") or "--" + rule.name.replace("_", "-")
+    help = f"{rule.metadata['help']} (default: {default}; overrides the config file)"
+    option = typer.Option(flag, help=help, rich_help_panel="Rules", show_default=False)
+    return inspect.Parameter(rule.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[base], option])
+
+
+def _with_rule_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Append one flag per `GateRules` field to ``command``; it receives them as ``rules``
+    (kebab-case key → value or None when not given)."""
+    signature = inspect.signature(command, eval_str=True)
+    names = [rule.name for rule in dataclasses.fields(GateRules)]
+    own = [p for p in signature.parameters.values() if p.name != "rules"]
+    parameters = sorted(own + [_rule_parameter(rule) for rule in dataclasses.fields(GateRules)],
+                        key=lambda p: p.name == "debug")
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        rules = {name.replace("_", "-"): kwargs.pop(name) for name in names}
+        command(**kwargs, rules=rules)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__
+    return wrapper
 
 
 @app.command()
 @analysis_options(randomize=True, measures=False)  # the rules and pictures read no model-level measure
+@_with_rule_options
 def gate(
     path: Annotated[
         Path,
@@ -55,40 +95,17 @@ def gate(
     ],
     *,
     analysis: AnalysisArgs,
+    rules: dict[str, Any],
     baseline: Annotated[
         Optional[Path], typer.Option("--baseline", readable=False, help="Report (or checkpoint) to measure |Δalpha| against.")
     ] = None,
     strip_prefix: Annotated[
         Optional[list[str]], typer.Option("--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline.")
     ] = None,
-    min_alpha: Annotated[Optional[float], _limit("--min-alpha", "Lower end of the healthy alpha range (default 2).")] = None,
-    max_alpha: Annotated[Optional[float], _limit("--max-alpha", "Upper end of the healthy alpha range (default 6).")] = None,
-    random_alpha: Annotated[
-        Optional[float], _limit("--random-alpha", "Alpha above this is a random-like layer, never tolerated (default 8; inf: off).")
-    ] = None,
-    max_out_of_range_share: Annotated[
-        Optional[float], _limit("--max-out-of-range-share", "Share of layers allowed outside the alpha range (default 0.1).")
-    ] = None,
-    max_out_of_range_count: Annotated[
-        Optional[int], _limit("--max-out-of-range-count", "Number of layers allowed outside the alpha range (default: no count limit).")
-    ] = None,
-    no_traps: Annotated[
-        Optional[bool], _limit("--no-traps/--allow-traps", "Fail layers with correlation traps (default: fail).")
-    ] = None,
-    no_rank_collapse: Annotated[
-        Optional[bool], _limit("--no-rank-collapse/--allow-rank-collapse", "Fail layers whose rank collapsed (default: fail).")
-    ] = None,
-    min_trusted_share: Annotated[
-        Optional[float], _limit("--min-trusted-share", "Least share of layers whose power-law fit is trusted (default 0.5; 0: off).")
-    ] = None,
-    max_failed: Annotated[
-        Optional[int], _limit("--max-failed", "Layers allowed to fail analysis, e.g. NaN weights (default 0).")
-    ] = None,
-    max_delta_alpha: Annotated[
-        Optional[float], _limit("--max-delta-alpha", "Largest |Δalpha| of a layer against --baseline.")
-    ] = None,
-    max_delta_median: Annotated[
-        Optional[float], _limit("--max-delta-median", "Largest |Δ median alpha| against --baseline.")
+    ignore: Annotated[
+        Optional[list[str]],
+        typer.Option("--ignore", metavar="REGEX", help="Layers the rules skip (repeatable; adds to the config's exclude). "
+                     "Unlike --exclude, the layer is still analysed and reported."),
     ] = None,
     format: Annotated[
         Optional[GateFormat],
@@ -103,30 +120,22 @@ def gate(
 ) -> None:
     """Fail (exit 1) when a checkpoint breaks the health rules; exit 2 on bad input or config.
 
-    Rules come from [tool.weightscope.gate] in ./pyproject.toml (or --config), and flags
-    override them. Every violation is one line: rule, layer, value, limit.
+    Rules come from \\[tool.weightscope.gate] in ./pyproject.toml (or --config), and flags
+    override them. Every violation is one line: rule, layer, value, limit. A rule that
+    could not be checked fails under --strict (the default).
 
     Examples:
 
       weightscope gate model.safetensors --format github
 
-      weightscope analyze model/ -o report.json && weightscope gate report.json --baseline base.json --max-delta-alpha 1
+      weightscope analyze model/ --randomize -o report.json && weightscope gate report.json --baseline base.json --max-delta-alpha 1
     """
     with user_errors(debug):
         overrides = {
-            "min-alpha": min_alpha,
-            "max-alpha": max_alpha,
-            "random-alpha": random_alpha,
-            "max-out-of-range-share": max_out_of_range_share,
-            "max-out-of-range-count": max_out_of_range_count,
-            "no-traps": no_traps,
-            "no-rank-collapse": no_rank_collapse,
-            "min-trusted-share": min_trusted_share,
-            "max-failed": max_failed,
-            "max-delta-alpha": max_delta_alpha,
-            "max-delta-median": max_delta_median,
+            **rules,
             "baseline": str(baseline) if baseline is not None else None,
             "strip-prefix": list(strip_prefix or ()),
+            "exclude": list(ignore or ()),
         }
         check_paths([output], [path, baseline, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
@@ -134,6 +143,6 @@ def gate(
         result = run_gate(path, settings, **analysis.kwargs())
         emit(_RENDERERS[chosen](result), output)
         if output is not None:
-            say(verdict_line(result))
+            say(one_line(verdict_line(result)))
     if not result.passed:
         raise typer.Exit(1)

@@ -1,11 +1,28 @@
 """A CI gate on a checkpoint's health: `weightscope gate PATH`.
 
-Rules come from `[tool.weightscope.gate]` in pyproject.toml (of the current directory, or
-a ``--config`` file) and from command-line flags, which override the file. Every rule is
-checked per layer (or once for the model) and each check is one `Check`: pass, warn
-(out of range but within the allowed share), fail, or skip (the report lacks what the rule
-needs, e.g. no diagnostics). The gate fails when any check fails; the CLI maps that to
-exit code 1, and bad input or config to 2.
+Rules come from ``[tool.weightscope.gate]`` in pyproject.toml (of the current directory,
+or a ``--config`` file; read by `weightscope.config.read_tool_section`, the one config
+reader) and from command-line flags generated from the rules' fields (`GateRules`),
+which override the file. Every rule is checked per layer (or once for the model) and each
+check is one `Check`: pass, warn (out of range but within the allowed share), fail, or
+skip (the report lacks what the rule needs, e.g. traps without ``--randomize``). A
+skipped rule fails the gate under ``strict`` (the default), so a gate never passes on
+checks it did not make; zero layers left to judge always fails. The CLI maps a failure
+to exit code 1, and bad input or config to 2.
+
+What the rules judge, and why (measured on all-MiniLM-L6-v2, a well-trained public
+model the default gate must pass, and on broken copies of it it must fail):
+- alpha bands read trusted fits only: an untrusted fit's alpha is not a measurement.
+- traps fail by impact (the layer's verdict is correlation-trap: alpha moves or leaves
+  the band without the trap entries), not by existence; BERT's outlier dimension is a
+  real trap that moves nothing.
+- random-like layers, collapsed ranks and failed analyses fail.
+- `max_alpha_deviation`: a layer whose alpha lies more than that many robust sigmas
+  (1.4826·MAD) from the median alpha of the model's layers of the same kind: an
+  outlier against the model itself, which catches one broken layer even when the whole
+  band is shifted.
+- ``exclude``: layers (regexes) the rules skip, e.g. the pooler sentence-transformers
+  never train.
 
 The gate reads a `Report`, so `analyze -o report.json` once and `gate report.json` costs
 no recompute.
@@ -13,22 +30,27 @@ no recompute.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
 import typing
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from weightscope.commands.compare import compare_reports
 from weightscope.commands.sources import report_for
+from weightscope.config import coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 
-SCHEMA = "weightscope.gate/1"
+SCHEMA = "weightscope.gate/2"
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 
@@ -37,34 +59,43 @@ MODEL = "(model)"
 
 _NEEDS_BASELINE = "max-delta-alpha / max-delta-median need a baseline report (--baseline)"
 
+# Robust standard deviation of a Gaussian from its median absolute deviation.
+_MAD_TO_SIGMA = 1.4826
+
+
+def _rule(help: str, flag: str | None = None) -> dict[str, str]:
+    """A rule field's metadata: its --help text and, for a switch, its flag pair (the
+    CLI generates one flag per rule from these, `weightscope.cli.gate`)."""
+    return {"help": help, **({"flag": flag} if flag else {})}
+
 
 @dataclass(frozen=True)
 class GateRules:
-    """The limits a checkpoint must meet. Config keys are the field names in kebab case.
+    """The limits a checkpoint must meet. Config keys are the field names in kebab case;
+    each field is also a command-line flag (``metadata`` holds its help)."""
 
-    - ``min_alpha``/``max_alpha``: the healthy alpha range (HTSR: 2–6). A few layers out
-      of range are normal; up to ``max_out_of_range_share`` of the layers (and, when set,
-      ``max_out_of_range_count``) are tolerated (warnings), beyond that each is a failure.
-    - ``random_alpha``: alpha above this is a random-like layer, a failure never
-      tolerated (None: off).
-    - ``no_traps``/``no_rank_collapse``: a correlation trap / rank collapse fails the layer.
-    - ``min_trusted_share``: the share of layers whose fit is trusted (0: off).
-    - ``max_failed``: layers that could not be analysed at all (NaN weights, …).
-    - ``max_delta_alpha``/``max_delta_median``: with a baseline report, the largest
-      |Δalpha| of a layer and of the median alpha (None: off).
-    """
-
-    min_alpha: float = 2.0
-    max_alpha: float = 6.0
-    random_alpha: float | None = 8.0
-    max_out_of_range_share: float = 0.1
-    max_out_of_range_count: int | None = None
-    no_traps: bool = True
-    no_rank_collapse: bool = True
-    min_trusted_share: float = 0.5
-    max_failed: int = 0
-    max_delta_alpha: float | None = None
-    max_delta_median: float | None = None
+    min_alpha: float = field(default=2.0, metadata=_rule("Lower end of the healthy alpha band, for trusted fits."))
+    max_alpha: float = field(default=6.0, metadata=_rule("Upper end of the healthy alpha band, for trusted fits."))
+    max_out_of_range_share: float = field(default=0.1, metadata=_rule(
+        "Largest share of trusted fits allowed outside the band (warnings); beyond it each one fails."))
+    max_out_of_range_count: int | None = field(default=None, metadata=_rule(
+        "Largest number of trusted fits allowed outside the band (unset: no count limit)."))
+    max_alpha_deviation: float | None = field(default=6.0, metadata=_rule(
+        "Fail a layer whose alpha lies more robust sigmas (MAD) than this from the median alpha of its kind (inf: off)."))
+    fail_on_traps: bool = field(default=True, metadata=_rule(
+        "Fail layers whose correlation trap changes alpha's reading (verdict correlation-trap).",
+        "--fail-on-traps/--allow-traps"))
+    fail_on_rank_collapse: bool = field(default=True, metadata=_rule(
+        "Fail layers whose rank collapsed.", "--fail-on-rank-collapse/--allow-rank-collapse"))
+    fail_on_random_like: bool = field(default=True, metadata=_rule(
+        "Fail layers whose spectrum is random-like (nothing learned).", "--fail-on-random-like/--allow-random-like"))
+    min_trusted_share: float = field(default=0.3, metadata=_rule(
+        "Least share of layers whose power-law fit is trusted (0: off)."))
+    max_failed: int = field(default=0, metadata=_rule("Layers allowed to fail analysis, e.g. NaN weights."))
+    max_delta_alpha: float | None = field(default=None, metadata=_rule("Largest |Δalpha| of a layer against --baseline."))
+    max_delta_median: float | None = field(default=None, metadata=_rule("Largest |Δ median alpha| against --baseline."))
+    strict: bool = field(default=True, metadata=_rule(
+        "Fail when a rule could not be checked (its input is missing from the report).", "--strict/--no-strict"))
 
     def __post_init__(self) -> None:
         if not self.min_alpha < self.max_alpha:
@@ -72,7 +103,7 @@ class GateRules:
         for name in ("max_out_of_range_share", "min_trusted_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise WeightscopeError(f"{_key(name)} is a share and must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("max_out_of_range_count", "max_failed", "max_delta_alpha", "max_delta_median"):
+        for name in ("max_out_of_range_count", "max_failed", "max_delta_alpha", "max_delta_median", "max_alpha_deviation"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise WeightscopeError(f"{_key(name)} must be ≥ 0, got {value}")
@@ -84,18 +115,25 @@ class GateRules:
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Rules plus the inputs they need: where they came from, baseline, name prefixes."""
+    """Rules plus the inputs they need: where they came from, baseline, name prefixes, and
+    the layers (regexes) the rules skip."""
 
     rules: GateRules
     baseline: str | None = None
     strip_prefix: tuple[str, ...] = ()
     config: str | None = None
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.baseline is not None and not self.rules.needs_baseline:
             raise WeightscopeError("a baseline was given but no baseline rule: set max-delta-alpha or max-delta-median")
         if self.rules.needs_baseline and self.baseline is None:
             raise WeightscopeError(_NEEDS_BASELINE)
+        for pattern in self.exclude:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise WeightscopeError(f"gate exclude {pattern!r} is not a valid regex: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -117,6 +155,7 @@ class GateResult:
     config: str | None
     rules: GateRules
     checks: list[Check]
+    excluded: list[str] = field(default_factory=list)
     schema: str = SCHEMA
 
     @property
@@ -138,51 +177,12 @@ class GateResult:
 
 # --- configuration ---------------------------------------------------------------------
 
-_RULE_HINTS = typing.get_type_hints(GateRules)
-_SETTING_KEYS = ("baseline", "strip-prefix")
+RULE_HINTS: dict[str, Any] = typing.get_type_hints(GateRules)
+_SETTING_KEYS = ("baseline", "strip-prefix", "exclude")
 
 
 def _key(field_name: str) -> str:
     return field_name.replace("_", "-")
-
-
-def _coerce(key: str, hint: Any, value: Any, where: str) -> Any:
-    """A config or flag value checked against the rule's type; inf turns an optional limit off."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    base = next(a for a in args if a is not type(None)) if optional else hint
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        raise WeightscopeError(f"{where}: {key} must be true or false, got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise WeightscopeError(f"{where}: {key} must be a number, got {value!r}")
-    if math.isinf(value):
-        if optional and value > 0:
-            return None
-        raise WeightscopeError(f"{where}: {key} cannot be {value} (inf only turns an optional limit off)")
-    if base is int:
-        if not float(value).is_integer():
-            raise WeightscopeError(f"{where}: {key} must be a whole number, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise WeightscopeError("reading gate config needs Python ≥ 3.11 or the 'tomli' package") from None
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as exc:
-        raise WeightscopeError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise WeightscopeError(f"{path} is not valid TOML: {exc}") from None
 
 
 def find_config_table(config: Path | None, cwd: Path) -> tuple[dict[str, Any], Path | None]:
@@ -190,9 +190,7 @@ def find_config_table(config: Path | None, cwd: Path) -> tuple[dict[str, Any], P
     path = config if config is not None else cwd / "pyproject.toml"
     if config is None and not path.is_file():
         return {}, None
-    table: Any = _load_toml(path)
-    for part in ("tool", "weightscope", "gate"):
-        table = table.get(part) if isinstance(table, dict) else None
+    table = read_tool_section(path).get("gate")
     if table is None:
         if config is not None:
             raise WeightscopeError(f"{path} has no [tool.weightscope.gate] table")
@@ -202,39 +200,46 @@ def find_config_table(config: Path | None, cwd: Path) -> tuple[dict[str, Any], P
     return table, path
 
 
+def _strings(value: Any, key: str, where: str) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise WeightscopeError(f"{where}: {key} must be a list of strings, got {value!r}")
+    return list(value)
+
+
 def settings_from(
     table: Mapping[str, Any], overrides: Mapping[str, Any], *, config: Path | None = None
 ) -> GateSettings:
     """Merge a config table and command-line overrides (kebab-case keys; flags win).
 
-    A baseline path in the config file is relative to the file's directory.
+    A baseline path in the config file is relative to the file's directory. ``exclude``
+    from the file and from the command line add up.
     """
     where = f"{config} [tool.weightscope.gate]" if config is not None else "gate rules"
-    known = {_key(name) for name in _RULE_HINTS} | set(_SETTING_KEYS)
-    unknown = sorted(_key(k) for k in table if _key(k) not in known)
+    known = {_key(name) for name in RULE_HINTS} | set(_SETTING_KEYS)
+    unknown = sorted(_key(str(k)) for k in table if _key(str(k)) not in known)
     if unknown:
         raise WeightscopeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    merged = {_key(k): v for k, v in table.items()}
+    merged = {_key(str(k)): v for k, v in table.items()}
     baseline = merged.pop("baseline", None)
     if baseline is not None:
         if not isinstance(baseline, str):
             raise WeightscopeError(f"{where}: baseline must be a path string, got {baseline!r}")
         baseline = str(config.parent / baseline) if config is not None else baseline
-    prefixes = merged.pop("strip-prefix", [])
-    if isinstance(prefixes, str) or not all(isinstance(p, str) for p in prefixes):
-        raise WeightscopeError(f"{where}: strip-prefix must be a list of strings, got {prefixes!r}")
+    prefixes = _strings(merged.pop("strip-prefix", []), "strip-prefix", where)
+    exclude = _strings(merged.pop("exclude", []), "exclude", where)
     rules = {}
-    for name, hint in _RULE_HINTS.items():
+    for name, hint in RULE_HINTS.items():
         key = _key(name)
         if key in overrides and overrides[key] is not None:
-            rules[name] = _coerce(key, hint, overrides[key], "command line")
+            rules[name] = coerce(key, hint, overrides[key], "the command line")
         elif key in merged:
-            rules[name] = _coerce(key, hint, merged[key], where)
+            rules[name] = coerce(key, hint, merged[key], where)
     return GateSettings(
         rules=GateRules(**rules),
         baseline=overrides.get("baseline") or baseline,
         strip_prefix=tuple(overrides.get("strip-prefix") or prefixes),
         config=str(config) if config is not None else None,
+        exclude=tuple(exclude) + tuple(overrides.get("exclude") or ()),
     )
 
 
@@ -265,69 +270,98 @@ def _per_layer(
     return checks
 
 
-def _alpha_checks(report: Report, rules: GateRules) -> list[Check]:
-    fitted = [layer for layer in report.layers if layer.alpha is not None]
-    outside = [layer for layer in fitted if not rules.min_alpha <= (layer.alpha or 0.0) <= rules.max_alpha]
-    share = len(outside) / len(fitted) if fitted else 0.0
-    allowed = math.floor(rules.max_out_of_range_share * len(fitted) + 1e-9)
+def _trusted(layer: LayerResult) -> bool:
+    """A fitted layer whose fit was judged trustworthy (or not judged at all: an old or
+    hand-made report without fit_trust is read as before)."""
+    return layer.alpha is not None and (layer.fit_trust is None or layer.fit_trust.trusted)
+
+
+def _alpha_checks(layers: list[LayerResult], rules: GateRules) -> list[Check]:
+    judged = [layer for layer in layers if _trusted(layer)]
+    outside = [layer for layer in judged if not rules.min_alpha <= (layer.alpha or 0.0) <= rules.max_alpha]
+    allowed = math.floor(rules.max_out_of_range_share * len(judged) + 1e-9)
     if rules.max_out_of_range_count is not None:
         allowed = min(allowed, rules.max_out_of_range_count)
     too_many = len(outside) > allowed
     band = f"[{_g(rules.min_alpha)}, {_g(rules.max_alpha)}]"
+    tally = f"{len(outside)} of {len(judged)} trusted fits are outside the band, at most {allowed} may be"
 
     def in_range(layer: LayerResult) -> tuple[str, float | None, str]:
         alpha = layer.alpha
         assert alpha is not None
         if rules.min_alpha <= alpha <= rules.max_alpha:
             return PASS, alpha, f"alpha {_g(alpha)} is within {band}"
-        status = FAIL if too_many else WARN
-        return status, alpha, f"alpha {_g(alpha)} is outside {band} ({len(outside)} of {len(fitted)} layers, {allowed} allowed)"
+        if too_many:
+            return FAIL, alpha, f"alpha {_g(alpha)} is outside {band}, and too many are: {tally}"
+        return WARN, alpha, f"alpha {_g(alpha)} is outside {band}; tolerated: {tally}"
 
-    checks = _per_layer("alpha-range", fitted, in_range, band)
-    limit = f"≤ {allowed} layers (share ≤ {_g(rules.max_out_of_range_share)}" + (
-        f", count ≤ {rules.max_out_of_range_count})" if rules.max_out_of_range_count is not None else ")"
+    checks = _per_layer("alpha-range", judged, in_range, band)
+    share = len(outside) / len(judged) if judged else 0.0
+    limit = f"at most {allowed} layer(s) outside {band} (share {_g(rules.max_out_of_range_share)}" + (
+        f", count {rules.max_out_of_range_count})" if rules.max_out_of_range_count is not None else ")"
     )
-    checks.append(
-        Check(
-            "out-of-range",
-            MODEL,
-            FAIL if too_many else PASS,
-            share,
-            limit,
-            f"{len(outside)} of {len(fitted)} layers ({share:.0%}) have alpha outside {band}; {allowed} allowed",
-        )
-    )
-    if rules.random_alpha is not None:
-        ceiling = rules.random_alpha
-
-        def not_random(layer: LayerResult) -> tuple[str, float | None, str]:
-            alpha = layer.alpha or 0.0
-            if alpha > ceiling:
-                return FAIL, alpha, f"alpha {_g(alpha)} > {_g(ceiling)}: the layer looks random (untrained)"
-            return PASS, alpha, f"alpha {_g(alpha)} ≤ {_g(ceiling)}"
-
-        checks += _per_layer("alpha-random", fitted, not_random, f"≤ {_g(ceiling)}")
+    verdict = "too many" if too_many else "within the allowance"
+    checks.append(Check("out-of-range", MODEL, FAIL if too_many else PASS, share, limit,
+                        f"{tally} ({share:.0%}): {verdict}"))
     return checks
 
 
-def _trap_check(layer: LayerResult) -> tuple[str, float | None, str]:
-    if layer.traps is None:
-        return SKIP, None, "correlation traps were not computed for this layer"
-    if layer.traps.count > 0:
-        return FAIL, float(layer.traps.count), f"{layer.traps.count} correlation trap(s): a few large entries dominate the spectrum"
-    return PASS, 0.0, "no correlation trap"
+def _deviation_checks(layers: list[LayerResult], limit_sigmas: float) -> list[Check]:
+    """Robust outliers against the model's own layers of the same kind.
+
+    The reference is every fitted layer of the kind (median, 1.4826·MAD), so one broken
+    layer cannot hide by pulling the reference; only trusted fits are judged (an
+    untrusted alpha is not a measurement: on all-MiniLM-L6-v2 the untrusted fits of
+    block 5's query and key lie 8.7 and 13.4 robust sigmas out). Kinds with fewer than
+    4 fitted layers have no reference and are not judged. A MAD below 0.05 is raised to 0.05: near-equal
+    alphas would otherwise make any small difference a huge deviation.
+    """
+    by_kind: dict[str, list[LayerResult]] = defaultdict(list)
+    for layer in layers:
+        if layer.alpha is not None:
+            by_kind[layer.kind].append(layer)
+    checks = []
+    limit = f"within {_g(limit_sigmas)} robust sigmas of the kind's median alpha"
+    for kind, members in by_kind.items():
+        if len(members) < _MIN_KIND_LAYERS:
+            continue
+        alphas = np.array([layer.alpha for layer in members], dtype=float)
+        median = float(np.median(alphas))
+        sigma = _MAD_TO_SIGMA * max(float(np.median(np.abs(alphas - median))), _MIN_MAD)
+        for layer, alpha in zip(members, alphas):
+            if not _trusted(layer):
+                continue
+            deviation = abs(alpha - median) / sigma
+            status = FAIL if deviation > limit_sigmas else PASS
+            message = (f"alpha {_g(alpha)} is {deviation:.1f} robust sigmas from the median {_g(median)} "
+                       f"of the {len(members)} '{kind}' layers")
+            checks.append(Check("alpha-outlier", layer.name, status, float(deviation), limit, message))
+    return checks
 
 
-def _rank_check(layer: LayerResult) -> tuple[str, float | None, str]:
-    if layer.rank is None:
-        return SKIP, None, "rank was not computed for this layer"
-    if layer.rank.collapsed:
-        return FAIL, layer.rank.rank_loss, f"rank collapsed: {layer.rank.rank_loss:.1%} of eigenvalues at numerical zero"
-    return PASS, layer.rank.rank_loss, f"numerical rank {layer.rank.numerical_rank}"
+_MIN_KIND_LAYERS = 4
+_MIN_MAD = 0.05
 
 
-def _trust_check(report: Report, minimum: float) -> Check:
-    judged = [layer for layer in report.layers if layer.ok and layer.fit_trust is not None]
+def _flag_check(rule: str, flag: str, what: str, needs: Callable[[LayerResult], object]) -> Callable[[LayerResult], tuple[str, float | None, str]]:
+    """A per-layer check that fails where the layer carries ``flag``; skipped where the
+    input the flag needs (``needs``) was not computed."""
+
+    def judge(layer: LayerResult) -> tuple[str, float | None, str]:
+        if not layer.ok:
+            return PASS, None, "not analysed (see failed-layer)"
+        if needs(layer) is None:
+            return SKIP, None, f"{rule} was not computed for this layer"
+        if flag in layer.flags:
+            reason = next((r for f, r in zip(layer.flags, layer.reasons[-len(layer.flags):]) if f == flag), what)
+            return FAIL, 1.0, reason
+        return PASS, 0.0, f"no {rule}"
+
+    return judge
+
+
+def _trust_check(layers: list[LayerResult], minimum: float) -> Check:
+    judged = [layer for layer in layers if layer.ok and layer.fit_trust is not None]
     limit = f"≥ {_g(minimum)}"
     if not judged:
         return Check("trusted-fits", MODEL, SKIP, None, limit, "fit trust was not computed")
@@ -336,8 +370,8 @@ def _trust_check(report: Report, minimum: float) -> Check:
     return Check("trusted-fits", MODEL, status, share, limit, f"{share:.0%} of {len(judged)} fits are trusted")
 
 
-def _failed_checks(report: Report, max_failed: int) -> list[Check]:
-    failed = sum(not layer.ok for layer in report.layers)
+def _failed_checks(layers: list[LayerResult], max_failed: int) -> list[Check]:
+    failed = sum(not layer.ok for layer in layers)
 
     def analysed(layer: LayerResult) -> tuple[str, float | None, str]:
         if layer.ok:
@@ -345,7 +379,7 @@ def _failed_checks(report: Report, max_failed: int) -> list[Check]:
         status = FAIL if failed > max_failed else WARN
         return status, None, f"analysis failed: {layer.reason} ({failed} failed, {max_failed} allowed)"
 
-    return _per_layer("failed-layer", report.layers, analysed, f"≤ {max_failed} failed layers")
+    return _per_layer("failed-layer", layers, analysed, f"≤ {max_failed} failed layers")
 
 
 def _baseline_checks(report: Report, baseline: Report, rules: GateRules, strip_prefix: Iterable[str]) -> list[Check]:
@@ -374,22 +408,56 @@ def _baseline_checks(report: Report, baseline: Report, rules: GateRules, strip_p
     return checks
 
 
+def excluded_layers(report: Report, patterns: Iterable[str]) -> list[str]:
+    """Names of the report's layers that match any of the gate's exclude regexes."""
+    compiled = [re.compile(pattern) for pattern in patterns]
+    return [layer.name for layer in report.layers if any(p.search(layer.name) for p in compiled)]
+
+
 def evaluate(
-    report: Report, rules: GateRules, *, baseline: Report | None = None, strip_prefix: Iterable[str] = ()
+    report: Report,
+    rules: GateRules,
+    *,
+    baseline: Report | None = None,
+    strip_prefix: Iterable[str] = (),
+    exclude: Iterable[str] = (),
 ) -> list[Check]:
-    """Every check of ``rules`` on ``report``, in rule order."""
+    """Every check of ``rules`` on ``report`` (less the ``exclude``d layers), in rule order.
+
+    Under ``rules.strict`` a skipped check (its input missing) becomes a failure that
+    says so; with no layer left to judge the gate fails whatever ``strict`` says.
+    """
     if rules.needs_baseline and baseline is None:
         raise WeightscopeError(_NEEDS_BASELINE)
-    checks = _alpha_checks(report, rules)
-    if rules.no_traps:
-        checks += _per_layer("correlation-trap", report.layers, _trap_check, "0 traps")
-    if rules.no_rank_collapse:
-        checks += _per_layer("rank-collapse", report.layers, _rank_check, "not collapsed")
+    skipped = set(excluded_layers(report, exclude))
+    layers = [layer for layer in report.layers if layer.name not in skipped]
+    checks = [Check("layers", MODEL, PASS if layers else FAIL, float(len(layers)), "≥ 1 layer",
+                    f"{len(layers)} layer(s) to judge" + (f" ({len(skipped)} excluded by the gate config)" if skipped else "")
+                    if layers else "no layer to judge: the selection or the exclude patterns match nothing, so nothing was checked")]
+    if not layers:
+        return checks
+    checks += _alpha_checks(layers, rules)
+    if rules.max_alpha_deviation is not None:
+        checks += _deviation_checks(layers, rules.max_alpha_deviation)
+    if rules.fail_on_random_like:
+        checks += _per_layer("random-like", layers, _flag_check("random-like", "random-like", "random-like spectrum",
+                                                                lambda layer: layer.mp), "not random-like")
+    if rules.fail_on_traps:
+        checks += _per_layer("correlation-trap", layers, _flag_check("correlation-trap", "correlation-trap",
+                                                                     "a correlation trap that moves alpha",
+                                                                     lambda layer: layer.traps), "no trap that moves alpha")
+    if rules.fail_on_rank_collapse:
+        checks += _per_layer("rank-collapse", layers, _flag_check("rank-collapse", "rank-collapsed", "rank collapsed",
+                                                                  lambda layer: layer.rank), "not collapsed")
     if rules.min_trusted_share > 0:
-        checks.append(_trust_check(report, rules.min_trusted_share))
-    checks += _failed_checks(report, rules.max_failed)
+        checks.append(_trust_check(layers, rules.min_trusted_share))
+    checks += _failed_checks(layers, rules.max_failed)
     if baseline is not None and rules.needs_baseline:
         checks += _baseline_checks(report, baseline, rules, strip_prefix)
+    if rules.strict:
+        checks = [dataclasses.replace(check, status=FAIL, message=f"{check.message}; --strict fails a rule that "
+                                      "could not be checked (analyse with --randomize, or pass --no-strict)")
+                  if check.status == SKIP else check for check in checks]
     return checks
 
 
@@ -398,5 +466,7 @@ def gate(path: str | os.PathLike[str], settings: GateSettings, **options: object
     opts = AnalysisOptions.from_kwargs(**options)
     baseline = report_for(settings.baseline, opts) if settings.baseline is not None else None
     report = report_for(path, opts)
-    checks = evaluate(report, settings.rules, baseline=baseline, strip_prefix=settings.strip_prefix)
-    return GateResult(str(path), settings.baseline, settings.config, settings.rules, checks)
+    checks = evaluate(report, settings.rules, baseline=baseline, strip_prefix=settings.strip_prefix,
+                      exclude=settings.exclude)
+    return GateResult(str(path), settings.baseline, settings.config, settings.rules, checks,
+                      excluded_layers(report, settings.exclude))

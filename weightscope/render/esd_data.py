@@ -164,7 +164,7 @@ def _loglog(result: LayerResult, evals: np.ndarray) -> LogLogPanel:
         x = np.geomspace(result.xmin, result.xmax, 64)
         share = result.num_tail / positive.size
         fit = Curve(x, share * (result.alpha - 1.0) / result.xmin * (x / result.xmin) ** (-result.alpha))
-    lambda_max = result.lambda_max if result.lambda_max is not None else float(evals[-1])
+    lambda_max = float(evals[-1])  # in the ESD's units (result.lambda_max is σmax², WeightWatcher's)
     return LogLogPanel(Histogram(edges, heights), fit, result.xmin if fit is not None else None, lambda_max,
                        int(evals.size - positive.size))
 

@@ -5,6 +5,8 @@ Every failed check is one line naming the layer, the rule, the value and the lim
 
 from __future__ import annotations
 
+import re
+
 from weightscope.commands.gate import FAIL, SKIP, WARN, Check, GateResult
 
 _SHOWN = (FAIL, WARN)
@@ -17,10 +19,15 @@ def check_line(check: Check) -> str:
 def verdict_line(result: GateResult) -> str:
     c = result.counts
     outcome = "passed" if result.passed else "FAILED"
-    return (
+    line = (
         f"weightscope gate {outcome} on {result.source}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
         f"{c['pass']} check(s) passed, {c[SKIP]} skipped"
     )
+    if c[SKIP]:
+        line += f" (NOT checked: {c[SKIP]} check(s) lacked their input; --strict would fail them)"
+    if result.excluded:
+        line += f"; {len(result.excluded)} layer(s) excluded by the gate config"
+    return line
 
 
 def to_text(result: GateResult) -> str:
@@ -29,11 +36,25 @@ def to_text(result: GateResult) -> str:
 
 
 def _escape_data(text: str) -> str:
+    """A workflow command's message: GitHub decodes %25, %0D and %0A, so a layer name with
+    a newline can never start a command of its own."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(text: str) -> str:
+    """A workflow command's property value: also ':' and ',' (they end the value)."""
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# Characters XML 1.0 does not allow at all (not even escaped): C0 controls but tab, LF,
+# CR; lone surrogates; U+FFFE and U+FFFF.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` with every character XML cannot carry written as a visible \\xNN (or
+    \\uNNNN) escape; ElementTree escapes the rest (<, &, quotes)."""
+    return _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
 
 
 def to_github(result: GateResult) -> str:
@@ -55,15 +76,15 @@ def to_junit(result: GateResult) -> str:
     c = result.counts
     totals = {"tests": str(len(result.checks)), "failures": str(c[FAIL]), "errors": "0", "skipped": str(c[SKIP])}
     suites = ET.Element("testsuites", name="weightscope gate", **totals)
-    suite = ET.SubElement(suites, "testsuite", name=f"weightscope gate: {result.source}", **totals)
+    suite = ET.SubElement(suites, "testsuite", name=_xml_text(f"weightscope gate: {result.source}"), **totals)
     for check in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"weightscope.{check.rule}", name=check.layer)
+        case = ET.SubElement(suite, "testcase", classname=f"weightscope.{check.rule}", name=_xml_text(check.layer))
         if check.status == FAIL:
-            failure = ET.SubElement(case, "failure", message=check.message, type=check.rule)
-            failure.text = check_line(check)
+            failure = ET.SubElement(case, "failure", message=_xml_text(check.message), type=check.rule)
+            failure.text = _xml_text(check_line(check))
         elif check.status == SKIP:
-            ET.SubElement(case, "skipped", message=check.message)
+            ET.SubElement(case, "skipped", message=_xml_text(check.message))
         elif check.status == WARN:
-            ET.SubElement(case, "system-out").text = f"warning: {check_line(check)}"
+            ET.SubElement(case, "system-out").text = _xml_text(f"warning: {check_line(check)}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -256,7 +256,7 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
 LAYER_COLUMNS = (
     Column("block", "blk", True), Column("layer", "layer"), Column("kind", "kind"), Column("shape", "shape"),
     Column("alpha", "alpha", True), Column("D", "D", True), Column("tail", "tail", True),
-    Column("lambda_max", "λmax", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "s.rank", True),
+    Column("lambda_max", "σmax²", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "s.rank", True),
     Column("verdict", "verdict"), Column("trust", "trusted"), Column("why", "why"),
 )
 

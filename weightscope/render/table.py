@@ -33,7 +33,7 @@ def _text(value: str, style: str = "") -> Text:
 #: and the 10 columns it took keep a 120-column row on one line (JSON/CSV/md/HTML have it).
 _COLUMNS = (
     ("blk", "right"), ("layer", "left"), ("shape", "right"), ("alpha", "right"), ("D", "right"),
-    ("tail", "right"), ("λmax", "right"), ("log‖W‖²", "right"), ("s.rank", "right"), ("verdict", "left"),
+    ("tail", "right"), ("σmax²", "right"), ("log‖W‖²", "right"), ("s.rank", "right"), ("verdict", "left"),
 )
 
 
