@@ -12,8 +12,10 @@ of the largest tensors, not by the checkpoint. How (device, workers, cache) is
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +24,9 @@ from weightscope._version import __version__
 from weightscope.checkpoint import open_checkpoint
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checks import diagnose
-from weightscope.errors import WeightscopeError
-from weightscope.execution.plan import Execution, Plan, plan, working_set
+from weightscope.errors import CheckpointError, WeightscopeError
+from weightscope.execution.cluster import GPU_SHARE, Need, cluster_device, cluster_gpus, connect, run_tasks
+from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
 from weightscope.execution.schedule import pipelined
 from weightscope.layer_spectra import layer_esd, layer_randomized
 from weightscope.layers import LayerSpec, Selection, layer_matrices, select_layers
@@ -163,7 +166,8 @@ def analyze_matrices(
 _LAYER_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError, np.linalg.LinAlgError)
 
 
-def _failure(spec: LayerSpec, exc: Exception) -> LayerAnalysis:
+def failure(spec: LayerSpec, exc: Exception) -> LayerAnalysis:
+    """The failed analysis of a layer that raised ``exc`` (or whose cluster task was lost)."""
     return LayerAnalysis(spec, _failed(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
 
@@ -172,7 +176,7 @@ def read_layer(reader: CheckpointReader, spec: LayerSpec) -> np.ndarray | LayerA
     try:
         return reader.read(spec.info)
     except _LAYER_ERRORS as exc:
-        return _failure(spec, exc)
+        return failure(spec, exc)
 
 
 def analyze_read(
@@ -184,7 +188,7 @@ def analyze_read(
     try:
         return analyze_matrices(spec, array, options, run)
     except _LAYER_ERRORS as exc:
-        return _failure(spec, exc)
+        return failure(spec, exc)
 
 
 def analyze_layer(reader: CheckpointReader, spec: LayerSpec, options: AnalysisOptions) -> LayerAnalysis:
@@ -229,6 +233,7 @@ def analyze(
     progress: ProgressHook | None = None,
     on_layer: LayerHook | None = None,
     execution: Execution = Execution(),
+    executor: str | None = None,
     **options: object,
 ) -> Report:
     """Analyse every weight matrix of a checkpoint and return the `Report`.
@@ -238,8 +243,12 @@ def analyze(
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
     inside the report. ``on_layer`` sees each `LayerAnalysis` (with its spectrum) as it
     streams past, for views that draw spectra. ``execution`` says how to run (device,
-    workers, spectrum cache; by default: auto, one worker per core, cache on).
+    workers, spectrum cache, executor; by default: auto, one worker per core, cache on,
+    local threads); ``executor="ray"`` is short for ``execution=Execution(executor="ray")``:
+    the layers run as tasks on a Ray cluster, with the same report.
     """
+    if executor is not None:
+        execution = dataclasses.replace(execution, executor=executor)
     return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress, on_layer, execution)
 
 
@@ -251,19 +260,127 @@ def analyze_with(
     execution: Execution = Execution(),
 ) -> Report:
     """`analyze` for callers that already hold an `AnalysisOptions`."""
-    with open_checkpoint(path) as reader:
-        selection = select(reader, options)
-        layers = []
-        for item in stream_layers(reader, selection, options, progress, execution):
-            if on_layer is not None:
-                on_layer(item)
-            layers.append(item.result)
-        return Report(
-            source=str(path),
-            format=reader.format,
-            weightscope_version=__version__,
-            options=dataclasses.asdict(options),
-            layers=layers,
-            skipped=selection.skipped,
-            summary=summarize(layers, selection.skipped),
+    return next(analyze_many([path], options, progress, on_layer, execution))
+
+
+def analyze_many(
+    paths: Sequence[str | os.PathLike[str]],
+    options: AnalysisOptions,
+    progress: ProgressHook | None = None,
+    on_layer: LayerHook | None = None,
+    execution: Execution = Execution(),
+) -> Iterator[Report]:
+    """The reports of several checkpoints, in the order given.
+
+    Locally the checkpoints stream one after another (each fills the cores by itself).
+    On Ray the layers of all of them form one pool of tasks submitted at once, so a run
+    of 100 checkpoints keeps every node busy instead of waiting at each checkpoint's
+    slowest layer; ``progress`` then counts the layers of all the checkpoints.
+    """
+    if execution.executor == "ray":
+        yield from _analyze_on_ray(paths, options, progress, on_layer, execution)
+        return
+    for path in paths:
+        with open_checkpoint(path) as reader:
+            selection = select(reader, options)
+            layers = []
+            for item in stream_layers(reader, selection, options, progress, execution):
+                if on_layer is not None:
+                    on_layer(item)
+                layers.append(item.result)
+            yield _report(path, reader.format, options, selection, layers)
+
+
+def _report(
+    path: str | os.PathLike[str], format: str, options: AnalysisOptions, selection: Selection, layers: list[LayerResult]
+) -> Report:
+    return Report(
+        source=str(path),
+        format=format,
+        weightscope_version=__version__,
+        options=dataclasses.asdict(options),
+        layers=layers,
+        skipped=selection.skipped,
+        summary=summarize(layers, selection.skipped),
+    )
+
+
+# --- on a Ray cluster --------------------------------------------------------------------
+
+
+def check_worker_version(version: str) -> None:
+    """Refuse to work for a driver of another weightscope version: the numbers of a
+    cluster run must be those of a local run on the driver."""
+    if version != __version__:
+        raise WeightscopeError(
+            f"the Ray worker runs weightscope {__version__}, the driver {version}: install one version everywhere"
         )
+
+
+def reopened(reader: CheckpointReader, spec: LayerSpec, path: str) -> LayerSpec:
+    """``spec`` (chosen by the driver from the headers) as this worker's reader sees it:
+    its own entry of the same name, so reads go to the file as this node mounts it.
+    An entry whose shape or dtype differ means the checkpoint changed in between."""
+    here = next((info for info in reader.tensors() if info.name == spec.name), None)
+    if here is None or (here.shape, here.dtype) != (spec.info.shape, spec.info.dtype):
+        raise CheckpointError(f"{path}: tensor {spec.name} changed or vanished since the driver read the headers")
+    return dataclasses.replace(spec, info=here)
+
+
+def analyze_task(
+    path: str, spec: LayerSpec, options: AnalysisOptions, device: str, execution: Execution, version: str
+) -> LayerAnalysis:
+    """One work unit, run by a Ray worker: open the checkpoint from the storage it shares
+    with the driver, read this one tensor, and analyse it exactly as `stream_layers` does
+    (`analyze_read`, one BLAS thread, the spectrum cache of this node or the shared one)."""
+    check_worker_version(version)
+    with open_checkpoint(path) as reader:
+        spec = reopened(reader, spec, path)
+        with blas_threads(1):
+            return analyze_read(spec, read_layer(reader, spec), options, task_plan(device, execution))
+
+
+def _analyze_on_ray(
+    paths: Sequence[str | os.PathLike[str]],
+    options: AnalysisOptions,
+    progress: ProgressHook | None,
+    on_layer: LayerHook | None,
+    execution: Execution,
+) -> Iterator[Report]:
+    ray = connect(execution.ray_address)
+    gpus = cluster_gpus(ray)
+    checkpoints = []
+    for path in paths:
+        with open_checkpoint(path) as reader:
+            selection = select(reader, options)
+        shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in selection.layers]
+        checkpoints.append((path, reader.format, selection, cluster_device(execution.device, shapes, gpus)))
+    specs = [spec for _, _, selection, _ in checkpoints for spec in selection.layers]
+    calls = [
+        (os.path.abspath(path), spec, options, device, execution, __version__)
+        for path, _, selection, device in checkpoints
+        for spec in selection.layers
+    ]
+    needs = [
+        Need(working_set(spec, options), GPU_SHARE if device == "cuda" else 0.0)
+        for _, _, selection, device in checkpoints
+        for spec in selection.layers
+    ]
+    if progress is not None:
+        progress(0, specs)
+    results = run_tasks(
+        ray,
+        analyze_task,
+        calls,
+        needs,
+        lost=lambda position, exc: failure(specs[position], exc),
+        progress=(lambda done: progress(done, specs)) if progress is not None else None,
+    )
+    with closing(results):
+        for path, format, selection, _ in checkpoints:
+            layers = []
+            for item in itertools.islice(results, len(selection.layers)):
+                if on_layer is not None:
+                    on_layer(item)
+                layers.append(item.result)
+            yield _report(path, format, options, selection, layers)

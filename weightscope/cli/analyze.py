@@ -9,7 +9,16 @@ import typer
 
 from weightscope.cli.app import app
 from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
-from weightscope.cli.options import AnalysisArgs, ExcludeOption, IncludeOption, MinEvalsOption, analysis_options
+from weightscope.cli.options import (
+    AnalysisArgs,
+    ExcludeOption,
+    Executor,
+    ExecutorOption,
+    IncludeOption,
+    MinEvalsOption,
+    RayAddressOption,
+    analysis_options,
+)
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
 from weightscope.execution.plan import Execution
@@ -60,6 +69,8 @@ def analyze(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")
     ] = False,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Fit the eigenvalue spectrum of every weight matrix and report alpha per layer.
@@ -74,7 +85,12 @@ def analyze(
         chosen = resolve_format(format, output)
         need_pictures(html)
         execution = Execution(
-            device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None
+            device=device,
+            workers=workers,
+            cache=not no_cache,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            executor=executor.value,
+            ray_address=ray_address,
         )
         with layer_progress() as hook:
             spectra: list[LayerAnalysis] = []

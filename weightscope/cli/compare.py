@@ -10,7 +10,8 @@ import typer
 
 from weightscope.cli.app import app
 from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
-from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.options import AnalysisArgs, Executor, ExecutorOption, RayAddressOption, analysis_options
+from weightscope.execution.plan import Execution
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
 from weightscope.commands.compare import compare as run_comparison
@@ -44,6 +45,8 @@ def compare(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Compare two checkpoints layer by layer: alpha, norms, verdicts and the update ΔW = B − A.
@@ -68,7 +71,8 @@ def compare(
                 strip_prefix=tuple(strip_prefix or ()),
                 top=top,
                 progress=hook,
-                **analysis.kwargs(),
+                execution=Execution(executor=executor.value, ray_address=ray_address),
+            **analysis.kwargs(),
             )
         write_if_asked(html, lambda target: write_compare_html(comparison, target))
         if chosen is OutputFormat.table:

@@ -12,6 +12,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -30,6 +31,30 @@ ExcludeOption = Annotated[
 ]
 MinEvalsOption = Annotated[
     int, typer.Option("--min-evals", min=1, help="Skip matrices whose smaller side is below this (eigenvalue count).")
+]
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOption = Annotated[
+    Executor,
+    typer.Option(
+        "--executor",
+        help="local (threads of this process) or ray (one task per layer on a Ray cluster; the checkpoints must "
+        "be on storage every node sees). Same report either way.",
+    ),
+]
+RayAddressOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="The Ray cluster for --executor ray (default: $RAY_ADDRESS, else the cluster started here with "
+        "`ray start`, else a new local Ray instance).",
+    ),
 ]
 
 _SHARED: list[tuple[str, Any, Any]] = [

@@ -19,7 +19,8 @@ from weightscope.cli.common import (
     stdout,
     user_errors,
 )
-from weightscope.cli.options import AnalysisArgs, analysis_options
+from weightscope.cli.options import AnalysisArgs, Executor, ExecutorOption, RayAddressOption, analysis_options
+from weightscope.execution.plan import Execution
 from weightscope.cli.pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
 from weightscope.commands.trend import RunEntry
 from weightscope.commands.trend import trend as run_trend
@@ -68,6 +69,8 @@ def trend(
     output: OutputOption = None,
     plot: PlotOption = None,
     html: HtmlOption = None,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Alpha over a training run: order checkpoints by step, follow every layer, flag patterns.
@@ -95,6 +98,7 @@ def trend(
             jump_k=jump_k,
             min_swing=min_swing,
             on_checkpoint=_announce,
+            execution=Execution(executor=executor.value, ray_address=ray_address),
             **analysis.kwargs(),
         )
         write_if_asked(plot, lambda target: save_png(trend_figure(result), target))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,14 @@ import numpy as np
 from weightscope.checkpoint import open_checkpoint
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.commands.sources import read_saved_report, report_for
+from weightscope._version import __version__
 from weightscope.errors import WeightscopeError
+from weightscope.execution.cluster import Need, connect, run_tasks
+from weightscope.execution.plan import Execution, working_set
 from weightscope.layers import LayerSpec, layer_matrices
 from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import ProgressHook, analyze_layer, select
+from weightscope.pipeline import ProgressHook, analyze_layer, check_worker_version, failure, reopened, select
 from weightscope.report import LayerResult, Report
 
 SCHEMA = "weightscope.compare/1"
@@ -299,6 +302,58 @@ def compare_reports(
     )
 
 
+def pair_change(
+    key: str, reader_a: CheckpointReader, spec_a: LayerSpec, reader_b: CheckpointReader, spec_b: LayerSpec,
+    options: AnalysisOptions,
+) -> LayerChange:
+    """One matched pair: both layers through the pipeline's analysis, then their update
+    from the weights just read (each tensor is read once; both are freed on return)."""
+    kept_a, kept_b = _KeepLastRead(reader_a), _KeepLastRead(reader_b)
+    result_a = analyze_layer(kept_a, spec_a, options).result
+    result_b = analyze_layer(kept_b, spec_b, options).result
+    update, note = _update_between(kept_a.last, kept_b.last, options)
+    return layer_change(key, result_a, result_b, update, note)
+
+
+def compare_task(
+    path_a: str, spec_a: LayerSpec, path_b: str, spec_b: LayerSpec, key: str, options: AnalysisOptions, version: str
+) -> LayerChange:
+    """One pair as a Ray task: the worker opens both checkpoints from shared storage."""
+    check_worker_version(version)
+    with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
+        return pair_change(
+            key, reader_a, reopened(reader_a, spec_a, path_a), reader_b, reopened(reader_b, spec_b, path_b), options
+        )
+
+
+def _pairs_on_ray(
+    path_a: str | os.PathLike[str],
+    path_b: str | os.PathLike[str],
+    pairs: list[tuple[str, LayerSpec, LayerSpec]],
+    options: AnalysisOptions,
+    execution: Execution,
+    progress: Callable[[int], None] | None,
+) -> Iterator[LayerChange]:
+    """The pairs' changes computed as tasks on a Ray cluster, in order."""
+    ray = connect(execution.ray_address)
+    where_a, where_b = os.path.abspath(path_a), os.path.abspath(path_b)
+
+    def lost(position: int, exc: Exception) -> LayerChange:
+        key, spec_a, spec_b = pairs[position]
+        reason = failure(spec_a, exc).result.reason
+        return layer_change(key, failure(spec_a, exc).result, failure(spec_b, exc).result, None, reason)
+
+    return run_tasks(
+        ray,
+        compare_task,
+        [(where_a, spec_a, where_b, spec_b, key, options, __version__) for key, spec_a, spec_b in pairs],
+        # both layers' working sets, and the update's copy while its spectrum is solved
+        [Need(working_set(a, options) + working_set(b, options) + 4 * a.info.numel) for _, a, b in pairs],
+        lost=lost,
+        progress=progress,
+    )
+
+
 def compare_checkpoints(
     path_a: str | os.PathLike[str],
     path_b: str | os.PathLike[str],
@@ -307,26 +362,28 @@ def compare_checkpoints(
     strip_prefix: Iterable[str] = (),
     top: int = 5,
     progress: ProgressHook | None = None,
+    execution: Execution = Execution(),
 ) -> Comparison:
-    """Compare two checkpoints pair by pair, measuring each layer's update ΔW too."""
+    """Compare two checkpoints pair by pair, measuring each layer's update ΔW too
+    (locally one pair at a time; on Ray all pairs as one pool of tasks)."""
     prefixes = list(strip_prefix)
     with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
         specs_a = {s.name: s for s in select(reader_a, options).layers}
         specs_b = {s.name: s for s in select(reader_b, options).layers}
         match = match_names(list(specs_a), list(specs_b), prefixes)
-        kept_a, kept_b = _KeepLastRead(reader_a), _KeepLastRead(reader_b)
-        walked: list[LayerSpec] = [specs_a[na] for _, na, _ in match.pairs]
+        pairs = [(key, specs_a[name_a], specs_b[name_b]) for key, name_a, name_b in match.pairs]
+        walked: list[LayerSpec] = [spec_a for _, spec_a, _ in pairs]
         if progress is not None:
             progress(0, walked)
-        changes = []
-        for done, (key, name_a, name_b) in enumerate(match.pairs, start=1):
-            result_a = analyze_layer(kept_a, specs_a[name_a], options).result
-            result_b = analyze_layer(kept_b, specs_b[name_b], options).result
-            update, note = _update_between(kept_a.last, kept_b.last, options)
-            kept_a.last = kept_b.last = None  # the pair is done: free both tensors
-            changes.append(layer_change(key, result_a, result_b, update, note))
-            if progress is not None:
-                progress(done, walked)
+        if execution.executor == "ray":
+            done_hook = (lambda done: progress(done, walked)) if progress is not None else None
+            changes = list(_pairs_on_ray(path_a, path_b, pairs, options, execution, done_hook))
+        else:
+            changes = []
+            for done, (key, spec_a, spec_b) in enumerate(pairs, start=1):
+                changes.append(pair_change(key, reader_a, spec_a, reader_b, spec_b, options))
+                if progress is not None:
+                    progress(done, walked)
     return Comparison(
         str(path_a), str(path_b), True, prefixes, changes, match.only_a, match.only_b, _summarize(changes, top)
     )
@@ -339,18 +396,27 @@ def compare(
     strip_prefix: Iterable[str] = (),
     top: int = 5,
     progress: ProgressHook | None = None,
+    execution: Execution = Execution(),
+    executor: str | None = None,
     **options: object,
 ) -> Comparison:
     """Compare A with B; each is a checkpoint or a saved report (`analyze -o r.json`).
 
     Two checkpoints are compared with their weights (update stats per layer); when either
     side is a saved report, only alpha, norm and verdict changes are possible. ``options``
-    are the `AnalysisOptions` fields used for any checkpoint analysed here.
+    are the `AnalysisOptions` fields used for any checkpoint analysed here; ``execution``
+    (or ``executor="ray"``) says where the layers are analysed.
     """
     if top < 1:
         raise WeightscopeError(f"top must be ≥ 1, got {top}")
     opts = AnalysisOptions.from_kwargs(**options)
+    if executor is not None:
+        execution = dataclasses.replace(execution, executor=executor)
     if read_saved_report(path_a) is None and read_saved_report(path_b) is None:
-        return compare_checkpoints(path_a, path_b, opts, strip_prefix=strip_prefix, top=top, progress=progress)
-    return compare_reports(report_for(path_a, opts), report_for(path_b, opts), strip_prefix=strip_prefix, top=top)
-
+        return compare_checkpoints(
+            path_a, path_b, opts, strip_prefix=strip_prefix, top=top, progress=progress, execution=execution
+        )
+    return compare_reports(
+        report_for(path_a, opts, execution=execution), report_for(path_b, opts, execution=execution),
+        strip_prefix=strip_prefix, top=top,
+    )

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
 from weightscope.pipeline import ProgressHook, analyze_with
 from weightscope.report import Report
@@ -47,10 +48,13 @@ def read_saved_report(path: str | os.PathLike[str]) -> Report | None:
 
 
 def report_for(
-    path: str | os.PathLike[str], options: AnalysisOptions, progress: ProgressHook | None = None
+    path: str | os.PathLike[str],
+    options: AnalysisOptions,
+    progress: ProgressHook | None = None,
+    execution: Execution = Execution(),
 ) -> Report:
     """The report of ``path``: loaded when it is a saved report, else analysed now."""
     saved = read_saved_report(path)
     if saved is not None:
         return saved
-    return analyze_with(path, options, progress)
+    return analyze_with(path, options, progress, execution=execution)

@@ -23,6 +23,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,10 @@ from weightscope._version import __version__
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 from weightscope.io import write_text_atomic
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import analyze_with
+from weightscope.pipeline import analyze_many
 from weightscope.report import Report, Summary
 
 SCHEMA = "weightscope.trend/1"
@@ -424,36 +426,44 @@ def trend(
     jump_k: float = 5.0,
     min_swing: float = 0.3,
     on_checkpoint: CheckpointHook | None = None,
+    execution: Execution = Execution(),
+    executor: str | None = None,
     **options: object,
 ) -> Trend:
     """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed.
 
     ``cache`` is a directory of per-checkpoint reports reused across runs; ``options`` are
     the `AnalysisOptions` fields. Reports are held (they are small); weights are not.
+    ``execution`` (or ``executor="ray"``) says how the checkpoints not yet analysed run:
+    on Ray, all their layers form one pool of tasks (`analyze_many`).
     """
     opts = AnalysisOptions.from_kwargs(**options)
+    if executor is not None:
+        execution = dataclasses.replace(execution, executor=executor)
     pattern = compile_step_pattern(step_regex)
     entries = order_run(expand_run(paths, pattern), pattern)
     if not entries:
         raise WeightscopeError("trend needs at least one checkpoint or run directory")
     store = ReportCache(cache, opts) if cache is not None else None
+    known = [_stored_report(entry.path, store) for entry in entries]
+    fresh = analyze_many([entry.path for entry, found in zip(entries, known) if found is None], opts, execution=execution)
     run: list[tuple[RunEntry, Report, str]] = []
-    for position, entry in enumerate(entries, start=1):
-        report, origin = _report_of(entry.path, opts, store)
-        run.append((entry, report, origin))
-        if on_checkpoint is not None:
-            on_checkpoint(entry, origin, position, len(entries))
+    with closing(fresh):
+        for position, (entry, found) in enumerate(zip(entries, known), start=1):
+            if found is None:
+                found = next(fresh), "analysed"
+                if store is not None:
+                    store.put(entry.path, found[0])
+            run.append((entry, *found))
+            if on_checkpoint is not None:
+                on_checkpoint(entry, found[1], position, len(entries))
     return trend_from_reports(run, jump_k=jump_k, min_swing=min_swing)
 
 
-def _report_of(path: Path, options: AnalysisOptions, store: ReportCache | None) -> tuple[Report, str]:
+def _stored_report(path: Path, store: ReportCache | None) -> tuple[Report, str] | None:
+    """The report of ``path`` when it is a saved report or in the cache, else None."""
     saved = read_saved_report(path)
     if saved is not None:
         return saved, "report"
     cached = store.get(path) if store is not None else None
-    if cached is not None:
-        return cached, "cache"
-    report = analyze_with(path, options)
-    if store is not None:
-        store.put(path, report)
-    return report, "analysed"
+    return (cached, "cache") if cached is not None else None
