@@ -85,8 +85,10 @@ def test_sharded_checkpoint_on_ray_equals_local(cluster, tmp_path):
         weight_map.update(dict.fromkeys(tensors, shard))
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     local = analyze(tmp_path, execution=LOCAL, randomize=True)
-    remote = analyze(tmp_path, execution=ON_RAY, randomize=True)
+    seen: list[int] = []
+    remote = analyze(tmp_path, execution=ON_RAY, randomize=True, progress=lambda done, layers: seen.append(done))
     assert [layer.name for layer in remote.layers] == sorted(weight_map)
+    assert seen == [0, 1, 2, 3, 4]  # the progress bar sees every completion once
     assert to_json(remote) == to_json(local)
 
 
@@ -164,3 +166,83 @@ def test_a_worker_killed_mid_run_is_retried_and_the_report_is_unchanged(cluster,
         killer.join()
     assert killed, "no worker was caught running a layer"
     assert to_json(remote) == to_json(local)
+
+
+def _slow_run(tmp_path: Path) -> list[Path]:
+    """A quick checkpoint, then one whose layers take seconds each on a loaded core."""
+    quick = write_safetensors(tmp_path / "step-1.safetensors", {"blocks.0.mlp.weight": gaussian(256, 128, seed=20)})
+    slow = write_safetensors(
+        tmp_path / "step-2.safetensors", {f"blocks.{i}.mlp.weight": gaussian(3072, 3072, seed=21 + i) for i in range(2)}
+    )
+    return [quick, slow]
+
+
+def _until_no_task_runs(name: str, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while _task_workers(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _task_workers(name)
+
+
+def test_leaving_a_ray_run_early_cancels_its_tasks(cluster, tmp_path):
+    from weightscope.options import AnalysisOptions
+    from weightscope.pipeline import analyze_many
+
+    reports = analyze_many(_slow_run(tmp_path), AnalysisOptions(), execution=ON_RAY)
+    first = next(reports)  # the slow checkpoint's layers are running by now
+    assert first.summary.analysed == 1
+    deadline = time.monotonic() + 30
+    while not _task_workers("analyze_task") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _task_workers("analyze_task"), "the slow layers never started"
+    reports.close()
+    assert _until_no_task_runs("analyze_task", 3) == []
+
+
+def test_ctrl_c_on_the_cli_cancels_the_cluster_tasks(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    _, slow = _slow_run(tmp_path)
+    command = [sys.executable, "-m", "weightscope", "analyze", str(slow), "--executor", "ray", "--no-cache"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _task_workers("analyze_task") and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.02)
+        assert _task_workers("analyze_task"), "the layers never started"
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=30)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, err
+    assert "interrupted" in err
+    assert _until_no_task_runs("analyze_task", 3) == []
+
+
+def test_the_cli_runs_on_ray_with_the_same_output(cluster):
+    from typer.testing import CliRunner
+
+    from weightscope.cli import app
+
+    checkpoint = str(RUN / "step-1500")
+    local = CliRunner().invoke(app, ["analyze", checkpoint, "--no-cache", "-f", "json"])
+    remote = CliRunner().invoke(app, ["analyze", checkpoint, "--no-cache", "-f", "json", "--executor", "ray"])
+    assert remote.exit_code == local.exit_code == 0, remote.output
+    assert remote.stdout == local.stdout
+
+
+def test_without_ray_installed_the_ray_executor_is_one_error_line(monkeypatch, tmp_path):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from weightscope.cli import app
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
+    path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": gaussian(128, 64, seed=1)})
+    result = CliRunner().invoke(app, ["trend", str(path), "--executor", "ray"])
+    assert result.exit_code == 2
+    assert "error: --executor ray needs Ray: pip install 'weightscope[ray]'" in result.output
+    assert "Traceback" not in result.output

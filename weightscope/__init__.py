@@ -17,6 +17,7 @@ from weightscope._version import __version__
 _EXPORTS = {
     "analyze": "weightscope.pipeline",
     "AnalysisOptions": "weightscope.options",
+    "Execution": "weightscope.execution.plan",
     "inspect": "weightscope.pipeline",
     "Inspection": "weightscope.pipeline",
     "open_checkpoint": "weightscope.checkpoint",
@@ -30,6 +31,7 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from weightscope.checkpoint import open_checkpoint
     from weightscope.errors import WeightscopeError
+    from weightscope.execution.plan import Execution
     from weightscope.options import AnalysisOptions
     from weightscope.pipeline import Inspection, analyze, inspect
     from weightscope.report import LayerResult, Report

@@ -1,0 +1,122 @@
+"""What `--executor ray` costs over local threads, and what a second node buys.
+
+    python benchmarks/bench_ray.py            # one Llama-7B block (7 layers) + 96 small layers
+    python benchmarks/bench_ray.py --quick    # seconds: narrow shapes
+
+Starts its own Ray cluster on this machine with Ray's `ray.cluster_utils.Cluster` (a head
+of one CPU, then a second node of one CPU joined to it), so the node count is under the
+benchmark's control and no other cluster is touched. The driver is this process; every
+layer is a task that reads its own tensor. Reported, each the median of ``--repeat`` runs
+after a warm-up run (Ray's start-up and the workers' imports are reported apart):
+
+- overhead: many small layers, where the eigensolver is cheap and the per-task cost
+  (scheduling, a worker opening the checkpoint, returning the result) shows; local
+  threads (one worker) against one Ray node of one CPU, per layer;
+- throughput: the Llama block, local with one and two workers against Ray with one and
+  two nodes; every Ray report is checked equal to the local one.
+
+What it cannot show on a 2-core machine: two nodes here share the same two cores (and
+the disk) that local threads use, so "two nodes" is at best two cores, like two local
+workers. Scaling past that needs more machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from _common import ROOT, llama_block_shards, write_sharded
+
+from weightscope.execution.plan import Execution
+from weightscope.options import AnalysisOptions
+from weightscope.pipeline import analyze_with
+from weightscope.render.text import to_json
+
+
+def timed(path: Path, execution: Execution, repeat: int) -> tuple[float, str]:
+    """Median wall time of ``repeat`` analyses (cache off) after one unmeasured warm-up
+    (imports, page cache, idle Ray workers), and the report's JSON."""
+    analyze_with(path, AnalysisOptions(), execution=execution)
+    times, text = [], ""
+    for _ in range(repeat):
+        start = time.perf_counter()
+        report = analyze_with(path, AnalysisOptions(), execution=execution)
+        times.append(time.perf_counter() - start)
+        text = to_json(report)
+    return statistics.median(times), text
+
+
+def small_layers(directory: Path, count: int, width: int) -> Path:
+    shards = {"model-00001-of-00001.safetensors": {f"model.layers.{i}.mlp.up_proj.weight": ((2 * width, width), 3.0 + (i % 5) / 2) for i in range(count)}}
+    return write_sharded(directory, shards, "BF16")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="narrow shapes (seconds)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    import ray
+    from ray.cluster_utils import Cluster
+
+    hidden, ffn = (512, 1376) if args.quick else (4096, 11008)
+    name = "ray-quick" if args.quick else "ray"
+    block = write_sharded(args.workdir / "models" / f"{name}-llama-block", llama_block_shards(hidden, ffn), "BF16")
+    small = small_layers(args.workdir / "models" / f"{name}-small", 24 if args.quick else 96, 256)
+    repeat = 1 if args.quick else args.repeat
+    os.environ.pop("RAY_ADDRESS", None)  # this benchmark's own cluster, not one found around
+
+    local = {1: Execution(cache=False, workers=1), 2: Execution(cache=False, workers=2)}
+    figures: dict[str, float] = {}
+    reports: dict[str, str] = {}
+    for workers, execution in local.items():
+        figures[f"small_local_{workers}_s"], reports["small"] = timed(small, execution, repeat)
+        figures[f"block_local_{workers}_s"], reports["block"] = timed(block, execution, repeat)
+
+    start = time.perf_counter()
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.2"}  # loopback only (Ray rewrites 127.0.0.1)
+    cluster = Cluster(initialize_head=True, head_node_args=node)
+    on_ray = Execution(cache=False, executor="ray", ray_address=cluster.address)
+    equal = True
+    try:
+        figures["ray_start_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        analyze_with(small, AnalysisOptions(), execution=on_ray)  # connects; the worker imports
+        figures["ray_first_run_s"] = time.perf_counter() - start
+        for nodes in (1, 2):
+            if nodes == 2:
+                cluster.add_node(**node)
+                cluster.wait_for_nodes()
+            for workload, path in (("small", small), ("block", block)):
+                figures[f"{workload}_ray_{nodes}_s"], text = timed(path, on_ray, repeat)
+                equal &= text == reports[workload]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    if not equal:
+        raise SystemExit("a Ray report differs from the local one")
+
+    layers_small = json.loads(reports["small"])["summary"]["analysed"]
+    # Same cores, one BLAS thread per layer on both sides: the difference is Ray's.
+    figures["overhead_per_layer_ms"] = 1000 * (figures["small_ray_2_s"] - figures["small_local_2_s"]) / layers_small
+    figures["block_layers_per_s_ray_1"] = 7 / figures["block_ray_1_s"]
+    figures["block_layers_per_s_ray_2"] = 7 / figures["block_ray_2_s"]
+    print(f"\nRay {ray.__version__}, {os.cpu_count()} cores; medians of {repeat} after a warm-up; Ray reports equal local: yes")
+    print(f"  start-up: cluster {figures['ray_start_s']:.1f} s, first run (connect + worker imports) {figures['ray_first_run_s']:.1f} s")
+    for workload, label in (("small", f"{layers_small} small layers (512×256)"), ("block", f"Llama block {hidden}/{ffn} (7 layers)")):
+        print(f"  {label}: local 1 worker {figures[f'{workload}_local_1_s']:.2f} s, 2 workers {figures[f'{workload}_local_2_s']:.2f} s; "
+              f"Ray 1 node {figures[f'{workload}_ray_1_s']:.2f} s, 2 nodes {figures[f'{workload}_ray_2_s']:.2f} s")
+    print(f"  Ray's overhead (2 nodes vs 2 local workers, small layers): {figures['overhead_per_layer_ms']:.1f} ms per layer")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
