@@ -141,24 +141,30 @@ def _task_workers(name: str) -> list[int]:
     return found
 
 
+def _killing_workers(name: str, most: int) -> tuple[threading.Event, list[int], threading.Thread]:
+    """A thread that SIGKILLs up to ``most`` worker processes seen running task ``name``."""
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill() -> None:
+        deadline = time.monotonic() + 60
+        while len(killed) < most and not stop.is_set() and time.monotonic() < deadline:
+            for pid in _task_workers(name):
+                if pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return stop, killed, thread
+
+
 def test_a_worker_killed_mid_run_is_retried_and_the_report_is_unchanged(cluster, tmp_path):
     tensors = {f"blocks.{i}.mlp.weight": gaussian(2048, 1024, seed=10 + i) for i in range(4)}  # ~0.2 s of work each
     path = write_safetensors(tmp_path / "m.safetensors", tensors)
     local = analyze(path, execution=LOCAL)
-    killed: list[int] = []
-    stop = threading.Event()
-
-    def kill_one_worker() -> None:
-        deadline = time.monotonic() + 60
-        while not killed and not stop.is_set() and time.monotonic() < deadline:
-            for pid in _task_workers("analyze_task"):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                break
-            time.sleep(0.01)
-
-    killer = threading.Thread(target=kill_one_worker)
-    killer.start()
+    stop, killed, killer = _killing_workers("analyze_task", most=1)
     try:
         remote = analyze(path, execution=ON_RAY)
     finally:
@@ -166,6 +172,23 @@ def test_a_worker_killed_mid_run_is_retried_and_the_report_is_unchanged(cluster,
         killer.join()
     assert killed, "no worker was caught running a layer"
     assert to_json(remote) == to_json(local)
+
+
+def test_a_layer_whose_worker_always_dies_is_a_failed_layer(cluster, tmp_path):
+    from weightscope.execution.cluster import MAX_RETRIES
+
+    path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": gaussian(2048, 1024, seed=30)})
+    stop, killed, killer = _killing_workers("analyze_task", most=MAX_RETRIES + 1)
+    try:
+        report = analyze(path, execution=ON_RAY)
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == MAX_RETRIES + 1
+    (layer,) = report.layers
+    assert layer.status == "failed", layer
+    assert layer.reason.startswith(f"Ray ran it {MAX_RETRIES + 1} times and lost it each time: The worker died")
+    assert report.summary.failed == 1
 
 
 def _slow_run(tmp_path: Path) -> list[Path]:
@@ -246,3 +269,32 @@ def test_without_ray_installed_the_ray_executor_is_one_error_line(monkeypatch, t
     assert result.exit_code == 2
     assert "error: --executor ray needs Ray: pip install 'weightscope[ray]'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_unreachable_cluster_is_one_error_line_at_once(monkeypatch, tmp_path):
+    pytest.importorskip("ray")
+    from typer.testing import CliRunner
+
+    from weightscope.cli import app
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": gaussian(128, 64, seed=1)})
+    start = time.monotonic()
+    result = CliRunner().invoke(app, ["analyze", str(path), "--executor", "ray", "--ray-address", "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "error: cannot reach the Ray cluster at 127.0.0.1:1" in result.output
+    assert time.monotonic() - start < 10
+
+
+def test_the_driver_picks_the_device_by_the_clusters_gpus():
+    from weightscope.errors import WeightscopeError
+    from weightscope.execution.cluster import cluster_device
+
+    llama_block = [(4096, 4096)] * 4 + [(11008, 4096)] * 3
+    assert cluster_device("cpu", llama_block, gpus=8) == "cpu"
+    assert cluster_device("auto", llama_block, gpus=0) == "cpu"
+    assert cluster_device("auto", [(256, 128)], gpus=8) == "cpu"  # too small to repay a GPU
+    assert cluster_device("auto", llama_block, gpus=8) == "cuda"
+    assert cluster_device("cuda", [(256, 128)], gpus=1) == "cuda"
+    with pytest.raises(WeightscopeError, match="no GPU"):
+        cluster_device("cuda", llama_block, gpus=0)

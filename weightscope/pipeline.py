@@ -4,7 +4,9 @@ Layers stream through in storage order: one reader thread reads and decodes a te
 ahead while worker threads decompose the ones before it (`weightscope.execution.schedule`), and a
 tensor is dropped once its layer is analysed, so memory is bounded by a budget of a few
 of the largest tensors, not by the checkpoint. How (device, workers, cache) is
-`weightscope.execution.plan`'s business; it never changes the numbers. A layer that cannot be analysed
+`weightscope.execution.plan`'s business; it never changes the numbers. On a Ray cluster
+(``executor="ray"``) each layer is instead a task that reads its own tensor and runs the
+same `analyze_read` (`analyze_task`, `weightscope.execution.cluster`). A layer that cannot be analysed
 (NaN weights, a corrupt tensor region, a degenerate spectrum) becomes a failed
 `LayerResult` with a reason; it never costs the rest of the report.
 """
@@ -260,7 +262,8 @@ def analyze_with(
     execution: Execution = Execution(),
 ) -> Report:
     """`analyze` for callers that already hold an `AnalysisOptions`."""
-    return next(analyze_many([path], options, progress, on_layer, execution))
+    with closing(analyze_many([path], options, progress, on_layer, execution)) as reports:
+        return next(reports)
 
 
 def analyze_many(

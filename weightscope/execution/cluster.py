@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,6 +35,9 @@ MAX_RETRIES = 3
 #: Longest wait between two looks at the outstanding tasks (seconds): bounds the latency
 #: of the progress bar and of the last result, while one look costs O(outstanding tasks).
 POLL_SECONDS = 0.2
+#: How long to wait for the head's port to answer before giving up on an address. Ray
+#: itself retries an unreachable GCS for many minutes (20 attempts of ~35 s in 2.60).
+REACH_SECONDS = 5.0
 #: The GPU share a layer asks for: as many layers share a GPU as local runs put on one
 #: (`CUDA_WORKERS`: one computes while the other reads).
 GPU_SHARE = 1.0 / CUDA_WORKERS
@@ -60,11 +65,26 @@ def connect(address: str | None) -> Any:
     import ray
 
     if not ray.is_initialized():
+        _check_reachable(address or os.environ.get("RAY_ADDRESS"))
         try:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise WeightscopeError(f"cannot connect to Ray at {address or 'RAY_ADDRESS/local'}: {exc}") from None
     return ray
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail fast, in one line, when a host:port address does not answer (the Ray client's
+    ray://, "auto" and "local" are left to Ray)."""
+    if not address or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_SECONDS).close()
+    except OSError as exc:
+        raise WeightscopeError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def largest_node_memory(ray: Any) -> int:
@@ -103,9 +123,10 @@ def run_tasks(
     """Yield ``function(*calls[i])``, run as Ray tasks, in the order of ``calls``.
 
     A call whose worker died more than `MAX_RETRIES` times yields ``lost(i, error)``
-    instead; an exception the function raised is re-raised here as itself. A task never
-    asks for more memory than the biggest node has (it then runs alone there, as the
-    local scheduler admits a single oversized layer). ``progress`` gets the number of
+    instead (a `WeightscopeError` saying so); an exception the function raised is
+    re-raised here as itself. A task never asks for more memory than the biggest node
+    has (it then runs alone there, as the local scheduler admits a single oversized
+    layer). ``progress`` gets the number of
     completed tasks whenever it grows. Leaving early (an error, Ctrl-C, the consumer
     stopping) cancels every task not yet collected.
     """
@@ -121,7 +142,6 @@ def run_tasks(
         ).remote(function, call)
         for call, need in zip(calls, needs)
     ]
-    index = {ref: position for position, ref in enumerate(refs)}
     pending = list(refs)
     ready: set[Any] = set()
     collected = 0
@@ -140,7 +160,8 @@ def run_tasks(
             except RayTaskError as exc:
                 raise _cause(exc) from None
             except RayError as exc:  # the worker or its node died on every attempt
-                result = lost(index[ref], exc)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                result = lost(collected, WeightscopeError(f"Ray ran it {MAX_RETRIES + 1} times and lost it each time: {first}"))
             ready.discard(ref)
             collected += 1
             yield result
