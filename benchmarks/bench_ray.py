@@ -22,7 +22,6 @@ workers. Scaling past that needs more machines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -30,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, llama_block_shards, write_sharded
+from _common import benchmark_parser, llama_block_shards, write_sharded
 
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
@@ -48,6 +47,7 @@ def timed(path: Path, execution: Execution, repeat: int) -> tuple[float, str]:
         report = analyze_with(path, AnalysisOptions(), execution=execution)
         times.append(time.perf_counter() - start)
         text = to_json(report)
+    print(f"  {path.name}, {execution.executor}, workers {execution.workers}: {statistics.median(times):.2f} s", flush=True)
     return statistics.median(times), text
 
 
@@ -57,11 +57,8 @@ def small_layers(directory: Path, count: int, width: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="narrow shapes (seconds)")
+    parser = benchmark_parser(__doc__, "narrow shapes (seconds)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     import ray
     from ray.cluster_utils import Cluster

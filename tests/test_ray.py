@@ -272,11 +272,12 @@ def test_without_ray_installed_the_ray_executor_is_one_error_line(monkeypatch, t
 
 
 def test_an_unreachable_cluster_is_one_error_line_at_once(monkeypatch, tmp_path):
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
     from typer.testing import CliRunner
 
     from weightscope.cli import app
 
+    ray.shutdown()  # a fresh driver (a later test reconnects through $RAY_ADDRESS)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": gaussian(128, 64, seed=1)})
     start = time.monotonic()
