@@ -37,18 +37,51 @@ from weightscope.pipeline import analyze_with
 from weightscope.render.text import to_json
 
 
-def timed(path: Path, execution: Execution, repeat: int) -> tuple[float, str]:
-    """Median wall time of ``repeat`` analyses (cache off) after one unmeasured warm-up
-    (imports, page cache, idle Ray workers), and the report's JSON."""
+def tree_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and every living descendant, each with the
+    children it reaped: the driver's threads, and Ray's GCS, raylets and workers, which
+    `Cluster` starts as children of this process. Unlike wall time, this does not depend
+    on how many other programs share the cores (this machine's load average was 10–17)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, used = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+
+    def ours(pid: int) -> bool:
+        for _ in range(64):
+            if pid == os.getpid():
+                return True
+            pid = parents.get(pid, 0)
+            if pid <= 1:
+                return False
+        return False
+
+    return sum(ticks for pid, ticks in used.items() if ours(pid)) / tick
+
+
+def timed(path: Path, execution: Execution, repeat: int) -> tuple[float, float, str]:
+    """Median wall time and CPU seconds (`tree_cpu_seconds`) of ``repeat`` analyses
+    (cache off) after one unmeasured warm-up (imports, page cache, idle Ray workers), and
+    the report's JSON."""
     analyze_with(path, AnalysisOptions(), execution=execution)
-    times, text = [], ""
+    walls, cpus, text = [], [], ""
     for _ in range(repeat):
-        start = time.perf_counter()
+        cpu, start = tree_cpu_seconds(), time.perf_counter()
         report = analyze_with(path, AnalysisOptions(), execution=execution)
-        times.append(time.perf_counter() - start)
+        walls.append(time.perf_counter() - start)
+        cpus.append(tree_cpu_seconds() - cpu)
         text = to_json(report)
-    print(f"  {path.name}, {execution.executor}, workers {execution.workers}: {statistics.median(times):.2f} s", flush=True)
-    return statistics.median(times), text
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
+    print(f"  {path.name}, {execution.executor}, workers {execution.workers}: {wall:.2f} s wall, {cpu:.2f} CPU-s", flush=True)
+    return wall, cpu, text
 
 
 def small_layers(directory: Path, count: int, width: int) -> Path:
@@ -74,8 +107,10 @@ def main() -> None:
     figures: dict[str, float] = {}
     reports: dict[str, str] = {}
     for workers, execution in local.items():
-        figures[f"small_local_{workers}_s"], reports["small"] = timed(small, execution, repeat)
-        figures[f"block_local_{workers}_s"], reports["block"] = timed(block, execution, repeat)
+        for workload, path in (("small", small), ("block", block)):
+            figures[f"{workload}_local_{workers}_s"], figures[f"{workload}_local_{workers}_cpu_s"], reports[workload] = timed(
+                path, execution, repeat
+            )
 
     start = time.perf_counter()
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.2"}  # loopback only (Ray rewrites 127.0.0.1)
@@ -92,7 +127,7 @@ def main() -> None:
                 cluster.add_node(**node)
                 cluster.wait_for_nodes()
             for workload, path in (("small", small), ("block", block)):
-                figures[f"{workload}_ray_{nodes}_s"], text = timed(path, on_ray, repeat)
+                figures[f"{workload}_ray_{nodes}_s"], figures[f"{workload}_ray_{nodes}_cpu_s"], text = timed(path, on_ray, repeat)
                 equal &= text == reports[workload]
     finally:
         ray.shutdown()
@@ -101,16 +136,21 @@ def main() -> None:
         raise SystemExit("a Ray report differs from the local one")
 
     layers_small = json.loads(reports["small"])["summary"]["analysed"]
-    # Same cores, one BLAS thread per layer on both sides: the difference is Ray's.
-    figures["overhead_per_layer_ms"] = 1000 * (figures["small_ray_2_s"] - figures["small_local_2_s"]) / layers_small
-    figures["block_layers_per_s_ray_1"] = 7 / figures["block_ray_1_s"]
-    figures["block_layers_per_s_ray_2"] = 7 / figures["block_ray_2_s"]
-    print(f"\nRay {ray.__version__}, {os.cpu_count()} cores; medians of {repeat} after a warm-up; Ray reports equal local: yes")
+    # CPU, not wall: one BLAS thread per layer on both sides, so the difference is Ray's
+    # (scheduling, each task opening the checkpoint, results back, its daemons meanwhile).
+    figures["overhead_cpu_ms_per_layer"] = 1000 * (figures["small_ray_1_cpu_s"] - figures["small_local_2_cpu_s"]) / layers_small
+    figures["block_overhead_cpu_percent"] = 100 * (figures["block_ray_1_cpu_s"] / figures["block_local_2_cpu_s"] - 1)
+    print(f"\nRay {ray.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; medians of {repeat} after a warm-up; "
+          "Ray reports equal local: yes")
     print(f"  start-up: cluster {figures['ray_start_s']:.1f} s, first run (connect + worker imports) {figures['ray_first_run_s']:.1f} s")
     for workload, label in (("small", f"{layers_small} small layers (512×256)"), ("block", f"Llama block {hidden}/{ffn} (7 layers)")):
-        print(f"  {label}: local 1 worker {figures[f'{workload}_local_1_s']:.2f} s, 2 workers {figures[f'{workload}_local_2_s']:.2f} s; "
-              f"Ray 1 node {figures[f'{workload}_ray_1_s']:.2f} s, 2 nodes {figures[f'{workload}_ray_2_s']:.2f} s")
-    print(f"  Ray's overhead (2 nodes vs 2 local workers, small layers): {figures['overhead_per_layer_ms']:.1f} ms per layer")
+        cells = [
+            f"{title} {figures[f'{workload}_{key}_s']:.2f} s ({figures[f'{workload}_{key}_cpu_s']:.2f} CPU-s)"
+            for title, key in (("local 1 worker", "local_1"), ("2 workers", "local_2"), ("Ray 1 node", "ray_1"), ("2 nodes", "ray_2"))
+        ]
+        print(f"  {label}: " + ", ".join(cells))
+    print(f"  Ray's CPU overhead: {figures['overhead_cpu_ms_per_layer']:.1f} CPU-ms per small layer; "
+          f"{figures['block_overhead_cpu_percent']:+.1f} % on the Llama block (Ray 1 node vs local 2 workers, one BLAS thread each)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

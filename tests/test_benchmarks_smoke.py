@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,3 +41,11 @@ def test_bench_scale_quick_stays_within_its_memory_budget(tmp_path):
     out = run_benchmark("benchmarks/bench_scale.py", "--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "s.json"))
     figures = json.loads((tmp_path / "s.json").read_text())
     assert figures["failed_layers"] == [] and figures["peak_rss_mb"] <= figures["rss_budget_mb"], out
+
+
+def test_bench_ray_quick_gets_the_local_reports_on_one_and_two_nodes(tmp_path):
+    pytest.importorskip("ray")
+    out = run_benchmark("benchmarks/bench_ray.py", "--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "r.json"))
+    figures = json.loads((tmp_path / "r.json").read_text())
+    assert "Ray reports equal local: yes" in out
+    assert figures["block_ray_1_s"] > 0 and figures["block_ray_2_s"] > 0 and "overhead_per_layer_ms" in figures
