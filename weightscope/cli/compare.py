@@ -11,10 +11,10 @@ import typer
 from weightscope.cli.app import app
 from weightscope.cli.common import DebugOption, OutputFormat, OutputOption, emit, resolve_format, stdout, user_errors
 from weightscope.cli.options import AnalysisArgs, Executor, ExecutorOption, RayAddressOption, analysis_options
-from weightscope.execution.plan import Execution
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
 from weightscope.commands.compare import compare as run_comparison
+from weightscope.execution.plan import Execution
 from weightscope.render.compare_views import render_comparison, to_csv, to_markdown
 from weightscope.render.html_compare import write_compare_html
 
@@ -72,7 +72,7 @@ def compare(
                 top=top,
                 progress=hook,
                 execution=Execution(executor=executor.value, ray_address=ray_address),
-            **analysis.kwargs(),
+                **analysis.kwargs(),
             )
         write_if_asked(html, lambda target: write_compare_html(comparison, target))
         if chosen is OutputFormat.table:

@@ -20,6 +20,7 @@ import typer
 
 from weightscope.config import load_thresholds
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import EXECUTORS
 
 IncludeOption = Annotated[
     Optional[list[str]],
@@ -34,9 +35,8 @@ MinEvalsOption = Annotated[
 ]
 
 
-class Executor(str, Enum):
-    local = "local"
-    ray = "ray"
+#: --executor's choices, as Typer wants them (an enum), from the one list of executors.
+Executor = Enum("Executor", {name: name for name in EXECUTORS}, type=str)  # type: ignore[misc]
 
 
 ExecutorOption = Annotated[

@@ -20,11 +20,11 @@ from weightscope.cli.common import (
     user_errors,
 )
 from weightscope.cli.options import AnalysisArgs, Executor, ExecutorOption, RayAddressOption, analysis_options
-from weightscope.execution.plan import Execution
 from weightscope.cli.pictures import HtmlOption, PlotOption, need_pictures, write_if_asked
 from weightscope.commands.trend import RunEntry
 from weightscope.commands.trend import trend as run_trend
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 from weightscope.render.html_trend import write_trend_html
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import save_png
