@@ -48,4 +48,4 @@ def test_bench_ray_quick_gets_the_local_reports_on_one_and_two_nodes(tmp_path):
     out = run_benchmark("benchmarks/bench_ray.py", "--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "r.json"))
     figures = json.loads((tmp_path / "r.json").read_text())
     assert "Ray reports equal local: yes" in out
-    assert figures["block_ray_1_s"] > 0 and figures["block_ray_2_s"] > 0 and "overhead_per_layer_ms" in figures
+    assert figures["block_ray_1_s"] > 0 and figures["block_ray_2_s"] > 0 and "overhead_cpu_ms_per_layer" in figures
