@@ -37,12 +37,10 @@ from weightscope.pipeline import analyze_with
 from weightscope.render.text import to_json
 
 
-def tree_cpu_seconds() -> float:
-    """CPU seconds used so far by this process and every living descendant, each with the
-    children it reaped: the driver's threads, and Ray's GCS, raylets and workers, which
-    `Cluster` starts as children of this process. Unlike wall time, this does not depend
-    on how many other programs share the cores (this machine's load average was 10–17)."""
-    tick = os.sysconf("SC_CLK_TCK")
+def tree_cpu_ticks() -> dict[tuple[int, str], int]:
+    """CPU ticks used so far by this process and each living descendant (each with the
+    children it reaped), by (pid, start time): the driver's threads, and Ray's GCS,
+    raylets and workers, which `Cluster` starts as children of this process."""
     parents, used = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -52,8 +50,9 @@ def tree_cpu_seconds() -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-        used[int(entry.name)] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (fields[19], sum(int(value) for value in fields[11:15]))  # starttime; utime stime cutime cstime
 
     def ours(pid: int) -> bool:
         for _ in range(64):
@@ -64,20 +63,29 @@ def tree_cpu_seconds() -> float:
                 return False
         return False
 
-    return sum(ticks for pid, ticks in used.items() if ours(pid)) / tick
+    return {(pid, start): ticks for pid, (start, ticks) in used.items() if ours(pid)}
+
+
+def cpu_seconds_since(before: dict[tuple[int, str], int]) -> float:
+    """CPU seconds the process tree used since ``before``. Unlike wall time this does not
+    depend on how many other programs share the cores (the load average here was 10–17).
+    A process that exited meanwhile is not counted (Ray's raylets do not collect their
+    workers' times): nothing here exits during a measured run unless a worker is killed."""
+    after = tree_cpu_ticks()
+    return sum(ticks - before.get(key, 0) for key, ticks in after.items()) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(path: Path, execution: Execution, repeat: int) -> tuple[float, float, str]:
-    """Median wall time and CPU seconds (`tree_cpu_seconds`) of ``repeat`` analyses
+    """Median wall time and CPU seconds (`cpu_seconds_since`) of ``repeat`` analyses
     (cache off) after one unmeasured warm-up (imports, page cache, idle Ray workers), and
     the report's JSON."""
     analyze_with(path, AnalysisOptions(), execution=execution)
     walls, cpus, text = [], [], ""
     for _ in range(repeat):
-        cpu, start = tree_cpu_seconds(), time.perf_counter()
+        ticks, start = tree_cpu_ticks(), time.perf_counter()
         report = analyze_with(path, AnalysisOptions(), execution=execution)
         walls.append(time.perf_counter() - start)
-        cpus.append(tree_cpu_seconds() - cpu)
+        cpus.append(cpu_seconds_since(ticks))
         text = to_json(report)
     wall, cpu = statistics.median(walls), statistics.median(cpus)
     print(f"  {path.name}, {execution.executor}, workers {execution.workers}: {wall:.2f} s wall, {cpu:.2f} CPU-s", flush=True)

@@ -126,18 +126,23 @@ def test_workers_use_the_cache_directory_they_are_given(cluster, tmp_path):
 
 
 def _task_workers(name: str) -> list[int]:
-    """PIDs of Ray worker processes executing a task called ``name`` (Ray titles them
-    ``ray::<name>`` while the task runs)."""
+    """PIDs of this cluster's worker processes executing a task called ``name``: Ray
+    titles them ``ray::<name>`` while the task runs, and their parent is a raylet of the
+    cluster at $RAY_ADDRESS (other Ray clusters on the machine are left alone)."""
+    cluster = f"--gcs-address={os.environ.get('RAY_ADDRESS', '')}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             title = (entry / "cmdline").read_bytes()
+            if not title.startswith(f"ray::{name}".encode()):
+                continue
+            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if cluster in Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
         except OSError:
             continue
-        if title.startswith(f"ray::{name}".encode()):
-            found.append(int(entry.name))
     return found
 
 
