@@ -7,8 +7,11 @@ maps a list of calls onto Ray tasks; what a call does (open a checkpoint from sh
 storage, read one tensor, analyse it) is the caller's function, a module-level function
 that Ray pickles by reference, so no weight bytes pass through the driver.
 
-All calls are submitted at once (one pool, however many checkpoints they come from, so
-every node stays busy) and collected in order. Completions are counted with
+Why one task per layer: Ray costs 3–5 CPU-ms per task and +1 % CPU on Llama-7B layers
+(benchmarks/bench_ray.py), nothing beside seconds of eigensolves, while a task per
+checkpoint would leave nodes idle behind each checkpoint's largest layer. All calls are
+submitted at once (one pool, however many checkpoints they come from, so every node
+stays busy) and collected in order. Completions are counted with
 `ray.wait` for the progress bar. Ray itself is an optional dependency
 (``weightscope[ray]``), imported only when a Ray run starts.
 """
@@ -36,7 +39,7 @@ MAX_RETRIES = 3
 #: of the progress bar and of the last result, while one look costs O(outstanding tasks).
 POLL_SECONDS = 0.2
 #: How long to wait for the head's port to answer before giving up on an address. Ray
-#: itself retries an unreachable GCS for many minutes (20 attempts of ~35 s in 2.60).
+#: itself keeps retrying an unreachable GCS (2.60 was still at it after 2 minutes here).
 REACH_SECONDS = 5.0
 #: The GPU share a layer asks for: as many layers share a GPU as local runs put on one
 #: (`CUDA_WORKERS`: one computes while the other reads).
