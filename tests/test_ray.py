@@ -84,11 +84,17 @@ def test_sharded_checkpoint_on_ray_equals_local(cluster, tmp_path):
         write_safetensors(tmp_path / shard, tensors, dtypes={name: "BF16" for name in tensors})
         weight_map.update(dict.fromkeys(tensors, shard))
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    local = analyze(tmp_path, execution=LOCAL, randomize=True)
+    local_spectra: list = []
+    local = analyze(tmp_path, execution=LOCAL, randomize=True, on_layer=local_spectra.append)
     seen: list[int] = []
-    remote = analyze(tmp_path, execution=ON_RAY, randomize=True, progress=lambda done, layers: seen.append(done))
+    spectra: list = []
+    remote = analyze(
+        tmp_path, execution=ON_RAY, randomize=True, progress=lambda done, layers: seen.append(done), on_layer=spectra.append
+    )
     assert [layer.name for layer in remote.layers] == sorted(weight_map)
     assert seen == [0, 1, 2, 3, 4]  # the progress bar sees every completion once
+    for here, there in zip(local_spectra, spectra, strict=True):  # what --html draws comes back too
+        assert np.array_equal(here.evals, there.evals) and np.array_equal(here.rand_evals, there.rand_evals)
     assert to_json(remote) == to_json(local)
 
 
