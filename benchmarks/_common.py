@@ -10,6 +10,7 @@ different, equally bad, tails.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -107,3 +108,12 @@ def llama_block_shards(hidden: int, ffn: int, blocks: range = range(1)) -> dict[
 
 def median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
+
+
+def benchmark_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+    """The options every model benchmark takes: --quick, --workdir, --json."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    return parser

@@ -14,12 +14,10 @@ budget is the same as this checkpoint's: what grows with the model is time, not 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
-from _common import ROOT, measured, weightscope_env, write_sharded
+from _common import benchmark_parser, measured, weightscope_env, write_sharded
 
 VOCAB, HIDDEN, KV, FFN = 152064, 3584, 512, 18944
 
@@ -42,11 +40,8 @@ def qwen_shards(vocab: int, hidden: int, kv: int, ffn: int, blocks: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="narrow shapes (seconds), same layout")
+    parser = benchmark_parser(__doc__, "narrow shapes (seconds), same layout")
     parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     scale = 16 if args.quick else 1
     shapes = (VOCAB // scale, HIDDEN // scale, KV // scale, FFN // scale)

@@ -53,3 +53,11 @@ def test_bench_gguf_quick_reads_every_type(tmp_path):
     rows = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert [row["layers"] for row in rows] == [7, 7, 7, 7]
     assert all(row["peak_rss_mb"] < 300 for row in rows)  # the quick block's tensors are < 1 MB each
+
+
+def test_bench_ray_quick_gets_the_local_reports_on_one_and_two_nodes(tmp_path):
+    pytest.importorskip("ray")
+    out = run_benchmark("benchmarks/bench_ray.py", "--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "r.json"))
+    figures = json.loads((tmp_path / "r.json").read_text())
+    assert "Ray reports equal local: yes" in out
+    assert figures["block_ray_1_s"] > 0 and figures["block_ray_2_s"] > 0 and "overhead_cpu_ms_per_layer" in figures

@@ -19,6 +19,7 @@ _EXPORTS = {
     "analyze": "weightscope.pipeline",
     "compare": "weightscope.commands.compare",
     "AnalysisOptions": "weightscope.options",
+    "Execution": "weightscope.execution.plan",
     "inspect": "weightscope.pipeline",
     "Inspection": "weightscope.pipeline",
     "open_checkpoint": "weightscope.checkpoint",
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from weightscope.checkpoint import open_checkpoint
     from weightscope.commands.compare import compare
     from weightscope.errors import WeightscopeError
+    from weightscope.execution.plan import Execution
     from weightscope.options import AnalysisOptions
     from weightscope.pipeline import Inspection, analyze, inspect
     from weightscope.report import LayerResult, Report

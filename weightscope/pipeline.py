@@ -4,7 +4,9 @@ Layers stream through in storage order: one reader thread reads and decodes a te
 ahead while worker threads decompose the ones before it (`weightscope.execution.schedule`), and a
 tensor is dropped once its layer is analysed, so memory is bounded by a budget of a few
 of the largest tensors, not by the checkpoint. How (device, workers, cache) is
-`weightscope.execution.plan`'s business; it never changes the numbers. A layer that cannot be analysed
+`weightscope.execution.plan`'s business; it never changes the numbers. On a Ray cluster
+(``executor="ray"``) each layer is instead a task that reads its own tensor and runs the
+same `analyze_read` (`analyze_task`, `weightscope.execution.cluster`). A layer that cannot be analysed
 (NaN weights, a corrupt tensor region, a degenerate spectrum) becomes a failed
 `LayerResult` with a reason; it never costs the rest of the report.
 """
@@ -12,9 +14,12 @@ of the largest tensors, not by the checkpoint. How (device, workers, cache) is
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +28,16 @@ from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.lora import AdapterReader
 from weightscope.checks import diagnose
-from weightscope.errors import WeightscopeError
-from weightscope.execution.plan import Execution, Plan, plan, working_set
+from weightscope.errors import CheckpointError, WeightscopeError
+from weightscope.execution.cluster import (
+    GPU_SHARE,
+    Need,
+    cluster_device,
+    cluster_gpus,
+    connect,
+    run_tasks,
+)
+from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
 from weightscope.execution.schedule import pipelined
 from weightscope.layer_spectra import layer_esd, layer_randomized
 from weightscope.layers import (
@@ -40,7 +53,7 @@ from weightscope.layers import (
 from weightscope.linalg._blas import blas_threads
 from weightscope.model_measures import measure_model
 from weightscope.options import AnalysisOptions
-from weightscope.report import LayerResult, Report
+from weightscope.report import LayerResult, ModelMeasures, Report
 from weightscope.stats.fit import fit_power_law
 from weightscope.stats.norms import norm_metrics
 from weightscope.stats.update import lora_update_stats
@@ -309,6 +322,7 @@ def analyze(
     progress: ProgressHook | None = None,
     on_layer: LayerHook | None = None,
     execution: Execution = Execution(),
+    executor: str | None = None,
     **options: object,
 ) -> Report:
     """Analyse every weight matrix of a checkpoint and return the `Report`.
@@ -321,8 +335,12 @@ def analyze(
     checkpoint, a bad regex) raises `WeightscopeError`; a bad layer is reported as failed
     inside the report. ``on_layer`` sees each `LayerAnalysis` (with its spectrum) as it
     streams past, for views that draw spectra. ``execution`` says how to run (device,
-    workers, spectrum cache; by default: auto, one worker per core, cache on).
+    workers, spectrum cache, executor; by default: auto, one worker per core, cache on,
+    local threads); ``executor="ray"`` is short for ``execution=Execution(executor="ray")``:
+    the layers run as tasks on a Ray cluster, with the same report.
     """
+    if executor is not None:
+        execution = dataclasses.replace(execution, executor=executor)
     return analyze_with(path, AnalysisOptions.from_kwargs(**options), progress, on_layer, execution)
 
 
@@ -334,22 +352,156 @@ def analyze_with(
     execution: Execution = Execution(),
 ) -> Report:
     """`analyze` for callers that already hold an `AnalysisOptions`."""
-    with open_checkpoint(path) as reader:
-        selection = select(reader, options)
-        layers = []
-        for item in stream_layers(reader, selection, options, progress, execution):
-            if on_layer is not None:
-                on_layer(item)
-            layers.append(item.result)
-        measures = measure_model(reader, options) if options.measures else None
-        return Report(
-            source=source_name(path),
-            format=reader.format,
-            weightscope_version=__version__,
-            options=dataclasses.asdict(options),
-            layers=layers,
-            skipped=selection.skipped,
-            summary=summarize(layers, selection.skipped, options.thresholds),
-            metadata=reader.metadata,
-            measures=measures,
+    with closing(analyze_many([path], options, progress, on_layer, execution)) as reports:
+        return next(reports)
+
+
+def analyze_many(
+    paths: Sequence[str | os.PathLike[str]],
+    options: AnalysisOptions,
+    progress: ProgressHook | None = None,
+    on_layer: LayerHook | None = None,
+    execution: Execution = Execution(),
+) -> Iterator[Report]:
+    """The reports of several checkpoints, in the order given.
+
+    Locally the checkpoints stream one after another (each fills the cores by itself).
+    On Ray the layers of all of them form one pool of tasks submitted at once, so a run
+    of 100 checkpoints keeps every node busy instead of waiting at each checkpoint's
+    slowest layer; ``progress`` then counts the layers of all the checkpoints.
+    """
+    if execution.executor == "ray":
+        yield from _analyze_on_ray(paths, options, progress, on_layer, execution)
+        return
+    for path in paths:
+        with open_checkpoint(path) as reader:
+            selection = select(reader, options)
+            layers = []
+            for item in stream_layers(reader, selection, options, progress, execution):
+                if on_layer is not None:
+                    on_layer(item)
+                layers.append(item.result)
+            measures = measure_model(reader, options) if options.measures else None
+            yield _report(path, reader.format, reader.metadata, options, selection, layers, measures)
+
+
+def _report(
+    path: str | os.PathLike[str],
+    format: str,
+    metadata: dict[str, Any],
+    options: AnalysisOptions,
+    selection: Selection,
+    layers: list[LayerResult],
+    measures: ModelMeasures | None,
+) -> Report:
+    return Report(
+        source=source_name(path),
+        format=format,
+        weightscope_version=__version__,
+        options=dataclasses.asdict(options),
+        layers=layers,
+        skipped=selection.skipped,
+        summary=summarize(layers, selection.skipped, options.thresholds),
+        metadata=metadata,
+        measures=measures,
+    )
+
+
+# --- on a Ray cluster --------------------------------------------------------------------
+
+
+def check_worker_version(version: str) -> None:
+    """Refuse to work for a driver of another weightscope version: the numbers of a
+    cluster run must be those of a local run on the driver."""
+    if version != __version__:
+        raise WeightscopeError(
+            f"the Ray worker runs weightscope {__version__}, the driver {version}: install one version everywhere"
         )
+
+
+def reopened(reader: CheckpointReader, spec: LayerSpec, path: str) -> LayerSpec:
+    """``spec`` (chosen by the driver from the headers) as this worker's reader sees it:
+    its own entry of the same name, so reads go to the file as this node mounts it.
+    An entry whose shape or dtype differ means the checkpoint changed in between."""
+    here = next((info for info in reader.tensors() if info.name == spec.name), None)
+    if here is None or (here.shape, here.dtype) != (spec.info.shape, spec.info.dtype):
+        raise CheckpointError(f"{path}: tensor {spec.name} changed or vanished since the driver read the headers")
+    return dataclasses.replace(spec, info=here)
+
+
+def analyze_task(
+    path: str, spec: LayerSpec, options: AnalysisOptions, device: str, execution: Execution, version: str
+) -> LayerAnalysis:
+    """One work unit, run by a Ray worker: open the checkpoint from the storage it shares
+    with the driver, read this one tensor, and analyse it exactly as `stream_layers` does
+    (`analyze_read`, one BLAS thread, the spectrum cache of this node or the shared one)."""
+    check_worker_version(version)
+    with open_checkpoint(path) as reader:
+        spec = reopened(reader, spec, path)
+        with blas_threads(1):
+            return analyze_read(spec, read_layer(reader, spec), options, task_plan(device, execution))
+
+
+def measures_task(path: str, options: AnalysisOptions, version: str) -> ModelMeasures:
+    """The model-level measures of one checkpoint, run by a Ray worker: its bounded pass
+    (q/k per block, the embeddings) reads the weights there, never on the driver."""
+    check_worker_version(version)
+    with open_checkpoint(path) as reader:
+        return measure_model(reader, options)
+
+
+def _analyze_on_ray(
+    paths: Sequence[str | os.PathLike[str]],
+    options: AnalysisOptions,
+    progress: ProgressHook | None,
+    on_layer: LayerHook | None,
+    execution: Execution,
+) -> Iterator[Report]:
+    ray = connect(execution.ray_address)
+    gpus = cluster_gpus(ray)
+    checkpoints = []
+    for path in paths:
+        with open_checkpoint(path) as reader:
+            selection = select(reader, options)
+        shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in selection.layers]
+        checkpoints.append((path, reader.format, reader.metadata, selection, cluster_device(execution.device, shapes, gpus)))
+    specs = [spec for *_, selection, _ in checkpoints for spec in selection.layers]
+    calls = [
+        (os.path.abspath(path), spec, options, device, execution, __version__)
+        for path, _, _, selection, device in checkpoints
+        for spec in selection.layers
+    ]
+    needs = [
+        Need(working_set(spec, options), GPU_SHARE if device == "cuda" else 0.0)
+        for *_, selection, device in checkpoints
+        for spec in selection.layers
+    ]
+    if progress is not None:
+        progress(0, specs)
+    results = run_tasks(
+        ray,
+        analyze_task,
+        calls,
+        needs,
+        lost=lambda position, exc: failure_of(specs[position], exc),
+        progress=(lambda done: progress(done, specs)) if progress is not None else None,
+    )
+    measured = None
+    if options.measures:  # one task per checkpoint, as big as its largest layer's working set
+        measured = run_tasks(
+            ray,
+            measures_task,
+            [(os.path.abspath(path), options, __version__) for path, *_ in checkpoints],
+            [Need(max((working_set(spec, options) for spec in selection.layers), default=1), 0.0)
+             for *_, selection, _ in checkpoints],
+            lost=lambda position, exc: None,
+        )
+    with closing(results):
+        for path, format, metadata, selection, _ in checkpoints:
+            layers = []
+            for item in itertools.islice(results, len(selection.layers)):
+                if on_layer is not None:
+                    on_layer(item)
+                layers.append(item.result)
+            measures = next(measured) if measured is not None else None
+            yield _report(path, format, metadata, options, selection, layers, measures)

@@ -30,9 +30,12 @@ from weightscope.cli.options import (
     DeviceOption,
     DownloadOption,
     ExcludeOption,
+    Executor,
+    ExecutorOption,
     IncludeOption,
     MinEvalsOption,
     NoCacheOption,
+    RayAddressOption,
     RevisionOption,
     WorkersOption,
     analysis_options,
@@ -79,6 +82,8 @@ def analyze(
     workers: WorkersOption = 0,
     cache_dir: CacheDirOption = None,
     no_cache: NoCacheOption = False,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     revision: RevisionOption = None,
     download: DownloadOption = False,
     quiet: QuietOption = False,
@@ -101,7 +106,7 @@ def analyze(
         chosen = resolve_format(format, output)
         source = resolve_if_asked(path, revision, download)
         check_paths([output, html], [source, analysis.config])
-        execution = execution_of(device, workers, cache_dir, no_cache)
+        execution = execution_of(device, workers, cache_dir, no_cache, executor, ray_address)
         options = analysis.kwargs()
         detail("thresholds: " + ", ".join(f"{k}={v}" for k, v in vars(options["thresholds"]).items()))
         started = time.perf_counter()

@@ -25,7 +25,10 @@ from weightscope.cli.options import (
     AnalysisArgs,
     CacheDirOption,
     DeviceOption,
+    Executor,
+    ExecutorOption,
     NoCacheOption,
+    RayAddressOption,
     WorkersOption,
     analysis_options,
     execution_of,
@@ -68,6 +71,8 @@ def compare(
     workers: WorkersOption = 0,
     cache_dir: CacheDirOption = None,
     no_cache: NoCacheOption = False,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -101,7 +106,7 @@ def compare(
                 strip_prefix=tuple(strip_prefix or ()),
                 top=top,
                 progress=hook,
-                execution=execution_of(device, workers, cache_dir, no_cache),
+                execution=execution_of(device, workers, cache_dir, no_cache, executor, ray_address),
                 **options,
             )
         write_if_asked(html, lambda target: write_compare_html(comparison, target, thresholds))

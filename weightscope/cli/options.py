@@ -12,6 +12,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,7 +20,7 @@ import typer
 
 from weightscope.config import load_thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.execution.plan import Execution
+from weightscope.execution.plan import EXECUTORS, Execution
 
 IncludeOption = Annotated[
     Optional[list[str]],
@@ -66,10 +67,38 @@ DownloadOption = Annotated[
 ]
 
 
-def execution_of(device: str, workers: int, cache_dir: Path | None, no_cache: bool) -> Execution:
-    """The `Execution` the four options above ask for."""
-    return Execution(device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None)
+def execution_of(
+    device: str, workers: int, cache_dir: Path | None, no_cache: bool, executor: Executor, ray_address: str | None
+) -> Execution:
+    """The `Execution` the options of how to run ask for."""
+    return Execution(
+        device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None,
+        executor=executor.value, ray_address=ray_address,
+    )
 
+
+
+#: --executor's choices, as Typer wants them (an enum), from the one list of executors.
+Executor = Enum("Executor", {name: name for name in EXECUTORS}, type=str)  # type: ignore[misc]
+
+
+ExecutorOption = Annotated[
+    Executor,
+    typer.Option(
+        "--executor",
+        help="local (threads of this process) or ray (one task per layer on a Ray cluster; the checkpoints must "
+        "be on storage every node sees). Same report either way.",
+    ),
+]
+RayAddressOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="The Ray cluster for --executor ray (default: $RAY_ADDRESS, else the cluster started here with "
+        "`ray start`, else a new local Ray instance).",
+    ),
+]
 
 _SHARED: list[tuple[str, Any, Any]] = [
     ("include", IncludeOption, None),

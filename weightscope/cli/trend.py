@@ -22,7 +22,14 @@ from weightscope.cli.common import (
     stdout,
     user_errors,
 )
-from weightscope.cli.options import AnalysisArgs, CacheDirOption, analysis_options
+from weightscope.cli.options import (
+    AnalysisArgs,
+    CacheDirOption,
+    Executor,
+    ExecutorOption,
+    RayAddressOption,
+    analysis_options,
+)
 from weightscope.cli.pictures import (
     HtmlOption,
     PlotOption,
@@ -32,6 +39,7 @@ from weightscope.cli.pictures import (
 from weightscope.commands.trend import RunEntry, run_inputs
 from weightscope.commands.trend import trend as run_trend
 from weightscope.errors import one_line
+from weightscope.execution.plan import Execution
 from weightscope.render.html_trend import write_trend_html
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import save_png
@@ -76,6 +84,8 @@ def trend(
     output: OutputOption = None,
     plot: PlotOption = None,
     html: HtmlOption = None,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -106,6 +116,7 @@ def trend(
             jump_k=jump_k,
             min_swing=min_swing,
             on_checkpoint=_announce,
+            execution=Execution(executor=executor.value, ray_address=ray_address),
             **options,
         )
         write_if_asked(plot, lambda target: save_png(trend_figure(result, thresholds), target))

@@ -23,19 +23,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from weightscope._version import __version__
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.gguf_reader import GGUFCheckpoint
 from weightscope.checkpoint.lora import AdapterReader, LoraModule, canonical_name
 from weightscope.commands.sources import read_saved_report, report_for
 from weightscope.errors import WeightscopeError
-from weightscope.execution.plan import Execution, Plan, plan, working_set
+from weightscope.execution.cluster import (
+    GPU_SHARE,
+    Need,
+    cluster_device,
+    cluster_gpus,
+    connect,
+    run_tasks,
+)
+from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
 from weightscope.execution.schedule import pipelined
 from weightscope.layers import LayerSpec, layer_matrices
 from weightscope.linalg._blas import blas_threads
@@ -45,8 +54,10 @@ from weightscope.pipeline import (
     Loaded,
     ProgressHook,
     analyze_read,
+    check_worker_version,
     failure_of,
     read_layer,
+    reopened,
     select,
 )
 from weightscope.report import LayerResult, Report, json_document
@@ -427,6 +438,50 @@ def _pairs(
     return pairs, NameMatch(match.pairs, [], match.only_b), match.only_a, "adapter"
 
 
+def compare_task(
+    path_a: str, path_b: str, pair: _Pair, options: AnalysisOptions, device: str, execution: Execution, version: str
+) -> LayerChange:
+    """One pair as a Ray task: the worker opens both checkpoints from shared storage, reads
+    the pair and compares it exactly as a local worker does (`_read_pair`, `_compare_pair`)."""
+    check_worker_version(version)
+    with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
+        spec_b = pair.spec_b if pair.lora is not None else reopened(reader_b, pair.spec_b, path_b)  # merged: A's tensor
+        pair = dataclasses.replace(pair, spec_a=reopened(reader_a, pair.spec_a, path_a), spec_b=spec_b)
+        with blas_threads(1):
+            return _compare_pair(pair, _read_pair(reader_a, reader_b, pair), options, task_plan(device, execution))
+
+
+def _pairs_on_ray(
+    path_a: str | os.PathLike[str],
+    path_b: str | os.PathLike[str],
+    pairs: list[_Pair],
+    options: AnalysisOptions,
+    execution: Execution,
+    progress: Callable[[int], None] | None,
+) -> Iterator[LayerChange]:
+    """The pairs' changes computed as tasks on a Ray cluster, in order."""
+    ray = connect(execution.ray_address)
+    shapes = [(pair.spec_a.info.shape[0], pair.spec_a.info.shape[1]) for pair in pairs]
+    device = cluster_device(execution.device, shapes, cluster_gpus(ray))
+    where_a, where_b = os.path.abspath(path_a), os.path.abspath(path_b)
+
+    def lost(position: int, exc: Exception) -> LayerChange:
+        pair = pairs[position]
+        failed_a, failed_b = failure_of(pair.spec_a, exc).result, failure_of(pair.spec_b, exc).result
+        return layer_change(pair.key, failed_a, failed_b, None, failed_a.reason)
+
+    return run_tasks(
+        ray,
+        compare_task,
+        [(where_a, where_b, pair, options, device, execution, __version__) for pair in pairs],
+        # both layers' working sets, and the update's copy while its spectrum is solved
+        [Need(working_set(p.spec_a, options) + working_set(p.spec_b, options) + 4 * p.spec_a.info.numel,
+              GPU_SHARE if device == "cuda" else 0.0) for p in pairs],
+        lost=lost,
+        progress=progress,
+    )
+
+
 def compare_checkpoints(
     path_a: str | os.PathLike[str],
     path_b: str | os.PathLike[str],
@@ -437,14 +492,22 @@ def compare_checkpoints(
     progress: ProgressHook | None = None,
     execution: Execution = Execution(),
 ) -> Comparison:
-    """Compare two checkpoints pair by pair, measuring each layer's update ΔW too."""
+    """Compare two checkpoints pair by pair, measuring each layer's update ΔW too (locally
+    through the read-ahead and worker threads; on Ray all pairs as one pool of tasks)."""
     prefixes = tuple(strip_prefix)
     with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
         pairs, match, unchanged, mode = _pairs(reader_a, reader_b, options, prefixes)
         walked = [pair.spec_a for pair in pairs]
-        run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
         if progress is not None:
             progress(0, walked)
+        if execution.executor == "ray":
+            done_hook = (lambda done: progress(done, walked)) if progress is not None else None
+            changes = list(_pairs_on_ray(path_a, path_b, pairs, options, execution, done_hook))
+            return Comparison(
+                source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
+                _summarize(changes, top), mode=mode, unchanged=unchanged,
+            )
+        run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
         changes = []
         with blas_threads(1):
             compared = pipelined(
@@ -473,6 +536,7 @@ def compare(
     top: int = 5,
     progress: ProgressHook | None = None,
     execution: Execution = Execution(),
+    executor: str | None = None,
     **options: object,
 ) -> Comparison:
     """Compare A with B; each is a checkpoint or a saved report (`analyze -o r.json`).
@@ -480,11 +544,13 @@ def compare(
     Two checkpoints are compared with their weights (update stats per layer); when either
     side is a saved report, only alpha, norm and verdict changes are possible. ``options``
     are the `AnalysisOptions` fields used for any checkpoint analysed here; ``execution``
-    says how (device, workers, cache), as for `analyze`.
+    says how (device, workers, cache, or ``executor="ray"``), as for `analyze`.
     """
     if top < 1:
         raise WeightscopeError(f"top must be ≥ 1, got {top}")
     opts = AnalysisOptions.from_kwargs(**options)
+    if executor is not None:
+        execution = dataclasses.replace(execution, executor=executor)
     if read_saved_report(path_a) is None and read_saved_report(path_b) is None:
         return compare_checkpoints(
             path_a, path_b, opts, strip_prefix=strip_prefix, top=top, progress=progress, execution=execution

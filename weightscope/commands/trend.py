@@ -36,6 +36,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ from weightscope.execution.cache import (
 from weightscope.execution.plan import Execution
 from weightscope.model_measures import distance_from_init
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import analyze_with
+from weightscope.pipeline import analyze_many
 from weightscope.report import (
     LayerResult,
     ModelMeasures,
@@ -712,6 +713,7 @@ def trend(
     min_swing: float = 0.3,
     on_checkpoint: CheckpointHook | None = None,
     execution: Execution = Execution(),
+    executor: str | None = None,
     **options: object,
 ) -> Trend:
     """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed.
@@ -719,37 +721,41 @@ def trend(
     Each checkpoint's report and spectra are kept in the cache (`execution`'s, by default
     the user's cache directory; ``cache`` names another directory for this run), so a
     rerun analyses only new or changed checkpoints. ``options`` are the `AnalysisOptions`
-    fields. Reports are held (they are small); weights are not.
+    fields. Reports are held (they are small); weights are not. ``execution`` (or
+    ``executor="ray"``) says how the checkpoints not yet analysed run: on Ray, all their
+    layers form one pool of tasks (`analyze_many`).
     """
     opts = AnalysisOptions.from_kwargs(**options)
     if cache is not None:
         execution = dataclasses.replace(execution, cache=True, cache_dir=str(cache))
+    if executor is not None:
+        execution = dataclasses.replace(execution, executor=executor)
     pattern = compile_step_pattern(step_regex)
     entries = order_run(expand_run(paths, pattern), pattern)
     if not entries:
         raise WeightscopeError("trend needs at least one checkpoint or run directory")
     opened = open_store(execution.cache_dir, execution.cache_max_bytes) if execution.cache else None
     reports = ReportCache(opened, opts) if opened is not None else None
+    known = [_stored_report(entry.path, reports) for entry in entries]
+    fresh = analyze_many([entry.path for entry, found in zip(entries, known) if found is None], opts, execution=execution)
     run: list[tuple[RunEntry, Report, str]] = []
-    for position, entry in enumerate(entries, start=1):
-        report, origin = _report_of(entry.path, opts, reports, execution)
-        run.append((entry, report, origin))
-        if on_checkpoint is not None:
-            on_checkpoint(entry, origin, position, len(entries))
+    with closing(fresh):
+        for position, (entry, found) in enumerate(zip(entries, known), start=1):
+            if found is None:
+                found = next(fresh), "analysed"
+                if reports is not None:
+                    reports.put(entry.path, found[0])
+            run.append((entry, *found))
+            if on_checkpoint is not None:
+                on_checkpoint(entry, found[1], position, len(entries))
     distances, notes = run_distances(run, reports) if opts.measures else ({}, [])
     return trend_from_reports(run, jump_k=jump_k, min_swing=min_swing, distances=distances, notes=notes)
 
 
-def _report_of(
-    path: Path, options: AnalysisOptions, reports: ReportCache | None, execution: Execution
-) -> tuple[Report, str]:
+def _stored_report(path: Path, reports: ReportCache | None) -> tuple[Report, str] | None:
+    """The report of ``path`` when it is a saved report or in the cache, else None."""
     saved = read_saved_report(path)
     if saved is not None:
         return saved, "report"
     cached = reports.get(path) if reports is not None else None
-    if cached is not None:
-        return cached, "cache"
-    report = analyze_with(path, options, execution=execution)
-    if reports is not None:
-        reports.put(path, report)
-    return report, "analysed"
+    return (cached, "cache") if cached is not None else None

@@ -24,25 +24,38 @@ from weightscope.options import AnalysisOptions
 CUDA_WORKERS = 2
 #: Memory in flight, as a multiple of the largest selected tensor in float32.
 BUDGET_TENSORS = 3.0
+#: Where layers are analysed: threads of this process, or tasks on a Ray cluster.
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
 class Execution:
-    """What a caller asks of the machinery (CLI: --device, --workers, --cache-dir, --no-cache)."""
+    """What a caller asks of the machinery (CLI: --device, --workers, --cache-dir, --no-cache,
+    --executor, --ray-address)."""
 
     device: str = "auto"
-    #: layers analysed at once; 0 = one per core this process may use (CPU) or 2 (GPU)
+    #: layers analysed at once; 0 = one per core this process may use (CPU) or 2 (GPU).
+    #: Local only: on Ray, the cluster's free CPUs and memory decide.
     workers: int = 0
     cache: bool = True
-    #: None: `weightscope.execution.cache.default_cache_dir()`
+    #: None: `weightscope.execution.cache.default_cache_dir()`, resolved where the layer
+    #: is analysed (on Ray: on each node, so the cache is per node unless this names
+    #: shared storage)
     cache_dir: str | None = None
     #: the cache's size cap in bytes; None: $WEIGHTSCOPE_CACHE_MAX, else 2 GB
     cache_max_bytes: int | None = None
+    #: "local" (threads of this process) or "ray" (tasks on a Ray cluster)
+    executor: str = "local"
+    #: The Ray cluster (host:port or ray://…); None: $RAY_ADDRESS, else the cluster
+    #: last started here with `ray start`, else a new local Ray instance
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         check_device(self.device)
         if self.cache_max_bytes is not None and self.cache_max_bytes < 0:
             raise WeightscopeError(f"cache size must be ≥ 0 bytes, got {self.cache_max_bytes}")
+        if self.executor not in EXECUTORS:
+            raise WeightscopeError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise WeightscopeError(f"workers must be 0 (auto) or a positive integer, got {self.workers!r}")
 
@@ -83,6 +96,14 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     if options.vectors:
         total += 3 * m * m * 8
     return total
+
+
+def task_plan(device: str, execution: Execution) -> Plan:
+    """The plan of one layer run as a cluster task on ``device`` (already chosen by the
+    driver): one worker (the task holds one CPU), the cache resolved on the node the task
+    runs on."""
+    cache = SpectrumCache.open(execution.cache_dir, execution.cache_max_bytes) if execution.cache else None
+    return Plan(device=device, workers=1, cache=cache)
 
 
 def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution) -> Plan:
