@@ -25,10 +25,14 @@ from weightscope.cli.common import (
 from weightscope.cli.options import (
     AnalysisArgs,
     CacheDirOption,
+    DeviceOption,
     Executor,
     ExecutorOption,
+    NoCacheOption,
     RayAddressOption,
+    WorkersOption,
     analysis_options,
+    execution_of,
 )
 from weightscope.cli.pictures import (
     HtmlOption,
@@ -39,7 +43,6 @@ from weightscope.cli.pictures import (
 from weightscope.commands.trend import RunEntry, run_inputs
 from weightscope.commands.trend import trend as run_trend
 from weightscope.errors import one_line
-from weightscope.execution.plan import Execution
 from weightscope.render.html_trend import write_trend_html
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import save_png
@@ -74,6 +77,9 @@ def trend(
         ),
     ] = None,
     cache: CacheDirOption = None,
+    device: DeviceOption = "auto",
+    workers: WorkersOption = 0,
+    no_cache: NoCacheOption = False,
     jump_k: Annotated[
         float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")
     ] = 5.0,
@@ -112,11 +118,10 @@ def trend(
         result = run_trend(
             paths,
             step_regex=step_regex,
-            cache=cache,
             jump_k=jump_k,
             min_swing=min_swing,
             on_checkpoint=_announce,
-            execution=Execution(executor=executor.value, ray_address=ray_address),
+            execution=execution_of(device, workers, cache, no_cache, executor, ray_address),
             **options,
         )
         write_if_asked(plot, lambda target: save_png(trend_figure(result, thresholds), target))
