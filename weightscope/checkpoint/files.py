@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import os
-import zipfile
 from pathlib import Path
 
 from weightscope.checkpoint.base import CheckpointReader
@@ -65,8 +64,6 @@ def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
     if kind is FileKind.SAFETENSORS or (kind is FileKind.UNKNOWN and path.suffix == ".safetensors"):
         return SafetensorsReader(path)  # for a damaged .safetensors, its validation says what broke
     if kind is FileKind.TORCH:
-        if _is_numpy_archive(path):
-            raise CheckpointError(f"{path}: a numpy .npz archive, not a checkpoint (save the arrays as safetensors)")
         return TorchReader(path)
     if kind is FileKind.NPZ:
         return NpzReader(path)
@@ -79,14 +76,3 @@ def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
     raise CheckpointError(
         f"{path}: not a checkpoint (content is not safetensors, GGUF, npz, a PyTorch pickle or a shard index)"
     )
-
-
-def _is_numpy_archive(path: Path) -> bool:
-    """A zip of ``.npy`` members and no torch ``data.pkl``: numpy.savez's format, which
-    torch.load would reject with an internal enforce message."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
-    return any(name.endswith(".npy") for name in names) and not any(name.endswith("data.pkl") for name in names)
