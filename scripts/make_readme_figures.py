@@ -45,7 +45,7 @@ def _esd_picture(checkpoint: Path, layer: str, target: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "examples/runs/tiny-lm", help="the training run directory")
-    parser.add_argument("--step", type=int, default=75, help="the checkpoint of the ESD picture")
+    parser.add_argument("--step", type=int, default=200, help="the checkpoint of the ESD picture")
     parser.add_argument("--layer", default=r"^model\.layers\.1\.mlp\.up_proj\.weight$", help="regex of the ESD layer")
     parser.add_argument("--out", type=Path, default=REPO / "docs/img", help="where the PNGs go")
     args = parser.parse_args(argv)
