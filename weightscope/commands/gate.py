@@ -45,7 +45,7 @@ import numpy as np
 
 from weightscope.commands.compare import compare_reports
 from weightscope.commands.sources import report_for
-from weightscope.config import coerce, read_tool_section
+from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
@@ -74,8 +74,9 @@ class GateRules:
     """The limits a checkpoint must meet. Config keys are the field names in kebab case;
     each field is also a command-line flag (``metadata`` holds its help)."""
 
-    min_alpha: float = field(default=2.0, metadata=_rule("Lower end of the healthy alpha band, for trusted fits."))
-    max_alpha: float = field(default=6.0, metadata=_rule("Upper end of the healthy alpha band, for trusted fits."))
+    # The band's defaults are the thresholds' (`weightscope.config`): one definition.
+    min_alpha: float = field(default=Thresholds.alpha_low, metadata=_rule("Lower end of the healthy alpha band, for trusted fits."))
+    max_alpha: float = field(default=Thresholds.alpha_high, metadata=_rule("Upper end of the healthy alpha band, for trusted fits."))
     max_out_of_range_share: float = field(default=0.1, metadata=_rule(
         "Largest share of trusted fits allowed outside the band (warnings); beyond it each one fails."))
     max_out_of_range_count: int | None = field(default=None, metadata=_rule(
