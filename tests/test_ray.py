@@ -23,6 +23,7 @@ from tests.helpers import gaussian, planted_power_law
 from weightscope.checkpoint import write_safetensors
 from weightscope.commands.compare import compare
 from weightscope.commands.trend import trend
+from weightscope.execution.cache import RACY_SECONDS
 from weightscope.execution.plan import Execution
 from weightscope.pipeline import analyze
 from weightscope.render.text import to_json
@@ -122,8 +123,7 @@ def test_compare_on_ray_equals_local(cluster):
 
 def test_workers_use_the_cache_directory_they_are_given(cluster, tmp_path):
     path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": planted_power_law(256, 128, 3.0, seed=7)})
-    past = time.time() - 60  # older than the cache's racy window
-    os.utime(path, (past, past))
+    time.sleep(RACY_SECONDS + 0.1)  # the cache keys no file changed within its racy window
     cache = tmp_path / "cache"
     first = analyze(path, execution=Execution(executor="ray", cache_dir=str(cache)))
     assert list((cache / "spectra").rglob("*.npz")), "the worker did not write the shared cache"

@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -476,6 +476,17 @@ def _analyze_on_ray(
         for *_, selection, device in checkpoints
         for spec in selection.layers
     ]
+    measured = None
+    if options.measures:  # one task per checkpoint, as big as its largest layer's working set;
+        # submitted first: each report waits for its own, and they are small
+        measured = run_tasks(
+            ray,
+            measures_task,
+            [(os.path.abspath(path), options, __version__) for path, *_ in checkpoints],
+            [Need(max((working_set(spec, options) for spec in selection.layers), default=1), 0.0)
+             for *_, selection, _ in checkpoints],
+            lost=lambda position, exc: None,
+        )
     if progress is not None:
         progress(0, specs)
     results = run_tasks(
@@ -486,17 +497,7 @@ def _analyze_on_ray(
         lost=lambda position, exc: failure_of(specs[position], exc),
         progress=(lambda done: progress(done, specs)) if progress is not None else None,
     )
-    measured = None
-    if options.measures:  # one task per checkpoint, as big as its largest layer's working set
-        measured = run_tasks(
-            ray,
-            measures_task,
-            [(os.path.abspath(path), options, __version__) for path, *_ in checkpoints],
-            [Need(max((working_set(spec, options) for spec in selection.layers), default=1), 0.0)
-             for *_, selection, _ in checkpoints],
-            lost=lambda position, exc: None,
-        )
-    with closing(results):
+    with closing(results), closing(measured) if measured is not None else nullcontext():
         for path, format, metadata, selection, _ in checkpoints:
             layers = []
             for item in itertools.islice(results, len(selection.layers)):

@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from weightscope.checkpoint import input_files
 from weightscope.errors import WeightscopeError, one_line
 from weightscope.io import STDOUT, check_outputs, write_atomic
 
@@ -156,6 +155,8 @@ def check_paths(outputs: Iterable[Path | None], inputs: Iterable[Path | None]) -
     ``inputs`` are the paths given (checkpoints, reports, baselines, configs); every file
     each one would read (shards, the index) counts.
     """
+    from weightscope.checkpoint import input_files  # numpy and the readers: not at the CLI's start-up
+
     files = [file for path in inputs if path is not None for file in input_files(path)]
     check_outputs(outputs, files)
 

@@ -122,8 +122,10 @@ def run_tasks(
     *,
     lost: Callable[[int, Exception], Result],
     progress: Callable[[int], None] | None = None,
-) -> Iterator[Result]:
-    """Yield ``function(*calls[i])``, run as Ray tasks, in the order of ``calls``.
+) -> TaskResults[Result]:
+    """Submit ``function(*calls[i])`` as Ray tasks now, and return an iterator of their
+    results in the order of ``calls``. Submission is eager (not on the first ``next``), so
+    tasks asked for first queue first on the cluster.
 
     A call whose worker died more than `MAX_RETRIES` times yields ``lost(i, error)``
     instead (a `WeightscopeError` saying so); an exception the function raised is
@@ -133,8 +135,6 @@ def run_tasks(
     completed tasks whenever it grows. Leaving early (an error, Ctrl-C, the consumer
     stopping) cancels every task not yet collected.
     """
-    from ray.exceptions import RayError, RayTaskError
-
     remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_call)
     cap = largest_node_memory(ray) or None
     refs = [
@@ -145,32 +145,57 @@ def run_tasks(
         ).remote(function, call)
         for call, need in zip(calls, needs)
     ]
-    pending = list(refs)
-    ready: set[Any] = set()
-    collected = 0
-    try:
-        while collected < len(refs):
-            if refs[collected] not in ready:
-                finished, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_SECONDS)
-                ready.update(finished)
-                if progress is not None:
-                    for done in range(len(refs) - len(pending) - len(finished) + 1, len(refs) - len(pending) + 1):
-                        progress(done)
-                continue
-            ref = refs[collected]
+    return TaskResults(ray, refs, lost, progress)
+
+
+class TaskResults(Iterator[Result]):
+    """The results of submitted tasks, in order (see `run_tasks`). ``close()`` (an error,
+    Ctrl-C, the consumer stopping) cancels every task not yet collected, also before the
+    first result was asked for."""
+
+    def __init__(
+        self, ray: Any, refs: list[Any], lost: Callable[[int, Exception], Result], progress: Callable[[int], None] | None
+    ) -> None:
+        self._ray, self._refs, self._lost, self._progress = ray, refs, lost, progress
+        self._pending = list(refs)
+        self._ready: set[Any] = set()
+        self._collected = 0
+
+    def __next__(self) -> Result:
+        from ray.exceptions import RayError, RayTaskError
+
+        refs = self._refs
+        if self._collected >= len(refs):
+            raise StopIteration
+        try:
+            while refs[self._collected] not in self._ready:
+                finished, self._pending = self._ray.wait(self._pending, num_returns=len(self._pending), timeout=POLL_SECONDS)
+                self._ready.update(finished)
+                if self._progress is not None:
+                    left = len(self._pending)
+                    for done in range(len(refs) - left - len(finished) + 1, len(refs) - left + 1):
+                        self._progress(done)
+            ref = refs[self._collected]
             try:
-                result = ray.get(ref)
+                result = self._ray.get(ref)
             except RayTaskError as exc:
                 raise _cause(exc) from None
             except RayError as exc:  # the worker or its node died on every attempt
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                result = lost(collected, WeightscopeError(f"Ray ran it {MAX_RETRIES + 1} times and lost it each time: {first}"))
-            ready.discard(ref)
-            collected += 1
-            yield result
-    finally:
-        for ref in refs[collected:]:
-            ray.cancel(ref, force=True)
+                result = self._lost(
+                    self._collected, WeightscopeError(f"Ray ran it {MAX_RETRIES + 1} times and lost it each time: {first}")
+                )
+        except BaseException:
+            self.close()
+            raise
+        self._ready.discard(ref)
+        self._collected += 1
+        return result
+
+    def close(self) -> None:
+        for ref in self._refs[self._collected :]:
+            self._ray.cancel(ref, force=True)
+        self._collected = len(self._refs)
 
 
 def _cause(exc: Exception) -> Exception:
