@@ -26,20 +26,12 @@ from weightscope.cli.common import (
 )
 from weightscope.cli.options import (
     AnalysisArgs,
-    CacheDirOption,
-    DeviceOption,
     DownloadOption,
     ExcludeOption,
-    Executor,
-    ExecutorOption,
     IncludeOption,
     MinEvalsOption,
-    NoCacheOption,
-    RayAddressOption,
     RevisionOption,
-    WorkersOption,
     analysis_options,
-    execution_of,
 )
 from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
@@ -78,12 +70,6 @@ def analyze(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
-    device: DeviceOption = "auto",
-    workers: WorkersOption = 0,
-    cache_dir: CacheDirOption = None,
-    no_cache: NoCacheOption = False,
-    executor: ExecutorOption = Executor.local,
-    ray_address: RayAddressOption = None,
     revision: RevisionOption = None,
     download: DownloadOption = False,
     quiet: QuietOption = False,
@@ -106,7 +92,7 @@ def analyze(
         chosen = resolve_format(format, output)
         source = resolve_if_asked(path, revision, download)
         check_paths([output, html], [source, analysis.config])
-        execution = execution_of(device, workers, cache_dir, no_cache, executor, ray_address)
+        execution = analysis.execution()
         options = analysis.kwargs()
         detail("thresholds: " + ", ".join(f"{k}={v}" for k, v in vars(options["thresholds"]).items()))
         started = time.perf_counter()

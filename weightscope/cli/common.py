@@ -155,7 +155,9 @@ def check_paths(outputs: Iterable[Path | None], inputs: Iterable[Path | None]) -
     ``inputs`` are the paths given (checkpoints, reports, baselines, configs); every file
     each one would read (shards, the index) counts.
     """
-    from weightscope.checkpoint import input_files  # numpy and the readers: not at the CLI's start-up
+    from weightscope.checkpoint import (
+        input_files,  # numpy and the readers: not at the CLI's start-up
+    )
 
     files = [file for path in inputs if path is not None for file in input_files(path)]
     check_outputs(outputs, files)

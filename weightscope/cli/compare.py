@@ -23,15 +23,7 @@ from weightscope.cli.common import (
 )
 from weightscope.cli.options import (
     AnalysisArgs,
-    CacheDirOption,
-    DeviceOption,
-    Executor,
-    ExecutorOption,
-    NoCacheOption,
-    RayAddressOption,
-    WorkersOption,
     analysis_options,
-    execution_of,
 )
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
@@ -67,12 +59,6 @@ def compare(
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,
-    device: DeviceOption = "auto",
-    workers: WorkersOption = 0,
-    cache_dir: CacheDirOption = None,
-    no_cache: NoCacheOption = False,
-    executor: ExecutorOption = Executor.local,
-    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -106,7 +92,7 @@ def compare(
                 strip_prefix=tuple(strip_prefix or ()),
                 top=top,
                 progress=hook,
-                execution=execution_of(device, workers, cache_dir, no_cache, executor, ray_address),
+                execution=analysis.execution(),
                 **options,
             )
         write_if_asked(html, lambda target: write_compare_html(comparison, target, thresholds))

@@ -140,7 +140,7 @@ def gate(
         check_paths([output], [path, baseline, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
         chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
-        result = run_gate(path, settings, **analysis.kwargs())
+        result = run_gate(path, settings, execution=analysis.execution(), **analysis.kwargs())
         emit(_RENDERERS[chosen](result), output)
         if output is not None:
             say(one_line(verdict_line(result)))

@@ -67,17 +67,6 @@ DownloadOption = Annotated[
 ]
 
 
-def execution_of(
-    device: str, workers: int, cache_dir: Path | None, no_cache: bool, executor: Executor, ray_address: str | None
-) -> Execution:
-    """The `Execution` the options of how to run ask for."""
-    return Execution(
-        device=device, workers=workers, cache=not no_cache, cache_dir=str(cache_dir) if cache_dir else None,
-        executor=executor.value, ray_address=ray_address,
-    )
-
-
-
 #: --executor's choices, as Typer wants them (an enum), from the one list of executors.
 Executor = Enum("Executor", {name: name for name in EXECUTORS}, type=str)  # type: ignore[misc]
 
@@ -188,6 +177,15 @@ _SHARED: list[tuple[str, Any, Any]] = [
         None,
     ),
 ]
+#: How to run (never what is computed): every analysing command takes these too.
+_EXECUTION: list[tuple[str, Any, Any]] = [
+    ("device", DeviceOption, "auto"),
+    ("workers", WorkersOption, 0),
+    ("cache_dir", CacheDirOption, None),
+    ("no_cache", NoCacheOption, False),
+    ("executor", ExecutorOption, Executor.local),
+    ("ray_address", RayAddressOption, None),
+]
 
 
 @dataclass(frozen=True)
@@ -208,9 +206,18 @@ class AnalysisArgs:
             return self.explicit_config
         return Path("pyproject.toml") if Path("pyproject.toml").is_file() else None
 
+    def execution(self) -> Execution:
+        """How to run, as the options ask (`Execution`)."""
+        v = self.values
+        return Execution(
+            device=v["device"], workers=v["workers"], cache=not v["no_cache"],
+            cache_dir=str(v["cache_dir"]) if v["cache_dir"] else None,
+            executor=v["executor"].value, ray_address=v["ray_address"],
+        )
+
     def kwargs(self) -> dict[str, Any]:
         """Options for `weightscope.analyze` and friends; bad thresholds raise WeightscopeError."""
-        values = dict(self.values)
+        values = {k: v for k, v in self.values.items() if k not in _EXECUTION_NAMES}
         del values["config"]
         assignments = values.pop("set_") or []
         overrides = {}
@@ -225,9 +232,13 @@ class AnalysisArgs:
         return values
 
 
+_EXECUTION_NAMES = frozenset(name for name, _, _ in _EXECUTION)
+
+
 def analysis_options(**defaults: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Give a command the shared analysis options (``defaults`` overrides some defaults,
-    e.g. ``randomize=True`` for the gate); it receives them as ``analysis``."""
+    """Give a command the shared analysis and execution options (``defaults`` overrides
+    some defaults, e.g. ``randomize=True`` for the gate); it receives them as ``analysis``
+    (`AnalysisArgs.kwargs()` for the API's options, `AnalysisArgs.execution()` for how)."""
     return functools.partial(_with_analysis_options, defaults=defaults)
 
 
@@ -237,13 +248,13 @@ def _with_analysis_options(command: Callable[..., None], defaults: dict[str, Any
     own = [p.replace(kind=keyword) for p in signature.parameters.values() if p.name != "analysis"]
     shared = [
         inspect.Parameter(name, keyword, default=defaults.get(name, default), annotation=annotation)
-        for name, annotation, default in _SHARED
+        for name, annotation, default in _SHARED + _EXECUTION
     ]
     parameters = sorted(own + shared, key=lambda p: p.name == "debug")  # --debug last in --help
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
-        values = {name: kwargs.pop(name) for name, _, _ in _SHARED}
+        values = {name: kwargs.pop(name) for name, _, _ in _SHARED + _EXECUTION}
         command(**kwargs, analysis=AnalysisArgs(values))
 
     # Typer reads the signature and the type hints: both must show the shared options.

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from weightscope.checkpoint import open_checkpoint
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
 from weightscope.cli.common import (
@@ -22,9 +21,10 @@ from weightscope.cli.common import (
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.progress import layer_progress
 from weightscope.errors import WeightscopeError, one_line
+from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
+from weightscope.pipeline import LayerAnalysis, analyze_with
 from weightscope.pipeline import analyze as run_analysis
-from weightscope.pipeline import select, stream_layers
 from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_summary import summary_figure
 from weightscope.render.plots import png_file_name, require_matplotlib, save_png
@@ -38,20 +38,24 @@ def _output_dir(out: Path) -> Path:
     return out
 
 
-def draw_layer_spectra(path: Path, patterns: list[str], out: Path, options: AnalysisOptions) -> list[Path]:
-    """One ESD picture per layer matching ``patterns``; no other tensor is read."""
+def draw_layer_spectra(
+    path: Path, patterns: list[str], out: Path, options: AnalysisOptions, execution: Execution
+) -> list[Path]:
+    """One ESD picture per layer matching ``patterns`` (``options.include``); no other
+    tensor is read."""
+    items: list[LayerAnalysis] = []
+    with layer_progress() as hook:
+        analyze_with(path, options, hook, items.append, execution)
+    if not items:
+        raise WeightscopeError(
+            f"no weight matrix matches --layer {' '.join(map(repr, patterns))} (list them: weightscope inspect {path})"
+        )
     written = []
-    with open_checkpoint(path) as reader, layer_progress() as hook:
-        selection = select(reader, options)
-        if not selection.layers:
-            raise WeightscopeError(
-                f"no weight matrix matches --layer {' '.join(map(repr, patterns))} (list them: weightscope inspect {path})"
-            )
-        for item in stream_layers(reader, selection, options, hook):
-            if item.evals is None:
-                say(one_line(f"no spectrum for {item.result.name}: {item.result.reason}"), style="yellow")
-                continue
-            written.append(save_png(layer_figure(item), out / png_file_name(item.result.name, ".esd.png")))
+    for item in items:
+        if item.evals is None:
+            say(one_line(f"no spectrum for {item.result.name}: {item.result.reason}"), style="yellow")
+            continue
+        written.append(save_png(layer_figure(item), out / png_file_name(item.result.name, ".esd.png")))
     return written
 
 
@@ -102,10 +106,10 @@ def plot(
         written = []
         if summary:
             with layer_progress() as hook:
-                report = run_analysis(path, progress=hook, **analysis.kwargs())
+                report = run_analysis(path, progress=hook, execution=analysis.execution(), **analysis.kwargs())
             written.append(save_png(summary_figure(report), directory / "summary.png"))
         if layer:
             options = AnalysisOptions.from_kwargs(**{**analysis.kwargs(), "include": tuple(layer)})
-            written += draw_layer_spectra(path, layer, directory, options)
+            written += draw_layer_spectra(path, layer, directory, options, analysis.execution())
         for file in written:
             wrote(file)

@@ -24,15 +24,7 @@ from weightscope.cli.common import (
 )
 from weightscope.cli.options import (
     AnalysisArgs,
-    CacheDirOption,
-    DeviceOption,
-    Executor,
-    ExecutorOption,
-    NoCacheOption,
-    RayAddressOption,
-    WorkersOption,
     analysis_options,
-    execution_of,
 )
 from weightscope.cli.pictures import (
     HtmlOption,
@@ -76,10 +68,6 @@ def trend(
             "checkpoint-N, global_stepN, ckptN, iter_N, epochN).",
         ),
     ] = None,
-    cache: CacheDirOption = None,
-    device: DeviceOption = "auto",
-    workers: WorkersOption = 0,
-    no_cache: NoCacheOption = False,
     jump_k: Annotated[
         float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")
     ] = 5.0,
@@ -90,8 +78,6 @@ def trend(
     output: OutputOption = None,
     plot: PlotOption = None,
     html: HtmlOption = None,
-    executor: ExecutorOption = Executor.local,
-    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
@@ -121,7 +107,7 @@ def trend(
             jump_k=jump_k,
             min_swing=min_swing,
             on_checkpoint=_announce,
-            execution=execution_of(device, workers, cache, no_cache, executor, ray_address),
+            execution=analysis.execution(),
             **options,
         )
         write_if_asked(plot, lambda target: save_png(trend_figure(result, thresholds), target))

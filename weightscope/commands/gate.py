@@ -47,6 +47,7 @@ from weightscope.commands.compare import compare_reports
 from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 
@@ -462,11 +463,14 @@ def evaluate(
     return checks
 
 
-def gate(path: str | os.PathLike[str], settings: GateSettings, **options: object) -> GateResult:
-    """Check a checkpoint or saved report against ``settings``; ``options`` as for `analyze`."""
+def gate(
+    path: str | os.PathLike[str], settings: GateSettings, *, execution: Execution = Execution(), **options: object
+) -> GateResult:
+    """Check a checkpoint or saved report against ``settings``; ``options`` and
+    ``execution`` as for `analyze`."""
     opts = AnalysisOptions.from_kwargs(**options)
-    baseline = report_for(settings.baseline, opts) if settings.baseline is not None else None
-    report = report_for(path, opts)
+    baseline = report_for(settings.baseline, opts, execution=execution) if settings.baseline is not None else None
+    report = report_for(path, opts, execution=execution)
     checks = evaluate(report, settings.rules, baseline=baseline, strip_prefix=settings.strip_prefix,
                       exclude=settings.exclude)
     return GateResult(str(path), settings.baseline, settings.config, settings.rules, checks,
