@@ -21,6 +21,7 @@ from weightscope.cli.common import (
     detail,
     emit,
     resolve_format,
+    show,
     stdout,
     user_errors,
 )
@@ -112,11 +113,10 @@ def analyze(
             with step_progress("drawing spectra", len(drawn)) as tick:
                 write_if_asked(html, lambda target: write_html_report(report, target, drawn, progress=tick))
             detail(f"HTML report with {len(drawn)} spectra in {time.perf_counter() - started:.2f} s")
-        if chosen is OutputFormat.table:
-            render_report(report, stdout)
-            return
-        text = {OutputFormat.json: to_json, OutputFormat.csv: to_csv, OutputFormat.md: to_markdown}[chosen](report)
-        emit(text, output)
+        show(chosen, output, lambda: render_report(report, stdout), {
+            OutputFormat.json: lambda: to_json(report), OutputFormat.csv: lambda: to_csv(report),
+            OutputFormat.md: lambda: to_markdown(report),
+        })
 
 
 @app.command()

@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -172,6 +172,17 @@ def resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputForma
             return _SUFFIX_FORMATS[output.suffix.lower()]
         raise WeightscopeError(f"cannot tell the format of {output}: pass --format json|csv|md")
     return OutputFormat.table
+
+
+def show(
+    chosen: OutputFormat, output: Path | None, table: Callable[[], None], texts: dict[OutputFormat, Callable[[], str]]
+) -> None:
+    """A result in the chosen format: the rich ``table`` on the terminal, or the text of
+    ``texts[chosen]`` to ``output`` (or stdout)."""
+    if chosen is OutputFormat.table:
+        table()
+    else:
+        emit(texts[chosen](), output)
 
 
 def emit(text: str, output: Path | None) -> None:

@@ -16,8 +16,8 @@ from weightscope.cli.common import (
     QuietOption,
     VerboseOption,
     check_paths,
-    emit,
     resolve_format,
+    show,
     stdout,
     user_errors,
 )
@@ -96,11 +96,7 @@ def compare(
                 **options,
             )
         write_if_asked(html, lambda target: write_compare_html(comparison, target, thresholds))
-        if chosen is OutputFormat.table:
-            render_comparison(comparison, stdout, thresholds)
-            return
-        if chosen is OutputFormat.json:
-            text = json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"
-        else:
-            text = {OutputFormat.csv: to_csv, OutputFormat.md: to_markdown}[chosen](comparison)
-        emit(text, output)
+        show(chosen, output, lambda: render_comparison(comparison, stdout, thresholds), {
+            OutputFormat.json: lambda: json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n",
+            OutputFormat.csv: lambda: to_csv(comparison), OutputFormat.md: lambda: to_markdown(comparison),
+        })

@@ -16,9 +16,9 @@ from weightscope.cli.common import (
     QuietOption,
     VerboseOption,
     check_paths,
-    emit,
     resolve_format,
     say,
+    show,
     stdout,
     user_errors,
 )
@@ -112,11 +112,7 @@ def trend(
         )
         write_if_asked(plot, lambda target: save_png(trend_figure(result, thresholds), target))
         write_if_asked(html, lambda target: write_trend_html(result, target, thresholds))
-        if chosen is OutputFormat.table:
-            render_trend(result, stdout, thresholds)
-            return
-        if chosen is OutputFormat.json:
-            text = json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
-        else:
-            text = {OutputFormat.csv: to_csv, OutputFormat.md: to_markdown}[chosen](result)
-        emit(text, output)
+        show(chosen, output, lambda: render_trend(result, stdout, thresholds), {
+            OutputFormat.json: lambda: json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n",
+            OutputFormat.csv: lambda: to_csv(result), OutputFormat.md: lambda: to_markdown(result),
+        })
