@@ -13,7 +13,7 @@ compared as W against the merged W + s·B·A (DoRA's magnitude applied when pres
 update's ranks come from the factors, and base layers the adapter does not touch are
 listed as unchanged without being analysed.
 
-Pairs of layers flow through the same machinery as `analyze` (`pipelined`: one reader
+Pairs of layers flow through the same machinery as `analyze` (`pipeline.run_local`: one reader
 thread a pair ahead of the workers, the memory budget, the device and the spectrum cache
 of `weightscope.execution`); a pair's tensors (and ΔW) are the only arrays it holds,
 never two whole models.
@@ -45,7 +45,6 @@ from weightscope.execution.cluster import (
     run_tasks,
 )
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
-from weightscope.execution.schedule import pipelined
 from weightscope.layers import LayerSpec, layer_matrices
 from weightscope.linalg._blas import blas_threads
 from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
@@ -58,6 +57,7 @@ from weightscope.pipeline import (
     failure_of,
     read_layer,
     reopened,
+    run_local,
     select,
 )
 from weightscope.report import LayerResult, Report, json_document
@@ -500,28 +500,20 @@ def compare_checkpoints(
         walked = [pair.spec_a for pair in pairs]
         if progress is not None:
             progress(0, walked)
+        done_hook = (lambda done: progress(done, walked)) if progress is not None else None
         if execution.executor == "ray":
-            done_hook = (lambda done: progress(done, walked)) if progress is not None else None
             changes = list(_pairs_on_ray(path_a, path_b, pairs, options, execution, done_hook))
-            return Comparison(
-                source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
-                _summarize(changes, top), mode=mode, unchanged=unchanged,
-            )
-        run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
-        changes = []
-        with blas_threads(1):
-            compared = pipelined(
+        else:
+            run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
+            changes = list(run_local(
                 pairs,
                 lambda pair: _read_pair(reader_a, reader_b, pair),
                 lambda pair, read: _compare_pair(pair, read, options, run),
-                workers=run.workers,
+                run=run,
                 cost=lambda pair: working_set(pair.spec_a, options) + working_set(pair.spec_b, options),
                 budget=2 * run.budget,
-            )
-            for done, change in enumerate(compared, start=1):
-                changes.append(change)
-                if progress is not None:
-                    progress(done, walked)
+                progress=done_hook,
+            ))
     return Comparison(
         source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
         _summarize(changes, top), mode=mode, unchanged=unchanged,
