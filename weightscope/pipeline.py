@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -297,47 +297,15 @@ def stream_layers(
     run = plan(selection.layers, options, execution)
     if progress is not None:
         progress(0, selection.layers)
-    yield from run_local(
+    yield from pipelined(
         selection.layers,
         lambda spec: read_layer(reader, spec),
         lambda spec, array: analyze_read(spec, array, options, run),
-        run=run,
+        workers=run.workers,
         cost=lambda spec: working_set(spec, options),
         budget=run.budget,
         progress=(lambda done: progress(done, selection.layers)) if progress is not None else None,
     )
-
-
-Item = TypeVar("Item")
-Read = TypeVar("Read")
-Done = TypeVar("Done")
-
-
-def run_local(
-    items: list[Item],
-    read: Callable[[Item], Read],
-    analyse: Callable[[Item, Read], Done],
-    *,
-    run: Plan,
-    cost: Callable[[Item], float],
-    budget: float,
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[Done]:
-    """``analyse(item, read(item))`` for each item, in order, on this machine: one reader
-    thread ahead of ``run.workers`` worker threads within ``budget`` bytes
-    (`weightscope.execution.schedule`); ``progress`` gets the count done after each.
-
-    One BLAS thread whatever the workers: a threaded Gram product is not bitwise the same
-    (a 300×300 float64 Gram differed between 1 and 2 threads here, and with it every
-    number of that layer under --eig-dtype float64 between --workers 1 and 2);
-    parallelism is the workers.
-    """
-    with blas_threads(1):
-        results = pipelined(items, read, analyse, workers=run.workers, cost=cost, budget=budget)
-        for done, result in enumerate(results, start=1):
-            yield result
-            if progress is not None:
-                progress(done)
 
 
 def analyze(

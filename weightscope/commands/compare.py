@@ -13,7 +13,7 @@ compared as W against the merged W + s·B·A (DoRA's magnitude applied when pres
 update's ranks come from the factors, and base layers the adapter does not touch are
 listed as unchanged without being analysed.
 
-Pairs of layers flow through the same machinery as `analyze` (`pipeline.run_local`: one reader
+Pairs of layers flow through the same machinery as `analyze` (`execution.schedule.pipelined`: one reader
 thread a pair ahead of the workers, the memory budget, the device and the spectrum cache
 of `weightscope.execution`); a pair's tensors (and ΔW) are the only arrays it holds,
 never two whole models.
@@ -45,6 +45,7 @@ from weightscope.execution.cluster import (
     run_tasks,
 )
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
+from weightscope.execution.schedule import pipelined
 from weightscope.layers import LayerSpec, layer_matrices
 from weightscope.linalg._blas import blas_threads
 from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
@@ -57,7 +58,6 @@ from weightscope.pipeline import (
     failure_of,
     read_layer,
     reopened,
-    run_local,
     select,
 )
 from weightscope.report import LayerResult, Report, json_document
@@ -505,11 +505,11 @@ def compare_checkpoints(
             changes = list(_pairs_on_ray(path_a, path_b, pairs, options, execution, done_hook))
         else:
             run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
-            changes = list(run_local(
+            changes = list(pipelined(
                 pairs,
                 lambda pair: _read_pair(reader_a, reader_b, pair),
                 lambda pair, read: _compare_pair(pair, read, options, run),
-                run=run,
+                workers=run.workers,
                 cost=lambda pair: working_set(pair.spec_a, options) + working_set(pair.spec_b, options),
                 budget=2 * run.budget,
                 progress=done_hook,
