@@ -21,6 +21,7 @@ LEVELS = {
     "weightscope.errors": 0,
     "weightscope.io": 0,
     "weightscope.config": 1,
+    "weightscope.vocabulary": 1,
     "weightscope.linalg": 1,
     "weightscope.checkpoint": 2,
     "weightscope.stats": 2,
@@ -208,3 +209,86 @@ def test_a_second_alpha_band_definition_is_caught(tmp_path):
     (planted / "summary.py").write_text('LABEL = "alpha 2–6"\n')
     found = band_definitions(planted)
     assert len(found) == 3, found
+
+
+# --- one vocabulary of findings, one "has a reading" ------------------------------------------
+
+from weightscope import vocabulary  # noqa: E402  (the names the guard looks for)
+
+#: Every verdict name, as this version and older reports spell it.
+VERDICT_NAMES = set(vocabulary.VERDICTS) | set(vocabulary.RENAMED)
+
+
+def vocabulary_copies(package: Path = PACKAGE) -> list[str]:
+    """Places outside vocabulary.py that spell out a collection of verdict names (a tuple,
+    list, set or dict literal holding two or more of them): a second table of names,
+    precedence, severity, colours or markers that would drift from `vocabulary`."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.stem == "vocabulary":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else []
+            names = [item.value for item in items if isinstance(item, ast.Constant) and item.value in VERDICT_NAMES]
+            if len(set(names)) >= 2:
+                found.append(f"{path.relative_to(package.parent)}:{node.lineno} lists verdicts {names}")
+    return found
+
+
+def reading_definitions(package: Path = PACKAGE) -> list[str]:
+    """Places outside report.py that decide whether a layer's alpha has a reading on their
+    own: reading a ``.trusted`` attribute, defining a predicate named like one
+    (``is_trusted``, ``_trusted``, ``has_reading``), or testing ``.confidence`` against
+    None. `LayerResult.has_reading` is the one definition."""
+    found = []
+    predicate = re.compile(r"trusted|has_reading|is_read", re.IGNORECASE)
+    for path in sorted(package.rglob("*.py")):
+        if path.stem == "report":
+            continue
+        where = path.relative_to(package.parent)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "trusted":
+                found.append(f"{where}:{node.lineno} reads .trusted")
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and predicate.search(node.name):
+                found.append(f"{where}:{node.lineno} defines {node.name}()")
+            if isinstance(node, ast.Compare):
+                operands = (node.left, *node.comparators)
+                confidence = any(isinstance(o, ast.Attribute) and o.attr == "confidence" for o in operands)
+                if confidence and any(isinstance(o, ast.Constant) and o.value is None for o in operands):
+                    found.append(f"{where}:{node.lineno} tests .confidence against None")
+    return found
+
+
+def test_the_verdict_vocabulary_is_defined_once():
+    """Names, precedence, severity, colour, marker, meaning and advice of every finding
+    live in weightscope.vocabulary; every consumer reads them from there."""
+    assert vocabulary_copies() == []
+
+
+def test_has_a_reading_is_decided_once():
+    assert reading_definitions() == []
+
+
+def test_a_second_vocabulary_or_reading_definition_is_caught(tmp_path):
+    planted = tmp_path / "weightscope"
+    (planted / "render").mkdir(parents=True)
+    (planted / "render" / "style.py").write_text(
+        'STYLES = {"healthy": "green", "no-reading": "dim"}\n'
+        'def legend(verdict):\n    return verdict not in ("healthy", "untrusted-fit")\n'
+    )
+    (planted / "summary.py").write_text(
+        "def is_trusted(layer):\n    return layer.fit_trust is None or layer.fit_trust.trusted\n"
+        "def counted(layer):\n    return layer.confidence is not None\n"
+    )
+    assert len(vocabulary_copies(planted)) == 2, vocabulary_copies(planted)
+    assert len(reading_definitions(planted)) == 3, reading_definitions(planted)
+
+
+def test_every_verdict_has_a_record_with_meaning_and_advice():
+    for name in vocabulary.VERDICTS:
+        record = vocabulary.finding(name)
+        assert record is not None and record.meaning and record.advice, name
+        assert record.marker, f"verdict {name} has no plot marker"
+    assert len({record.name for record in vocabulary.FINDINGS}) == len(vocabulary.FINDINGS)
+    assert all(vocabulary.finding(flag) for flag in (*vocabulary.NO_READING_FLAGS, *vocabulary.APPROXIMATE_FLAGS))

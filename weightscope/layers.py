@@ -20,6 +20,8 @@ from weightscope.errors import WeightscopeError
 
 #: Layer kinds, in display order.
 KINDS = ("embedding", "q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down", "lm_head", "conv", "other")
+#: The kind of a name no rule recognises: a catch-all, so its layers are not alike.
+OTHER_KIND = KINDS[-1]
 
 # Ordered: the first pattern that matches a (lower-cased) name decides its kind.
 _KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(

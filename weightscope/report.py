@@ -23,6 +23,7 @@ from weightscope.checks import (  # noqa: F401  (hints)
     Traps,
     VectorStats,
 )
+from weightscope import vocabulary
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.layers import SkippedTensor
@@ -31,7 +32,9 @@ from weightscope.stats.embedding import RowCloud
 from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
 
-SCHEMA = "weightscope.report/2"
+SCHEMA = "weightscope.report/3"
+#: Older schemas this version still reads (`Report.from_dict` upgrades them).
+_UPGRADABLE = ("weightscope.report/2",)
 #: `Report.to_pandas` columns renamed to WeightWatcher's name of the same quantity.
 WEIGHTWATCHER_COLUMNS = {"name": "longname", "num_tail": "num_pl_spikes"}
 
@@ -85,10 +88,25 @@ class LayerResult:
     verdict: str | None = None
     flags: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    #: how sure the reading of alpha is: "solid", "approximate", or None when alpha carries
+    #: no information (`weightscope.vocabulary.CONFIDENCES`)
+    confidence: str | None = None
+    #: the verdict's plain meaning and what to do (`weightscope.vocabulary`); empty when healthy
+    advice: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def has_reading(self) -> bool:
+        """Whether this layer's alpha carries information: the one definition that the
+        summary, the gate, trend and every view read.
+
+        A fitted alpha with a confidence has a reading; so has one whose confidence was
+        never judged (a report made without diagnostics: nothing says otherwise).
+        """
+        return self.ok and self.alpha is not None and (self.confidence is not None or self.fit_trust is None)
 
 
 @dataclass(frozen=True)
@@ -117,7 +135,8 @@ class Summary:
     above_6: int
     robust_layers: int = 0
     excluded_above_8: int = 0
-    excluded_untrusted: int = 0
+    #: fitted layers left out of the robust figures because their alpha has no reading
+    excluded_no_reading: int = 0
     alpha_median_by_kind: dict[str, float] = field(default_factory=dict)
     alpha_median_by_block: dict[str, float] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)
@@ -228,6 +247,8 @@ class Report:
         if isinstance(data, dict) and data.get("schema") == "weightscope.report/1":
             raise WeightscopeError("this report was written by an older weightscope (schema report/1, whose "
                                    "lambda_max/log_norm were σ²/N); analyse the checkpoint again")
+        if isinstance(data, dict) and data.get("schema") in _UPGRADABLE:
+            data = _upgraded(data)
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")
@@ -240,6 +261,40 @@ class Report:
             twice = next(name for name in names if names.count(name) > 1)
             raise WeightscopeError(f"malformed weightscope report: layer {twice!r} appears twice")
         return report
+
+
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A report/2 document as report/3: ``untrusted-fit`` is ``no-reading``
+    (`vocabulary.RENAMED`, in verdicts, flags and the summary's counts), a layer's confidence is "solid" where report/2's fit_trust
+    said trusted and the verdict agreed (report/2 had no approximate reading), its
+    advice comes from the vocabulary, and the summary's ``excluded_untrusted`` is
+    ``excluded_no_reading``. Anything malformed is left for `from_dict` to name."""
+    layers = []
+    for layer in data.get("layers") or []:
+        if not isinstance(layer, dict):
+            layers.append(layer)
+            continue
+        layer = dict(layer)
+        verdict = layer.get("verdict")
+        if isinstance(verdict, str):
+            layer["verdict"] = vocabulary.current_name(verdict)
+        if isinstance(layer.get("flags"), list):
+            layer["flags"] = [vocabulary.current_name(f) if isinstance(f, str) else f for f in layer["flags"]]
+        trust = layer.get("fit_trust")
+        trusted = isinstance(trust, dict) and trust.get("trusted") is True and layer.get("verdict") != vocabulary.NO_READING
+        layer.setdefault("confidence", "solid" if trusted else None)
+        layer.setdefault("advice", vocabulary.advice(layer.get("verdict")) if isinstance(layer.get("verdict"), str) else "")
+        layers.append(layer)
+    summary = data.get("summary")
+    if isinstance(summary, dict) and "excluded_untrusted" in summary:
+        summary = {("excluded_no_reading" if k == "excluded_untrusted" else k): v for k, v in summary.items()}
+    if isinstance(summary, dict) and isinstance(summary.get("verdicts"), dict):
+        counts: dict[str, Any] = {}
+        for name, count in summary["verdicts"].items():
+            key = vocabulary.current_name(name)
+            counts[key] = counts.get(key, 0) + count if isinstance(count, int) else count
+        summary = {**summary, "verdicts": counts}
+    return {**data, "schema": SCHEMA, "layers": layers, "summary": summary}
 
 
 # --- generic dataclass <-> JSON-able conversion ----------------------------------------

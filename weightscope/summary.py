@@ -1,9 +1,10 @@
 """Model-level figures from per-layer results.
 
 The median and the median absolute deviation (MAD) are the headline: one broken layer
-must not move the model's number. Layers whose alpha cannot be believed — an untrusted
-fit, or alpha > ``alpha_random`` (a random-like layer, where "alpha" only says "no tail")
-— are left out of the robust figures and counted instead. The mean is kept, labelled as
+must not move the model's number. Layers whose alpha carries no information — no
+reading (`LayerResult.has_reading`), or alpha > ``alpha_random`` (a random-like layer,
+where "alpha" only says "no tail") — are left out of the robust figures and counted
+instead. The mean is kept, labelled as
 such. Every band edge is the report's own `Thresholds` (weightscope.config), the one
 definition of the alpha band.
 """
@@ -18,10 +19,6 @@ from weightscope.config import Thresholds
 from weightscope.report import LayerResult, SkippedTensor, Summary
 
 
-def _is_untrusted(layer: LayerResult) -> bool:
-    return layer.fit_trust is not None and not layer.fit_trust.trusted
-
-
 def _median(values: list[float]) -> float:
     return float(np.median(values))
 
@@ -31,9 +28,9 @@ def summarize(layers: list[LayerResult], skipped: list[SkippedTensor], threshold
     band = thresholds or Thresholds()
     fitted = [r for r in layers if r.ok and r.alpha is not None]
     alphas = np.array([r.alpha for r in fitted], dtype=np.float64)
-    untrusted = [r for r in fitted if _is_untrusted(r)]
-    above_8 = [r for r in fitted if not _is_untrusted(r) and r.alpha > band.alpha_random]
-    robust = [r for r in fitted if not _is_untrusted(r) and r.alpha <= band.alpha_random]
+    unread = [r for r in fitted if not r.has_reading]
+    above_8 = [r for r in fitted if r.has_reading and r.alpha > band.alpha_random]
+    robust = [r for r in fitted if r.has_reading and r.alpha <= band.alpha_random]
     robust_alphas = [r.alpha for r in robust]
     median = _median(robust_alphas) if robust else None
 
@@ -56,7 +53,7 @@ def summarize(layers: list[LayerResult], skipped: list[SkippedTensor], threshold
         above_6=int((alphas > band.alpha_high).sum()),
         robust_layers=len(robust),
         excluded_above_8=len(above_8),
-        excluded_untrusted=len(untrusted),
+        excluded_no_reading=len(unread),
         alpha_median_by_kind={k: _median(v) for k, v in sorted(by_kind.items())},
         alpha_median_by_block={b: _median(v) for b, v in sorted(by_block.items(), key=lambda kv: int(kv[0]))},
         verdicts=dict(Counter(r.verdict for r in layers if r.verdict is not None)),

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from weightscope import vocabulary
 from weightscope._version import __version__
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
@@ -70,19 +71,6 @@ from weightscope.stats.update import UpdateStats, lora_update_stats, stats_from_
 
 SCHEMA = "weightscope.compare/1"
 
-#: How bad a verdict is, for "did this layer get worse". Not judged (None) and verdicts
-#: of the same rank are never "worse" than each other: a change between two problems of
-#: the same weight is a change, not a regression.
-VERDICT_SEVERITY = {
-    "healthy": 0,
-    "untrusted-fit": 1,
-    "under-trained": 2,
-    "over-trained": 2,
-    "random-like": 3,
-    "correlation-trap": 3,
-    "rank-collapsed": 3,
-    "failed": 4,
-}
 
 @dataclass(frozen=True)
 class LayerChange:
@@ -209,8 +197,10 @@ def layer_verdict(layer: LayerResult) -> str | None:
 
 
 def got_worse(verdict_a: str | None, verdict_b: str | None) -> bool:
-    """Whether B's verdict is more severe than A's (never when either is unjudged)."""
-    before, after = VERDICT_SEVERITY.get(verdict_a or ""), VERDICT_SEVERITY.get(verdict_b or "")
+    """Whether B's verdict is more severe than A's (`vocabulary.severity`; never when
+    either is unjudged). Verdicts of the same severity are never "worse" than each other:
+    a change between two problems of the same weight is a change, not a regression."""
+    before, after = vocabulary.severity(verdict_a), vocabulary.severity(verdict_b)
     return before is not None and after is not None and after > before
 
 

@@ -12,7 +12,8 @@ to exit code 1, and bad input or config to 2.
 
 What the rules judge, and why (measured on all-MiniLM-L6-v2, a well-trained public
 model the default gate must pass, and on broken copies of it it must fail):
-- alpha bands read trusted fits only: an untrusted fit's alpha is not a measurement.
+- alpha bands read layers whose alpha has a reading only (`LayerResult.has_reading`):
+  where alpha carries no information it is not a measurement.
 - traps fail by impact (the layer's verdict is correlation-trap: alpha moves or leaves
   the band without the trap entries), not by existence; BERT's outlier dimension is a
   real trap that moves nothing.
@@ -48,6 +49,7 @@ from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
+from weightscope.layers import OTHER_KIND
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 
@@ -76,12 +78,14 @@ class GateRules:
     each field is also a command-line flag (``metadata`` holds its help)."""
 
     # The band's defaults are the thresholds' (`weightscope.config`): one definition.
-    min_alpha: float = field(default=Thresholds.alpha_low, metadata=_rule("Lower end of the healthy alpha band, for trusted fits."))
-    max_alpha: float = field(default=Thresholds.alpha_high, metadata=_rule("Upper end of the healthy alpha band, for trusted fits."))
+    min_alpha: float = field(default=Thresholds.alpha_low, metadata=_rule(
+        "Lower end of the healthy alpha band, for layers whose alpha has a reading."))
+    max_alpha: float = field(default=Thresholds.alpha_high, metadata=_rule(
+        "Upper end of the healthy alpha band, for layers whose alpha has a reading."))
     max_out_of_range_share: float = field(default=0.1, metadata=_rule(
-        "Largest share of trusted fits allowed outside the band (warnings); beyond it each one fails."))
+        "Largest share of read alphas allowed outside the band (warnings); beyond it each one fails."))
     max_out_of_range_count: int | None = field(default=None, metadata=_rule(
-        "Largest number of trusted fits allowed outside the band (unset: no count limit)."))
+        "Largest number of read alphas allowed outside the band (unset: no count limit)."))
     max_alpha_deviation: float | None = field(default=6.0, metadata=_rule(
         "Fail a layer whose alpha lies more robust sigmas (MAD) than this from the median alpha of its kind (inf: off)."))
     fail_on_traps: bool = field(default=True, metadata=_rule(
@@ -92,7 +96,7 @@ class GateRules:
     fail_on_random_like: bool = field(default=True, metadata=_rule(
         "Fail layers whose spectrum is random-like (nothing learned).", "--fail-on-random-like/--allow-random-like"))
     min_trusted_share: float = field(default=0.3, metadata=_rule(
-        "Least share of layers whose power-law fit is trusted (0: off)."))
+        "Least share of fitted layers whose alpha has a reading (0: off)."))
     max_failed: int = field(default=0, metadata=_rule("Layers allowed to fail analysis, e.g. NaN weights."))
     max_delta_alpha: float | None = field(default=None, metadata=_rule("Largest |Δalpha| of a layer against --baseline."))
     max_delta_median: float | None = field(default=None, metadata=_rule("Largest |Δ median alpha| against --baseline."))
@@ -272,21 +276,15 @@ def _per_layer(
     return checks
 
 
-def _trusted(layer: LayerResult) -> bool:
-    """A fitted layer whose fit was judged trustworthy (or not judged at all: an old or
-    hand-made report without fit_trust is read as before)."""
-    return layer.alpha is not None and (layer.fit_trust is None or layer.fit_trust.trusted)
-
-
 def _alpha_checks(layers: list[LayerResult], rules: GateRules) -> list[Check]:
-    judged = [layer for layer in layers if _trusted(layer)]
+    judged = [layer for layer in layers if layer.has_reading]
     outside = [layer for layer in judged if not rules.min_alpha <= (layer.alpha or 0.0) <= rules.max_alpha]
     allowed = math.floor(rules.max_out_of_range_share * len(judged) + 1e-9)
     if rules.max_out_of_range_count is not None:
         allowed = min(allowed, rules.max_out_of_range_count)
     too_many = len(outside) > allowed
     band = f"[{_g(rules.min_alpha)}, {_g(rules.max_alpha)}]"
-    tally = f"{len(outside)} of {len(judged)} trusted fits are outside the band, at most {allowed} may be"
+    tally = f"{len(outside)} of {len(judged)} read alphas are outside the band, at most {allowed} may be"
 
     def in_range(layer: LayerResult) -> tuple[str, float | None, str]:
         alpha = layer.alpha
@@ -312,31 +310,39 @@ def _deviation_checks(layers: list[LayerResult], limit_sigmas: float) -> list[Ch
     """Robust outliers against the model's own layers of the same kind.
 
     The reference is every fitted layer of the kind (median, 1.4826·MAD), so one broken
-    layer cannot hide by pulling the reference; only trusted fits are judged (an
-    untrusted alpha is not a measurement: on all-MiniLM-L6-v2 the untrusted fits of
-    block 5's query and key lie 8.7 and 13.4 robust sigmas out). Kinds with fewer than
-    4 fitted layers have no reference and are not judged. A MAD below 0.05 is raised to 0.05: near-equal
-    alphas would otherwise make any small difference a huge deviation.
+    layer cannot hide by pulling the reference; only alphas with a reading are judged
+    (an alpha without one is not a measurement). A layer's deviation is measured in
+    √((1.4826·MAD)² + σ_α²), σ_α = (α − 1)/√n_tail its own standard error: when the
+    kind's alphas agree closely, a layer whose alpha is known to ±0.17 is not an outlier
+    for lying 0.2 away (english_g2, a real OCR model: α = 2.32 ± 0.17 against a MAD of
+    0.086 was 7 robust sigmas out by the MAD alone, 3.7 with its error). Kinds with
+    fewer than 4 fitted layers have no reference and are not judged, and neither is the
+    catch-all kind ``other``: it pools unlike layers (LSTM gates with Linear layers), so
+    its median is no reference. A MAD below 0.05 is raised to 0.05 for layers without a
+    standard error (hand-made reports).
     """
     by_kind: dict[str, list[LayerResult]] = defaultdict(list)
     for layer in layers:
-        if layer.alpha is not None:
+        if layer.alpha is not None and layer.kind != OTHER_KIND:
             by_kind[layer.kind].append(layer)
     checks = []
-    limit = f"within {_g(limit_sigmas)} robust sigmas of the kind's median alpha"
+    limit = f"within {_g(limit_sigmas)} robust sigmas (MAD and alpha's own error) of the kind's median alpha"
     for kind, members in by_kind.items():
         if len(members) < _MIN_KIND_LAYERS:
             continue
         alphas = np.array([layer.alpha for layer in members], dtype=float)
         median = float(np.median(alphas))
-        sigma = _MAD_TO_SIGMA * max(float(np.median(np.abs(alphas - median))), _MIN_MAD)
+        spread = _MAD_TO_SIGMA * max(float(np.median(np.abs(alphas - median))), _MIN_MAD)
         for layer, alpha in zip(members, alphas):
-            if not _trusted(layer):
+            if not layer.has_reading:
                 continue
+            sigma = math.hypot(spread, layer.sigma or 0.0)
             deviation = abs(alpha - median) / sigma
             status = FAIL if deviation > limit_sigmas else PASS
-            message = (f"alpha {_g(alpha)} is {deviation:.1f} robust sigmas from the median {_g(median)} "
-                       f"of the {len(members)} '{kind}' layers")
+            message = (f"alpha {_g(alpha)} ± {_g(layer.sigma or 0.0)} is {deviation:.1f} robust sigmas from the median "
+                       f"{_g(median)} of the {len(members)} '{kind}' layers")
+            if status == FAIL:
+                message += f". {accept_hint(layer.name)}"
             checks.append(Check("alpha-outlier", layer.name, status, float(deviation), limit, message))
     return checks
 
@@ -356,20 +362,27 @@ def _flag_check(rule: str, flag: str, what: str, needs: Callable[[LayerResult], 
             return SKIP, None, f"{rule} was not computed for this layer"
         if flag in layer.flags:
             reason = next((r for f, r in zip(layer.flags, layer.reasons[-len(layer.flags):]) if f == flag), what)
-            return FAIL, 1.0, reason
+            return FAIL, 1.0, f"{reason} {accept_hint(layer.name)}"
         return PASS, 0.0, f"no {rule}"
 
     return judge
 
 
+def accept_hint(name: str) -> str:
+    """How to accept a layer the gate fails, e.g. the pooler sentence-transformers never
+    train: the exact --ignore flag, or the config's exclude."""
+    pattern = "^" + re.escape(name) + "$"
+    return f"To accept it: --ignore '{pattern}', or exclude = ['{pattern}'] in [tool.weightscope.gate]."
+
+
 def _trust_check(layers: list[LayerResult], minimum: float) -> Check:
-    judged = [layer for layer in layers if layer.ok and layer.fit_trust is not None]
+    judged = [layer for layer in layers if layer.ok and layer.alpha is not None and layer.fit_trust is not None]
     limit = f"≥ {_g(minimum)}"
     if not judged:
-        return Check("trusted-fits", MODEL, SKIP, None, limit, "fit trust was not computed")
-    share = sum(layer.fit_trust.trusted for layer in judged if layer.fit_trust) / len(judged)
+        return Check("trusted-fits", MODEL, SKIP, None, limit, "the reading of alpha was not judged")
+    share = sum(layer.has_reading for layer in judged) / len(judged)
     status = PASS if share >= minimum else FAIL
-    return Check("trusted-fits", MODEL, status, share, limit, f"{share:.0%} of {len(judged)} fits are trusted")
+    return Check("trusted-fits", MODEL, status, share, limit, f"{share:.0%} of {len(judged)} fitted layers have a reading of alpha")
 
 
 def _failed_checks(layers: list[LayerResult], max_failed: int) -> list[Check]:

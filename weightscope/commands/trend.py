@@ -12,10 +12,10 @@ every layer's alpha becomes a series over the steps. Three patterns are flagged 
 - stuck random-like: every checkpoint judges the layer random-like or under-trained
   (alpha > 6 where no verdict was computed): the layer never learned.
 
-Jumps and fall-then-rise read only alphas that can carry them: trusted fits, outside the
+Jumps and fall-then-rise read only alphas that can carry them: alphas with a reading, outside the
 random-like phase. The fall of alpha away from a random start is the expected first phase
 of training, not an event: on the example run, flagging every fitted alpha called 25 of
-its 30 layers `jump`, mostly for that fall and for untrusted late fits.
+its 30 layers `jump`, mostly for that fall and for late fits without a reading.
 
 Beyond alpha, each layer gets its distance from initialisation ‖W − W₀‖_F/‖W₀‖_F against
 the run's first checkpoint (streamed, two tensors at a time) and how alpha moves with the
@@ -46,6 +46,7 @@ import numpy as np
 from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
+from weightscope import vocabulary
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.execution.cache import (
@@ -86,9 +87,9 @@ _SHARD_NAME = re.compile(r"\d+-of-\d+")
 
 DEFAULT_STEP_PATTERN = r"(?:global[_-]?step|step|checkpoint|ckpt|iteration|iter|epoch)[-_=]?(\d+)"
 
-#: Verdicts of a layer that has not (yet) learned; without diagnostics (a report saved
-#: without verdicts), alpha above the default `Thresholds.alpha_high` stands in for them.
-UNTRAINED_VERDICTS = frozenset({"random-like", "under-trained"})
+#: Without diagnostics (a report saved without verdicts), alpha above the default
+#: `Thresholds.alpha_high` stands in for the verdicts that say "not (yet) learned"
+#: (`vocabulary.untrained`).
 UNTRAINED_ALPHA = Thresholds().alpha_high
 
 FLAG_FALL_THEN_RISE = "fall-then-rise"
@@ -347,7 +348,7 @@ class FallThenRise:
 class LayerSeries:
     """One layer over the run: alpha and verdict per checkpoint (None where absent/failed).
 
-    ``trusted`` marks the alphas flags may read (trusted fit, not random-like).
+    ``trusted`` marks the alphas flags may read (`flaggable`: a reading, not random-like).
     ``distance_from_init`` is ‖W − W₀‖_F/‖W₀‖_F against the run's first checkpoint (None
     where it could not be measured, e.g. for a saved report). ``comovement`` holds the
     Spearman correlation of alpha with ``rand_distance``, ``log_spectral_norm`` and
@@ -514,7 +515,7 @@ def find_fall_then_rise(alphas: list[float | None], steps: list[int | None], min
 def is_stuck_untrained(alphas: list[float | None], verdicts: list[str | None]) -> bool:
     """True when every checkpoint that judged the layer (≥ 2 of them) calls it untrained."""
     states = [
-        verdict in UNTRAINED_VERDICTS if verdict is not None else alpha > UNTRAINED_ALPHA
+        vocabulary.untrained(verdict) if verdict is not None else alpha > UNTRAINED_ALPHA
         for alpha, verdict in zip(alphas, verdicts)
         if verdict is not None or alpha is not None
     ]
@@ -565,14 +566,9 @@ def layer_series(
 
 
 def flaggable(layer: LayerResult | None) -> bool:
-    """Whether a layer's alpha may carry a flag: a fitted, trusted fit, not random-like.
-
-    A fit whose trust was not assessed (no diagnostics in the report) counts as trusted:
-    there is nothing to say otherwise.
-    """
-    if layer is None or not layer.ok or layer.alpha is None or layer.verdict == "random-like":
-        return False
-    return layer.fit_trust is None or layer.fit_trust.trusted
+    """Whether a layer's alpha may carry a flag: it has a reading
+    (`LayerResult.has_reading`) and is not random-like."""
+    return layer is not None and layer.has_reading and layer.verdict != "random-like"
 
 
 def _comovement(present: list[LayerResult | None], distances: list[float | None]) -> dict[str, float | None]:

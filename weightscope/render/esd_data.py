@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from weightscope import vocabulary
 from weightscope.render.style import fmt
 from weightscope.report import LayerResult
 
@@ -32,15 +33,6 @@ SPIKE_SHARE_WARNING = 0.3
 #: The CCDF is drawn through at most this many points, log-spaced in rank (a
 #: 4096-eigenvalue step curve looks the same through 200).
 CCDF_POINTS = 200
-
-#: Why a fit is not trusted, in a few words, by the flag `weightscope.checks` raises.
-UNTRUSTED_WHY = {
-    "small-tail": "tail too small",
-    "ks-reject": "KS test rejects the power law",
-    "unstable-alpha": "alpha unstable in xmin",
-    "lognormal-better": "a lognormal fits better",
-    "exponential-better": "an exponential fits better",
-}
 
 
 @dataclass(frozen=True)
@@ -129,24 +121,31 @@ def bin_count(n: int) -> int:
     return int(np.clip(2 * np.sqrt(n), 20, 80))
 
 
-def untrusted_reasons(result: LayerResult) -> list[str]:
-    """Why the fit is not believed, from the flags the checks raised (empty when trusted)."""
-    if result.fit_trust is None or result.fit_trust.trusted:
-        return []
-    return [UNTRUSTED_WHY[flag] for flag in result.flags if flag in UNTRUSTED_WHY] or ["fit not trusted"]
+def reading_note(result: LayerResult) -> str | None:
+    """What limits the reading of alpha, by the flags behind it (`vocabulary`): no
+    reading and why, or an approximate fit and why; None for a solid reading."""
+    if result.alpha is None:
+        return None
+    if not result.has_reading:
+        why = [flag for flag in result.flags if flag in vocabulary.NO_READING_FLAGS]
+        return "no reading of alpha" + (": " + ", ".join(why) if why else "")
+    if result.confidence == "approximate":
+        why = [flag for flag in result.flags if flag in vocabulary.APPROXIMATE_FLAGS]
+        return "approximate fit" + (": " + ", ".join(why) if why else "")
+    return None
 
 
 def title(result: LayerResult) -> str:
-    """alpha ± sigma, D, the verdict, and — for an untrusted fit — why."""
+    """alpha ± sigma, D, the verdict, and what limits the reading of alpha."""
     if result.alpha is None:
         return f"no power-law fit: {result.reason or 'not fitted'}"
     parts = [f"α = {fmt(result.alpha, 2)}" + (f" ± {fmt(result.sigma, 2)}" if result.sigma is not None else "")]
     parts.append(f"D = {fmt(result.D)}")
     if result.verdict is not None:
         parts.append(f"verdict: {result.verdict}")
-    why = untrusted_reasons(result)
-    if why:
-        parts.append("untrusted: " + ", ".join(why))
+    note = reading_note(result)
+    if note:
+        parts.append(note)
     return ",  ".join(parts)
 
 
@@ -228,16 +227,15 @@ def _ccdf(result: LayerResult, evals: np.ndarray) -> CcdfPanel:
 
 
 def warnings(result: LayerResult, evals: np.ndarray) -> list[str]:
-    """What a reader must not miss: an MP fit that found no bulk, a fit not to believe."""
+    """What a reader must not miss: an MP fit that found no bulk, an alpha without a reading."""
     notes = []
     if result.mp is not None and evals.size and result.mp.num_spikes > SPIKE_SHARE_WARNING * evals.size:
         notes.append(
             f"MP fit doubtful: {result.mp.num_spikes} of {evals.size} eigenvalues "
             f"({result.mp.num_spikes / evals.size:.0%}) lie above its bulk edge"
         )
-    why = untrusted_reasons(result)
-    if why:
-        notes.append("power-law fit not trusted: " + ", ".join(why))
+    if not result.has_reading and result.alpha is not None:
+        notes.append(reading_note(result) or "no reading of alpha")
     return notes
 
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
+from weightscope import vocabulary
 from weightscope._version import __version__
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.io import write_text_atomic
 from weightscope.render.esd_data import esd_picture
 from weightscope.render.measures_views import lines_html, measures_lines
-from weightscope.render.plot_summary import is_trusted
 from weightscope.render.plots import png_bytes
 from weightscope.render.rows import ordered_layers, short_names
 from weightscope.render.style import (
@@ -71,6 +71,8 @@ table.sortable thead th[aria-sort="descending"]::after { content: " \\2193"; col
 tbody tr:nth-child(even) { background: #fafafa; }
 .low { color: var(--low); font-weight: 600; } .ok { color: var(--ok); } .high { color: var(--high); font-weight: 600; }
 .failed { color: var(--low); } .muted { color: var(--muted); }
+.sev-ok { color: var(--ok); } .sev-note { color: var(--muted); } .sev-warning { color: var(--high); font-weight: 600; }
+.sev-failure { color: var(--low); font-weight: 700; }
 details summary { cursor: pointer; color: var(--muted); }
 .tablewrap { max-width: 100%; overflow-x: auto; }
 td.name { white-space: nowrap; } td.name a { color: inherit; }
@@ -257,7 +259,8 @@ LAYER_COLUMNS = (
     Column("block", "blk", True), Column("layer", "layer"), Column("kind", "kind"), Column("shape", "shape"),
     Column("alpha", "alpha", True), Column("D", "D", True), Column("tail", "tail", True),
     Column("lambda_max", "σmax²", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "s.rank", True),
-    Column("verdict", "verdict"), Column("trust", "trusted"), Column("why", "why"),
+    Column("verdict", "verdict"), Column("confidence", "reading"), Column("why", "why"),
+    Column("advice", "what it means, what to do"),
 )
 
 
@@ -270,7 +273,7 @@ def _verdict_cell(layer: LayerResult) -> Cell:
         return Cell("failed", "failed", "failed verdict")
     if layer.verdict is None:
         return Cell("—", None, "muted")
-    return Cell(layer.verdict, layer.verdict, ("ok" if layer.verdict == "healthy" else "low") + " verdict")
+    return Cell(layer.verdict, layer.verdict, vocabulary.css_class(layer.verdict) + " verdict")
 
 
 def _layer_row(
@@ -278,16 +281,15 @@ def _layer_row(
 ) -> list[Cell]:
     """One row; ``texts`` are its numbers as formatted for their whole column."""
     alpha = Cell(texts["alpha"], layer.alpha, alpha_band(layer.alpha, thresholds) if layer.alpha is not None else "")
-    trust = Cell("—", None, "muted") if layer.fit_trust is None else Cell(
-        "yes" if is_trusted(layer) else "no", "yes" if is_trusted(layer) else "no", "" if is_trusted(layer) else "low"
-    )
+    reading = (layer.confidence or "not judged" if layer.has_reading else "none") if layer.alpha is not None else "—"
+    confidence = Cell(reading, reading if layer.alpha is not None else None, "" if layer.has_reading else "muted")
     why = layer.reason if not layer.ok else " ".join(layer.reasons)
     name = Cell(short, layer.name, "name", href=f"#{anchor}" if anchor else None, title=layer.name)
     return [
         number_cell(layer.block), name, text_cell(layer.kind), text_cell("×".join(map(str, layer.shape))),
         alpha, Cell(texts["D"], layer.D), number_cell(layer.num_tail), Cell(texts["lambda_max"], layer.lambda_max),
         Cell(texts["log_norm"], layer.log_norm), Cell(texts["stable_rank"], layer.stable_rank),
-        _verdict_cell(layer), trust, text_cell(why or "", "why"),
+        _verdict_cell(layer), confidence, text_cell(why or "", "why"), text_cell(layer.advice, "why"),
     ]
 
 
@@ -300,7 +302,7 @@ def _summary_section(report: Report) -> str:
         ("median alpha", fmt(s.alpha_median, 2), alpha_band(s.alpha_median, t) if s.alpha_median is not None else "muted"),
         ("MAD of alpha", fmt(s.alpha_mad, 2), ""),
         ("layers in the median", str(s.robust_layers), ""),
-        ("left out: untrusted fit", str(s.excluded_untrusted), "muted"),
+        ("left out: no reading of alpha", str(s.excluded_no_reading), "muted"),
         (f"left out: alpha > {number(t.alpha_random)}", str(s.excluded_above_8), "muted"),
         ("mean alpha (not robust)", fmt(s.alpha_mean, 2), "muted"),
         (f"alpha < {low}", str(s.below_2), "low" if s.below_2 else ""),
@@ -309,7 +311,7 @@ def _summary_section(report: Report) -> str:
         ("failed", str(s.failed), "failed" if s.failed else ""),
         ("tensors skipped", str(s.skipped), "muted"),
     ]
-    items += [(f"verdict: {v}", str(n), "ok" if v == "healthy" else "low") for v, n in sorted(s.verdicts.items())]
+    items += [(f"verdict: {v}", str(n), vocabulary.css_class(v)) for v, n in sorted(s.verdicts.items(), key=lambda kv: vocabulary.look_at_order(kv[0]))]
     return "<h2>Summary</h2>" + cards(items)
 
 

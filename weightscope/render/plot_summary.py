@@ -3,8 +3,8 @@
 Depth is the transformer block index. Layers of the same block are spread a little by
 kind so they do not hide each other; layers without a block go to the ends (embeddings
 before the first block, everything else — lm_head, unknown names — after the last).
-Untrusted fits are drawn hollow: they are shown, but should not be believed. The marker's
-shape is the layer's verdict (`VERDICT_MARKERS`), so the picture answers "which layers
+A layer whose alpha has no reading (`LayerResult.has_reading`) is drawn hollow: shown, but
+not to be read. The marker's shape is the layer's verdict (`vocabulary.marker`), so the picture answers "which layers
 are flagged, and as what" without the table.
 """
 
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weightscope import vocabulary
 from weightscope.layers import KINDS
 from weightscope.render.plots import (
     BAND_ALPHA,
@@ -32,21 +33,10 @@ from weightscope.report import LayerResult, Report
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: Marker of each verdict (matplotlib names; the HTML's SVG draws the same shapes).
-VERDICT_MARKERS = {
-    "healthy": "o",
-    "over-trained": "v",
-    "under-trained": "^",
-    "random-like": "s",
-    "correlation-trap": "X",
-    "rank-collapsed": "D",
-    "untrusted-fit": "o",
-}
-NO_VERDICT_MARKER = "P"
-
-
 def verdict_marker(verdict: str | None) -> str:
-    return VERDICT_MARKERS.get(verdict or "", NO_VERDICT_MARKER)
+    """A verdict's marker (matplotlib names; the HTML's SVG draws the same shapes), from
+    `weightscope.vocabulary`."""
+    return vocabulary.marker(verdict)
 
 
 #: Width of a block's slot that its kinds are spread over (1 would touch the next block).
@@ -64,11 +54,6 @@ class DepthAxis:
     ticks: list[float]
     tick_labels: list[str]
     label: str
-
-
-def is_trusted(layer: LayerResult) -> bool:
-    """A fit counts as trusted unless the diagnostics computed it and said otherwise."""
-    return layer.fit_trust is None or layer.fit_trust.trusted
 
 
 def kind_rank(kind: str) -> tuple[int, str]:
@@ -130,24 +115,24 @@ def summary_figure(report: Report) -> Figure:
     verdicts = sorted({layer.verdict or "" for layer in fitted})
     for kind in sorted({layer.kind for layer in fitted}, key=kind_rank):
         color = kind_color(kind)
-        for trusted in (True, False):
+        for read in (True, False):
             for verdict in verdicts:
                 chosen = [
                     i for i, layer in enumerate(fitted)
-                    if layer.kind == kind and is_trusted(layer) == trusted and (layer.verdict or "") == verdict
+                    if layer.kind == kind and layer.has_reading == read and (layer.verdict or "") == verdict
                 ]
                 if chosen:
                     by_depth.scatter(
                         [axis.positions[i] for i in chosen], alphas[chosen], s=44, linewidths=1.6,
                         marker=verdict_marker(verdict or None),
-                        facecolors=color if trusted else "none", edgecolors=color, zorder=3,
-                        gid=f"alpha:{kind}:{'trusted' if trusted else 'untrusted'}:{verdict or 'none'}",
+                        facecolors=color if read else "none", edgecolors=color, zorder=3,
+                        gid=f"alpha:{kind}:{'read' if read else 'unread'}:{verdict or 'none'}",
                     )
         handles.append(Line2D([], [], ls="", marker="o", color=color, label=kind))
-    if any(not is_trusted(layer) for layer in fitted):
-        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey", mew=1.6, label="untrusted fit"))
+    if any(not layer.has_reading for layer in fitted):
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey", mew=1.6, label="no reading of alpha"))
     for verdict in verdicts:
-        if verdict not in ("healthy", "untrusted-fit"):
+        if verdict_marker(verdict or None) != verdict_marker("healthy"):  # a circle is the default, not a shape to explain
             handles.append(Line2D([], [], ls="", marker=verdict_marker(verdict or None), color="grey", label=verdict or "no verdict"))
     handles.append(Patch(color=BAND_COLOR, alpha=BAND_ALPHA * 2, label=f"healthy band {band_text(band)}"))
     median = report.summary.alpha_median
@@ -165,13 +150,13 @@ def summary_figure(report: Report) -> Figure:
         tag_artists(bars, "alpha-histogram")
     histogram.set_xlabel("number of layers")
     histogram.set_title("alpha histogram", fontsize=10)
-    by_depth.set_title("alpha by depth (hollow: untrusted fit; shape: verdict)", loc="left", fontsize=10)
+    by_depth.set_title("alpha by depth (hollow: no reading of alpha; shape: verdict)", loc="left", fontsize=10)
     figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=9, frameon=False)
     unfitted = len(report.layers) - len(fitted)
     s = report.summary
     figure.suptitle(
         f"{report.source}: {len(fitted)} layers; median α {fmt(s.alpha_median, 2)} (MAD {fmt(s.alpha_mad, 2)})"
-        f" over the {s.robust_layers} trusted with α ≤ {number(band.alpha_random)}"
+        f" over the {s.robust_layers} with a reading and α ≤ {number(band.alpha_random)}"
         + (f", {unfitted} without a fit not shown" if unfitted else ""),
         fontsize=11.5,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from weightscope import vocabulary
 from weightscope.config import Thresholds
 
 
@@ -107,18 +108,7 @@ def layer_number_texts(layers: Sequence[Any]) -> dict[str, list[str]]:
     return {key: column_texts([getattr(layer, key) for layer in layers], digits) for key, digits in LAYER_DIGITS.items()}
 
 
-#: Colour of each verdict in human views.
-VERDICT_STYLES = {
-    "healthy": "green",
-    "under-trained": "yellow",
-    "over-trained": "bold red",
-    "random-like": "yellow",
-    "correlation-trap": "bold magenta",
-    "rank-collapsed": "bold magenta",
-    "untrusted-fit": "dim",
-    "failed": "red",
-}
-
-
 def verdict_style(verdict: str | None) -> str:
-    return VERDICT_STYLES.get(verdict or "", "dim")
+    """A verdict's colour: its severity's (`weightscope.vocabulary`), so that only what
+    the default gate fails looks like a failure."""
+    return vocabulary.style(verdict)

@@ -1,7 +1,7 @@
 """Alpha of every layer by depth as inline SVG, for the HTML report.
 
 The same picture as the left panel of `plot_summary.summary_figure` (positions from
-`depth_axis`, colour per kind, hollow for an untrusted fit, shape per verdict, the healthy
+`depth_axis`, colour per kind, hollow where alpha has no reading, shape per verdict, the healthy
 band and the median), written as SVG text: the matplotlib figure took 0.6–2 s of a page
 whose analysis takes ~1.3 s (all-MiniLM-L6-v2), the SVG ~5 ms. Each point names its
 layer on hover and links to its spectrum when the page has one.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from html import escape
 
+from weightscope import vocabulary
 from weightscope.errors import one_line
 from weightscope.render.plot_summary import (
     depth_axis,
-    is_trusted,
     kind_rank,
     verdict_marker,
 )
@@ -89,7 +89,7 @@ def alpha_by_depth_svg(report: Report, anchors: dict[str, str]) -> str:
     for i in order:
         layer = fitted[i]
         color = kind_color(layer.kind)
-        fill = color if is_trusted(layer) else "none"
+        fill = color if layer.has_reading else "none"
         tip = escape(one_line(f"{layer.name}: alpha {fmt(layer.alpha, 2)}, {layer.verdict or 'no verdict'}"))
         mark = (f'<g data-role="alpha-point" data-verdict="{escape(layer.verdict or "none")}" fill="{fill}" stroke="{color}" '
                 f'stroke-width="1.6"><title>{tip}</title>{_marker(verdict_marker(layer.verdict), px(axis.positions[i]), py(alphas[i]))}</g>')
@@ -110,9 +110,9 @@ def depth_legend(report: Report) -> str:
     ]
     for verdict in verdicts:
         shape = _marker(verdict_marker(None if verdict == "none" else verdict), 7, 7)
-        hollow = "none" if verdict == "untrusted-fit" else "#6b7280"
+        hollow = "none" if verdict == vocabulary.NO_READING else "#6b7280"
         items.append(f'<span><svg width="14" height="14"><g fill="{hollow}" stroke="#6b7280" stroke-width="1.4">{shape}</g></svg> '
                      f"{escape(verdict)}</span>")
     items.append(f'<span><i class="sw" style="border-color:#2ca02c"></i>healthy band {band_text(report.thresholds)}</span>')
     items.append('<span><i class="sw" style="border-color:#111827;border-top-style:dashed"></i>median alpha</span>')
-    return '<p class="legend meta">' + "".join(items) + " (hollow: untrusted fit; click a point for its spectrum)</p>"
+    return '<p class="legend meta">' + "".join(items) + " (hollow: no reading of alpha; click a point for its spectrum)</p>"

@@ -8,6 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from weightscope import vocabulary
 from weightscope.errors import one_line
 from weightscope.pipeline import Inspection
 from weightscope.render.measures_views import measures_lines
@@ -20,7 +21,7 @@ from weightscope.render.style import (
     number,
     verdict_style,
 )
-from weightscope.report import Report
+from weightscope.report import LayerResult, Report
 
 
 def _text(value: str, style: str = "") -> Text:
@@ -97,7 +98,7 @@ def summary_text(report: Report) -> Text:
     text.append("median alpha ")
     text.append(fmt(s.alpha_median, 2), style=alpha_style(s.alpha_median, t) + " bold")
     text.append(f"  (MAD {fmt(s.alpha_mad, 2)}, over {s.robust_layers} layers")
-    excluded = [f"{n} {why}" for n, why in ((s.excluded_untrusted, "untrusted"), (s.excluded_above_8, f"with alpha > {random}")) if n]
+    excluded = [f"{n} {why}" for n, why in ((s.excluded_no_reading, "without a reading"), (s.excluded_above_8, f"with alpha > {random}")) if n]
     text.append(f"; excluded: {', '.join(excluded)}" if excluded else "")
     text.append(f")   mean of all fitted layers {fmt(s.alpha_mean, 2)}\n")
     text.append(f"alpha < {low}: {s.below_2}", style="red" if s.below_2 else "")
@@ -119,29 +120,35 @@ def summary_text(report: Report) -> Text:
     return text
 
 
-#: At most this many layers are named under "what to look at", most actionable first:
-#: broken weights before suspicious alphas, unreadable fits last.
-LOOK_AT_MAX = 8
-LOOK_AT_ORDER = (
-    "rank-collapsed", "correlation-trap", "failed", "over-trained", "random-like", "under-trained", "untrusted-fit",
-)
+#: At most this many layers of one verdict are named under "what to look at" (with their
+#: own reason); the verdict's meaning and advice are said once for all of them.
+LOOK_AT_MAX = 4
 
 
 def look_at_text(report: Report) -> Text | None:
-    """The layers most worth a look (not healthy, worst verdicts first), one line each."""
-    flagged = [r for r in ordered_layers(report) if r.verdict not in (None, "healthy")]
-    if not flagged:
+    """Every verdict but healthy, most severe first (`vocabulary.look_at_order`): what it
+    means and what to do (the layers' ``advice``, once per verdict), then its layers,
+    each with the reason of its own verdict."""
+    groups: dict[str, list[LayerResult]] = {}
+    for layer in ordered_layers(report):
+        verdict = layer.verdict or ("failed" if not layer.ok else None)
+        if verdict is not None and verdict != "healthy":
+            groups.setdefault(verdict, []).append(layer)
+    if not groups:
         return None
-    flagged.sort(key=lambda r: LOOK_AT_ORDER.index(r.verdict) if r.verdict in LOOK_AT_ORDER else len(LOOK_AT_ORDER))
     text = Text("what to look at:\n", style="bold")
-    for layer in flagged[:LOOK_AT_MAX]:
-        text.append(f"  {layer.verdict:<17}", style=verdict_style(layer.verdict))
-        reason = layer.reasons[0] if layer.reasons else (layer.reason or "")
-        text.append(f"{one_line(layer.name)}\n")
-        if reason:
-            text.append(f"  {'':<17}{one_line(reason)}\n", style="dim")
-    if len(flagged) > LOOK_AT_MAX:
-        text.append(f"  … and {len(flagged) - LOOK_AT_MAX} more (see --format json)\n", style="dim")
+    for verdict in sorted(groups, key=vocabulary.look_at_order):
+        layers = groups[verdict]
+        text.append(f"  {verdict}", style=verdict_style(verdict) + " bold")
+        text.append(f" ({len(layers)} layer{'s' if len(layers) > 1 else ''}): ")
+        advice = next((layer.advice for layer in layers if layer.advice), vocabulary.advice(verdict))
+        text.append(f"{one_line(advice)}\n")
+        for layer in layers[:LOOK_AT_MAX]:
+            reason = layer.reasons[0] if layer.reasons and layer.ok else (layer.reason or "")
+            text.append(f"    {one_line(layer.name)}")
+            text.append(f": {one_line(reason)}\n" if reason else "\n", style="dim")
+        if len(layers) > LOOK_AT_MAX:
+            text.append(f"    … and {len(layers) - LOOK_AT_MAX} more (see --format json)\n", style="dim")
     return text
 
 
