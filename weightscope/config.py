@@ -56,17 +56,26 @@ class Thresholds:
     dragon_p: float = 0.01
     #: How many of the largest eigenvalues are tested as dragon-king candidates.
     dragon_candidates: int = 5
-    #: A fit is trusted only with at least this many eigenvalues in the tail. Not the
-    #: fit's own floor (`AnalysisOptions.min_tail`, ``--min-tail``, 10): a tail of 10–19
-    #: is fitted, and reported as untrusted. Read from the old key ``min-tail`` too.
+    #: A reading of alpha is solid only with at least this many eigenvalues in the tail:
+    #: fewer leave the KS and likelihood-ratio tests of the exact power law without power,
+    #: so a stable alpha of a shorter tail is read as approximate. Read from the old key
+    #: ``min-tail`` too.
     trust_min_tail: int = 20
+    #: A tail shorter than this gives no reading at all. It equals the fit's own floor
+    #: (`AnalysisOptions.min_tail`, ``--min-tail``, 10), so by default it matters only
+    #: when that floor is lowered: tails of 10–19 picked by the fit name the true band of
+    #: exact power laws as often as longer ones (docs/method/diagnostics.md).
+    reading_min_tail: int = 10
     #: Significance level of the fitted-power-law KS test (weightscope.stats.fitted_ks;
     #: its simulated table covers 0.01 … 0.2).
     ks_level: float = 0.05
-    #: xmin is moved this many candidates either side to test alpha's stability.
+    #: xmin is moved up this many candidates to test alpha's stability.
     stability_window: int = 3
-    #: ... and alpha is stable when its spread (max − min) over that window is at most this.
-    alpha_spread_max: float = 0.3
+    #: ... and alpha is stable when its spread (max − min) over that window is at most this
+    #: many of its standard errors (α − 1)/√n_tail. On exact power laws the spread's 99th
+    #: percentile is 0.5–0.8 standard errors for tails of 30–50 and falls with the tail
+    #: (scripts/measure_readings.py).
+    stability_max_se: float = 1.0
     #: An alternative tail (lognormal, exponential) beats the power law when its
     #: log-likelihood ratio favours it with a Vuong p-value below this (Clauset et al. use 0.1).
     llr_p: float = 0.1
@@ -95,10 +104,10 @@ class Thresholds:
         if not KS_LEVELS[0] <= self.ks_level <= KS_LEVELS[1]:
             raise WeightscopeError(f"threshold ks_level must lie in [{KS_LEVELS[0]}, {KS_LEVELS[1]}] (the range of the "
                                    f"simulated fitted-KS table), got {self.ks_level}")
-        for name in ("trap_max_entries", "dragon_candidates", "trust_min_tail", "stability_window"):
+        for name in ("trap_max_entries", "dragon_candidates", "trust_min_tail", "reading_min_tail", "stability_window"):
             if getattr(self, name) < 1:
                 raise WeightscopeError(f"threshold {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("tw_margin", "trap_sigmas", "trap_alpha_shift", "rank_noise_factor", "alpha_spread_max"):
+        for name in ("tw_margin", "trap_sigmas", "trap_alpha_shift", "rank_noise_factor", "stability_max_se"):
             if getattr(self, name) < 0:
                 raise WeightscopeError(f"threshold {name} must not be negative, got {getattr(self, name)}")
         if not 1.0 <= self.alpha_low < self.alpha_high:
@@ -132,6 +141,9 @@ _THRESHOLD_HINTS: dict[str, Any] = typing.get_type_hints(Thresholds)
 #: Keys renamed since: the old spelling still reads (``min-tail`` named the trust floor
 #: and the fit's floor alike).
 _RENAMED = {"min_tail": "trust_min_tail"}
+#: Keys whose meaning changed, so that an old value would now mean something else: an
+#: error says what replaced them (recorded thresholds of old reports skip them).
+_RETIRED = {"alpha_spread_max": "stability-max-se, in units of alpha's standard error (α − 1)/√n_tail"}
 
 
 def load_thresholds(pyproject_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Thresholds:
@@ -186,6 +198,8 @@ def _checked(raw: dict[str, Any], where: str, *, skip_tables: bool = False) -> d
             continue
         name = str(key).replace("-", "_")
         name = _RENAMED.get(name, name)
+        if name in _RETIRED:
+            raise WeightscopeError(f"threshold {key!r} in {where} was replaced by {_RETIRED[name]}")
         if name not in _THRESHOLD_HINTS:
             known = ", ".join(sorted(_THRESHOLD_HINTS))
             raise WeightscopeError(f"unknown threshold {key!r} in {where} (known: {known})")

@@ -149,7 +149,7 @@ FINDINGS: tuple[Finding, ...] = (
             "The layer could not be analysed (non-finite weights, or no spectrum to fit).",
             "Read the reason: NaN or inf weights mean a diverged or corrupted checkpoint.", marker="x"),
     # --- flags: why there is no reading -----------------------------------------------
-    Finding("small-tail", Severity.NOTE,
+    Finding("tiny-tail", Severity.NOTE,
             "The spectrum's tail holds too few eigenvalues for alpha to mean anything.",
             "Nothing to fix; small matrices often have no usable tail."),
     Finding("unstable-alpha", Severity.NOTE,
@@ -165,6 +165,9 @@ FINDINGS: tuple[Finding, ...] = (
             "The weights hold NaN or inf values.",
             "The checkpoint diverged or is corrupted: go back to an earlier one."),
     # --- flags: how close the tail is to an exact power law (the fit's confidence) ----
+    Finding("small-tail", Severity.NOTE,
+            "The tail is too short to test whether it is exactly a power law.",
+            "Nothing to fix; alpha is read as an approximate summary of the tail."),
     Finding("ks-reject", Severity.NOTE,
             "The tail is not exactly a power law (KS test).",
             "Nothing to fix; alpha is read as an approximate summary of the tail."),
@@ -192,8 +195,8 @@ FINDINGS: tuple[Finding, ...] = (
 
 #: The flags that take a layer's reading of alpha away (verdict `NO_READING` unless a
 #: verdict of higher precedence applies), and those that only make it approximate.
-NO_READING_FLAGS = ("small-tail", "unstable-alpha", "bulk-edge-tail", "fit-failed")
-APPROXIMATE_FLAGS = ("ks-reject", "lognormal-better", "exponential-better")
+NO_READING_FLAGS = ("tiny-tail", "unstable-alpha", "bulk-edge-tail", "fit-failed")
+APPROXIMATE_FLAGS = ("small-tail", "ks-reject", "lognormal-better", "exponential-better")
 
 BY_NAME: dict[str, Finding] = {finding.name: finding for finding in FINDINGS}
 
