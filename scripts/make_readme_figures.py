@@ -15,11 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from weightscope.analysis.pipeline import select, stream_layers
 from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.trend import trend
 from weightscope.errors import WeightscopeError
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import select, stream_layers
 from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib, save_png
@@ -29,16 +29,16 @@ MAX_BYTES = 300 * 1024
 
 
 def _esd_picture(checkpoint: Path, layer: str, target: Path) -> Path:
-    """The ESD figure of ``layer``, which must be healthy with a trusted fit."""
+    """The ESD figure of ``layer``, which must be healthy with a solid reading."""
     options = AnalysisOptions(include=(layer,), randomize=True)
     with open_checkpoint(checkpoint) as reader:
         items = list(stream_layers(reader, select(reader, options), options))
     if len(items) != 1 or items[0].evals is None:
         raise WeightscopeError(f"--layer {layer!r} must match exactly one analysable layer of {checkpoint}, matched {len(items)}")
     item = items[0]
-    trust = item.result.fit_trust
-    if item.result.verdict != "healthy" or trust is None or not trust.trusted:
-        raise WeightscopeError(f"{item.result.name} of {checkpoint} is {item.result.verdict}, not a healthy trusted layer")
+    if item.result.verdict != "healthy" or item.result.confidence != "solid":
+        raise WeightscopeError(f"{item.result.name} of {checkpoint} is {item.result.verdict} "
+                               f"({item.result.confidence or 'no reading'}), not healthy with a solid reading")
     return save_png(layer_figure(item), target)
 
 

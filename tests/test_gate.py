@@ -1,5 +1,6 @@
 """The gate: rules from pyproject and flags, checks on a report, exit codes and CI formats."""
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -35,12 +36,12 @@ MP = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_max=3.0, num_spikes=5, mp_softrank=0.
 
 
 def layer(name, alpha, *, status="ok", traps=None, rank=None, trusted=None, verdict=None, flags=(), kind="q", mp=MP):
-    trust = None if trusted is None else FitTrust(True, True, True, 0.1, None, None, trusted)
+    trust = None if trusted is None else FitTrust(True, True, trusted, 0.1, None, None)
     reasons = [f"reason for {flag}." for flag in flags]
     return LayerResult(
         name, kind, 0, (128, 96), "F32", status, reason=None if status == "ok" else "weights contain 3 NaN and 0 Inf values",
         alpha=alpha, log_norm=1.0, log_spectral_norm=0.5, traps=traps, rank=rank, fit_trust=trust, verdict=verdict,
-        mp=mp if status == "ok" else None, flags=list(flags), reasons=reasons,
+        mp=mp if status == "ok" else None, flags=list(flags), reasons=reasons, confidence="solid" if trusted else None,
     )
 
 
@@ -89,7 +90,7 @@ def test_out_of_range_layers_are_tolerated_up_to_the_share_then_each_fails():
     model = next(c for c in two_out if c.rule == "out-of-range")
     assert model.status == FAIL and model.value == pytest.approx(0.2)
     # the message says what it is: a tally against the allowance, and that it is too many
-    assert model.message == "2 of 10 trusted fits are outside the band, at most 1 may be (20%): too many"
+    assert model.message == "2 of 10 read alphas are outside the band, at most 1 may be (20%): too many"
     assert model.limit == "at most 1 layer(s) outside [2, 6] (share 0.1)"
     # a count limit tightens the share
     counted = evaluate(report(healthy(10)[:9] + [layer("x", 7.0)]),
@@ -97,7 +98,7 @@ def test_out_of_range_layers_are_tolerated_up_to_the_share_then_each_fails():
     assert statuses(counted, "alpha-range")["x"] == FAIL
 
 
-def test_alpha_bands_judge_trusted_fits_only():
+def test_alpha_bands_judge_alphas_with_a_reading_only():
     layers = healthy(10)[:9] + [layer("blocks.9.q", 9.0, trusted=False, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
     checks = evaluate(report(layers), GateRules(max_out_of_range_share=0.0))
     assert "blocks.9.q" not in statuses(checks, "alpha-range") and "blocks.9.q" not in statuses(checks, "alpha-outlier")
@@ -181,6 +182,36 @@ def test_excluded_layers_are_not_judged():
     checks = evaluate(report(layers), GateRules(), exclude=[r"^pooler\."])
     assert all(c.status == PASS for c in checks) and all(c.layer != "pooler.dense.weight" for c in checks)
     assert "1 excluded by the gate config" in checks[0].message
+
+
+def test_a_failed_layer_says_how_to_accept_it():
+    """The FAIL line of a layer the gate fails (the pooler sentence-transformers never
+    train) names the --ignore pattern that accepts it, and that pattern does."""
+    layers = healthy(6) + [layer("pooler.dense.weight", 12.0, trusted=False, flags=["random-like"],
+                                 traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
+    failed = next(c for c in evaluate(report(layers), GateRules()) if c.status == FAIL)
+    pattern = re.search(r"--ignore '([^']+)'", failed.message).group(1)
+    assert pattern == r"^pooler\.dense\.weight$" and "[tool.weightscope.gate]" in failed.message
+    assert all(c.status == PASS for c in evaluate(report(layers), GateRules(), exclude=[pattern]))
+
+
+def test_alpha_outliers_count_alpha_own_error_and_never_pool_the_catch_all_kind():
+    """english_g2 (a real OCR model): α = 2.32 ± 0.17 against 'other' layers of MAD
+    0.086 was 7 robust sigmas out by the MAD alone. With √(MAD² + σ_α²) a layer known to
+    ±0.17 is no outlier for lying 0.8 away; the same layer with a tight error still is;
+    and the catch-all kind 'other' is no reference at all."""
+    def member(i, alpha, sigma, kind="q"):
+        return dataclasses.replace(layer(f"blocks.{i}.{kind}", alpha, trusted=True, kind=kind), sigma=sigma)
+
+    alphas = [3.10, 3.11, 3.12, 3.13, 3.14, 3.15, 3.16]
+    loose = [member(i, a, 0.05) for i, a in enumerate(alphas)] + [member(9, 2.32, 0.17)]
+    deviation = next(c for c in evaluate(report(loose), GateRules(strict=False)) if c.layer == "blocks.9.q"
+                     and c.rule == "alpha-outlier")
+    assert deviation.status == PASS and deviation.value < 6
+    tight = [member(i, a, 0.05) for i, a in enumerate(alphas)] + [member(9, 2.32, 0.01)]
+    assert statuses(evaluate(report(tight), GateRules(strict=False)), "alpha-outlier")["blocks.9.q"] == FAIL
+    other = [member(i, a, 0.01, kind="other") for i, a in enumerate(alphas)] + [member(9, 2.32, 0.01, kind="other")]
+    assert "alpha-outlier" not in {c.rule for c in evaluate(report(other), GateRules(strict=False))}
 
 
 def test_baseline_limits_delta_alpha_per_layer_and_median():

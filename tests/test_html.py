@@ -16,9 +16,9 @@ from tests.png_checks import assert_picture
 
 pytest.importorskip("matplotlib")
 
+from weightscope.analysis.pipeline import LayerAnalysis  # noqa: E402
 from weightscope.checkpoint.base import TensorInfo  # noqa: E402
-from weightscope.layers import LayerSpec  # noqa: E402
-from weightscope.pipeline import LayerAnalysis  # noqa: E402
+from weightscope.checkpoint.layers import LayerSpec  # noqa: E402
 from weightscope.render.html import report_html, write_html_report  # noqa: E402
 from weightscope.report import FitTrust, LayerResult, Report, SkippedTensor  # noqa: E402
 from weightscope.summary import summarize  # noqa: E402
@@ -45,8 +45,8 @@ def make_report() -> Report:
                 f"model.layers.{block}.self_attn.{kind}_proj.weight", kind, block, (256, 256), "BF16", "ok",
                 num_evals=256, alpha=alpha, xmin=1.0, xmax=9.0, D=float(rng.uniform(0.02, 0.1)), num_tail=40,
                 lambda_max=9.0, log_norm=float(rng.uniform(-1.5, 1.5)), stable_rank=12.0,
-                fit_trust=FitTrust(True, trusted, True, 0.1, None, None, trusted),
-                verdict="healthy" if 2 <= alpha <= 6 and trusted else "untrusted-fit" if not trusted else "over-trained",
+                fit_trust=FitTrust(True, trusted, True, 0.1, None, None), confidence="solid" if trusted else None,
+                verdict="healthy" if 2 <= alpha <= 6 and trusted else "no-reading" if not trusted else "over-trained",
             ))
     layers.append(LayerResult("model.layers.1.mlp.<script>alert(1)</script>", "other", 1, (256, 128), "F32",
                               "failed", reason="weights contain 3 NaN and 0 Inf values"))
@@ -71,7 +71,7 @@ def test_report_is_self_contained_and_lists_every_layer():
     assert "<script>alert(1)</script>" not in html  # names are escaped, never markup
     rows = re.search(r'<table id="layers".*?<tbody>(.*?)</tbody>', html, re.DOTALL).group(1)
     assert rows.count("<tr ") == len(report.layers)
-    for verdict in ("healthy", "untrusted-fit", "failed"):
+    for verdict in ("healthy", "no-reading", "failed"):
         assert f">{verdict}</td>" in rows
     assert "model.norm.weight" in html  # the skipped list
     assert data_uri_pngs(html) == []  # the page of one checkpoint draws SVG only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import subprocess
 import sys
@@ -63,7 +65,7 @@ def planted_tail_layer(alpha=2.7, xmin=1.5, n_bulk=300, n_tail=150, seed=0, **ex
     result = LayerResult(
         "model.layers.4.mlp.down_proj.weight", "down", 4, (1024, evals.size), "BF16", "ok",
         num_evals=evals.size, alpha=alpha, xmin=xmin, xmax=float(evals[-1]), D=0.031, sigma=0.14,
-        num_tail=n_tail, lambda_max=float(evals[-1]), verdict="healthy", **extra,
+        num_tail=n_tail, lambda_max=float(evals[-1]), **({"verdict": "healthy"} | extra),
     )
     return result, evals
 
@@ -190,12 +192,14 @@ def test_what_was_not_computed_is_not_drawn():
         esd_figure(failed, np.zeros(10))
 
 
-def test_untrusted_fit_is_said_in_the_title_and_the_png_is_a_real_picture():
-    trust = FitTrust(False, True, False, 0.9, None, None, False)
-    result, evals = planted_tail_layer(fit_trust=trust, flags=["small-tail", "unstable-alpha"])
+def test_no_reading_is_said_in_the_title_and_the_png_is_a_real_picture():
+    trust = FitTrust(False, True, False, 0.9, None, None)
+    result, evals = planted_tail_layer(fit_trust=trust, flags=["unstable-alpha", "small-tail"], verdict="no-reading")
     figure = esd_figure(result, evals)
-    assert "untrusted: tail too small, alpha unstable in xmin" in figure.axes[0].get_title(loc="left")
-    assert "⚠ power-law fit not trusted: tail too small" in figure.get_suptitle()
+    assert "no reading of alpha: unstable-alpha" in figure.axes[0].get_title(loc="left")
+    assert "⚠ no reading of alpha: unstable-alpha" in figure.get_suptitle()
+    approximate = esd_figure(dataclasses.replace(result, confidence="approximate", flags=["small-tail"], verdict="healthy"), evals)
+    assert "approximate fit: small-tail" in approximate.axes[0].get_title(loc="left")
     assert figure.canvas.__class__.__name__ == "FigureCanvasAgg"
     assert_picture(png_bytes(figure), min_size=(1000, 400))
 
@@ -217,7 +221,8 @@ def synthetic_report(blocks=6, seed=2):
             trusted = bool(rng.random() > 0.25)
             layers.append(LayerResult(
                 f"model.layers.{block}.{kind}.weight", kind, block, (128, 128), "F32", "ok",
-                alpha=float(rng.uniform(1.5, 9.0)), fit_trust=FitTrust(True, trusted, True, 0.1, None, None, trusted),
+                alpha=float(rng.uniform(1.5, 9.0)), fit_trust=FitTrust(True, trusted, True, 0.1, None, None),
+                confidence="solid" if trusted else None,
             ))
     layers.append(LayerResult("lm_head.weight", "lm_head", None, (1000, 128), "F32", "ok", alpha=7.5))
     layers.append(LayerResult("model.layers.1.bad.weight", "other", 1, (128, 128), "F32", "failed", reason="NaN"))
@@ -236,13 +241,12 @@ def test_summary_figure_plots_every_fitted_alpha_by_depth_and_kind():
             continue
         _, kind, trust, _verdict = gid.split(":")
         faces = collection.get_facecolors()
-        assert (len(faces) == 0 or faces[:, 3].max() == 0) == (trust == "untrusted")  # hollow = untrusted
+        assert (len(faces) == 0 or faces[:, 3].max() == 0) == (trust == "unread")  # hollow: no reading
         edge = collection.get_edgecolors()[0]
         assert np.allclose(edge[:3], np.array([int(KIND_COLORS[kind][i:i + 2], 16) for i in (1, 3, 5)]) / 255)
         points += [(kind, trust, x, y) for x, y in collection.get_offsets()]
     assert sorted(y for *_, y in points) == pytest.approx(sorted(layer.alpha for layer in fitted))
-    expected_trust = {(layer.kind, round(layer.alpha, 9)): "untrusted" if layer.fit_trust and not layer.fit_trust.trusted
-                      else "trusted" for layer in fitted}
+    expected_trust = {(layer.kind, round(layer.alpha, 9)): "read" if layer.has_reading else "unread" for layer in fitted}
     assert all(expected_trust[(kind, round(y, 9))] == trust for kind, trust, _, y in points)
     xs = {kind: x for kind, _, x, _ in points}
     assert xs["embedding"] < -0.5 and xs["lm_head"] > 5.5  # blockless layers at the ends
@@ -363,9 +367,9 @@ def test_plot_layer_draws_only_the_matching_layers_and_reads_nothing_else(checkp
 
 
 def test_plotted_fit_is_the_analysis_fit_on_a_real_checkpoint(checkpoint):
+    from weightscope.analysis.pipeline import analyze, select, stream_layers
     from weightscope.checkpoint import open_checkpoint
     from weightscope.options import AnalysisOptions
-    from weightscope.pipeline import analyze, select, stream_layers
 
     report = analyze(checkpoint)
     options = AnalysisOptions(include=(r"q_proj",))
@@ -442,7 +446,7 @@ def synthetic_trend(steps=(0, 100, 300, 1000, 3000, 10000), seed=9):
 
 
 def block_index_of(name):
-    from weightscope.layers import block_index
+    from weightscope.checkpoint.layers import block_index
 
     return block_index(name)
 

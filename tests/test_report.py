@@ -27,7 +27,8 @@ def make_report():
     layers = [
         layer("a", 2.5, mp=MPBulk(1.0, 0.1, 2.0, 3, 0.4), flags=["x"], reasons=["why"]),
         layer("b", 7.5, traps=Traps(1, 5.0, 2.0, [TrapEntry(3, 4, 9.5, 40.0)])),
-        layer("c", 1.5, fit_trust=FitTrust(True, False, True, 0.2, LikelihoodRatio(1.5, 0.03), None, False)),
+        layer("c", 1.5, fit_trust=FitTrust(True, False, False, 0.2, LikelihoodRatio(1.5, 0.03), None), verdict="no-reading",
+              confidence=None, advice="alpha carries no information"),
         LayerResult("d", "o", 1, (64, 64), "F32", "failed", reason="weights contain 1 NaN and 0 Inf values"),
         layer("e", 9.5, verdict="random-like"),
         layer("f", 3.5, verdict="healthy"),
@@ -47,13 +48,13 @@ def test_json_round_trip_is_exact():
 def test_summary_counts_and_robust_figures():
     s = make_report().summary
     assert (s.analysed, s.failed, s.skipped) == (5, 1, 1)
-    # robust set: a (2.5), b (7.5), f (3.5); c is untrusted, e has alpha > 8
-    assert (s.robust_layers, s.excluded_untrusted, s.excluded_above_8) == (3, 1, 1)
+    # robust set: a (2.5), b (7.5), f (3.5); c has no reading, e has alpha > 8
+    assert (s.robust_layers, s.excluded_no_reading, s.excluded_above_8) == (3, 1, 1)
     assert s.alpha_median == 3.5 and s.alpha_mad == 1.0
     assert s.alpha_median_by_kind == {"q": 3.5} and s.alpha_median_by_block == {"0": 3.5}
     assert (s.below_2, s.in_2_6, s.above_6) == (1, 2, 2)
     assert s.alpha_mean == pytest.approx((2.5 + 7.5 + 1.5 + 9.5 + 3.5) / 5)
-    assert s.verdicts == {"random-like": 1, "healthy": 1}
+    assert s.verdicts == {"no-reading": 1, "random-like": 1, "healthy": 1}
 
 
 def test_from_dict_rejects_other_documents():
@@ -61,3 +62,27 @@ def test_from_dict_rejects_other_documents():
         Report.from_dict({"schema": "something/9"})
     with pytest.raises(WeightscopeError, match="not a weightscope report"):
         Report.from_dict([1, 2])
+
+
+def test_a_report_2_document_still_loads_with_the_new_vocabulary():
+    """Saved reports of the previous schema keep working in gate, compare and trend:
+    ``untrusted-fit`` reads as ``no-reading`` (no reading, with its advice), a trusted
+    healthy fit as a solid reading, and the summary's counts follow."""
+    data = make_report().to_dict()
+    data["schema"] = "weightscope.report/2"
+    trust = {"tail_ok": True, "ks_ok": True, "stable": True, "alpha_spread": 0.1, "vs_lognormal": None,
+             "vs_exponential": None, "trusted": True}
+    for entry in data["layers"]:
+        del entry["confidence"], entry["advice"]
+    data["layers"][0].update(verdict="untrusted-fit", flags=["bulk-edge-tail"], fit_trust=trust)
+    data["layers"][5].update(fit_trust=trust)
+    summary = data["summary"]
+    summary["excluded_untrusted"] = summary.pop("excluded_no_reading")
+    summary["verdicts"] = {"untrusted-fit": 1, "random-like": 1, "healthy": 1}
+    report = Report.from_dict(data)
+    first, healthy = report.layer("a"), report.layer("f")
+    assert (first.verdict, first.confidence, first.has_reading) == ("no-reading", None, False)
+    assert "no information" in first.advice
+    assert (healthy.verdict, healthy.confidence, healthy.has_reading, healthy.advice) == ("healthy", "solid", True, "")
+    assert report.summary.verdicts == {"no-reading": 1, "random-like": 1, "healthy": 1}
+    assert report.schema == SCHEMA

@@ -38,7 +38,7 @@ def llama_report(blocks: int = 12, thresholds: Thresholds | None = None, seed: i
             layers.append(LayerResult(
                 f"model.layers.{block}.{part}.weight", kind, block, (4096, 11008), "BF16", "ok", alpha=alpha, D=0.05,
                 num_tail=40, lambda_max=float(rng.uniform(1, 300)), log_norm=float(rng.uniform(-1, 1)), stable_rank=12.0,
-                fit_trust=FitTrust(True, True, True, 0.1, None, None, True), verdict="correlation-trap",
+                fit_trust=FitTrust(True, True, True, 0.1, None, None), confidence="solid", verdict="correlation-trap",
             ))
     layers.append(LayerResult("model.embed_tokens.weight", "embedding", None, (32000, 4096), "BF16", "ok", alpha=4.0))
     layers.sort(key=lambda layer: layer.name)  # storage order: layers.0, layers.1, layers.10, …, lm_head first
@@ -231,7 +231,7 @@ def test_esd_figure_draws_the_randomised_edge_warns_on_a_wrong_mp_fit_and_has_a_
         "embeddings.word_embeddings.weight", "embedding", None, (30522, 384), "F32", "ok", alpha=3.0, xmin=1.0,
         xmax=float(evals[-1]), num_tail=150, D=0.04, lambda_max=float(evals[-1]),
         mp=MPBulk(0.1, 0.05, 0.2, 226, 0.1), traps=Traps(0, 1.5, 1.6),
-        fit_trust=FitTrust(False, True, True, 0.1, None, None, False), flags=["small-tail"], verdict="untrusted-fit",
+        fit_trust=FitTrust(True, True, False, 0.9, None, None), flags=["unstable-alpha"], verdict="no-reading",
     )
     figure = esd_figure(result, evals, rand_evals)
     loglog, linear, ccdf = figure.axes[:3]
@@ -239,7 +239,7 @@ def test_esd_figure_draws_the_randomised_edge_warns_on_a_wrong_mp_fit_and_has_a_
     assert edge.get_xdata()[0] == 1.6 and "traps" in edge.get_label()
     assert linear.get_xlim()[1] >= 1.6  # the edge the traps are judged against is on the axis
     assert "MP fit doubtful: 226 of 384" in figure.get_suptitle()
-    assert "untrusted: tail too small" in loglog.get_title(loc="left")
+    assert "no reading of alpha: unstable-alpha" in loglog.get_title(loc="left")
     (fit,) = [a for a in ccdf.get_children() if a.get_gid() == "ccdf-fit"]
     x, y = fit.get_xdata(), fit.get_ydata()
     np.testing.assert_allclose(np.diff(np.log(y)) / np.diff(np.log(x)), 1 - result.alpha, atol=1e-9)
@@ -255,7 +255,8 @@ def test_summary_figure_marks_each_verdict_with_its_marker():
     pytest.importorskip("matplotlib")
     from matplotlib.markers import MarkerStyle
 
-    from weightscope.render.plot_summary import VERDICT_MARKERS, summary_figure
+    from weightscope import vocabulary
+    from weightscope.render.plot_summary import summary_figure
 
     report = llama_report(blocks=2)
     axes = summary_figure(report).axes[0]
@@ -264,7 +265,7 @@ def test_summary_figure_marks_each_verdict_with_its_marker():
         gid = collection.get_gid() or ""
         if gid.startswith("alpha:"):
             verdict = gid.split(":")[3]
-            style = MarkerStyle(VERDICT_MARKERS.get(verdict, "P"))
+            style = MarkerStyle(vocabulary.marker(None if verdict == "none" else verdict))
             expected = style.get_path().transformed(style.get_transform()).vertices
             np.testing.assert_allclose(collection.get_paths()[0].vertices, expected)
             seen.add(verdict)

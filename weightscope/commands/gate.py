@@ -49,7 +49,7 @@ from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
-from weightscope.layers import OTHER_KIND
+from weightscope.checkpoint.layers import OTHER_KIND
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 

@@ -1,7 +1,9 @@
 """Plain-text lines for the model-level measures, shared by the table, HTML and markdown views.
 
 One sentence per measure: the attention-logit bound, each embedding's row cloud, and over
-a run their series, the distance from initialisation and how alpha moved with it.
+a run their series, the distance from initialisation and how alpha moved with it. The
+numbers of one report carry how to read them (`ATTENTION_READING`, `CLOUD_READING`): none
+has a healthy band, so each says what is normal and what to compare it with.
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ from weightscope.report import ModelMeasures
 from weightscope.stats.embedding import RowCloud
 
 
+#: How to read each model-level number, said once beside it: what is normal, what is a
+#: finding, and what to compare it with (none has a band of its own, as alpha has).
+ATTENTION_READING = ("read: a bound on |q·k|/√d_h per head; a block far above the others, or a bound that grows "
+                     "over a run (`trend`), points to attention-logit growth; the absolute size alone is no alarm")
+CLOUD_READING = ("read: mean cosine near 0 and a first direction holding a few % mean well-spread rows; a cosine "
+                 "near 1 or one direction holding most of the variance is a collapse; the intrinsic dimensions "
+                 "are for comparing checkpoints of one run, not against a fixed value")
+
+
 def _cloud_text(cloud: RowCloud) -> str:
     return (
         f"{cloud.name} ({cloud.rows}×{cloud.dim}): mean cosine {fmt(cloud.mean_cosine)}, first principal direction "
         f"{fmt(cloud.pc1_share * 100, 1)} % of the variance, intrinsic dimension TwoNN {fmt(cloud.twonn, 1)} ± "
-        f"{fmt(cloud.twonn_se, 1)}, Levina–Bickel {fmt(cloud.mle, 1)} ± {fmt(cloud.mle_se, 1)} ({cloud.sample} rows sampled)"
+        f"{fmt(cloud.twonn_se, 1)}, Levina–Bickel {fmt(cloud.mle, 1)} ± {fmt(cloud.mle_se, 1)} ({cloud.sample} rows "
+        f"sampled) — {CLOUD_READING}"
     )
 
 
@@ -36,6 +48,7 @@ def measures_lines(measures: ModelMeasures | None) -> list[str]:
             f"attention-logit bound ‖W_Qᵀ W_K‖/√d_h per head ({attention.heads} heads, {attention.kv_heads} kv heads, "
             f"head dim {attention.head_dim}; from {attention.source}): max {fmt(attention.max)} (block {top.block}), "
             f"median {fmt(attention.median)}; norm gain folded in for {gains} of {len(attention.layers)} blocks"
+            f" — {ATTENTION_READING}"
         )]
     else:
         lines = [f"attention-logit bound: unavailable ({attention.reason})"]

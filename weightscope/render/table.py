@@ -3,14 +3,16 @@ the robust summary, and a short list of what to look at."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from weightscope import vocabulary
+from weightscope.analysis.pipeline import Inspection
 from weightscope.errors import one_line
-from weightscope.pipeline import Inspection
 from weightscope.render.measures_views import measures_lines
 from weightscope.render.rows import ordered_layers, short_names
 from weightscope.render.style import (
@@ -34,8 +36,10 @@ def _text(value: str, style: str = "") -> Text:
 #: and the 10 columns it took keep a 120-column row on one line (JSON/CSV/md/HTML have it).
 _COLUMNS = (
     ("blk", "right"), ("layer", "left"), ("shape", "right"), ("alpha", "right"), ("D", "right"),
-    ("tail", "right"), ("σmax²", "right"), ("log‖W‖²", "right"), ("s.rank", "right"), ("verdict", "left"),
+    ("tail", "right"), ("σmax²", "right"), ("log‖W‖²", "right"), ("s.rank", "right"), ("verdict", "left"), ("fit", "left"),
 )
+#: The confidence of a reading of alpha as the table's "fit" column shows it (no reading: empty).
+_FIT_TEXT = {"solid": "solid", "approximate": "approx"}
 
 
 def update_table(report: Report) -> Table:
@@ -85,8 +89,17 @@ def report_table(report: Report) -> Table:
             numbers["log_norm"][i],
             numbers["stable_rank"][i],
             Text(verdict, style=verdict_style(verdict) if layer.ok or layer.verdict else "red"),
+            Text(_FIT_TEXT.get(layer.confidence or "", ""), style="dim"),
         )
     return table
+
+
+def _unread_verdicts(report: Report) -> str:
+    """" (2 no-reading, 1 random-like)": the verdicts of the fitted layers whose alpha has
+    no reading, so that the count left out of the median adds up with the verdict counts."""
+    unread = Counter(layer.verdict or "none" for layer in report.layers
+                     if layer.ok and layer.alpha is not None and not layer.has_reading)
+    return " (" + ", ".join(f"{n} {v}" for v, n in sorted(unread.items(), key=lambda kv: vocabulary.look_at_order(kv[0]))) + ")"
 
 
 def summary_text(report: Report) -> Text:
@@ -98,7 +111,8 @@ def summary_text(report: Report) -> Text:
     text.append("median alpha ")
     text.append(fmt(s.alpha_median, 2), style=alpha_style(s.alpha_median, t) + " bold")
     text.append(f"  (MAD {fmt(s.alpha_mad, 2)}, over {s.robust_layers} layers")
-    excluded = [f"{n} {why}" for n, why in ((s.excluded_no_reading, "without a reading"), (s.excluded_above_8, f"with alpha > {random}")) if n]
+    excluded = [f"{n} {why}" for n, why in ((s.excluded_no_reading, f"without a reading{_unread_verdicts(report)}"),
+                                            (s.excluded_above_8, f"with alpha > {random}")) if n]
     text.append(f"; excluded: {', '.join(excluded)}" if excluded else "")
     text.append(f")   mean of all fitted layers {fmt(s.alpha_mean, 2)}\n")
     text.append(f"alpha < {low}: {s.below_2}", style="red" if s.below_2 else "")
@@ -127,8 +141,8 @@ LOOK_AT_MAX = 4
 
 def look_at_text(report: Report) -> Text | None:
     """Every verdict but healthy, most severe first (`vocabulary.look_at_order`): what it
-    means and what to do (the layers' ``advice``, once per verdict), then its layers,
-    each with the reason of its own verdict."""
+    means and what to do (the layers' ``advice``, said once per verdict), then its
+    layers, each with the reason of its own verdict."""
     groups: dict[str, list[LayerResult]] = {}
     for layer in ordered_layers(report):
         verdict = layer.verdict or ("failed" if not layer.ok else None)
@@ -140,9 +154,12 @@ def look_at_text(report: Report) -> Text | None:
     for verdict in sorted(groups, key=vocabulary.look_at_order):
         layers = groups[verdict]
         text.append(f"  {verdict}", style=verdict_style(verdict) + " bold")
-        text.append(f" ({len(layers)} layer{'s' if len(layers) > 1 else ''}): ")
-        advice = next((layer.advice for layer in layers if layer.advice), vocabulary.advice(verdict))
-        text.append(f"{one_line(advice)}\n")
+        text.append(f" ({len(layers)} layer{'s' if len(layers) > 1 else ''})\n")
+        record = vocabulary.finding(verdict)
+        if record is not None:
+            text.append(f"    means: {record.meaning}\n    to do: {record.advice}\n")
+        else:  # a verdict this version does not know (a newer report): its own advice
+            text.append(f"    {one_line(next((layer.advice for layer in layers if layer.advice), ''))}\n")
         for layer in layers[:LOOK_AT_MAX]:
             reason = layer.reasons[0] if layer.reasons and layer.ok else (layer.reason or "")
             text.append(f"    {one_line(layer.name)}")
