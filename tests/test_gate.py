@@ -237,7 +237,7 @@ def test_settings_merge_config_then_flags():
     settings = settings_from(table, {"max-alpha": 6.5, "min-alpha": None, "exclude": ["^lm_head"]})
     rules = settings.rules
     assert (rules.min_alpha, rules.max_alpha, rules.fail_on_traps, rules.max_alpha_deviation, rules.max_failed) == (1.5, 6.5, False, None, 2)
-    assert rules.fail_on_rank_collapse is True and rules.max_out_of_range_share == 0.1  # defaults
+    assert rules.fail_on_rank_collapse is True and rules.max_out_of_range_share == 1.0  # defaults: out of band is a warning
     assert settings.exclude == ("^pooler", "^lm_head")
 
 
@@ -413,3 +413,19 @@ def test_a_checkpoint_and_its_saved_report_gate_alike(tmp_path, monkeypatch):
     assert json.loads(direct.stdout)["checks"] == json.loads(saved.stdout)["checks"]
     failed = [c for c in json.loads(direct.stdout)["checks"] if c["rule"] == "failed-layer" and c["status"] == "fail"]
     assert [c["layer"] for c in failed] == ["model.layers.4.mlp.up_proj.weight"] and "NaN" in failed[0]["message"]
+
+
+def test_severity_decides_what_the_default_gate_fails():
+    """A finding is not a failure: out-of-band alphas (over-/under-trained: warnings in
+    the vocabulary) only warn by default, however many; failure-severity findings fail."""
+    from weightscope import vocabulary
+
+    layers = [layer(f"blocks.{i}.q", 7.0 + 0.01 * i, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))
+              for i in range(10)]
+    checks = evaluate(report(layers), GateRules())
+    assert {c.status for c in checks if c.rule == "alpha-range"} == {WARN} and not [c for c in checks if c.status == FAIL]
+    assert vocabulary.severity("under-trained") is vocabulary.Severity.WARNING
+    rules = GateRules()
+    for verdict, switch in (("random-like", rules.fail_on_random_like), ("correlation-trap", rules.fail_on_traps),
+                            ("rank-collapsed", rules.fail_on_rank_collapse)):
+        assert switch == (vocabulary.severity(verdict) is vocabulary.Severity.FAILURE)

@@ -49,6 +49,7 @@ from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
+from weightscope import vocabulary
 from weightscope.checkpoint.layers import OTHER_KIND
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
@@ -72,6 +73,12 @@ def _rule(help: str, flag: str | None = None) -> dict[str, str]:
     return {"help": help, **({"flag": flag} if flag else {})}
 
 
+def _fails_by_default(*verdicts: str) -> bool:
+    """Whether the default gate fails ``verdicts``: when they have failure severity
+    (`weightscope.vocabulary`: severity decides the gate, a warning is not a failure)."""
+    return all(vocabulary.severity(name) is vocabulary.Severity.FAILURE for name in verdicts)
+
+
 @dataclass(frozen=True)
 class GateRules:
     """The limits a checkpoint must meet. Config keys are the field names in kebab case;
@@ -82,18 +89,21 @@ class GateRules:
         "Lower end of the healthy alpha band, for layers whose alpha has a reading."))
     max_alpha: float = field(default=Thresholds.alpha_high, metadata=_rule(
         "Upper end of the healthy alpha band, for layers whose alpha has a reading."))
-    max_out_of_range_share: float = field(default=0.1, metadata=_rule(
-        "Largest share of read alphas allowed outside the band (warnings); beyond it each one fails."))
+    # Out-of-band alphas are warnings (`vocabulary`: over-/under-trained), so by default
+    # they never fail the gate (share 1); a team that wants them to sets a share.
+    max_out_of_range_share: float = field(default=0.0 if _fails_by_default("over-trained", "under-trained") else 1.0, metadata=_rule(
+        "Largest share of read alphas allowed outside the band (warnings); beyond it each one fails "
+        "(default 1: over- and under-trained are warnings, not failures; 0.1 was the old default)."))
     max_out_of_range_count: int | None = field(default=None, metadata=_rule(
         "Largest number of read alphas allowed outside the band (unset: no count limit)."))
     max_alpha_deviation: float | None = field(default=6.0, metadata=_rule(
         "Fail a layer whose alpha lies more robust sigmas (MAD) than this from the median alpha of its kind (inf: off)."))
-    fail_on_traps: bool = field(default=True, metadata=_rule(
+    fail_on_traps: bool = field(default=_fails_by_default("correlation-trap"), metadata=_rule(
         "Fail layers whose correlation trap changes alpha's reading (verdict correlation-trap).",
         "--fail-on-traps/--allow-traps"))
-    fail_on_rank_collapse: bool = field(default=True, metadata=_rule(
+    fail_on_rank_collapse: bool = field(default=_fails_by_default("rank-collapsed"), metadata=_rule(
         "Fail layers whose rank collapsed.", "--fail-on-rank-collapse/--allow-rank-collapse"))
-    fail_on_random_like: bool = field(default=True, metadata=_rule(
+    fail_on_random_like: bool = field(default=_fails_by_default("random-like"), metadata=_rule(
         "Fail layers whose spectrum is random-like (nothing learned).", "--fail-on-random-like/--allow-random-like"))
     min_trusted_share: float = field(default=0.3, metadata=_rule(
         "Least share of fitted layers whose alpha has a reading (0: off)."))
