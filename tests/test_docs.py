@@ -77,6 +77,9 @@ def test_the_distribution_is_the_one_every_hint_names():
     for extra in ("torch", "plot", "vectors", "gguf", "hub", "pandas", "ray", "full", "docs"):
         assert extra in project["optional-dependencies"]
     assert install_hint("gguf") == "pip install 'weightscope-esd[gguf]'"
+    extras = project["optional-dependencies"]
+    own = [r for requirements in extras.values() for r in requirements if r.lower().startswith("weightscope")]
+    assert own and all(r.startswith(f"{DISTRIBUTION}[") for r in own), "an extra that includes others names this distribution"
 
 
 def _install_lines() -> list[tuple[str, str]]:
