@@ -303,3 +303,19 @@ def test_every_verdict_has_a_record_with_meaning_and_advice():
         assert record.marker, f"verdict {name} has no plot marker"
     assert len({record.name for record in vocabulary.FINDINGS}) == len(vocabulary.FINDINGS)
     assert all(vocabulary.finding(flag) for flag in (*vocabulary.NO_READING_FLAGS, *vocabulary.APPROXIMATE_FLAGS))
+
+
+def findings_table() -> str:
+    """The findings table of docs/method/diagnostics.md, as the vocabulary writes it."""
+    rows = ["| finding | kind | severity | what it means | what to do |", "|---|---|---|---|---|"]
+    for record in vocabulary.FINDINGS:
+        kind = "verdict" if record.name in vocabulary.VERDICTS else "flag"
+        rows.append(f"| `{record.name}` | {kind} | {record.severity.label} | {record.meaning} | {record.advice} |")
+    return "\n".join(rows)
+
+
+def test_the_documented_findings_are_the_vocabulary():
+    """The docs' table of findings is the vocabulary, record for record: a finding added,
+    renamed or re-worded in one place and not the other fails here."""
+    page = (PACKAGE.parent / "docs" / "method" / "diagnostics.md").read_text(encoding="utf-8")
+    assert findings_table() in page

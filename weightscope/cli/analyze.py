@@ -40,7 +40,7 @@ from weightscope.cli.options import (
 from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
 from weightscope.render.html import spectra_worth_drawing, write_html_report
-from weightscope.render.table import render_inspection, render_report
+from weightscope.render.table import fit_statistics_lines, render_inspection, render_report
 from weightscope.render.text import inspection_json, to_csv, to_json, to_markdown
 
 PathArg = Annotated[
@@ -107,6 +107,8 @@ def analyze(
                 **options,
             )
         detail(f"analysed {len(report.layers)} layers in {time.perf_counter() - started:.2f} s")
+        for line in fit_statistics_lines(report):
+            detail(line)
         if html is not None:
             started = time.perf_counter()
             drawn = spectra_worth_drawing(spectra)

@@ -567,8 +567,14 @@ def layer_series(
 
 def flaggable(layer: LayerResult | None) -> bool:
     """Whether a layer's alpha may carry a flag: it has a reading
-    (`LayerResult.has_reading`) and is not random-like."""
-    return layer is not None and layer.has_reading and layer.verdict != "random-like"
+    (`LayerResult.has_reading`) that is not merely approximate, and is not random-like.
+
+    A jump claims a change, so both its ends need a solid reading: on the example run,
+    approximate readings let the fit's switch from a 100-value tail (α 1.5) to an
+    18-value one (α 3.9) at step 1500 read as a jump of `model.layers.1.mlp.down_proj`.
+    """
+    return (layer is not None and layer.has_reading and layer.confidence != "approximate"
+            and layer.verdict != "random-like")
 
 
 def _comovement(present: list[LayerResult | None], distances: list[float | None]) -> dict[str, float | None]:

@@ -260,7 +260,6 @@ LAYER_COLUMNS = (
     Column("alpha", "alpha", True), Column("D", "D", True), Column("tail", "tail", True),
     Column("lambda_max", "σmax²", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "s.rank", True),
     Column("verdict", "verdict"), Column("confidence", "reading"), Column("why", "why"),
-    Column("advice", "what it means, what to do"),
 )
 
 
@@ -273,7 +272,7 @@ def _verdict_cell(layer: LayerResult) -> Cell:
         return Cell("failed", "failed", "failed verdict")
     if layer.verdict is None:
         return Cell("—", None, "muted")
-    return Cell(layer.verdict, layer.verdict, vocabulary.css_class(layer.verdict) + " verdict")
+    return Cell(layer.verdict, layer.verdict, vocabulary.css_class(layer.verdict) + " verdict", title=layer.advice or None)
 
 
 def _layer_row(
@@ -289,7 +288,7 @@ def _layer_row(
         number_cell(layer.block), name, text_cell(layer.kind), text_cell("×".join(map(str, layer.shape))),
         alpha, Cell(texts["D"], layer.D), number_cell(layer.num_tail), Cell(texts["lambda_max"], layer.lambda_max),
         Cell(texts["log_norm"], layer.log_norm), Cell(texts["stable_rank"], layer.stable_rank),
-        _verdict_cell(layer), confidence, text_cell(why or "", "why"), text_cell(layer.advice, "why"),
+        _verdict_cell(layer), confidence, text_cell(why or "", "why"),
     ]
 
 
@@ -313,6 +312,21 @@ def _summary_section(report: Report) -> str:
     ]
     items += [(f"verdict: {v}", str(n), vocabulary.css_class(v)) for v, n in sorted(s.verdicts.items(), key=lambda kv: vocabulary.look_at_order(kv[0]))]
     return "<h2>Summary</h2>" + cards(items)
+
+
+def _look_at_section(report: Report) -> str:
+    """Every verdict but healthy, most severe first, coloured by severity: how many layers,
+    what it means, what to do (the same words as the terminal's "what to look at")."""
+    counts = {verdict: n for verdict, n in report.summary.verdicts.items() if verdict != "healthy"}
+    if not counts:
+        return ""
+    items = []
+    for verdict in sorted(counts, key=vocabulary.look_at_order):
+        record = vocabulary.finding(verdict)
+        text = f"<b>{escape(record.meaning)}</b> {escape(record.advice)}" if record else ""
+        items.append(f'<li><span class="{vocabulary.css_class(verdict)}">{escape(verdict)}</span> '
+                     f"({counts[verdict]} layer{'s' if counts[verdict] > 1 else ''}): {text}</li>")
+    return "<h2>What to look at</h2><ul>" + "".join(items) + "</ul>"
 
 
 def _option_text(value: object) -> str:
@@ -424,7 +438,7 @@ def report_html(
     drawable = [item for item in spectra if item.evals is not None and bool((item.evals > 0).any())]
     index = {layer.name: i for i, layer in enumerate(report.layers)}
     anchors = {item.result.name: f"spectrum-{index.get(item.result.name, n)}" for n, item in enumerate(drawable)}
-    sections = [options_table(report.options), _summary_section(report)]
+    sections = [options_table(report.options), _summary_section(report), _look_at_section(report)]
     if any(layer.ok and layer.alpha is not None for layer in report.layers):
         sections.append("<h2>Alpha by depth</h2>" + alpha_by_depth_svg(report, anchors) + depth_legend(report))
     sections.append(

@@ -169,6 +169,25 @@ def look_at_text(report: Report) -> Text | None:
     return text
 
 
+def fit_statistics_lines(report: Report) -> list[str]:
+    """One line per fitted layer with the statistics behind its reading (``-v``): alpha
+    and its standard error, the tail, the KS distance against its critical value, alpha's
+    spread in standard errors, the likelihood-ratio tests, and the confidence."""
+    lines = []
+    for layer in ordered_layers(report):
+        trust = layer.fit_trust
+        if layer.alpha is None or trust is None:
+            continue
+        sigma = layer.sigma or 0.0
+        spread = f"{trust.alpha_spread / sigma:.2f}σ" if trust.alpha_spread is not None and sigma else "—"
+        tests = ", ".join(f"vs {name} R {test.R:.2f} p {test.p:.3f}" for name, test in
+                          (("lognormal", trust.vs_lognormal), ("exponential", trust.vs_exponential)) if test is not None)
+        lines.append(f"{one_line(layer.name)}: alpha {layer.alpha:.2f} ± {sigma:.2f}, tail {layer.num_tail}, "
+                     f"KS {fmt(trust.ks_distance)} (critical {fmt(trust.ks_critical)}), spread {spread}, {tests}; "
+                     f"{layer.confidence or 'no reading'}")
+    return lines
+
+
 def render_report(report: Report, console: Console) -> None:
     parts = [report_table(report), summary_text(report)]
     parts += [_text(line, style="dim") for line in measures_lines(report.measures)]
