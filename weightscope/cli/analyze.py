@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -66,7 +66,7 @@ def analyze(
     *,
     analysis: AnalysisArgs,
     format: Annotated[
-        Optional[OutputFormat],
+        OutputFormat | None,
         typer.Option("--format", "-f", help="table (default, for people), or json / csv / md for machines."),
     ] = None,
     output: OutputOption = None,
@@ -129,7 +129,7 @@ def inspect(
         InspectFormat, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
     ] = InspectFormat.table,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout.")
+        Path | None, typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout.")
     ] = None,
     revision: RevisionOption = None,
     download: DownloadOption = False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 import typer.core
@@ -54,7 +54,7 @@ class _LazyCommands(typer.core.TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
             importlib.import_module(f"weightscope.cli.{COMMAND_MODULES[cmd_name]}")
-            built = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+            built = typer.main.get_command(app).commands  # type: ignore[attr-defined]  # a multi-command app builds a Group
             self.commands.update({name: command for name, command in built.items() if name not in self.commands})
         return super().get_command(ctx, cmd_name)
 
@@ -86,7 +86,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -87,7 +87,7 @@ def wrote(path: object) -> None:
     """Say where a file went: ``wrote PATH``, the path whole on one line."""
     say(f"wrote {one_line(str(path))}")
 OutputOption = Annotated[
-    Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
+    Path | None, typer.Option("--output", "-o", readable=False, help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
 ]
 
 
@@ -139,7 +139,7 @@ def user_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
-    except Exception as exc:  # a bug, not bad input: still one line unless --debug
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: still one line unless --debug
         if debug:
             traceback.print_exc()
         stderr.print(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -23,15 +23,15 @@ from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import EXECUTORS, Execution
 
 IncludeOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--include", "-i", metavar="REGEX", help="Only tensors whose name matches this regex (repeatable). No other tensor is read."),
 ]
 ExcludeOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--exclude", "-x", metavar="REGEX", help="Skip tensors whose name matches this regex (repeatable)."),
 ]
 CacheDirOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--cache-dir",
         "--cache",
@@ -58,7 +58,7 @@ NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read no
 
 
 RevisionOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--revision", metavar="REF", help="For a hub model id or cache directory: branch, tag or commit (default main)."),
 ]
 DownloadOption = Annotated[
@@ -68,7 +68,7 @@ DownloadOption = Annotated[
 
 
 #: --executor's choices, as Typer wants them (an enum), from the one list of executors.
-Executor = Enum("Executor", {name: name for name in EXECUTORS}, type=str)  # type: ignore[misc]
+Executor = Enum("Executor", {name: name for name in EXECUTORS}, type=str)  # type: ignore[misc]  # built from EXECUTORS, not spelled twice
 
 
 ExecutorOption = Annotated[
@@ -80,7 +80,7 @@ ExecutorOption = Annotated[
     ),
 ]
 RayAddressOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--ray-address",
         metavar="HOST:PORT",
@@ -150,18 +150,18 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ),
     (
         "heads",
-        Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).")],
+        Annotated[int | None, typer.Option("--heads", min=1, help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).")],
         None,
     ),
     (
         "kv_heads",
-        Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
+        Annotated[int | None, typer.Option("--kv-heads", min=1, help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
         None,
     ),
     (
         "config",
         Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--config", readable=False, help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present)."
             ),
@@ -171,7 +171,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
     (
         "set_",
         Annotated[
-            Optional[list[str]],
+            list[str] | None,
             typer.Option("--set", metavar="KEY=VALUE", help="Override one threshold, e.g. --set alpha_high=7 (repeatable; see the README)."),
         ],
         None,
@@ -183,7 +183,7 @@ _EXECUTION: list[tuple[str, Any, Any]] = [
     ("workers", WorkersOption, 0),
     ("cache_dir", CacheDirOption, None),
     ("no_cache", NoCacheOption, False),
-    ("executor", ExecutorOption, Executor.local),
+    ("executor", ExecutorOption, Executor["local"]),
     ("ray_address", RayAddressOption, None),
 ]
 
@@ -258,7 +258,7 @@ def _with_analysis_options(command: Callable[..., None], defaults: dict[str, Any
         command(**kwargs, analysis=AnalysisArgs(values))
 
     # Typer reads the signature and the type hints: both must show the shared options.
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]  # Typer reads the flags from it
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__
     return wrapper

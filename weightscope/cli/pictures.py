@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +16,7 @@ from weightscope.cli.common import wrote
 from weightscope.render.plots import require_matplotlib
 
 HtmlOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--html",
         readable=False,
@@ -25,7 +25,7 @@ HtmlOption = Annotated[
     ),
 ]
 PlotOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--plot", readable=False, help="Also draw the picture of the run (PNG) here. Needs weightscope\\[plot]."),
 ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -66,7 +66,7 @@ def plot(
     *,
     analysis: AnalysisArgs,
     layer: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
             "--layer", "-l", metavar="REGEX",
             help="Draw the spectrum of every layer whose name matches this regex (repeatable). No other tensor is read.",
@@ -79,7 +79,7 @@ def plot(
         Path, typer.Option("--out-dir", "-d", readable=False, help="Directory for the PNG files (created if missing).")
     ] = Path("."),
     out: Annotated[
-        Optional[Path], typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")
+        Path | None, typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
