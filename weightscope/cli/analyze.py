@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -66,7 +66,7 @@ def analyze(
     *,
     analysis: AnalysisArgs,
     format: Annotated[
-        OutputFormat | None,
+        Optional[OutputFormat],
         typer.Option("--format", "-f", help="table (default, for people), or json / csv / md for machines."),
     ] = None,
     output: OutputOption = None,
@@ -129,7 +129,7 @@ def inspect(
         InspectFormat, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
     ] = InspectFormat.table,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout.")
+        Optional[Path], typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout.")
     ] = None,
     revision: RevisionOption = None,
     download: DownloadOption = False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 import typer.core
@@ -86,7 +86,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool | None,
+        Optional[bool],
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -87,7 +87,7 @@ def wrote(path: object) -> None:
     """Say where a file went: ``wrote PATH``, the path whole on one line."""
     say(f"wrote {one_line(str(path))}")
 OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", readable=False, help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
+    Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -45,7 +45,7 @@ def compare(
     *,
     analysis: AnalysisArgs,
     strip_prefix: Annotated[
-        list[str] | None,
+        Optional[list[str]],
         typer.Option(
             "--strip-prefix",
             "-p",
@@ -55,7 +55,7 @@ def compare(
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many layers the summary names as moved most.")] = 5,
     format: Annotated[
-        OutputFormat | None, typer.Option("--format", "-f", help="table (default), json, csv or md.")
+        Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json, csv or md.")
     ] = None,
     output: OutputOption = None,
     html: HtmlOption = None,

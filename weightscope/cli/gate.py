@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -62,7 +62,7 @@ def _rule_parameter(rule: dataclasses.Field[Any]) -> inspect.Parameter:
     help = f"{rule.metadata['help']} (default: {default}; overrides the config file)"
     option = typer.Option(flag, help=help, rich_help_panel="Rules", show_default=False)
     return inspect.Parameter(rule.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[base | None, option])
+                             annotation=Annotated[Optional[base], option])
 
 
 def _with_rule_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -97,22 +97,22 @@ def gate(
     analysis: AnalysisArgs,
     rules: dict[str, Any],
     baseline: Annotated[
-        Path | None, typer.Option("--baseline", readable=False, help="Report (or checkpoint) to measure |Δalpha| against.")
+        Optional[Path], typer.Option("--baseline", readable=False, help="Report (or checkpoint) to measure |Δalpha| against.")
     ] = None,
     strip_prefix: Annotated[
-        list[str] | None, typer.Option("--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline.")
+        Optional[list[str]], typer.Option("--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline.")
     ] = None,
     ignore: Annotated[
-        list[str] | None,
+        Optional[list[str]],
         typer.Option("--ignore", metavar="REGEX", help="Layers the rules skip (repeatable; adds to the config's exclude). "
                      "Unlike --exclude, the layer is still analysed and reported."),
     ] = None,
     format: Annotated[
-        GateFormat | None,
+        Optional[GateFormat],
         typer.Option("--format", "-f", help="text (default), json, github (Actions annotations) or junit (XML)."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", readable=False, help="Write to this file (.json/.xml pick the format) instead of stdout.")
+        Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (.json/.xml pick the format) instead of stdout.")
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,15 +23,15 @@ from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import EXECUTORS, Execution
 
 IncludeOption = Annotated[
-    list[str] | None,
+    Optional[list[str]],
     typer.Option("--include", "-i", metavar="REGEX", help="Only tensors whose name matches this regex (repeatable). No other tensor is read."),
 ]
 ExcludeOption = Annotated[
-    list[str] | None,
+    Optional[list[str]],
     typer.Option("--exclude", "-x", metavar="REGEX", help="Skip tensors whose name matches this regex (repeatable)."),
 ]
 CacheDirOption = Annotated[
-    Path | None,
+    Optional[Path],
     typer.Option(
         "--cache-dir",
         "--cache",
@@ -58,7 +58,7 @@ NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read no
 
 
 RevisionOption = Annotated[
-    str | None,
+    Optional[str],
     typer.Option("--revision", metavar="REF", help="For a hub model id or cache directory: branch, tag or commit (default main)."),
 ]
 DownloadOption = Annotated[
@@ -80,7 +80,7 @@ ExecutorOption = Annotated[
     ),
 ]
 RayAddressOption = Annotated[
-    str | None,
+    Optional[str],
     typer.Option(
         "--ray-address",
         metavar="HOST:PORT",
@@ -150,18 +150,18 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ),
     (
         "heads",
-        Annotated[int | None, typer.Option("--heads", min=1, help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).")],
+        Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).")],
         None,
     ),
     (
         "kv_heads",
-        Annotated[int | None, typer.Option("--kv-heads", min=1, help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
+        Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
         None,
     ),
     (
         "config",
         Annotated[
-            Path | None,
+            Optional[Path],
             typer.Option(
                 "--config", readable=False, help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present)."
             ),
@@ -171,8 +171,8 @@ _SHARED: list[tuple[str, Any, Any]] = [
     (
         "set_",
         Annotated[
-            list[str] | None,
-            typer.Option("--set", metavar="KEY=VALUE", help="Override one threshold, e.g. --set alpha_high=7 (repeatable; see the README)."),
+            Optional[list[str]],
+            typer.Option("--set", metavar="KEY=VALUE", help="Override one threshold, e.g. --set alpha_high=7 (repeatable; see the docs: Diagnostics)."),
         ],
         None,
     ),

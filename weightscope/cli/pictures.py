@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,17 +16,17 @@ from weightscope.cli.common import wrote
 from weightscope.render.plots import require_matplotlib
 
 HtmlOption = Annotated[
-    Path | None,
+    Optional[Path],
     typer.Option(
         "--html",
         readable=False,
         help="Also write a self-contained HTML report here (summary, sortable table, pictures; "
-        "opens offline). The compare and trend pages need weightscope\\[plot].",
+        "opens offline). The compare and trend pages need the plot extra.",
     ),
 ]
 PlotOption = Annotated[
-    Path | None,
-    typer.Option("--plot", readable=False, help="Also draw the picture of the run (PNG) here. Needs weightscope\\[plot]."),
+    Optional[Path],
+    typer.Option("--plot", readable=False, help="Also draw the picture of the run (PNG) here. Needs the plot extra."),
 ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -66,7 +66,7 @@ def plot(
     *,
     analysis: AnalysisArgs,
     layer: Annotated[
-        list[str] | None,
+        Optional[list[str]],
         typer.Option(
             "--layer", "-l", metavar="REGEX",
             help="Draw the spectrum of every layer whose name matches this regex (repeatable). No other tensor is read.",
@@ -79,7 +79,7 @@ def plot(
         Path, typer.Option("--out-dir", "-d", readable=False, help="Directory for the PNG files (created if missing).")
     ] = Path("."),
     out: Annotated[
-        Path | None, typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")
+        Optional[Path], typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -87,7 +87,7 @@ def plot(
 ) -> None:
     """Draw PNG pictures: per-layer ESD (log-log with the power-law fit, and the MP bulk) and the model summary.
 
-    Needs the plot extra: pip install 'weightscope\\[plot]'.
+    Needs the plot extra: pip install 'weightscope-esd\\[plot]'.
 
     Examples:
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -60,7 +60,7 @@ def trend(
     *,
     analysis: AnalysisArgs,
     step_regex: Annotated[
-        str | None,
+        Optional[str],
         typer.Option(
             "--step-regex",
             metavar="REGEX",
@@ -74,7 +74,7 @@ def trend(
     min_swing: Annotated[
         float, typer.Option("--min-swing", min=0.0, help="Smallest alpha change that counts as a jump, fall or rise.")
     ] = 0.3,
-    format: Annotated[OutputFormat | None, typer.Option("--format", "-f", help="table (default), json, csv or md.")] = None,
+    format: Annotated[Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json, csv or md.")] = None,
     output: OutputOption = None,
     plot: PlotOption = None,
     html: HtmlOption = None,
