@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weightscope.analysis.pipeline import LayerAnalysis
+from weightscope.analysis.layer import LayerAnalysis
 from weightscope.analysis.pipeline import analyze as run_analysis
 from weightscope.analysis.pipeline import inspect as run_inspection
 from weightscope.checkpoint.hub import resolve_if_asked
