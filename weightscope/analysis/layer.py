@@ -18,8 +18,8 @@ import numpy as np
 
 from weightscope.analysis.spectra import layer_esd, layer_randomized
 from weightscope.checkpoint.base import CheckpointReader
+from weightscope.checkpoint.heads import read_head_layout
 from weightscope.checkpoint.layers import (
-    HeadLayout,
     LayerSpec,
     Selection,
     SkippedTensor,
@@ -70,7 +70,7 @@ def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
     )
     if not options.split:
         return selection
-    layout = HeadLayout.from_sources(options.heads, options.kv_heads, reader.metadata, reader.model_config)
+    layout = read_head_layout(reader, options.heads, options.kv_heads)
     return split_fused(selection, layout, options.min_evals)
 
 
