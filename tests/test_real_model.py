@@ -70,7 +70,7 @@ def test_float32_by_default_changes_no_verdict_or_alpha(report):
     exact = weightscope.analyze(MODEL, randomize=True, eig_dtype="float64", execution=Execution(cache=False))
     for auto, reference in zip(report.layers, exact.layers, strict=True):
         assert (auto.verdict, auto.flags, auto.rank.collapsed) == (reference.verdict, reference.flags, reference.rank.collapsed), auto.name
-        assert (auto.fit_trust and auto.fit_trust.trusted) == (reference.fit_trust and reference.fit_trust.trusted), auto.name
+        assert auto.confidence == reference.confidence, auto.name
         assert auto.alpha == pytest.approx(reference.alpha, rel=1e-4), auto.name
 
 

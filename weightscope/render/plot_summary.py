@@ -28,9 +28,10 @@ from weightscope.render.plots import (
     tag_artists,
 )
 from weightscope.render.style import band_text, fmt, number
-from weightscope.report import LayerResult, Report
+from weightscope.report import Report
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.figure import Figure
 
 def verdict_marker(verdict: str | None) -> str:
@@ -111,7 +112,7 @@ def summary_figure(report: Report) -> Figure:
     by_depth, histogram = figure.subplots(1, 2, sharey=True, width_ratios=[4, 1])
     for axes in (by_depth, histogram):
         shade_alpha_band(axes, band)
-    handles = []
+    handles: list[Artist] = []
     verdicts = sorted({layer.verdict or "" for layer in fitted})
     for kind in sorted({layer.kind for layer in fitted}, key=kind_rank):
         color = kind_color(kind)
