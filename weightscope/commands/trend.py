@@ -58,6 +58,7 @@ from weightscope.execution.cache import (
 from weightscope.execution.plan import Execution
 from weightscope.model_measures import distance_from_init
 from weightscope.options import AnalysisOptions
+from weightscope.patterns import Pattern, compile_pattern
 from weightscope.pipeline import analyze_many
 from weightscope.report import (
     LayerResult,
@@ -130,7 +131,7 @@ def is_checkpoint_dir(path: Path) -> bool:
     )
 
 
-def is_run_dir(path: Path, pattern: re.Pattern[str]) -> bool:
+def is_run_dir(path: Path, pattern: Pattern) -> bool:
     """A directory of checkpoints rather than one checkpoint.
 
     It is a run when it holds checkpoint directories (``checkpoint-1000/``), or several
@@ -164,7 +165,7 @@ def _run_members(directory: Path) -> list[Path]:
     ]
 
 
-def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: re.Pattern[str]) -> list[Path]:
+def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: Pattern) -> list[Path]:
     """Checkpoint paths: a run directory becomes its checkpoints, anything else stays."""
     found: list[Path] = []
     for raw in paths:
@@ -189,14 +190,11 @@ def run_inputs(paths: Iterable[str | os.PathLike[str]], step_regex: str | None =
         return list(map(Path, paths))
 
 
-def compile_step_pattern(step_regex: str | None) -> re.Pattern[str]:
-    try:
-        return re.compile(step_regex or DEFAULT_STEP_PATTERN, re.IGNORECASE)
-    except re.error as exc:
-        raise WeightscopeError(f"--step-regex {step_regex!r} is not a valid regular expression: {exc}") from None
+def compile_step_pattern(step_regex: str | None) -> Pattern:
+    return compile_pattern(step_regex or DEFAULT_STEP_PATTERN, "--step-regex", ignore_case=True)
 
 
-def parse_step(path: Path, pattern: re.Pattern[str]) -> int | None:
+def parse_step(path: Path, pattern: Pattern) -> int | None:
     """The step in a checkpoint's name, else in its directory's (step-200/model.safetensors)."""
     for part in reversed(path.parts[-2:]):
         matches = list(pattern.finditer(part))
@@ -218,7 +216,7 @@ def natural_key(text: str) -> tuple[Any, ...]:
     return tuple(int(piece) if piece.isdigit() else piece.lower() for piece in re.split(r"(\d+)", text))
 
 
-def order_run(paths: Iterable[Path], pattern: re.Pattern[str]) -> list[RunEntry]:
+def order_run(paths: Iterable[Path], pattern: Pattern) -> list[RunEntry]:
     """Checkpoints in training order: by parsed step; those without a step after, by name."""
     entries = [RunEntry(path, parse_step(path, pattern)) for path in paths]
     seen: dict[int, Path] = {}
