@@ -5,13 +5,16 @@ its data, so listing costs no tensor I/O, and a member is decoded only when read
 arrays would need pickle, so they are never loaded (``allow_pickle=False``).
 
 Compression bombs: a member decodes to at most its declared size (zipfile stops there),
-and a member whose declared size exceeds `MAX_RATIO` times its compressed size is
-refused before decoding, as that layer's failure. Deflate (``savez_compressed``) cannot
-exceed 1032:1, which an all-zero matrix reaches; bzip2 and LZMA reach 10⁶:1 (441 bytes
-of bzip2 declare a 268 MB zero matrix, which cost 63 s and 857 MB to analyse). Stored
-weights compress to about 1.1:1, so the limit refuses bombs only. An all-zero or constant
-matrix that passes is not solved (`weightscope.linalg.spectrum` short-cuts it). An
-encrypted member or one of a compression zipfile cannot decode is one error line.
+and an archive with a member whose declared size exceeds `MAX_RATIO` times its
+compressed size is refused at open, before anything is decoded: zipfile decodes bzip2 and
+LZMA a whole block at a time, so even the 128-byte array header of a bomb would cost the
+whole member. Deflate (``savez_compressed``) cannot exceed 1032:1, which an all-zero
+matrix reaches; bzip2 and LZMA reach 10⁶:1 (441 bytes of bzip2 declare a 268 MB zero
+matrix, which cost 63 s and 857 MB to analyse). Stored weights compress to about 1.1:1,
+so the limit refuses bombs only. An all-zero or constant matrix that passes is not solved
+(`weightscope.linalg.spectrum` short-cuts it). An encrypted member or one of a
+compression zipfile cannot decode is one error line too; a stream corrupt past its
+header fails its layer.
 """
 
 from __future__ import annotations
@@ -87,13 +90,6 @@ class NpzReader(CheckpointReader):
 
     def read(self, info: TensorInfo) -> np.ndarray:
         check_readable(self._infos, info, self.path)
-        member = self._zip.getinfo(self._members[info.name])
-        if member.file_size > MAX_RATIO * max(member.compress_size, 1):
-            raise CheckpointError(
-                f"{self.path}: tensor {info.name!r} is compressed {member.file_size / max(member.compress_size, 1):.0f}:1 "
-                f"({member.file_size} bytes from {member.compress_size}), beyond the {MAX_RATIO}:1 any stored weights reach: "
-                "refused as a compression bomb"
-            )
         try:
             with self._zip.open(self._members[info.name]) as stream:
                 array = np.lib.format.read_array(stream, allow_pickle=False)
@@ -108,11 +104,18 @@ class NpzReader(CheckpointReader):
 
 
 def _check_member(path: Path, member: zipfile.ZipInfo) -> None:
-    """An encrypted member, or one of a compression zipfile cannot decode, said plainly."""
+    """An encrypted member, one of a compression zipfile cannot decode, or a compression
+    bomb, said plainly before any of it is decoded."""
     if member.flag_bits & 0x1:
         raise CheckpointError(f"{path}: member {member.filename!r} is encrypted; weightscope reads unencrypted .npz archives only")
     if member.compress_type not in _COMPRESSIONS:
         raise CheckpointError(
             f"{path}: member {member.filename!r} uses zip compression method {member.compress_type}; "
             "stored, deflate, bzip2 and LZMA are read"
+        )
+    if member.file_size > MAX_RATIO * max(member.compress_size, 1):
+        raise CheckpointError(
+            f"{path}: member {member.filename!r} is compressed {member.file_size / max(member.compress_size, 1):.0f}:1 "
+            f"({member.file_size} bytes from {member.compress_size}), beyond the {MAX_RATIO}:1 any stored weights reach: "
+            "refused as a compression bomb"
         )
