@@ -4,6 +4,10 @@ The CLI turns a `WeightscopeError` into one line on stderr and exit code 2; anyt
 is a bug and keeps its traceback (shown with `--debug`).
 """
 
+import re
+
+from weightscope._version import DISTRIBUTION
+
 
 class WeightscopeError(Exception):
     """Bad input or usage: the message is one line a user can act on."""
@@ -12,8 +16,6 @@ class WeightscopeError(Exception):
 class CheckpointError(WeightscopeError):
     """A path that is not a readable checkpoint, or a tensor that cannot be decoded."""
 
-
-import re
 
 #: A colon followed by another: ``::`` starts a GitHub workflow command.
 _COMMAND_COLON = re.compile(r":(?=:)")
@@ -32,3 +34,8 @@ def one_line(text: str) -> str:
     """
     shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
     return _COMMAND_COLON.sub(r"\\x3a", shown)
+
+
+def install_hint(extra: str) -> str:
+    """The one command that installs an optional extra, by the distribution's own name."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
