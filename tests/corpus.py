@@ -1507,11 +1507,9 @@ def _redos_gate_flag(directory: Path, kit: Kit) -> Scenario:
 
 @case("patterns", "c05-trend-step-regex")
 def _redos_step(directory: Path, kit: Kit) -> Scenario:
-    run = directory / "run"
-    run.mkdir()
-    kit.report_in(run, "1" * 40 + "x.json")
-    kit.report_in(run, "2" * 40 + "x.json")
-    return bounded(["trend", str(run), "--step-regex", r"(\d+)+y", "-f", "json"], exit=(0, 2))
+    a = kit.report_in(directory, "1" * 40 + "x.json")
+    b = kit.report_in(directory, "2" * 40 + "x.json")
+    return bounded(["trend", str(a), str(b), "--step-regex", r"(\d+)+y", "-f", "json"], exit=(0, 2))
 
 
 @case("patterns", "c05-pattern-re2-cannot-run")
