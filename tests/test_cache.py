@@ -143,7 +143,7 @@ def test_sizes_parse_and_a_bad_cap_in_the_environment_is_the_default(monkeypatch
     assert parse_size("1.5gb") == 15 * 10**8 and parse_size("4096") == 4096 and parse_size("2GiB") == 2 * 10**9
     assert parse_size("1e9") == 10**9 and parse_size("2.5E3k") == 2_500_000
     for bad in ("lots", "1e999", "inf", "nan"):
-        with pytest.raises(WeightscopeError, match="not a size|beyond any disk"):
+        with pytest.raises(WeightscopeError, match=r"not a size|beyond any disk"):
             parse_size(bad)
     monkeypatch.setenv("WEIGHTSCOPE_CACHE_MAX", "-3")
     assert CacheStore("x").max_bytes == DEFAULT_MAX_BYTES  # best effort: a warning, not a failure

@@ -49,10 +49,10 @@ class _Linear:
         self.groups: int = compiled.groups
 
     def search(self, text: str) -> Match | None:
-        return self._compiled.search(_encodable(text))  # type: ignore[no-any-return]
+        return self._compiled.search(_encodable(text))
 
     def finditer(self, text: str) -> Iterator[Match]:
-        return self._compiled.finditer(_encodable(text))  # type: ignore[no-any-return]
+        return self._compiled.finditer(_encodable(text))
 
 
 def _encodable(text: str) -> str:

@@ -210,9 +210,9 @@ def _positive_number(value: object) -> TypeGuard[float]:
         return False
 
 
-def _rank(value: object) -> bool:
+def _rank(value: object) -> TypeGuard[float]:
     """A LoRA rank: a whole number (``8`` or ``8.0``) from 1 to 2³¹; 0.5 would make r = 0."""
-    return _positive_number(value) and float(value) == int(value) and 1 <= int(value) < 2**31  # type: ignore[arg-type]
+    return _positive_number(value) and float(value) == int(value) and 1 <= int(value) < 2**31
 
 
 def _shown(value: object) -> str:

@@ -270,10 +270,8 @@ class CacheStore:
             os.close(fd)
             self.discard(kind, key)
             return None
-        try:
+        with contextlib.suppress(OSError):  # a read-only store still serves its entries
             os.utime(fd)
-        except OSError:
-            pass  # a read-only store still serves its entries
         return os.fdopen(fd, "rb")
 
     def _store(self, kind: str, key: str, write) -> None:
