@@ -29,6 +29,7 @@ Seeded (seed = replicate index), so the table is reproducible.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -59,7 +60,7 @@ def _lognormal_tail(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 TAILS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
-    **{f"power-law {a:g}": (lambda a: lambda rng, n: _pareto(rng, n, a))(a) for a in TRUE_ALPHAS},
+    **{f"power-law {a:g}": functools.partial(_pareto, alpha=a) for a in TRUE_ALPHAS},
     "lognormal": _lognormal_tail,
     "exponential": lambda rng, n: XMIN + rng.exponential(0.5 * XMIN, n),
     "truncated": lambda rng, n: _pareto(rng, n, 2.5, top=10.0 * XMIN),

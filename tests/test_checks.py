@@ -12,8 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from weightscope.checkpoint.layers import layer_matrices
 from weightscope import vocabulary
+from weightscope.checkpoint.layers import layer_matrices
 from weightscope.checks import (
     Diagnostics,
     decide,

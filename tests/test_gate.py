@@ -186,7 +186,7 @@ def test_excluded_layers_are_not_judged():
 def test_a_failed_layer_says_how_to_accept_it():
     """The FAIL line of a layer the gate fails (the pooler sentence-transformers never
     train) names the --ignore pattern that accepts it, and that pattern does."""
-    layers = healthy(6) + [layer("pooler.dense.weight", 12.0, trusted=False, flags=["random-like"],
+    layers = [*healthy(6), layer("pooler.dense.weight", 12.0, trusted=False, flags=["random-like"],
                                  traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
     failed = next(c for c in evaluate(report(layers), GateRules()) if c.status == FAIL)
     pattern = re.search(r"--ignore '([^']+)'", failed.message).group(1)

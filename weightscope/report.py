@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from weightscope import vocabulary
 from weightscope.checkpoint.layers import SkippedTensor
 from weightscope.checks import (  # noqa: F401  (hints)
     DragonKings,
@@ -24,7 +25,6 @@ from weightscope.checks import (  # noqa: F401  (hints)
     Traps,
     VectorStats,
 )
-from weightscope import vocabulary
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError, install_hint
 from weightscope.stats.attention import LogitBound

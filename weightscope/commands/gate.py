@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -43,13 +44,13 @@ from typing import Any
 
 import numpy as np
 
+from weightscope import vocabulary
+from weightscope.checkpoint.layers import OTHER_KIND
 from weightscope.commands.compare import compare_reports
 from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
-from weightscope import vocabulary
-from weightscope.checkpoint.layers import OTHER_KIND
 from weightscope.options import AnalysisOptions
 from weightscope.patterns import compile_pattern
 from weightscope.report import LayerResult, Report, json_document
@@ -377,7 +378,8 @@ def _flag_check(rule: str, flag: str, what: str, needs: Callable[[LayerResult], 
 
 def accept_hint(name: str) -> str:
     """How to accept a layer the gate fails, e.g. the pooler sentence-transformers never
-    train: the exact --ignore flag, or the config's exclude."""
+    train: the exact --ignore flag, or the config's exclude (`re.escape` only escapes,
+    and RE2, which matches the patterns, reads its escapes)."""
     pattern = "^" + re.escape(name) + "$"
     return f"To accept it: --ignore '{pattern}', or exclude = ['{pattern}'] in [tool.weightscope.gate]."
 

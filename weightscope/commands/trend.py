@@ -41,13 +41,13 @@ from typing import Any
 
 import numpy as np
 
+from weightscope import vocabulary
 from weightscope.analysis.model_measures import distance_from_init
 from weightscope.analysis.pipeline import analyze_many
 from weightscope.checkpoint import open_checkpoint
 from weightscope.checkpoint.runs import RunEntry, compile_step_pattern, expand_run, order_run
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
-from weightscope import vocabulary
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.execution.cache import ReportCache, open_store

@@ -17,7 +17,6 @@ from weightscope.render.style import fmt
 from weightscope.report import ModelMeasures
 from weightscope.stats.embedding import RowCloud
 
-
 #: How to read each model-level number, said once beside it: what is normal, what is a
 #: finding, and what to compare it with (none has a band of its own, as alpha has).
 ATTENTION_READING = ("read: a bound on |q·k|/√d_h per head; a block far above the others, or a bound that grows "
