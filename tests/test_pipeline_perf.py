@@ -82,6 +82,30 @@ def test_budget_bounds_the_cost_in_flight():
     assert out == list(range(7)) and peak[0] <= 4.0
 
 
+def test_largest_items_start_first_and_results_keep_input_order():
+    """Sizes reorder the starts (largest first, ties in input order), never the results;
+    the budget still holds while items finish out of input order."""
+    sizes = [1.0, 4.0, 2.0, 4.0, 3.0]
+    started, in_flight, peak, lock = [], [0.0], [0.0], threading.Lock()
+
+    def load(i):
+        with lock:
+            started.append(i)
+            in_flight[0] += sizes[i]
+            peak[0] = max(peak[0], in_flight[0])
+        return i
+
+    def compute(i, _):
+        time.sleep(0.01 * sizes[i])
+        with lock:
+            in_flight[0] -= sizes[i]
+        return i
+
+    out = list(pipelined(range(5), load, compute, workers=2, cost=sizes.__getitem__, budget=7.0, size=sizes.__getitem__))
+    assert out == list(range(5))
+    assert started == [1, 3, 4, 2, 0] and peak[0] <= 7.0
+
+
 def test_an_item_over_budget_still_runs_alone():
     assert list(pipelined([5, 1], lambda i: i, lambda i, x: x, workers=2, cost=float, budget=2.0)) == [5, 1]
 
