@@ -16,7 +16,7 @@ import numpy as np
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.linalg.gram import layer_shape, oriented
-from weightscope.linalg.rank import zero_tolerance
+from weightscope.linalg.rank import ZeroCount, zero_tolerance
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import (
     PowerLawFit,
@@ -156,6 +156,7 @@ def diagnose(
     randomized: RandomizedESD | None = None,
     vectors: bool = False,
     spectrum: SpectrumOptions = SpectrumOptions(),
+    zeros: ZeroCount | None = None,
 ) -> Diagnostics:
     """Run every check on one layer and decide its verdict.
 
@@ -166,15 +167,20 @@ def diagnose(
     of all N·M entries plus a float32 eigensolve, measured at 0.5–1× the cost of the
     plain spectrum + fit for square layers and 1.5–2.5× for tall (4d×d) ones, where the
     memory-bound shuffle dominates. ``vectors`` adds eigenvector localisation (a full
-    eigh).
+    eigh). ``zeros`` (from the "auto" precision policy) is float64's count of the
+    eigenvalues at numerical zero and the tolerance it was made at; the rank check then
+    reads it instead of counting ``evals``.
     """
     n, m = _checked_layer(matrices, evals)
     if not np.all(np.isfinite(evals)):
         return Diagnostics(None, None, None, None, None, None, None, "failed", ["non-finite"],
                            ["The spectrum has non-finite eigenvalues (NaN or inf weights)."])
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
-    tolerance = zero_tolerance(matrices, float(evals[-1]), stored_dtype, spectrum.dtype, thresholds.rank_noise_factor)
-    rank = rank_info(evals, tolerance, thresholds)
+    if zeros is None:
+        tolerance = zero_tolerance(matrices, float(evals[-1]), stored_dtype, spectrum.dtype, thresholds.rank_noise_factor)
+        rank = rank_info(evals, tolerance, thresholds)
+    else:
+        rank = rank_info(evals, zeros.tolerance, thresholds, zeros.count)
     traps = rand_distance = None
     if randomized is not None:
         rand_distance = ks_distance(evals, randomized.evals)
@@ -363,10 +369,17 @@ def _kings(top: np.ndarray, xmin: float, alpha: float, num_tail: int, level: flo
 # --- rank collapse ----------------------------------------------------------------------
 
 
-def rank_info(evals: np.ndarray, tolerance: float, thresholds: Thresholds) -> RankInfo:
-    """Numerical rank: the eigenvalues above ``tolerance`` (`zero_tolerance`); for a pooled
-    conv ESD summed over kernel positions. Collapsed above ``rank_loss_max``."""
-    rank = int(np.count_nonzero(evals > tolerance)) if len(evals) and evals[-1] > 0 else 0
+def rank_info(evals: np.ndarray, tolerance: float, thresholds: Thresholds, zero_count: int | None = None) -> RankInfo:
+    """Numerical rank: the eigenvalues above ``tolerance`` (`zero_tolerance`), or all but
+    ``zero_count`` when the count at or below it was made elsewhere (float64's, by the
+    "auto" precision policy); for a pooled conv ESD summed over kernel positions.
+    Collapsed above ``rank_loss_max``."""
+    if not len(evals) or evals[-1] <= 0:
+        rank = 0
+    elif zero_count is not None:
+        rank = len(evals) - zero_count
+    else:
+        rank = int(np.count_nonzero(evals > tolerance))
     loss = 1.0 - rank / len(evals)
     return RankInfo(numerical_rank=rank, rank_loss=loss, collapsed=loss > thresholds.rank_loss_max)
 

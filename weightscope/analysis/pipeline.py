@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from weightscope._version import __version__
-from weightscope.analysis.model_measures import measure_model
+from weightscope.analysis.model_measures import (
+    MeasurePlan,
+    TensorMeasure,
+    finish,
+    measure_model,
+    measure_tensor,
+    plan_measures,
+)
 from weightscope.analysis.spectra import layer_esd, layer_randomized
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
@@ -49,9 +56,17 @@ from weightscope.execution.cluster import (
     connect,
     run_tasks,
 )
-from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
+from weightscope.execution.plan import (
+    Execution,
+    Plan,
+    float64_stage_bytes,
+    plan,
+    task_plan,
+    working_set,
+)
 from weightscope.execution.schedule import pipelined
 from weightscope.linalg._blas import blas_threads
+from weightscope.linalg.device import eigen_flops
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, ModelMeasures, Report
 from weightscope.stats.fit import fit_power_law
@@ -150,6 +165,8 @@ class LayerAnalysis:
     result: LayerResult
     evals: np.ndarray | None = None
     rand_evals: np.ndarray | None = None
+    #: what the tensor gave the model-level measures (when they asked for it)
+    measure: TensorMeasure | None = None
 
 
 #: Sees every analysed layer, spectrum included, as it streams past.
@@ -157,14 +174,30 @@ LayerHook = Callable[[LayerAnalysis], None]
 
 
 def analyze_matrices(
-    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan()
+    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan(), measures: MeasurePlan | None = None
 ) -> LayerAnalysis:
-    """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
+    """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics;
+    and, when ``measures`` asks for this tensor, what it gives the model-level measures
+    (a token matrix's row cloud from the Gram matrix its spectrum computed)."""
     reason = _non_finite_reason(array)
     if reason:
         return LayerAnalysis(spec, _failed(spec, reason))
+    grams: list[np.ndarray] = []
+    wanted = measures is not None and spec.part is None and measures.wants(spec.name)
+    token = wanted and measures is not None and spec.name not in measures.projections
+    analysis = _analyze_finite(spec, array, options, run, grams.append if token else None)
+    if wanted:
+        assert measures is not None
+        measure = measure_tensor(measures, spec.name, array, grams[0] if grams else None)
+        analysis = dataclasses.replace(analysis, measure=measure)
+    return analysis
+
+
+def _analyze_finite(
+    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan, on_gram: Callable[[np.ndarray], None] | None
+) -> LayerAnalysis:
     matrices = layer_matrices(array)
-    evals, spectrum = layer_esd(spec, matrices, options, run)
+    evals, spectrum, zeros = layer_esd(spec, matrices, options, run, on_gram)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     norms = norm_metrics(evals, max(matrices[0].shape))
@@ -179,6 +212,7 @@ def analyze_matrices(
         randomized=randomized,
         vectors=options.vectors,
         spectrum=spectrum,
+        zeros=zeros,
     )
     info = spec.info
     result = LayerResult(
@@ -268,7 +302,9 @@ def read_layer(reader: CheckpointReader, spec: LayerSpec) -> Loaded:
         return failure_of(spec, exc)
 
 
-def analyze_read(spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: Plan = Plan()) -> LayerAnalysis:
+def analyze_read(
+    spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: Plan = Plan(), measures: MeasurePlan | None = None
+) -> LayerAnalysis:
     """`analyze_matrices` (or `analyze_update`) on what `read_layer` returned; a failure
     becomes a failed result."""
     if isinstance(array, LayerAnalysis):
@@ -276,7 +312,7 @@ def analyze_read(spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: 
     try:
         if isinstance(array, tuple):
             return analyze_update(spec, *array)
-        return analyze_matrices(spec, array, options, run)
+        return analyze_matrices(spec, array, options, run, measures)
     except _LAYER_ERRORS as exc:
         return failure_of(spec, exc)
 
@@ -287,12 +323,14 @@ def stream_layers(
     options: AnalysisOptions,
     progress: ProgressHook | None = None,
     execution: Execution = Execution(),
+    measures: MeasurePlan | None = None,
 ) -> Iterator[LayerAnalysis]:
     """Analyse the selected layers and yield them in storage order.
 
     Reading runs one layer ahead of the computing workers, and several layers compute at
-    once when memory allows (`weightscope.execution.schedule`); ``execution`` chooses the device,
-    workers and cache.
+    once when memory allows, the largest first (`weightscope.execution.schedule`);
+    ``execution`` chooses the device, workers and cache. ``measures`` names the tensors
+    the model-level measures take from the stream (`LayerAnalysis.measure`).
     """
     run = plan(selection.layers, options, execution)
     if progress is not None:
@@ -300,10 +338,11 @@ def stream_layers(
     yield from pipelined(
         selection.layers,
         lambda spec: read_layer(reader, spec),
-        lambda spec, array: analyze_read(spec, array, options, run),
+        lambda spec, array: analyze_read(spec, array, options, run, measures),
         workers=run.workers,
         cost=lambda spec: working_set(spec, options),
         budget=run.budget,
+        size=lambda spec: eigen_flops([spec.info.shape[:2]]),
         progress=(lambda done: progress(done, selection.layers)) if progress is not None else None,
     )
 
@@ -369,11 +408,15 @@ def analyze_many(
         with open_checkpoint(path) as reader:
             selection = select(reader, options)
             layers = []
-            for item in stream_layers(reader, selection, options, progress, execution):
+            wanted = plan_measures(reader, options) if options.measures else None
+            seen: dict[str, TensorMeasure] = {}
+            for item in stream_layers(reader, selection, options, progress, execution, wanted):
                 if on_layer is not None:
                     on_layer(item)
                 layers.append(item.result)
-            measures = measure_model(reader, options) if options.measures else None
+                if item.measure is not None:
+                    seen[item.measure.name] = item.measure
+            measures = finish(wanted, seen, reader) if wanted is not None else None
             yield _report(path, reader.format, reader.metadata, options, selection, layers, measures)
 
 
@@ -464,7 +507,7 @@ def _analyze_on_ray(
         for spec in selection.layers
     ]
     needs = [
-        Need(working_set(spec, options), GPU_SHARE if device == "cuda" else 0.0)
+        Need(working_set(spec, options) + float64_stage_bytes(spec, options, device), GPU_SHARE if device == "cuda" else 0.0)
         for *_, selection, device in checkpoints
         for spec in selection.layers
     ]

@@ -50,9 +50,10 @@ def pipelined(
 
     ``load`` runs on one background thread, at most one item ahead of the ``workers``
     compute threads; exceptions from either propagate when that item's result is due.
-    With ``size`` (the work an item costs), items start largest first, so that a run
-    never ends with one worker busy on the largest item while the others idle; results
-    still come back in input order (finished ones wait, holding only their results).
+    With ``size`` (the work an item costs), items start largest first, and a smaller
+    item that fits the budget starts when a larger one does not, so that a run never
+    ends with one worker busy on the largest item while the others idle; results still
+    come back in input order (finished ones wait, holding only their results).
     """
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
@@ -76,8 +77,8 @@ def _in_order(
     cost: Callable[[Item], float],
     budget: float,
 ) -> Iterator[Result]:
-    """Start the items in ``order``, admitting each while the items in flight leave room
-    for it (count and ``budget``); yield the results in input order as they become due."""
+    """Start the items in ``order``, each as soon as the items in flight leave room for it
+    (count and ``budget``); yield the results in input order as they become due."""
     reader = ThreadPoolExecutor(1, thread_name_prefix="weightscope-read")
     pool = ThreadPoolExecutor(workers, thread_name_prefix="weightscope-layer")
     futures: dict[int, Future[Result]] = {}
@@ -95,16 +96,24 @@ def _in_order(
             yield futures.pop(due).result()
             due += 1
 
+    costs = {index: cost(items[index]) for index in order}
+    pending = list(order)
     try:
-        for index in order:
-            item = items[index]
-            needed = cost(item)
-            while in_flight and (len(in_flight) > workers or spent + needed > budget):
+        while pending:
+            # The first pending item (in ``order``) that fits, or the first one when none
+            # is in flight: big items lead, smaller ones fill the room they leave.
+            room = len(in_flight) <= workers
+            index = next((i for i in pending if room and spent + costs[i] <= budget), None)
+            if index is None and not in_flight:
+                index = pending[0]
+            if index is None:
                 yield from settle(block=True)
-            loaded = reader.submit(load, item)
-            futures[index] = pool.submit(_when_loaded, compute, item, loaded)
-            in_flight[index] = needed
-            spent += needed
+                continue
+            pending.remove(index)
+            loaded = reader.submit(load, items[index])
+            futures[index] = pool.submit(_when_loaded, compute, items[index], loaded)
+            in_flight[index] = costs[index]
+            spent += costs[index]
             del loaded
             yield from settle(block=False)
         while due < len(items):

@@ -8,6 +8,8 @@ eigensolver's floor, never on a verdict.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from weightscope.errors import WeightscopeError
@@ -67,6 +69,17 @@ def zero_tolerance(matrices: list[np.ndarray], lambda_max: float, stored_dtype: 
         return max(lambda_max * (n * eps) ** 2, floor)
     edge = rounding_noise_variance(matrices, bits) * (1.0 + np.sqrt(m / n)) ** 2
     return max(noise_factor * edge, floor)
+
+
+@dataclass(frozen=True)
+class ZeroCount:
+    """How many of a layer's eigenvalues are at or below its zero ``tolerance``, as float64
+    counts them: from the eigenvalues where their precision settles it, else by inertia
+    without them (``counted``; `weightscope.linalg.spectrum.gram_count_below`)."""
+
+    tolerance: float
+    count: int
+    counted: bool = False
 
 
 #: Entries whose rounding error is summed at a time by `rounding_noise_variance`.

@@ -15,6 +15,7 @@ then.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,12 +112,19 @@ def power_of_two_exponent(matrix: np.ndarray) -> int:
     return 0 if -SAFE_EXPONENT <= exponent <= SAFE_EXPONENT else -exponent
 
 
-def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
+#: Sees a copy of X = WᵀW/N before the eigensolver overwrites it (for a caller that needs
+#: the Gram matrix too, so it is not computed twice).
+GramHook = Callable[[np.ndarray], None]
+
+
+def gram_eigenvalues(
+    matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions(), on_gram: GramHook | None = None
+) -> np.ndarray:
     """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side).
 
     Any finite W is solved: one whose entries would under- or overflow the Gram matrix is
     scaled by a power of two first (`power_of_two_exponent`) and its eigenvalues come back in
-    float64, scaled back.
+    float64, scaled back. ``on_gram`` gets a copy of X on the CPU path, unscaled matrices only.
     """
     exponent = power_of_two_exponent(matrix)
     if exponent:
@@ -126,7 +134,10 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
         from weightscope.linalg.device import torch_gram_eigenvalues
 
         return torch_gram_eigenvalues(matrix, options.dtype, options.device)
-    return symmetric_eigenvalues(gram_matrix(matrix, options.dtype))
+    gram = gram_matrix(matrix, options.dtype)
+    if on_gram is not None:
+        on_gram(gram.copy())
+    return symmetric_eigenvalues(gram)
 
 
 def gram_count_below(matrices: list[np.ndarray], shift: float, device: str = "cpu") -> int:
@@ -149,12 +160,12 @@ def gram_count_below(matrices: list[np.ndarray], shift: float, device: str = "cp
     return total
 
 
-def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
+def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions(), on_gram: GramHook | None = None) -> np.ndarray:
     """The ESD of a layer: eigenvalues of each matrix pooled and sorted ascending.
 
     A plain linear layer is one matrix; a conv kernel is one matrix per kernel position,
     pooled into one ESD (each slice is a linear map between channels).
     """
-    parts = [gram_eigenvalues(m, options) for m in matrices]
+    parts = [gram_eigenvalues(m, options, on_gram if len(matrices) == 1 else None) for m in matrices]
     evals = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
     return evals

@@ -95,12 +95,17 @@ class _Moments:
     square: float
     unit_sum: np.ndarray
     gram: np.ndarray | None
+    #: X = WᵀW/n when the caller had it (the layer's spectrum computes it), any width
+    x: np.ndarray | None = None
 
 
-def _moments(w: np.ndarray) -> _Moments:
+def _moments(w: np.ndarray, gram_given: np.ndarray | None = None) -> _Moments:
+    """The pass; with ``gram_given`` (X = WᵀW/n, from the layer's own spectrum: the
+    analysis computes it anyway, `weightscope.analysis.model_measures`) the Gram is not
+    accumulated again, whatever the width."""
     d = w.shape[1]
     total, unit = np.zeros(d), np.zeros(d)
-    gram = np.zeros((d, d)) if d <= GRAM_MAX_DIM else None
+    gram = np.zeros((d, d)) if d <= GRAM_MAX_DIM and gram_given is None else None
     square, nonzero = 0.0, 0
     for block in _blocks(w):
         sq = np.einsum("ij,ij->i", block, block, dtype=np.float64)
@@ -112,7 +117,7 @@ def _moments(w: np.ndarray) -> _Moments:
             gram += block.T @ block  # float32 products of ≤ 2048 rows, summed in float64
         square += float(sq.sum())
         nonzero += int(keep.sum())
-    return _Moments(len(w), nonzero, total, square, unit, gram)
+    return _Moments(len(w), nonzero, total, square, unit, gram, gram_given)
 
 
 def mean_cosine(w: np.ndarray, moments: _Moments | None = None) -> float:
@@ -147,26 +152,31 @@ def pc1_share(w: np.ndarray, moments: _Moments | None = None, *, seed: int = 0) 
     variance = m.square / m.n - float(mean @ mean)
     if variance <= 0:
         return 0.0
-    top = _gram_top(m, mean) if m.gram is not None else _subspace_top(w, m.n, mean, seed)
+    x = m.x
+    if x is not None and w.shape[1] <= GRAM_MAX_DIM:
+        top = float(np.linalg.eigvalsh(np.asarray(x, dtype=np.float64) - np.outer(mean, mean))[-1])
+    elif x is not None:  # a wide Gram from the spectrum: the iteration below on it, not on W
+        top = _subspace_top(lambda v: (x @ v.astype(x.dtype)).astype(np.float64) - np.outer(mean, mean @ v), w.shape[1], seed)
+    elif m.gram is not None:
+        top = float(np.linalg.eigvalsh(m.gram / m.n - np.outer(mean, mean))[-1])
+    else:
+        top = _subspace_top(lambda v: _covariance_times(w, m.n, mean, v), w.shape[1], seed)
     return float(min(max(top, 0.0) / variance, 1.0))
 
 
-def _gram_top(m: _Moments, mean: np.ndarray) -> float:
-    assert m.gram is not None
-    return float(np.linalg.eigvalsh(m.gram / m.n - np.outer(mean, mean))[-1])
+def _covariance_times(w: np.ndarray, n: int, mean: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(WᵀW/n − μμᵀ)·v in one pass over the row blocks of W."""
+    v_stored = v.astype(w.dtype)
+    out = np.zeros_like(v)
+    for block in _blocks(w):
+        out += block.T @ (block @ v_stored)
+    return out / n - np.outer(mean, mean @ v)
 
 
-def _subspace_top(w: np.ndarray, n: int, mean: np.ndarray, seed: int) -> float:
-    """Top eigenvalue of the covariance WᵀW/n − μμᵀ by block subspace iteration."""
-    k = min(_SUBSPACE_RANK, w.shape[1])
-    basis = np.linalg.qr(np.random.default_rng(seed).standard_normal((w.shape[1], k)))[0]
-
-    def covariance_times(v: np.ndarray) -> np.ndarray:
-        v_stored = v.astype(w.dtype)
-        out = np.zeros_like(v)
-        for block in _blocks(w):
-            out += block.T @ (block @ v_stored)
-        return out / n - np.outer(mean, mean @ v)
+def _subspace_top(covariance_times: Callable[[np.ndarray], np.ndarray], d: int, seed: int) -> float:
+    """Top eigenvalue of the covariance by block subspace iteration."""
+    k = min(_SUBSPACE_RANK, d)
+    basis = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, k)))[0]
 
     for _ in range(_SUBSPACE_ITERATIONS):
         basis = np.linalg.qr(covariance_times(basis))[0]
@@ -244,13 +254,18 @@ def intrinsic_dimension(
     )
 
 
-def row_cloud(name: str, matrix: np.ndarray, *, seed: int = 0, sample: int = DEFAULT_SAMPLE) -> RowCloud:
-    """Anisotropy and intrinsic dimension of a matrix's rows (the longer side is the rows)."""
+def row_cloud(
+    name: str, matrix: np.ndarray, *, seed: int = 0, sample: int = DEFAULT_SAMPLE, gram: np.ndarray | None = None
+) -> RowCloud:
+    """Anisotropy and intrinsic dimension of a matrix's rows (the longer side is the rows).
+
+    ``gram``, when given, is X = WᵀW/n of the oriented matrix (the layer's spectrum
+    computes it), and is not accumulated again."""
     w = oriented(matrix)
     if w.ndim != 2 or min(w.shape) < 2:
         raise WeightscopeError(f"{name}: a row cloud needs a 2-D matrix, got shape {matrix.shape}")
     twonn, twonn_se, mle, mle_se, used = intrinsic_dimension(w, sample=sample, seed=seed)
-    moments = _moments(w)
+    moments = _moments(w, gram)
     return RowCloud(
         name, int(w.shape[0]), int(w.shape[1]), mean_cosine(w, moments), pc1_share(w, moments, seed=seed),
         twonn, twonn_se, mle, mle_se, used,
