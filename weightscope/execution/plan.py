@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from weightscope.checkpoint.layers import LayerSpec
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, install_hint
 from weightscope.execution.cache import SpectrumCache
 from weightscope.linalg._blas import available_cores
 from weightscope.linalg.device import check_device, resolve_device
@@ -134,7 +134,7 @@ def task_plan(device: str, execution: Execution) -> Plan:
 def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution) -> Plan:
     """Resolve an `Execution` for these layers (see `Execution` for the defaults)."""
     if options.vectors and importlib.util.find_spec("scipy") is None:
-        raise WeightscopeError("--vectors needs scipy: pip install 'weightscope[vectors]'")
+        raise WeightscopeError(f"--vectors needs scipy: {install_hint('vectors')}")
     shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in layers]
     device = resolve_device(execution.device, shapes)
     workers = execution.workers or (CUDA_WORKERS if device == "cuda" else available_cores())
