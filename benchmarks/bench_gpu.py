@@ -33,7 +33,14 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, benchmark_parser, llama_block_shards, measured, weightscope_env, write_sharded
+from _common import (
+    ROOT,
+    benchmark_parser,
+    llama_block_shards,
+    measured,
+    weightscope_env,
+    write_sharded,
+)
 
 #: Llama-2-7B: hidden, MLP width, blocks, vocabulary.
 HIDDEN, FFN, BLOCKS, VOCAB = 4096, 11008, 32, 32000
@@ -55,9 +62,8 @@ def subset_pattern(blocks: int) -> str:
 
 def stage_profile(model: Path, device: str, include: str) -> tuple[dict[str, float], float | None, dict]:
     """(seconds per stage, GPU peak MB or None, report JSON) of the subset, in this process."""
-    import weightscope.layer_spectra as layer_spectra
-    import weightscope.linalg.spectrum as spectrum
-    import weightscope.pipeline as pipeline
+    from weightscope.analysis import pipeline
+    from weightscope.analysis import spectra as layer_spectra
     from weightscope.execution.plan import Execution
     from weightscope.render.text import to_json
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -239,7 +240,7 @@ def finish(plan: MeasurePlan, seen: dict[str, TensorMeasure], reader: Checkpoint
     return ModelMeasures(attention, clouds, attention_notes + cloud_notes)
 
 
-def _attention(plan: MeasurePlan, measured) -> tuple[AttentionBounds, list[str]]:  # noqa: ANN001
+def _attention(plan: MeasurePlan, measured: Callable[[LayerSpec], TensorMeasure]) -> tuple[AttentionBounds, list[str]]:
     """Every block's logit bound from its q and k factors, one block at a time."""
     heads, notes = plan.heads, list(plan.notes)
     if not plan.pairs:
@@ -292,7 +293,7 @@ def _same_rows(a: RowCloud, b: RowCloud) -> bool:
     return dataclasses.replace(a, name="") == dataclasses.replace(b, name="")
 
 
-def _clouds(plan: MeasurePlan, measured) -> tuple[list[RowCloud], list[str]]:  # noqa: ANN001
+def _clouds(plan: MeasurePlan, measured: Callable[[LayerSpec], TensorMeasure]) -> tuple[list[RowCloud], list[str]]:
     """Row clouds of the token embedding and of an untied lm_head."""
     clouds: list[RowCloud] = []
     notes: list[str] = []
