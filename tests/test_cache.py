@@ -239,7 +239,7 @@ def test_concurrent_processes_share_one_store(tmp_path):
 def count_solves(monkeypatch):
     calls = []
     real = layer_spectra.esd
-    monkeypatch.setattr(layer_spectra, "esd", lambda matrices, options: calls.append(options.dtype) or real(matrices, options))
+    monkeypatch.setattr(layer_spectra, "esd", lambda matrices, options, *hook: calls.append(options.dtype) or real(matrices, options, *hook))
     return calls
 
 
