@@ -266,6 +266,7 @@ def import_times(ww_python: Path | None, repeats: int) -> dict[str, float]:
 def profile(model: Path, randomize: bool) -> dict[str, float]:
     """Seconds of each stage of weightscope's analysis of ``model``, in this process, with
     one worker so that stages add up (thread CPU time of the analysing thread)."""
+    import weightscope.analysis.layer as layer
     import weightscope.analysis.pipeline as pipeline
     import weightscope.analysis.spectra as layer_spectra
     import weightscope.linalg.spectrum as spectrum
@@ -291,8 +292,8 @@ def profile(model: Path, randomize: bool) -> dict[str, float]:
     timed(spectrum, "gram_matrix", "Gram product")
     timed(spectrum, "symmetric_eigenvalues", "eigensolver")
     timed(layer_spectra, "randomized_esd", "randomised ESD (its Gram and eig counted above too)")
-    timed(pipeline, "fit_power_law", "power-law fit")
-    timed(pipeline, "diagnose", "diagnostics")
+    timed(layer, "fit_power_law", "power-law fit")
+    timed(layer, "diagnose", "diagnostics")
     start = time.perf_counter()
     try:
         pipeline.analyze(model, randomize=randomize, execution=Execution(workers=1, cache=False))
@@ -319,7 +320,7 @@ def print_table(rows: list[Row], imports: dict[str, float]) -> None:
     print(header)
     print("-" * len(header))
     for row in rows:
-        diffs = [abs(l.ours - l.theirs) for l in row.agreement if l.ours is not None and l.theirs is not None]
+        diffs = [abs(a.ours - a.theirs) for a in row.agreement if a.ours is not None and a.theirs is not None]
         matched = len(row.agreement)
         goal = GOALS.get(row.case)
         rss = row.rss("weightscope")

@@ -55,9 +55,7 @@ def test_every_relative_link_resolves(page: Path):
         if page.read_text(encoding="utf-8").startswith("--8<--"):
             continue  # a snippet page: its links are the included file's, checked there
         file = (page.parent / target).resolve() if target else page
-        if not file.exists():
-            broken.append(link)
-        elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+        if not file.exists() or (anchor and file.suffix == ".md" and anchor not in _anchors(file)):
             broken.append(link)
     assert not broken, f"{page.relative_to(ROOT)}: links that do not resolve: {broken}"
 
@@ -77,6 +75,9 @@ def test_the_distribution_is_the_one_every_hint_names():
     for extra in ("torch", "plot", "vectors", "gguf", "hub", "pandas", "ray", "full", "docs"):
         assert extra in project["optional-dependencies"]
     assert install_hint("gguf") == "pip install 'weightscope-esd[gguf]'"
+    extras = project["optional-dependencies"]
+    own = [r for requirements in extras.values() for r in requirements if r.lower().startswith("weightscope")]
+    assert own and all(r.startswith(f"{DISTRIBUTION}[") for r in own), "an extra that includes others names this distribution"
 
 
 def _install_lines() -> list[tuple[str, str]]:

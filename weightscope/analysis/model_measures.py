@@ -4,7 +4,7 @@ The per-layer ESD stream sees one matrix at a time; two measures need more:
 
 - the attention-logit bound of a block needs its q and k projections (and the gain of the
   norm before them) together. Each projection gives its per-head R factors (heads·d_h²
-  values, 0.8 % of a 4096-wide projection) as it streams past, and a block's bound is
+  values, 3 % of a 4096-wide projection's) as it streams past, and a block's bound is
   computed from the two sets of factors: no projection is held or read again;
 - the row cloud of the token embedding (and of an untied ``lm_head``) needs the whole
   matrix's rows: taken while the stream has the matrix, with the Gram matrix its
@@ -31,16 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.heads import HeadLayout, read_head_layout
 from weightscope.checkpoint.layers import LayerSpec, select_layers
 from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
 from weightscope.report import AttentionBounds, ModelMeasures
 from weightscope.stats.attention import (
-    HeadLayout,
     LogitBound,
     bound_of,
     bounds_from_factors,
+    check_head_split,
     head_factors,
 )
 from weightscope.stats.embedding import RowCloud, row_cloud
@@ -52,42 +53,6 @@ _MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
 #: GPT-2/GPT-J/NeoX, Meta's Llama, OPT/BART, ViT-style), searched inside the q's block.
 _PRE_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "norm1", "layernorm_before")
 _BLOCK_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|block|blocks)\.)(\d+)\.")
-
-
-@dataclass(frozen=True)
-class HeadSource:
-    """A head layout (heads, kv heads, head dim — any may be unknown) and where it came from."""
-
-    heads: int | None
-    kv_heads: int | None
-    head_dim: int | None
-    source: str | None
-
-
-def head_source(reader: CheckpointReader, options: AnalysisOptions) -> HeadSource:
-    """Flags win over what the checkpoint states (GGUF metadata, or the ``config.json``
-    beside it: `reader.metadata`, `reader.model_config`); what none gives stays unknown."""
-    stated = next(
-        ((found, where) for found, where in ((reader.metadata, "GGUF metadata"), (reader.model_config, "config.json"))
-         if found.get("head_count")),
-        ({}, None),
-    )
-    known, where = stated
-    config = HeadSource(known.get("head_count"), known.get("head_count_kv"), known.get("head_dim"), where)
-    if options.heads is None:
-        if options.kv_heads is None:
-            return config
-        return HeadSource(config.heads, options.kv_heads, config.head_dim, f"{config.source} + --kv-heads")
-    kv = options.kv_heads if options.kv_heads is not None else (config.kv_heads if config.heads == options.heads else None)
-    return HeadSource(options.heads, kv, config.head_dim if config.heads == options.heads else None, "flags")
-
-
-def _layout(heads: HeadSource, q_rows: int, k_rows: int) -> HeadLayout:
-    """The split of one block's q (q_rows) and k (k_rows) into heads."""
-    assert heads.heads is not None
-    head_dim = heads.head_dim or q_rows // heads.heads
-    kv = heads.kv_heads or (k_rows // head_dim if head_dim else heads.heads)
-    return HeadLayout(heads.heads, kv, head_dim)
 
 
 def norm_gain_name(q_name: str, names: set[str]) -> str | None:
@@ -162,11 +127,12 @@ class MeasurePlan:
     not see (a tensor outside the analysed selection) and combines.
     """
 
-    heads: HeadSource
+    heads: HeadLayout
     pairs: list[tuple[LayerSpec, LayerSpec]]
     notes: list[str]
-    #: per q/k name: (its block's layout or why none, the gain's name, the gain)
-    projections: dict[str, tuple[HeadLayout | str, str | None, np.ndarray | None]]
+    #: per q/k name: (its block's (heads, kv heads, head size) or why none, the gain's name, the gain)
+    projections: dict[str, tuple[tuple[int, int, int] | str, str | None, np.ndarray | None]]
+    queries: frozenset[str]
     tokens: list[LayerSpec]
     seed: int
 
@@ -177,25 +143,27 @@ class MeasurePlan:
 def plan_measures(reader: CheckpointReader, options: AnalysisOptions) -> MeasurePlan:
     """The `MeasurePlan` of an open checkpoint."""
     specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
-    heads = head_source(reader, options)
+    heads = read_head_layout(reader, options.heads, options.kv_heads)
     pairs, notes = _qk_pairs(specs)
-    projections: dict[str, tuple[HeadLayout | str, str | None, np.ndarray | None]] = {}
+    projections: dict[str, tuple[tuple[int, int, int] | str, str | None, np.ndarray | None]] = {}
     if pairs and heads.heads is not None:
         infos = {info.name: info for info in reader.tensors()}
         gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
         for q_spec, k_spec in pairs:
-            layout: HeadLayout | str
+            split: tuple[int, int, int] | str
             gain_name = norm_gain_name(q_spec.name, gains)
             gain = None
             try:
-                layout = _layout(heads, q_spec.info.shape[0], k_spec.info.shape[0])
+                split = heads.split_block(q_spec.info.shape[0], k_spec.info.shape[0])
+                check_head_split(*split)
                 gain = reader.read(infos[gain_name]) if gain_name is not None else None
                 if gain is not None and (gain.shape != (q_spec.info.shape[1],) or not np.isfinite(gain).all()):
                     gain, gain_name = None, None
             except _MEASURE_ERRORS as exc:
-                layout = _first_line(exc)
-            projections[q_spec.name] = projections[k_spec.name] = (layout, gain_name, gain)
-    return MeasurePlan(heads, pairs, notes, projections, _token_matrices(specs), options.seed)
+                split = _first_line(exc)
+            projections[q_spec.name] = projections[k_spec.name] = (split, gain_name, gain)
+    queries = frozenset(q.name for q, _ in pairs)
+    return MeasurePlan(heads, pairs, notes, projections, queries, _token_matrices(specs), options.seed)
 
 
 def measure_tensor(plan: MeasurePlan, name: str, array: np.ndarray, gram: np.ndarray | None = None) -> TensorMeasure:
@@ -204,12 +172,12 @@ def measure_tensor(plan: MeasurePlan, name: str, array: np.ndarray, gram: np.nda
     try:
         with blas_threads(1):  # small products: threads only contend (and round differently)
             if name in plan.projections:
-                layout, _, gain = plan.projections[name]
-                if isinstance(layout, str):
-                    raise WeightscopeError(layout)
-                is_q = any(q.name == name for q, _ in plan.pairs)
-                count = layout.heads if is_q else layout.kv_heads
-                return TensorMeasure(name, factors=head_factors(array, count, layout.head_dim, gain))
+                split, _, gain = plan.projections[name]
+                if isinstance(split, str):
+                    raise WeightscopeError(split)
+                heads, kv_heads, head_dim = split
+                count = heads if name in plan.queries else kv_heads
+                return TensorMeasure(name, factors=head_factors(array, count, head_dim, gain))
             return TensorMeasure(name, cloud=row_cloud(name, array, seed=plan.seed, gram=gram))
     except _MEASURE_ERRORS as exc:
         return TensorMeasure(name, error=_first_line(exc))
@@ -241,7 +209,7 @@ def finish(plan: MeasurePlan, seen: dict[str, TensorMeasure], reader: Checkpoint
 
 
 def _attention(plan: MeasurePlan, measured: Callable[[LayerSpec], TensorMeasure]) -> tuple[AttentionBounds, list[str]]:
-    """Every block's logit bound from its q and k factors, one block at a time."""
+    """Every block's logit bound from its q and k factors."""
     heads, notes = plan.heads, list(plan.notes)
     if not plan.pairs:
         return AttentionBounds("unavailable", "no separate q and k projections found"), notes
@@ -249,27 +217,27 @@ def _attention(plan: MeasurePlan, measured: Callable[[LayerSpec], TensorMeasure]
         reason = "number of attention heads unknown: neither a config.json beside the checkpoint nor GGUF metadata states it; pass --heads (and --kv-heads for GQA)"
         return AttentionBounds("unavailable", reason, source=heads.source), notes
     bounds: list[LogitBound] = []
-    layout = None
+    split = None
     for q_spec, k_spec in plan.pairs:
-        block_layout, gain_name, _ = plan.projections[q_spec.name]
+        block_split, gain_name, _ = plan.projections[q_spec.name]
         q, k = measured(q_spec), measured(k_spec)
-        error = block_layout if isinstance(block_layout, str) else (q.error or k.error)
         try:
-            if error is not None:
-                raise WeightscopeError(error)
-            assert q.factors is not None and k.factors is not None and not isinstance(block_layout, str)
+            if isinstance(block_split, str):
+                raise WeightscopeError(block_split)
+            if q.factors is None or k.factors is None:
+                raise WeightscopeError(q.error or k.error or "no factors")
             with blas_threads(1):
-                per_head, rotation = bounds_from_factors(q.factors, k.factors, block_layout)
+                per_head, rotation = bounds_from_factors(q.factors, k.factors, *block_split)
             bounds.append(bound_of(q_spec.block, q_spec.name, k_spec.name, per_head, rotation, gain_name))
-            layout = block_layout
+            split = block_split
         except _MEASURE_ERRORS as exc:
             notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
-    if not bounds or layout is None:
+    if not bounds or split is None:
         return AttentionBounds("unavailable", "no block's q/k split into the stated heads", source=heads.source), notes
     every = np.concatenate([np.asarray(b.heads) for b in bounds])
     return (
         AttentionBounds(
-            "ok", None, layout.heads, layout.kv_heads, layout.head_dim, heads.source,
+            "ok", None, *split, heads.source,
             float(every.max()), float(np.median(every)), bounds,
         ),
         notes,

@@ -64,7 +64,7 @@ class _LazyCommands(typer.core.TyperGroup):
             if self._listing:
                 return typer.core.TyperCommand(cmd_name, help=summary)
             importlib.import_module(f"weightscope.cli.{module}")
-            built = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+            built = typer.main.get_command(app).commands  # type: ignore[attr-defined]  # a multi-command app builds a Group
             self.commands.update({name: command for name, command in built.items() if name not in self.commands})
         return super().get_command(ctx, cmd_name)
 
