@@ -100,3 +100,17 @@ def test_a_cached_spectrum_is_neither_multiplied_nor_solved(model, counted, tmp_
     counted["solves"], counted["grams"] = 0, Counter()
     analyze(model, measures=False, execution=execution)
     assert counted["solves"] == 0 and counted["grams"]["float32"] == 0
+
+
+def test_root_help_lists_each_command_by_its_own_first_line():
+    """`weightscope --help` lists the commands from a table, without importing them; the
+    table's lines must be the commands' own."""
+    import typer.main
+
+    from weightscope.cli.app import COMMANDS, app
+
+    for name, (module, summary) in COMMANDS.items():
+        __import__(f"weightscope.cli.{module}")
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]  # a multi-command app builds a Group
+    for name, (_, summary) in COMMANDS.items():
+        assert (commands[name].help or "").strip().splitlines()[0] == summary, name
