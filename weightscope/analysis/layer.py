@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from weightscope.analysis.model_measures import MeasurePlan, TensorMeasure, measure_tensor
 from weightscope.analysis.spectra import layer_esd, layer_randomized
 from weightscope.checkpoint.base import CheckpointReader
 from weightscope.checkpoint.heads import read_head_layout
@@ -112,6 +113,8 @@ class LayerAnalysis:
     result: LayerResult
     evals: np.ndarray | None = None
     rand_evals: np.ndarray | None = None
+    #: what the tensor gave the model-level measures (when they asked for it)
+    measure: TensorMeasure | None = None
 
 
 #: Sees every analysed layer, spectrum included, as it streams past.
@@ -119,14 +122,30 @@ LayerHook = Callable[[LayerAnalysis], None]
 
 
 def analyze_matrices(
-    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan()
+    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan(), measures: MeasurePlan | None = None
 ) -> LayerAnalysis:
-    """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
+    """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics;
+    and, when ``measures`` asks for this tensor, what it gives the model-level measures
+    (a token matrix's row cloud from the Gram matrix its spectrum computed)."""
     reason = _non_finite_reason(array)
     if reason:
         return LayerAnalysis(spec, _failed(spec, reason))
+    grams: list[np.ndarray] = []
+    wanted = measures is not None and spec.part is None and measures.wants(spec.name)
+    token = wanted and measures is not None and spec.name not in measures.projections
+    analysis = _analyze_finite(spec, array, options, run, grams.append if token else None)
+    if wanted:
+        assert measures is not None
+        measure = measure_tensor(measures, spec.name, array, grams[0] if grams else None)
+        analysis = dataclasses.replace(analysis, measure=measure)
+    return analysis
+
+
+def _analyze_finite(
+    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan, on_gram: Callable[[np.ndarray], None] | None
+) -> LayerAnalysis:
     matrices = layer_matrices(array)
-    evals, spectrum = layer_esd(spec, matrices, options, run)
+    evals, spectrum, zeros = layer_esd(spec, matrices, options, run, on_gram)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     norms = norm_metrics(evals, max(matrices[0].shape))
@@ -141,6 +160,7 @@ def analyze_matrices(
         randomized=randomized,
         vectors=options.vectors,
         spectrum=spectrum,
+        zeros=zeros,
     )
     info = spec.info
     result = LayerResult(
@@ -230,7 +250,9 @@ def read_layer(reader: CheckpointReader, spec: LayerSpec) -> Loaded:
         return failure_of(spec, exc)
 
 
-def analyze_read(spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: Plan = Plan()) -> LayerAnalysis:
+def analyze_read(
+    spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: Plan = Plan(), measures: MeasurePlan | None = None
+) -> LayerAnalysis:
     """`analyze_matrices` (or `analyze_update`) on what `read_layer` returned; a failure
     becomes a failed result."""
     if isinstance(array, LayerAnalysis):
@@ -238,7 +260,7 @@ def analyze_read(spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: 
     try:
         if isinstance(array, tuple):
             return analyze_update(spec, *array)
-        return analyze_matrices(spec, array, options, run)
+        return analyze_matrices(spec, array, options, run, measures)
     except _LAYER_ERRORS as exc:
         return failure_of(spec, exc)
 
