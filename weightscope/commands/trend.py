@@ -594,8 +594,16 @@ def attention_series(points: list[TrendPoint], steps: list[int | None], jump_k: 
         attention = point.measures.attention if point.measures is not None else None
         for bound in attention.layers if attention is not None else []:
             per_block.setdefault((bound.block, bound.q), [None] * len(points))[index] = bound.max
+    return block_growth(per_block, steps, jump_k)
+
+
+def block_growth(
+    per_block: dict[tuple[int | None, str], list[float | None]], steps: list[int | None], jump_k: float
+) -> list[AttentionSeries]:
+    """Each block's bound series (keyed by block and q name) with its growth, the growing ones flagged."""
+    count = len(steps)
     positions = _log_step_positions(steps)
-    start = max(1 if len(points) >= 4 else 0, len(points) - GROWTH_WINDOW)  # past the move from the random start
+    start = max(1 if count >= 4 else 0, count - GROWTH_WINDOW)  # past the move from the random start
     growths = [log_slope(bounds[start:], positions[start:]) for bounds in per_block.values()]
     flags = high_outliers(growths, jump_k, GROWTH_FLOOR)
     return [
@@ -725,13 +733,32 @@ def trend(
     ``executor="ray"``) says how the checkpoints not yet analysed run: on Ray, all their
     layers form one pool of tasks (`analyze_many`).
     """
+    pattern = compile_step_pattern(step_regex)
+    entries = order_run(expand_run(paths, pattern), pattern)
+    return trend_of_run(
+        entries, cache=cache, jump_k=jump_k, min_swing=min_swing, on_checkpoint=on_checkpoint,
+        execution=execution, executor=executor, **options,
+    )
+
+
+def trend_of_run(
+    entries: list[RunEntry],
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    jump_k: float = 5.0,
+    min_swing: float = 0.3,
+    on_checkpoint: CheckpointHook | None = None,
+    execution: Execution = Execution(),
+    executor: str | None = None,
+    **options: object,
+) -> Trend:
+    """`trend` of checkpoints already found and ordered (`order_run`), each read as one
+    checkpoint: what `weightscope watch` runs over the checkpoints complete so far."""
     opts = AnalysisOptions.from_kwargs(**options)
     if cache is not None:
         execution = dataclasses.replace(execution, cache=True, cache_dir=str(cache))
     if executor is not None:
         execution = dataclasses.replace(execution, executor=executor)
-    pattern = compile_step_pattern(step_regex)
-    entries = order_run(expand_run(paths, pattern), pattern)
     if not entries:
         raise WeightscopeError("trend needs at least one checkpoint or run directory")
     opened = open_store(execution.cache_dir, execution.cache_max_bytes) if execution.cache else None
