@@ -21,6 +21,7 @@ from weightscope.cli.common import (
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures
 from weightscope.commands.monitor import ALERT_FLAGS
+from weightscope.commands.trend import run_inputs
 from weightscope.commands.watch import (
     DEFAULT_INTERVAL,
     DEFAULT_SETTLE,
@@ -88,7 +89,7 @@ def watch(
         if unknown:
             raise WeightscopeError(f"--fail-on {', '.join(unknown)}: not a flag (one of {', '.join(ALERT_FLAGS)})")
         need_pictures(html)
-        check_paths([json_out, html, log], [analysis.config])
+        check_paths([json_out, html, log], [*run_inputs([run_dir], step_regex), analysis.config])
         options = analysis.kwargs()
         thresholds = options["thresholds"]
 
@@ -100,7 +101,11 @@ def watch(
 
                 write_trend_html(result, html, thresholds)  # type: ignore[arg-type]
 
-        from weightscope.render.watch_views import TensorBoardEvents, append_log, event_line
+        from weightscope.render.watch_views import (
+            TensorBoardEvents,
+            append_log,
+            event_line,
+        )
 
         board = TensorBoardEvents(tensorboard) if tensorboard is not None else None
         failed: list[str] = []

@@ -35,10 +35,16 @@ from weightscope.commands.monitor import Alert, growth_alerts
 from weightscope.commands.trend import GROWTH_WINDOW, block_growth
 from weightscope.errors import WeightscopeError
 from weightscope.layers import select_layers
-from weightscope.model_measures import _layout, _qk_pairs, _token_matrices, head_source, norm_gain_name
+from weightscope.linalg._blas import blas_threads
+from weightscope.model_measures import (
+    _layout,
+    _qk_pairs,
+    _token_matrices,
+    head_source,
+    norm_gain_name,
+)
 from weightscope.options import AnalysisOptions
 from weightscope.stats.attention import HeadLayout, head_bounds
-from weightscope.linalg._blas import blas_threads
 from weightscope.stats.embedding import _moments, mean_cosine, pc1_share
 
 #: Matrix-vector product pairs per call of the spectral-norm power iteration, and on the
@@ -65,9 +71,9 @@ def _config_heads(model: Any) -> dict[str, Any]:
     """Head counts from the first (sub-)module carrying a transformers-style config."""
     modules = model.modules() if hasattr(model, "modules") else [model]
     for module in modules:
-        config = getattr(module, "config", None)
-        if hasattr(config, "to_dict"):
-            found = head_counts(config.to_dict())
+        to_dict = getattr(getattr(module, "config", None), "to_dict", None)
+        if callable(to_dict):
+            found = head_counts(to_dict())
             if found.get("head_count"):
                 return found
     return {}
@@ -104,6 +110,8 @@ class LiveMeasures:
             reader.model_config = _config_heads(model)
         specs = select_layers(reader.tensors(), min_evals=1).layers
         source = head_source(reader, AnalysisOptions(heads=heads, kv_heads=kv_heads))
+        #: the head counts used (from the model's config or given), for the checkpoints' analysis
+        self.heads, self.kv_heads = source.heads, source.kv_heads
         pairs, self.notes = _qk_pairs(specs)
         gains = {info.name for info in reader.tensors() if len(info.shape) == 1 and info.is_float}
         self._blocks: list[_Block] = []
@@ -182,9 +190,9 @@ class LiveMeasures:
             if bounds:
                 metrics[f"{METRIC_PREFIX}logit_bound/max"] = max(bounds)
             norms: dict[str, float] = {}
-            for name, block in self._matrices:
+            for name, number in self._matrices:
                 sigma = self._sigma_max(name, live[name])
-                key = name if self._per_matrix else f"block_{block}"
+                key = name if self._per_matrix else f"block_{number}"
                 norms[key] = max(sigma, norms.get(key, 0.0))
             metrics.update({f"{METRIC_PREFIX}spectral_norm/{key}": value for key, value in norms.items()})
             if norms:

@@ -110,7 +110,7 @@ def growth_alerts(series: list[AttentionSeries], step: int | None) -> list[Alert
 
 def _band_alert(layer: LayerSeries, steps: list[int | None], thresholds: Thresholds) -> Alert | None:
     inside = None
-    for index, (alpha, trusted) in enumerate(zip(layer.alphas, layer.trusted or [True] * len(layer.alphas))):
+    for index, (alpha, trusted) in enumerate(zip(layer.alphas, layer.trusted or [True] * len(layer.alphas), strict=True)):
         if alpha is None or not trusted:
             continue
         if thresholds.alpha_low <= alpha <= thresholds.alpha_high:

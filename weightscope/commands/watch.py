@@ -54,6 +54,8 @@ from weightscope.execution.plan import Execution
 
 #: Seconds a checkpoint's files must stay unchanged before it is read (see the module doc).
 DEFAULT_SETTLE = RACY_SECONDS
+#: The metric counting the alerts of a flag: this prefix and the flag.
+ALERT_METRIC = "weightscope/alert/"
 #: Seconds between two rounds when following a run.
 DEFAULT_INTERVAL = 10.0
 
@@ -87,7 +89,7 @@ class CheckpointEvent:
         }
         metrics = {f"weightscope/checkpoint/{name}": float(v) for name, v in values.items() if v is not None}
         for alert in self.alerts:
-            key = f"weightscope/alert/{alert.flag}"
+            key = f"{ALERT_METRIC}{alert.flag}"
             metrics[key] = metrics.get(key, 0.0) + 1.0
         return metrics
 
