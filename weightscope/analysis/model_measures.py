@@ -71,7 +71,7 @@ def head_source(reader: CheckpointReader, options: AnalysisOptions) -> HeadSourc
     return HeadSource(options.heads, kv, config.head_dim if config.heads == options.heads else None, "flags")
 
 
-def _layout(heads: HeadSource, q_rows: int, k_rows: int) -> HeadLayout:
+def head_layout(heads: HeadSource, q_rows: int, k_rows: int) -> HeadLayout:
     """The split of one block's q (q_rows) and k (k_rows) into heads."""
     assert heads.heads is not None
     head_dim = heads.head_dim or q_rows // heads.heads
@@ -104,7 +104,7 @@ def norm_gain_name(q_name: str, names: set[str]) -> str | None:
     return None
 
 
-def _qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
+def qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
     """(q, k) per block, in block order; the notes say what could not be paired."""
     by_block: dict[int, dict[str, list[LayerSpec]]] = {}
     notes = []
@@ -132,7 +132,7 @@ def attention_bounds(
     reader: CheckpointReader, specs: list[LayerSpec], heads: HeadSource
 ) -> tuple[AttentionBounds, list[str]]:
     """Every block's logit bound, one block's tensors alive at a time."""
-    pairs, notes = _qk_pairs(specs)
+    pairs, notes = qk_pairs(specs)
     if not pairs:
         return AttentionBounds("unavailable", "no separate q and k projections found"), notes
     if heads.heads is None:
@@ -145,7 +145,7 @@ def attention_bounds(
     for q_spec, k_spec in pairs:
         gain_name = norm_gain_name(q_spec.name, gains)
         try:
-            layout = _layout(heads, q_spec.info.shape[0], k_spec.info.shape[0])
+            layout = head_layout(heads, q_spec.info.shape[0], k_spec.info.shape[0])
             gain = reader.read(infos[gain_name]) if gain_name is not None else None
             if gain is not None and gain.shape != (q_spec.info.shape[1],):
                 gain, gain_name = None, None
@@ -167,7 +167,7 @@ def attention_bounds(
     )
 
 
-def _token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
+def token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
     """The token embedding (the embedding with the most rows) and an lm_head, if any."""
     chosen = []
     embeddings = [s for s in specs if s.kind == "embedding" and len(s.info.shape) == 2]
@@ -182,7 +182,7 @@ def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> t
     clouds: list[RowCloud] = []
     notes: list[str] = []
     first: np.ndarray | None = None
-    for spec in _token_matrices(specs):
+    for spec in token_matrices(specs):
         try:
             array = reader.read(spec.info)
             if first is not None and spec.kind == "lm_head" and array.shape == first.shape and np.array_equal(array, first):

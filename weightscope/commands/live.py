@@ -29,23 +29,23 @@ from typing import Any
 
 import numpy as np
 
+from weightscope.analysis.model_measures import (
+    head_layout,
+    head_source,
+    norm_gain_name,
+    qk_pairs,
+    token_matrices,
+)
+from weightscope.checkpoint.layers import select_layers
 from weightscope.checkpoint.memory import MemoryReader
 from weightscope.checkpoint.model_config import head_counts
 from weightscope.commands.monitor import Alert, growth_alerts
 from weightscope.commands.trend import GROWTH_WINDOW, block_growth
 from weightscope.errors import WeightscopeError
-from weightscope.layers import select_layers
 from weightscope.linalg._blas import blas_threads
-from weightscope.model_measures import (
-    _layout,
-    _qk_pairs,
-    _token_matrices,
-    head_source,
-    norm_gain_name,
-)
 from weightscope.options import AnalysisOptions
 from weightscope.stats.attention import HeadLayout, head_bounds
-from weightscope.stats.embedding import _moments, mean_cosine, pc1_share
+from weightscope.stats.embedding import mean_cosine, pc1_share, row_moments
 
 #: Matrix-vector product pairs per call of the spectral-norm power iteration, and on the
 #: first call (from a random vector). On the tiny test model 4 warm-started pairs per call
@@ -112,7 +112,7 @@ class LiveMeasures:
         source = head_source(reader, AnalysisOptions(heads=heads, kv_heads=kv_heads))
         #: the head counts used (from the model's config or given), for the checkpoints' analysis
         self.heads, self.kv_heads = source.heads, source.kv_heads
-        pairs, self.notes = _qk_pairs(specs)
+        pairs, self.notes = qk_pairs(specs)
         gains = {info.name for info in reader.tensors() if len(info.shape) == 1 and info.is_float}
         self._blocks: list[_Block] = []
         if pairs and source.heads is None:
@@ -120,7 +120,7 @@ class LiveMeasures:
         elif source.heads is not None:
             for q, k in pairs:
                 try:
-                    layout = _layout(source, q.info.shape[0], k.info.shape[0])
+                    layout = head_layout(source, q.info.shape[0], k.info.shape[0])
                 except WeightscopeError as exc:
                     self.notes.append(f"block {q.block}: no logit bound ({exc})")
                     continue
@@ -135,7 +135,7 @@ class LiveMeasures:
             (s.name, s.block) for s in matrices
             if (chosen.search(s.name) if chosen is not None else s.block is not None)
         ]
-        tokens = [s for s in _token_matrices(specs) if s.kind == "embedding"]
+        tokens = [s for s in token_matrices(specs) if s.kind == "embedding"]
         self._embedding = tokens[0].name if tokens else None
         rows = tokens[0].info.shape[0] if tokens else 0
         self._rows = (
@@ -200,7 +200,7 @@ class LiveMeasures:
             if self._embedding is not None and self._rows is not None and len(self._rows) > 1:
                 index = torch.as_tensor(self._rows, device=live[self._embedding].device)
                 sample = live[self._embedding].detach().index_select(0, index).to("cpu", torch.float32).numpy()
-                moments = _moments(sample)
+                moments = row_moments(sample)
                 metrics[f"{METRIC_PREFIX}embedding/mean_cosine"] = mean_cosine(sample, moments)
                 metrics[f"{METRIC_PREFIX}embedding/pc1_share"] = pc1_share(sample, moments, seed=self._seed)
         self._steps.append(step)

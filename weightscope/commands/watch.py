@@ -39,12 +39,12 @@ from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.monitor import Alert, trend_alerts
 from weightscope.commands.trend import (
     Trend,
-    _run_members,
     compile_step_pattern,
     expand_run,
     is_checkpoint_dir,
     is_run_dir,
     order_run,
+    run_members,
     trend_of_run,
 )
 from weightscope.config import Thresholds
@@ -144,7 +144,7 @@ def run_checkpoints(run_dir: Path, step_regex: str | None = None) -> list[Path]:
     try:
         if is_run_dir(run_dir, pattern):
             return expand_run([run_dir], pattern)
-        return _run_members(run_dir) if is_checkpoint_dir(run_dir) else []
+        return run_members(run_dir) if is_checkpoint_dir(run_dir) else []
     except OSError as exc:
         raise WeightscopeError(f"{run_dir}: cannot list: {exc.strerror or exc}") from None
 
