@@ -712,33 +712,11 @@ def run_distances(
 CheckpointHook = Callable[[RunEntry, str, int, int], None]
 
 
-def trend(
-    paths: Iterable[str | os.PathLike[str]],
-    *,
-    step_regex: str | None = None,
-    cache: str | os.PathLike[str] | None = None,
-    jump_k: float = 5.0,
-    min_swing: float = 0.3,
-    on_checkpoint: CheckpointHook | None = None,
-    execution: Execution = Execution(),
-    executor: str | None = None,
-    **options: object,
-) -> Trend:
-    """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed.
-
-    Each checkpoint's report and spectra are kept in the cache (`execution`'s, by default
-    the user's cache directory; ``cache`` names another directory for this run), so a
-    rerun analyses only new or changed checkpoints. ``options`` are the `AnalysisOptions`
-    fields. Reports are held (they are small); weights are not. ``execution`` (or
-    ``executor="ray"``) says how the checkpoints not yet analysed run: on Ray, all their
-    layers form one pool of tasks (`analyze_many`).
-    """
+def trend(paths: Iterable[str | os.PathLike[str]], *, step_regex: str | None = None, **kwargs: Any) -> Trend:
+    """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed,
+    ordered by the step in their names (``step_regex``); ``kwargs`` are `trend_of_run`'s."""
     pattern = compile_step_pattern(step_regex)
-    entries = order_run(expand_run(paths, pattern), pattern)
-    return trend_of_run(
-        entries, cache=cache, jump_k=jump_k, min_swing=min_swing, on_checkpoint=on_checkpoint,
-        execution=execution, executor=executor, **options,
-    )
+    return trend_of_run(order_run(expand_run(paths, pattern), pattern), **kwargs)
 
 
 def trend_of_run(
@@ -752,8 +730,16 @@ def trend_of_run(
     executor: str | None = None,
     **options: object,
 ) -> Trend:
-    """`trend` of checkpoints already found and ordered (`order_run`), each read as one
-    checkpoint: what `weightscope watch` runs over the checkpoints complete so far."""
+    """The trend of checkpoints already found and ordered (`order_run`), each read as one
+    checkpoint (`weightscope watch` passes those complete so far).
+
+    Each checkpoint's report and spectra are kept in the cache (`execution`'s, by default
+    the user's cache directory; ``cache`` names another directory for this run), so a
+    rerun analyses only new or changed checkpoints. ``options`` are the `AnalysisOptions`
+    fields. Reports are held (they are small); weights are not. ``execution`` (or
+    ``executor="ray"``) says how the checkpoints not yet analysed run: on Ray, all their
+    layers form one pool of tasks (`analyze_many`).
+    """
     opts = AnalysisOptions.from_kwargs(**options)
     if cache is not None:
         execution = dataclasses.replace(execution, cache=True, cache_dir=str(cache))

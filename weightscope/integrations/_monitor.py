@@ -140,8 +140,15 @@ class Outcome:
 class Monitor:
     """The trainer-independent state of a callback (see the module doc).
 
-    ``analysis`` holds extra ``weightscope watch`` options for the checkpoints' analysis
-    (e.g. ``["--executor", "ray"]``, ``["--cache-dir", PATH]``, ``["--html", PATH]``).
+    ``every``: optimiser steps between two in-memory measurements; ``stop_on``: the alert
+    flags that stop training; ``analyse_checkpoints``: analyse saved checkpoints in the
+    background (False: the live measures only); ``heads``/``kv_heads``: the attention
+    heads when the model's config does not say; ``spectral_norms``: a regex choosing the
+    matrices whose σmax is logged each under its own name (default: every block matrix,
+    the block's largest); ``analysis``: extra ``weightscope watch`` options for the
+    checkpoints' analysis (``["--executor", "ray"]``, ``["--cache-dir", PATH]``,
+    ``["--html", PATH]``); ``wait_at_end``: seconds to wait for it when training ends
+    (None: until it is done).
     """
 
     def __init__(

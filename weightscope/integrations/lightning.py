@@ -12,7 +12,7 @@ so the head counts found on the model (or given) are passed to that analysis.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from weightscope.integrations._monitor import DEFAULT_EVERY, Monitor, Outcome
@@ -28,22 +28,8 @@ class WeightscopeCallback(Callback):  # type: ignore[misc]
     the background, alerts as `TrainingAlert` warnings; a flag in ``stop_on`` sets
     ``trainer.should_stop``. Options as for the transformers callback."""
 
-    def __init__(
-        self,
-        every: int = DEFAULT_EVERY,
-        stop_on: Iterable[str] = (),
-        *,
-        analyse_checkpoints: bool = True,
-        heads: int | None = None,
-        kv_heads: int | None = None,
-        spectral_norms: str | None = None,
-        analysis: Sequence[str] = (),
-        wait_at_end: float | None = None,
-    ) -> None:
-        self.monitor = Monitor(
-            every=every, stop_on=stop_on, analyse_checkpoints=analyse_checkpoints, heads=heads, kv_heads=kv_heads,
-            spectral_norms=spectral_norms, analysis=analysis, wait_at_end=wait_at_end,
-        )
+    def __init__(self, every: int = DEFAULT_EVERY, stop_on: Iterable[str] = (), **options: Any) -> None:
+        self.monitor = Monitor(every=every, stop_on=stop_on, **options)
         self._saved = False
         self._last_step = -1
 

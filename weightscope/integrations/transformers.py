@@ -17,7 +17,7 @@ saved under ``args.output_dir`` are analysed in the background
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from weightscope.integrations._monitor import DEFAULT_EVERY, Monitor, Outcome
@@ -31,27 +31,10 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 class WeightscopeCallback(TrainerCallback):  # type: ignore[misc]
     """In-memory measures every ``every`` optimiser steps, each saved checkpoint analysed in
     the background, alerts as `TrainingAlert` warnings; a flag in ``stop_on`` stops training.
+    ``options`` are `Monitor`'s (``analysis=["--executor", "ray"]``, ``heads=``, …)."""
 
-    ``analysis`` passes extra `weightscope watch` options to the checkpoints' analysis
-    (``["--executor", "ray"]``); ``analyse_checkpoints=False`` keeps only the live measures.
-    """
-
-    def __init__(
-        self,
-        every: int = DEFAULT_EVERY,
-        stop_on: Iterable[str] = (),
-        *,
-        analyse_checkpoints: bool = True,
-        heads: int | None = None,
-        kv_heads: int | None = None,
-        spectral_norms: str | None = None,
-        analysis: Sequence[str] = (),
-        wait_at_end: float | None = None,
-    ) -> None:
-        self.monitor = Monitor(
-            every=every, stop_on=stop_on, analyse_checkpoints=analyse_checkpoints, heads=heads, kv_heads=kv_heads,
-            spectral_norms=spectral_norms, analysis=analysis, wait_at_end=wait_at_end,
-        )
+    def __init__(self, every: int = DEFAULT_EVERY, stop_on: Iterable[str] = (), **options: Any) -> None:
+        self.monitor = Monitor(every=every, stop_on=stop_on, **options)
         self._trainer: Any = None
 
     def attach(self, trainer: Any) -> WeightscopeCallback:
