@@ -40,9 +40,6 @@ from weightscope.commands.monitor import Alert, trend_alerts
 from weightscope.commands.trend import (
     Trend,
     compile_step_pattern,
-    expand_run,
-    is_checkpoint_dir,
-    is_run_dir,
     order_run,
     run_members,
     trend_of_run,
@@ -136,15 +133,12 @@ def readable(path: Path) -> bool:
         return False
 
 
-def run_checkpoints(run_dir: Path, step_regex: str | None = None) -> list[Path]:
-    """The checkpoints in a run directory now (none yet is not an error)."""
-    pattern = compile_step_pattern(step_regex)
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoints in a run directory now (`run_members`; none yet is not an error)."""
     if not run_dir.is_dir():
         raise WeightscopeError(f"{run_dir}: not a directory")
     try:
-        if is_run_dir(run_dir, pattern):
-            return expand_run([run_dir], pattern)
-        return run_members(run_dir) if is_checkpoint_dir(run_dir) else []
+        return run_members(run_dir)
     except OSError as exc:
         raise WeightscopeError(f"{run_dir}: cannot list: {exc.strerror or exc}") from None
 
@@ -180,7 +174,6 @@ class RunWatcher:
             raise WeightscopeError(f"settle must be ≥ 0 seconds, got {settle}")
         self.run_dir = Path(run_dir)
         self.settle = settle
-        self._step_regex = step_regex
         self._pattern = compile_step_pattern(step_regex)
         self._trend_args: dict[str, Any] = {"jump_k": jump_k, "min_swing": min_swing, "thresholds": thresholds, **options}
         self._stack = ExitStack()
@@ -206,7 +199,7 @@ class RunWatcher:
         self.close()
 
     def run_checkpoints(self) -> list[Path]:
-        return run_checkpoints(self.run_dir, self._step_regex)
+        return run_checkpoints(self.run_dir)
 
     def pending(self) -> list[Path]:
         """Checkpoints seen but not analysed (still being written, or unreadable so far)."""

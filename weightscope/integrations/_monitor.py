@@ -7,7 +7,9 @@ it never runs on the training thread. After each save a separate process runs
 cluster when ``executor="ray"``; its per-checkpoint events (``--log``) and the run's trend
 report (``--json``, kept beside the checkpoints) are read back when it ends, checked for
 at every step at the cost of one ``poll()``. The report cache makes each run analyse only
-the checkpoints that are new. A save while one runs is served by one more run after it.
+the checkpoints that are new (the watch's default ``--settle`` waits until a checkpoint is
+old enough for the cache to keep its report). A save while one runs is served by one
+more run after it.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class BackgroundAnalysis:
         package_root = str(Path(weightscope.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         command = [
-            sys.executable, "-m", "weightscope", "watch", str(self.run_dir), "--once", "--settle", "0", "--quiet",
+            sys.executable, "-m", "weightscope", "watch", str(self.run_dir), "--once", "--quiet",
             "--log", str(self._log), "--json", str(self.run_dir / TREND_REPORT), *self._arguments,
         ]
         with open(self._errors, "wb") as errors:
