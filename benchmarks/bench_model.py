@@ -7,7 +7,7 @@
 
 Each measured run is its own process (start-up and imports included, as a user pays
 them), timed by wall clock, its peak RSS read through os.wait4. The tools alternate run
-by run, so drift of a shared machine hits both alike; the table shows medians. weightscope
+by run, so drift in the machine's load hits both alike; the table shows medians. weightscope
 runs cold (``--no-cache``) and, in a second column, warm (its spectrum cache filled by a
 first run: a re-analysis with other thresholds, or `gate` after `analyze`).
 
@@ -299,7 +299,7 @@ def print_table(rows: list[Row], randomize: bool, imports: dict[str, float]) -> 
     print(header)
     print("-" * len(header))
     for row in rows:
-        diffs = [abs(l.ours - l.theirs) for l in row.agreement if l.ours is not None and l.theirs is not None]
+        diffs = [abs(a.ours - a.theirs) for a in row.agreement if a.ours is not None and a.theirs is not None]
         matched = len(row.agreement)
         print(
             f"{row.model:<15}{row.layers:>7}{cell(row.wall('weightscope'), '.2f'):>8}"

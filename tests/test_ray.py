@@ -43,7 +43,7 @@ def cluster():
     except ImportError:
         if required:
             pytest.fail("WEIGHTSCOPE_REQUIRE_RAY=1 but ray is not installed")
-        pytest.skip("ray is not installed (pip install 'weightscope[ray]')")
+        pytest.skip("ray is not installed (pip install 'weightscope-esd[ray]')")
     if not os.environ.get("RAY_ADDRESS"):
         if required:
             pytest.fail("WEIGHTSCOPE_REQUIRE_RAY=1 but RAY_ADDRESS is not set")
@@ -52,7 +52,7 @@ def cluster():
 
     try:
         connect(None)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the cluster is a skip here
+    except Exception as exc:
         if required:
             raise
         pytest.skip(f"no Ray cluster reachable at {os.environ['RAY_ADDRESS']}: {exc}")
@@ -82,7 +82,7 @@ def test_sharded_checkpoint_on_ray_equals_local(cluster, tmp_path):
     }
     weight_map = {}
     for shard, tensors in shards.items():
-        write_safetensors(tmp_path / shard, tensors, dtypes={name: "BF16" for name in tensors})
+        write_safetensors(tmp_path / shard, tensors, dtypes=dict.fromkeys(tensors, "BF16"))
         weight_map.update(dict.fromkeys(tensors, shard))
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     local_spectra: list = []
@@ -278,7 +278,7 @@ def test_without_ray_installed_the_ray_executor_is_one_error_line(monkeypatch, t
     path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": gaussian(128, 64, seed=1)})
     result = CliRunner().invoke(app, ["trend", str(path), "--executor", "ray"])
     assert result.exit_code == 2
-    assert "error: --executor ray needs Ray: pip install 'weightscope[ray]'" in result.output
+    assert "error: --executor ray needs Ray: pip install 'weightscope-esd[ray]'" in result.output
     assert "Traceback" not in result.output
 
 

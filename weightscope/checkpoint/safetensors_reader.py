@@ -58,8 +58,8 @@ class SafetensorsReader(CheckpointReader):
     an error for each tensor it no longer holds.
 
     Reads, not memory maps (`weightscope.checkpoint.base.read_exactly`): the cost is one
-    copy from the page cache, lost in the noise on all-MiniLM-L6-v2 (87 MB, F32; README,
-    Safety).
+    copy from the page cache, lost in the noise on all-MiniLM-L6-v2 (87 MB, F32;
+    docs/guide/safety.md).
     """
 
     format = "safetensors"
@@ -94,7 +94,7 @@ class SafetensorsReader(CheckpointReader):
                 f"only float tensors ({', '.join(sorted(FLOAT_DTYPES))}) can be read"
             )
         raw = read_exactly(self.path, self._identity, self._data_start + slot.begin, slot.end - slot.begin, info.name)
-        stored = raw.view(STORED_DTYPES[info.dtype].storage)
+        stored = raw.view(STORED_DTYPES[info.dtype].storage)  # type: ignore[arg-type]  # every float dtype has a storage
         return decode_to_float(stored, info.dtype).reshape(info.shape)
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from weightscope.checkpoint.base import (
     file_identity,
     read_exactly,
 )
-from weightscope.errors import CheckpointError
+from weightscope.errors import CheckpointError, install_hint
 
 #: Keys under which training frameworks nest the model's state dict (Lightning, DeepSpeed,
 #: plain training loops). When one holds a dict, only that dict is read: the rest of the
@@ -147,7 +147,7 @@ class TorchReader(CheckpointReader):
         size = tensor.element_size()
         first = tensor.storage_offset()
         last = first + sum((extent - 1) * step for extent, step in zip(tensor.shape, tensor.stride(), strict=True))
-        start = self._offsets[tensor.untyped_storage().data_ptr()] + first * size  # type: ignore[index]
+        start = self._offsets[tensor.untyped_storage().data_ptr()] + first * size  # type: ignore[index]  # only called when _offsets is set (read)
         raw = read_exactly(self.path, self._identity, start, (last - first + 1) * size, name)
         flat = torch.frombuffer(raw, dtype=tensor.dtype)
         return torch.as_strided(flat, tuple(tensor.shape), tuple(tensor.stride()), 0)
@@ -161,7 +161,7 @@ def _import_torch(path: Path) -> Any:
         import torch
     except ImportError as exc:
         raise CheckpointError(
-            f"{path} is a PyTorch pickle; install the torch extra: pip install 'weightscope[torch]'"
+            f"{path} is a PyTorch pickle; install the torch extra: {install_hint('torch')}"
         ) from exc
     return torch
 
@@ -215,7 +215,7 @@ def _load(torch: Any, path: Path, mmap: bool) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torch raises a dozen types for corrupt input
+    except Exception as exc:
         raise CheckpointError(f"{path}: {_describe_load_error(exc)}") from exc
 
 
