@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def small_config(quick: bool):  # noqa: ANN201
+def small_config(quick: bool):
     from transformers import LlamaConfig
 
     if quick:
@@ -36,7 +36,7 @@ def small_config(quick: bool):  # noqa: ANN201
                        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=256)
 
 
-def train(config, steps: int, length: int, callback, workdir: Path) -> float:  # noqa: ANN001
+def train(config, steps: int, length: int, callback, workdir: Path) -> float:
     """Seconds per optimiser step of one run (the Trainer's own train_runtime)."""
     import torch
     from transformers import (

@@ -27,13 +27,13 @@ CONFIG = {
 }
 
 
-def llama_config():  # noqa: ANN201 - transformers is imported by the tests that use it
+def llama_config():
     from transformers import LlamaConfig
 
     return LlamaConfig(**{k: v for k, v in CONFIG.items() if k not in ("model_type", "architectures")})
 
 
-def tiny_llama(seed: int = 0):  # noqa: ANN201
+def tiny_llama(seed: int = 0):
     import torch
     from transformers import LlamaForCausalLM
 
@@ -41,13 +41,13 @@ def tiny_llama(seed: int = 0):  # noqa: ANN201
     return LlamaForCausalLM(llama_config())
 
 
-def token_batches(count: int, length: int = 16, seed: int = 0):  # noqa: ANN201
+def token_batches(count: int, length: int = 16, seed: int = 0):
     import torch
 
     return torch.randint(0, VOCAB, (count, length), generator=torch.Generator().manual_seed(seed))
 
 
-def plant(model, block: int = PLANTED_BLOCK, factor: float = GROWTH) -> None:  # noqa: ANN001
+def plant(model, block: int = PLANTED_BLOCK, factor: float = GROWTH) -> None:
     """Multiply one block's query projection in place (the planted growth)."""
     import torch
 

@@ -189,7 +189,7 @@ def test_lightning_steady_run(tmp_path):
     from weightscope.integrations import lightning as integration
 
     callback = _callback(integration, tmp_path)
-    trainer, alerts = train_lightning(tmp_path, callback, planted=False)
+    _, alerts = train_lightning(tmp_path, callback, planted=False)
     assert alerts == [] and callback.monitor.alerts == []
     with open(next(tmp_path.rglob("metrics.csv"))) as file:
         rows = list(csv.DictReader(file))

@@ -14,6 +14,7 @@ more run after it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -88,10 +89,9 @@ class BackgroundAnalysis:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env)
         self._runs += 1
         if hasattr(os, "setpriority"):
-            try:
+            # it may have ended already, or the platform refuses: then it runs at our priority
+            with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, self._process.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS))
-            except OSError:
-                pass  # it already ended, or the platform refuses: it runs at our priority
 
     @property
     def busy(self) -> bool:

@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from weightscope.errors import install_hint
 from weightscope.integrations._monitor import DEFAULT_EVERY, Monitor, Outcome
 
 try:
     from lightning.pytorch.callbacks import Callback
 except ImportError as exc:  # pragma: no cover - the extra is installed wherever this is tested
-    raise ImportError("weightscope.integrations.lightning needs lightning: pip install 'weightscope[lightning]'") from exc
+    raise ImportError(f"weightscope.integrations.lightning needs lightning: {install_hint('lightning')}") from exc
 
 
-class WeightscopeCallback(Callback):  # type: ignore[misc]
+class WeightscopeCallback(Callback):
     """In-memory measures every ``every`` optimiser steps, each saved checkpoint analysed in
     the background, alerts as `TrainingAlert` warnings; a flag in ``stop_on`` sets
     ``trainer.should_stop``. Options as for the transformers callback."""

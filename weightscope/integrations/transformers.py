@@ -20,15 +20,16 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from weightscope.errors import install_hint
 from weightscope.integrations._monitor import DEFAULT_EVERY, Monitor, Outcome
 
 try:
     from transformers import TrainerCallback
 except ImportError as exc:  # pragma: no cover - the extra is installed wherever this is tested
-    raise ImportError("weightscope.integrations.transformers needs transformers: pip install 'weightscope[transformers]'") from exc
+    raise ImportError(f"weightscope.integrations.transformers needs transformers: {install_hint('transformers')}") from exc
 
 
-class WeightscopeCallback(TrainerCallback):  # type: ignore[misc]
+class WeightscopeCallback(TrainerCallback):
     """In-memory measures every ``every`` optimiser steps, each saved checkpoint analysed in
     the background, alerts as `TrainingAlert` warnings; a flag in ``stop_on`` stops training.
     ``options`` are `Monitor`'s (``analysis=["--executor", "ray"]``, ``heads=``, …)."""

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from weightscope.commands.watch import CheckpointEvent
-from weightscope.errors import WeightscopeError, one_line
+from weightscope.errors import WeightscopeError, install_hint, one_line
 
 
 def event_line(event: CheckpointEvent) -> str:
@@ -70,9 +70,7 @@ class TensorBoardEvents:
             from tensorboard.compat.proto.summary_pb2 import Summary  # type: ignore[import-untyped]
             from tensorboard.summary.writer.event_file_writer import EventFileWriter  # type: ignore[import-untyped]
         except ImportError:
-            raise WeightscopeError(
-                "--tensorboard needs the tensorboard package: pip install 'weightscope[tensorboard]'"
-            ) from None
+            raise WeightscopeError(f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}") from None
         if Path(directory).exists() and not Path(directory).is_dir():
             raise WeightscopeError(f"--tensorboard {directory}: not a directory")
         self._event, self._summary = Event, Summary
