@@ -17,7 +17,7 @@ from tests.monitor_runs import PLANTED_BLOCK, plant, tiny_llama, token_batches
 from weightscope.commands.live import LiveMeasures
 from weightscope.errors import WeightscopeError
 from weightscope.integrations._monitor import TREND_REPORT, TrainingAlert
-from weightscope.stats.attention import HeadLayout, head_bounds
+from weightscope.stats.attention import head_bounds
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -46,7 +46,7 @@ def test_live_measures_match_the_references():
     attention = model.model.layers[2].self_attn
     wq, wk = (p.detach().double().numpy() for p in (attention.q_proj.weight, attention.k_proj.weight))
     gain = model.model.layers[2].input_layernorm.weight.detach().double().numpy()
-    expected = head_bounds(wq, wk, HeadLayout(4, 2, 16), gain)[0].max()
+    expected = head_bounds(wq, wk, 4, 2, 16, gain)[0].max()
     assert metrics["weightscope/logit_bound/block_2"] == pytest.approx(expected, rel=1e-9)
     block = [p.detach().numpy() for p in model.model.layers[3].parameters() if p.ndim == 2]
     assert metrics["weightscope/spectral_norm/block_3"] == pytest.approx(max(np.linalg.norm(w, 2) for w in block), rel=1e-3)

@@ -64,7 +64,7 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
       ``adapter_model.*`` file): an `AdapterReader`;
     - a directory holding a ``*.safetensors.index.json``, else ``*.safetensors`` files
       (read together as one model; a name in two files is an error), else
-      ``pytorch_model.bin.index.json``, else ``pytorch_model.bin``.
+      ``pytorch_model.bin.index.json``, else ``pytorch_model.bin``, else its one GGUF or npz file.
 
     Anything else (a missing path, an empty directory, a text file, a truncated or forged
     file, a pickle holding more than tensors) raises `CheckpointError` with one line
@@ -114,6 +114,8 @@ def input_files(path: str | os.PathLike[str]) -> list[Path]:
     """
     path = Path(path)
     found = [path]
+    if is_cache_dir(path) or looks_like_model_id(str(path)):
+        return [path, *hub.cached_files(path)]
     try:
         files = directory_files(path) if path.is_dir() else [path]
         for file in files:

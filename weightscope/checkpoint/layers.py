@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope.checkpoint.base import TensorInfo
+from weightscope.checkpoint.heads import HeadLayout
 from weightscope.checkpoint.lora import LoraModule
-from weightscope.errors import WeightscopeError
+from weightscope.patterns import Pattern, compile_pattern
 
 #: Layer kinds, in display order.
 KINDS = ("embedding", "q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down", "lm_head", "conv", "other")
@@ -121,15 +122,9 @@ def block_index(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def compile_patterns(patterns: tuple[str, ...] | list[str], flag: str) -> list[re.Pattern[str]]:
-    """Compile user regexes, turning a bad one into a one-line usage error."""
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
-            raise WeightscopeError(f"{flag} {pattern!r} is not a valid regular expression: {exc}") from None
-    return compiled
+def compile_patterns(patterns: tuple[str, ...] | list[str], flag: str) -> list[Pattern]:
+    """Compile user regexes (on RE2: `weightscope.patterns`); a bad one is a one-line usage error."""
+    return [compile_pattern(pattern, flag) for pattern in patterns]
 
 
 def skip_reason(info: TensorInfo, min_evals: int) -> str | None:
@@ -173,27 +168,6 @@ def select_layers(
         else:
             skipped.append(SkippedTensor(info.name, tuple(info.shape), info.dtype, reason))
     return Selection(layers, skipped)
-
-
-@dataclass(frozen=True)
-class HeadLayout:
-    """Head counts that decide how fused attention tensors split (None: unknown)."""
-
-    heads: int | None = None
-    kv_heads: int | None = None
-    model_type: str | None = None
-
-    @classmethod
-    def from_sources(cls, heads: int | None, kv_heads: int | None, *known: dict[str, object]) -> HeadLayout:
-        """Flags first, then each dict of ``head_count``/``head_count_kv``/``model_type``
-        (GGUF metadata, config.json) in order."""
-        def first(key: str) -> object:
-            return next((d[key] for d in known if d.get(key) is not None), None)
-
-        heads = heads or first("head_count")  # type: ignore[assignment]  # validated as int by the readers
-        kv_heads = kv_heads or first("head_count_kv") or heads  # type: ignore[assignment]  # as above
-        model_type = first("model_type") or first("architecture")
-        return cls(heads, kv_heads, model_type if isinstance(model_type, str) else None)
 
 
 def fused_parts(spec: LayerSpec, layout: HeadLayout) -> list[tuple[str, FusedPart]] | None:

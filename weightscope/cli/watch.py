@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from weightscope.checkpoint.runs import run_inputs
 from weightscope.cli.app import app
 from weightscope.cli.common import (
     DebugOption,
@@ -21,7 +22,6 @@ from weightscope.cli.common import (
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures
 from weightscope.commands.monitor import ALERT_FLAGS
-from weightscope.commands.trend import run_inputs
 from weightscope.commands.watch import (
     DEFAULT_INTERVAL,
     DEFAULT_SETTLE,

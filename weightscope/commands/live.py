@@ -29,13 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from weightscope.analysis.model_measures import (
-    head_layout,
-    head_source,
-    norm_gain_name,
-    qk_pairs,
-    token_matrices,
-)
+from weightscope.analysis.model_measures import norm_gain_name, qk_pairs, token_matrices
+from weightscope.checkpoint.heads import read_head_layout
 from weightscope.checkpoint.layers import select_layers
 from weightscope.checkpoint.memory import MemoryReader
 from weightscope.checkpoint.model_config import head_counts
@@ -43,8 +38,7 @@ from weightscope.commands.monitor import Alert, growth_alerts
 from weightscope.commands.trend import GROWTH_WINDOW, block_growth
 from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
-from weightscope.options import AnalysisOptions
-from weightscope.stats.attention import HeadLayout, head_bounds
+from weightscope.stats.attention import check_head_split, head_bounds
 from weightscope.stats.embedding import mean_cosine, pc1_share, row_moments
 
 #: Matrix-vector product pairs per call of the spectral-norm power iteration, and on the
@@ -64,7 +58,7 @@ class _Block:
     q: str
     k: str
     gain: str | None
-    layout: HeadLayout
+    split: tuple[int, int, int]  # heads, kv heads, head size
 
 
 def _config_heads(model: Any) -> dict[str, Any]:
@@ -109,7 +103,7 @@ class LiveMeasures:
         if not reader.model_config:
             reader.model_config = _config_heads(model)
         specs = select_layers(reader.tensors(), min_evals=1).layers
-        source = head_source(reader, AnalysisOptions(heads=heads, kv_heads=kv_heads))
+        source = read_head_layout(reader, heads, kv_heads)
         #: the head counts used (from the model's config or given), for the checkpoints' analysis
         self.heads, self.kv_heads = source.heads, source.kv_heads
         pairs, self.notes = qk_pairs(specs)
@@ -120,11 +114,12 @@ class LiveMeasures:
         elif source.heads is not None:
             for q, k in pairs:
                 try:
-                    layout = head_layout(source, q.info.shape[0], k.info.shape[0])
+                    split = source.split_block(q.info.shape[0], k.info.shape[0])
+                    check_head_split(*split)
                 except WeightscopeError as exc:
                     self.notes.append(f"block {q.block}: no logit bound ({exc})")
                     continue
-                self._blocks.append(_Block(q.block, q.name, k.name, norm_gain_name(q.name, gains), layout))
+                self._blocks.append(_Block(q.block, q.name, k.name, norm_gain_name(q.name, gains), split))
         try:
             chosen = re.compile(spectral_norms) if spectral_norms is not None else None
         except re.error as exc:
@@ -182,7 +177,7 @@ class LiveMeasures:
             bounds = []
             for block in self._blocks:
                 gain = self._numpy(live[block.gain]) if block.gain is not None else None
-                heads, _ = head_bounds(self._numpy(live[block.q]), self._numpy(live[block.k]), block.layout, gain)
+                heads, _ = head_bounds(self._numpy(live[block.q]), self._numpy(live[block.k]), *block.split, gain)
                 bound = float(heads.max())
                 bounds.append(bound)
                 metrics[f"{METRIC_PREFIX}logit_bound/block_{block.block}"] = bound

@@ -36,14 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint.runs import compile_step_pattern, order_run, run_members
 from weightscope.commands.monitor import Alert, trend_alerts
-from weightscope.commands.trend import (
-    Trend,
-    compile_step_pattern,
-    order_run,
-    run_members,
-    trend_of_run,
-)
+from weightscope.commands.trend import Trend, trend_of_run
 from weightscope.config import Thresholds
 from weightscope.errors import CheckpointError, WeightscopeError
 from weightscope.execution.cache import RACY_SECONDS

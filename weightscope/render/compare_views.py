@@ -17,6 +17,7 @@ from weightscope.checkpoint.layers import block_index
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
+from weightscope.render.formats import Formats, json_text
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, column_texts, fmt
 
@@ -37,8 +38,13 @@ def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", restval="")
     writer.writeheader()
-    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: names and reasons on one line, with no ``::`` (`one_line`)."""
+    return "" if value is None else one_line(value) if isinstance(value, str) else value
 
 
 def signed(value: float | None) -> str:
@@ -209,3 +215,7 @@ def to_markdown(comparison: Comparison) -> str:
             cells[7] = f"**worse:** {cells[7]}"
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: The text formats of a comparison (`weightscope.render.formats`).
+COMPARE_FORMATS: Formats = {"json": json_text, "csv": to_csv, "md": to_markdown}
