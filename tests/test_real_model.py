@@ -48,12 +48,12 @@ def test_the_outlier_dimension_is_found_and_located(report):
     The correlation-trap check must find it in the FFN output projections and point at
     row 99 of the stored (out, in) matrix — the weights a user would look at. It is a real
     trap that changes nothing: alpha without those weights moves by < 1 standard error,
-    so it is reported (flag trap-without-impact), not the verdict.
+    so it is reported (flag outsized-entries), not the verdict.
     """
     for block in range(3):
         layer = report.layer(f"encoder.layer.{block}.output.dense.weight")
         assert layer.traps.count >= 1 and any(entry.row == 99 for entry in layer.traps.entries)
-        assert "trap-without-impact" in layer.flags and layer.verdict != "correlation-trap"
+        assert "outsized-entries" in layer.flags and layer.verdict != "correlation-trap"
         assert abs(layer.traps.alpha_without - layer.alpha) < layer.sigma
     assert not [layer.name for layer in report.layers if layer.verdict == "correlation-trap"]
 
