@@ -31,6 +31,7 @@ from weightscope.stats.likelihood import (
     versus_lognormal,
     vuong,
 )
+from weightscope.stats.initialization import InitMatch, match_initialiser
 from weightscope.stats.randmat import (
     MPBulk,
     RandomizedESD,
@@ -44,6 +45,7 @@ from weightscope.stats.randmat import (
 VERDICTS = (
     "rank-collapsed",
     "correlation-trap",
+    "looks-untrained",
     "random-like",
     "failed",
     "untrusted-fit",
@@ -162,6 +164,8 @@ class Diagnostics:
     verdict: str
     flags: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    #: the initialiser a random-like layer's entries match (None: no match, or not random-like)
+    init: InitMatch | None = None
 
 
 def diagnose(
@@ -205,10 +209,28 @@ def diagnose(
     if vectors:
         tail_start = fit.xmin if fit.status == "ok" else mp.bulk_max
         vector_stats = eigenvector_localization(matrices, tail_start, spectrum)
+    like_shuffled = randomized is not None and shuffled_like(evals, randomized, rand_distance, n, m, thresholds)
+    init = None
+    if (mp.num_spikes == 0 and mp.ks <= thresholds.mp_ks_max) or like_shuffled:
+        init = match_initialiser(matrices)
     verdict, flags, reasons = decide(
-        fit, mp, rand_distance, traps, rank, kings, trust, stored_dtype=stored_dtype, thresholds=thresholds
+        fit, mp, rand_distance, traps, rank, kings, trust, stored_dtype=stored_dtype, thresholds=thresholds,
+        like_shuffled=like_shuffled, init=init,
     )
-    return Diagnostics(mp, rand_distance, traps, rank, kings, trust, vector_stats, verdict, flags, reasons)
+    return Diagnostics(mp, rand_distance, traps, rank, kings, trust, vector_stats, verdict, flags, reasons, init)
+
+
+def shuffled_like(evals: np.ndarray, randomized: RandomizedESD, rand_distance: float | None, n: int, m: int,
+                  thresholds: Thresholds) -> bool:
+    """Whether the ESD cannot be told from its element-wise shuffled copy's: within
+    ``rand_distance_max`` in KS distance, and λmax no more than ``tw_margin`` Tracy–Widom
+    scales above the copy's. Unlike "MP-shaped, no spike", this needs no MP law: a sparse
+    i.i.d. layer (0.5–5 % density) has no MP-shaped ESD, so an ill-fitting MP edge left it
+    spikes and it was never random-like (0/96), though it is as random as its shuffle."""
+    if rand_distance is None or rand_distance > thresholds.rand_distance_max:
+        return False
+    margin = thresholds.tw_margin * tracy_widom_scale(n, m) * randomized.variance
+    return float(evals[-1]) <= float(randomized.evals[-1]) + margin
 
 
 def _checked_layer(matrices: list[np.ndarray], evals: np.ndarray) -> tuple[int, int]:
@@ -589,6 +611,8 @@ def decide(
     *,
     stored_dtype: str,
     thresholds: Thresholds,
+    like_shuffled: bool = False,
+    init: InitMatch | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """The verdict, every flag raised, and one sentence per flag.
 
@@ -620,14 +644,21 @@ def decide(
         else:
             raised.append(("", "outsized-entries", reason + ": they do not change the reading of the spectrum."))
     mp_shaped = mp.ks <= thresholds.mp_ks_max
+    spectrum = None
     if mp.num_spikes == 0 and mp_shaped:
+        spectrum = (f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue rises above "
+                    f"its bulk edge")
+    elif like_shuffled:
+        spectrum = (f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
+                    f"{thresholds.rand_distance_max}) and its largest eigenvalue no higher than the copy's")
+    if spectrum is not None and init is not None:
+        raised.append(("looks-untrained", "looks-untrained",
+                       f"{spectrum}, and the entries look like an initial draw: {init.name}, std {init.std:.3g} "
+                       f"(KS distance {init.ks:.3f} from its {init.law} law): the layer looks untrained or reset."))
+    if spectrum is not None:
         raised.append(("random-like", "random-like",
-                       f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue "
-                       f"rises above its bulk edge."))
-    elif mp.num_spikes == 0 and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
-        raised.append(("random-like", "random-like",
-                       f"The ESD is within KS distance {rand_distance:.3f} of its randomised copy "
-                       f"(≤ {thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge."))
+                       f"{spectrum}: the spectrum cannot be told from a random matrix's, and alpha says nothing. "
+                       f"This describes the spectrum only; learned structure can still sit in the singular vectors."))
     if fit.status == "ok" and mp_shaped and fit.xmin < mp.bulk_max:
         raised.append(("untrusted-fit", "bulk-edge-tail",
                        f"The fitted tail starts at {fit.xmin:.3g}, inside the Marchenko–Pastur bulk (edge "
