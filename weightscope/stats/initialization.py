@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
 #: Entries sampled (seeded) for the KS distance: 100 000 resolve it to ~0.005.
 SAMPLE = 100_000
@@ -41,6 +40,8 @@ SCALE_TOLERANCE = 0.05
 KS_FLOOR = 0.005
 #: KS critical coefficient at the 1 % level (c(α)/√n, c = 1.63).
 _KS_1_PERCENT = 1.63
+#: The error function elementwise (scipy is optional; 100 000 values take ~20 ms).
+_erf = np.frompyfunc(math.erf, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def match_initialiser(matrices: list[np.ndarray], seed: int = 0) -> InitMatch | 
 def _ks(ordered: np.ndarray, law: str, std: float) -> float:
     """KS distance of an ascending sample from the zero-mean law with this std."""
     if law == "normal":
-        model = ndtr(ordered / std)
+        model = 0.5 * (1.0 + _erf(ordered / (std * math.sqrt(2.0))))
     else:
         bound = math.sqrt(3.0) * std
         model = np.clip((ordered + bound) / (2.0 * bound), 0.0, 1.0)
