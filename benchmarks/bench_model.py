@@ -245,6 +245,7 @@ def import_times(ww_python: Path | None, repeats: int) -> dict[str, float]:
 def profile(model: Path, randomize: bool) -> dict[str, float]:
     """Seconds of each stage of weightscope's analysis of ``model``, in this process, with
     one worker so that stages add up (thread CPU time of the analysing thread)."""
+    import weightscope.analysis.layer as layer
     import weightscope.analysis.pipeline as pipeline
     import weightscope.analysis.spectra as layer_spectra
     import weightscope.linalg.spectrum as spectrum
@@ -270,8 +271,8 @@ def profile(model: Path, randomize: bool) -> dict[str, float]:
     timed(spectrum, "gram_matrix", "Gram product")
     timed(spectrum, "symmetric_eigenvalues", "eigensolver")
     timed(layer_spectra, "randomized_esd", "randomised ESD (its Gram and eig counted above too)")
-    timed(pipeline, "fit_power_law", "power-law fit")
-    timed(pipeline, "diagnose", "diagnostics")
+    timed(layer, "fit_power_law", "power-law fit")
+    timed(layer, "diagnose", "diagnostics")
     start = time.perf_counter()
     try:
         pipeline.analyze(model, randomize=randomize, execution=Execution(workers=1, cache=False))
@@ -299,7 +300,7 @@ def print_table(rows: list[Row], randomize: bool, imports: dict[str, float]) -> 
     print(header)
     print("-" * len(header))
     for row in rows:
-        diffs = [abs(l.ours - l.theirs) for l in row.agreement if l.ours is not None and l.theirs is not None]
+        diffs = [abs(a.ours - a.theirs) for a in row.agreement if a.ours is not None and a.theirs is not None]
         matched = len(row.agreement)
         print(
             f"{row.model:<15}{row.layers:>7}{cell(row.wall('weightscope'), '.2f'):>8}"

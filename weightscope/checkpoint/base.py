@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,9 @@ class CheckpointReader(ABC):
     #: head counts from the model's config.json (`weightscope.checkpoint.model_config`),
     #: set by `open_checkpoint`; empty when unknown
     model_config: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
+    #: whether this format usually holds a quantization of a float checkpoint (GGUF): a
+    #: comparison with one measures quantization error
+    quantized_format: bool = False
 
     @abstractmethod
     def tensors(self) -> list[TensorInfo]:
@@ -104,7 +107,13 @@ class CheckpointReader(ABC):
         """What the file says about the model (GGUF: architecture, heads, KV heads, blocks)."""
         return {}
 
-    def close(self) -> None:
+    def name_from_hf(self) -> Callable[[str], str | None] | None:
+        """A map from Hugging Face tensor names to this format's own (None for a name it
+        does not know), for formats that rename tensors (GGUF's ``blk.N.attn_q``); None
+        when the names are Hugging Face's already."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - a default: a reader that holds nothing need not override it
         """Release file handles and maps."""
 
     def __enter__(self) -> CheckpointReader:
@@ -133,7 +142,7 @@ def read_exactly(path: os.PathLike[str] | str, identity: tuple[int, int], offset
         with open(path, "rb", buffering=0) as file:
             if file_identity(os.fstat(file.fileno())) != identity:
                 raise CheckpointError(f"{path}: file changed since it was opened (rewritten while being read?)")
-            view, done = memoryview(buffer), 0
+            view, done = memoryview(buffer), 0  # type: ignore[arg-type]  # numpy's stubs give ndarray the buffer protocol on Python ≥ 3.12 only
             while done < length:
                 got = os.preadv(file.fileno(), [view[done:]], offset + done)
                 if got == 0:

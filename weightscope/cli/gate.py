@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import typing
 from collections.abc import Callable
 from enum import Enum
@@ -33,7 +32,7 @@ from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.commands.gate import RULE_HINTS, GateRules, load_settings
 from weightscope.commands.gate import gate as run_gate
 from weightscope.errors import one_line
-from weightscope.render.gate_views import to_github, to_junit, to_text, verdict_line
+from weightscope.render.gate_views import GATE_FORMATS, verdict_line
 
 
 class GateFormat(str, Enum):
@@ -45,12 +44,6 @@ class GateFormat(str, Enum):
 
 _SUFFIX_FORMATS = {".json": GateFormat.json, ".xml": GateFormat.junit}
 
-_RENDERERS = {
-    GateFormat.text: to_text,
-    GateFormat.json: lambda result: json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n",
-    GateFormat.github: to_github,
-    GateFormat.junit: to_junit,
-}
 
 
 def _rule_parameter(rule: dataclasses.Field[Any]) -> inspect.Parameter:
@@ -79,7 +72,7 @@ def _with_rule_options(command: Callable[..., None]) -> Callable[..., None]:
         rules = {name.replace("_", "-"): kwargs.pop(name) for name in names}
         command(**kwargs, rules=rules)
 
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]  # Typer reads the flags from it
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__
     return wrapper
@@ -141,7 +134,7 @@ def gate(
         settings = load_settings(overrides, config=analysis.explicit_config)
         chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
         result = run_gate(path, settings, execution=analysis.execution(), **analysis.kwargs())
-        emit(_RENDERERS[chosen](result), output)
+        emit(GATE_FORMATS[chosen.value](result), output)
         if output is not None:
             say(one_line(verdict_line(result)))
     if not result.passed:

@@ -13,7 +13,7 @@ compared as W against the merged W + s·B·A (DoRA's magnitude applied when pres
 update's ranks come from the factors, and base layers the adapter does not touch are
 listed as unchanged without being analysed.
 
-Pairs of layers flow through the same machinery as `analyze` (`execution.schedule.pipelined`: one reader
+Pairs of layers flow through the same runner as `analyze` (`execution.runner.run_batches`: one reader
 thread a pair ahead of the workers, the memory budget, the device and the spectrum cache
 of `weightscope.execution`); a pair's tensors (and ΔW) are the only arrays it holds,
 never two whole models.
@@ -23,26 +23,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from weightscope._version import __version__
-from weightscope.analysis.pipeline import (
+from weightscope.analysis.layer import (
     Loaded,
     ProgressHook,
     analyze_read,
-    check_worker_version,
     failure_of,
     read_layer,
-    reopened,
     select,
 )
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
-from weightscope.checkpoint.gguf_reader import GGUFCheckpoint
 from weightscope.checkpoint.layers import LayerSpec, layer_matrices
 from weightscope.checkpoint.lora import AdapterReader, LoraModule, canonical_name
 from weightscope.commands.sources import read_saved_report, report_for
@@ -50,23 +48,22 @@ from weightscope.errors import WeightscopeError
 from weightscope.execution.cluster import (
     GPU_SHARE,
     Need,
+    check_worker_version,
     cluster_device,
     cluster_gpus,
-    connect,
-    run_tasks,
+    reopened,
 )
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
-from weightscope.execution.schedule import pipelined
+from weightscope.execution.runner import LocalBatch, RemoteBatches, run_batches
 from weightscope.linalg._blas import blas_threads
-from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
+from weightscope.linalg.spectrum import SpectrumOptions, fixed_dtype
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 from weightscope.stats.finetune import (
     FinetuneDimension,
     finetune_dimension,
-    update_ranks,
 )
-from weightscope.stats.update import UpdateStats, lora_update_stats, stats_from_squares
+from weightscope.stats.update import UpdateStats, lora_update_stats, sum_squares, update_between
 
 SCHEMA = "weightscope.compare/1"
 
@@ -249,51 +246,12 @@ def layer_change(
 # --- the update ΔW ---------------------------------------------------------------------
 
 
-def _sum_squares(array: np.ndarray) -> float:
-    """‖array‖_F² accumulated in float64 without a float64 copy of the array."""
-    flat = array.reshape(-1)
-    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
-
-
-def update_stats(w_a: np.ndarray, w_b: np.ndarray, options: SpectrumOptions | None = None) -> UpdateStats:
-    """Size and spectrum of ΔW = w_b − w_a (same shape, finite values)."""
-    delta = np.subtract(w_b, w_a, dtype=np.result_type(w_a, w_b))
-    evals = esd(layer_matrices(delta), options or SpectrumOptions())  # σ²/N
-    n = max(delta.shape[:2])
-    norm_a = _sum_squares(w_a)
-    stats = stats_from_squares(evals * n, int(evals.size), norm_a if norm_a > 0 else None)
-    slice_shape = layer_matrices(delta)[0].shape
-    ranks = update_ranks(np.sort(evals)[::-1], *slice_shape)
-    return dataclasses.replace(
-        stats,
-        norm=float(np.sqrt(_sum_squares(delta))),
-        rank99=ranks.rank99,
-        random_rank90=ranks.random_rank90,
-        concentrated=ranks.concentrated,
-        params90=stats.rank90 * sum(slice_shape),
-        params=int(delta.size),
-    )
-
-
-def _update_between(
-    w_a: np.ndarray | None, w_b: np.ndarray | None, options: AnalysisOptions
-) -> tuple[UpdateStats | None, str | None]:
-    """The update of a matched pair, or why there is none."""
-    if w_a is None or w_b is None:
-        return None, "a tensor could not be read"
-    if w_a.shape != w_b.shape:
-        return None, f"shapes differ ({'×'.join(map(str, w_a.shape))} vs {'×'.join(map(str, w_b.shape))})"
-    if not (np.isfinite(w_a).all() and np.isfinite(w_b).all()):
-        return None, "non-finite weights"
-    return update_stats(w_a, w_b, SpectrumOptions(fixed_dtype(options.eig_dtype))), None
-
-
 # --- whole comparisons -----------------------------------------------------------------
 
 
 def _summarize(changes: list[LayerChange], top: int) -> CompareSummary:
     deltas = [c.delta_alpha for c in changes if c.delta_alpha is not None]
-    moved = sorted((c for c in changes if c.delta_alpha is not None), key=lambda c: -abs(c.delta_alpha))  # type: ignore[arg-type]
+    moved = sorted((c for c in changes if c.delta_alpha is not None), key=lambda c: -abs(c.delta_alpha))
     sizes = {c.name: c.update.relative_norm for c in changes if c.update and c.update.relative_norm is not None}
     updated = sorted(sizes, key=lambda name: -sizes[name])
     return CompareSummary(
@@ -346,21 +304,6 @@ class _Read:
     factors: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _merged(w: np.ndarray, module: LoraModule, a: np.ndarray, b: np.ndarray, magnitude: np.ndarray | None) -> np.ndarray:
-    """W + s·B·A, rescaled row by row to DoRA's magnitude when there is one (PEFT's
-    ``DoraLinearLayer``: m · (W + ΔW) / ‖W + ΔW‖ over each output's row)."""
-    if w.shape != module.shape:
-        raise WeightscopeError(f"adapter's ΔW is {'×'.join(map(str, module.shape))}, base weight {'×'.join(map(str, w.shape))}")
-    merged = w + module.delta(a, b)
-    if magnitude is not None:
-        rows = merged if not module.transposed else merged.T
-        norms = np.linalg.norm(rows, axis=1)
-        if magnitude.shape != norms.shape:
-            raise WeightscopeError(f"DoRA magnitude has shape {magnitude.shape}, expected {norms.shape}")
-        rows *= (magnitude / np.where(norms > 0, norms, 1.0))[:, None].astype(rows.dtype)
-    return merged
-
-
 def _read_pair(reader_a: CheckpointReader, reader_b: CheckpointReader, pair: _Pair) -> _Read:
     """Runs on the reader thread: both tensors of a pair (B merged for an adapter)."""
     w_a = read_layer(reader_a, pair.spec_a)
@@ -372,7 +315,7 @@ def _read_pair(reader_a: CheckpointReader, reader_b: CheckpointReader, pair: _Pa
     try:
         a, b = reader_b.read(module.a), reader_b.read(module.b)
         magnitude = reader_b.read(module.magnitude) if module.magnitude is not None else None
-        return _Read(w_a, _merged(w_a, module, a, b, magnitude), (a, b))
+        return _Read(w_a, module.merged(w_a, a, b, magnitude), (a, b))
     except (WeightscopeError, ValueError, ArithmeticError, MemoryError) as exc:
         return _Read(w_a, failure_of(pair.spec_b, exc))
 
@@ -386,9 +329,9 @@ def _compare_pair(pair: _Pair, read: _Read, options: AnalysisOptions, run: Plan)
     w_a = read.a if isinstance(read.a, np.ndarray) else None
     w_b = read.b if isinstance(read.b, np.ndarray) else None
     if pair.lora is not None and read.factors is not None and pair.lora.magnitude is None and w_a is not None:
-        update = lora_update_stats(*read.factors, pair.lora.scale, _sum_squares(w_a) or None, note=pair.lora.note)
+        update = lora_update_stats(*read.factors, pair.lora.scale, sum_squares(w_a) or None, note=pair.lora.note)
         return layer_change(pair.key, result_a, result_b, update)
-    update, note = _update_between(w_a, w_b, options)
+    update, note = update_between(w_a, w_b, layer_matrices, SpectrumOptions(fixed_dtype(options.eig_dtype)))
     if update is not None and pair.lora is not None:
         note = "DoRA: the update includes the magnitude rescaling, measured on the explicit ΔW"
     return layer_change(pair.key, result_a, result_b, update, note)
@@ -400,19 +343,22 @@ def _merged_spec(base: LayerSpec, module: LoraModule) -> LayerSpec:
     return LayerSpec(merged, base.kind, base.block)
 
 
-def _gguf_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[NameKey, NameKey, str]:
-    """Name keys and mode for a comparison with a GGUF side: the other side's Hugging Face
-    names are mapped to GGUF's (gguf's `TensorNameMap`), and ΔW is quantization error."""
-    gguf_a, gguf_b = isinstance(reader_a, GGUFCheckpoint), isinstance(reader_b, GGUFCheckpoint)
-    if gguf_a == gguf_b:
-        return str, str, "quantization" if gguf_a else "checkpoints"
-    to_gguf = (reader_a if gguf_a else reader_b).hf_name_to_gguf()  # type: ignore[attr-defined]
+def _name_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[NameKey, NameKey, str]:
+    """Name keys and mode: when one side's format renames tensors (GGUF), the other side's
+    Hugging Face names are mapped to its names (`CheckpointReader.name_from_hf`); against a
+    quantized format (GGUF) ΔW is quantization error."""
+    mode = "quantization" if reader_a.quantized_format or reader_b.quantized_format else "checkpoints"
+    from_hf_a, from_hf_b = reader_a.name_from_hf(), reader_b.name_from_hf()
+    if (from_hf_a is None) == (from_hf_b is None):
+        return str, str, mode
+    to_own = from_hf_a or from_hf_b
+    assert to_own is not None  # exactly one side renames
 
     def mapped(name: str) -> str:
         base, bracket, part = name.partition("[")  # a part of a split fused tensor: map the tensor
-        return (to_gguf(base) or base) + bracket + part
+        return (to_own(base) or base) + bracket + part
 
-    return (str, mapped, "quantization") if gguf_a else (mapped, str, "quantization")
+    return (str, mapped, mode) if from_hf_a is not None else (mapped, str, mode)
 
 
 def _pairs(
@@ -424,7 +370,7 @@ def _pairs(
     specs_a = {s.name: s for s in select(reader_a, options).layers}
     specs_b = {s.name: s for s in select(reader_b, options).layers}
     if not isinstance(reader_b, AdapterReader):
-        key_a, key_b, mode = _gguf_keys(reader_a, reader_b)
+        key_a, key_b, mode = _name_keys(reader_a, reader_b)
         match = match_names(list(specs_a), list(specs_b), prefixes, key_a, key_b)
         return [_Pair(k, specs_a[na], specs_b[nb]) for k, na, nb in match.pairs], match, [], mode
     match = match_names(list(specs_a), list(specs_b), prefixes, key_a=canonical_name, key_b=canonical_name)
@@ -451,35 +397,10 @@ def compare_task(
             return _compare_pair(pair, _read_pair(reader_a, reader_b, pair), options, task_plan(device, execution))
 
 
-def _pairs_on_ray(
-    path_a: str | os.PathLike[str],
-    path_b: str | os.PathLike[str],
-    pairs: list[_Pair],
-    options: AnalysisOptions,
-    execution: Execution,
-    progress: Callable[[int], None] | None,
-) -> Iterator[LayerChange]:
-    """The pairs' changes computed as tasks on a Ray cluster, in order."""
-    ray = connect(execution.ray_address)
-    shapes = [(pair.spec_a.info.shape[0], pair.spec_a.info.shape[1]) for pair in pairs]
-    device = cluster_device(execution.device, shapes, cluster_gpus(ray))
-    where_a, where_b = os.path.abspath(path_a), os.path.abspath(path_b)
-
-    def lost(position: int, exc: Exception) -> LayerChange:
-        pair = pairs[position]
-        failed_a, failed_b = failure_of(pair.spec_a, exc).result, failure_of(pair.spec_b, exc).result
-        return layer_change(pair.key, failed_a, failed_b, None, failed_a.reason)
-
-    return run_tasks(
-        ray,
-        compare_task,
-        [(where_a, where_b, pair, options, device, execution, __version__) for pair in pairs],
-        # both layers' working sets, and the update's copy while its spectrum is solved
-        [Need(working_set(p.spec_a, options) + working_set(p.spec_b, options) + 4 * p.spec_a.info.numel,
-              GPU_SHARE if device == "cuda" else 0.0) for p in pairs],
-        lost=lost,
-        progress=progress,
-    )
+def _lost_pair(pair: _Pair, exc: Exception) -> LayerChange:
+    """A pair a Ray cluster lost: both sides failed with the reason."""
+    failed_a, failed_b = failure_of(pair.spec_a, exc).result, failure_of(pair.spec_b, exc).result
+    return layer_change(pair.key, failed_a, failed_b, None, failed_a.reason)
 
 
 def compare_checkpoints(
@@ -495,25 +416,54 @@ def compare_checkpoints(
     """Compare two checkpoints pair by pair, measuring each layer's update ΔW too (locally
     through the read-ahead and worker threads; on Ray all pairs as one pool of tasks)."""
     prefixes = tuple(strip_prefix)
-    with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
-        pairs, match, unchanged, mode = _pairs(reader_a, reader_b, options, prefixes)
-        walked = [pair.spec_a for pair in pairs]
-        if progress is not None:
-            progress(0, walked)
-        done_hook = (lambda done: progress(done, walked)) if progress is not None else None
-        if execution.executor == "ray":
-            changes = list(_pairs_on_ray(path_a, path_b, pairs, options, execution, done_hook))
-        else:
-            run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
-            changes = list(pipelined(
+    found: list[tuple[list[_Pair], NameMatch, list[str], str]] = []
+
+    @contextmanager
+    def local(index: int) -> Iterator[LocalBatch[_Pair, _Read, LayerChange, None]]:
+        with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
+            found.append(_pairs(reader_a, reader_b, options, prefixes))
+            pairs = found[0][0]
+            run = plan([pair.spec_a for pair in pairs] + [pair.spec_b for pair in pairs], options, execution)
+            yield LocalBatch(
                 pairs,
                 lambda pair: _read_pair(reader_a, reader_b, pair),
                 lambda pair, read: _compare_pair(pair, read, options, run),
                 workers=run.workers,
                 cost=lambda pair: working_set(pair.spec_a, options) + working_set(pair.spec_b, options),
                 budget=2 * run.budget,
-                progress=done_hook,
-            ))
+            )
+
+    def remote(ray: Any) -> RemoteBatches[_Pair, LayerChange, None]:
+        with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
+            found.append(_pairs(reader_a, reader_b, options, prefixes))
+        pairs = found[0][0]
+        shapes = [(pair.spec_a.info.shape[0], pair.spec_a.info.shape[1]) for pair in pairs]
+        device = cluster_device(execution.device, shapes, cluster_gpus(ray))
+        where_a, where_b = os.path.abspath(path_a), os.path.abspath(path_b)
+        return RemoteBatches(
+            [pairs],
+            compare_task,
+            lambda index, pair: (where_a, where_b, pair, options, device, execution, __version__),
+            # both layers' working sets, and the update's copy while its spectrum is solved
+            lambda index, pair: Need(
+                working_set(pair.spec_a, options) + working_set(pair.spec_b, options) + 4 * pair.spec_a.info.numel,
+                GPU_SHARE if device == "cuda" else 0.0,
+            ),
+            _lost_pair,
+        )
+
+    walked: list[LayerSpec] = []
+
+    def counted(done: int, pairs: Sequence[_Pair]) -> None:
+        if progress is not None:
+            if not walked:
+                walked.extend(pair.spec_a for pair in pairs)
+            progress(done, walked)
+
+    batches = run_batches(1, execution, local=local, remote=remote, progress=counted if progress is not None else None)
+    with closing(batches):  # the one batch's results, read while its checkpoints are open
+        changes = list(next(batches).results)
+    _, match, unchanged, mode = found[0]
     return Comparison(
         source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
         _summarize(changes, top), mode=mode, unchanged=unchanged,

@@ -37,6 +37,8 @@ what is there. An unreadable or malformed entry is deleted and rebuilt.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -49,12 +51,15 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from weightscope._version import __version__
 from weightscope.checkpoint.base import TensorInfo
 from weightscope.errors import WeightscopeError
+from weightscope.options import AnalysisOptions
+from weightscope.report import Report
 
 #: Overrides the default location (which follows XDG: $XDG_CACHE_HOME/weightscope).
 CACHE_DIR_ENV = "WEIGHTSCOPE_CACHE_DIR"
@@ -140,7 +145,7 @@ def checkpoint_identity(path: str | os.PathLike[str]) -> list[object] | None:
         files = [root] if not root.is_dir() else sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
     except OSError:
         return None
-    identities = [file_identity(file) for file in files]
+    identities: list[object] = [file_identity(file) for file in files]
     return None if any(identity is None for identity in identities) else identities
 
 
@@ -217,17 +222,15 @@ class CacheStore:
             return None
 
     def store_arrays(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        self._store("spectra", key, lambda sink: np.savez(sink, **arrays))
+        self._store("spectra", key, lambda sink: np.savez(sink, **arrays))  # type: ignore[arg-type]  # names are layer arrays; the stubs fear allow_pickle
 
     def store_text(self, kind: str, key: str, text: str) -> None:
         self._store(kind, key, lambda sink: sink.write(text.encode("utf-8")))
 
     def discard(self, kind: str, key: str) -> None:
         """Remove an entry (a corrupt or malformed one), ignoring failures."""
-        try:
+        with contextlib.suppress(OSError):
             self.path(kind, key).unlink()
-        except OSError:
-            pass
 
     def _hit(self, kind: str, key: str) -> Path | None:
         path = self.path(kind, key)
@@ -239,7 +242,7 @@ class CacheStore:
             pass  # a read-only store still serves its entries
         return path
 
-    def _store(self, kind: str, key: str, write) -> None:  # noqa: ANN001
+    def _store(self, kind: str, key: str, write) -> None:
         """Write an entry atomically, then keep the store under its cap. A failure (full
         disk, read-only store) stops this store's writes, with one warning; its entries
         are still read."""
@@ -261,10 +264,8 @@ class CacheStore:
             warn_once(self.directory, _problem(exc))
         finally:
             if temporary is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(temporary)
-                except OSError:
-                    pass
 
     # --- size cap ------------------------------------------------------------------------
 
@@ -285,10 +286,8 @@ class CacheStore:
         for entry in entries:
             if total <= target:
                 break
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 entry.path.unlink()
-            except FileNotFoundError:
-                pass
             total -= entry.size
         self._remove_stale_temporaries()
         return total
@@ -345,10 +344,8 @@ class CacheStore:
             removed, freed = removed + 1, freed + entry.size
         for kind in KINDS:
             for shard in _scandir(self.directory / kind):
-                try:
+                with contextlib.suppress(OSError):
                     os.rmdir(shard.path)  # only when empty
-                except OSError:
-                    pass
         with self._lock:
             self._total = 0
         return removed, freed
@@ -411,3 +408,66 @@ def report_key(path: str | os.PathLike[str], options: Sequence[object] | dict[st
     `checkpoint_identity`)."""
     identity = checkpoint_identity(path)
     return None if identity is None else make_key("report", identity, options)
+
+
+class ReportCache:
+    """Per-checkpoint reports in the same store as the spectra (`CacheStore`),
+    so a rerun over a grown run only analyses the new checkpoints.
+
+    An entry is keyed by the identity of the checkpoint's files (the store's key
+    discipline: path, inode, size, mtime and ctime; none while a file is being written),
+    the analysis options and the weightscope version: touching the checkpoint or changing
+    an option misses it. Entries are plain report JSON (what `analyze -o` writes); an
+    unreadable one is removed and rebuilt, and old ones leave by the store's LRU cap.
+    """
+
+    def __init__(self, store: CacheStore, options: AnalysisOptions) -> None:
+        self._store = store
+        self._options = dataclasses.asdict(options)
+
+    def get(self, path: Path) -> Report | None:
+        key = report_key(path, self._options)
+        text = self._store.load_text("reports", key) if key is not None else None
+        if key is None or text is None:
+            return None
+        try:
+            report = Report.from_dict(json.loads(text))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, WeightscopeError):
+            self._store.discard("reports", key)  # damaged or hand-edited: rebuilt
+            return None
+        return dataclasses.replace(report, source=str(path))  # as this run names it
+
+    def _distances_key(self, path: Path, reference: Path) -> str | None:
+        """Distances from init of ``path`` against ``reference``: keyed by both checkpoints'
+        identities (and the options/version, as reports are)."""
+        identities = [checkpoint_identity(path), checkpoint_identity(reference)]
+        return None if None in identities else make_key("distances", *identities, self._options)
+
+    def get_distances(self, path: Path, reference: Path) -> dict[str, float | None] | None:
+        key = self._distances_key(path, reference)
+        if key is None:
+            return None
+        text = self._store.load_text("distances", key)
+        try:
+            data: Any = json.loads(text) if text is not None else None
+        except (ValueError, RecursionError):
+            data = None
+        valid = isinstance(data, dict) and all(
+            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+            for k, v in data.items()
+        )
+        if not valid:
+            if text is not None:
+                self._store.discard("distances", key)  # damaged or hand-edited: rebuilt
+            return None
+        return {k: None if v is None else float(v) for k, v in data.items()}
+
+    def put_distances(self, path: Path, reference: Path, distances: dict[str, float | None]) -> None:
+        key = self._distances_key(path, reference)
+        if key is not None:
+            self._store.store_text("distances", key, json.dumps(distances, allow_nan=False) + "\n")
+
+    def put(self, path: Path, report: Report) -> None:
+        key = report_key(path, self._options)
+        if key is not None:
+            self._store.store_text("reports", key, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")

@@ -17,6 +17,7 @@ from weightscope.checkpoint.layers import block_index
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
+from weightscope.render.formats import Formats, json_text
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, column_texts, fmt
 
@@ -158,7 +159,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
             changed.append(f"{name} ({fmt(update.relative_norm)}, eff. rank {fmt(update.effective_rank, 1)}/{update.dim})")
         if comparison.mode == "quantization":
             hurt = [
-                f"{name} (error {fmt(by_name[name].update.relative_norm)}, Δalpha {signed(by_name[name].delta_alpha)}, "  # type: ignore[union-attr]
+                f"{name} (error {fmt(by_name[name].update.relative_norm)}, Δalpha {signed(by_name[name].delta_alpha)}, "  # type: ignore[union-attr]  # a quantization pair always has an update
                 f"λmax {signed_percent(by_name[name].lambda_max_change)}, stable rank {signed_percent(by_name[name].stable_rank_change)})"
                 for name in s.changed_most
             ]
@@ -209,3 +210,7 @@ def to_markdown(comparison: Comparison) -> str:
             cells[7] = f"**worse:** {cells[7]}"
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: The text formats of a comparison (`weightscope.render.formats`).
+COMPARE_FORMATS: Formats = {"json": json_text, "csv": to_csv, "md": to_markdown}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from weightscope.commands.gate import FAIL, SKIP, WARN, Check, GateResult
+from weightscope.render.formats import Formats, json_text
 
 _SHOWN = (FAIL, WARN)
 
@@ -75,8 +76,8 @@ def to_junit(result: GateResult) -> str:
 
     c = result.counts
     totals = {"tests": str(len(result.checks)), "failures": str(c[FAIL]), "errors": "0", "skipped": str(c[SKIP])}
-    suites = ET.Element("testsuites", name="weightscope gate", **totals)
-    suite = ET.SubElement(suites, "testsuite", name=_xml_text(f"weightscope gate: {result.source}"), **totals)
+    suites = ET.Element("testsuites", name="weightscope gate", **totals)  # type: ignore[arg-type]  # attribute keywords: the stubs fear one is attrib
+    suite = ET.SubElement(suites, "testsuite", name=_xml_text(f"weightscope gate: {result.source}"), **totals)  # type: ignore[arg-type]  # attribute keywords: the stubs fear one is attrib
     for check in result.checks:
         case = ET.SubElement(suite, "testcase", classname=f"weightscope.{check.rule}", name=_xml_text(check.layer))
         if check.status == FAIL:
@@ -88,3 +89,7 @@ def to_junit(result: GateResult) -> str:
             ET.SubElement(case, "system-out").text = _xml_text(f"warning: {check_line(check)}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+#: The formats of a gate's result (`weightscope.render.formats`).
+GATE_FORMATS: Formats = {"text": to_text, "json": json_text, "github": to_github, "junit": to_junit}

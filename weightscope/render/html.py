@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from matplotlib.figure import Figure
 
-    from weightscope.analysis.pipeline import LayerAnalysis
+    from weightscope.analysis.layer import LayerAnalysis
 
 _CSS = """
 :root { --ok: #1b7f3b; --low: #c0392b; --high: #a67c00; --muted: #6b7280; --line: #e5e7eb; }
@@ -376,7 +376,7 @@ _LEGEND = (
 
 def _spectrum_html(item: LayerAnalysis, anchor: str) -> str:
     result = item.result
-    picture = esd_picture(result, item.evals, item.rand_evals)  # type: ignore[arg-type]
+    picture = esd_picture(result, item.evals, item.rand_evals)  # type: ignore[arg-type]  # a drawn layer kept its evals
     warnings = "".join(f'<div class="warn">⚠ {escape(one_line(w))}</div>' for w in picture.warnings)
     return (
         f'<figure class="spectrum" id="{anchor}" data-verdict="{escape(_verdict_of(result))}" data-kind="{escape(result.kind)}">'
