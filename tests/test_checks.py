@@ -651,7 +651,7 @@ def test_verdict_precedence():
     assert verdict_of(fit=low)[0] == "over-trained"
     assert verdict_of(fit=high)[0] == "under-trained"
     assert set(VERDICTS) == {"healthy", "under-trained", "over-trained", "random-like", "correlation-trap",
-                             "rank-collapsed", "untrusted-fit", "failed"}
+                             "rank-collapsed", "untrusted-fit", "failed", "looks-untrained"}
 
 
 def test_flags_and_reasons():

@@ -211,7 +211,8 @@ def diagnose(
         vector_stats = eigenvector_localization(matrices, tail_start, spectrum)
     like_shuffled = randomized is not None and shuffled_like(evals, randomized, rand_distance, n, m, thresholds)
     init = None
-    if (mp.num_spikes == 0 and mp.ks <= thresholds.mp_ks_max) or like_shuffled:
+    spikeless_random = mp.ks <= thresholds.mp_ks_max or (rand_distance is not None and rand_distance <= thresholds.rand_distance_max)
+    if (mp.num_spikes == 0 and spikeless_random) or like_shuffled:
         init = match_initialiser(matrices)
     verdict, flags, reasons = decide(
         fit, mp, rand_distance, traps, rank, kings, trust, stored_dtype=stored_dtype, thresholds=thresholds,
@@ -648,6 +649,9 @@ def decide(
     if mp.num_spikes == 0 and mp_shaped:
         spectrum = (f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue rises above "
                     f"its bulk edge")
+    elif mp.num_spikes == 0 and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+        spectrum = (f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
+                    f"{thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge")
     elif like_shuffled:
         spectrum = (f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
                     f"{thresholds.rand_distance_max}) and its largest eigenvalue no higher than the copy's")
