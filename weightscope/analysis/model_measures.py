@@ -1,15 +1,12 @@
-"""Model-level measures, taken from the tensors as the layer stream has them in hand.
+"""Model-level measures: a second pass that reads only the tensors each measure needs.
 
 The per-layer ESD stream sees one matrix at a time; two measures need more:
 
 - the attention-logit bound of a block needs its q and k projections (and the gain of the
-  norm before them) together. Each projection gives its per-head R factors (heads·d_h²
-  values, 3 % of a 4096-wide projection's) as it streams past, and a block's bound is
-  computed from the two sets of factors: no projection is held or read again;
+  norm before them) together. Blocks are walked one at a time, so at most one block's
+  q, k and gain are alive — memory stays bounded by the largest block, not the model;
 - the row cloud of the token embedding (and of an untied ``lm_head``) needs the whole
-  matrix's rows: taken while the stream has the matrix, with the Gram matrix its
-  spectrum computes (`MeasurePlan`), so a vocabulary-sized matrix is read and
-  multiplied once (on MiniLM the separate pass cost 28 % of the whole analysis).
+  matrix's rows: one tensor at a time.
 
 Head counts are never guessed: they come from flags (``--heads``, ``--kv-heads``) or from
 ``config.json`` beside the checkpoint (Hugging Face names: ``num_attention_heads``,
@@ -23,10 +20,7 @@ one pair of tensors at a time.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,30 +31,33 @@ from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
 from weightscope.report import AttentionBounds, ModelMeasures
-from weightscope.stats.attention import (
-    LogitBound,
-    bound_of,
-    bounds_from_factors,
-    check_head_split,
-    head_factors,
-)
+from weightscope.stats.attention import LogitBound, check_head_split, logit_bound
 from weightscope.stats.embedding import RowCloud, row_cloud
 
 #: What one bad tensor may raise; it becomes a note (as a failed layer does in the stream).
 _MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
 
-#: Names of the norm right before self-attention in pre-norm blocks (Llama/Mistral/Qwen,
-#: GPT-2/GPT-J/NeoX, Meta's Llama, OPT/BART, ViT-style), searched inside the q's block.
-_PRE_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "norm1", "layernorm_before")
-_BLOCK_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|block|blocks)\.)(\d+)\.")
+#: Names of the norm right before self-attention in pre-norm blocks, searched inside the
+#: q's block: GGUF (llama.cpp's ``blk.N.attn_norm``), Hugging Face Llama/Mistral/Qwen/
+#: Phi/NeoX/Falcon (``input_layernorm``), GPT-2/GPT-J (``ln_1``), Meta's Llama
+#: (``attention_norm``), OPT/BART/Whisper (``self_attn_layer_norm``), CLIP/SigLIP
+#: (``layer_norm1``), ViT (``layernorm_before``, ``norm1``), Falcon's new layout
+#: (``ln_attn``), T5 (``layer.0.layer_norm``).
+_PRE_NORMS = (
+    "attn_norm", "input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "layer_norm1",
+    "layernorm_before", "norm1", "ln_attn", "layer.0.layer_norm",
+)
+#: Post-norm blocks (BERT/RoBERTa, DistilBERT): the q reads the previous block's last norm.
+_POST_NORMS = ("output.LayerNorm", "output_layer_norm")
+_BLOCK_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|block|blocks|blk)\.)(\d+)\.")
 
 
 def norm_gain_name(q_name: str, names: set[str]) -> str | None:
     """The gain of the norm layer whose output feeds this q projection, if identifiable.
 
-    Pre-norm blocks: the block's own ``input_layernorm``/``ln_1``/… . BERT-style post-norm
-    blocks (``attention.self.query``): the previous block's last ``output.LayerNorm``, or
-    ``embeddings.LayerNorm`` before block 0.
+    Pre-norm blocks: the block's own norm (`_PRE_NORMS`). Post-norm blocks (BERT's
+    ``attention.self.query``, DistilBERT's ``attention.q_lin``): the previous block's last
+    norm (`_POST_NORMS`), or the embeddings' ``LayerNorm`` before block 0.
     """
     match = _BLOCK_PREFIX.match(q_name)
     if match is None:
@@ -70,17 +67,24 @@ def norm_gain_name(q_name: str, names: set[str]) -> str | None:
         candidate = f"{prefix}{block}.{norm}.weight"
         if candidate in names:
             return candidate
-    if ".attention.self." in q_name:
+    if ".attention.self." in q_name or ".attention.q_lin" in q_name:
         if block > 0:
-            candidate = f"{prefix}{block - 1}.output.LayerNorm.weight"
-        else:
-            root = prefix.rsplit("encoder.", 1)[0] if "encoder." in prefix else ""
-            candidate = f"{root}embeddings.LayerNorm.weight"
+            return next((c for norm in _POST_NORMS if (c := f"{prefix}{block - 1}.{norm}.weight") in names), None)
+        root = prefix.rsplit("encoder.", 1)[0] if "encoder." in prefix else prefix.rsplit("transformer.", 1)[0]
+        candidate = f"{root}embeddings.LayerNorm.weight"
         return candidate if candidate in names else None
     return None
 
 
-def _qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
+def _missing_gain_note(blocks: list[int | None], q_name: str) -> str:
+    """One line for every block whose bound is without its norm gain."""
+    listed = ", ".join(str(b) for b in blocks[:6]) + (f", … ({len(blocks)} blocks)" if len(blocks) > 6 else "")
+    return (f"no norm gain found before q in block(s) {listed} (e.g. {q_name}; looked for the block's "
+            f"{', '.join(_PRE_NORMS[:3])}, … or a post-norm's LayerNorm): their bounds leave the gain out, "
+            f"and can be off by its size (SmolLM2-135M's block 0 reads 132.7 without its gain, 0.61 with it)")
+
+
+def qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
     """(q, k) per block, in block order; the notes say what could not be paired."""
     by_block: dict[int, dict[str, list[LayerSpec]]] = {}
     notes = []
@@ -104,134 +108,39 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-@dataclass(frozen=True)
-class TensorMeasure:
-    """What one tensor gives the model-level measures, taken while it is in hand: a q or k
-    projection's per-head R factors (`weightscope.stats.attention.head_factors`), or a
-    token matrix's row cloud; ``error`` says why not."""
-
-    name: str
-    factors: np.ndarray | None = None
-    cloud: RowCloud | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class MeasurePlan:
-    """Which tensors the model-level measures need and what each needs of them, decided
-    from the headers (and the norm gains, 1-D and read here) before the layers stream.
-
-    The stream hands each needed tensor to `measure_tensor` while it has it decoded (and
-    a token matrix's Gram matrix, which its spectrum computes anyway), so no weight
-    matrix is read or multiplied a second time; `finish` reads only what the stream did
-    not see (a tensor outside the analysed selection) and combines.
-    """
-
-    heads: HeadLayout
-    pairs: list[tuple[LayerSpec, LayerSpec]]
-    notes: list[str]
-    #: per q/k name: (its block's (heads, kv heads, head size) or why none, the gain's name, the gain)
-    projections: dict[str, tuple[tuple[int, int, int] | str, str | None, np.ndarray | None]]
-    queries: frozenset[str]
-    tokens: list[LayerSpec]
-    seed: int
-
-    def wants(self, name: str) -> bool:
-        return name in self.projections or any(spec.name == name for spec in self.tokens)
-
-
-def plan_measures(reader: CheckpointReader, options: AnalysisOptions) -> MeasurePlan:
-    """The `MeasurePlan` of an open checkpoint."""
-    specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
-    heads = read_head_layout(reader, options.heads, options.kv_heads)
-    pairs, notes = _qk_pairs(specs)
-    projections: dict[str, tuple[tuple[int, int, int] | str, str | None, np.ndarray | None]] = {}
-    if pairs and heads.heads is not None:
-        infos = {info.name: info for info in reader.tensors()}
-        gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
-        for q_spec, k_spec in pairs:
-            split: tuple[int, int, int] | str
-            gain_name = norm_gain_name(q_spec.name, gains)
-            gain = None
-            try:
-                split = heads.split_block(q_spec.info.shape[0], k_spec.info.shape[0])
-                check_head_split(*split)
-                gain = reader.read(infos[gain_name]) if gain_name is not None else None
-                if gain is not None and (gain.shape != (q_spec.info.shape[1],) or not np.isfinite(gain).all()):
-                    gain, gain_name = None, None
-            except _MEASURE_ERRORS as exc:
-                split = _first_line(exc)
-            projections[q_spec.name] = projections[k_spec.name] = (split, gain_name, gain)
-    queries = frozenset(q.name for q, _ in pairs)
-    return MeasurePlan(heads, pairs, notes, projections, queries, _token_matrices(specs), options.seed)
-
-
-def measure_tensor(plan: MeasurePlan, name: str, array: np.ndarray, gram: np.ndarray | None = None) -> TensorMeasure:
-    """What tensor ``name`` (decoded, finite) gives the measures; ``gram`` is X = WᵀW/N of
-    a token matrix when the caller has it."""
-    try:
-        with blas_threads(1):  # small products: threads only contend (and round differently)
-            if name in plan.projections:
-                split, _, gain = plan.projections[name]
-                if isinstance(split, str):
-                    raise WeightscopeError(split)
-                heads, kv_heads, head_dim = split
-                count = heads if name in plan.queries else kv_heads
-                return TensorMeasure(name, factors=head_factors(array, count, head_dim, gain))
-            return TensorMeasure(name, cloud=row_cloud(name, array, seed=plan.seed, gram=gram))
-    except _MEASURE_ERRORS as exc:
-        return TensorMeasure(name, error=_first_line(exc))
-
-
-def _read_measure(plan: MeasurePlan, reader: CheckpointReader, spec: LayerSpec) -> TensorMeasure:
-    try:
-        array = reader.read(spec.info)
-        if not np.isfinite(array).all():
-            raise WeightscopeError("non-finite weights")
-    except _MEASURE_ERRORS as exc:
-        return TensorMeasure(spec.name, error=_first_line(exc))
-    return measure_tensor(plan, spec.name, array)
-
-
-def finish(plan: MeasurePlan, seen: dict[str, TensorMeasure], reader: CheckpointReader) -> ModelMeasures:
-    """The `ModelMeasures` from what the stream measured (``seen``, by tensor name),
-    reading only the needed tensors it did not see, one at a time."""
-    got = dict(seen)
-
-    def measured(spec: LayerSpec) -> TensorMeasure:
-        if spec.name not in got:
-            got[spec.name] = _read_measure(plan, reader, spec)
-        return got[spec.name]
-
-    attention, attention_notes = _attention(plan, measured)
-    clouds, cloud_notes = _clouds(plan, measured)
-    return ModelMeasures(attention, clouds, attention_notes + cloud_notes)
-
-
-def _attention(plan: MeasurePlan, measured: Callable[[LayerSpec], TensorMeasure]) -> tuple[AttentionBounds, list[str]]:
-    """Every block's logit bound from its q and k factors."""
-    heads, notes = plan.heads, list(plan.notes)
-    if not plan.pairs:
+def attention_bounds(
+    reader: CheckpointReader, specs: list[LayerSpec], heads: HeadLayout
+) -> tuple[AttentionBounds, list[str]]:
+    """Every block's logit bound, one block's tensors alive at a time."""
+    pairs, notes = qk_pairs(specs)
+    if not pairs:
         return AttentionBounds("unavailable", "no separate q and k projections found"), notes
     if heads.heads is None:
         reason = "number of attention heads unknown: neither a config.json beside the checkpoint nor GGUF metadata states it; pass --heads (and --kv-heads for GQA)"
         return AttentionBounds("unavailable", reason, source=heads.source), notes
+    infos = {info.name: info for info in reader.tensors()}
+    gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
     bounds: list[LogitBound] = []
     split = None
-    for q_spec, k_spec in plan.pairs:
-        block_split, gain_name, _ = plan.projections[q_spec.name]
-        q, k = measured(q_spec), measured(k_spec)
+    without_gain: list[tuple[int | None, str]] = []
+    for q_spec, k_spec in pairs:
+        gain_name = norm_gain_name(q_spec.name, gains)
         try:
-            if isinstance(block_split, str):
-                raise WeightscopeError(block_split)
-            if q.factors is None or k.factors is None:
-                raise WeightscopeError(q.error or k.error or "no factors")
-            with blas_threads(1):
-                per_head, rotation = bounds_from_factors(q.factors, k.factors, *block_split)
-            bounds.append(bound_of(q_spec.block, q_spec.name, k_spec.name, per_head, rotation, gain_name))
-            split = block_split
+            split = heads.split_block(q_spec.info.shape[0], k_spec.info.shape[0])
+            check_head_split(*split)
+            gain = reader.read(infos[gain_name]) if gain_name is not None else None
+            if gain is not None and gain.shape != (q_spec.info.shape[1],):
+                gain, gain_name = None, None
+            wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
+            if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
+                raise WeightscopeError("non-finite weights")
+            bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, split, gain, gain_name))
+            if gain_name is None:
+                without_gain.append((q_spec.block, q_spec.name))
         except _MEASURE_ERRORS as exc:
             notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
+    if without_gain:
+        notes.append(_missing_gain_note([block for block, _ in without_gain], without_gain[0][1]))
     if not bounds or split is None:
         return AttentionBounds("unavailable", "no block's q/k split into the stated heads", source=heads.source), notes
     every = np.concatenate([np.asarray(b.heads) for b in bounds])
@@ -244,7 +153,7 @@ def _attention(plan: MeasurePlan, measured: Callable[[LayerSpec], TensorMeasure]
     )
 
 
-def _token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
+def token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
     """The token embedding (the embedding with the most rows) and an lm_head, if any."""
     chosen = []
     embeddings = [s for s in specs if s.kind == "embedding" and len(s.info.shape) == 2]
@@ -254,34 +163,36 @@ def _token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
     return chosen
 
 
-def _same_rows(a: RowCloud, b: RowCloud) -> bool:
-    """Whether two row clouds come from the same values: every statistic equal to the
-    last bit (each is a deterministic function of the rows; two different matrices
-    agreeing in all of them, in float64, does not happen by chance)."""
-    return dataclasses.replace(a, name="") == dataclasses.replace(b, name="")
-
-
-def _clouds(plan: MeasurePlan, measured: Callable[[LayerSpec], TensorMeasure]) -> tuple[list[RowCloud], list[str]]:
-    """Row clouds of the token embedding and of an untied lm_head."""
+def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> tuple[list[RowCloud], list[str]]:
+    """Row clouds of the token embedding and of an untied lm_head, one tensor at a time."""
     clouds: list[RowCloud] = []
     notes: list[str] = []
-    for spec in plan.tokens:
-        result = measured(spec)
-        if result.cloud is None:
-            notes.append(f"{spec.name}: no row cloud ({result.error})")
-        elif clouds and spec.kind == "lm_head" and _same_rows(clouds[0], result.cloud):
-            notes.append(f"{spec.name} is tied to the embedding (same values): measured once")
-        else:
-            clouds.append(result.cloud)
+    first: np.ndarray | None = None
+    for spec in token_matrices(specs):
+        try:
+            array = reader.read(spec.info)
+            if first is not None and spec.kind == "lm_head" and array.shape == first.shape and np.array_equal(array, first):
+                notes.append(f"{spec.name} is tied to the embedding (same values): measured once")
+                continue
+            if not np.isfinite(array).all():
+                raise WeightscopeError("non-finite weights")
+            clouds.append(row_cloud(spec.name, array, seed=seed))
+            first = array if first is None else first
+        except _MEASURE_ERRORS as exc:
+            notes.append(f"{spec.name}: no row cloud ({_first_line(exc)})")
     if not clouds and not notes:
         notes.append("no token embedding or lm_head found")
     return clouds, notes
 
 
 def measure_model(reader: CheckpointReader, options: AnalysisOptions) -> ModelMeasures:
-    """Attention-logit bounds and embedding row clouds of an open checkpoint, reading each
-    tensor they need once (for a caller without a stream: a Ray measures task)."""
-    return finish(plan_measures(reader, options), {}, reader)
+    """Attention-logit bounds and embedding row clouds of an open checkpoint."""
+    specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
+    heads = read_head_layout(reader, options.heads, options.kv_heads)
+    with blas_threads(1):  # small products: threads only contend (and round differently)
+        attention, attention_notes = attention_bounds(reader, specs, heads)
+        clouds, cloud_notes = row_clouds(reader, specs, options.seed)
+    return ModelMeasures(attention, clouds, attention_notes + cloud_notes)
 
 
 def _relative_distance(w: np.ndarray, w0: np.ndarray) -> float | None:

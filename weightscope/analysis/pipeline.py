@@ -30,8 +30,7 @@ from weightscope.analysis.layer import (
     read_layer,
     select,
 )
-from weightscope.analysis.model_measures import TensorMeasure, measure_model, plan_measures
-from weightscope.analysis.model_measures import finish as finish_measures
+from weightscope.analysis.model_measures import measure_model
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.layers import LayerSpec, Selection
@@ -68,25 +67,16 @@ def _local_batch(
     """A checkpoint's layers as local threads analyse them: read one layer ahead of the
     workers, several computing at once when memory allows, the largest first;
     ``execution`` chooses the device, workers and cache (`plan`). The model-level
-    measures take what they need from the layers as they pass and finish after them."""
+    measures follow its layers."""
     run = plan(selection.layers, options, execution)
-    wanted = plan_measures(reader, options) if options.measures else None
-    seen: dict[str, TensorMeasure] = {}  # what the stream gave the measures, by tensor name
-
-    def compute(spec: LayerSpec, array: Loaded) -> LayerAnalysis:
-        item = analyze_read(spec, array, options, run, wanted)
-        if item.measure is not None:
-            seen[item.measure.name] = item.measure
-        return item
-
     return LocalBatch(
         selection.layers,
         lambda spec: read_layer(reader, spec),
-        compute,
+        lambda spec, array: analyze_read(spec, array, options, run),
         workers=run.workers,
         cost=lambda spec: working_set(spec, options),
         budget=run.budget,
-        finish=(lambda: finish_measures(wanted, seen, reader)) if wanted is not None else None,
+        finish=(lambda: measure_model(reader, options)) if options.measures else None,
         size=lambda spec: eigen_flops([spec.info.shape[:2]]),
     )
 

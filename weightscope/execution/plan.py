@@ -102,15 +102,13 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
         total += spec.info.numel * 4 + m * m * 4
     if options.vectors:
         total += 3 * m * m * 8
-    if options.measures and spec.kind in ("embedding", "lm_head"):
-        total += m * m * 4  # the Gram matrix kept for the row cloud (`weightscope.analysis.model_measures`)
     return total
 
 
 def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) -> int:
-    """Bytes the float64 zero count of the "auto" policy (`weightscope.analysis.spectra`)
-    holds beyond `working_set`: the M×M float64 Gram matrix and one float64 row block
-    of W, less the float32 Gram matrix freed before it. On a GPU it lives on the device."""
+    """Bytes the float64 stage of the "auto" policy (`weightscope.analysis.spectra`) holds
+    beyond `working_set`: the M×M float64 Gram matrix and one float64 row block of W,
+    less the float32 Gram matrix freed before it. On a GPU it lives on the device."""
     if options.eig_dtype != "auto" or device != "cpu" or spec.lora is not None:
         return 0
     n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])

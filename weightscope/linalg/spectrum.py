@@ -15,7 +15,6 @@ then.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,20 +111,31 @@ def power_of_two_exponent(matrix: np.ndarray) -> int:
     return 0 if -SAFE_EXPONENT <= exponent <= SAFE_EXPONENT else -exponent
 
 
-#: Sees a copy of X = WᵀW/N before the eigensolver overwrites it (for a caller that needs
-#: the Gram matrix too, so it is not computed twice).
-GramHook = Callable[[np.ndarray], None]
+def _constant_value(matrix: np.ndarray) -> float | None:
+    """The value of a constant matrix, else None (two passes, no copy; a NaN is never
+    constant: non-finite matrices fail before any solve)."""
+    if not matrix.size:
+        return None
+    first = float(matrix.flat[0])
+    return first if float(matrix.min()) == first == float(matrix.max()) else None
 
 
-def gram_eigenvalues(
-    matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions(), on_gram: GramHook | None = None
-) -> np.ndarray:
+def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
     """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side).
 
     Any finite W is solved: one whose entries would under- or overflow the Gram matrix is
     scaled by a power of two first (`power_of_two_exponent`) and its eigenvalues come back in
-    float64, scaled back. ``on_gram`` gets a copy of X on the CPU path, unscaled matrices only.
+    float64, scaled back. A constant W (all-zero included) is not solved: X = c²·11ᵀ has
+    the one eigenvalue c²·M and M − 1 zeros, in closed form. That is what an npz
+    compression bomb decodes to (an 8192² zero matrix from 441 bytes): the solve would
+    cost a minute and ~0.5 GB for a spectrum known in advance.
     """
+    constant = _constant_value(matrix)
+    if constant is not None:
+        evals = np.zeros(min(matrix.shape), dtype=np.float64)
+        if evals.size:
+            evals[-1] = constant * constant * evals.size
+        return evals
     exponent = power_of_two_exponent(matrix)
     if exponent:
         evals = gram_eigenvalues(np.ldexp(matrix, exponent), options)
@@ -134,10 +144,7 @@ def gram_eigenvalues(
         from weightscope.linalg.device import torch_gram_eigenvalues
 
         return torch_gram_eigenvalues(matrix, options.dtype, options.device)
-    gram = gram_matrix(matrix, options.dtype)
-    if on_gram is not None:
-        on_gram(gram.copy())
-    return symmetric_eigenvalues(gram)
+    return symmetric_eigenvalues(gram_matrix(matrix, options.dtype))
 
 
 def gram_count_below(matrices: list[np.ndarray], shift: float, device: str = "cpu") -> int:
@@ -160,12 +167,12 @@ def gram_count_below(matrices: list[np.ndarray], shift: float, device: str = "cp
     return total
 
 
-def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions(), on_gram: GramHook | None = None) -> np.ndarray:
+def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
     """The ESD of a layer: eigenvalues of each matrix pooled and sorted ascending.
 
     A plain linear layer is one matrix; a conv kernel is one matrix per kernel position,
     pooled into one ESD (each slice is a linear map between channels).
     """
-    parts = [gram_eigenvalues(m, options, on_gram if len(matrices) == 1 else None) for m in matrices]
+    parts = [gram_eigenvalues(m, options) for m in matrices]
     evals = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
     return evals
