@@ -35,6 +35,7 @@ LEVELS = {
     "weightscope.commands": 9,
     "weightscope.render": 10,
     "weightscope.cli": 11,
+    "weightscope.integrations": 11,
     "weightscope.__main__": 12,
 }
 
@@ -250,7 +251,7 @@ def vocabulary_copies(package: Path = PACKAGE) -> list[str]:
 
 def reading_definitions(package: Path = PACKAGE) -> list[str]:
     """Places outside report.py that decide whether a layer's alpha has a reading on their
-    own: reading a ``.trusted`` attribute, defining a predicate named like one
+    own: reading ``fit_trust.trusted``, defining a predicate named like one
     (``is_trusted``, ``_trusted``, ``has_reading``), or testing ``.confidence`` against
     None. `LayerResult.has_reading` is the one definition."""
     found = []
@@ -260,8 +261,9 @@ def reading_definitions(package: Path = PACKAGE) -> list[str]:
             continue
         where = path.relative_to(package.parent)
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Attribute) and node.attr == "trusted":
-                found.append(f"{where}:{node.lineno} reads .trusted")
+            if (isinstance(node, ast.Attribute) and node.attr == "trusted" and isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "fit_trust"):
+                found.append(f"{where}:{node.lineno} reads fit_trust.trusted")
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and predicate.search(node.name):
                 found.append(f"{where}:{node.lineno} defines {node.name}()")
             if isinstance(node, ast.Compare):

@@ -29,6 +29,7 @@ from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError, install_hint
 from weightscope.stats.attention import LogitBound
 from weightscope.stats.embedding import RowCloud
+from weightscope.stats.initialization import InitMatch
 from weightscope.stats.likelihood import LikelihoodRatio  # noqa: F401  (hints)
 from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
@@ -94,6 +95,8 @@ class LayerResult:
     confidence: str | None = None
     #: the verdict's plain meaning and what to do (`weightscope.vocabulary`); empty when healthy
     advice: str = ""
+    #: the initialiser a random-like layer's entries match (looks untrained or reset)
+    init: InitMatch | None = None
 
     @property
     def ok(self) -> bool:

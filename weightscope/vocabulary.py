@@ -93,6 +93,7 @@ NO_READING = "no-reading"
 VERDICTS = (
     "rank-collapsed",
     "correlation-trap",
+    "looks-untrained",
     "random-like",
     "failed",
     "no-reading",
@@ -135,6 +136,11 @@ FINDINGS: tuple[Finding, ...] = (
             "Check that the layer was trained and loaded (not reset or re-initialised); a layer the "
             "training never uses (e.g. an unused pooler) can be accepted with the gate's exclude.",
             marker="s", untrained=True),
+    Finding("looks-untrained", Severity.FAILURE,
+            "The spectrum is random-like and the entries look like a fresh initial draw (their law and scale "
+            "match an initialiser): the layer looks untrained or reset.",
+            "Check that the weights were loaded and trained (a reset, a skipped load, a frozen layer); a layer "
+            "the training never uses can be accepted with the gate's exclude.", marker="s", untrained=True),
     Finding("correlation-trap", Severity.FAILURE,
             "A few outsized weights dominate the spectrum and change alpha's reading.",
             "Look at the listed entries (row, col): a loading bug, an overflow or a diverging update "
@@ -184,6 +190,13 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("alpha-high", Severity.NOTE,
             "Alpha is above the band.",
             "See the verdict: it says whether alpha can be read."),
+    Finding("outsized-entries", Severity.NOTE,
+            "A few weights are far larger than the rest of the matrix, but they do not change the reading of its "
+            "spectrum.",
+            "Usually harmless (e.g. BERT-style outlier dimensions); check the listed entries if they are not expected."),
+    Finding("dead-channels", Severity.NOTE,
+            "Some input or output channels are exactly zero: dead units, judged apart from the rank of the rest.",
+            "Usually harmless (pruned or never-activated units); check them if the layer should use every channel."),
     Finding("trap-without-impact", Severity.NOTE,
             "A few outsized weights stand out, but alpha reads the same without them.",
             "Usually harmless (e.g. BERT-style outlier dimensions); check the listed entries if they "
