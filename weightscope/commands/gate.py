@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import typing
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -49,6 +48,7 @@ from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
+from weightscope.patterns import compile_pattern
 from weightscope.report import LayerResult, Report, json_document
 
 SCHEMA = "weightscope.gate/2"
@@ -132,10 +132,7 @@ class GateSettings:
         if self.rules.needs_baseline and self.baseline is None:
             raise WeightscopeError(_NEEDS_BASELINE)
         for pattern in self.exclude:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise WeightscopeError(f"gate exclude {pattern!r} is not a valid regex: {exc}") from None
+            compile_pattern(pattern, "gate exclude")
 
 
 @dataclass(frozen=True)
@@ -412,7 +409,7 @@ def _baseline_checks(report: Report, baseline: Report, rules: GateRules, strip_p
 
 def excluded_layers(report: Report, patterns: Iterable[str]) -> list[str]:
     """Names of the report's layers that match any of the gate's exclude regexes."""
-    compiled = [re.compile(pattern) for pattern in patterns]
+    compiled = [compile_pattern(pattern, "gate exclude") for pattern in patterns]
     return [layer.name for layer in report.layers if any(p.search(layer.name) for p in compiled)]
 
 

@@ -8,20 +8,22 @@ from __future__ import annotations
 import re
 
 from weightscope.commands.gate import FAIL, SKIP, WARN, Check, GateResult
+from weightscope.errors import one_line
 from weightscope.render.formats import Formats, json_text
 
 _SHOWN = (FAIL, WARN)
 
 
 def check_line(check: Check) -> str:
-    return f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})"
+    """One check on one line: names and reasons come from files (`one_line`)."""
+    return one_line(f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})")
 
 
 def verdict_line(result: GateResult) -> str:
     c = result.counts
     outcome = "passed" if result.passed else "FAILED"
     line = (
-        f"weightscope gate {outcome} on {result.source}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
+        f"weightscope gate {outcome} on {one_line(result.source)}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
         f"{c['pass']} check(s) passed, {c[SKIP]} skipped"
     )
     if c[SKIP]:
