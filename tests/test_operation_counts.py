@@ -36,7 +36,7 @@ def model(tmp_path_factory):
         tensors[f"{prefix}mlp.down_proj.weight"] = rng.standard_normal((HIDDEN, FFN))
         tensors[f"{prefix}input_layernorm.weight"] = 1.0 + 0.1 * rng.standard_normal(HIDDEN)
     tensors = {name: (0.02 * value).astype(np.float32) for name, value in tensors.items()}
-    write_safetensors(directory / "model.safetensors", tensors, dtypes={name: "BF16" for name in tensors})
+    write_safetensors(directory / "model.safetensors", tensors, dtypes=dict.fromkeys(tensors, "BF16"))
     (directory / "config.json").write_text(json.dumps({"model_type": "llama", "num_attention_heads": HEADS, "num_key_value_heads": HEADS}))
     return directory
 
@@ -97,7 +97,7 @@ def test_root_help_lists_each_command_by_its_own_first_line():
 
     from weightscope.cli.app import COMMANDS, app
 
-    for name, (module, summary) in COMMANDS.items():
+    for module, _ in COMMANDS.values():
         __import__(f"weightscope.cli.{module}")
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]  # a multi-command app builds a Group
     for name, (_, summary) in COMMANDS.items():

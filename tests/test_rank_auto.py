@@ -77,7 +77,7 @@ def test_auto_rank_equals_float64_on_every_rank_case(tmp_path, stored):
     with blas_threads(1):  # a threaded QR of the test matrices crawls on a loaded machine (285 s here)
         tensors = cases(stored)
     path = tmp_path / "cases.safetensors"
-    write_safetensors(path, tensors, dtypes={name: stored for name in tensors})
+    write_safetensors(path, tensors, dtypes=dict.fromkeys(tensors, stored))
     auto = analyze(path, min_evals=10, measures=False, execution=NO_CACHE)
     exact = analyze(path, min_evals=10, measures=False, eig_dtype="float64", execution=NO_CACHE)
     assert ranks(auto) == ranks(exact)

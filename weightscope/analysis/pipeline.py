@@ -77,7 +77,7 @@ def _local_batch(
         cost=lambda spec: working_set(spec, options),
         budget=run.budget,
         finish=(lambda: measure_model(reader, options)) if options.measures else None,
-        size=lambda spec: eigen_flops([spec.info.shape[:2]]),
+        size=lambda spec: eigen_flops([(spec.info.shape[0], spec.info.shape[1])]),
     )
 
 
