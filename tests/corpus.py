@@ -1,5 +1,5 @@
 """A fault-injection corpus: hostile or faulty inputs and scenarios, each with the contract
-it must keep (`tests/test_corpus.py` runs every case through the real CLI).
+it must keep (`tests/cli/test_corpus.py` runs every case through the real CLI).
 
 The contract, for every command: bad input, a bad path or a bad environment gives one
 line ``error: …`` and exit 2 (a gate violation is exit 1); never a traceback, a hang or a
