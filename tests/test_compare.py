@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 import weightscope.commands.compare as compare_module
 from weightscope.checkpoint import write_safetensors
+from weightscope.checkpoint.names import align_names
 from weightscope.cli import app
 from weightscope.commands.compare import (
     compare,
     compare_reports,
     got_worse,
-    match_names,
     update_stats,
 )
 from weightscope.errors import WeightscopeError
@@ -93,10 +93,12 @@ def test_planted_rank_r_update_is_measured(models):
     assert all(change.alpha_b == alone[change.name] for change in result.layers)
 
 
-def test_strip_prefix_matches_a_renamed_copy(models):
-    unmatched = compare(models["a"], models["prefixed"])
-    assert unmatched.layers == [] and len(unmatched.only_a) == len(unmatched.only_b) == 5
+def test_a_renamed_copy_lines_up_without_options_and_says_so(models):
+    aligned = compare(models["a"], models["prefixed"])
+    assert [c.name for c in aligned.layers] == NAMES and aligned.only_a == aligned.only_b == []
+    assert aligned.aligned == ["removed the prefix 'base_model.' from B's layer names"]
     result = compare(models["prefixed"], models["a"], strip_prefix=["base_model."])
+    assert result.aligned == []
     assert [c.name for c in result.layers] == NAMES
     assert {c.name_a for c in result.layers} == {f"base_model.{n}" for n in NAMES}
     assert all(c.update.relative_norm == 0.0 and c.delta_alpha == 0.0 for c in result.layers)
@@ -104,8 +106,8 @@ def test_strip_prefix_matches_a_renamed_copy(models):
 
 def test_stripping_into_a_collision_is_an_error():
     with pytest.raises(WeightscopeError, match="two layers named 'x'"):
-        match_names(["a.x", "b.x"], ["x"], ["a.", "b."])
-    assert match_names(["base_model.model.x"], ["model.x"], ["model.", "base_model.model."]).pairs == [
+        align_names(["a.x", "b.x"], ["x"], ["a.", "b."])
+    assert align_names(["base_model.model.x"], ["model.x"], ["model.", "base_model.model."]).pairs == [
         ("x", "base_model.model.x", "model.x")
     ]
 
