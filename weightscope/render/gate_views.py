@@ -1,19 +1,21 @@
 """Views of a `GateResult` that CI systems show natively: text, GitHub annotations, JUnit XML.
 
-Every failed check is one line naming the layer, the rule, the value and the limit.
+Every failed check is one line naming the layer, the finding (rule and message), the
+limit and the one-line fix; the failures a baseline accepted are listed after them.
 """
 
 from __future__ import annotations
 
 import re
 
-from weightscope.commands.gate import FAIL, SKIP, WARN, Check, GateResult
+from weightscope.commands.gate import ACCEPTED, FAIL, SKIP, WARN, Check, GateResult
 
 _SHOWN = (FAIL, WARN)
 
 
 def check_line(check: Check) -> str:
-    return f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})"
+    line = f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})"
+    return f"{line}. Fix: {check.fix}" if check.status == FAIL and check.fix else line
 
 
 def verdict_line(result: GateResult) -> str:
@@ -23,6 +25,8 @@ def verdict_line(result: GateResult) -> str:
         f"weightscope gate {outcome} on {result.source}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
         f"{c['pass']} check(s) passed, {c[SKIP]} skipped"
     )
+    if result.baseline is not None:
+        line += f", {c[ACCEPTED]} accepted because the baseline {result.baseline} has them"
     if c[SKIP]:
         line += f" (NOT checked: {c[SKIP]} check(s) lacked their input; --strict would fail them)"
     if result.excluded:
@@ -30,9 +34,16 @@ def verdict_line(result: GateResult) -> str:
     return line
 
 
+#: What a failing run without a baseline prints last: how to accept today's findings once.
+ACCEPT_HINT = ("to accept today's findings once and fail only on new or worse ones: "
+               "weightscope gate {source} --write-baseline baseline.json, then gate with --baseline baseline.json")
+
+
 def to_text(result: GateResult) -> str:
     lines = [f"{check.status.upper()} {check_line(check)}" for check in result.checks if check.status in _SHOWN]
-    return "\n".join([*lines, verdict_line(result)]) + "\n"
+    accepted = [f"ACCEPTED {check_line(check)}" for check in result.accepted]
+    hint = [ACCEPT_HINT.format(source=result.source)] if not result.passed and result.baseline is None else []
+    return "\n".join([*lines, *accepted, verdict_line(result), *hint]) + "\n"
 
 
 def _escape_data(text: str) -> str:
@@ -84,7 +95,7 @@ def to_junit(result: GateResult) -> str:
             failure.text = _xml_text(check_line(check))
         elif check.status == SKIP:
             ET.SubElement(case, "skipped", message=_xml_text(check.message))
-        elif check.status == WARN:
-            ET.SubElement(case, "system-out").text = _xml_text(f"warning: {check_line(check)}")
+        elif check.status in (WARN, ACCEPTED):
+            ET.SubElement(case, "system-out").text = _xml_text(f"{'warning' if check.status == WARN else 'accepted'}: {check_line(check)}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
