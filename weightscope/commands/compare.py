@@ -141,7 +141,8 @@ class Comparison:
     mode: str = "checkpoints"
     #: layers of A that B does not change (an adapter's untouched layers), not analysed
     unchanged: list[str] = field(default_factory=list)
-    #: what was removed from the layer names to pair them (`Alignment.notes`)
+    #: how the sides were read and paired: what was removed from the layer names
+    #: (`Alignment.notes`), and a PEFT model in memory read as base + adapter
     aligned: list[str] = field(default_factory=list)
     schema: str = SCHEMA
 
@@ -338,7 +339,8 @@ def _compare_pair(pair: _Pair, read: _Read, options: AnalysisOptions, run: Plan)
     result_b = analyze_read(pair.spec_b, read.b, options, run_b).result
     w_a = read.a if isinstance(read.a, np.ndarray) else None
     w_b = read.b if isinstance(read.b, np.ndarray) else None
-    if pair.lora is not None and read.factors is not None and pair.lora.magnitude is None and w_a is not None:
+    finite_factors = read.factors is not None and all(np.isfinite(factor).all() for factor in read.factors)
+    if pair.lora is not None and read.factors is not None and finite_factors and pair.lora.magnitude is None and w_a is not None:
         update = lora_update_stats(*read.factors, pair.lora.scale, _sum_squares(w_a) or None, note=pair.lora.note)
         return layer_change(pair.key, result_a, result_b, update)
     update, note = _update_between(w_a, w_b, options)
@@ -472,9 +474,10 @@ def compare_checkpoints(
                 budget=2 * run.budget,
                 progress=done_hook,
             ))
+        read_as = reader_b.metadata.get("read_as")  # a PEFT model in memory: base + adapter
     return Comparison(
         source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
-        _summarize(changes, top), mode=mode, unchanged=unchanged, aligned=match.notes,
+        _summarize(changes, top), mode=mode, unchanged=unchanged, aligned=match.notes + ([f"B is {read_as}"] if read_as else []),
     )
 
 

@@ -180,6 +180,8 @@ class GateResult:
     rules: GateRules
     checks: list[Check]
     excluded: list[str] = field(default_factory=list)
+    #: the base model an adapter (``source``) was judged on (``gate BASE --adapter ADAPTER``)
+    base: str | None = None
     schema: str = SCHEMA
 
     @property
@@ -481,7 +483,7 @@ def update_checks(updates: list[Update], rules: GateRules) -> list[Check]:
         checks.append(Check("update-rank", update.name, status, float(stats.rank90), "> 0 directions", message, _FIX_UPDATE_ZERO))
     relative = all(u.stats.relative_norm is not None for u in updates)
     sizes = np.array([(u.stats.relative_norm if relative else u.stats.norm) or 0.0 for u in updates], dtype=float)
-    what = "‖ΔW‖/‖W‖" if relative else "‖ΔW‖"
+    what, squared = ("‖ΔW‖/‖W‖", "Σ(‖ΔW‖/‖W‖)²") if relative else ("‖ΔW‖", "Σ‖ΔW‖²")
     finite = sizes[np.isfinite(sizes) & (sizes > 0)]
     if rules.max_update_ratio is not None and finite.size >= _MIN_UPDATES_FOR_MEDIAN:
         median = float(np.median(finite))
@@ -494,12 +496,12 @@ def update_checks(updates: list[Update], rules: GateRules) -> list[Check]:
             checks.append(Check("update-size", update.name, status, ratio, limit, message, _FIX_UPDATE_SIZE))
     squares = sizes**2
     if rules.max_update_share is not None and len(updates) >= _MIN_UPDATES_FOR_SHARE and np.isfinite(squares).all() and squares.sum() > 0:
-        limit = f"≤ {_g(rules.max_update_share)} of Σ{what}²"
+        limit = f"≤ {_g(rules.max_update_share)} of {squared}"
         for update, square in zip(updates, squares):
             share = float(square / squares.sum())
             status = FAIL if share > rules.max_update_share else PASS
             checks.append(Check("update-share", update.name, status, share, limit,
-                                f"holds {share:.0%} of the adapter's Σ{what}² over {len(updates)} modules", _FIX_UPDATE_SHARE))
+                                f"holds {share:.0%} of the adapter's {squared} over {len(updates)} modules", _FIX_UPDATE_SHARE))
     return checks
 
 
@@ -735,7 +737,7 @@ def gate(
     if adapter is not None:
         comparison = compare(path, adapter, strip_prefix=settings.strip_prefix, execution=execution, **options)
         checks = adapter_checks(comparison, settings.rules, settings.exclude)
-        return GateResult(str(adapter), str(path), settings.config, settings.rules, checks)
+        return GateResult(str(adapter), None, settings.config, settings.rules, checks, base=str(path))
     report = report_for(path, opts, execution=execution)
     if write_baseline_to is not None:
         write_baseline(report, write_baseline_to)

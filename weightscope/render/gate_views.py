@@ -27,6 +27,8 @@ def verdict_line(result: GateResult) -> str:
     )
     if result.baseline is not None:
         line += f", {c[ACCEPTED]} accepted because the baseline {result.baseline} has them"
+    if result.base is not None:
+        line += f" (adapter judged on the base model {result.base})"
     if c[SKIP]:
         line += f" (NOT checked: {c[SKIP]} check(s) lacked their input; --strict would fail them)"
     if result.excluded:
@@ -42,7 +44,8 @@ ACCEPT_HINT = ("to accept today's findings once and fail only on new or worse on
 def to_text(result: GateResult) -> str:
     lines = [f"{check.status.upper()} {check_line(check)}" for check in result.checks if check.status in _SHOWN]
     accepted = [f"ACCEPTED {check_line(check)}" for check in result.accepted]
-    hint = [ACCEPT_HINT.format(source=result.source)] if not result.passed and result.baseline is None else []
+    first_run = not result.passed and result.baseline is None and result.base is None
+    hint = [ACCEPT_HINT.format(source=result.source)] if first_run else []
     return "\n".join([*lines, *accepted, verdict_line(result), *hint]) + "\n"
 
 
