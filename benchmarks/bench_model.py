@@ -39,7 +39,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from _common import ROOT, Run, llama_block_shards, measured, median, planted_weight, weightscope_env, write_sharded
+from _common import (
+    ROOT,
+    Run,
+    llama_block_shards,
+    measured,
+    median,
+    planted_weight,
+    weightscope_env,
+    write_sharded,
+)
 
 from weightscope.checkpoint import write_safetensors
 
@@ -149,7 +158,7 @@ def build(name: str, workdir: Path) -> Path:
 
 def describe(model: Path) -> tuple[int, float]:
     """(layers weightscope analyses, largest tensor's float32 size in MB)."""
-    from weightscope.pipeline import inspect
+    from weightscope.analysis.pipeline import inspect
 
     inspection = inspect(model)
     return len(inspection.selection.layers), max(info.numel for info in inspection.tensors) * 4 / 2**20
@@ -236,9 +245,9 @@ def import_times(ww_python: Path | None, repeats: int) -> dict[str, float]:
 def profile(model: Path, randomize: bool) -> dict[str, float]:
     """Seconds of each stage of weightscope's analysis of ``model``, in this process, with
     one worker so that stages add up (thread CPU time of the analysing thread)."""
-    import weightscope.layer_spectra as layer_spectra
+    import weightscope.analysis.pipeline as pipeline
+    import weightscope.analysis.spectra as layer_spectra
     import weightscope.linalg.spectrum as spectrum
-    import weightscope.pipeline as pipeline
     from weightscope.execution.plan import Execution
 
     totals: dict[str, float] = {}

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from _common import benchmark_parser, llama_block_shards, write_sharded
 
+from weightscope.analysis.pipeline import analyze_with
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import analyze_with
 from weightscope.render.text import to_json
 
 

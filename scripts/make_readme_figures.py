@@ -15,11 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from weightscope.analysis.pipeline import select, stream_layers
 from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.trend import trend
 from weightscope.errors import WeightscopeError
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import select, stream_layers
 from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib, save_png

@@ -1,4 +1,4 @@
-"""Measure the rounding-noise floor behind the rank check (checks.zero_tolerance), and the
+"""Measure the rounding-noise floor behind the rank check (linalg.rank.zero_tolerance), and the
 rank check's false- and true-collapse rates per stored dtype. Seeded; prints a table.
 
     python scripts/measure_rank_floor.py [--seeds 16]
@@ -18,8 +18,13 @@ import argparse
 
 import numpy as np
 
-from weightscope.checks import PRECISION_BITS, rank_info, rounding_noise_variance, zero_tolerance
+from weightscope.checks import rank_info
 from weightscope.config import Thresholds
+from weightscope.linalg.rank import (
+    PRECISION_BITS,
+    rounding_noise_variance,
+    zero_tolerance,
+)
 from weightscope.linalg.spectrum import esd
 
 THRESHOLDS = Thresholds()
@@ -54,7 +59,7 @@ def old_tolerance(evals: np.ndarray, dtype: str, m: int) -> float:
 
 def collapsed(w: np.ndarray, dtype: str) -> tuple[bool, bool, int]:
     evals = esd([w])
-    new = rank_info(evals, zero_tolerance([w], float(evals[-1]), dtype, "float64", THRESHOLDS), THRESHOLDS)
+    new = rank_info(evals, zero_tolerance([w], float(evals[-1]), dtype, "float64", THRESHOLDS.rank_noise_factor), THRESHOLDS)
     old = rank_info(evals, old_tolerance(evals, dtype, min(w.shape)), THRESHOLDS)
     return old.collapsed, new.collapsed, new.numerical_rank
 
@@ -96,7 +101,7 @@ def rates(seeds: int, n: int, m: int) -> None:
         w = (w + 2e-5 * 0.02 * rng.standard_normal(w.shape)).astype(np.float32)
         evals = esd([w])
         truth = np.linalg.matrix_rank(w)
-        new_rank = rank_info(evals, zero_tolerance([w], float(evals[-1]), "F32", "float64", THRESHOLDS), THRESHOLDS)
+        new_rank = rank_info(evals, zero_tolerance([w], float(evals[-1]), "F32", "float64", THRESHOLDS.rank_noise_factor), THRESHOLDS)
         old_rank = rank_info(evals, old_tolerance(evals, "F32", m), THRESHOLDS)
         agree += new_rank.numerical_rank == truth
         old_agree += old_rank.numerical_rank == truth

@@ -902,7 +902,7 @@ def _trend_no_steps(directory: Path, kit: Kit) -> Scenario:
 
 _REWRITE = """
 import json, os, sys
-from weightscope.pipeline import analyze
+from weightscope.analysis.pipeline import analyze
 from weightscope.execution.plan import Execution
 path = sys.argv[1]
 def hook(done, layers):

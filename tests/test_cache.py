@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 import weightscope
+import weightscope.analysis.spectra as layer_spectra
 import weightscope.execution.cache as cache_module
-import weightscope.layer_spectra as layer_spectra
 from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
 from weightscope.commands.trend import trend

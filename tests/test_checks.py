@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
+from weightscope.checkpoint.layers import layer_matrices
 from weightscope.checks import (
     VERDICTS,
     Diagnostics,
@@ -19,18 +20,12 @@ from weightscope.checks import (
     diagnose,
     dragon_kings,
     eigenvector_localization,
-    exponential_loglik,
-    power_law_loglik,
     rank_info,
-    rounding_noise_variance,
     trap_matters,
-    versus_lognormal,
-    vuong,
-    zero_tolerance,
 )
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.layers import layer_matrices
+from weightscope.linalg.rank import rounding_noise_variance, zero_tolerance
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.report import (
     FitTrust,
@@ -41,6 +36,12 @@ from weightscope.report import (
     Traps,
 )
 from weightscope.stats.fit import PowerLawFit, fit_power_law
+from weightscope.stats.likelihood import (
+    exponential_loglik,
+    power_law_loglik,
+    versus_lognormal,
+    vuong,
+)
 from weightscope.stats.randmat import randomized_esd
 
 THRESHOLDS = Thresholds()
@@ -230,7 +231,7 @@ def conditioned(n, m, kappa, rng):
 
 def rank_of(w, stored, eig_dtype="float64"):
     evals = esd([w], SpectrumOptions(eig_dtype))
-    return rank_info(evals, zero_tolerance([w], float(evals[-1]), stored, eig_dtype, THRESHOLDS), THRESHOLDS)
+    return rank_info(evals, zero_tolerance([w], float(evals[-1]), stored, eig_dtype, THRESHOLDS.rank_noise_factor), THRESHOLDS)
 
 
 @pytest.mark.parametrize("stored, round_", [("BF16", to_bf16), ("F16", to_f16), ("F32", np.float32)])
@@ -281,8 +282,8 @@ def test_rounding_noise_variance_matches_the_rounding_error():
 
 def test_auto_precision_rank_loss_equals_float64s(tmp_path):
     """"auto" solves in float32 but re-solves where the rank could differ from float64's."""
+    from weightscope.analysis.pipeline import analyze
     from weightscope.checkpoint.writer import write_safetensors
-    from weightscope.pipeline import analyze
 
     rng = np.random.default_rng(5)
     w = conditioned(512, 256, 1e4, rng)
@@ -303,7 +304,7 @@ def test_full_rank_gaussian_is_not_collapsed(stored, shape):
 
 def test_unknown_stored_dtype_is_a_one_line_error():
     with pytest.raises(WeightscopeError, match="unknown stored dtype 'I8'"):
-        zero_tolerance([np.ones((4, 4))], 1.0, "I8", "float64", THRESHOLDS)
+        zero_tolerance([np.ones((4, 4))], 1.0, "I8", "float64", THRESHOLDS.rank_noise_factor)
 
 
 # --- heavy-tailed (trained-like) layers --------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import weightscope.commands.compare as compare_module
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import write_safetensors
 from weightscope.checkpoint.names import align_names
 from weightscope.cli import app
@@ -21,7 +22,6 @@ from weightscope.commands.compare import (
 )
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
-from weightscope.pipeline import analyze
 from weightscope.report import LayerResult, Report
 from weightscope.summary import summarize
 

@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import planted_power_law
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
 from weightscope.execution.plan import Execution
-from weightscope.pipeline import analyze
 
 runner = CliRunner()
 NO_CACHE = Execution(cache=False, workers=1)

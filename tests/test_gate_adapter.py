@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
 from weightscope.commands.compare import compare
-from weightscope.pipeline import analyze
 
 torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")

@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 
 from tests.gguf_fixtures import write_gguf
 from tests.helpers import planted_power_law
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
 from weightscope.commands.compare import compare
 from weightscope.errors import CheckpointError
 from weightscope.execution.plan import Execution
-from weightscope.pipeline import analyze
 
 gguf = pytest.importorskip("gguf")
 runner = CliRunner()

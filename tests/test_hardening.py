@@ -15,12 +15,12 @@ import pytest
 
 from tests.corpus import enospc_after, small_layers
 from tests.helpers import planted_power_law
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import input_files, write_safetensors
 from weightscope.errors import WeightscopeError, one_line
 from weightscope.execution.plan import Execution
 from weightscope.io import check_outputs, destination, write_atomic
 from weightscope.linalg.spectrum import SpectrumOptions, gram_eigenvalues
-from weightscope.pipeline import analyze
 from weightscope.report import Report
 
 

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from weightscope.checkpoint.base import TensorInfo
+from weightscope.checkpoint.layers import (
+    block_index,
+    layer_kind,
+    layer_matrices,
+    select_layers,
+)
 from weightscope.errors import WeightscopeError
-from weightscope.layers import block_index, layer_kind, layer_matrices, select_layers
 
 
 def info(name, shape, dtype="F32"):

@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import planted_power_law
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import write_safetensors
 from weightscope.checkpoint.lora import canonical_name
 from weightscope.cli import app
 from weightscope.commands.compare import compare
 from weightscope.execution.plan import Execution
-from weightscope.pipeline import analyze
 from weightscope.stats.update import lowrank_singular_values
 
 runner = CliRunner()

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from weightscope.analysis.model_measures import (
+    distance_from_init,
+    norm_gain_name,
+)
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.checkpoint.model_config import read_model_config
 from weightscope.cli import app
 from weightscope.commands.compare import compare
 from weightscope.errors import WeightscopeError
-from weightscope.model_measures import (
-    distance_from_init,
-    norm_gain_name,
-)
-from weightscope.pipeline import analyze
 from weightscope.report import Report
 from weightscope.stats.attention import HeadLayout, head_bounds
 from weightscope.stats.embedding import (

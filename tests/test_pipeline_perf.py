@@ -13,9 +13,9 @@ import scipy.linalg
 
 import weightscope
 from weightscope.checkpoint import open_checkpoint, write_safetensors
+from weightscope.checkpoint.layers import select_layers
 from weightscope.execution.plan import Execution, plan
 from weightscope.execution.schedule import pipelined
-from weightscope.layers import select_layers
 from weightscope.linalg._blas import (
     THREAD_ENV_VARS,
     available_cores,

@@ -363,9 +363,9 @@ def test_plot_layer_draws_only_the_matching_layers_and_reads_nothing_else(checkp
 
 
 def test_plotted_fit_is_the_analysis_fit_on_a_real_checkpoint(checkpoint):
+    from weightscope.analysis.pipeline import analyze, select, stream_layers
     from weightscope.checkpoint import open_checkpoint
     from weightscope.options import AnalysisOptions
-    from weightscope.pipeline import analyze, select, stream_layers
 
     report = analyze(checkpoint)
     options = AnalysisOptions(include=(r"q_proj",))
@@ -442,7 +442,7 @@ def synthetic_trend(steps=(0, 100, 300, 1000, 3000, 10000), seed=9):
 
 
 def block_index_of(name):
-    from weightscope.layers import block_index
+    from weightscope.checkpoint.layers import block_index
 
     return block_index(name)
 

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from tests.helpers import gaussian, planted_power_law
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import write_safetensors
 from weightscope.commands.compare import compare
 from weightscope.commands.trend import trend
 from weightscope.execution.cache import RACY_SECONDS
 from weightscope.execution.plan import Execution
-from weightscope.pipeline import analyze
 from weightscope.render.text import to_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -219,8 +219,8 @@ def _until_no_task_runs(name: str, seconds: float) -> list[int]:
 
 
 def test_leaving_a_ray_run_early_cancels_its_tasks(cluster, tmp_path):
+    from weightscope.analysis.pipeline import analyze_many
     from weightscope.options import AnalysisOptions
-    from weightscope.pipeline import analyze_many
 
     reports = analyze_many(_slow_run(tmp_path), AnalysisOptions(), execution=ON_RAY)
     first = next(reports)  # the slow checkpoint's layers are running by now

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import weightscope.execution.cache as cache_module
+from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import open_checkpoint, write_safetensors
 from weightscope.cli import app
 from weightscope.commands.trend import (
@@ -29,7 +30,6 @@ from weightscope.commands.trend import (
     trend_from_reports,
 )
 from weightscope.errors import WeightscopeError
-from weightscope.pipeline import analyze
 from weightscope.report import LayerResult, Report
 from weightscope.summary import summarize
 

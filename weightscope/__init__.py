@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from weightscope._version import __version__
 
 _EXPORTS = {
-    "analyze": "weightscope.pipeline",
+    "analyze": "weightscope.analysis.pipeline",
     "compare": "weightscope.commands.compare",
     "AnalysisOptions": "weightscope.options",
     "Execution": "weightscope.execution.plan",
-    "inspect": "weightscope.pipeline",
-    "Inspection": "weightscope.pipeline",
+    "inspect": "weightscope.analysis.pipeline",
+    "Inspection": "weightscope.analysis.pipeline",
     "open_checkpoint": "weightscope.checkpoint",
     "Report": "weightscope.report",
     "LayerResult": "weightscope.report",
@@ -31,12 +31,12 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from weightscope.analysis.pipeline import Inspection, analyze, inspect
     from weightscope.checkpoint import open_checkpoint
     from weightscope.commands.compare import compare
     from weightscope.errors import WeightscopeError
     from weightscope.execution.plan import Execution
     from weightscope.options import AnalysisOptions
-    from weightscope.pipeline import Inspection, analyze, inspect
     from weightscope.report import LayerResult, Report
 
 

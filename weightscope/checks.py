@@ -9,45 +9,35 @@ threshold comes from one `Thresholds` object (weightscope.config).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.linalg.gram import oriented
-from weightscope.linalg.spectrum import SpectrumOptions, esd, solver_floor
+from weightscope.linalg.gram import layer_shape, oriented
+from weightscope.linalg.rank import zero_tolerance
+from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import (
     PowerLawFit,
     candidate_alphas,
     fit_power_law,
 )
 from weightscope.stats.fitted_ks import critical_distance, two_sided_distance
-from weightscope.stats.lognormal import fit_truncated_lognormal
+from weightscope.stats.likelihood import (
+    LikelihoodRatio,
+    exponential_loglik,
+    power_law_loglik,
+    versus_lognormal,
+    vuong,
+)
 from weightscope.stats.randmat import (
     MPBulk,
     RandomizedESD,
     fit_mp_bulk,
     ks_distance,
-    layer_shape,
     mp_edge,
 )
-
-#: Significand precision p (mantissa bits + 1) of each stored float dtype (safetensors
-#: names); its unit roundoff is u = 2^−p.
-PRECISION_BITS = {
-    "F64": 53,
-    "F32": 24,
-    "F16": 11,
-    "BF16": 8,
-    "F8_E4M3": 4,
-    "F8_E5M2": 3,
-}
-
-#: Stored dtypes judged by numpy.linalg.matrix_rank's convention; coarser ones by the
-#: rounding-noise floor of their stored values (see `zero_tolerance`).
-_MATRIX_RANK_DTYPES = ("F64", "F32")
 
 #: Verdicts in order of precedence: the first whose flag is raised wins.
 VERDICTS = (
@@ -63,11 +53,6 @@ VERDICTS = (
 
 # Robust standard deviation of a Gaussian from its median absolute deviation.
 _MAD_TO_SIGMA = 1.4826
-
-# A best lognormal whose summed log-likelihood beats the power law's by at most this
-# fraction of Σ|ℓ| is the power law to rounding (measured: gains within ±1e-15 of Σ|ℓ|
-# when the optimum lies within rounding of the c = 0 edge; see `versus_lognormal`).
-_SAME_LIKELIHOOD = 1e-12
 
 
 # --- the diagnostic result types (fields of `LayerResult`) -----------------------------
@@ -113,14 +98,6 @@ class DragonKings:
 
     count: int
     alpha_without: float | None
-
-
-@dataclass(frozen=True)
-class LikelihoodRatio:
-    """Log-likelihood ratio R of power law vs an alternative (R > 0 favours the power law)."""
-
-    R: float
-    p: float
 
 
 @dataclass(frozen=True)
@@ -196,7 +173,7 @@ def diagnose(
         return Diagnostics(None, None, None, None, None, None, None, "failed", ["non-finite"],
                            ["The spectrum has non-finite eigenvalues (NaN or inf weights)."])
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
-    tolerance = zero_tolerance(matrices, float(evals[-1]), stored_dtype, spectrum.dtype, thresholds)
+    tolerance = zero_tolerance(matrices, float(evals[-1]), stored_dtype, spectrum.dtype, thresholds.rank_noise_factor)
     rank = rank_info(evals, tolerance, thresholds)
     traps = rand_distance = None
     if randomized is not None:
@@ -386,65 +363,6 @@ def _kings(top: np.ndarray, xmin: float, alpha: float, num_tail: int, level: flo
 # --- rank collapse ----------------------------------------------------------------------
 
 
-def zero_tolerance(matrices: list[np.ndarray], lambda_max: float, stored_dtype: str, eig_dtype: str,
-                   thresholds: Thresholds) -> float:
-    """The eigenvalue of X = WᵀW/N at or below which a layer's eigenvalue is numerically zero.
-
-    - F32/F64 weights: `numpy.linalg.matrix_rank`'s convention, the one users know: a
-      singular value is zero below σmax·max(N, M)·eps of the stored dtype, i.e.
-      λ ≤ λmax·(max(N, M)·eps)². A rank-20 product plus noise 2e-5 of its entry scale is
-      rank 20 here, as matrix_rank says.
-    - Coarser dtypes (F16, BF16, FP8), where max(N, M)·eps exceeds 1 and that convention
-      calls everything zero: the floor of the rounding noise itself. Rounding to nearest
-      adds to each entry an error uniform in ±ulp/2, of variance ulp²/12, so the stored
-      matrix is W + E with E's entry variance v = mean(ulp(wᵢⱼ)²)/12, computed from the
-      stored values (`rounding_noise_variance`). E's singular values reach at most
-      √v·(√N + √M) (its Marchenko–Pastur edge), i.e. λ = v·(1 + 1/√Q)² in X's units; a
-      direction of W below that edge cannot be told from rounding. The floor sits 30–40×
-      below the old λmax·u² bound (measured: scripts/measure_rank_floor.py), so
-      full-rank layers with condition numbers 1e3 (BF16) and 1e4 (F16) keep their rank,
-      and unlike a bound relative to λmax it does not move when a few spikes grow.
-      The top eigenvalue of the rounding noise of a rank-20 product reaches up to 1.22×
-      that edge (heteroscedastic noise plus Tracy–Widom fluctuation; 8 seeds × 3 shapes
-      per dtype), so the tolerance is ``rank_noise_factor`` (default 1.5) × the edge.
-    - Never below the eigensolver's own floor M·eps·λmax (`solver_floor`), where computed
-      eigenvalues stop meaning anything.
-
-    For a pooled conv ESD the tolerance is that of one kernel slice (all share a shape).
-    """
-    bits = PRECISION_BITS.get(stored_dtype)
-    if bits is None:
-        raise WeightscopeError(f"unknown stored dtype {stored_dtype!r} (expected one of {', '.join(PRECISION_BITS)})")
-    n, m = layer_shape(matrices)
-    floor = solver_floor(m, eig_dtype) * lambda_max
-    if stored_dtype in _MATRIX_RANK_DTYPES:
-        eps = 2.0 ** (1 - bits)
-        return max(lambda_max * (n * eps) ** 2, floor)
-    edge = rounding_noise_variance(matrices, bits) * (1.0 + np.sqrt(m / n)) ** 2
-    return max(thresholds.rank_noise_factor * edge, floor)
-
-
-#: Entries whose rounding error is summed at a time by `rounding_noise_variance`.
-_ULP_CHUNK = 1 << 20
-
-
-def rounding_noise_variance(matrices: list[np.ndarray], bits: int) -> float:
-    """Mean variance ulp(w)²/12 of the error that rounding each stored value w to a float
-    of ``bits`` significand bits made (the values are the stored ones, so the rounding
-    already happened; its error is what this measures). ulp(w) = 2^(e − bits) for
-    |w| ∈ [2^(e−1), 2^e); a zero contributes nothing. Summed in float64 over chunks."""
-    total, count = 0.0, 0
-    for matrix in matrices:
-        flat = np.ravel(matrix)
-        for start in range(0, len(flat), _ULP_CHUNK):
-            _, exponent = np.frexp(flat[start : start + _ULP_CHUNK].astype(np.float64))
-            ulp = np.ldexp(1.0, exponent - bits)
-            ulp[flat[start : start + _ULP_CHUNK] == 0] = 0.0
-            total += float(np.sum(ulp * ulp))
-        count += flat.size
-    return total / 12.0 / count if count else 0.0
-
-
 def rank_info(evals: np.ndarray, tolerance: float, thresholds: Thresholds) -> RankInfo:
     """Numerical rank: the eigenvalues above ``tolerance`` (`zero_tolerance`); for a pooled
     conv ESD summed over kernel positions. Collapsed above ``rank_loss_max``."""
@@ -536,70 +454,6 @@ def alpha_spread(evals: np.ndarray, fit: PowerLawFit, window: int) -> float | No
 
 def _alternative_wins(test: LikelihoodRatio, thresholds: Thresholds) -> bool:
     return test.R < 0 and test.p < thresholds.llr_p
-
-
-def vuong(loglik_power_law: np.ndarray, loglik_alternative: np.ndarray) -> LikelihoodRatio:
-    """Vuong's non-nested likelihood-ratio test (Clauset et al. 2009, §5.1).
-
-    R = Σ (ℓ_pl − ℓ_alt) (> 0 favours the power law); its sign is significant with
-    p = erfc(|R| / √(2 n s²)), s² the variance of the pointwise differences.
-    """
-    difference = loglik_power_law - loglik_alternative
-    ratio = float(np.sum(difference))
-    spread = float(np.std(difference)) * np.sqrt(2.0 * len(difference))
-    p = math.erfc(abs(ratio) / spread) if spread > 0 else 1.0
-    return LikelihoodRatio(R=ratio, p=p)
-
-
-def power_law_loglik(tail: np.ndarray, alpha: float, xmin: float) -> np.ndarray:
-    """Pointwise log density of the continuous power law (α − 1)/xmin · (λ/xmin)^(−α)."""
-    return np.log((alpha - 1.0) / xmin) - alpha * np.log(tail / xmin)
-
-
-def exponential_loglik(tail: np.ndarray, xmin: float) -> np.ndarray:
-    """Pointwise log density of the MLE exponential tail λ e^(−λ(x − xmin)), x ≥ xmin.
-
-    The MLE is closed form: λ = 1 / mean(x − xmin).
-    """
-    excess = tail - xmin
-    mean_excess = float(np.mean(excess))
-    if mean_excess <= 0:
-        return np.full(len(tail), -np.inf)
-    return -np.log(mean_excess) - excess / mean_excess
-
-
-def versus_lognormal(tail: np.ndarray, xmin: float, power_law: np.ndarray) -> LikelihoodRatio:
-    """Vuong test of the power law (pointwise log-likelihoods ``power_law``, at its MLE
-    alpha) against the MLE lognormal truncated to x ≥ xmin.
-
-    In u = ln(x/xmin) the truncated lognormal is the exponential family e^(bu − cu²)
-    on u ≥ 0, c ≥ 0, whose c = 0 edge is the power law (α = 1 − b). Its log-likelihood
-    is concave in (b, c), so when moving off the edge into c > 0 does not help — at the
-    power-law MLE that is ∂ℓ/∂c = n·2/b² − Σu² ≤ 0, i.e. mean(u²) ≥ 2·mean(u)² — the
-    best lognormal *is* the power law: R = 0, p = 1, with no optimisation (a numerical
-    optimiser would only creep towards μ → −∞ there, slowly and inexactly). Otherwise
-    the optimum is interior and `lognormal_loglik` finds it; where it lies so close to
-    the edge that the two likelihoods agree to rounding (``_SAME_LIKELIHOOD``), the
-    pointwise differences are noise and the answer is again R = 0, p = 1.
-    """
-    log_excess = np.log(tail / xmin)
-    if np.mean(log_excess**2) >= 2.0 * np.mean(log_excess) ** 2:
-        return LikelihoodRatio(R=0.0, p=1.0)
-    lognormal = lognormal_loglik(tail, xmin)
-    gain = float(np.sum(lognormal) - np.sum(power_law))
-    if gain <= _SAME_LIKELIHOOD * float(np.sum(np.abs(power_law))):
-        return LikelihoodRatio(R=0.0, p=1.0)
-    return vuong(power_law, lognormal)
-
-
-def lognormal_loglik(tail: np.ndarray, xmin: float) -> np.ndarray:
-    """Pointwise log density of the MLE lognormal truncated to x ≥ xmin.
-
-    The MLE has no closed form; `lognormal.fit_truncated_lognormal` finds it exactly
-    (Newton's method on a concave log-likelihood, ~0.1 ms), and stays accurate far into
-    the tail, where powerlaw's erfc-based normaliser underflows.
-    """
-    return fit_truncated_lognormal(tail, xmin).loglik(tail)
 
 
 # --- eigenvector localisation -------------------------------------------------------------

@@ -47,7 +47,7 @@ class Thresholds:
     trap_alpha_shift: float = 2.0
     #: For 16- and 8-bit weights an eigenvalue is numerically zero below this multiple of
     #: the rounding-noise edge of the stored values (F32/F64 follow numpy's matrix_rank;
-    #: see checks.zero_tolerance). Rounding noise was measured up to 1.22× the edge.
+    #: see linalg.rank.zero_tolerance). Rounding noise was measured up to 1.22× the edge.
     rank_noise_factor: float = 1.5
     #: A layer is rank-collapsed when more than this share of its eigenvalues is zero.
     rank_loss_max: float = 0.1

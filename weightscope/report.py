@@ -14,10 +14,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from weightscope.checkpoint.layers import SkippedTensor
 from weightscope.checks import (  # noqa: F401  (hints)
     DragonKings,
     FitTrust,
-    LikelihoodRatio,
     RankInfo,
     TrapEntry,
     Traps,
@@ -25,9 +25,9 @@ from weightscope.checks import (  # noqa: F401  (hints)
 )
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.layers import SkippedTensor
 from weightscope.stats.attention import LogitBound
 from weightscope.stats.embedding import RowCloud
+from weightscope.stats.likelihood import LikelihoodRatio  # noqa: F401  (hints)
 from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
 

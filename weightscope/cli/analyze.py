@@ -9,6 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from weightscope.analysis.pipeline import LayerAnalysis
+from weightscope.analysis.pipeline import analyze as run_analysis
+from weightscope.analysis.pipeline import inspect as run_inspection
 from weightscope.checkpoint.hub import resolve_if_asked
 from weightscope.cli.app import app
 from weightscope.cli.common import (
@@ -36,9 +39,6 @@ from weightscope.cli.options import (
 )
 from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
-from weightscope.pipeline import LayerAnalysis
-from weightscope.pipeline import analyze as run_analysis
-from weightscope.pipeline import inspect as run_inspection
 from weightscope.render.html import spectra_worth_drawing, write_html_report
 from weightscope.render.table import render_inspection, render_report
 from weightscope.render.text import inspection_json, to_csv, to_json, to_markdown

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from weightscope.analysis.pipeline import LayerAnalysis, analyze_with
+from weightscope.analysis.pipeline import analyze as run_analysis
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
 from weightscope.cli.common import (
@@ -23,8 +25,6 @@ from weightscope.cli.progress import layer_progress
 from weightscope.errors import WeightscopeError, one_line
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import LayerAnalysis, analyze_with
-from weightscope.pipeline import analyze as run_analysis
 from weightscope.render.plot_esd import layer_figure
 from weightscope.render.plot_summary import summary_figure
 from weightscope.render.plots import png_file_name, require_matplotlib, save_png

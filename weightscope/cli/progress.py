@@ -15,10 +15,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from weightscope.analysis.pipeline import ProgressHook
+from weightscope.checkpoint.layers import LayerSpec
 from weightscope.cli.common import is_quiet, say, stderr
 from weightscope.errors import one_line
-from weightscope.layers import LayerSpec
-from weightscope.pipeline import ProgressHook
 
 
 @contextmanager

@@ -32,9 +32,20 @@ from typing import Any
 import numpy as np
 
 from weightscope._version import __version__
+from weightscope.analysis.pipeline import (
+    Loaded,
+    ProgressHook,
+    analyze_read,
+    check_worker_version,
+    failure_of,
+    read_layer,
+    reopened,
+    select,
+)
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.gguf_reader import GGUFCheckpoint
+from weightscope.checkpoint.layers import LayerSpec, layer_matrices
 from weightscope.checkpoint.lora import AdapterReader, LoraModule
 from weightscope.checkpoint.names import Alignment, NameKey, align_names
 from weightscope.commands.sources import read_saved_report, report_for
@@ -49,20 +60,9 @@ from weightscope.execution.cluster import (
 )
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
 from weightscope.execution.schedule import pipelined
-from weightscope.layers import LayerSpec, layer_matrices
 from weightscope.linalg._blas import blas_threads
 from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import (
-    Loaded,
-    ProgressHook,
-    analyze_read,
-    check_worker_version,
-    failure_of,
-    read_layer,
-    reopened,
-    select,
-)
 from weightscope.report import LayerResult, Report, json_document
 from weightscope.stats.finetune import (
     FinetuneDimension,

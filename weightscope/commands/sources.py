@@ -12,10 +12,10 @@ import json
 import os
 from pathlib import Path
 
+from weightscope.analysis.pipeline import ProgressHook, analyze_with
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import ProgressHook, analyze_with
 from weightscope.report import Report
 
 #: Saved reports are small (a few KB per layer); refuse to parse anything absurd.

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from weightscope.analysis.model_measures import distance_from_init
+from weightscope.analysis.pipeline import analyze_many
 from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
@@ -56,9 +58,7 @@ from weightscope.execution.cache import (
     report_key,
 )
 from weightscope.execution.plan import Execution
-from weightscope.model_measures import distance_from_init
 from weightscope.options import AnalysisOptions
-from weightscope.pipeline import analyze_many
 from weightscope.report import (
     LayerResult,
     ModelMeasures,

@@ -4,7 +4,7 @@ None of this changes a report's numbers beyond ~1e-6 relative (the eigensolvers 
 that), so it lives apart from `AnalysisOptions`, which a report records. `Execution` is
 what a caller asks for; `plan()` turns it into a `Plan` for one checkpoint's selected
 layers. The spectra themselves, and the "auto" precision policy, are
-`weightscope.layer_spectra`'s.
+`weightscope.analysis.spectra`'s.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import importlib.util
 import math
 from dataclasses import dataclass
 
+from weightscope.checkpoint.layers import LayerSpec
 from weightscope.errors import WeightscopeError
 from weightscope.execution.cache import SpectrumCache
-from weightscope.layers import LayerSpec
 from weightscope.linalg._blas import available_cores
 from weightscope.linalg.device import check_device, resolve_device
 from weightscope.options import AnalysisOptions

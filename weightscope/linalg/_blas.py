@@ -7,7 +7,7 @@ spin waits for a time slice: on this project's 2-core machine, under a load of ~
 4096×4096 ``eigvalsh`` took 19–36 s with 2 threads and 3.9–7.4 s with one, and a whole
 MiniLM analysis 36 s against 2.2 s. A threaded eigensolver also rounds differently with
 each thread count, so reports would depend on the machine's load. weightscope therefore
-runs BLAS single-threaded (`weightscope.pipeline` for the whole stream, and every
+runs BLAS single-threaded (`weightscope.analysis.pipeline` for the whole stream, and every
 eigensolve itself, whoever calls it) and parallelises over layers instead (threads, see
 `weightscope.execution.schedule`).
 

@@ -14,6 +14,12 @@ def oriented(matrix: np.ndarray) -> np.ndarray:
     return matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
 
 
+def layer_shape(matrices: list[np.ndarray]) -> tuple[int, int]:
+    """(N, M) of a layer's matrices, N ≥ M (all of a layer's matrices share a shape)."""
+    n, m = oriented(matrices[0]).shape
+    return int(n), int(m)
+
+
 #: Rows of W converted to the solver's dtype at a time while the Gram matrix accumulates:
 #: a float64 copy of a whole 11008×4096 matrix would cost 360 MB; a block costs ≤ 64 MB.
 GRAM_BLOCK_BYTES = 64 * 2**20

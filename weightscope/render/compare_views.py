@@ -13,10 +13,10 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from weightscope.checkpoint.layers import block_index
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
-from weightscope.layers import block_index
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, column_texts, fmt
 

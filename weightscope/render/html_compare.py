@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from html import escape
 
+from weightscope.checkpoint.layers import block_index
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.io import write_text_atomic
-from weightscope.layers import block_index
 from weightscope.render.compare_views import (
     ordered_changes,
     signed,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weightscope.checkpoint.layers import block_index
 from weightscope.config import Thresholds
-from weightscope.layers import block_index
 from weightscope.render.plot_summary import depth_axis, kind_rank
 from weightscope.render.plots import (
     kind_color,

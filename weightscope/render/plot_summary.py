@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from weightscope.layers import KINDS
+from weightscope.checkpoint.layers import KINDS
 from weightscope.render.plots import (
     BAND_ALPHA,
     BAND_COLOR,
@@ -72,7 +72,7 @@ def is_trusted(layer: LayerResult) -> bool:
 
 
 def kind_rank(kind: str) -> tuple[int, str]:
-    """Display order of layer kinds (`weightscope.layers.KINDS`, unknown kinds last)."""
+    """Display order of layer kinds (`weightscope.checkpoint.layers.KINDS`, unknown kinds last)."""
     return (KINDS.index(kind) if kind in KINDS else len(KINDS), kind)
 
 

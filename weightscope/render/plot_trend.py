@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weightscope.checkpoint.layers import block_index
 from weightscope.config import Thresholds
-from weightscope.layers import block_index
 from weightscope.render.plot_measures import draw_measures
 from weightscope.render.plot_summary import depth_axis
 from weightscope.render.plots import new_figure, shade_alpha_band, tag_artists

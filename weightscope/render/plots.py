@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from weightscope.checkpoint.layers import KINDS
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.io import write_atomic
-from weightscope.layers import KINDS
 from weightscope.render.style import band_text
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def png_file_name(layer_name: str, suffix: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", layer_name).strip("._") + suffix
 
 
-#: One fixed, saturated colour per layer kind (the order of `weightscope.layers.KINDS`):
+#: One fixed, saturated colour per layer kind (the order of `weightscope.checkpoint.layers.KINDS`):
 #: matplotlib's tab10, then three dark tones, so every kind reads well on a white page.
 KIND_COLORS = dict(zip(KINDS, (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

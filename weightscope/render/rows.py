@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from weightscope.layers import block_index
+from weightscope.checkpoint.layers import block_index
 from weightscope.report import LayerResult, Report
 
 

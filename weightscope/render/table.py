@@ -8,8 +8,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from weightscope.analysis.pipeline import Inspection
 from weightscope.errors import one_line
-from weightscope.pipeline import Inspection
 from weightscope.render.measures_views import measures_lines
 from weightscope.render.rows import ordered_layers, short_names
 from weightscope.render.style import (

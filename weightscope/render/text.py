@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from weightscope.pipeline import Inspection
+from weightscope.analysis.pipeline import Inspection
 from weightscope.render.compare_views import csv_text
 from weightscope.render.rows import ordered_layers
 from weightscope.render.style import (

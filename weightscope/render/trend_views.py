@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from weightscope.checkpoint.layers import block_index
 from weightscope.commands.trend import (
     FLAG_FALL_THEN_RISE,
     FLAG_JUMP,
@@ -18,7 +19,6 @@ from weightscope.commands.trend import (
 )
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
-from weightscope.layers import block_index
 from weightscope.render.compare_views import csv_text, signed
 from weightscope.render.measures_views import trend_measure_lines
 from weightscope.render.rows import depth_order, short_names

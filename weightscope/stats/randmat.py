@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weightscope.linalg.gram import oriented
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 
 #: Share of the ESD, from the bottom, that the MP scale is fitted to. The lower half is
@@ -189,9 +188,3 @@ def ks_distance(first: np.ndarray, second: np.ndarray) -> float:
     grid = np.concatenate((first, second))
     gap = np.searchsorted(first, grid, side="right") / len(first) - np.searchsorted(second, grid, side="right") / len(second)
     return float(np.max(np.abs(gap)))
-
-
-def layer_shape(matrices: list[np.ndarray]) -> tuple[int, int]:
-    """(N, M) of a layer's matrices, N ≥ M (all of a layer's matrices share a shape)."""
-    n, m = oriented(matrices[0]).shape
-    return int(n), int(m)

@@ -24,8 +24,20 @@ from typing import Any
 import numpy as np
 
 from weightscope._version import __version__
+from weightscope.analysis.model_measures import measure_model
+from weightscope.analysis.spectra import layer_esd, layer_randomized
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.layers import (
+    HeadLayout,
+    LayerSpec,
+    Selection,
+    SkippedTensor,
+    layer_matrices,
+    lora_layers,
+    select_layers,
+    split_fused,
+)
 from weightscope.checkpoint.lora import AdapterReader
 from weightscope.checks import diagnose
 from weightscope.errors import CheckpointError, WeightscopeError
@@ -39,19 +51,7 @@ from weightscope.execution.cluster import (
 )
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
 from weightscope.execution.schedule import pipelined
-from weightscope.layer_spectra import layer_esd, layer_randomized
-from weightscope.layers import (
-    HeadLayout,
-    LayerSpec,
-    Selection,
-    SkippedTensor,
-    layer_matrices,
-    lora_layers,
-    select_layers,
-    split_fused,
-)
 from weightscope.linalg._blas import blas_threads
-from weightscope.model_measures import measure_model
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, ModelMeasures, Report
 from weightscope.stats.fit import fit_power_law
@@ -77,7 +77,7 @@ class Inspection:
 def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
     """Which tensors of an open checkpoint would be analysed, from metadata alone.
 
-    Fused tensors are cut into their parts (`weightscope.layers.split_fused`) unless
+    Fused tensors are cut into their parts (`weightscope.checkpoint.layers.split_fused`) unless
     ``options.split`` is off; head counts come from the options, the file's metadata
     (GGUF) or the model's config.json, in that order.
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.layers import LayerSpec, select_layers
 from weightscope.checkpoint.lora import AdapterReader
 from weightscope.errors import WeightscopeError
-from weightscope.layers import LayerSpec, select_layers
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
 from weightscope.report import AttentionBounds, ModelMeasures

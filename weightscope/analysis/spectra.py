@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from weightscope.checks import zero_tolerance
+from weightscope.checkpoint.layers import LayerSpec
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.plan import Plan
-from weightscope.layers import LayerSpec
+from weightscope.linalg.rank import zero_tolerance
 from weightscope.linalg.spectrum import (
     EIG_DTYPES,
     SpectrumOptions,
@@ -42,7 +42,7 @@ def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, matrices: list[np.nda
     m = min(matrices[0].shape)
     lambda_max = float(evals[-1])
     error = FLOAT32_ERROR * solver_floor(m, "float32") * lambda_max
-    tolerance = zero_tolerance(matrices, lambda_max, spec.info.value_dtype, "float64", options.thresholds)
+    tolerance = zero_tolerance(matrices, lambda_max, spec.info.value_dtype, "float64", options.thresholds.rank_noise_factor)
     return bool(np.any(np.abs(evals.astype(np.float64) - tolerance) <= error))
 
 
