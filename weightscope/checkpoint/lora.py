@@ -145,7 +145,7 @@ def read_config(path: Path) -> LoraConfig:
     return config_from_dict(data, str(path))
 
 
-def config_from_dict(data: object, where: str) -> LoraConfig:
+def config_from_dict(data: Any, where: str) -> LoraConfig:
     """A `LoraConfig` from ``adapter_config.json``'s content (or a PEFT config's ``to_dict()``)."""
     if not isinstance(data, dict):
         raise CheckpointError(f"{where}: adapter config is not a JSON object")

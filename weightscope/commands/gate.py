@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from weightscope.checkpoint.names import align_names
-from weightscope.commands.compare import Comparison, compare, compare_reports
+from weightscope.commands.compare import Comparison, compare_checkpoints, compare_reports
 from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
@@ -735,10 +735,15 @@ def gate(
     """
     opts = AnalysisOptions.from_kwargs(**options)
     if adapter is not None:
-        comparison = compare(path, adapter, strip_prefix=settings.strip_prefix, execution=execution, **options)
+        if settings.baseline is not None:
+            raise WeightscopeError("a baseline does not apply to a base + adapter gate: gate the adapter directory "
+                                   "against a baseline of it (gate ADAPTER_DIR --baseline FILE)")
+        comparison = compare_checkpoints(path, adapter, opts, strip_prefix=settings.strip_prefix, execution=execution)
         checks = adapter_checks(comparison, settings.rules, settings.exclude)
         return GateResult(str(adapter), None, settings.config, settings.rules, checks, base=str(path))
     report = report_for(path, opts, execution=execution)
+    baseline: Report | None
+    source: str | None
     if write_baseline_to is not None:
         write_baseline(report, write_baseline_to)
         baseline, source = report, str(write_baseline_to)
