@@ -671,15 +671,16 @@ def evaluate(
     exclude = tuple(exclude)
     skipped = set(excluded_layers(report, exclude))
     checks = _rule_checks(report, rules, skipped)
-    if baseline is not None and len(checks) > 1:
+    judged = checks[0].status == PASS  # the "layers" check: something is left to judge
+    if baseline is not None and judged:
         alignment = align_names([layer.name for layer in baseline.layers], [layer.name for layer in report.layers], strip_prefix)
         alignment.check()
         before = _rule_checks(baseline, rules, set(excluded_layers(baseline, exclude)))
         checks = _against_baseline(checks, before, alignment.pairs, {layer.name: layer for layer in report.layers}, rules)
         if rules.fail_on_traps:
             checks += _new_traps(report, baseline, alignment.pairs, skipped)
-        comparison = compare_reports(baseline, report, strip_prefix=strip_prefix)
-        checks += _delta_checks(comparison, report, baseline, rules)
+        if rules.needs_baseline:
+            checks += _delta_checks(compare_reports(baseline, report, strip_prefix=strip_prefix), report, baseline, rules)
     if rules.strict:
         checks = [dataclasses.replace(check, status=FAIL, fix=_FIX_STRICT,
                                       message=f"{check.message}; --strict fails a rule that could not be checked")
