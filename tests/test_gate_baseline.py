@@ -120,6 +120,10 @@ def test_write_baseline_accepts_today_once_then_only_new_breaks_fail(tmp_path, m
     assert json.loads((tmp_path / "baseline.json").read_text())["schema"].startswith("weightscope.report")
     again = runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json"])
     assert again.exit_code == 0 and "ACCEPTED [random-like] pooler.weight" in again.stdout
+    github = runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "-f", "github"]).stdout
+    assert any(line.startswith("::notice ") and "pooler.weight" in line for line in github.splitlines())
+    checks = json.loads(runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "-f", "json"]).stdout)["checks"]
+    assert {(c["rule"], c["layer"]) for c in checks if c["status"] == "accepted"} >= {("random-like", "pooler.weight")}
     broken = tiny_model(tmp_path / "broken.safetensors", broken="blocks.5.q.weight")
     red = runner.invoke(app, ["gate", str(broken), "--baseline", "baseline.json"])
     assert red.exit_code == 1

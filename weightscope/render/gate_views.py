@@ -72,12 +72,14 @@ def _xml_text(text: str) -> str:
 
 
 def to_github(result: GateResult) -> str:
-    """GitHub Actions workflow commands: ``::error file=…,title=…::message`` per failure/warning."""
+    """GitHub Actions workflow commands: ``::error file=…,title=…::message`` per failure,
+    ``::warning`` per warning, ``::notice`` per finding the baseline accepted."""
+    commands = {FAIL: "error", WARN: "warning", ACCEPTED: "notice"}
     lines = []
     for check in result.checks:
-        if check.status not in _SHOWN:
+        command = commands.get(check.status)
+        if command is None:
             continue
-        command = "error" if check.status == FAIL else "warning"
         properties = f"file={_escape_property(result.source)},title={_escape_property(f'weightscope {check.rule}')}"
         lines.append(f"::{command} {properties}::{_escape_data(check_line(check))}")
     return "\n".join([*lines, verdict_line(result)]) + "\n"
