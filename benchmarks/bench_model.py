@@ -7,7 +7,7 @@
 
 Each measured run is its own process (start-up and imports included, as a user pays
 them), timed by wall clock, its peak RSS read through os.wait4. The tools alternate run
-by run, so drift of a shared machine hits both alike; the table shows medians. weightscope
+by run, so drift in the machine's load hits both alike; the table shows medians. weightscope
 runs cold (``--no-cache``) and, in a second column, warm (its spectrum cache filled by a
 first run: a re-analysis with other thresholds, or `gate` after `analyze`).
 

@@ -68,7 +68,7 @@ def tree_cpu_ticks() -> dict[tuple[int, str], int]:
 
 def cpu_seconds_since(before: dict[tuple[int, str], int]) -> float:
     """CPU seconds the process tree used since ``before``. Unlike wall time this does not
-    depend on how many other programs share the cores (the load average here was 10–17).
+    depend on how many other programs share the cores.
     A process that exited meanwhile is not counted (Ray's raylets do not collect their
     workers' times): nothing here exits during a measured run unless a worker is killed."""
     after = tree_cpu_ticks()

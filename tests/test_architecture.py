@@ -15,7 +15,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "weightscope"
 
-#: Lower numbers are lower levels (README: Architecture).
+#: Lower numbers are lower levels (docs/architecture.md).
 LEVELS = {
     "weightscope._version": 0,
     "weightscope.errors": 0,

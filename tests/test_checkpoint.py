@@ -172,7 +172,7 @@ def test_bf16_reads_without_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (
-        "is a PyTorch pickle; install the torch extra: pip install 'weightscope[torch]'"
+        "is a PyTorch pickle; install the torch extra: pip install 'weightscope-esd[torch]'"
         in result.stdout
     )
     assert_same_floats(np.load(tmp_path / "out.npy"), expected)

@@ -1,7 +1,7 @@
 """Per-layer checks and the verdict, on planted ground truth over many seeds.
 
 Each seeded loop measures a check's false-alarm rate or power on planted truth and
-asserts the rate the check promises (README: Diagnostics). Shapes stay small (≤ 300×150 in the 200-seed loops) to keep the file fast.
+asserts the rate the check promises (docs/method/diagnostics.md). Shapes stay small (≤ 300×150 in the 200-seed loops) to keep the file fast.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def test_the_core_analyses_without_scipy_or_safetensors(tmp_path, without):
     assert '"alpha"' in result.stdout
     needs_scipy = runner.invoke(app, ["analyze", str(tmp_path / "m.safetensors"), "--min-evals", "10", "--vectors"])
     assert needs_scipy.exit_code == 2
-    assert "error: --vectors needs scipy: pip install 'weightscope[vectors]'" in needs_scipy.stderr
+    assert "error: --vectors needs scipy: pip install 'weightscope-esd[vectors]'" in needs_scipy.stderr
 
 
 @pytest.mark.slow

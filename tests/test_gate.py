@@ -148,8 +148,8 @@ def test_flags_decide_traps_rank_collapse_and_random_like():
 
 
 def test_a_rule_that_could_not_be_checked_fails_under_strict_and_is_loud_without():
-    """The README's old CI recipe analysed without --randomize: the trap rule was skipped
-    silently and the gate passed ("30 skipped")."""
+    """A CI recipe that analyses without --randomize must not pass the trap rule by
+    skipping it silently ("30 skipped")."""
     layers = [layer("a", 3.0), layer("b", 4.0)]
     strict = evaluate(report(layers), GateRules())
     assert set(statuses(strict, "correlation-trap").values()) == {FAIL}

@@ -270,7 +270,7 @@ def test_depth_axis_spreads_kinds_within_a_block_and_falls_back_to_storage_order
 
 def test_missing_matplotlib_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
-    with pytest.raises(WeightscopeError, match=r"pip install 'weightscope\[plot\]'"):
+    with pytest.raises(WeightscopeError, match=r"pip install 'weightscope-esd\[plot\]'"):
         require_matplotlib()
 
 
@@ -292,13 +292,13 @@ def plot_without_matplotlib(tmp_path_factory):
 def test_cli_without_matplotlib_exits_2_with_the_install_line(plot_without_matplotlib):
     done = plot_without_matplotlib
     assert done.returncode == 2, done.stderr
-    assert "pictures need matplotlib" in done.stderr and "pip install 'weightscope" in done.stderr
+    assert "pictures need matplotlib" in done.stderr and "pip install 'weightscope-esd[plot]'" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 @pytest.mark.slow
 def test_cli_prints_the_install_line_verbatim(plot_without_matplotlib):
-    assert "pip install 'weightscope[plot]'" in plot_without_matplotlib.stderr
+    assert "pip install 'weightscope-esd[plot]'" in plot_without_matplotlib.stderr
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ def cluster():
     except ImportError:
         if required:
             pytest.fail("WEIGHTSCOPE_REQUIRE_RAY=1 but ray is not installed")
-        pytest.skip("ray is not installed (pip install 'weightscope[ray]')")
+        pytest.skip("ray is not installed (pip install 'weightscope-esd[ray]')")
     if not os.environ.get("RAY_ADDRESS"):
         if required:
             pytest.fail("WEIGHTSCOPE_REQUIRE_RAY=1 but RAY_ADDRESS is not set")
@@ -278,7 +278,7 @@ def test_without_ray_installed_the_ray_executor_is_one_error_line(monkeypatch, t
     path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": gaussian(128, 64, seed=1)})
     result = CliRunner().invoke(app, ["trend", str(path), "--executor", "ray"])
     assert result.exit_code == 2
-    assert "error: --executor ray needs Ray: pip install 'weightscope[ray]'" in result.output
+    assert "error: --executor ray needs Ray: pip install 'weightscope-esd[ray]'" in result.output
     assert "Traceback" not in result.output
 
 

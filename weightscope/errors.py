@@ -4,6 +4,8 @@ The CLI turns a `WeightscopeError` into one line on stderr and exit code 2; anyt
 is a bug and keeps its traceback (shown with `--debug`).
 """
 
+from weightscope._version import DISTRIBUTION
+
 
 class WeightscopeError(Exception):
     """Bad input or usage: the message is one line a user can act on."""
@@ -20,3 +22,8 @@ def one_line(text: str) -> str:
     must not forge a second line (a fake ``PASS``) or recolour the terminal.
     """
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def install_hint(extra: str) -> str:
+    """The one command that installs an optional extra, by the distribution's own name."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"

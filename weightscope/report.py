@@ -24,7 +24,7 @@ from weightscope.checks import (  # noqa: F401  (hints)
     VectorStats,
 )
 from weightscope.config import Thresholds
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, install_hint
 from weightscope.stats.attention import LogitBound
 from weightscope.stats.embedding import RowCloud
 from weightscope.stats.likelihood import LikelihoodRatio  # noqa: F401  (hints)
@@ -200,7 +200,7 @@ class Report:
         try:
             import pandas
         except ImportError as exc:
-            raise WeightscopeError("Report.to_pandas needs pandas: pip install 'weightscope[pandas]'") from exc
+            raise WeightscopeError(f"Report.to_pandas needs pandas: {install_hint('pandas')}") from exc
         rows = []
         for index, layer in enumerate(self.layers):
             row: dict[str, Any] = {"layer_id": index}

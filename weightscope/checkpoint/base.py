@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from weightscope.errors import CheckpointError
+from weightscope.errors import CheckpointError, install_hint
 
 #: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
@@ -65,7 +65,7 @@ def require(module: str, extra: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise CheckpointError(f"{what} needs {module}: pip install 'weightscope[{extra}]'") from exc
+        raise CheckpointError(f"{what} needs {module}: {install_hint(extra)}") from exc
 
 
 def check_readable(infos: Mapping[str, TensorInfo], info: TensorInfo, where: object) -> None:

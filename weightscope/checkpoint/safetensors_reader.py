@@ -58,8 +58,8 @@ class SafetensorsReader(CheckpointReader):
     an error for each tensor it no longer holds.
 
     Reads, not memory maps (`weightscope.checkpoint.base.read_exactly`): the cost is one
-    copy from the page cache, lost in the noise on all-MiniLM-L6-v2 (87 MB, F32; README,
-    Safety).
+    copy from the page cache, lost in the noise on all-MiniLM-L6-v2 (87 MB, F32;
+    docs/guide/safety.md).
     """
 
     format = "safetensors"

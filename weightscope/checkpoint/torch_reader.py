@@ -27,7 +27,7 @@ from weightscope.checkpoint.base import (
     file_identity,
     read_exactly,
 )
-from weightscope.errors import CheckpointError
+from weightscope.errors import CheckpointError, install_hint
 
 #: Keys under which training frameworks nest the model's state dict (Lightning, DeepSpeed,
 #: plain training loops). When one holds a dict, only that dict is read: the rest of the
@@ -161,7 +161,7 @@ def _import_torch(path: Path) -> Any:
         import torch
     except ImportError as exc:
         raise CheckpointError(
-            f"{path} is a PyTorch pickle; install the torch extra: pip install 'weightscope[torch]'"
+            f"{path} is a PyTorch pickle; install the torch extra: {install_hint('torch')}"
         ) from exc
     return torch
 

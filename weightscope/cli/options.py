@@ -172,7 +172,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
         "set_",
         Annotated[
             Optional[list[str]],
-            typer.Option("--set", metavar="KEY=VALUE", help="Override one threshold, e.g. --set alpha_high=7 (repeatable; see the README)."),
+            typer.Option("--set", metavar="KEY=VALUE", help="Override one threshold, e.g. --set alpha_high=7 (repeatable; see the docs: Diagnostics)."),
         ],
         None,
     ),

@@ -21,12 +21,12 @@ HtmlOption = Annotated[
         "--html",
         readable=False,
         help="Also write a self-contained HTML report here (summary, sortable table, pictures; "
-        "opens offline). The compare and trend pages need weightscope\\[plot].",
+        "opens offline). The compare and trend pages need the plot extra.",
     ),
 ]
 PlotOption = Annotated[
     Optional[Path],
-    typer.Option("--plot", readable=False, help="Also draw the picture of the run (PNG) here. Needs weightscope\\[plot]."),
+    typer.Option("--plot", readable=False, help="Also draw the picture of the run (PNG) here. Needs the plot extra."),
 ]
 
 

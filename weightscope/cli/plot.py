@@ -87,7 +87,7 @@ def plot(
 ) -> None:
     """Draw PNG pictures: per-layer ESD (log-log with the power-law fit, and the MP bulk) and the model summary.
 
-    Needs the plot extra: pip install 'weightscope\\[plot]'.
+    Needs the plot extra: pip install 'weightscope-esd\\[plot]'.
 
     Examples:
 

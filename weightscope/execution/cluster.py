@@ -13,7 +13,7 @@ checkpoint would leave nodes idle behind each checkpoint's largest layer. All ca
 submitted at once (one pool, however many checkpoints they come from, so every node
 stays busy) and collected in order. Completions are counted with
 `ray.wait` for the progress bar. Ray itself is an optional dependency
-(``weightscope[ray]``), imported only when a Ray run starts.
+(the ``ray`` extra), imported only when a Ray run starts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, install_hint
 from weightscope.execution.plan import CUDA_WORKERS
 from weightscope.linalg.device import AUTO_CUDA_MIN_FLOPS, eigen_flops
 
@@ -57,7 +57,7 @@ class Need:
 def require_ray() -> None:
     """Raise the install hint when Ray is missing (the ``ray`` extra)."""
     if importlib.util.find_spec("ray") is None:
-        raise WeightscopeError("--executor ray needs Ray: pip install 'weightscope[ray]'")
+        raise WeightscopeError(f"--executor ray needs Ray: {install_hint('ray')}")
 
 
 def connect(address: str | None) -> Any:

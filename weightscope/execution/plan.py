@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from weightscope.checkpoint.layers import LayerSpec
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, install_hint
 from weightscope.execution.cache import SpectrumCache
 from weightscope.linalg._blas import available_cores
 from weightscope.linalg.device import check_device, resolve_device
@@ -85,7 +85,7 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     Deliberately not a strict upper bound: transients (the stored bytes mapped while a
     tensor decodes, the Gram product's temporary) are covered by the budget's headroom
     rather than counted, which lets two 11008×4096 layers share a 2-core machine within
-    the RSS budget. Measured peaks are in the README (Performance)."""
+    the RSS budget. Measured peaks are in docs/performance.md."""
     if spec.lora is not None:  # the factors and an r×r core, never the d×k product
         return 2 * (spec.lora.a.numel + spec.lora.b.numel) * 4
     m = min(spec.info.shape[:2])
@@ -109,7 +109,7 @@ def task_plan(device: str, execution: Execution) -> Plan:
 def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution) -> Plan:
     """Resolve an `Execution` for these layers (see `Execution` for the defaults)."""
     if options.vectors and importlib.util.find_spec("scipy") is None:
-        raise WeightscopeError("--vectors needs scipy: pip install 'weightscope[vectors]'")
+        raise WeightscopeError(f"--vectors needs scipy: {install_hint('vectors')}")
     shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in layers]
     device = resolve_device(execution.device, shapes)
     workers = execution.workers or (CUDA_WORKERS if device == "cuda" else available_cores())

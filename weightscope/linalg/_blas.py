@@ -3,7 +3,7 @@
 Why this exists: OpenBLAS spins its threads at every synchronisation point of a LAPACK
 call, and the symmetric eigensolver synchronises thousands of times (one level-2 update
 per column in the tridiagonal reduction). When other processes hold the cores, each
-spin waits for a time slice: on this project's 2-core machine, under a load of ~2, a
+spin waits for a time slice: on a 2-core machine under a load average of ~2, a
 4096×4096 ``eigvalsh`` took 19–36 s with 2 threads and 3.9–7.4 s with one, and a whole
 MiniLM analysis 36 s against 2.2 s. A threaded eigensolver also rounds differently with
 each thread count, so reports would depend on the machine's load. weightscope therefore
@@ -17,13 +17,13 @@ process (Linux) or in the wheels' library folders (elsewhere); an unknown BLAS (
 Accelerate, BLIS) is left alone. An explicit ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/
 ``MKL_NUM_THREADS`` in the environment is the user's choice and is never overridden.
 
-Why not threadpoolctl, which does this across more vendors: tried (3.8.0) and measured
+Why not threadpoolctl, which does this across more vendors: measured (3.8.0), it is
 cheap (5–10 ms to import, 1.6 ms per library scan, 15 µs per limit), but for OpenBLAS
 with pthreads it lets only the first thread that sets a limit change it ("other threads
 silently do nothing"), while here limits are set from worker threads around each
 eigensolve. With it, a lone worker's eigensolves ran 2-threaded and reports differed
-between ``--workers 1`` and ``--workers 2`` in the 7th digit (tests/test_pipeline_perf.py
-caught it; `test_a_worker_thread_can_limit_blas` fails on such a library).
+between ``--workers 1`` and ``--workers 2`` in the 7th digit
+(`test_a_worker_thread_can_limit_blas` fails on such a library).
 """
 
 from __future__ import annotations

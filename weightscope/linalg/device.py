@@ -21,7 +21,7 @@ from functools import cache
 
 import numpy as np
 
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, install_hint
 from weightscope.linalg.gram import oriented
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -84,7 +84,7 @@ def resolve_device(choice: str, shapes: Iterable[tuple[int, int]] = ()) -> str:
         return "cpu"
     if choice == "cuda":
         if importlib.util.find_spec("torch") is None:
-            raise WeightscopeError("--device cuda needs torch: pip install torch")
+            raise WeightscopeError(f"--device cuda needs torch: {install_hint('torch')}")
         if not _torch().cuda.is_available():
             raise WeightscopeError("--device cuda: torch sees no CUDA device")
         return "cuda"

@@ -1,6 +1,6 @@
 """The matplotlib seam shared by every picture: lazy import, Agg canvas, PNG bytes, colours.
 
-matplotlib is an optional extra (`weightscope[plot]`), so nothing here imports it at
+matplotlib is an optional extra (the ``plot`` extra), so nothing here imports it at
 module load; `require_matplotlib` turns its absence into a one-line `WeightscopeError`
 that tells the user how to install it (the CLI maps that to exit code 2).
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from weightscope.checkpoint.layers import KINDS
 from weightscope.config import Thresholds
-from weightscope.errors import WeightscopeError
+from weightscope.errors import WeightscopeError, install_hint
 from weightscope.io import write_atomic
 from weightscope.render.style import band_text
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-INSTALL_HINT = "pip install 'weightscope[plot]'"
+INSTALL_HINT = install_hint("plot")
 
 #: Pixels per inch of every saved PNG; figure sizes below are in inches at this density,
 #: chosen so that 10-pt text is readable at 100 % zoom.
