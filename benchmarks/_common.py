@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from weightscope.checkpoint import write_safetensors  # noqa: E402
+from weightscope.checkpoint import write_safetensors  # noqa: E402 - after the repository is put on sys.path
 
 
 @dataclass
@@ -81,8 +81,8 @@ def write_sharded(directory: Path, shards: dict[str, dict[str, tuple[tuple[int, 
     weight_map = {}
     for shard, layers in shards.items():
         tensors = {name: planted_weight(rng, shape, alpha) for name, (shape, alpha) in layers.items()}
-        write_safetensors(directory / shard, tensors, dtypes={name: dtype for name in tensors})
-        weight_map.update({name: shard for name in tensors})
+        write_safetensors(directory / shard, tensors, dtypes=dict.fromkeys(tensors, dtype))
+        weight_map.update(dict.fromkeys(tensors, shard))
         del tensors
     index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     return directory

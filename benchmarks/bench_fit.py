@@ -35,7 +35,7 @@ import powerlaw
 from scipy.linalg import eigvalsh_tridiagonal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from weightscope.stats.fit import fit_power_law  # noqa: E402
+from weightscope.stats.fit import fit_power_law
 
 SIZES = (384, 1024, 2048, 4096, 8192)
 QUICK_SIZES = (384,)

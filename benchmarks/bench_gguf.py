@@ -26,10 +26,10 @@ import numpy as np
 from _common import ROOT, measured, planted_weight, weightscope_env
 
 sys.path.insert(0, str(ROOT))
-from tests.gguf_fixtures import write_gguf  # noqa: E402
-from weightscope.checkpoint import open_checkpoint, write_safetensors  # noqa: E402
-from weightscope.checkpoint.layers import layer_matrices  # noqa: E402
-from weightscope.linalg.spectrum import SpectrumOptions, esd  # noqa: E402
+from tests.gguf_fixtures import write_gguf
+from weightscope.checkpoint import open_checkpoint, write_safetensors
+from weightscope.checkpoint.layers import layer_matrices
+from weightscope.linalg.spectrum import SpectrumOptions, esd
 
 TYPES = ("F16", "Q8_0", "Q4_0")
 

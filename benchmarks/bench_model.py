@@ -299,7 +299,7 @@ def print_table(rows: list[Row], randomize: bool, imports: dict[str, float]) -> 
     print(header)
     print("-" * len(header))
     for row in rows:
-        diffs = [abs(l.ours - l.theirs) for l in row.agreement if l.ours is not None and l.theirs is not None]
+        diffs = [abs(a.ours - a.theirs) for a in row.agreement if a.ours is not None and a.theirs is not None]
         matched = len(row.agreement)
         print(
             f"{row.model:<15}{row.layers:>7}{cell(row.wall('weightscope'), '.2f'):>8}"

@@ -14,6 +14,7 @@ n_tail; entries: the upper quantiles of √n·D at the levels of fitted_ks.LEVEL
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def table(fits: int, seed: int) -> None:
             scaled.append(np.sqrt(result[0]) * result[1])
     sizes, scaled = np.asarray(sizes), np.asarray(scaled)
     rows, centres = [], []
-    for lo, hi in zip(BIN_EDGES[:-1], BIN_EDGES[1:]):
+    for lo, hi in itertools.pairwise(BIN_EDGES):
         inside = (sizes >= lo) & (sizes < hi)
         if inside.sum() < 500:
             continue

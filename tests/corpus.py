@@ -308,10 +308,7 @@ for _depth, _opcodes in (("list", (b"]", b"a")), ("dict", (b"}", b"s")), ("tuple
     def _deep(directory: Path, kit: Kit, opcodes: tuple[bytes, bytes] = _opcodes, kind: str = _depth) -> Scenario:
         n = 20_000
         open_op, close_op = opcodes
-        if kind == "dict":
-            body = b"}" + b"X\x01\x00\x00\x00k}" * n + b"s" * n
-        else:
-            body = open_op * n + close_op * (n - 1)
+        body = b"}" + b"X\x01\x00\x00\x00k}" * n + b"s" * n if kind == "dict" else open_op * n + close_op * (n - 1)
         return Scenario(["inspect", str(legacy_pickle(directory / "deep.pt", body))], error="nested more than")
 
     add("pickles", f"nesting-20000-{_depth}", _deep)
@@ -470,7 +467,7 @@ HEADERS: dict[str, tuple[Any, bytes, int | None, str]] = {
     "not-json": (b"{not json", b"", None, "not valid JSON"),
     "json-list": ([1, 2], b"", None, "not a JSON object"),
     "json-array-object": ("{\"w\": [1]}", b"", None, "not a JSON object"),
-    "duplicate-key": ('{"w": %s, "w": %s}' % (json.dumps(_F32_64x96), json.dumps(_F32_64x96)), _DATA, None, "appears twice"),
+    "duplicate-key": (f'{{"w": {json.dumps(_F32_64x96)}, "w": {json.dumps(_F32_64x96)}}}', _DATA, None, "appears twice"),
     "unknown-dtype": ({"w": {**_F32_64x96, "dtype": "F128"}}, _DATA, None, "unknown dtype"),
     "dtype-not-string": ({"w": {**_F32_64x96, "dtype": 7}}, _DATA, None, "unknown dtype"),
     "negative-shape": ({"w": {**_F32_64x96, "shape": [-96, 64]}}, _DATA, None, "non-negative integers"),

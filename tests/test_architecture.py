@@ -143,9 +143,9 @@ def test_the_import_graph_has_no_cycle():
         state[node] = 1
         for nxt in edges.get(node, ()):
             if state.get(nxt) == 1:
-                cycle.extend(path[path.index(nxt):] + [nxt])
+                cycle.extend([*path[path.index(nxt):], nxt])
                 return True
-            if state.get(nxt) is None and walk(nxt, path + [nxt]):
+            if state.get(nxt) is None and walk(nxt, [*path, nxt]):
                 return True
         state[node] = 2
         return False

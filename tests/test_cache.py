@@ -351,7 +351,7 @@ def full_disk(monkeypatch, cache_dir):
     """Every write under ``cache_dir`` goes to /dev/full, which answers ENOSPC like a full disk."""
     real = cache_module.tempfile.mkstemp
 
-    def mkstemp(dir=None, prefix=None, suffix=None):  # noqa: A002 - tempfile's names
+    def mkstemp(dir=None, prefix=None, suffix=None):  # tempfile's argument names
         if str(dir).startswith(str(cache_dir)):
             return os.open("/dev/full", os.O_WRONLY), os.path.join(dir, f"{prefix}full{suffix}")
         return real(dir=dir, prefix=prefix, suffix=suffix)

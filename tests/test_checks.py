@@ -376,7 +376,7 @@ def test_dragon_king_false_rate_matches_its_level_on_clean_tails():
 def test_dragon_kings_are_reported_but_do_not_change_the_verdict():
     rng = np.random.default_rng(4)
     spectrum = np.concatenate([pareto_spectrum(297, 3.0, rng), [4e3, 6e3, 9e3]])
-    fit, result = run(with_spectrum(600, np.sort(spectrum), rng))
+    _fit, result = run(with_spectrum(600, np.sort(spectrum), rng))
     assert result.dragon_kings.count == 3
     assert result.dragon_kings.alpha_without == pytest.approx(3.0, abs=0.3)
     assert "dragon-kings" in result.flags
@@ -440,7 +440,7 @@ def test_localised_spikes_have_localised_tail_vectors():
     rng = np.random.default_rng(0)
     n, m = 600, 300
     w = rng.standard_normal((n, m))
-    for k in range(5):  # five learned directions, each on 4 input coordinates
+    for _k in range(5):  # five learned directions, each on 4 input coordinates
         v = np.zeros(m)
         v[rng.choice(m, 4, replace=False)] = 0.5
         w += 3.0 * np.outer(rng.standard_normal(n), v)
@@ -465,7 +465,7 @@ def good_inputs():
     rank = RankInfo(numerical_rank=300, rank_loss=0.0, collapsed=False)
     ratio = LikelihoodRatio(R=1.0, p=0.5)
     trust = FitTrust(True, True, True, 0.05, ratio, ratio, True)
-    return dict(fit=fit, mp=mp, rand_distance=0.4, traps=traps, rank=rank, kings=None, trust=trust)
+    return {"fit": fit, "mp": mp, "rand_distance": 0.4, "traps": traps, "rank": rank, "kings": None, "trust": trust}
 
 
 def verdict_of(**changes):

@@ -14,7 +14,7 @@ from weightscope.linalg.spectrum import SpectrumOptions, esd, gram_eigenvalues
 ROOT = Path(__file__).resolve().parents[1]
 
 torch = pytest.importorskip("torch")
-from weightscope.linalg.device import torch_gram_eigenvalues  # noqa: E402
+from weightscope.linalg.device import torch_gram_eigenvalues  # noqa: E402 - after importorskip("torch")
 
 SHAPES = [(300, 120), (120, 300), (257, 257), (1000, 64)]
 

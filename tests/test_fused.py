@@ -55,7 +55,7 @@ def test_gqa_qkv_proj_and_gate_up_split_from_config_json(tmp_path):
 
 
 def test_gpt2_c_attn_columns_and_neox_interleave_with_head_flags(tmp_path):
-    q, _, _, gate, up = parts()
+    q, _, _, _gate, _up = parts()
     k, v = planted_power_law(HIDDEN, HIDDEN, 3.5, 7), planted_power_law(HIDDEN, HIDDEN, 4.5, 8)
     write_safetensors(tmp_path / "gpt2.safetensors", {"h.0.attn.c_attn.weight": np.concatenate([q.T, k.T, v.T], axis=1)})
     per_head = np.stack([q.reshape(HEADS, HEAD_DIM, HIDDEN), k.reshape(HEADS, HEAD_DIM, HIDDEN), v.reshape(HEADS, HEAD_DIM, HIDDEN)], axis=1)

@@ -92,13 +92,13 @@ def test_out_of_range_layers_are_tolerated_up_to_the_share_then_each_fails():
     assert model.message == "2 of 10 trusted fits are outside the band, at most 1 may be (20%): too many"
     assert model.limit == "at most 1 layer(s) outside [2, 6] (share 0.1)"
     # a count limit tightens the share
-    counted = evaluate(report(healthy(10)[:9] + [layer("x", 7.0)]),
+    counted = evaluate(report([*healthy(10)[:9], layer("x", 7.0)]),
                        GateRules(max_out_of_range_share=0.5, max_out_of_range_count=0, min_trusted_share=0, strict=False))
     assert statuses(counted, "alpha-range")["x"] == FAIL
 
 
 def test_alpha_bands_judge_trusted_fits_only():
-    layers = healthy(10)[:9] + [layer("blocks.9.q", 9.0, trusted=False, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
+    layers = [*healthy(10)[:9], layer("blocks.9.q", 9.0, trusted=False, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
     checks = evaluate(report(layers), GateRules(max_out_of_range_share=0.0))
     assert "blocks.9.q" not in statuses(checks, "alpha-range") and "blocks.9.q" not in statuses(checks, "alpha-outlier")
     assert all(c.status == PASS for c in checks)
@@ -175,8 +175,7 @@ def test_nothing_to_judge_fails_whatever_strict_says():
 
 
 def test_excluded_layers_are_not_judged():
-    layers = healthy(6) + [layer("pooler.dense.weight", 12.0, trusted=False, flags=["random-like"],
-                                 traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
+    layers = [*healthy(6), layer("pooler.dense.weight", 12.0, trusted=False, flags=["random-like"], traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
     assert statuses(evaluate(report(layers), GateRules()), "random-like")["pooler.dense.weight"] == FAIL
     checks = evaluate(report(layers), GateRules(), exclude=[r"^pooler\."])
     assert all(c.status == PASS for c in checks) and all(c.layer != "pooler.dense.weight" for c in checks)
@@ -353,8 +352,7 @@ def test_ci_formats_escape_what_their_syntax_reserves(tmp_path, monkeypatch):
     ESC must neither break a GitHub workflow command nor make the JUnit XML invalid."""
     monkeypatch.chdir(tmp_path)
     nasty = "blocks.0.q\n::error::fake 100% \r\x1b[31m,x:y\x00"
-    layers = healthy(4) + [layer(nasty, 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False),
-                                 flags=["random-like"])]
+    layers = [*healthy(4), layer(nasty, 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), flags=["random-like"])]
     path = save(tmp_path, report(layers), "odd%name:1,2.json")
     github = runner.invoke(app, ["gate", str(path), "--format", "github"]).stdout
     annotations = [line for line in github.splitlines() if line.startswith("::")]

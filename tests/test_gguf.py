@@ -85,7 +85,7 @@ def test_analyze_gguf_matches_safetensors_for_f32_and_records_metadata(tmp_path,
     from_gguf = analyze(tmp_path / "m.gguf", execution=NO_CACHE)
     from_st = analyze(directory, execution=NO_CACHE)
     assert from_gguf.metadata["architecture"] == "llama" and from_gguf.metadata["head_count_kv"] == KV_HEADS
-    assert [(l.kind, l.block) for l in from_gguf.layers] == [(l.kind, l.block) for l in from_st.layers]
+    assert [(x.kind, x.block) for x in from_gguf.layers] == [(x.kind, x.block) for x in from_st.layers]
     for a, b in zip(from_gguf.layers, from_st.layers):
         assert a.alpha == pytest.approx(b.alpha, rel=1e-6) and a.verdict == b.verdict
 

@@ -16,12 +16,12 @@ from tests.png_checks import assert_picture
 
 pytest.importorskip("matplotlib")
 
-from weightscope.analysis.pipeline import LayerAnalysis  # noqa: E402
-from weightscope.checkpoint.base import TensorInfo  # noqa: E402
-from weightscope.checkpoint.layers import LayerSpec  # noqa: E402
-from weightscope.render.html import report_html, write_html_report  # noqa: E402
-from weightscope.report import FitTrust, LayerResult, Report, SkippedTensor  # noqa: E402
-from weightscope.summary import summarize  # noqa: E402
+from weightscope.analysis.pipeline import LayerAnalysis
+from weightscope.checkpoint.base import TensorInfo
+from weightscope.checkpoint.layers import LayerSpec
+from weightscope.render.html import report_html, write_html_report
+from weightscope.report import FitTrust, LayerResult, Report, SkippedTensor
+from weightscope.summary import summarize
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 _chromium_present = pytest.mark.skipif(

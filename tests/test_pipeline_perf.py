@@ -211,7 +211,7 @@ def model(tmp_path_factory):
 
 
 def comparable(report):
-    return [(l.name, l.status, l.alpha, l.verdict, l.flags) for l in report.layers]
+    return [(x.name, x.status, x.alpha, x.verdict, x.flags) for x in report.layers]
 
 
 @pytest.mark.parametrize("precision", ["auto", "float64"])

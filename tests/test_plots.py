@@ -15,18 +15,18 @@ from tests.png_checks import assert_picture
 
 pytest.importorskip("matplotlib")
 
-from weightscope.errors import WeightscopeError  # noqa: E402
-from weightscope.render.esd_data import aspect_ratio, mp_density, mp_edges  # noqa: E402
-from weightscope.render.plot_esd import esd_figure  # noqa: E402
-from weightscope.render.plot_summary import depth_axis, summary_figure  # noqa: E402
-from weightscope.render.plots import (  # noqa: E402
+from weightscope.errors import WeightscopeError
+from weightscope.render.esd_data import aspect_ratio, mp_density, mp_edges
+from weightscope.render.plot_esd import esd_figure
+from weightscope.render.plot_summary import depth_axis, summary_figure
+from weightscope.render.plots import (
     KIND_COLORS,
     png_bytes,
     png_file_name,
     require_matplotlib,
 )
-from weightscope.report import DragonKings, FitTrust, LayerResult, MPBulk, Report  # noqa: E402
-from weightscope.summary import summarize  # noqa: E402
+from weightscope.report import DragonKings, FitTrust, LayerResult, MPBulk, Report
+from weightscope.summary import summarize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -334,9 +334,7 @@ def checkpoint(tmp_path_factory):
         tensors[f"model.layers.{block}.self_attn.q_proj.weight"] = (rng.standard_t(3, (256, 128)) * 0.02).astype(np.float32)
         tensors[f"model.layers.{block}.mlp.down_proj.weight"] = (rng.standard_normal((128, 256)) * 0.02).astype(np.float32)
         tensors[f"model.layers.{block}.input_layernorm.weight"] = np.ones(128, np.float32)
-    return write_safetensors(tmp_path_factory.mktemp("ckpt") / "model.safetensors", tensors, dtypes={
-        name: "BF16" for name in tensors
-    })
+    return write_safetensors(tmp_path_factory.mktemp("ckpt") / "model.safetensors", tensors, dtypes=dict.fromkeys(tensors, "BF16"))
 
 
 def invoke(*args):

@@ -40,7 +40,7 @@ def test_json_round_trip_is_exact():
     report = make_report()
     text = json.dumps(report.to_dict())
     data = json.loads(text)
-    assert data["schema"] == SCHEMA and list(data)[0] == "schema"
+    assert data["schema"] == SCHEMA and next(iter(data)) == "schema"
     assert Report.from_dict(data) == report
 
 

@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from weightscope.errors import WeightscopeError
 
@@ -125,10 +126,10 @@ def check_outputs(
         if identity is not None:
             known[identity] = source
     seen: dict[object, Path] = {}
-    for item in outputs:
-        if item is None:
+    for output in outputs:
+        if output is None:
             continue
-        where = destination(item)
+        where = destination(output)
         keys: list[object] = [] if where.stdout else [os.path.realpath(where.target), _identity(where.target)]
         for key in keys:
             if key is None:
@@ -190,7 +191,7 @@ def write_atomic(path: str | os.PathLike[str], data: Data) -> Path:
     where = destination(path)
     try:
         if where.stdout:
-            stream = getattr(sys.stdout, "buffer", sys.stdout)
+            stream: Any = getattr(sys.stdout, "buffer", sys.stdout)  # bytes, or text on a stdout without one
             for chunk in _chunks(data):
                 stream.write(chunk if stream is not sys.stdout else bytes(chunk).decode("utf-8"))
             stream.flush()

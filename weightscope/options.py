@@ -64,5 +64,5 @@ class AnalysisOptions:
             if isinstance(kwargs.get(key), str):
                 kwargs[key] = (kwargs[key],)
             elif key in kwargs:
-                kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
-        return cls(**kwargs)  # type: ignore[arg-type]
+                kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]  # a sequence of patterns
+        return cls(**kwargs)  # type: ignore[arg-type]  # names checked above; values by __post_init__

@@ -286,7 +286,7 @@ def _from_jsonable(hint: Any, value: Any, where: str) -> Any:
         known = {f.name for f in dataclasses.fields(hint)}
         kwargs = {k: _from_jsonable(hints[k], v, f"{where}.{k}") for k, v in value.items() if k in known}
         try:
-            return hint(**kwargs)
+            return hint(**kwargs)  # type: ignore[operator]  # a dataclass type: mypy's is_dataclass narrows to instances
         except TypeError as exc:  # a required field is missing
             raise ValueError(f"{where}: {exc}") from None
     if origin is list or origin is tuple:

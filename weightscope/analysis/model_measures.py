@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class HeadSource:
 def head_source(reader: CheckpointReader, options: AnalysisOptions) -> HeadSource:
     """Flags win over what the checkpoint states (GGUF metadata, or the ``config.json``
     beside it: `reader.metadata`, `reader.model_config`); what none gives stays unknown."""
-    stated = next(
+    stated: tuple[dict[str, Any], str | None] = next(
         ((found, where) for found, where in ((reader.metadata, "GGUF metadata"), (reader.model_config, "config.json"))
          if found.get("head_count")),
         ({}, None),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -231,13 +231,13 @@ def analyze_update(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> LayerAnalys
     nonzero = np.sort(np.square(update.singular_values[:m]))
     evals[m - nonzero.size :] = nonzero / n
     info = spec.info
-    base = dict(status="ok", num_evals=m, update=update)
+    base = {"status": "ok", "num_evals": m, "update": update}
     if not evals[-1] > 0:
-        result = LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, reason="zero update (B = 0: an untrained adapter)", **base)  # type: ignore[arg-type]
+        result = LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, reason="zero update (B = 0: an untrained adapter)", **base)
         return LayerAnalysis(spec, result, evals)
     result = LayerResult(
         spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype,
-        reason=f"low-rank update (r = {module.rank}): no power-law fit", **base, **dataclasses.asdict(norm_metrics(evals, n)),  # type: ignore[arg-type]
+        reason=f"low-rank update (r = {module.rank}): no power-law fit", **base, **dataclasses.asdict(norm_metrics(evals, n)),
     )
     return LayerAnalysis(spec, result, evals)
 
@@ -354,7 +354,7 @@ def analyze_many(
     progress: ProgressHook | None = None,
     on_layer: LayerHook | None = None,
     execution: Execution = Execution(),
-) -> Iterator[Report]:
+) -> Generator[Report, None, None]:
     """The reports of several checkpoints, in the order given.
 
     Locally the checkpoints stream one after another (each fills the cores by itself).

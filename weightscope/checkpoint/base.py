@@ -104,7 +104,7 @@ class CheckpointReader(ABC):
         """What the file says about the model (GGUF: architecture, heads, KV heads, blocks)."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default: a reader that holds nothing need not override it
         """Release file handles and maps."""
 
     def __enter__(self) -> CheckpointReader:
@@ -133,7 +133,7 @@ def read_exactly(path: os.PathLike[str] | str, identity: tuple[int, int], offset
         with open(path, "rb", buffering=0) as file:
             if file_identity(os.fstat(file.fileno())) != identity:
                 raise CheckpointError(f"{path}: file changed since it was opened (rewritten while being read?)")
-            view, done = memoryview(buffer), 0
+            view, done = memoryview(buffer), 0  # type: ignore[arg-type]  # numpy's stubs give ndarray the buffer protocol on Python ≥ 3.12 only
             while done < length:
                 got = os.preadv(file.fileno(), [view[done:]], offset + done)
                 if got == 0:

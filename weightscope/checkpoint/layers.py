@@ -190,8 +190,8 @@ class HeadLayout:
         def first(key: str) -> object:
             return next((d[key] for d in known if d.get(key) is not None), None)
 
-        heads = heads or first("head_count")  # type: ignore[assignment]
-        kv_heads = kv_heads or first("head_count_kv") or heads  # type: ignore[assignment]
+        heads = heads or first("head_count")  # type: ignore[assignment]  # validated as int by the readers
+        kv_heads = kv_heads or first("head_count_kv") or heads  # type: ignore[assignment]  # as above
         model_type = first("model_type") or first("architecture")
         return cls(heads, kv_heads, model_type if isinstance(model_type, str) else None)
 

@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -178,7 +178,7 @@ def config_from_dict(data: Any, where: str) -> LoraConfig:
     )
 
 
-def _positive_number(value: object) -> bool:
+def _positive_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 

@@ -56,10 +56,10 @@ class MemoryReader(CheckpointReader):
 
     def __init__(self, obj: object) -> None:
         self.source = describe(obj)
-        config = getattr(obj, "config", None)  # a transformers model carries its config
+        config: Any = getattr(obj, "config", None)  # a transformers model carries its config
         if hasattr(config, "to_dict"):
             self.model_config = head_counts(config.to_dict())
-        state = obj.state_dict() if _is_torch_module(obj) else obj  # type: ignore[attr-defined]
+        state = obj.state_dict() if _is_torch_module(obj) else obj  # type: ignore[attr-defined]  # _is_torch_module: an nn.Module
         self._values: dict[str, Any] = {}
         self._infos: dict[str, TensorInfo] = {}
         for name, value in model_tensors(state, lambda leaf: isinstance(leaf, np.ndarray) or _is_torch_tensor(leaf)):

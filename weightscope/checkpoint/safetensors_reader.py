@@ -94,7 +94,7 @@ class SafetensorsReader(CheckpointReader):
                 f"only float tensors ({', '.join(sorted(FLOAT_DTYPES))}) can be read"
             )
         raw = read_exactly(self.path, self._identity, self._data_start + slot.begin, slot.end - slot.begin, info.name)
-        stored = raw.view(STORED_DTYPES[info.dtype].storage)
+        stored = raw.view(STORED_DTYPES[info.dtype].storage)  # type: ignore[arg-type]  # every float dtype has a storage
         return decode_to_float(stored, info.dtype).reshape(info.shape)
 
     def close(self) -> None:

@@ -147,7 +147,7 @@ class TorchReader(CheckpointReader):
         size = tensor.element_size()
         first = tensor.storage_offset()
         last = first + sum((extent - 1) * step for extent, step in zip(tensor.shape, tensor.stride(), strict=True))
-        start = self._offsets[tensor.untyped_storage().data_ptr()] + first * size  # type: ignore[index]
+        start = self._offsets[tensor.untyped_storage().data_ptr()] + first * size  # type: ignore[index]  # only called when _offsets is set (read)
         raw = read_exactly(self.path, self._identity, start, (last - first + 1) * size, name)
         flat = torch.frombuffer(raw, dtype=tensor.dtype)
         return torch.as_strided(flat, tuple(tensor.shape), tuple(tensor.stride()), 0)
@@ -215,7 +215,7 @@ def _load(torch: Any, path: Path, mmap: bool) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torch raises a dozen types for corrupt input
+    except Exception as exc:
         raise CheckpointError(f"{path}: {_describe_load_error(exc)}") from exc
 
 

@@ -54,7 +54,7 @@ class _LazyCommands(typer.core.TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
             importlib.import_module(f"weightscope.cli.{COMMAND_MODULES[cmd_name]}")
-            built = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+            built = typer.main.get_command(app).commands  # type: ignore[attr-defined]  # a multi-command app builds a Group
             self.commands.update({name: command for name, command in built.items() if name not in self.commands})
         return super().get_command(ctx, cmd_name)
 

@@ -22,7 +22,7 @@ cache_app = typer.Typer(
 )
 app.add_typer(cache_app)
 
-def _store(cache_dir: Path | None):  # noqa: ANN202 - a CacheStore
+def _store(cache_dir: Path | None):  # returns a CacheStore (imported lazily)
     from weightscope.execution.cache import CacheStore, default_cache_dir
 
     directory = cache_dir or default_cache_dir()

@@ -139,7 +139,7 @@ def user_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
-    except Exception as exc:  # a bug, not bad input: still one line unless --debug
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: still one line unless --debug
         if debug:
             traceback.print_exc()
         stderr.print(

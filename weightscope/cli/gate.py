@@ -80,7 +80,7 @@ def _with_rule_options(command: Callable[..., None]) -> Callable[..., None]:
         rules = {name.replace("_", "-"): kwargs.pop(name) for name in names}
         command(**kwargs, rules=rules)
 
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]  # Typer reads the flags from it
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__
     return wrapper

@@ -68,7 +68,7 @@ DownloadOption = Annotated[
 
 
 #: --executor's choices, as Typer wants them (an enum), from the one list of executors.
-Executor = Enum("Executor", {name: name for name in EXECUTORS}, type=str)  # type: ignore[misc]
+Executor = Enum("Executor", {name: name for name in EXECUTORS}, type=str)  # type: ignore[misc]  # built from EXECUTORS, not spelled twice
 
 
 ExecutorOption = Annotated[
@@ -183,7 +183,7 @@ _EXECUTION: list[tuple[str, Any, Any]] = [
     ("workers", WorkersOption, 0),
     ("cache_dir", CacheDirOption, None),
     ("no_cache", NoCacheOption, False),
-    ("executor", ExecutorOption, Executor.local),
+    ("executor", ExecutorOption, Executor["local"]),
     ("ray_address", RayAddressOption, None),
 ]
 
@@ -258,7 +258,7 @@ def _with_analysis_options(command: Callable[..., None], defaults: dict[str, Any
         command(**kwargs, analysis=AnalysisArgs(values))
 
     # Typer reads the signature and the type hints: both must show the shared options.
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]  # Typer reads the flags from it
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__
     return wrapper

@@ -245,7 +245,7 @@ def _update_between(
 
 def _summarize(changes: list[LayerChange], top: int) -> CompareSummary:
     deltas = [c.delta_alpha for c in changes if c.delta_alpha is not None]
-    moved = sorted((c for c in changes if c.delta_alpha is not None), key=lambda c: -abs(c.delta_alpha))  # type: ignore[arg-type]
+    moved = sorted((c for c in changes if c.delta_alpha is not None), key=lambda c: -abs(c.delta_alpha))
     sizes = {c.name: c.update.relative_norm for c in changes if c.update and c.update.relative_norm is not None}
     updated = sorted(sizes, key=lambda name: -sizes[name])
     return CompareSummary(
@@ -361,7 +361,7 @@ def _gguf_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[
     gguf_a, gguf_b = isinstance(reader_a, GGUFCheckpoint), isinstance(reader_b, GGUFCheckpoint)
     if gguf_a == gguf_b:
         return str, str, "quantization" if gguf_a else "checkpoints"
-    to_gguf = (reader_a if gguf_a else reader_b).hf_name_to_gguf()  # type: ignore[attr-defined]
+    to_gguf = (reader_a if gguf_a else reader_b).hf_name_to_gguf()  # type: ignore[attr-defined]  # a GGUF reader's method
 
     def mapped(name: str) -> str:
         base, bracket, part = name.partition("[")  # a part of a split fused tensor: map the tensor

@@ -613,7 +613,7 @@ def embedding_series(points: list[TrendPoint]) -> list[EmbeddingSeries]:
     series = []
     for name, per_point in clouds.items():
         def values(field: str) -> list[float | None]:
-            return [getattr(c, field) if c is not None else None for c in per_point]  # noqa: B023
+            return [getattr(c, field) if c is not None else None for c in per_point]  # noqa: B023 - called within the loop iteration
 
         twonn, errors = values("twonn"), values("twonn_se")
         phase, peak = peak_phase(twonn, errors)

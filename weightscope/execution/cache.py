@@ -37,6 +37,7 @@ what is there. An unreadable or malformed entry is deleted and rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -140,7 +141,7 @@ def checkpoint_identity(path: str | os.PathLike[str]) -> list[object] | None:
         files = [root] if not root.is_dir() else sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
     except OSError:
         return None
-    identities = [file_identity(file) for file in files]
+    identities: list[object] = [file_identity(file) for file in files]
     return None if any(identity is None for identity in identities) else identities
 
 
@@ -217,17 +218,15 @@ class CacheStore:
             return None
 
     def store_arrays(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        self._store("spectra", key, lambda sink: np.savez(sink, **arrays))
+        self._store("spectra", key, lambda sink: np.savez(sink, **arrays))  # type: ignore[arg-type]  # names are layer arrays; the stubs fear allow_pickle
 
     def store_text(self, kind: str, key: str, text: str) -> None:
         self._store(kind, key, lambda sink: sink.write(text.encode("utf-8")))
 
     def discard(self, kind: str, key: str) -> None:
         """Remove an entry (a corrupt or malformed one), ignoring failures."""
-        try:
+        with contextlib.suppress(OSError):
             self.path(kind, key).unlink()
-        except OSError:
-            pass
 
     def _hit(self, kind: str, key: str) -> Path | None:
         path = self.path(kind, key)
@@ -239,7 +238,7 @@ class CacheStore:
             pass  # a read-only store still serves its entries
         return path
 
-    def _store(self, kind: str, key: str, write) -> None:  # noqa: ANN001
+    def _store(self, kind: str, key: str, write) -> None:
         """Write an entry atomically, then keep the store under its cap. A failure (full
         disk, read-only store) stops this store's writes, with one warning; its entries
         are still read."""
@@ -261,10 +260,8 @@ class CacheStore:
             warn_once(self.directory, _problem(exc))
         finally:
             if temporary is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(temporary)
-                except OSError:
-                    pass
 
     # --- size cap ------------------------------------------------------------------------
 
@@ -285,10 +282,8 @@ class CacheStore:
         for entry in entries:
             if total <= target:
                 break
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 entry.path.unlink()
-            except FileNotFoundError:
-                pass
             total -= entry.size
         self._remove_stale_temporaries()
         return total
@@ -345,10 +340,8 @@ class CacheStore:
             removed, freed = removed + 1, freed + entry.size
         for kind in KINDS:
             for shard in _scandir(self.directory / kind):
-                try:
+                with contextlib.suppress(OSError):
                     os.rmdir(shard.path)  # only when empty
-                except OSError:
-                    pass
         with self._lock:
             self._total = 0
         return removed, freed

@@ -58,8 +58,8 @@ class ThreadControl:
     """The thread setter and getter of one loaded BLAS library."""
 
     path: str
-    setter: ctypes._CFuncPtr  # type: ignore[name-defined]
-    getter: ctypes._CFuncPtr  # type: ignore[name-defined]
+    setter: ctypes._CFuncPtr  # type: ignore[name-defined]  # the stubs do not name ctypes' private function-pointer type
+    getter: ctypes._CFuncPtr  # type: ignore[name-defined]  # as above
 
     def get(self) -> int:
         return int(self.getter())
@@ -96,7 +96,7 @@ def _scan_libraries(packages: tuple[str, ...]) -> tuple[str, ...]:
                 paths.add(path)
     else:  # macOS / Windows wheels keep their BLAS next to the package
         for package in packages:
-            root = Path(sys.modules[package].__file__).parent
+            root = Path(sys.modules[package].__file__).parent  # type: ignore[arg-type]  # an installed wheel's package has a file
             for folder in (root / ".dylibs", root.parent / f"{package}.libs"):
                 paths.update(p for p in glob.glob(str(folder / "*")) if any(m in p.lower() for m in _LIBRARY_MARKERS))
     return tuple(sorted(paths))

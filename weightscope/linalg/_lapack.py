@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
             continue
         if function is None:
             continue
-        pointer = ctypes.POINTER(c_float)
+        pointer: Any = ctypes.POINTER(c_float)
         function.restype = c_int
         function.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, c_int, pointer, c_int, pointer]
 

@@ -36,7 +36,7 @@ TRANSFER_BLOCK_BYTES = 64 * 2**20
 AUTO_CUDA_MIN_FLOPS = 2e11
 
 
-def _torch():  # noqa: ANN202 - the module
+def _torch():  # returns the torch module, imported on first use
     import torch
 
     return torch
@@ -48,7 +48,7 @@ def gpu_present() -> bool:
         return False
     if os.path.exists("/proc/driver/nvidia/gpus") or os.path.exists("/dev/nvidia0"):
         return True
-    return os.name == "nt" and os.path.exists(os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll"))
+    return os.name == "nt" and os.path.exists(os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll"))  # noqa: SIM112 - Windows spells it so
 
 
 @cache
@@ -110,7 +110,7 @@ def torch_gram_eigenvalues(matrix: np.ndarray, dtype: str, device: str) -> np.nd
         return values.cpu().numpy().astype(dtype, copy=False)
 
 
-def _device_blocks(torch, w: np.ndarray, rows: int, target, torch_dtype):  # noqa: ANN001, ANN202
+def _device_blocks(torch, w: np.ndarray, rows: int, target, torch_dtype):
     """Row blocks of W on the device in ``torch_dtype``; on CUDA, each block's copy is
     issued on a side stream before the previous block is handed out, so copies and
     products overlap."""
@@ -122,7 +122,7 @@ def _device_blocks(torch, w: np.ndarray, rows: int, target, torch_dtype):  # noq
     copy_stream = torch.cuda.Stream(device=target)
     compute_stream = torch.cuda.current_stream(target)
 
-    def issue(start: int):  # noqa: ANN202
+    def issue(start: int):
         host = torch.from_numpy(np.ascontiguousarray(w[start : start + rows])).pin_memory()
         with torch.cuda.stream(copy_stream):
             block = host.to(target, non_blocking=True)

@@ -158,7 +158,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
             changed.append(f"{name} ({fmt(update.relative_norm)}, eff. rank {fmt(update.effective_rank, 1)}/{update.dim})")
         if comparison.mode == "quantization":
             hurt = [
-                f"{name} (error {fmt(by_name[name].update.relative_norm)}, Δalpha {signed(by_name[name].delta_alpha)}, "  # type: ignore[union-attr]
+                f"{name} (error {fmt(by_name[name].update.relative_norm)}, Δalpha {signed(by_name[name].delta_alpha)}, "  # type: ignore[union-attr]  # a quantization pair always has an update
                 f"λmax {signed_percent(by_name[name].lambda_max_change)}, stable rank {signed_percent(by_name[name].stable_rank_change)})"
                 for name in s.changed_most
             ]

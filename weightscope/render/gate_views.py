@@ -91,8 +91,8 @@ def to_junit(result: GateResult) -> str:
 
     c = result.counts
     totals = {"tests": str(len(result.checks)), "failures": str(c[FAIL]), "errors": "0", "skipped": str(c[SKIP])}
-    suites = ET.Element("testsuites", name="weightscope gate", **totals)
-    suite = ET.SubElement(suites, "testsuite", name=_xml_text(f"weightscope gate: {result.source}"), **totals)
+    suites = ET.Element("testsuites", name="weightscope gate", **totals)  # type: ignore[arg-type]  # attribute keywords: the stubs fear one is attrib
+    suite = ET.SubElement(suites, "testsuite", name=_xml_text(f"weightscope gate: {result.source}"), **totals)  # type: ignore[arg-type]  # attribute keywords: the stubs fear one is attrib
     for check in result.checks:
         case = ET.SubElement(suite, "testcase", classname=f"weightscope.{check.rule}", name=_xml_text(check.layer))
         if check.status == FAIL:

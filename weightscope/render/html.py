@@ -376,7 +376,7 @@ _LEGEND = (
 
 def _spectrum_html(item: LayerAnalysis, anchor: str) -> str:
     result = item.result
-    picture = esd_picture(result, item.evals, item.rand_evals)  # type: ignore[arg-type]
+    picture = esd_picture(result, item.evals, item.rand_evals)  # type: ignore[arg-type]  # a drawn layer kept its evals
     warnings = "".join(f'<div class="warn">⚠ {escape(one_line(w))}</div>' for w in picture.warnings)
     return (
         f'<figure class="spectrum" id="{anchor}" data-verdict="{escape(_verdict_of(result))}" data-kind="{escape(result.kind)}">'

@@ -30,6 +30,7 @@ from weightscope.render.style import band_text, fmt, number
 from weightscope.report import LayerResult, Report
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.figure import Figure
 
 #: Marker of each verdict (matplotlib names; the HTML's SVG draws the same shapes).
@@ -126,7 +127,7 @@ def summary_figure(report: Report) -> Figure:
     by_depth, histogram = figure.subplots(1, 2, sharey=True, width_ratios=[4, 1])
     for axes in (by_depth, histogram):
         shade_alpha_band(axes, band)
-    handles = []
+    handles: list[Artist] = []
     verdicts = sorted({layer.verdict or "" for layer in fitted})
     for kind in sorted({layer.kind for layer in fitted}, key=kind_rank):
         color = kind_color(kind)

@@ -42,7 +42,7 @@ BAND_ALPHA = 0.12
 def require_matplotlib() -> None:
     """Fail early, with the install line, when the `plot` extra is missing."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 - imported only to see whether it is installed
     except ImportError:
         raise WeightscopeError(f"pictures need matplotlib, which is not installed: {INSTALL_HINT}") from None
 

@@ -89,7 +89,7 @@ def short_names(names: Sequence[str]) -> ShortNames:
             stems.add(".".join(parts[: cut[-1]]))
     if len(stems) == 1:
         split = [p[at + 1:] if at is not None else p for p, at in zip(split, cut)]
-        dropped.append(f"'{'.'.join(prefix + [stems.pop()])}.N.' (N = blk)")
+        dropped.append(f"'{'.'.join([*prefix, stems.pop()])}.N.' (N = blk)")
     elif prefix:
         dropped.append(f"'{'.'.join(prefix)}.'")
     if suffix:

@@ -13,10 +13,10 @@ no external reference. Every drawn element carries a ``data-role`` so tests can 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from html import escape
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from weightscope.render.esd_data import EsdPicture
 from weightscope.render.style import fmt
@@ -60,8 +60,8 @@ class _Axes:
         self.width = PANEL_W - LEFT - RIGHT
         self.y0, self.height = TOP, PANEL_H - TOP - BOTTOM
         self.xlog, self.ylog = xlog, ylog
-        self.xlim = tuple(math.log10(v) for v in xlim) if xlog else xlim
-        self.ylim = tuple(math.log10(v) for v in ylim) if ylog else ylim
+        self.xlim = (math.log10(xlim[0]), math.log10(xlim[1])) if xlog else xlim
+        self.ylim = (math.log10(ylim[0]), math.log10(ylim[1])) if ylog else ylim
         self.parts: list[str] = []
 
     def px(self, x: float) -> float:
@@ -93,12 +93,12 @@ class _Axes:
         ]
         self.parts.append(f'<g class="bar" data-role="{role}">' + "".join(rects) + "</g>")
 
-    def line(self, x: Sequence[float], y: Sequence[float], css: str, role: str, label: str = "") -> None:
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        keep = (y > 0 if self.ylog else np.isfinite(y)) & (x > 0 if self.xlog else np.isfinite(x))
+    def line(self, x: ArrayLike, y: ArrayLike, css: str, role: str, label: str = "") -> None:
+        xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        keep = (ys > 0 if self.ylog else np.isfinite(ys)) & (xs > 0 if self.xlog else np.isfinite(xs))
         if keep.sum() < 2:
             return
-        points = " ".join(map("{:.1f},{:.1f}".format, self.pxs(x[keep]).tolist(), self.pys(y[keep]).tolist()))
+        points = " ".join(map("{:.1f},{:.1f}".format, self.pxs(xs[keep]).tolist(), self.pys(ys[keep]).tolist()))
         self.parts.append(f'<polyline class="{css}" data-role="{role}" points="{points}"><title>{escape(label)}</title></polyline>')
 
     def vline(self, x: float, css: str, role: str, label: str) -> None:

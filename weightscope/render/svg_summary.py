@@ -51,7 +51,7 @@ def alpha_by_depth_svg(report: Report, anchors: dict[str, str]) -> str:
     band = report.thresholds
     fitted = [layer for layer in report.layers if layer.ok and layer.alpha is not None]
     axis = depth_axis([layer.kind for layer in fitted], [layer.block for layer in fitted])
-    alphas = [float(layer.alpha) for layer in fitted]  # type: ignore[arg-type]
+    alphas = [float(layer.alpha) for layer in fitted]  # type: ignore[arg-type]  # fitted: alpha is not None
     y_lo = min([band.alpha_low - 1.0, *(a - 0.5 for a in alphas)])
     y_hi = max([band.alpha_high + 1.0, *(a + 0.5 for a in alphas)])
     x_lo = min(axis.positions + axis.ticks, default=0.0) - 0.6

@@ -4,7 +4,7 @@ the robust summary, and a short list of what to look at."""
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -69,7 +69,7 @@ def report_table(report: Report) -> Table:
         pad_edge=False,
     )
     for column, justify in _COLUMNS:
-        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]  # justify: rich's Literal, our column table holds str
     numbers = layer_number_texts(layers)
     for i, (layer, name) in enumerate(zip(layers, names.names)):
         verdict = layer.verdict or ("ok" if layer.ok else "failed")
@@ -152,7 +152,7 @@ def look_at_text(report: Report) -> Text | None:
 
 
 def render_report(report: Report, console: Console) -> None:
-    parts = [report_table(report), summary_text(report)]
+    parts: list[RenderableType] = [report_table(report), summary_text(report)]
     parts += [_text(line, style="dim") for line in measures_lines(report.measures)]
     look_at = look_at_text(report)
     if look_at is not None:

@@ -87,7 +87,7 @@ def head_bounds(
     def factors(w: np.ndarray, count: int) -> np.ndarray:
         """R factors of every head's d × d_h slice (scaled by the gain), one batched QR."""
         slices = np.asarray(w, dtype=np.float64).reshape(count, dh, -1) * scale
-        return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")
+        return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")  # type: ignore[return-value]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
 
     group = np.arange(layout.heads) // (layout.heads // layout.kv_heads)
     r_k, r_q = factors(wk, layout.kv_heads), factors(wq, layout.heads)

@@ -67,7 +67,7 @@ def stats_from_squares(
     total = float(sq.sum())
     relative = float(np.sqrt(total / reference_sq_norm)) if reference_sq_norm else None
     if total <= 0:
-        return UpdateStats(relative, 0.0, 0.0, 0, dim, **lora)  # type: ignore[arg-type]
+        return UpdateStats(relative, 0.0, 0.0, 0, dim, **lora)  # type: ignore[arg-type]  # LoRA's rank and note, typed by the caller
     share = sq / total
     nonzero = share[share > 0]
     entropy = float(-(nonzero * np.log(nonzero)).sum())
@@ -77,7 +77,7 @@ def stats_from_squares(
         effective_rank=float(np.exp(entropy)),
         rank90=energy_rank(sq, ENERGY_SHARE),
         dim=dim,
-        **lora,  # type: ignore[arg-type]
+        **lora,  # type: ignore[arg-type]  # LoRA's rank and note, typed by the caller
     )
 
 
@@ -89,8 +89,8 @@ def lowrank_singular_values(a: np.ndarray, b: np.ndarray, scale: float = 1.0) ->
     """
     if a.ndim != 2 or b.ndim != 2 or b.shape[1] != a.shape[0]:
         raise ValueError(f"LoRA factors do not chain: B {b.shape} · A {a.shape}")
-    r_b = np.linalg.qr(np.asarray(b, dtype=np.float64), mode="r")
-    r_a = np.linalg.qr(np.asarray(a, dtype=np.float64).T, mode="r")
+    r_b: np.ndarray = np.linalg.qr(np.asarray(b, dtype=np.float64), mode="r")  # type: ignore[assignment]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
+    r_a: np.ndarray = np.linalg.qr(np.asarray(a, dtype=np.float64).T, mode="r")  # type: ignore[assignment]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
     return np.linalg.svd(abs(scale) * (r_b @ r_a.T), compute_uv=False)
 
 
