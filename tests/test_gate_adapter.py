@@ -73,7 +73,7 @@ def gate_lines(*args):
 
 def test_a_sane_adapter_passes_without_any_power_law_rule(adapters):
     root, _ = adapters
-    code, fails, output = gate_lines(root / "sane")
+    code, _fails, output = gate_lines(root / "sane")
     assert code == 0, output
     assert "alpha" not in output and "not computed" not in output
 

@@ -18,7 +18,7 @@ from weightscope.vocabulary import finding
 
 runner = CliRunner()
 
-RANDOM_LIKE = dict(verdict="random-like", flags=["random-like"])
+RANDOM_LIKE = {"verdict": "random-like", "flags": ["random-like"]}
 
 
 def with_pooler(layers, **pooler):

@@ -60,7 +60,7 @@ def test_the_default_gate_fails_the_pooler_and_says_how_to_accept_it():
 
 def test_the_model_against_itself_passes(baseline):
     assert gate(MODEL, "--baseline", MODEL)[0] == 0
-    code, fails, stdout = gate(MODEL, "--baseline", baseline)
+    code, _fails, stdout = gate(MODEL, "--baseline", baseline)
     assert code == 0 and "ACCEPTED [random-like] pooler.dense.weight" in stdout
 
 

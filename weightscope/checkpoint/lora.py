@@ -284,9 +284,7 @@ def peft_model_adapter(model: Any, weights: CheckpointReader) -> AdapterReader:
     mine = []
     for info in weights.tensors():
         match = _FACTOR.match(info.name)
-        if match is not None and match["adapter"] in (name, None):
-            mine.append(info)
-        elif f".modules_to_save.{name}." in info.name:
+        if (match is not None and match["adapter"] in (name, None)) or f".modules_to_save.{name}." in info.name:
             mine.append(info)
     adapter = parse_adapter(Path(f"<PEFT adapter {name}>"), config, mine)
     return AdapterReader(weights, adapter)
