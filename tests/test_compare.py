@@ -12,17 +12,18 @@ from typer.testing import CliRunner
 import weightscope.commands.compare as compare_module
 from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import write_safetensors
+from weightscope.checkpoint.layers import layer_matrices
 from weightscope.checkpoint.names import align_names
 from weightscope.cli import app
 from weightscope.commands.compare import (
     compare,
     compare_reports,
     got_worse,
-    update_stats,
 )
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
 from weightscope.report import LayerResult, Report
+from weightscope.stats.update import update_stats
 from weightscope.summary import summarize
 
 runner = CliRunner()
@@ -222,7 +223,7 @@ def test_a_reshaped_layer_has_no_update_and_says_why(tmp_path):
 
 def test_update_of_a_zero_matrix_has_no_relative_size():
     zero = np.zeros((64, 32), np.float32)
-    stats = update_stats(zero, np.eye(64, 32, dtype=np.float32))
+    stats = update_stats(zero, np.eye(64, 32, dtype=np.float32), layer_matrices)
     assert stats.relative_norm is None
     assert stats.effective_rank == pytest.approx(32) and stats.rank90 == 29
 

@@ -415,7 +415,8 @@ def test_analyze_html_needs_no_matplotlib(checkpoint, tmp_path, monkeypatch):
 
 def synthetic_trend(steps=(0, 100, 300, 1000, 3000, 10000), seed=9):
     """A run whose layers train from alpha ≈ 10 towards 3.5; one layer jumps at step 3000."""
-    from weightscope.commands.trend import RunEntry, trend_from_reports
+    from weightscope.checkpoint.runs import RunEntry
+    from weightscope.commands.trend import trend_from_reports
 
     rng = np.random.default_rng(seed)
     names = ["model.embed_tokens.weight", "lm_head.weight"] + [

@@ -14,22 +14,20 @@ from typer.testing import CliRunner
 import weightscope.execution.cache as cache_module
 from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import open_checkpoint, write_safetensors
+from weightscope.checkpoint.runs import RunEntry, compile_step_pattern, expand_run, order_run
 from weightscope.cli import app
 from weightscope.commands.trend import (
     FLAG_FALL_THEN_RISE,
     FLAG_JUMP,
     FLAG_STUCK,
-    RunEntry,
-    compile_step_pattern,
-    expand_run,
     find_fall_then_rise,
     find_jumps,
     is_stuck_untrained,
-    order_run,
     trend,
     trend_from_reports,
 )
 from weightscope.errors import WeightscopeError
+from weightscope.execution.plan import Execution
 from weightscope.report import LayerResult, Report
 from weightscope.summary import summarize
 
@@ -103,6 +101,44 @@ def test_flat_run_of_step_files_versus_a_sharded_model(tmp_path):
         write_safetensors(sharded / f"model-0000{shard}-of-00002.safetensors", {f"w{shard}": tiny["w"]})
     assert [p.name for p in expand_run([flat], DEFAULT)] == ["step_1000.safetensors", "step_2000.safetensors"]
     assert expand_run([sharded], DEFAULT) == [sharded]
+
+
+
+def _write_step(path: Path, suffix: str, seed: int) -> None:
+    """One step of a run in a format other than safetensors: GGUF (F32) or npz."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "model.layers.0.mlp.up_proj.weight": rng.standard_normal((128, 64)).astype(np.float32),
+        "model.layers.0.mlp.down_proj.weight": rng.standard_normal((64, 128)).astype(np.float32),
+    }
+    if suffix == ".gguf":
+        pytest.importorskip("gguf")
+        from tests.gguf_fixtures import write_gguf
+
+        write_gguf(path, weights, "F32", heads=1, kv_heads=1, blocks=1)
+    else:
+        np.savez(path, **weights)
+
+
+@pytest.mark.parametrize("suffix", [".gguf", ".npz"])
+def test_a_run_of_gguf_or_npz_steps_is_a_run(tmp_path, suffix):
+    """Every format analyze reads is a step of a run: files named by step, and step
+    directories each holding one such file."""
+    files, dirs = tmp_path / "files", tmp_path / "dirs"
+    files.mkdir()
+    for step in (200, 100):
+        _write_step(files / f"step-{step}{suffix}", suffix, step)
+        (dirs / f"checkpoint-{step}").mkdir(parents=True)
+        _write_step(dirs / f"checkpoint-{step}" / f"model{suffix}", suffix, step)
+    assert [p.name for p in expand_run([files], DEFAULT)] == [f"step-100{suffix}", f"step-200{suffix}"]
+    assert [p.name for p in expand_run([dirs], DEFAULT)] == ["checkpoint-100", "checkpoint-200"]
+    for run in (files, dirs):
+        result = trend([run], execution=Execution(cache=False, workers=1))
+        assert [point.step for point in result.checkpoints] == [100, 200]
+        assert {point.origin for point in result.checkpoints} == {"analysed"}
+        assert len(result.layers) == 2 and all(
+            all(alpha is not None for alpha in series.alphas) for series in result.layers
+        ), result.layers
 
 
 # --- flags -----------------------------------------------------------------------------

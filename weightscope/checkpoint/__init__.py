@@ -66,7 +66,7 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
       ``adapter_model.*`` file): an `AdapterReader`;
     - a directory holding a ``*.safetensors.index.json``, else ``*.safetensors`` files
       (read together as one model; a name in two files is an error), else
-      ``pytorch_model.bin.index.json``, else ``pytorch_model.bin``.
+      ``pytorch_model.bin.index.json``, else ``pytorch_model.bin``, else its one GGUF or npz file.
 
     Anything else (a missing path, an empty directory, a text file, a truncated or forged
     file, a pickle holding more than tensors) raises `CheckpointError` with one line

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,9 @@ class CheckpointReader(ABC):
     #: head counts from the model's config.json (`weightscope.checkpoint.model_config`),
     #: set by `open_checkpoint`; empty when unknown
     model_config: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
+    #: whether this format usually holds a quantization of a float checkpoint (GGUF): a
+    #: comparison with one measures quantization error
+    quantized_format: bool = False
 
     @abstractmethod
     def tensors(self) -> list[TensorInfo]:
@@ -103,6 +106,12 @@ class CheckpointReader(ABC):
     def metadata(self) -> dict[str, Any]:
         """What the file says about the model (GGUF: architecture, heads, KV heads, blocks)."""
         return {}
+
+    def name_from_hf(self) -> Callable[[str], str | None] | None:
+        """A map from Hugging Face tensor names to this format's own (None for a name it
+        does not know), for formats that rename tensors (GGUF's ``blk.N.attn_q``); None
+        when the names are Hugging Face's already."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - a default: a reader that holds nothing need not override it
         """Release file handles and maps."""

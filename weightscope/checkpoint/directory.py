@@ -17,12 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
-from weightscope.checkpoint.files import open_file
+from weightscope.checkpoint.files import format_family, open_file
 from weightscope.errors import CheckpointError
 
 SAFETENSORS_INDEX_SUFFIX = ".safetensors.index.json"
 TORCH_SINGLE_FILE = "pytorch_model.bin"
 TORCH_INDEX = "pytorch_model.bin.index.json"
+#: Formats whose one file in a directory is the directory's checkpoint (a run's step
+#: directory holding model.gguf): they are never sharded across files here.
+SINGLE_FILE_FORMATS = ("gguf", "npz")
 
 #: Shard indexes are a few MB at most; refuse to parse anything absurd.
 _MAX_INDEX_BYTES = 100 * 1024 * 1024
@@ -63,7 +66,8 @@ class MultiFileReader(CheckpointReader):
 
 def directory_files(directory: Path) -> list[Path]:
     """The file(s) that hold a directory's checkpoint: its one shard index, else its
-    safetensors files, else the torch index, else ``pytorch_model.bin``."""
+    safetensors files, else the torch index, else ``pytorch_model.bin``, else its one
+    GGUF or npz file."""
     try:
         files = sorted(p for p in directory.iterdir() if p.is_file())
     except OSError as exc:
@@ -82,9 +86,12 @@ def directory_files(directory: Path) -> list[Path]:
     for name in (TORCH_INDEX, TORCH_SINGLE_FILE):
         if (directory / name).is_file():
             return [directory / name]
+    singles = [p for p in files if format_family(p) in SINGLE_FILE_FORMATS]
+    if len(singles) == 1:
+        return singles
     raise CheckpointError(
         f"{directory}: no checkpoint in directory (looked for *.safetensors, "
-        f"*{SAFETENSORS_INDEX_SUFFIX}, {TORCH_SINGLE_FILE}, {TORCH_INDEX})"
+        f"*{SAFETENSORS_INDEX_SUFFIX}, {TORCH_SINGLE_FILE}, {TORCH_INDEX}, one *.gguf or *.npz)"
     )
 
 

@@ -22,6 +22,15 @@ from weightscope.checkpoint.torch_reader import TorchReader
 from weightscope.errors import CheckpointError
 
 TORCH_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt"})
+#: The file suffixes of each format a reader here opens, by format (`FileKind` value).
+FORMAT_SUFFIXES = {
+    "safetensors": frozenset({".safetensors"}),
+    "torch pickle": TORCH_SUFFIXES,
+    "gguf": frozenset({".gguf"}),
+    "npz": frozenset({".npz"}),
+}
+#: Every suffix of a checkpoint file: what a run directory's steps may be (`checkpoint.runs`).
+CHECKPOINT_SUFFIXES = frozenset().union(*FORMAT_SUFFIXES.values())
 
 _SNIFF_BYTES = 64
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -76,3 +85,9 @@ def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
     raise CheckpointError(
         f"{path}: not a checkpoint (content is not safetensors, GGUF, npz, a PyTorch pickle or a shard index)"
     )
+
+
+def format_family(path: Path) -> str | None:
+    """The format a checkpoint file's suffix names (None: not a checkpoint suffix); the
+    content still decides how it is opened (`sniff`)."""
+    return next((kind for kind, suffixes in FORMAT_SUFFIXES.items() if path.suffix in suffixes), None)

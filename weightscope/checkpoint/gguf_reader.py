@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class GGUFCheckpoint(CheckpointReader):
     names (Q4_K, Q8_0, …) for quantized ones."""
 
     format = "gguf"
+    quantized_format = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -162,9 +164,9 @@ class GGUFCheckpoint(CheckpointReader):
         shape = values.shape
         return np.ascontiguousarray(values.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape))
 
-    def hf_name_to_gguf(self) -> Any:
-        """A function from Hugging Face tensor names to this file's (None when unknown),
-        from gguf's own `TensorNameMap` for the file's architecture."""
+    def name_from_hf(self) -> Callable[[str], str | None]:
+        """Hugging Face tensor names to this file's (None when unknown), from gguf's own
+        `TensorNameMap` for the file's architecture."""
         import gguf
 
         arch_name = self._metadata.get("architecture")

@@ -111,6 +111,20 @@ class LoraModule:
         product = np.matmul(b, a) * np.asarray(self.scale, dtype=np.result_type(a, b))
         return product.T if self.transposed else product
 
+    def merged(self, w: np.ndarray, a: np.ndarray, b: np.ndarray, magnitude: np.ndarray | None) -> np.ndarray:
+        """W + s·B·A, rescaled row by row to DoRA's magnitude when there is one (PEFT's
+        ``DoraLinearLayer``: m · (W + ΔW) / ‖W + ΔW‖ over each output's row)."""
+        if w.shape != self.shape:
+            raise CheckpointError(f"adapter's ΔW is {'×'.join(map(str, self.shape))}, base weight {'×'.join(map(str, w.shape))}")
+        merged = w + self.delta(a, b)
+        if magnitude is not None:
+            rows = merged if not self.transposed else merged.T
+            norms = np.linalg.norm(rows, axis=1)
+            if magnitude.shape != norms.shape:
+                raise CheckpointError(f"DoRA magnitude has shape {magnitude.shape}, expected {norms.shape}")
+            rows *= (magnitude / np.where(norms > 0, norms, 1.0))[:, None].astype(rows.dtype)
+        return merged
+
 
 @dataclass(frozen=True)
 class LoraAdapter:

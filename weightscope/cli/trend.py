@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from weightscope.checkpoint.runs import RunEntry, run_inputs
 from weightscope.cli.app import app
 from weightscope.cli.common import (
     DebugOption,
@@ -32,7 +33,6 @@ from weightscope.cli.pictures import (
     need_pictures,
     write_if_asked,
 )
-from weightscope.commands.trend import RunEntry, run_inputs
 from weightscope.commands.trend import trend as run_trend
 from weightscope.errors import one_line
 from weightscope.render.html_trend import write_trend_html

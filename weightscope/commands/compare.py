@@ -44,7 +44,6 @@ from weightscope.analysis.pipeline import (
 )
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
-from weightscope.checkpoint.gguf_reader import GGUFCheckpoint
 from weightscope.checkpoint.layers import LayerSpec, layer_matrices
 from weightscope.checkpoint.lora import AdapterReader, LoraModule
 from weightscope.checkpoint.names import Alignment, NameKey, align_names
@@ -61,15 +60,14 @@ from weightscope.execution.cluster import (
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
 from weightscope.execution.schedule import pipelined
 from weightscope.linalg._blas import blas_threads
-from weightscope.linalg.spectrum import SpectrumOptions, esd, fixed_dtype
+from weightscope.linalg.spectrum import SpectrumOptions, fixed_dtype
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 from weightscope.stats.finetune import (
     FinetuneDimension,
     finetune_dimension,
-    update_ranks,
 )
-from weightscope.stats.update import UpdateStats, lora_update_stats, stats_from_squares
+from weightscope.stats.update import UpdateStats, lora_update_stats, sum_squares, update_between
 
 SCHEMA = "weightscope.compare/1"
 
@@ -201,45 +199,6 @@ def layer_change(
 # --- the update ΔW ---------------------------------------------------------------------
 
 
-def _sum_squares(array: np.ndarray) -> float:
-    """‖array‖_F² accumulated in float64 without a float64 copy of the array."""
-    flat = array.reshape(-1)
-    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
-
-
-def update_stats(w_a: np.ndarray, w_b: np.ndarray, options: SpectrumOptions | None = None) -> UpdateStats:
-    """Size and spectrum of ΔW = w_b − w_a (same shape, finite values)."""
-    delta = np.subtract(w_b, w_a, dtype=np.result_type(w_a, w_b))
-    evals = esd(layer_matrices(delta), options or SpectrumOptions())  # σ²/N
-    n = max(delta.shape[:2])
-    norm_a = _sum_squares(w_a)
-    stats = stats_from_squares(evals * n, int(evals.size), norm_a if norm_a > 0 else None)
-    slice_shape = layer_matrices(delta)[0].shape
-    ranks = update_ranks(np.sort(evals)[::-1], *slice_shape)
-    return dataclasses.replace(
-        stats,
-        norm=float(np.sqrt(_sum_squares(delta))),
-        rank99=ranks.rank99,
-        random_rank90=ranks.random_rank90,
-        concentrated=ranks.concentrated,
-        params90=stats.rank90 * sum(slice_shape),
-        params=int(delta.size),
-    )
-
-
-def _update_between(
-    w_a: np.ndarray | None, w_b: np.ndarray | None, options: AnalysisOptions
-) -> tuple[UpdateStats | None, str | None]:
-    """The update of a matched pair, or why there is none."""
-    if w_a is None or w_b is None:
-        return None, "a tensor could not be read"
-    if w_a.shape != w_b.shape:
-        return None, f"shapes differ ({'×'.join(map(str, w_a.shape))} vs {'×'.join(map(str, w_b.shape))})"
-    if not (np.isfinite(w_a).all() and np.isfinite(w_b).all()):
-        return None, "non-finite weights"
-    return update_stats(w_a, w_b, SpectrumOptions(fixed_dtype(options.eig_dtype))), None
-
-
 # --- whole comparisons -----------------------------------------------------------------
 
 
@@ -300,21 +259,6 @@ class _Read:
     factors: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _merged(w: np.ndarray, module: LoraModule, a: np.ndarray, b: np.ndarray, magnitude: np.ndarray | None) -> np.ndarray:
-    """W + s·B·A, rescaled row by row to DoRA's magnitude when there is one (PEFT's
-    ``DoraLinearLayer``: m · (W + ΔW) / ‖W + ΔW‖ over each output's row)."""
-    if w.shape != module.shape:
-        raise WeightscopeError(f"adapter's ΔW is {'×'.join(map(str, module.shape))}, base weight {'×'.join(map(str, w.shape))}")
-    merged = w + module.delta(a, b)
-    if magnitude is not None:
-        rows = merged if not module.transposed else merged.T
-        norms = np.linalg.norm(rows, axis=1)
-        if magnitude.shape != norms.shape:
-            raise WeightscopeError(f"DoRA magnitude has shape {magnitude.shape}, expected {norms.shape}")
-        rows *= (magnitude / np.where(norms > 0, norms, 1.0))[:, None].astype(rows.dtype)
-    return merged
-
-
 def _read_pair(reader_a: CheckpointReader, reader_b: CheckpointReader, pair: _Pair) -> _Read:
     """Runs on the reader thread: both tensors of a pair (B merged for an adapter)."""
     w_a = read_layer(reader_a, pair.spec_a)
@@ -326,7 +270,7 @@ def _read_pair(reader_a: CheckpointReader, reader_b: CheckpointReader, pair: _Pa
     try:
         a, b = reader_b.read(module.a), reader_b.read(module.b)
         magnitude = reader_b.read(module.magnitude) if module.magnitude is not None else None
-        return _Read(w_a, _merged(w_a, module, a, b, magnitude), (a, b))
+        return _Read(w_a, module.merged(w_a, a, b, magnitude), (a, b))
     except (WeightscopeError, ValueError, ArithmeticError, MemoryError) as exc:
         return _Read(w_a, failure_of(pair.spec_b, exc))
 
@@ -341,9 +285,9 @@ def _compare_pair(pair: _Pair, read: _Read, options: AnalysisOptions, run: Plan)
     w_b = read.b if isinstance(read.b, np.ndarray) else None
     finite_factors = read.factors is not None and all(np.isfinite(factor).all() for factor in read.factors)
     if pair.lora is not None and read.factors is not None and finite_factors and pair.lora.magnitude is None and w_a is not None:
-        update = lora_update_stats(*read.factors, pair.lora.scale, _sum_squares(w_a) or None, note=pair.lora.note)
+        update = lora_update_stats(*read.factors, pair.lora.scale, sum_squares(w_a) or None, note=pair.lora.note)
         return layer_change(pair.key, result_a, result_b, update)
-    update, note = _update_between(w_a, w_b, options)
+    update, note = update_between(w_a, w_b, layer_matrices, SpectrumOptions(fixed_dtype(options.eig_dtype)))
     if update is not None and pair.lora is not None:
         note = "DoRA: the update includes the magnitude rescaling, measured on the explicit ΔW"
     return layer_change(pair.key, result_a, result_b, update, note)
@@ -355,19 +299,22 @@ def _merged_spec(base: LayerSpec, module: LoraModule) -> LayerSpec:
     return LayerSpec(merged, base.kind, base.block)
 
 
-def _gguf_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[NameKey, NameKey, str]:
-    """Name keys and mode for a comparison with a GGUF side: the other side's Hugging Face
-    names are mapped to GGUF's (gguf's `TensorNameMap`), and ΔW is quantization error."""
-    gguf_a, gguf_b = isinstance(reader_a, GGUFCheckpoint), isinstance(reader_b, GGUFCheckpoint)
-    if gguf_a == gguf_b:
-        return str, str, "quantization" if gguf_a else "checkpoints"
-    to_gguf = (reader_a if gguf_a else reader_b).hf_name_to_gguf()  # type: ignore[attr-defined]  # a GGUF reader's method
+def _name_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[NameKey, NameKey, str]:
+    """Name keys and mode: when one side's format renames tensors (GGUF), the other side's
+    Hugging Face names are mapped to its names (`CheckpointReader.name_from_hf`); against a
+    quantized format (GGUF) ΔW is quantization error."""
+    mode = "quantization" if reader_a.quantized_format or reader_b.quantized_format else "checkpoints"
+    from_hf_a, from_hf_b = reader_a.name_from_hf(), reader_b.name_from_hf()
+    if (from_hf_a is None) == (from_hf_b is None):
+        return str, str, mode
+    to_own = from_hf_a or from_hf_b
+    assert to_own is not None  # exactly one side renames
 
     def mapped(name: str) -> str:
         base, bracket, part = name.partition("[")  # a part of a split fused tensor: map the tensor
-        return (to_gguf(base) or base) + bracket + part
+        return (to_own(base) or base) + bracket + part
 
-    return (str, mapped, "quantization") if gguf_a else (mapped, str, "quantization")
+    return (str, mapped, mode) if from_hf_a is not None else (mapped, str, mode)
 
 
 def _pairs(
@@ -382,7 +329,7 @@ def _pairs(
     specs_a = {s.name: s for s in select(reader_a, options).layers}
     specs_b = {s.name: s for s in select(reader_b, options).layers}
     if not isinstance(reader_b, AdapterReader):
-        key_a, key_b, mode = _gguf_keys(reader_a, reader_b)
+        key_a, key_b, mode = _name_keys(reader_a, reader_b)
         match = align_names(list(specs_a), list(specs_b), prefixes, key_a, key_b)
         match.check()
         return [_Pair(k, specs_a[na], specs_b[nb]) for k, na, nb in match.pairs], match, [], mode

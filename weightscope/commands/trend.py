@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import closing
@@ -46,17 +44,12 @@ import numpy as np
 from weightscope.analysis.model_measures import distance_from_init
 from weightscope.analysis.pipeline import analyze_many
 from weightscope.checkpoint import open_checkpoint
+from weightscope.checkpoint.runs import RunEntry, compile_step_pattern, expand_run, order_run
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.execution.cache import (
-    CacheStore,
-    checkpoint_identity,
-    make_key,
-    open_store,
-    report_key,
-)
+from weightscope.execution.cache import ReportCache, open_store
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
 from weightscope.report import (
@@ -75,16 +68,6 @@ from weightscope.stats.series import (
 )
 
 SCHEMA = "weightscope.trend/1"
-
-#: Files that are checkpoints when they sit in a run directory.
-CHECKPOINT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".ckpt"})
-
-#: The step in names like step-200, step_2000.safetensors, checkpoint-1000, global_step50,
-#: ckpt3, iter_400, epoch3 (the number right after the word).
-#: How sharded checkpoints name their pieces: model-00001-of-00004.safetensors.
-_SHARD_NAME = re.compile(r"\d+-of-\d+")
-
-DEFAULT_STEP_PATTERN = r"(?:global[_-]?step|step|checkpoint|ckpt|iteration|iter|epoch)[-_=]?(\d+)"
 
 #: Verdicts of a layer that has not (yet) learned; without diagnostics (a report saved
 #: without verdicts), alpha above the default `Thresholds.alpha_high` stands in for them.
@@ -109,192 +92,6 @@ GROWTH_WINDOW = 5
 #: the two estimates, and by more than this share of the earlier value.
 RISE_SIGMAS = 4.0
 RISE_SHARE = 0.2
-
-
-# --- finding and ordering checkpoints --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunEntry:
-    """One checkpoint (or saved report) of a run and the step its name says."""
-
-    path: Path
-    step: int | None
-
-
-def is_checkpoint_dir(path: Path) -> bool:
-    """A directory that holds weight files (or a shard index) directly."""
-    return any(
-        child.is_file() and (child.suffix in CHECKPOINT_SUFFIXES or child.name.endswith(".index.json"))
-        for child in path.iterdir()
-    )
-
-
-def is_run_dir(path: Path, pattern: re.Pattern[str]) -> bool:
-    """A directory of checkpoints rather than one checkpoint.
-
-    It is a run when it holds checkpoint directories (``checkpoint-1000/``), or several
-    weight files that each name a step (``step_2000.safetensors``) and no shard index, or
-    several weight files of one format not named as shards (then ordered by name).
-    A sharded model (``model-00001-of-00004.safetensors`` + index) is one checkpoint.
-    """
-    children = [c for c in path.iterdir() if not c.name.startswith(".")]
-    if any(child.is_dir() and is_checkpoint_dir(child) for child in children):
-        return True
-    if any(child.name.endswith(".index.json") for child in children):
-        return False
-    weights = [child for child in children if child.is_file() and child.suffix in CHECKPOINT_SUFFIXES]
-    if sum(parse_step(Path(child.name), pattern) is not None for child in weights) >= 2:
-        return True
-    # Several files of one format, none named as a shard (model-00001-of-00004): separate
-    # checkpoints without step numbers (ordered by name), not one model stored in pieces.
-    # One safetensors file beside one torch file is one model saved in two formats.
-    if any(_SHARD_NAME.search(child.name) for child in weights):
-        return False
-    families = [child.suffix == ".safetensors" for child in weights]
-    return max(families.count(True), families.count(False)) >= 2
-
-
-def _run_members(directory: Path) -> list[Path]:
-    return [
-        child
-        for child in sorted(directory.iterdir())
-        if not child.name.startswith(".")
-        and ((child.is_file() and child.suffix in CHECKPOINT_SUFFIXES) or (child.is_dir() and is_checkpoint_dir(child)))
-    ]
-
-
-def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: re.Pattern[str]) -> list[Path]:
-    """Checkpoint paths: a run directory becomes its checkpoints, anything else stays."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise WeightscopeError(f"{path}: no such file or directory")
-        if path.is_dir() and is_run_dir(path, pattern):
-            found.extend(_run_members(path))
-        elif path.is_dir() and not is_checkpoint_dir(path):
-            raise WeightscopeError(f"{path}: no checkpoints in this directory (files or checkpoint directories)")
-        else:
-            found.append(path)
-    return found
-
-
-def run_inputs(paths: Iterable[str | os.PathLike[str]], step_regex: str | None = None) -> list[Path]:
-    """Every checkpoint or report a trend over ``paths`` would read (the paths themselves
-    when they cannot be expanded: `trend` reports that problem when it runs)."""
-    try:
-        return [*map(Path, paths), *expand_run(paths, compile_step_pattern(step_regex))]
-    except (WeightscopeError, OSError):
-        return list(map(Path, paths))
-
-
-def compile_step_pattern(step_regex: str | None) -> re.Pattern[str]:
-    try:
-        return re.compile(step_regex or DEFAULT_STEP_PATTERN, re.IGNORECASE)
-    except re.error as exc:
-        raise WeightscopeError(f"--step-regex {step_regex!r} is not a valid regular expression: {exc}") from None
-
-
-def parse_step(path: Path, pattern: re.Pattern[str]) -> int | None:
-    """The step in a checkpoint's name, else in its directory's (step-200/model.safetensors)."""
-    for part in reversed(path.parts[-2:]):
-        matches = list(pattern.finditer(part))
-        if not matches:
-            continue
-        last = matches[-1]
-        text = last.group(1) if pattern.groups else last.group(0)
-        try:
-            return int(text)
-        except (TypeError, ValueError):
-            raise WeightscopeError(
-                f"step pattern {pattern.pattern!r} matched {text!r} in {part!r}, which is not a whole number"
-            ) from None
-    return None
-
-
-def natural_key(text: str) -> tuple[Any, ...]:
-    """Sort key that orders step-9 before step-10."""
-    return tuple(int(piece) if piece.isdigit() else piece.lower() for piece in re.split(r"(\d+)", text))
-
-
-def order_run(paths: Iterable[Path], pattern: re.Pattern[str]) -> list[RunEntry]:
-    """Checkpoints in training order: by parsed step; those without a step after, by name."""
-    entries = [RunEntry(path, parse_step(path, pattern)) for path in paths]
-    seen: dict[int, Path] = {}
-    for entry in entries:
-        if entry.step is None:
-            continue
-        if entry.step in seen:
-            raise WeightscopeError(
-                f"step {entry.step} is parsed from both {seen[entry.step]} and {entry.path}; pass --step-regex"
-            )
-        seen[entry.step] = entry.path
-    return sorted(entries, key=lambda e: (e.step is None, e.step or 0, natural_key(str(e.path))))
-
-
-# --- reports in the cache ----------------------------------------------------------
-
-
-class ReportCache:
-    """Per-checkpoint reports in the spectrum cache's store (`weightscope.execution.cache`),
-    so a rerun over a grown run only analyses the new checkpoints.
-
-    An entry is keyed by the identity of the checkpoint's files (the store's key
-    discipline: path, inode, size, mtime and ctime; none while a file is being written),
-    the analysis options and the weightscope version: touching the checkpoint or changing
-    an option misses it. Entries are plain report JSON (what `analyze -o` writes); an
-    unreadable one is removed and rebuilt, and old ones leave by the store's LRU cap.
-    """
-
-    def __init__(self, store: CacheStore, options: AnalysisOptions) -> None:
-        self._store = store
-        self._options = dataclasses.asdict(options)
-
-    def get(self, path: Path) -> Report | None:
-        key = report_key(path, self._options)
-        text = self._store.load_text("reports", key) if key is not None else None
-        if text is None:
-            return None
-        try:
-            report = Report.from_dict(json.loads(text))
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, WeightscopeError):
-            self._store.discard("reports", key)  # damaged or hand-edited: rebuilt
-            return None
-        return dataclasses.replace(report, source=str(path))  # as this run names it
-
-    def _distances_key(self, path: Path, reference: Path) -> str | None:
-        """Distances from init of ``path`` against ``reference``: keyed by both checkpoints'
-        identities (and the options/version, as reports are)."""
-        identities = [checkpoint_identity(path), checkpoint_identity(reference)]
-        return None if None in identities else make_key("distances", *identities, self._options)
-
-    def get_distances(self, path: Path, reference: Path) -> dict[str, float | None] | None:
-        key = self._distances_key(path, reference)
-        text = self._store.load_text("distances", key) if key is not None else None
-        try:
-            data = json.loads(text) if text is not None else None
-        except (ValueError, RecursionError):
-            data = None
-        valid = isinstance(data, dict) and all(
-            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
-            for k, v in data.items()
-        )
-        if not valid:
-            if text is not None:
-                self._store.discard("distances", key)  # damaged or hand-edited: rebuilt
-            return None
-        return {k: None if v is None else float(v) for k, v in data.items()}
-
-    def put_distances(self, path: Path, reference: Path, distances: dict[str, float | None]) -> None:
-        key = self._distances_key(path, reference)
-        if key is not None:
-            self._store.store_text("distances", key, json.dumps(distances, allow_nan=False) + "\n")
-
-    def put(self, path: Path, report: Report) -> None:
-        key = report_key(path, self._options)
-        if key is not None:
-            self._store.store_text("reports", key, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
 
 
 # --- the trend -------------------------------------------------------------------------

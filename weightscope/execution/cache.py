@@ -38,6 +38,7 @@ what is there. An unreadable or malformed entry is deleted and rebuilt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -50,12 +51,15 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from weightscope._version import __version__
 from weightscope.checkpoint.base import TensorInfo
 from weightscope.errors import WeightscopeError
+from weightscope.options import AnalysisOptions
+from weightscope.report import Report
 
 #: Overrides the default location (which follows XDG: $XDG_CACHE_HOME/weightscope).
 CACHE_DIR_ENV = "WEIGHTSCOPE_CACHE_DIR"
@@ -404,3 +408,66 @@ def report_key(path: str | os.PathLike[str], options: Sequence[object] | dict[st
     `checkpoint_identity`)."""
     identity = checkpoint_identity(path)
     return None if identity is None else make_key("report", identity, options)
+
+
+class ReportCache:
+    """Per-checkpoint reports in the same store as the spectra (`CacheStore`),
+    so a rerun over a grown run only analyses the new checkpoints.
+
+    An entry is keyed by the identity of the checkpoint's files (the store's key
+    discipline: path, inode, size, mtime and ctime; none while a file is being written),
+    the analysis options and the weightscope version: touching the checkpoint or changing
+    an option misses it. Entries are plain report JSON (what `analyze -o` writes); an
+    unreadable one is removed and rebuilt, and old ones leave by the store's LRU cap.
+    """
+
+    def __init__(self, store: CacheStore, options: AnalysisOptions) -> None:
+        self._store = store
+        self._options = dataclasses.asdict(options)
+
+    def get(self, path: Path) -> Report | None:
+        key = report_key(path, self._options)
+        text = self._store.load_text("reports", key) if key is not None else None
+        if key is None or text is None:
+            return None
+        try:
+            report = Report.from_dict(json.loads(text))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, WeightscopeError):
+            self._store.discard("reports", key)  # damaged or hand-edited: rebuilt
+            return None
+        return dataclasses.replace(report, source=str(path))  # as this run names it
+
+    def _distances_key(self, path: Path, reference: Path) -> str | None:
+        """Distances from init of ``path`` against ``reference``: keyed by both checkpoints'
+        identities (and the options/version, as reports are)."""
+        identities = [checkpoint_identity(path), checkpoint_identity(reference)]
+        return None if None in identities else make_key("distances", *identities, self._options)
+
+    def get_distances(self, path: Path, reference: Path) -> dict[str, float | None] | None:
+        key = self._distances_key(path, reference)
+        if key is None:
+            return None
+        text = self._store.load_text("distances", key)
+        try:
+            data: Any = json.loads(text) if text is not None else None
+        except (ValueError, RecursionError):
+            data = None
+        valid = isinstance(data, dict) and all(
+            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+            for k, v in data.items()
+        )
+        if not valid:
+            if text is not None:
+                self._store.discard("distances", key)  # damaged or hand-edited: rebuilt
+            return None
+        return {k: None if v is None else float(v) for k, v in data.items()}
+
+    def put_distances(self, path: Path, reference: Path, distances: dict[str, float | None]) -> None:
+        key = self._distances_key(path, reference)
+        if key is not None:
+            self._store.store_text("distances", key, json.dumps(distances, allow_nan=False) + "\n")
+
+    def put(self, path: Path, report: Report) -> None:
+        key = report_key(path, self._options)
+        if key is not None:
+            self._store.store_text("reports", key, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")

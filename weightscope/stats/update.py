@@ -12,11 +12,14 @@ values to float64 rounding (tests check against numpy's SVD of the explicit prod
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from weightscope.stats.finetune import energy_rank
+from weightscope.linalg.spectrum import SpectrumOptions, esd
+from weightscope.stats.finetune import energy_rank, update_ranks
 
 #: Share of ‖ΔW‖_F² that `rank90` counts directions up to.
 ENERGY_SHARE = 0.9
@@ -113,3 +116,48 @@ def lora_update_stats(
     )
     share = stats.effective_rank / rank if rank else None
     return UpdateStats(**{**stats.__dict__, "rank_share": share})
+
+
+#: How a tensor is cut into the 2-D matrices whose spectra pool (conv kernels: one per
+#: kernel position); `weightscope.checkpoint.layers.layer_matrices`.
+Slicer = Callable[[np.ndarray], list[np.ndarray]]
+
+
+def sum_squares(array: np.ndarray) -> float:
+    """‖array‖_F² accumulated in float64 without a float64 copy of the array."""
+    flat = array.reshape(-1)
+    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+
+
+def update_stats(w_a: np.ndarray, w_b: np.ndarray, slices: Slicer, options: SpectrumOptions | None = None) -> UpdateStats:
+    """Size and spectrum of ΔW = w_b − w_a (same shape, finite values); ``slices`` cuts a
+    tensor into the 2-D matrices whose spectra pool (`checkpoint.layers.layer_matrices`)."""
+    delta = np.subtract(w_b, w_a, dtype=np.result_type(w_a, w_b))
+    evals = esd(slices(delta), options or SpectrumOptions())  # σ²/N
+    n = max(delta.shape[:2])
+    norm_a = sum_squares(w_a)
+    stats = stats_from_squares(evals * n, int(evals.size), norm_a if norm_a > 0 else None)
+    slice_shape = slices(delta)[0].shape
+    ranks = update_ranks(np.sort(evals)[::-1], *slice_shape)
+    return dataclasses.replace(
+        stats,
+        norm=float(np.sqrt(sum_squares(delta))),
+        rank99=ranks.rank99,
+        random_rank90=ranks.random_rank90,
+        concentrated=ranks.concentrated,
+        params90=stats.rank90 * sum(slice_shape),
+        params=int(delta.size),
+    )
+
+
+def update_between(
+    w_a: np.ndarray | None, w_b: np.ndarray | None, slices: Slicer, options: SpectrumOptions
+) -> tuple[UpdateStats | None, str | None]:
+    """The update of a matched pair, or why there is none."""
+    if w_a is None or w_b is None:
+        return None, "a tensor could not be read"
+    if w_a.shape != w_b.shape:
+        return None, f"shapes differ ({'×'.join(map(str, w_a.shape))} vs {'×'.join(map(str, w_b.shape))})"
+    if not (np.isfinite(w_a).all() and np.isfinite(w_b).all()):
+        return None, "non-finite weights"
+    return update_stats(w_a, w_b, slices, options), None
