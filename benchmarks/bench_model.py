@@ -245,6 +245,7 @@ def import_times(ww_python: Path | None, repeats: int) -> dict[str, float]:
 def profile(model: Path, randomize: bool) -> dict[str, float]:
     """Seconds of each stage of weightscope's analysis of ``model``, in this process, with
     one worker so that stages add up (thread CPU time of the analysing thread)."""
+    import weightscope.analysis.layer as layer
     import weightscope.analysis.pipeline as pipeline
     import weightscope.analysis.spectra as layer_spectra
     import weightscope.linalg.spectrum as spectrum
@@ -270,8 +271,8 @@ def profile(model: Path, randomize: bool) -> dict[str, float]:
     timed(spectrum, "gram_matrix", "Gram product")
     timed(spectrum, "symmetric_eigenvalues", "eigensolver")
     timed(layer_spectra, "randomized_esd", "randomised ESD (its Gram and eig counted above too)")
-    timed(pipeline, "fit_power_law", "power-law fit")
-    timed(pipeline, "diagnose", "diagnostics")
+    timed(layer, "fit_power_law", "power-law fit")
+    timed(layer, "diagnose", "diagnostics")
     start = time.perf_counter()
     try:
         pipeline.analyze(model, randomize=randomize, execution=Execution(workers=1, cache=False))

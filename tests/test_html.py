@@ -16,7 +16,7 @@ from tests.png_checks import assert_picture
 
 pytest.importorskip("matplotlib")
 
-from weightscope.analysis.pipeline import LayerAnalysis
+from weightscope.analysis.layer import LayerAnalysis
 from weightscope.checkpoint.base import TensorInfo
 from weightscope.checkpoint.layers import LayerSpec
 from weightscope.render.html import report_html, write_html_report

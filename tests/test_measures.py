@@ -26,7 +26,7 @@ from weightscope.cli import app
 from weightscope.commands.compare import compare
 from weightscope.errors import WeightscopeError
 from weightscope.report import Report
-from weightscope.stats.attention import HeadLayout, head_bounds
+from weightscope.stats.attention import check_head_split, head_bounds
 from weightscope.stats.embedding import (
     GRAM_MAX_DIM,
     intrinsic_dimension,
@@ -67,7 +67,7 @@ def test_planted_per_head_norms_are_recovered():
     rng = np.random.default_rng(0)
     norms = [0.5, 1.0, 2.0, 4.0]
     q, k = planted_heads(rng, d=64, dh=16, norms=norms)
-    bounds, rotation = head_bounds(np.vstack(q), np.vstack(k), HeadLayout(4, 4, 16))
+    bounds, rotation = head_bounds(np.vstack(q), np.vstack(k), 4, 4, 16)
     np.testing.assert_allclose(bounds, norms, rtol=1e-10)
     # the any-rotation bound is ‖W_Q^h‖‖W_K^h‖/√d_h ≥ the bound, and holds for a RoPE-like rotation
     assert np.all(rotation >= bounds - 1e-12)
@@ -81,7 +81,7 @@ def test_gqa_groups_query_heads_onto_their_kv_head():
     rng = np.random.default_rng(1)
     d, dh, heads, kv = 48, 8, 8, 2
     wq, wk = rng.standard_normal((heads * dh, d)), rng.standard_normal((kv * dh, d))
-    bounds, _ = head_bounds(wq, wk, HeadLayout(heads, kv, dh))
+    bounds, _ = head_bounds(wq, wk, heads, kv, dh)
     expected = [explicit_bound(wq[h * dh:(h + 1) * dh], wk[(h // 4) * dh:(h // 4 + 1) * dh]) for h in range(heads)]
     np.testing.assert_allclose(bounds, expected, rtol=1e-10)
     interleaved = [explicit_bound(wq[h * dh:(h + 1) * dh], wk[(h % kv) * dh:(h % kv + 1) * dh]) for h in range(heads)]
@@ -93,20 +93,20 @@ def test_norm_gain_is_folded_into_both_sides():
     d, dh = 32, 8
     wq, wk = rng.standard_normal((2 * dh, d)), rng.standard_normal((2 * dh, d))
     gain = rng.uniform(0.1, 3.0, d)
-    bounds, _ = head_bounds(wq, wk, HeadLayout(2, 2, dh), gain)
+    bounds, _ = head_bounds(wq, wk, 2, 2, dh, gain)
     expected = [explicit_bound(wq[h * dh:(h + 1) * dh], wk[h * dh:(h + 1) * dh], gain) for h in range(2)]
     np.testing.assert_allclose(bounds, expected, rtol=1e-10)
     # a uniform gain c scales the bilinear form by c²
-    scaled, _ = head_bounds(wq, wk, HeadLayout(2, 2, dh), np.full(d, 3.0))
-    unscaled, _ = head_bounds(wq, wk, HeadLayout(2, 2, dh))
+    scaled, _ = head_bounds(wq, wk, 2, 2, dh, np.full(d, 3.0))
+    unscaled, _ = head_bounds(wq, wk, 2, 2, dh)
     np.testing.assert_allclose(scaled, 9.0 * unscaled, rtol=1e-10)
 
 
 def test_bad_layouts_are_user_errors():
     with pytest.raises(WeightscopeError):
-        HeadLayout(6, 4, 8)
+        check_head_split(6, 4, 8)
     with pytest.raises(WeightscopeError):
-        head_bounds(np.zeros((24, 16)), np.zeros((24, 16)), HeadLayout(4, 4, 8))
+        head_bounds(np.zeros((24, 16)), np.zeros((24, 16)), 4, 4, 8)
 
 
 def test_norm_gain_names_of_pre_and_post_norm_blocks():

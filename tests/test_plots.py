@@ -361,7 +361,8 @@ def test_plot_layer_draws_only_the_matching_layers_and_reads_nothing_else(checkp
 
 
 def test_plotted_fit_is_the_analysis_fit_on_a_real_checkpoint(checkpoint):
-    from weightscope.analysis.pipeline import analyze, select, stream_layers
+    from weightscope.analysis.layer import select
+    from weightscope.analysis.pipeline import analyze, stream_layers
     from weightscope.checkpoint import open_checkpoint
     from weightscope.options import AnalysisOptions
 

@@ -26,7 +26,7 @@ from weightscope.commands.compare import compare
 from weightscope.commands.trend import trend
 from weightscope.execution.cache import RACY_SECONDS
 from weightscope.execution.plan import Execution
-from weightscope.render.text import to_json
+from weightscope.render.formats import json_text as to_json
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "examples" / "runs" / "tiny-lm"

@@ -21,19 +21,18 @@ one pair of tensors at a time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.heads import HeadLayout, read_head_layout
 from weightscope.checkpoint.layers import LayerSpec, select_layers
 from weightscope.checkpoint.lora import AdapterReader
 from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
 from weightscope.report import AttentionBounds, ModelMeasures
-from weightscope.stats.attention import HeadLayout, LogitBound, logit_bound
+from weightscope.stats.attention import LogitBound, check_head_split, logit_bound
 from weightscope.stats.embedding import RowCloud, row_cloud
 
 #: What one bad tensor may raise; it becomes a note (as a failed layer does in the stream).
@@ -43,42 +42,6 @@ _MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
 #: GPT-2/GPT-J/NeoX, Meta's Llama, OPT/BART, ViT-style), searched inside the q's block.
 _PRE_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "norm1", "layernorm_before")
 _BLOCK_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|block|blocks)\.)(\d+)\.")
-
-
-@dataclass(frozen=True)
-class HeadSource:
-    """A head layout (heads, kv heads, head dim — any may be unknown) and where it came from."""
-
-    heads: int | None
-    kv_heads: int | None
-    head_dim: int | None
-    source: str | None
-
-
-def head_source(reader: CheckpointReader, options: AnalysisOptions) -> HeadSource:
-    """Flags win over what the checkpoint states (GGUF metadata, or the ``config.json``
-    beside it: `reader.metadata`, `reader.model_config`); what none gives stays unknown."""
-    stated: tuple[dict[str, Any], str | None] = next(
-        ((found, where) for found, where in ((reader.metadata, "GGUF metadata"), (reader.model_config, "config.json"))
-         if found.get("head_count")),
-        ({}, None),
-    )
-    known, where = stated
-    config = HeadSource(known.get("head_count"), known.get("head_count_kv"), known.get("head_dim"), where)
-    if options.heads is None:
-        if options.kv_heads is None:
-            return config
-        return HeadSource(config.heads, options.kv_heads, config.head_dim, f"{config.source} + --kv-heads")
-    kv = options.kv_heads if options.kv_heads is not None else (config.kv_heads if config.heads == options.heads else None)
-    return HeadSource(options.heads, kv, config.head_dim if config.heads == options.heads else None, "flags")
-
-
-def _layout(heads: HeadSource, q_rows: int, k_rows: int) -> HeadLayout:
-    """The split of one block's q (q_rows) and k (k_rows) into heads."""
-    assert heads.heads is not None
-    head_dim = heads.head_dim or q_rows // heads.heads
-    kv = heads.kv_heads or (k_rows // head_dim if head_dim else heads.heads)
-    return HeadLayout(heads.heads, kv, head_dim)
 
 
 def norm_gain_name(q_name: str, names: set[str]) -> str | None:
@@ -131,7 +94,7 @@ def _first_line(exc: Exception) -> str:
 
 
 def attention_bounds(
-    reader: CheckpointReader, specs: list[LayerSpec], heads: HeadSource
+    reader: CheckpointReader, specs: list[LayerSpec], heads: HeadLayout
 ) -> tuple[AttentionBounds, list[str]]:
     """Every block's logit bound, one block's tensors alive at a time."""
     pairs, notes = _qk_pairs(specs)
@@ -143,26 +106,27 @@ def attention_bounds(
     infos = {info.name: info for info in reader.tensors()}
     gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
     bounds: list[LogitBound] = []
-    layout = None
+    split = None
     for q_spec, k_spec in pairs:
         gain_name = norm_gain_name(q_spec.name, gains)
         try:
-            layout = _layout(heads, q_spec.info.shape[0], k_spec.info.shape[0])
+            split = heads.split_block(q_spec.info.shape[0], k_spec.info.shape[0])
+            check_head_split(*split)
             gain = reader.read(infos[gain_name]) if gain_name is not None else None
             if gain is not None and gain.shape != (q_spec.info.shape[1],):
                 gain, gain_name = None, None
             wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
             if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
                 raise WeightscopeError("non-finite weights")
-            bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, layout, gain, gain_name))
+            bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, split, gain, gain_name))
         except _MEASURE_ERRORS as exc:
             notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
-    if not bounds or layout is None:
+    if not bounds or split is None:
         return AttentionBounds("unavailable", "no block's q/k split into the stated heads", source=heads.source), notes
     every = np.concatenate([np.asarray(b.heads) for b in bounds])
     return (
         AttentionBounds(
-            "ok", None, layout.heads, layout.kv_heads, layout.head_dim, heads.source,
+            "ok", None, *split, heads.source,
             float(every.max()), float(np.median(every)), bounds,
         ),
         notes,
@@ -208,7 +172,7 @@ def measure_model(reader: CheckpointReader, options: AnalysisOptions) -> ModelMe
     if isinstance(reader, AdapterReader):
         return None
     specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
-    heads = head_source(reader, options)
+    heads = read_head_layout(reader, options.heads, options.kv_heads)
     with blas_threads(1):  # small products: threads only contend (and round differently)
         attention, attention_notes = attention_bounds(reader, specs, heads)
         clouds, cloud_notes = row_clouds(reader, specs, options.seed)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope.checkpoint.base import TensorInfo
+from weightscope.checkpoint.heads import HeadLayout
 from weightscope.checkpoint.lora import LoraModule
 from weightscope.errors import WeightscopeError
 
@@ -173,27 +174,6 @@ def select_layers(
         else:
             skipped.append(SkippedTensor(info.name, tuple(info.shape), info.dtype, reason))
     return Selection(layers, skipped)
-
-
-@dataclass(frozen=True)
-class HeadLayout:
-    """Head counts that decide how fused attention tensors split (None: unknown)."""
-
-    heads: int | None = None
-    kv_heads: int | None = None
-    model_type: str | None = None
-
-    @classmethod
-    def from_sources(cls, heads: int | None, kv_heads: int | None, *known: dict[str, object]) -> HeadLayout:
-        """Flags first, then each dict of ``head_count``/``head_count_kv``/``model_type``
-        (GGUF metadata, config.json) in order."""
-        def first(key: str) -> object:
-            return next((d[key] for d in known if d.get(key) is not None), None)
-
-        heads = heads or first("head_count")  # type: ignore[assignment]  # validated as int by the readers
-        kv_heads = kv_heads or first("head_count_kv") or heads  # type: ignore[assignment]  # as above
-        model_type = first("model_type") or first("architecture")
-        return cls(heads, kv_heads, model_type if isinstance(model_type, str) else None)
 
 
 def fused_parts(spec: LayerSpec, layout: HeadLayout) -> list[tuple[str, FusedPart]] | None:

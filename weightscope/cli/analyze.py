@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weightscope.analysis.pipeline import LayerAnalysis
+from weightscope.analysis.layer import LayerAnalysis
 from weightscope.analysis.pipeline import analyze as run_analysis
 from weightscope.analysis.pipeline import inspect as run_inspection
 from weightscope.checkpoint.hub import resolve_if_asked
@@ -41,7 +41,7 @@ from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
 from weightscope.render.html import spectra_worth_drawing, write_html_report
 from weightscope.render.table import render_inspection, render_report
-from weightscope.render.text import inspection_json, to_csv, to_json, to_markdown
+from weightscope.render.text import REPORT_FORMATS, inspection_json
 
 PathArg = Annotated[
     Path,
@@ -113,10 +113,7 @@ def analyze(
             with step_progress("drawing spectra", len(drawn)) as tick:
                 write_if_asked(html, lambda target: write_html_report(report, target, drawn, progress=tick))
             detail(f"HTML report with {len(drawn)} spectra in {time.perf_counter() - started:.2f} s")
-        show(chosen, output, lambda: render_report(report, stdout), {
-            OutputFormat.json: lambda: to_json(report), OutputFormat.csv: lambda: to_csv(report),
-            OutputFormat.md: lambda: to_markdown(report),
-        })
+        show(chosen, output, lambda: render_report(report, stdout), report, REPORT_FORMATS)
 
 
 @app.command()

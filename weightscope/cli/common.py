@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -25,6 +25,7 @@ from rich.text import Text
 
 from weightscope.errors import WeightscopeError, one_line
 from weightscope.io import STDOUT, check_outputs, write_atomic
+from weightscope.render.formats import Formats
 
 #: stdout carries results only (a table, JSON, CSV, markdown); everything else goes to stderr.
 #: Piped to a file or a CI log there is no terminal width to honour: use a wide one.
@@ -174,15 +175,13 @@ def resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputForma
     return OutputFormat.table
 
 
-def show(
-    chosen: OutputFormat, output: Path | None, table: Callable[[], None], texts: dict[OutputFormat, Callable[[], str]]
-) -> None:
-    """A result in the chosen format: the rich ``table`` on the terminal, or the text of
-    ``texts[chosen]`` to ``output`` (or stdout)."""
+def show(chosen: OutputFormat, output: Path | None, table: Callable[[], None], result: Any, formats: Formats) -> None:
+    """A result in the chosen format: the rich ``table`` on the terminal, or its text in
+    its type's registry (``formats``, `weightscope.render.formats`) to ``output`` (or stdout)."""
     if chosen is OutputFormat.table:
         table()
     else:
-        emit(texts[chosen](), output)
+        emit(formats[chosen.value](result), output)
 
 
 def emit(text: str, output: Path | None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,7 +28,7 @@ from weightscope.cli.options import (
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
 from weightscope.commands.compare import compare as run_comparison
-from weightscope.render.compare_views import render_comparison, to_csv, to_markdown
+from weightscope.render.compare_views import COMPARE_FORMATS, render_comparison
 from weightscope.render.html_compare import write_compare_html
 
 SideArg = Annotated[
@@ -100,7 +99,4 @@ def compare(
         for note in comparison.aligned:
             say(f"aligned names: {note}")
         write_if_asked(html, lambda target: write_compare_html(comparison, target, thresholds))
-        show(chosen, output, lambda: render_comparison(comparison, stdout, thresholds), {
-            OutputFormat.json: lambda: json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n",
-            OutputFormat.csv: lambda: to_csv(comparison), OutputFormat.md: lambda: to_markdown(comparison),
-        })
+        show(chosen, output, lambda: render_comparison(comparison, stdout, thresholds), comparison, COMPARE_FORMATS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import typing
 from collections.abc import Callable
 from enum import Enum
@@ -34,7 +33,7 @@ from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.commands.gate import RULE_HINTS, GateRules, load_settings
 from weightscope.commands.gate import gate as run_gate
 from weightscope.errors import WeightscopeError, one_line
-from weightscope.render.gate_views import to_github, to_junit, to_text, verdict_line
+from weightscope.render.gate_views import GATE_FORMATS, verdict_line
 
 
 class GateFormat(str, Enum):
@@ -46,12 +45,6 @@ class GateFormat(str, Enum):
 
 _SUFFIX_FORMATS = {".json": GateFormat.json, ".xml": GateFormat.junit}
 
-_RENDERERS = {
-    GateFormat.text: to_text,
-    GateFormat.json: lambda result: json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n",
-    GateFormat.github: to_github,
-    GateFormat.junit: to_junit,
-}
 
 
 def _rule_parameter(rule: dataclasses.Field[Any]) -> inspect.Parameter:
@@ -162,7 +155,7 @@ def gate(
                           execution=analysis.execution(), **analysis.kwargs())
         if write_baseline is not None:
             wrote(write_baseline)
-        emit(_RENDERERS[chosen](result), output)
+        emit(GATE_FORMATS[chosen.value](result), output)
         if output is not None:
             say(one_line(verdict_line(result)))
     if not result.passed:

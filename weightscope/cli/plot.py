@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from weightscope.analysis.pipeline import LayerAnalysis, analyze_with
+from weightscope.analysis.layer import LayerAnalysis
 from weightscope.analysis.pipeline import analyze as run_analysis
+from weightscope.analysis.pipeline import analyze_with
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
 from weightscope.cli.common import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -38,7 +37,7 @@ from weightscope.errors import one_line
 from weightscope.render.html_trend import write_trend_html
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import save_png
-from weightscope.render.trend_views import render_trend, to_csv, to_markdown
+from weightscope.render.trend_views import TREND_FORMATS, render_trend
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
@@ -112,7 +111,4 @@ def trend(
         )
         write_if_asked(plot, lambda target: save_png(trend_figure(result, thresholds), target))
         write_if_asked(html, lambda target: write_trend_html(result, target, thresholds))
-        show(chosen, output, lambda: render_trend(result, stdout, thresholds), {
-            OutputFormat.json: lambda: json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n",
-            OutputFormat.csv: lambda: to_csv(result), OutputFormat.md: lambda: to_markdown(result),
-        })
+        show(chosen, output, lambda: render_trend(result, stdout, thresholds), result, TREND_FORMATS)

@@ -15,7 +15,7 @@ compared as W against the merged W + s·B·A (DoRA's magnitude applied when pres
 update's ranks come from the factors, and base layers the adapter does not touch are
 listed as unchanged without being analysed.
 
-Pairs of layers flow through the same machinery as `analyze` (`execution.schedule.pipelined`: one reader
+Pairs of layers flow through the same runner as `analyze` (`execution.runner.run_batches`: one reader
 thread a pair ahead of the workers, the memory budget, the device and the spectrum cache
 of `weightscope.execution`); a pair's tensors (and ΔW) are the only arrays it holds,
 never two whole models.
@@ -25,40 +25,39 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from weightscope._version import __version__
-from weightscope.analysis.pipeline import (
+from weightscope.analysis.layer import (
     Loaded,
     ProgressHook,
     analyze_read,
-    check_worker_version,
     failure_of,
     read_layer,
-    reopened,
     select,
 )
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.layers import LayerSpec, layer_matrices
-from weightscope.checkpoint.lora import AdapterReader, LoraModule
+from weightscope.checkpoint.lora import PEFT_IN_MEMORY, AdapterReader, LoraModule, is_peft_model
 from weightscope.checkpoint.names import Alignment, NameKey, align_names
 from weightscope.commands.sources import read_saved_report, report_for
 from weightscope.errors import WeightscopeError
 from weightscope.execution.cluster import (
     GPU_SHARE,
     Need,
+    check_worker_version,
     cluster_device,
     cluster_gpus,
-    connect,
-    run_tasks,
+    reopened,
 )
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
-from weightscope.execution.schedule import pipelined
+from weightscope.execution.runner import LocalBatch, RemoteBatches, run_batches
 from weightscope.linalg._blas import blas_threads
 from weightscope.linalg.spectrum import SpectrumOptions, fixed_dtype
 from weightscope.options import AnalysisOptions
@@ -358,35 +357,10 @@ def compare_task(
             return _compare_pair(pair, _read_pair(reader_a, reader_b, pair), options, task_plan(device, execution))
 
 
-def _pairs_on_ray(
-    path_a: str | os.PathLike[str],
-    path_b: str | os.PathLike[str],
-    pairs: list[_Pair],
-    options: AnalysisOptions,
-    execution: Execution,
-    progress: Callable[[int], None] | None,
-) -> Iterator[LayerChange]:
-    """The pairs' changes computed as tasks on a Ray cluster, in order."""
-    ray = connect(execution.ray_address)
-    shapes = [(pair.spec_a.info.shape[0], pair.spec_a.info.shape[1]) for pair in pairs]
-    device = cluster_device(execution.device, shapes, cluster_gpus(ray))
-    where_a, where_b = os.path.abspath(path_a), os.path.abspath(path_b)
-
-    def lost(position: int, exc: Exception) -> LayerChange:
-        pair = pairs[position]
-        failed_a, failed_b = failure_of(pair.spec_a, exc).result, failure_of(pair.spec_b, exc).result
-        return layer_change(pair.key, failed_a, failed_b, None, failed_a.reason)
-
-    return run_tasks(
-        ray,
-        compare_task,
-        [(where_a, where_b, pair, options, device, execution, __version__) for pair in pairs],
-        # both layers' working sets, and the update's copy while its spectrum is solved
-        [Need(working_set(p.spec_a, options) + working_set(p.spec_b, options) + 4 * p.spec_a.info.numel,
-              GPU_SHARE if device == "cuda" else 0.0) for p in pairs],
-        lost=lost,
-        progress=progress,
-    )
+def _lost_pair(pair: _Pair, exc: Exception) -> LayerChange:
+    """A pair a Ray cluster lost: both sides failed with the reason."""
+    failed_a, failed_b = failure_of(pair.spec_a, exc).result, failure_of(pair.spec_b, exc).result
+    return layer_change(pair.key, failed_a, failed_b, None, failed_a.reason)
 
 
 def compare_checkpoints(
@@ -402,29 +376,58 @@ def compare_checkpoints(
     """Compare two checkpoints pair by pair, measuring each layer's update ΔW too (locally
     through the read-ahead and worker threads; on Ray all pairs as one pool of tasks)."""
     prefixes = tuple(strip_prefix)
-    with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
-        pairs, match, unchanged, mode = _pairs(reader_a, reader_b, options, prefixes)
-        walked = [pair.spec_a for pair in pairs]
-        if progress is not None:
-            progress(0, walked)
-        done_hook = (lambda done: progress(done, walked)) if progress is not None else None
-        if execution.executor == "ray":
-            changes = list(_pairs_on_ray(path_a, path_b, pairs, options, execution, done_hook))
-        else:
-            run = plan(walked + [pair.spec_b for pair in pairs], options, execution)
-            changes = list(pipelined(
+    found: list[tuple[list[_Pair], Alignment, list[str], str]] = []
+
+    @contextmanager
+    def local(index: int) -> Iterator[LocalBatch[_Pair, _Read, LayerChange, None]]:
+        with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
+            found.append(_pairs(reader_a, reader_b, options, prefixes))
+            pairs = found[0][0]
+            run = plan([pair.spec_a for pair in pairs] + [pair.spec_b for pair in pairs], options, execution)
+            yield LocalBatch(
                 pairs,
                 lambda pair: _read_pair(reader_a, reader_b, pair),
                 lambda pair, read: _compare_pair(pair, read, options, run),
                 workers=run.workers,
                 cost=lambda pair: working_set(pair.spec_a, options) + working_set(pair.spec_b, options),
                 budget=2 * run.budget,
-                progress=done_hook,
-            ))
-        read_as = reader_b.metadata.get("read_as")  # a PEFT model in memory: base + adapter
+            )
+
+    def remote(ray: Any) -> RemoteBatches[_Pair, LayerChange, None]:
+        with open_checkpoint(path_a) as reader_a, open_checkpoint(path_b) as reader_b:
+            found.append(_pairs(reader_a, reader_b, options, prefixes))
+        pairs = found[0][0]
+        shapes = [(pair.spec_a.info.shape[0], pair.spec_a.info.shape[1]) for pair in pairs]
+        device = cluster_device(execution.device, shapes, cluster_gpus(ray))
+        where_a, where_b = os.path.abspath(path_a), os.path.abspath(path_b)
+        return RemoteBatches(
+            [pairs],
+            compare_task,
+            lambda index, pair: (where_a, where_b, pair, options, device, execution, __version__),
+            # both layers' working sets, and the update's copy while its spectrum is solved
+            lambda index, pair: Need(
+                working_set(pair.spec_a, options) + working_set(pair.spec_b, options) + 4 * pair.spec_a.info.numel,
+                GPU_SHARE if device == "cuda" else 0.0,
+            ),
+            _lost_pair,
+        )
+
+    walked: list[LayerSpec] = []
+
+    def counted(done: int, pairs: Sequence[_Pair]) -> None:
+        if progress is not None:
+            if not walked:
+                walked.extend(pair.spec_a for pair in pairs)
+            progress(done, walked)
+
+    batches = run_batches(1, execution, local=local, remote=remote, progress=counted if progress is not None else None)
+    with closing(batches):  # the one batch's results, read while its checkpoints are open
+        changes = list(next(batches).results)
+    _, match, unchanged, mode = found[0]
     return Comparison(
         source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
-        _summarize(changes, top), mode=mode, unchanged=unchanged, aligned=match.notes + ([f"B is {read_as}"] if read_as else []),
+        _summarize(changes, top), mode=mode, unchanged=unchanged,
+        aligned=match.notes + ([f"B is {PEFT_IN_MEMORY}"] if is_peft_model(path_b) else []),
     )
 
 

@@ -18,6 +18,7 @@ stays busy) and collected in order. Completions are counted with
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -26,7 +27,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from weightscope.errors import WeightscopeError, install_hint
+from weightscope._version import __version__
+from weightscope.checkpoint.base import CheckpointReader
+from weightscope.checkpoint.layers import LayerSpec
+from weightscope.errors import CheckpointError, WeightscopeError, install_hint
 from weightscope.execution.plan import CUDA_WORKERS
 from weightscope.linalg.device import AUTO_CUDA_MIN_FLOPS, eigen_flops
 
@@ -108,6 +112,30 @@ def cluster_device(choice: str, shapes: list[tuple[int, int]], gpus: float) -> s
     if choice == "auto":
         return "cuda" if gpus and eigen_flops(shapes) >= AUTO_CUDA_MIN_FLOPS else "cpu"
     return choice
+
+
+# --- on a worker ---------------------------------------------------------------------
+
+def check_worker_version(version: str) -> None:
+    """Refuse to work for a driver of another weightscope version: the numbers of a
+    cluster run must be those of a local run on the driver."""
+    if version != __version__:
+        raise WeightscopeError(
+            f"the Ray worker runs weightscope {__version__}, the driver {version}: install one version everywhere"
+        )
+
+
+def reopened(reader: CheckpointReader, spec: LayerSpec, path: str) -> LayerSpec:
+    """``spec`` (chosen by the driver from the headers) as this worker's reader sees it:
+    its own entry of the same name, so reads go to the file as this node mounts it.
+    An entry whose shape or dtype differ means the checkpoint changed in between."""
+    here = next((info for info in reader.tensors() if info.name == spec.name), None)
+    if here is None or (here.shape, here.dtype) != (spec.info.shape, spec.info.dtype):
+        raise CheckpointError(f"{path}: tensor {spec.name} changed or vanished since the driver read the headers")
+    return dataclasses.replace(spec, info=here)
+
+
+# --- on the driver --------------------------------------------------------------------
 
 
 def _call(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:

@@ -17,6 +17,7 @@ from weightscope.checkpoint.layers import block_index
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
+from weightscope.render.formats import Formats, json_text
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, column_texts, fmt
 
@@ -209,3 +210,7 @@ def to_markdown(comparison: Comparison) -> str:
             cells[7] = f"**worse:** {cells[7]}"
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: The text formats of a comparison (`weightscope.render.formats`).
+COMPARE_FORMATS: Formats = {"json": json_text, "csv": to_csv, "md": to_markdown}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from weightscope.commands.gate import ACCEPTED, FAIL, SKIP, WARN, Check, GateResult
+from weightscope.render.formats import Formats, json_text
 
 _SHOWN = (FAIL, WARN)
 
@@ -104,3 +105,7 @@ def to_junit(result: GateResult) -> str:
             ET.SubElement(case, "system-out").text = _xml_text(f"{'warning' if check.status == WARN else 'accepted'}: {check_line(check)}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+#: The formats of a gate's result (`weightscope.render.formats`).
+GATE_FORMATS: Formats = {"text": to_text, "json": json_text, "github": to_github, "junit": to_junit}

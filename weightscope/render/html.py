@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from matplotlib.figure import Figure
 
-    from weightscope.analysis.pipeline import LayerAnalysis
+    from weightscope.analysis.layer import LayerAnalysis
 
 _CSS = """
 :root { --ok: #1b7f3b; --low: #c0392b; --high: #a67c00; --muted: #6b7280; --line: #e5e7eb; }

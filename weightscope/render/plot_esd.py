@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from weightscope.analysis.pipeline import LayerAnalysis
+    from weightscope.analysis.layer import LayerAnalysis
 
 ESD_COLOR = "#4c72b0"
 FIT_COLOR = "#d62728"

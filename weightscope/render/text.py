@@ -7,6 +7,7 @@ from typing import Any
 
 from weightscope.analysis.pipeline import Inspection
 from weightscope.render.compare_views import csv_text
+from weightscope.render.formats import Formats, json_text
 from weightscope.render.rows import ordered_layers
 from weightscope.render.style import (
     alpha_band,
@@ -19,10 +20,6 @@ from weightscope.report import Report
 
 #: The columns of the markdown table, in order (the CSV has every key).
 MARKDOWN_COLUMNS = ("name", "kind", "block", "shape", "alpha", "D", "num_tail", "lambda_max", "log_norm", "stable_rank", "verdict")
-
-
-def to_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
 def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
@@ -99,3 +96,7 @@ def to_markdown(report: Report) -> str:
             cells.append(fmt(value).replace("|", "\\|"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: The text formats of a report (`weightscope.render.formats`).
+REPORT_FORMATS: Formats = {"json": json_text, "csv": to_csv, "md": to_markdown}

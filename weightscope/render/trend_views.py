@@ -20,6 +20,7 @@ from weightscope.commands.trend import (
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.render.compare_views import csv_text, signed
+from weightscope.render.formats import Formats, json_text
 from weightscope.render.measures_views import trend_measure_lines
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, fmt
@@ -155,3 +156,7 @@ def to_markdown(trend: Trend) -> str:
     flagged = trend.flagged
     lines += ["", f"{len(trend.checkpoints)} checkpoints, {len(trend.layers)} layers; {len(flagged)} flagged."]
     return "\n".join(lines) + "\n"
+
+
+#: The text formats of a trend (`weightscope.render.formats`).
+TREND_FORMATS: Formats = {"json": json_text, "csv": to_csv, "md": to_markdown}

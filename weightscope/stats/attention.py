@@ -34,19 +34,15 @@ import numpy as np
 from weightscope.errors import WeightscopeError
 
 
-@dataclass(frozen=True)
-class HeadLayout:
-    """How a block's attention splits into heads: query heads, key/value heads, head size."""
-
-    heads: int
-    kv_heads: int
-    head_dim: int
-
-    def __post_init__(self) -> None:
-        if min(self.heads, self.kv_heads, self.head_dim) < 1:
-            raise WeightscopeError(f"heads, kv heads and head dim must be ≥ 1, got {self}")
-        if self.heads % self.kv_heads:
-            raise WeightscopeError(f"{self.heads} query heads cannot be grouped onto {self.kv_heads} kv heads")
+def check_head_split(heads: int, kv_heads: int, head_dim: int) -> None:
+    """Refuse a head split that cannot be: counts below 1, or query heads that do not
+    group evenly onto the key/value heads."""
+    if min(heads, kv_heads, head_dim) < 1:
+        raise WeightscopeError(
+            f"heads, kv heads and head dim must be ≥ 1, got HeadLayout(heads={heads}, kv_heads={kv_heads}, head_dim={head_dim})"
+        )
+    if heads % kv_heads:
+        raise WeightscopeError(f"{heads} query heads cannot be grouped onto {kv_heads} kv heads")
 
 
 @dataclass(frozen=True)
@@ -68,17 +64,18 @@ class LogitBound:
 
 
 def head_bounds(
-    wq: np.ndarray, wk: np.ndarray, layout: HeadLayout, gain: np.ndarray | None = None
+    wq: np.ndarray, wk: np.ndarray, heads: int, kv_heads: int, head_dim: int, gain: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per query head: ‖diag(g) W_Q^hᵀ W_K^h diag(g)‖₂/√d_h, and the any-rotation bound.
 
     ``wq`` is (heads·d_h, d) and ``wk`` (kv_heads·d_h, d), as nn.Linear stores them.
     Returns (bounds, rotation_bounds), each of length ``heads``.
     """
-    dh = layout.head_dim
-    if wq.shape != (layout.heads * dh, wq.shape[1]) or wk.shape != (layout.kv_heads * dh, wq.shape[1]):
+    check_head_split(heads, kv_heads, head_dim)
+    dh = head_dim
+    if wq.shape != (heads * dh, wq.shape[1]) or wk.shape != (kv_heads * dh, wq.shape[1]):
         raise WeightscopeError(
-            f"q {wq.shape} / k {wk.shape} do not split into {layout.heads}/{layout.kv_heads} heads of {dh}"
+            f"q {wq.shape} / k {wk.shape} do not split into {heads}/{kv_heads} heads of {dh}"
         )
     if gain is not None and gain.shape != (wq.shape[1],):
         raise WeightscopeError(f"norm gain of shape {gain.shape} does not match input width {wq.shape[1]}")
@@ -89,12 +86,11 @@ def head_bounds(
         slices = np.asarray(w, dtype=np.float64).reshape(count, dh, -1) * scale
         return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")  # type: ignore[return-value]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
 
-    group = np.arange(layout.heads) // (layout.heads // layout.kv_heads)
-    r_k, r_q = factors(wk, layout.kv_heads), factors(wq, layout.heads)
+    group = np.arange(heads) // (heads // kv_heads)
+    r_k, r_q = factors(wk, kv_heads), factors(wq, heads)
     # one batched SVD of [R_q R_kᵀ; R_q; R_k] (each call costs ~1 ms of overhead on small heads)
     stacked = np.concatenate([r_q @ r_k[group].transpose(0, 2, 1), r_q, r_k])
     top = np.linalg.svd(stacked, compute_uv=False)[:, 0]
-    heads = layout.heads
     bounds, rotation = top[:heads], top[heads : 2 * heads] * top[2 * heads :][group]
     root = np.sqrt(dh)
     return bounds / root, rotation / root
@@ -106,12 +102,13 @@ def logit_bound(
     k_name: str,
     wq: np.ndarray,
     wk: np.ndarray,
-    layout: HeadLayout,
+    split: tuple[int, int, int],
     gain: np.ndarray | None = None,
     gain_name: str | None = None,
 ) -> LogitBound:
-    """One block's `LogitBound` from its q and k projection weights."""
-    bounds, rotation = head_bounds(wq, wk, layout, gain)
+    """One block's `LogitBound` from its q and k projection weights; ``split`` is
+    (heads, kv heads, head size)."""
+    bounds, rotation = head_bounds(wq, wk, *split, gain)
     return LogitBound(
         block, q_name, k_name, gain_name if gain is not None else None,
         [float(b) for b in bounds], float(bounds.max()), float(np.median(bounds)), float(rotation.max()),
