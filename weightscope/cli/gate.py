@@ -27,13 +27,13 @@ from weightscope.cli.common import (
     emit,
     say,
     user_errors,
-    wrote,
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
-from weightscope.commands.gate import RULE_HINTS, GateRules, load_settings
+from weightscope.commands.gate import RULE_HINTS, GateRules, accept, load_settings
 from weightscope.commands.gate import gate as run_gate
 from weightscope.errors import WeightscopeError, one_line
 from weightscope.render.gate_views import GATE_FORMATS, verdict_line
+from weightscope.render.text import REPORT_FORMATS
 
 
 class GateFormat(str, Enum):
@@ -151,10 +151,11 @@ def gate(
         check_paths([output, write_baseline], [path, baseline, adapter, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
         chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
-        result = run_gate(path, settings, adapter=adapter, write_baseline_to=write_baseline,
-                          execution=analysis.execution(), **analysis.kwargs())
         if write_baseline is not None:
-            wrote(write_baseline)
+            report, result = accept(path, settings, str(write_baseline), execution=analysis.execution(), **analysis.kwargs())
+            emit(REPORT_FORMATS["json"](report), write_baseline)
+        else:
+            result = run_gate(path, settings, adapter=adapter, execution=analysis.execution(), **analysis.kwargs())
         emit(GATE_FORMATS[chosen.value](result), output)
         if output is not None:
             say(one_line(verdict_line(result)))

@@ -40,7 +40,6 @@ no recompute.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -59,7 +58,6 @@ from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
-from weightscope.io import write_text_atomic
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 from weightscope.stats.update import UpdateStats
@@ -712,17 +710,11 @@ def adapter_checks(comparison: Comparison, rules: GateRules, exclude: Iterable[s
     return checks + (update_checks(updates, rules) if updates else [])
 
 
-def write_baseline(report: Report, target: str | os.PathLike[str]) -> None:
-    """Save ``report`` as a baseline (a saved report: ``gate --baseline`` reads it back)."""
-    write_text_atomic(target, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
-
-
 def gate(
     path: str | os.PathLike[str],
     settings: GateSettings,
     *,
     adapter: str | os.PathLike[str] | None = None,
-    write_baseline_to: str | os.PathLike[str] | None = None,
     execution: Execution = Execution(),
     **options: object,
 ) -> GateResult:
@@ -730,9 +722,7 @@ def gate(
     ``execution`` as for `analyze`.
 
     ``adapter``: ``path`` is the base model and the adapter is judged on it
-    (`adapter_checks`). ``write_baseline_to``: accept today's state once: the report is
-    saved there and gated against itself, so every finding is listed as accepted (and
-    the next run with ``--baseline`` that file fails only what is new or worse).
+    (`adapter_checks`).
     """
     opts = AnalysisOptions.from_kwargs(**options)
     if adapter is not None:
@@ -743,15 +733,29 @@ def gate(
         checks = adapter_checks(comparison, settings.rules, settings.exclude)
         return GateResult(str(adapter), None, settings.config, settings.rules, checks, base=str(path))
     report = report_for(path, opts, execution=execution)
-    baseline: Report | None
-    source: str | None
-    if write_baseline_to is not None:
-        write_baseline(report, write_baseline_to)
-        baseline, source = report, str(write_baseline_to)
-    else:
-        baseline = report_for(settings.baseline, opts, execution=execution) if settings.baseline is not None else None
-        source = settings.baseline
+    baseline = report_for(settings.baseline, opts, execution=execution) if settings.baseline is not None else None
+    return _gated(path, report, settings, baseline, settings.baseline)
+
+
+def accept(
+    path: str | os.PathLike[str],
+    settings: GateSettings,
+    baseline_name: str,
+    *,
+    execution: Execution = Execution(),
+    **options: object,
+) -> tuple[Report, GateResult]:
+    """Accept today's state once (``gate --write-baseline``): the report, to be saved as
+    ``baseline_name``, and the gate of it against itself, which lists every finding as
+    accepted; the next run with that baseline fails only what is new or worse."""
+    report = report_for(path, AnalysisOptions.from_kwargs(**options), execution=execution)
+    return report, _gated(path, report, settings, report, baseline_name)
+
+
+def _gated(
+    path: str | os.PathLike[str], report: Report, settings: GateSettings, baseline: Report | None, baseline_name: str | None
+) -> GateResult:
     checks = evaluate(report, settings.rules, baseline=baseline, strip_prefix=settings.strip_prefix,
                       exclude=settings.exclude)
-    return GateResult(str(path), source, settings.config, settings.rules, checks,
+    return GateResult(str(path), baseline_name, settings.config, settings.rules, checks,
                       excluded_layers(report, settings.exclude))
