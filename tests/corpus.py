@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import pickle
+import re
 import stat
 import struct
 import subprocess
@@ -63,6 +64,11 @@ class Scenario:
     cleanup: list[Callable[[], None]] = field(default_factory=list)
     #: seconds before the run counts as a hang
     timeout: float = 60.0
+    #: subprocess cases: seconds of work (after the imports) before a watchdog ends the
+    #: child as a hang, independent of how long a loaded machine takes to start Python
+    bound: float | None = None
+    #: subprocess cases: the child's address-space limit in bytes (RLIMIT_AS)
+    memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -631,7 +637,9 @@ add("tensor-contents", "scaled-1e-30", _contents(lambda w: (w * 1e-30).astype(np
 add("tensor-contents", "scaled-1e30", _contents(lambda w: (w * 1e30).astype(np.float32), 0))
 add("tensor-contents", "subnormal", _contents(lambda w: (w * 1e-42).astype(np.float32), 0))
 add("tensor-contents", "f16-overflow-to-inf", _contents(lambda w: w * 1e6, 1, "Inf", dtype="F16"))
-add("tensor-contents", "constant", _contents(np.ones_like, 0))
+# A constant matrix's ESD is known in closed form (one eigenvalue c²·M): no solve, and no
+# tail to fit, so the layer fails with that reason rather than a fit of rounding noise.
+add("tensor-contents", "constant", _contents(np.ones_like, 1, "distinct positive eigenvalue"))
 add("tensor-contents", "rank-one", _contents(lambda w: np.outer(w[:, 0], w[0]).astype(np.float32), 0))
 
 
@@ -1203,3 +1211,754 @@ for _name, _make in {
     "output-in-unreadable-directory": lambda d, kit: ["analyze", str(kit.model_in(d)), "-f", "json", "-o", str(_locked_dir(d, kit).parent / "x.json")],
 }.items():
     add("paths", _name, _unreadable(_make))
+
+
+# --- 10. surfaces of GGUF, LoRA adapters, npz, the hub cache, user regexes, saved reports --
+#
+# Each case's name starts with the number of the fault class it reproduces (c01…c16). The
+# hangs (c02–c06) run in a child under a watchdog (`Scenario.bound`, seconds of work after
+# the imports) and an address-space limit (`Scenario.memory`, RLIMIT_AS).
+
+#: An address-space limit for the children of bounded cases: the interpreter with numpy
+#: and weightscope maps ~0.2 GB; an 8192² float32 matrix is 0.27 GB.
+CHILD_MEMORY = 3 << 30
+
+
+def bounded(args: list[str], bound: float = 10.0, **extra: Any) -> Scenario:
+    """A run in a child process, killed as a hang after ``bound`` seconds of work and
+    limited to `CHILD_MEMORY` of address space."""
+    return Scenario(args, subprocess=True, bound=bound, memory=CHILD_MEMORY, timeout=180, **extra)
+
+
+#: The one workflow command weightscope writes itself (gate -f github): an annotation whose
+#: properties and message hold no ``::`` of their own.
+_OWN_ANNOTATION = re.compile(r"::(?:error|warning) file=[^:]*,title=weightscope [a-z-]+::(?:(?!::).)*")
+
+
+def _no_line_starts_with_a_command(stdout: str, stderr: str, where: Path) -> None:
+    """GitHub's runner executes any output line that starts (after blanks) with ``::``;
+    only gate's own annotations may, and nothing from a name or reason forges one."""
+    for stream in (stdout, stderr):
+        for line in stream.splitlines():
+            assert not line.lstrip().startswith("::") or _OWN_ANNOTATION.fullmatch(line), line
+        assert "\x1b" not in stream and "\x07" not in stream, stream[-2000:]
+
+
+def _all(*checks: Callable[[str, str, Path], None]) -> Callable[[str, str, Path], None]:
+    def check(stdout: str, stderr: str, where: Path) -> None:
+        for one in checks:
+            one(stdout, stderr, where)
+
+    return check
+
+
+# c01 + c16d: the hub cache -------------------------------------------------------------
+
+_COMMIT = "c" * 40
+
+
+def hub_cache(directory: Path, kit: Kit, ref: str = _COMMIT) -> tuple[Path, Path, Path]:
+    """A hub cache laid out as huggingface_hub lays it out; returns (hub dir, the
+    ``models--org--tiny`` entry, the blob of its weights)."""
+    hub_dir = directory / "hub"
+    repo = hub_dir / "models--org--tiny"
+    snapshot = repo / "snapshots" / _COMMIT
+    snapshot.mkdir(parents=True)
+    blob = repo / "blobs" / ("e" * 64)
+    blob.parent.mkdir()
+    blob.write_bytes(kit.model.read_bytes())
+    (snapshot / "model.safetensors").symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(ref)
+    return hub_dir, repo, blob
+
+
+def _hub_patch(hub_dir: Path) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    @contextlib.contextmanager
+    def patched() -> Iterator[None]:
+        import huggingface_hub.constants
+
+        with mock.patch.object(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_dir)), mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}):
+            yield
+
+    return patched
+
+
+for _name, _source, _target in (
+    ("c01-model-id-o-snapshot-file", "id", "snapshot"),
+    ("c01-cache-dir-o-snapshot-file", "dir", "snapshot"),
+    ("c01-model-id-o-blob", "id", "blob"),
+    ("c01-cache-dir-html-blob", "dir", "blob-html"),
+    ("c01-cache-dir-o-config-blob", "dir", "config"),
+):
+    def _hub_out(directory: Path, kit: Kit, source: str = _source, target: str = _target) -> Scenario:
+        import pytest
+
+        pytest.importorskip("huggingface_hub")
+        hub_dir, repo, blob = hub_cache(directory, kit)
+        snapshot = repo / "snapshots" / _COMMIT
+        config_blob = repo / "blobs" / ("f" * 64)
+        config_blob.write_text('{"model_type": "bert"}')
+        (snapshot / "config.json").symlink_to(os.path.relpath(config_blob, snapshot))
+        out = {"snapshot": snapshot / "model.safetensors", "blob": blob, "blob-html": blob, "config": config_blob}[target]
+        flag = ["--html"] if target == "blob-html" else ["-f", "json", "-o"]
+        args = ["analyze", "org/tiny" if source == "id" else str(repo), *flag, str(out), "--no-cache"]
+        return Scenario(args, error="input of this run", keep=(blob, config_blob), patch=_hub_patch(hub_dir))
+
+    add("paths", _name, _hub_out)
+
+
+@case("paths", "c16-hub-ref-points-outside-the-cache")
+def _hub_ref_outside(directory: Path, kit: Kit) -> Scenario:
+    import pytest
+
+    pytest.importorskip("huggingface_hub")
+    outside = directory / "elsewhere"
+    outside.mkdir()
+    kit.model_in(outside, "model.safetensors")
+    hub_dir, repo, _ = hub_cache(directory, kit)
+    (repo / "refs" / "main").write_text(os.path.relpath(outside, repo / "snapshots"))
+    return Scenario(["analyze", str(repo), "--no-cache", "-f", "json"], error="outside", patch=_hub_patch(hub_dir))
+
+
+# c02, c03, c16: GGUF ---------------------------------------------------------------------
+
+
+def gguf_header(version: int = 3, tensors: int = 0, kvs: bytes = b"", n_kv: int = 0, big_endian: bool = False) -> bytes:
+    order = ">" if big_endian else "<"
+    return b"GGUF" + struct.pack(order + "IQQ", version, tensors, n_kv) + kvs
+
+
+def gguf_key(key: str, kind: int, payload: bytes) -> bytes:
+    return struct.pack("<Q", len(key)) + key.encode() + struct.pack("<I", kind) + payload
+
+
+_GGUF_ARRAY, _GGUF_UINT8, _GGUF_STRING = 9, 0, 8
+
+for _name, _payload in (
+    ("c02-gguf-array-of-2^40-uint8", struct.pack("<IQ", _GGUF_UINT8, 1 << 40)),
+    ("c02-gguf-array-of-2^40-strings", struct.pack("<IQ", _GGUF_STRING, 1 << 40)),
+    ("c02-gguf-nested-arrays", struct.pack("<IQ", _GGUF_ARRAY, 1 << 30) + struct.pack("<IQ", _GGUF_UINT8, 1 << 40)),
+):
+    for _command in ("inspect", "analyze"):
+        def _gguf_array(directory: Path, kit: Kit, payload: bytes = _payload, command: str = _command) -> Scenario:
+            import pytest
+
+            pytest.importorskip("gguf")
+            path = directory / "a.gguf"
+            data = gguf_header(kvs=gguf_key("a", _GGUF_ARRAY, payload), n_kv=1)
+            path.write_bytes(data + bytes(max(0, 57 - len(data))))
+            return bounded([command, str(path), "--no-cache"] if command == "analyze" else [command, str(path)], error="a.gguf")
+
+        add("gguf", f"{_name}-{_command}", _gguf_array)
+
+
+def small_gguf(path: Path, *, blocks: int = 1, heads: Any = 4, metadata: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """A one-block llama GGUF (F32) and its Hugging Face twin's tensors."""
+    import gguf
+
+    rng = np.random.default_rng(3)
+    hf = {"model.layers.0.mlp.up_proj.weight": rng.standard_normal((96, 64)).astype(np.float32),
+          "model.layers.0.self_attn.q_proj.weight": rng.standard_normal((64, 64)).astype(np.float32)}
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(blocks)
+    if isinstance(heads, int) and not isinstance(heads, bool):
+        writer.add_head_count(heads)
+    elif isinstance(heads, str):
+        writer.add_string("llama.attention.head_count", heads)
+    elif isinstance(heads, bool):
+        writer.add_bool("llama.attention.head_count", heads)
+    for key, value in (metadata or {}).items():
+        writer.add_uint32(key, value)
+    writer.add_tensor("blk.0.ffn_up.weight", hf["model.layers.0.mlp.up_proj.weight"])
+    writer.add_tensor("blk.0.attn_q.weight", hf["model.layers.0.self_attn.q_proj.weight"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return hf
+
+
+for _name, _blocks in (("c03-gguf-block-count-10^9", 10**9), ("c03-gguf-block-count-2^32-1", 2**32 - 1)):
+    def _gguf_blocks(directory: Path, kit: Kit, blocks: int = _blocks) -> Scenario:
+        import pytest
+
+        pytest.importorskip("gguf")
+        hf = small_gguf(directory / "m.gguf", blocks=blocks)
+        write_safetensors(directory / "hf.safetensors", hf)
+        return bounded(["compare", str(directory / "hf.safetensors"), str(directory / "m.gguf"), "--no-cache", "-f", "json"], exit=0)
+
+    add("gguf", _name, _gguf_blocks)
+
+
+for _name, _heads in (("c10-gguf-head-count-string", "32"), ("c10-gguf-head-count-bool", True)):
+    def _gguf_heads(directory: Path, kit: Kit, heads: Any = _heads) -> Scenario:
+        import pytest
+
+        pytest.importorskip("gguf")
+        small_gguf(directory / "m.gguf", heads=heads)
+        return Scenario(["analyze", str(directory / "m.gguf"), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=0))
+
+    add("gguf", _name, _gguf_heads)
+
+
+@case("gguf", "c16-gguf-big-endian")
+def _gguf_big_endian(directory: Path, kit: Kit) -> Scenario:
+    (directory / "be.gguf").write_bytes(gguf_header(big_endian=True) + bytes(64))
+    return Scenario(["inspect", str(directory / "be.gguf")], error="big-endian")
+
+
+@case("gguf", "c16-gguf-tensor-offset-misaligned")
+def _gguf_misaligned(directory: Path, kit: Kit) -> Scenario:
+    import pytest
+
+    pytest.importorskip("gguf")
+    import gguf
+
+    path = directory / "m.gguf"
+    small_gguf(path)
+    reader = gguf.GGUFReader(path)
+    tensor = reader.tensors[0]  # moved 4 bytes on, its data still lies inside the file
+    data = bytearray(path.read_bytes())
+    # the tensor info: name length and name, ndims, the dims, the type, then the offset
+    start = data.find(tensor.name.encode()) + len(tensor.name) + 4 + 8 * len(tensor.shape) + 4
+    (offset,) = struct.unpack_from("<Q", data, start)
+    struct.pack_into("<Q", data, start, offset + 4)
+    path.write_bytes(bytes(data))
+    return Scenario(["analyze", str(path), "--no-cache"], error="align")
+
+
+# c04, c05: patterns from files and users ---------------------------------------------------
+
+_LONG_A = "a" * 33 + "!"
+
+
+def lora_adapter(directory: Path, modules: dict[str, tuple[np.ndarray, np.ndarray]], config: dict[str, Any]) -> Path:
+    """An adapter directory as PEFT saves it (``base_model.model.<module>.lora_A.weight``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for module, (a, b) in modules.items():
+        tensors[f"base_model.model.{module}.lora_A.weight"] = a
+        tensors[f"base_model.model.{module}.lora_B.weight"] = b
+    write_safetensors(directory / "adapter_model.safetensors", tensors)
+    (directory / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16, **config}))
+    return directory
+
+
+def lora_factors(d: int = 96, k: int = 64, r: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((r, k)).astype(np.float32), (0.02 * rng.standard_normal((d, r))).astype(np.float32)
+
+
+for _command in ("analyze", "inspect", "compare"):
+    def _redos_adapter(directory: Path, kit: Kit, command: str = _command) -> Scenario:
+        adapter = lora_adapter(directory / "adapter", {_LONG_A: lora_factors(), "model.q_proj": lora_factors(seed=1)},
+                               {"rank_pattern": {"(a+)+b": 4}, "alpha_pattern": {"(a+)+b": 8}})
+        if command == "compare":
+            base = write_safetensors(directory / "base.safetensors", {f"{_LONG_A}.weight": np.ones((96, 64), np.float32),
+                                                                      "model.q_proj.weight": np.eye(96, 64, dtype=np.float32)})
+            return bounded(["compare", str(base), str(adapter), "--no-cache", "-f", "json"], exit=0)
+        return bounded([command, str(adapter), *(["--no-cache", "-f", "json"] if command == "analyze" else [])], exit=0)
+
+    add("patterns", f"c04-adapter-rank-pattern-redos-{_command}", _redos_adapter)
+
+
+def _dotted_model(directory: Path) -> Path:
+    """Names on which backtracking engines take exponential time for the patterns below."""
+    rng = np.random.default_rng(2)
+    names = ("model." + "a." * 40 + "weight", "model." + "a" * 40 + "!.weight", "lm_head.weight")
+    return write_safetensors(directory / "d.safetensors", {n: rng.standard_normal((96, 64)).astype(np.float32) for n in names})
+
+
+for _name, _flag, _pattern in (
+    ("c05-include-dotted-star", "--include", r"(.*\.)*lm_head$"),
+    ("c05-exclude-a-plus-plus", "--exclude", r"(a+)+$"),
+    ("c05-plot-layer-dotted-star", "--layer", r"(.*\.)*lm_head\.weight$"),
+):
+    def _redos_flag(directory: Path, kit: Kit, flag: str = _flag, pattern: str = _pattern) -> Scenario:
+        model = _dotted_model(directory)
+        if flag == "--layer":
+            return bounded(["plot", str(model), "--layer", pattern, "-d", str(directory / "p"), "--no-cache", "--no-randomize"], bound=30, exit=0)
+        return bounded(["analyze", str(model), flag, pattern, "--no-cache", "-f", "json"], exit=0)
+
+    add("patterns", _name, _redos_flag)
+
+
+@case("patterns", "c05-gate-config-exclude")
+def _redos_gate_config(directory: Path, kit: Kit) -> Scenario:
+    data = kit.report_data()
+    data["layers"][0]["name"] = "model." + "a." * 40 + "weight"
+    report = kit.report_in(directory, "r.json", data)
+    config = directory / "pyproject.toml"
+    config.write_text('[tool.weightscope.gate]\nexclude = ["(.*\\\\.)*lm_head$"]\n')
+    return bounded(["gate", str(report), "--config", str(config)], exit=(0, 1))
+
+
+@case("patterns", "c05-gate-ignore-flag")
+def _redos_gate_flag(directory: Path, kit: Kit) -> Scenario:
+    data = kit.report_data()
+    data["layers"][0]["name"] = "model." + "a" * 40 + "!"
+    report = kit.report_in(directory, "r.json", data)
+    return bounded(["gate", str(report), "--ignore", "(a+)+$"], exit=(0, 1))
+
+
+@case("patterns", "c05-trend-step-regex")
+def _redos_step(directory: Path, kit: Kit) -> Scenario:
+    a = kit.report_in(directory, "1" * 40 + "x.json")
+    b = kit.report_in(directory, "2" * 40 + "x.json")
+    return bounded(["trend", str(a), str(b), "--step-regex", r"(\d+)+y", "-f", "json"], exit=(0, 2))
+
+
+@case("patterns", "c05-pattern-re2-cannot-run")
+def _unsupported_pattern(directory: Path, kit: Kit) -> Scenario:
+    return Scenario(["analyze", str(kit.model_in(directory)), "--include", r"(a)\1", "--no-cache"], error="--include")
+
+
+# c06, c10: npz -----------------------------------------------------------------------------
+
+#: An 8192² float32 zero matrix as a bzip2 member ``big.npy``: 441 bytes that decode to
+#: 268 MB (written by zipfile with ZIP_BZIP2; regenerating it costs ~8 s).
+BZIP2_BOMB = (
+    "UEsDBC4AAAAMAAAAIQBS3xDt//////////8HABQAYmlnLm5weQEAEACAAAAQAAAAADUBAAAAAAAAQlpoOTFBWSZTWZ3Wv6kFfkBfoOAQQOR0dAEDQiCv"
+    "Rd0KCAAACCAAlISU0iGJo09JiDTQPSeUEVU9TJggwjAIA0IflEAVVEgAoAqqJt+QBQBSSQjKyW4haOZmddHR1MnK+6loUczA9PwxKgfnPvn4jpD7JrJP"
+    "1PlD4kb216zmNOq2JlJgSAEkkhP5igrJMprIcE8W+Ar8cgAGAAAAQQABhAJqMhUBLUhUBLmKCskymshwTxb4CvxyAAYAAABBAAGEAmoyFQEtSFQEuYoK"
+    "yTKayHBPFvgK/HIABgAAAEEAAYQCajIVAS1IVAS5igrJMprIcE8W+Ar8cgAGAAAAQQABhAJqMhUBLUhUBLmKCskyms+duOugCVJCAAYAIABBAAGGYClN"
+    "MERJGxCIkjxdyRThQkP2FnY0UEsBAi4DLgAAAAwAAAAhAFLfEO01AQAAgAAAEAcAAAAAAAAAAAAAAIABAAAAAGJpZy5ucHlQSwUGAAAAAAEAAQA1AAAA"
+    "bgEAAAAA"
+)
+
+
+def _add_good_member(path: Path) -> None:
+    with zipfile.ZipFile(path, "a") as archive, archive.open("good.npy", "w") as stream:
+        np.lib.format.write_array(stream, np.random.default_rng(0).standard_normal((96, 64)).astype(np.float32))
+
+
+@case("npz", "c06-npz-bzip2-bomb-8192^2")
+def _bzip2_bomb(directory: Path, kit: Kit) -> Scenario:
+    import base64
+
+    path = directory / "bomb.npz"
+    path.write_bytes(base64.b64decode(BZIP2_BOMB))
+    _add_good_member(path)
+    return bounded(["analyze", str(path), "--no-cache", "-f", "json"], error="compression bomb")
+
+
+@case("npz", "c06-npz-deflate-bomb-4096^2")
+def _deflate_bomb(directory: Path, kit: Kit) -> Scenario:
+    """At deflate's 1030:1 (65 KB for 67 MB): admitted, decoded, and short-cut as all-zero."""
+    n = 4096
+    path = directory / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive, archive.open("big.npy", "w", force_zip64=True) as stream:
+        np.lib.format.write_array_header_1_0(stream, {"descr": "<f4", "fortran_order": False, "shape": (n, n)})
+        chunk, left = bytes(1 << 24), n * n * 4
+        while left:
+            stream.write(chunk[: min(left, len(chunk))])
+            left -= min(left, len(chunk))
+    _add_good_member(path)
+    return bounded(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=1, phrase="all-zero"))
+
+
+@case("npz", "c06-npz-constant-matrix-no-solve")
+def _constant_npz(directory: Path, kit: Kit) -> Scenario:
+    n = 6144
+    path = directory / "c.npz"
+    np.savez_compressed(path, big=np.full((n, n), 0.25, np.float32))
+    _add_good_member(path)
+
+    def closed_form(stdout: str, stderr: str, where: Path) -> None:
+        layer = next(layer for layer in json.loads(stdout)["layers"] if layer["name"] == "big")
+        assert layer["lambda_max"] == pytest_approx(0.25**2 * n * n), layer["lambda_max"]  # σ²max of c·11ᵀ (N×M): c²·N·M
+
+    return bounded(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=_all(reads_report(2, failed=1, phrase="distinct positive"), closed_form))
+
+
+def pytest_approx(value: float) -> Any:
+    import pytest
+
+    return pytest.approx(value, rel=1e-5)
+
+
+def _npz_member(kind: str) -> Callable[[Path, Kit], Scenario]:
+    def build(directory: Path, kit: Kit) -> Scenario:
+        path = directory / "m.npz"
+        np.savez(path, good=np.random.default_rng(0).standard_normal((96, 64)).astype(np.float32))
+        buffer = __import__("io").BytesIO()
+        np.lib.format.write_array(buffer, np.ones((96, 64), np.float32))
+        if kind == "lzma-corrupt":
+            with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_LZMA) as archive:
+                archive.writestr("bad.npy", buffer.getvalue())
+            data = bytearray(path.read_bytes())
+            at = data.find(b"bad.npy") + len(b"bad.npy") + 20
+            data[at : at + 40] = bytes(range(40))
+            path.write_bytes(bytes(data))
+        else:
+            with zipfile.ZipFile(path, "a") as archive:
+                archive.writestr("bad.npy", buffer.getvalue())
+            data = bytearray(path.read_bytes())
+            local = data.find(b"PK\x03\x04", data.find(b"good.npy"))
+            central = data.find(b"PK\x01\x02" + b"\x00" * 0, data.rfind(b"good.npy") + 1)
+            central = data.find(b"PK\x01\x02", central)
+            if kind == "encrypted":
+                struct.pack_into("<H", data, local + 6, 1)  # general purpose flag bit 0
+                struct.pack_into("<H", data, central + 8, 1)
+            else:  # an unknown compression method (99 is AE-x, 97 WavPack)
+                struct.pack_into("<H", data, local + 8, 97)
+                struct.pack_into("<H", data, central + 10, 97)
+            path.write_bytes(bytes(data))
+        return Scenario(["analyze", str(path), "--no-cache", "-f", "json"], exit=(0, 2), error="m.npz",
+                        check=lambda out, err, where: reads_report(2, failed=1)(out, err, where) if out else None)
+
+    return build
+
+
+for _kind in ("encrypted", "unknown-compression", "lzma-corrupt"):
+    add("npz", f"c10-npz-member-{_kind}", _npz_member(_kind))
+
+
+# c07: forged CI output ---------------------------------------------------------------------
+
+FORGED_NAMES = ("::error title=ALL CLEAR::forged.weight", "::stop-commands::token.weight", "  ::add-mask::secret.weight")
+
+
+def _forged_model(directory: Path, name: str = "m.safetensors", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    return write_safetensors(directory / name, {n: rng.standard_normal((96, 64)).astype(np.float32) for n in FORGED_NAMES})
+
+
+for _command, _formats in (("analyze", ("table", "csv", "md")), ("compare", ("table", "csv", "md")), ("trend", ("table", "csv", "md")), ("gate", ("text", "github"))):
+    for _format in _formats:
+        def _forged(directory: Path, kit: Kit, command: str = _command, fmt: str = _format) -> Scenario:
+            a = _forged_model(directory, "step-1.safetensors")
+            b = _forged_model(directory, "step-2.safetensors", seed=1)
+            args = {"analyze": ["analyze", str(a)], "compare": ["compare", str(a), str(b)], "trend": ["trend", str(a), str(b)],
+                    "gate": ["gate", str(a), "-v"]}[command]
+            return Scenario([*args, "-f", fmt, "--no-cache"], exit=(0, 1), check=_no_line_starts_with_a_command)
+
+        add("output-injection", f"c07-workflow-command-names-{_command}-{_format}", _forged)
+
+
+@case("output-injection", "c07-gate-github-checkpoint-path-with-newline")
+def _gate_path_newline(directory: Path, kit: Kit) -> Scenario:
+    m = kit.model_in(directory, "m\n::error title=ALL CLEAR::ok.safetensors")
+    return Scenario(["gate", str(m), "-f", "github", "--no-cache"], exit=(0, 1), check=_no_line_starts_with_a_command)
+
+
+for _format in ("text", "github", "json"):
+    def _gate_saved_names(directory: Path, kit: Kit, fmt: str = _format) -> Scenario:
+        data = kit.report_data()
+        layer = data["layers"][0]
+        layer.update(name="a\x1b[31m\n::error title=ALL CLEAR::b\r\n", status="failed", reason="x\n::error::y\x1b[0m\x07")
+        for key in ("alpha", "verdict"):
+            layer[key] = None
+        data["layers"][1]["reasons"] = ["ok\n::warning::z"]
+        report = kit.report_in(directory, "r.json", data)
+        return Scenario(["gate", str(report), "-f", fmt, "-v"], exit=(0, 1), check=_no_line_starts_with_a_command)
+
+    add("output-injection", f"c07-gate-{_format}-saved-report-names-and-reasons", _gate_saved_names)
+
+
+# c08, c09, c10: adapters -------------------------------------------------------------------
+
+for _command in ("inspect", "analyze"):
+    def _plain_adapter(directory: Path, kit: Kit, command: str = _command) -> Scenario:
+        adapter = lora_adapter(directory / "adapter", {"model.layers.0.self_attn.q_proj": lora_factors(), "model.layers.0.mlp.up_proj": lora_factors(seed=1)},
+                               {"target_modules": ["q_proj", "up_proj"]})
+        return Scenario([command, str(adapter), *(["--no-cache"] if command == "analyze" else [])], exit=0)
+
+    add("adapters", f"c08-peft-adapter-{_command}", _plain_adapter)
+
+
+_MODULES = ("model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj")
+
+
+def _no_lapack_chatter(stdout: str, stderr: str, where: Path) -> None:
+    assert "DLASCL" not in stdout and "On entry to" not in stdout, stdout[:500]
+
+
+for _command in ("analyze", "compare"):
+    def _huge_alpha(directory: Path, kit: Kit, command: str = _command) -> Scenario:
+        adapter = lora_adapter(directory / "adapter", {m: lora_factors(seed=i) for i, m in enumerate(_MODULES)}, {"lora_alpha": 1e308})
+        if command == "analyze":
+            return bounded(["analyze", str(adapter), "--no-cache", "-f", "json"], bound=60, exit=0,
+                           check=_all(_no_lapack_chatter, reads_report(2, failed=2, phrase="not finite")))
+        base = write_safetensors(directory / "base.safetensors", {f"{m}.weight": np.random.default_rng(i).standard_normal((96, 64)).astype(np.float32) for i, m in enumerate(_MODULES)})
+        return bounded(["compare", str(base), str(adapter), "--no-cache", "-f", "json"], bound=60, exit=(0, 2),
+                       check=lambda out, err, where: _no_lapack_chatter(out, err, where) or (json.loads(out) if out else None))
+
+    add("adapters", f"c09-lora-alpha-1e308-{_command}", _huge_alpha)
+
+
+for _name, _config, _phrase in (
+    ("c10-adapter-r-400-digits", {"r": 10**400}, "r and lora_alpha"),
+    ("c10-adapter-lora-alpha-400-digits", {"lora_alpha": 10**400}, "r and lora_alpha"),
+    ("c10-adapter-rank-pattern-half", {"rank_pattern": {"q_proj": 0.5}}, "rank_pattern"),
+    ("c10-adapter-alpha-pattern-400-digits", {"alpha_pattern": {"q_proj": 10**400}}, "alpha_pattern"),
+    ("c10-adapter-rank-pattern-not-a-pattern", {"rank_pattern": {"(": 4}}, "rank_pattern"),
+):
+    def _hostile_config(directory: Path, kit: Kit, config: dict[str, Any] = _config, phrase: str = _phrase) -> Scenario:
+        adapter = lora_adapter(directory / "adapter", {m: lora_factors(seed=i) for i, m in enumerate(_MODULES)}, {})
+        raw = json.loads((adapter / "adapter_config.json").read_text())
+        raw.update(config)
+        (adapter / "adapter_config.json").write_text(json.dumps(raw))
+        return Scenario(["analyze", str(adapter), "--no-cache"], error=phrase)
+
+    add("adapters", _name, _hostile_config)
+
+
+@case("adapters", "c10-compare-base-adapter-one-nan-factor")
+def _nan_factor(directory: Path, kit: Kit) -> Scenario:
+    a, b = lora_factors()
+    a[0, 0] = np.nan
+    adapter = lora_adapter(directory / "adapter", {_MODULES[0]: (a, b), _MODULES[1]: lora_factors(seed=1)}, {})
+    base = write_safetensors(directory / "base.safetensors", {f"{m}.weight": np.random.default_rng(i).standard_normal((96, 64)).astype(np.float32) for i, m in enumerate(_MODULES)})
+
+    def one_failed(stdout: str, stderr: str, where: Path) -> None:
+        changes = {change["name"]: change for change in json.loads(stdout)["layers"]}
+        bad, good = changes[f"{_MODULES[0]}.weight"], changes[f"{_MODULES[1]}.weight"]
+        assert bad["verdict_b"] == "failed" and "NaN" in bad["note"], bad
+        assert good["update"] is not None and good["alpha_b"] is not None, good
+
+    return Scenario(["compare", str(base), str(adapter), "--no-cache", "-f", "json"], exit=0, check=one_failed)
+
+
+# c10: hostile numbers and text in saved reports ---------------------------------------------
+
+
+def _strict_json(stdout: str, stderr: str, where: Path) -> None:
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in the JSON output")
+
+    json.loads(stdout, parse_constant=refuse)
+
+
+for _name, _value in (("c10-report-alpha-400-digits", 10**400), ("c10-report-alpha-minus-400-digits", -(10**400))):
+    for _command in ("gate", "compare", "trend"):
+        def _big_alpha(directory: Path, kit: Kit, value: int = _value, command: str = _command) -> Scenario:
+            data = kit.report_data()
+            data["layers"][0]["alpha"] = value
+            bad = directory / "step-2.json"
+            bad.write_text(json.dumps(data))
+            good = kit.report_in(directory, "step-1.json")
+            args = {"gate": ["gate", str(bad)], "compare": ["compare", str(good), str(bad)], "trend": ["trend", str(good), str(bad)]}[command]
+            return Scenario(args, error="finite number")
+
+        add("report-tampering", f"{_name}-{_command}", _big_alpha)
+
+
+for _command in ("gate", "compare", "trend"):
+    def _extreme_alphas(directory: Path, kit: Kit, command: str = _command) -> Scenario:
+        a, b = kit.report_data(), kit.report_data()
+        a["layers"][0]["alpha"], b["layers"][0]["alpha"] = -1.7e308, 1.7e308
+        a["layers"][1]["alpha"], b["layers"][1]["alpha"] = 1.7e308, -1.7e308
+        ra, rb = kit.report_in(directory, "step-1.json", a), kit.report_in(directory, "step-2.json", b)
+        args = {"gate": ["gate", str(rb), "--baseline", str(ra), "--set", "max-delta-alpha=0.5"],
+                "compare": ["compare", str(ra), str(rb)], "trend": ["trend", str(ra), str(rb)]}[command]
+        if command == "gate":
+            args = ["gate", str(rb), "--baseline", str(ra), "--max-delta-alpha", "0.5"]
+        return Scenario([*args, "-f", "json"], exit=(0, 1, 2), check=lambda out, err, where: _strict_json(out, err, where) if out else None)
+
+    add("report-tampering", f"c10-report-alphas-plus-minus-1.7e308-{_command}", _extreme_alphas)
+
+
+for _format in ("github", "text", "json"):
+    def _surrogate(directory: Path, kit: Kit, fmt: str = _format) -> Scenario:
+        data = kit.report_data()
+        data["layers"][0]["name"] = "model.\ud800.weight"
+        report = kit.report_in(directory, "r.json", data)  # json.dumps writes the surrogate as \\ud800
+        return Scenario(["gate", str(report), "-f", fmt, "-v"], exit=(0, 1))
+
+    add("report-tampering", f"c10-lone-surrogate-layer-name-gate-{_format}", _surrogate)
+
+
+# c11: float64 layers beyond float32's range -------------------------------------------------
+
+for _name, _scale in (("c11-f64-times-1e160", 1e160), ("c11-f64-times-1e-200", 1e-200), ("c11-f64-times-1e100", 1e100)):
+    def _f64_scaled(directory: Path, kit: Kit, scale: float = _scale) -> Scenario:
+        from tests.helpers import planted_power_law
+
+        w = planted_power_law(256, 128, alpha=3.0, seed=4).astype(np.float64)
+        path = write_safetensors(directory / "f64.safetensors", {"plain.weight": w, "scaled.weight": w * scale, "other.weight": w[:, ::-1].copy()})
+
+        def same_alpha(stdout: str, stderr: str, where: Path) -> None:
+            layers = {layer["name"]: layer for layer in json.loads(stdout)["layers"]}
+            plain, scaled = layers["plain.weight"], layers["scaled.weight"]
+            assert scaled["status"] == "ok", scaled["reason"]
+            assert abs(scaled["alpha"] - plain["alpha"]) <= 1e-6 * plain["alpha"], (scaled["alpha"], plain["alpha"])
+            assert scaled["verdict"] == plain["verdict"]
+            if scaled["lambda_max"] is not None:  # reported in float64 where float64 holds it
+                assert abs(scaled["lambda_max"] / (plain["lambda_max"] * scale**2) - 1) < 1e-6
+
+        return Scenario(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=_all(_strict_json, reads_report(3, failed=0), same_alpha))
+
+    add("tensor-contents", _name, _f64_scaled)
+
+
+# c12: the spectrum cache's entries ----------------------------------------------------------
+
+
+def _settled() -> contextlib.AbstractContextManager[Any]:
+    import weightscope.execution.cache as cache_module
+
+    return mock.patch.object(cache_module, "RACY_SECONDS", 0.0)
+
+
+def _cache_tamper(edit: Callable[[Path, list[Path]], None], child: bool = False) -> Callable[[Path, Kit], Scenario]:
+    """Fill a cache, tamper with its spectrum entries, and rerun: the results must be the
+    first run's. ``child``: the rerun is a bounded child process (a FIFO blocks a worker
+    thread, which no in-process timer can interrupt), started once the checkpoint is old
+    enough to be cached without patching `RACY_SECONDS`."""
+
+    def build(directory: Path, kit: Kit) -> Scenario:
+        from typer.testing import CliRunner
+
+        from weightscope.cli import app
+
+        rng = np.random.default_rng(7)
+        model = write_safetensors(directory / "m.safetensors", {f"l.{i}.weight": rng.standard_normal((192, 128)).astype(np.float32) * (i + 1) for i in range(2)})
+        other = write_safetensors(directory / "o.safetensors", {f"l.{i}.weight": rng.standard_normal((192, 128)).astype(np.float32) * 10 for i in range(2)})
+        cache, spare = directory / "cache", directory / "spare"
+        args = ["analyze", str(model), "--cache", str(cache), "-f", "json"]
+        with _settled():
+            first = CliRunner().invoke(app, args)
+            assert first.exit_code == 0, first.output
+            assert CliRunner().invoke(app, ["analyze", str(other), "--cache", str(spare), "-f", "json"]).exit_code == 0
+        entries = sorted(cache.glob("spectra/*/*.npz"))
+        assert entries
+        edit(directory, entries)
+        expected = {layer["name"]: (layer["lambda_max"], layer["verdict"], layer["alpha"]) for layer in json.loads(first.stdout)["layers"]}
+
+        def unchanged(stdout: str, stderr: str, where: Path) -> None:
+            got = {layer["name"]: (layer["lambda_max"], layer["verdict"], layer["alpha"]) for layer in json.loads(stdout)["layers"]}
+            assert got == expected
+
+        if child:
+            import time
+
+            from weightscope.execution.cache import RACY_SECONDS
+
+            time.sleep(max(0.0, os.stat(model).st_ctime + RACY_SECONDS + 0.1 - time.time()))
+            return bounded(args, exit=0, check=unchanged)
+        return Scenario(args, exit=0, patch=_settled, check=unchanged, timeout=20)
+
+    return build
+
+
+def _to_symlinks(directory: Path, entries: list[Path]) -> None:
+    spare = sorted((directory / "spare").glob("spectra/*/*.npz"))
+    for entry, target in zip(entries, spare, strict=False):
+        entry.unlink()
+        entry.symlink_to(target)
+
+
+def _to_fifos(directory: Path, entries: list[Path]) -> None:
+    for entry in entries:
+        entry.unlink()
+        os.mkfifo(entry)
+
+
+def _rewrite_evals(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path, list[Path]], None]:
+    def edit(directory: Path, entries: list[Path]) -> None:
+        for entry in entries:
+            with np.load(entry) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+            arrays["evals"] = transform(arrays["evals"])
+            with open(entry, "wb") as sink:
+                np.savez(sink, **arrays)
+
+    return edit
+
+
+def _negative_top(evals: np.ndarray) -> np.ndarray:
+    evals = evals.copy()
+    evals[0] = -evals[-1]
+    return evals
+
+
+add("cache-entries", "c12-entry-replaced-by-symlink", _cache_tamper(_to_symlinks))
+add("cache-entries", "c12-entry-replaced-by-fifo", _cache_tamper(_to_fifos, child=True))
+add("cache-entries", "c12-evals-out-of-order", _cache_tamper(_rewrite_evals(lambda e: e[::-1].copy())))
+add("cache-entries", "c12-evals-shuffled", _cache_tamper(_rewrite_evals(lambda e: np.random.default_rng(0).permutation(e))))
+add("cache-entries", "c12-evals-negative", _cache_tamper(_rewrite_evals(_negative_top)))
+
+
+# c13: in-memory state dicts ------------------------------------------------------------------
+
+_IN_MEMORY = """
+import json, sys, warnings
+import torch, weightscope
+from weightscope.execution.plan import Execution
+warnings.simplefilter("ignore")
+good = torch.randn(96, 64, generator=torch.Generator().manual_seed(0))
+bad = {{"meta": lambda: torch.empty(96, 64, device="meta"), "sparse": lambda: torch.randn(96, 64).to_sparse(),
+        "csr": lambda: torch.randn(96, 64).to_sparse_csr(),
+        "nested": lambda: torch.nested.nested_tensor([torch.randn(96, 64), torch.randn(80, 64)])}}[{kind!r}]()
+report = weightscope.analyze({{"good.weight": good, "bad.weight": bad, "also.weight": good * 2}}, execution=Execution(cache=False, workers=1))
+print(json.dumps(report.to_dict()))
+"""
+
+for _kind in ("meta", "sparse", "csr", "nested"):
+    def _in_memory(directory: Path, kit: Kit, kind: str = _kind) -> Scenario:
+        def good_layers_kept(stdout: str, stderr: str, where: Path) -> None:
+            layers = {layer["name"]: layer for layer in json.loads(stdout)["layers"]}
+            assert layers["good.weight"]["status"] == "ok" and layers["also.weight"]["status"] == "ok", layers
+            if "bad.weight" in layers:
+                assert layers["bad.weight"]["status"] == "failed" and layers["bad.weight"]["reason"]
+
+        return Scenario([], exit=0, subprocess=True, script=_IN_MEMORY.format(kind=kind), check=good_layers_kept, timeout=120)
+
+    add("in-memory", f"c13-one-{_kind}-tensor-beside-good", _in_memory)
+
+
+# c14: plot file names -------------------------------------------------------------------------
+
+for _name, _names in (
+    ("c14-plot-slash-and-underscore", ("a/b.weight", "a_b.weight")),
+    ("c14-plot-non-ascii", ("ü.weight", "€.weight")),
+    ("c14-plot-300-character-name", ("x" * 300 + ".weight", "y" * 20 + ".weight")),
+):
+    def _plot_names(directory: Path, kit: Kit, names: tuple[str, ...] = _names) -> Scenario:
+        import pytest
+
+        pytest.importorskip("matplotlib")
+        rng = np.random.default_rng(0)
+        model = write_safetensors(directory / "m.safetensors", {n: rng.standard_normal((96, 64)).astype(np.float32) for n in names})
+        out = directory / "plots"
+
+        def one_file_each(stdout: str, stderr: str, where: Path) -> None:
+            files = sorted(p.name for p in out.iterdir())
+            assert len(files) == len(names), files
+            assert all(len(f.encode()) <= 255 for f in files)
+
+        return Scenario(["plot", str(model), "--layer", ".", "-d", str(out), "--no-cache", "--no-randomize"], exit=0, check=one_file_each, timeout=120)
+
+    add("plots", _name, _plot_names)
+
+
+# c15: loading saved reports --------------------------------------------------------------------
+
+
+@case("report-tampering", "c15-gate-of-a-20000-layer-report")
+def _big_report(directory: Path, kit: Kit) -> Scenario:
+    data = kit.report_data()
+    layer = data["layers"][0]
+    data["layers"] = [{**layer, "name": f"model.layers.{i}.mlp.up_proj.weight"} for i in range(20_000)]
+    report = kit.report_in(directory, "big.json", data)
+    return Scenario(["gate", str(report), "-f", "json"], exit=(0, 1), timeout=30)
+
+
+# c16: the smaller ones -----------------------------------------------------------------------
+
+
+@case("options", "c16-cache-max-scientific-notation")
+def _cache_max(directory: Path, kit: Kit) -> Scenario:
+    return Scenario(["analyze", str(kit.model_in(directory)), "--cache", str(directory / "c"), "-f", "json"], exit=0,
+                    check=reads_report(2, failed=0), patch=lambda: mock.patch.dict(os.environ, {"WEIGHTSCOPE_CACHE_MAX": "1e9"}))
+
+
+@case("options", "c16-cache-max-garbage-is-a-warning")
+def _cache_max_bad(directory: Path, kit: Kit) -> Scenario:
+    def warned(stdout: str, stderr: str, where: Path) -> None:
+        assert "WEIGHTSCOPE_CACHE_MAX" in stderr
+
+    return Scenario(["analyze", str(kit.model_in(directory)), "--cache", str(directory / "c"), "-f", "json"], exit=0,
+                    check=_all(reads_report(2, failed=0), warned), patch=lambda: mock.patch.dict(os.environ, {"WEIGHTSCOPE_CACHE_MAX": "lots"}))

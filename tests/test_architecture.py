@@ -20,6 +20,7 @@ LEVELS = {
     "weightscope._version": 0,
     "weightscope.errors": 0,
     "weightscope.io": 0,
+    "weightscope.patterns": 0,
     "weightscope.config": 1,
     "weightscope.linalg": 1,
     "weightscope.checkpoint": 2,

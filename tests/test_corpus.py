@@ -66,7 +66,25 @@ def _run_in_process(args: list[str], timeout: float, patch: object) -> tuple[int
     return result.exit_code, result.stdout, result.stderr
 
 
-def _run_child(args: list[str], script: str | None, timeout: float) -> tuple[int, str, str]:
+#: The child of a bounded case: the limits are set, the CLI imported, and only then the
+#: watchdog started, so that the bound measures the work, not a loaded machine's start-up.
+#: faulthandler's watchdog is a C thread: it ends a child stuck inside C code too.
+_BOUNDED_CHILD = """
+import faulthandler, resource, sys
+memory, bound = {memory!r}, {bound!r}
+if memory is not None:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+from weightscope.cli import main
+if bound is not None:
+    faulthandler.dump_traceback_later(bound, exit=True)
+sys.argv = ["weightscope", *sys.argv[1:]]
+main()
+"""
+
+
+def _run_child(args: list[str], script: str | None, timeout: float, bound: float | None = None, memory: int | None = None) -> tuple[int, str, str]:
+    if script is None and (bound is not None or memory is not None):
+        script = _BOUNDED_CHILD.format(memory=memory, bound=bound)
     command = [sys.executable, "-c", script, *args] if script is not None else [sys.executable, "-m", "weightscope", *args]
     done = subprocess.run(
         command,
@@ -77,6 +95,8 @@ def _run_child(args: list[str], script: str | None, timeout: float) -> tuple[int
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert done.returncode >= 0, f"killed by signal {-done.returncode}: {done.stderr[-2000:]}"
+    assert "Timeout (" not in done.stderr, f"a hang: no result after {bound} s of work\n{done.stderr[-3000:]}"
+    assert "MemoryError" not in done.stderr, f"over the {memory}-byte address-space limit\n{done.stderr[-3000:]}"
     return done.returncode, done.stdout, done.stderr
 
 
@@ -86,7 +106,7 @@ def test_contract(case: Case, tmp_path: Path, kit: Kit) -> None:
     try:
         before = {path: _fingerprint(path) for path in scenario.keep}
         if scenario.subprocess:
-            code, out, err = _run_child(scenario.args, scenario.script, scenario.timeout)
+            code, out, err = _run_child(scenario.args, scenario.script, scenario.timeout, scenario.bound, scenario.memory)
         else:
             code, out, err = _run_in_process(scenario.args, scenario.timeout, scenario.patch)
         expected = scenario.exit if isinstance(scenario.exit, tuple) else (scenario.exit,)

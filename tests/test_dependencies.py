@@ -32,7 +32,7 @@ def _requirement_name(requirement: str) -> str:
 def test_core_dependencies_are_the_ones_imported():
     """safetensors (read by our own reader) and scipy (only --vectors) are not core."""
     declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
-    assert declared == {"numpy", "typer", "rich", "tomli"}
+    assert declared == {"numpy", "typer", "rich", "tomli", "google-re2"}
     extras = PYPROJECT["project"]["optional-dependencies"]
     test_extra = {_requirement_name(r) for r in extras["test"]}
     for package, extra in OPTIONAL.items():

@@ -217,7 +217,7 @@ def test_settings_merge_config_then_flags():
         ({"fail-on-traps": 1}, "true or false"),
         ({"max-alpha": float("nan")}, "got NaN"),
         ({"exclude": "pooler"}, "list of strings"),
-        ({"exclude": ["("]}, "not a valid regex"),
+        ({"exclude": ["("]}, "not a regular expression"),
         ({"max-failed": 1.5}, "whole number"),
         ({"min-alpha": float("inf")}, "cannot be inf"),
         ({"min-alpha": 7}, "must be below"),
@@ -357,7 +357,7 @@ def test_ci_formats_escape_what_their_syntax_reserves(tmp_path, monkeypatch):
     github = runner.invoke(app, ["gate", str(path), "--format", "github"]).stdout
     annotations = [line for line in github.splitlines() if line.startswith("::")]
     assert len(annotations) == 1 and GITHUB_LINE.match(annotations[0])
-    assert "%0A::error::fake 100%25 %0D" in annotations[0] and "odd%25name%3A1%2C2.json" in annotations[0]
+    assert "\\n\\x3a:error\\x3a:fake 100%25 \\r\\x1b[31m" in annotations[0] and "odd%25name%3A1%2C2.json" in annotations[0]
     junit = runner.invoke(app, ["gate", str(path), "--format", "junit"]).stdout
     root = ET.fromstring(junit.encode())  # parses: no raw control characters left
     names = [case.get("name") for case in root.iter("testcase")]

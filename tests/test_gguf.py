@@ -120,7 +120,9 @@ def _valid_header(tensors=0, kvs=0):
         (b"GGUF" + b"\x00" * 4, "bad magic or shorter"),
         (b"GGUF" + struct.pack("<IQQ", 7, 0, 0), "version 7"),
         (_valid_header(tensors=2**60), "more than a"),
-        (_valid_header(kvs=1) + struct.pack("<Q", 2**40), "not a readable GGUF"),
+        (_valid_header(kvs=1) + struct.pack("<Q", 2**40), "truncated GGUF header"),
+        (_valid_header(kvs=1) + struct.pack("<Q", 1) + b"a" + struct.pack("<IIQ", 9, 0, 2**40) + bytes(8), "claims 1099511627776 items"),
+        (b"GGUF" + struct.pack(">IQQ", 3, 0, 0), "big-endian"),
     ],
 )
 def test_hostile_gguf_headers_are_one_error_line(tmp_path, content, message):

@@ -152,3 +152,60 @@ def test_torch_tensors_are_read_from_the_file_not_the_map(tmp_path: Path) -> Non
         for info in reader.tensors():
             expected = tensors[info.name].to(torch.float64 if info.dtype == "F64" else torch.float32).numpy()
             np.testing.assert_array_equal(reader.read(info), expected)
+
+
+def test_user_patterns_run_in_linear_time_and_unsupported_ones_are_named() -> None:
+    import time
+
+    from weightscope.patterns import compile_pattern
+
+    text = "model." + "a." * 5000 + "weight"
+    started = time.perf_counter()
+    for pattern in (r"(.*\.)*lm_head$", r"(a+)+$", r"(\d+)+y"):
+        assert compile_pattern(pattern, "--include").search(text) is None
+    assert time.perf_counter() - started < 1.0  # Python's re: beyond any bound for these
+    assert compile_pattern("q_proj", "--include").search("blk.\ud800.q_proj") is not None  # a lone surrogate is text
+    assert compile_pattern(r"step(\d+)", "--step-regex", ignore_case=True).search("STEP42").group(1) == "42"
+    with pytest.raises(WeightscopeError, match=r"--include '\(a\)\\\\1' is not a regular expression weightscope can run"):
+        compile_pattern(r"(a)\1", "--include")
+
+
+def test_one_line_leaves_no_workflow_command() -> None:
+    assert one_line("::error title=ALL CLEAR::x") == "\\x3a:error title=ALL CLEAR\\x3a:x"
+    assert "::" not in one_line(":::a::::b") and one_line("a:b") == "a:b"
+    assert one_line("x\ud800") == "x\\ud800"
+
+
+def test_loading_a_saved_report_costs_about_its_json_parse(tmp_path: Path) -> None:
+    """20k layers: `Report.from_dict` at most 1.5× `json.loads` of the same text, measured
+    side by side (ratios hold on a loaded machine; absolute times do not)."""
+    import time
+
+    path = write_safetensors(tmp_path / "m.safetensors", small_layers())
+    data = analyze(path, execution=Execution(cache=False)).to_dict()
+    layer = data["layers"][0]
+    data["layers"] = [{**layer, "name": f"model.layers.{i}.mlp.up_proj.weight"} for i in range(20_000)]
+    text = json.dumps(data)
+    started = time.perf_counter()
+    parsed = json.loads(text)
+    parse = time.perf_counter() - started
+    started = time.perf_counter()
+    report = Report.from_dict(parsed)
+    load = time.perf_counter() - started
+    assert len(report.layers) == 20_000
+    assert load <= 1.5 * parse, (load, parse)
+
+
+def test_cache_entries_are_regular_files_with_solver_shaped_eigenvalues(tmp_path: Path) -> None:
+    from weightscope.execution.cache import CacheStore
+
+    store = CacheStore(tmp_path / "c")
+    store.store_arrays("a" * 40, {"evals": np.arange(4.0)})
+    store.store_arrays("b" * 40, {"evals": np.arange(4.0) * 10})
+    entry = store.path("spectra", "a" * 40)
+    entry.unlink()
+    entry.symlink_to(store.path("spectra", "b" * 40))
+    assert store.load_arrays("a" * 40) is None and not entry.is_symlink()  # refused and removed
+    os.mkfifo(entry)
+    assert store.load_arrays("a" * 40) is None and not entry.exists()  # no hang on a FIFO
+    assert store.load_arrays("b" * 40)["evals"][-1] == 30.0

@@ -66,7 +66,7 @@ def test_step_from_the_parent_directory_and_a_custom_regex(tmp_path):
 
 
 def test_bad_step_patterns_and_repeated_steps_are_errors(tmp_path):
-    with pytest.raises(WeightscopeError, match="not a valid regular expression"):
+    with pytest.raises(WeightscopeError, match="not a regular expression weightscope can run"):
         compile_step_pattern("(")
     with pytest.raises(WeightscopeError, match="not a whole number"):
         order_run([tmp_path / "step-x"], compile_step_pattern(r"step-(\w)"))

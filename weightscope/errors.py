@@ -4,6 +4,8 @@ The CLI turns a `WeightscopeError` into one line on stderr and exit code 2; anyt
 is a bug and keeps its traceback (shown with `--debug`).
 """
 
+import re
+
 from weightscope._version import DISTRIBUTION
 
 
@@ -15,13 +17,23 @@ class CheckpointError(WeightscopeError):
     """A path that is not a readable checkpoint, or a tensor that cannot be decoded."""
 
 
+#: A colon followed by another: ``::`` starts a GitHub workflow command.
+_COMMAND_COLON = re.compile(r":(?=:)")
+
+
 def one_line(text: str) -> str:
-    """``text`` with every control or unprintable character written as its escape.
+    """``text`` with every control or unprintable character written as its escape, and
+    every ``::`` as ``\x3a:``; the one way any name, path or reason is shown.
 
     Paths and tensor names come from files and users: a newline or an ANSI escape in one
-    must not forge a second line (a fake ``PASS``) or recolour the terminal.
+    must not forge a second line (a fake ``PASS``) or recolour the terminal, and a lone
+    surrogate must not stop the output. GitHub's runner executes any output line that
+    starts (after blanks) with ``::`` (``::error title=ALL CLEAR::``, ``::add-mask::``,
+    ``::stop-commands::``); a table may wrap or fold a long name anywhere, so no ``::``
+    is left in it at all.
     """
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return _COMMAND_COLON.sub(r"\\x3a", shown)
 
 
 def install_hint(extra: str) -> str:

@@ -11,6 +11,7 @@ reason; it never costs the rest of the report.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from weightscope.checkpoint.lora import AdapterReader
 from weightscope.checks import diagnose
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Plan
+from weightscope.linalg.spectrum import power_of_two_exponent
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult
 from weightscope.stats.fit import fit_power_law
@@ -118,6 +120,51 @@ class LayerAnalysis:
 LayerHook = Callable[[LayerAnalysis], None]
 
 
+#: A layer whose largest |w| lies beyond 2^±this is analysed as 2^k·W (`_rescaled`): its
+#: eigenvalues (~M·|w|², down to a tiny fraction of that) would leave float64's range
+#: (2^±1022): ×1e160 gave λmax = inf and an unwritable report, ×1e-200 an "all-zero matrix".
+FLOAT64_SAFE_EXPONENT = 400
+
+
+def _rescaled(analysed: LayerAnalysis, exponent: int) -> LayerAnalysis:
+    """The analysis of 2^k·W as the analysis of W. Alpha, D, the tail size, the MP shape
+    and every verdict are scale-invariant; λ-valued figures are divided by 4^k in float64
+    (None where float64 cannot hold them), log norms shifted by −2k·log10 2, exactly.
+    The spectrum kept for pictures is that of 2^k·W, and the layer says so."""
+    result = analysed.result
+    shift = -2 * exponent * math.log10(2.0)
+
+    def unscaled(value: float | None) -> float | None:
+        if value is None:
+            return None
+        with np.errstate(over="ignore", under="ignore"):
+            back = float(np.ldexp(value, -2 * exponent))
+        return back if math.isfinite(back) and (back != 0.0 or value == 0.0) else None
+
+    def shifted(value: float | None) -> float | None:
+        return None if value is None else value + shift
+
+    logs = {name: shifted(getattr(result, name)) for name in ("log_norm", "log_spectral_norm", "log_norm_per_n", "log_spectral_norm_per_n")}
+    alpha = result.alpha
+    note = (
+        f"entries beyond float64's safe range (largest |w| ≈ 2^{-exponent}): analysed as 2^{exponent}·W, which changes "
+        "no alpha, D or verdict; λ-valued figures are given in float64 where it holds them, and the MP fit and picture are of 2^k·W"
+    )
+    return dataclasses.replace(
+        analysed,
+        result=dataclasses.replace(
+            result,
+            lambda_max=unscaled(result.lambda_max),
+            xmin=unscaled(result.xmin),
+            xmax=unscaled(result.xmax),
+            **logs,
+            alpha_weighted=None if alpha is None or logs["log_spectral_norm"] is None else alpha * logs["log_spectral_norm"],
+            alpha_weighted_per_n=None if alpha is None or logs["log_spectral_norm_per_n"] is None else alpha * logs["log_spectral_norm_per_n"],
+            reason=note if result.ok else result.reason,
+        ),
+    )
+
+
 def analyze_matrices(
     spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan()
 ) -> LayerAnalysis:
@@ -125,6 +172,9 @@ def analyze_matrices(
     reason = _non_finite_reason(array)
     if reason:
         return LayerAnalysis(spec, _failed(spec, reason))
+    exponent = power_of_two_exponent(array)
+    if abs(exponent) > FLOAT64_SAFE_EXPONENT:
+        return _rescaled(analyze_matrices(spec, np.ldexp(array, exponent), options, run), exponent)
     matrices = layer_matrices(array)
     evals, spectrum = layer_esd(spec, matrices, options, run)
     if not evals.size or evals[-1] <= 0:

@@ -47,14 +47,20 @@ def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, matrices: list[np.nda
 
 
 def _cached(cache: SpectrumCache | None, key: str | None, size: int) -> dict[str, np.ndarray] | None:
-    """A cache entry whose eigenvalues have the expected count and are finite, else None."""
+    """A cache entry whose eigenvalues could be a solver's: the expected count, finite,
+    ascending, and none below float32's rounding floor under zero (a spectrum of WᵀW/N
+    is never negative); else None and the entry is removed. An entry edited out of order
+    would change the fit and the verdict."""
     if cache is None or key is None:
         return None
     stored = cache.load(key)
     if stored is None:
         return None
     evals = stored.get("evals")
-    if evals is None or evals.shape != (size,) or evals.dtype.name not in EIG_DTYPES or not np.all(np.isfinite(evals)):
+    if (
+        evals is None or evals.shape != (size,) or evals.dtype.name not in EIG_DTYPES or not np.all(np.isfinite(evals))
+        or np.any(np.diff(evals) < 0) or (size and evals[0] < -solver_floor(size, "float32") * max(float(evals[-1]), 0.0))
+    ):
         cache.discard(key)
         return None
     return stored

@@ -116,6 +116,8 @@ def input_files(path: str | os.PathLike[str]) -> list[Path]:
     """
     path = Path(path)
     found = [path]
+    if is_cache_dir(path) or looks_like_model_id(str(path)):
+        return [path, *hub.cached_files(path)]
     try:
         files = directory_files(path) if path.is_dir() else [path]
         for file in files:

@@ -14,9 +14,14 @@ its rotary embedding (`convert_hf_to_gguf.py`, ``LlamaModel.permute``); the read
 it, so tensors match their Hugging Face twins row for row (a row permutation leaves the
 spectrum unchanged, so `analyze` is unaffected either way).
 
-Hostile files: magic, version and the tensor and key counts are checked against the file
-size before `gguf` parses anything, every tensor's data must lie inside the file, and
-any parsing failure becomes one `CheckpointError` line.
+Hostile files: before `gguf` parses anything, magic, byte order and version are checked,
+and the key/value section is walked once with every count (keys, tensors, array items,
+string lengths) bounded by the bytes left in the file: `gguf` loops in Python over an
+array's items, so a 57-byte file claiming 2⁴⁰ items would otherwise grow without end.
+Every tensor's data must lie inside the file at an offset aligned to
+``general.alignment``; the block count is believed only up to the blocks the tensor names
+show (name tables are built per block); metadata of the wrong type (a head count stored as
+a string) is absent, not an error. Any parsing failure becomes one `CheckpointError` line.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ _SLAB = 1 << 22
 #: gguf's names for plain types -> the safetensors names the rest of weightscope speaks.
 _PLAIN = {"F32": "F32", "F16": "F16", "BF16": "BF16", "F64": "F64", "I8": "I8", "I16": "I16", "I32": "I32", "I64": "I64"}
 _ROPE_PERMUTED = re.compile(r"^blk\.\d+\.attn_(q|k)\.weight$")
+_BLOCK = re.compile(r"^blk\.(\d{1,9})\.")
+
+
+#: GGUF value types: fixed sizes of the scalars; 8 is a string, 9 an array.
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+#: Nesting of arrays in arrays walked at most (llama.cpp writes one level).
+_MAX_ARRAY_DEPTH = 8
 
 
 def _check_header(path: Path) -> None:
@@ -54,13 +67,61 @@ def _check_header(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as file:
         head = file.read(24)
-    if len(head) < 24 or head[:4] != GGUF_MAGIC:
-        raise CheckpointError(f"{path}: not a GGUF file (bad magic or shorter than its header)")
-    version, tensors, kvs = struct.unpack("<IQQ", head[4:24])
-    if version not in (2, 3):
-        raise CheckpointError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
-    if tensors * _MIN_TENSOR_INFO + kvs * _MIN_KV > size:
-        raise CheckpointError(f"{path}: header claims {tensors} tensors and {kvs} keys, more than a {size}-byte file can hold")
+        if len(head) < 24 or head[:4] != GGUF_MAGIC:
+            raise CheckpointError(f"{path}: not a GGUF file (bad magic or shorter than its header)")
+        version, tensors, kvs = struct.unpack("<IQQ", head[4:24])
+        if version & 0xFFFF == 0 and struct.unpack(">I", head[4:8])[0] in (2, 3):
+            raise CheckpointError(f"{path}: a big-endian GGUF file (s390x builds of llama.cpp); only little-endian GGUF files are supported")
+        if version not in (2, 3):
+            raise CheckpointError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
+        if tensors * _MIN_TENSOR_INFO + kvs * _MIN_KV > size:
+            raise CheckpointError(f"{path}: header claims {tensors} tensors and {kvs} keys, more than a {size}-byte file can hold")
+        _walk_keys(path, file, kvs, size)
+
+
+def _walk_keys(path: Path, file: Any, kvs: int, size: int) -> None:
+    """Walk the key/value section (the file's position is just past the 24-byte header),
+    bounding every count by the bytes left: the work is linear in the file's size."""
+
+    def read(n: int) -> bytes:
+        data = file.read(n)
+        if len(data) != n:
+            raise CheckpointError(f"{path}: truncated GGUF header (a key/value runs past the end of the file)")
+        return data
+
+    def left() -> int:
+        return size - file.tell()
+
+    def count(what: str, n: int, each: int) -> int:
+        if n * each > left():
+            raise CheckpointError(f"{path}: GGUF {what} claims {n} items, more than the {left()} bytes left can hold")
+        return n
+
+    def skip(n: int) -> None:
+        if n > left():
+            raise CheckpointError(f"{path}: truncated GGUF header (a key/value runs past the end of the file)")
+        file.seek(n, os.SEEK_CUR)
+
+    def value(kind: int, depth: int) -> None:
+        if kind in _SCALAR_SIZES:
+            skip(_SCALAR_SIZES[kind])
+        elif kind == _STRING:
+            skip(struct.unpack("<Q", read(8))[0])
+        elif kind == _ARRAY and depth < _MAX_ARRAY_DEPTH:
+            item, n = struct.unpack("<IQ", read(12))
+            if item in _SCALAR_SIZES:
+                skip(count("array", n, _SCALAR_SIZES[item]) * _SCALAR_SIZES[item])
+            elif item in (_STRING, _ARRAY):
+                for _ in range(count("array", n, 8 if item == _STRING else 12)):
+                    value(item, depth + 1)
+            else:
+                raise CheckpointError(f"{path}: GGUF array of unknown value type {item}")
+        else:
+            raise CheckpointError(f"{path}: GGUF value of unknown type {kind} (or arrays nested deeper than {_MAX_ARRAY_DEPTH})")
+
+    for _ in range(kvs):
+        skip(struct.unpack("<Q", read(8))[0])  # the key
+        value(struct.unpack("<I", read(4))[0], 0)
 
 
 class GGUFCheckpoint(CheckpointReader):
@@ -81,11 +142,17 @@ class GGUFCheckpoint(CheckpointReader):
         except Exception as exc:  # noqa: BLE001 - gguf raises ValueError, IndexError, KeyError, … on bad input
             raise CheckpointError(f"{self.path}: not a readable GGUF file ({type(exc).__name__}: {str(exc)[:200]})") from None
         size = self.path.stat().st_size
+        alignment, start = int(self._reader.alignment), int(self._reader.data_offset)
         self._tensors: dict[str, Any] = {}
         self._infos: dict[str, TensorInfo] = {}
         for tensor in self._reader.tensors:
             if tensor.data_offset + tensor.n_bytes > size or tensor.data.nbytes != tensor.n_bytes:
                 raise CheckpointError(f"{self.path}: tensor {tensor.name!r} lies past the end of the file (truncated?)")
+            if (tensor.data_offset - start) % alignment:
+                raise CheckpointError(
+                    f"{self.path}: tensor {tensor.name!r} starts at offset {tensor.data_offset - start} of the data, "
+                    f"not a multiple of the file's alignment {alignment} (a corrupt or hand-made file)"
+                )
             name = tensor.tensor_type.name
             self._tensors[tensor.name] = tensor
             self._infos[tensor.name] = TensorInfo(
@@ -107,9 +174,16 @@ class GGUFCheckpoint(CheckpointReader):
             return None
         return value if isinstance(value, (str, int, float, bool)) else None
 
+    def _count(self, key: str, least: int = 1) -> int | None:
+        """A count field (heads, blocks, a file type): an integer from ``least`` up, else
+        absent — a head count stored as a string or a bool is a malformed field, not a number."""
+        value = self._field(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and least <= value < 2**32 else None
+
     def _read_metadata(self) -> dict[str, Any]:
         arch = self._field("general.architecture")
-        metadata: dict[str, Any] = {"architecture": arch, "name": self._field("general.name")}
+        name = self._field("general.name")
+        metadata: dict[str, Any] = {"architecture": arch if isinstance(arch, str) else None, "name": name if isinstance(name, str) else None}
         if isinstance(arch, str):
             for key, field in (
                 ("block_count", "block_count"),
@@ -117,9 +191,19 @@ class GGUFCheckpoint(CheckpointReader):
                 ("head_count_kv", "attention.head_count_kv"),
                 ("embedding_length", "embedding_length"),
             ):
-                metadata[key] = self._field(f"{arch}.{field}")
-        metadata["file_type"] = self._field("general.file_type")
+                metadata[key] = self._count(f"{arch}.{field}")
+        metadata["file_type"] = self._count("general.file_type", least=0)
         return {k: v for k, v in metadata.items() if v is not None}
+
+    def _blocks(self) -> int | None:
+        """The block count, believed up to the blocks the tensor names show (``blk.N.``):
+        `gguf.get_tensor_name_map` builds a table per block, so a forged 10⁹ would run
+        for ever; a count the tensors do not bear out is a wrong count."""
+        claimed = self._metadata.get("block_count")
+        if claimed is None:
+            return None
+        indexes = [int(match[1]) for match in map(_BLOCK.match, self._infos) if match]
+        return min(claimed, max(indexes, default=-1) + 1)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -171,8 +255,8 @@ class GGUFCheckpoint(CheckpointReader):
 
         arch_name = self._metadata.get("architecture")
         arch = next((a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name), None)
-        blocks = self._metadata.get("block_count")
-        if arch is None or not isinstance(blocks, int):
+        blocks = self._blocks()
+        if arch is None or blocks is None:
             return lambda name: None
         mapping = gguf.get_tensor_name_map(arch, blocks)
         return lambda name: mapping.get_name(name, try_suffixes=(".weight", ".bias"))

@@ -6,10 +6,17 @@ The cache layout (``refs/<revision>`` → commit, ``snapshots/<commit>/`` with t
 default location is the library's (``HF_HUB_CACHE``, else ``HF_HOME``/hub, else
 ``~/.cache/huggingface/hub``). Nothing is downloaded unless the caller asks
 (``download=True``, the CLI's ``--download``), and then only weights and configs.
+
+Two guards of our own: a ref (``refs/main``) is a file anyone can write, and the library
+joins its text to ``snapshots/`` as given, so a snapshot that does not lie directly in the
+entry's ``snapshots/`` directory is refused; and `cached_files` lists every file of a
+resolved entry (its snapshot's links and the blobs behind them), which the commands count
+as inputs, so that no output ever lands on a cached checkpoint.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -64,7 +71,36 @@ def _snapshot(repo_id: str, revision: str | None, cache_dir: str | None, downloa
         raise CheckpointError(f"{shown} not a model id ({str(exc).splitlines()[0]})") from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{shown} {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    snapshots = os.path.realpath(_entry(repo_id, cache_dir) / "snapshots")
+    if os.path.dirname(os.path.realpath(folder)) != snapshots:
+        raise CheckpointError(f"{shown} the revision of {repo_id} resolves to {folder}, outside the cache entry's snapshots; refusing it")
     return Path(folder)
+
+
+def _entry(repo_id: str, cache_dir: str | None) -> Path:
+    """The cache entry ``models--org--name`` of ``repo_id`` under ``cache_dir`` (default:
+    the library's cache)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    root = cache_dir if cache_dir is not None else constants.HF_HUB_CACHE
+    return Path(root) / repo_folder_name(repo_id=repo_id, repo_type="model")
+
+
+def cached_files(source: str | Path) -> list[Path]:
+    """Every file of the cache entry a model id or ``models--org--name`` directory resolves
+    to (offline): the resolved snapshot's files and the entry's blobs; [] when it does not
+    resolve (opening it will say why)."""
+    try:
+        snapshot = resolve(source)
+    except CheckpointError:
+        return []
+    entry = snapshot.parent.parent
+    found: list[Path] = []
+    for folder in (snapshot, entry / "blobs"):
+        for root, _, names in os.walk(folder):
+            found.extend(Path(root) / name for name in names)
+    return found
 
 
 def resolve_if_asked(source: Path, revision: str | None, download: bool) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 from weightscope.checkpoint.base import TensorInfo
 from weightscope.checkpoint.heads import HeadLayout
 from weightscope.checkpoint.lora import LoraModule
-from weightscope.errors import WeightscopeError
+from weightscope.patterns import Pattern, compile_pattern
 
 #: Layer kinds, in display order.
 KINDS = ("embedding", "q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down", "lm_head", "conv", "other")
@@ -122,15 +122,9 @@ def block_index(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def compile_patterns(patterns: tuple[str, ...] | list[str], flag: str) -> list[re.Pattern[str]]:
-    """Compile user regexes, turning a bad one into a one-line usage error."""
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
-            raise WeightscopeError(f"{flag} {pattern!r} is not a valid regular expression: {exc}") from None
-    return compiled
+def compile_patterns(patterns: tuple[str, ...] | list[str], flag: str) -> list[Pattern]:
+    """Compile user regexes (on RE2: `weightscope.patterns`); a bad one is a one-line usage error."""
+    return [compile_pattern(pattern, flag) for pattern in patterns]
 
 
 def skip_reason(info: TensorInfo, min_evals: int) -> str | None:

@@ -28,7 +28,8 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
-from weightscope.errors import CheckpointError
+from weightscope.errors import CheckpointError, WeightscopeError
+from weightscope.patterns import Pattern, compile_pattern
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -72,13 +73,16 @@ class LoraConfig:
         return alpha / math.sqrt(rank) if self.use_rslora else alpha / rank
 
 
+def _module_pattern(pattern: str, where: str) -> Pattern:
+    """A ``rank_pattern``/``alpha_pattern`` key as PEFT's `get_pattern_key` matches it: the
+    module name's end, at a dot. Keys come from a file: they run on RE2 (linear time)."""
+    return compile_pattern(rf"^(?:.*\.)?(?:{pattern})$", where)
+
+
 def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
     for pattern, value in patterns.items():
-        try:
-            if re.match(rf"(.*\.)?({pattern})$", module):
-                return value
-        except re.error:
-            continue
+        if _module_pattern(pattern, "adapter pattern").search(module):
+            return value
     return default
 
 
@@ -168,17 +172,28 @@ def config_from_dict(data: Any, where: str) -> LoraConfig:
     if kind != "LORA":
         raise CheckpointError(f"{where}: PEFT type {kind!r} is not supported (LoRA and DoRA adapters are)")
     r, alpha = data.get("r"), data.get("lora_alpha", data.get("r"))
-    if not _positive_number(r) or int(r) != r or not _positive_number(alpha):
-        raise CheckpointError(f"{where}: r and lora_alpha must be positive numbers (got r={r!r}, lora_alpha={alpha!r})")
+    if not _rank(r) or not _positive_number(alpha):
+        raise CheckpointError(
+            f"{where}: r and lora_alpha must be positive numbers, r a whole number below 2³¹ "
+            f"(got r={_shown(r)}, lora_alpha={_shown(alpha)})"
+        )
     rank_pattern = data.get("rank_pattern") or {}
     alpha_pattern = data.get("alpha_pattern") or {}
     saved = data.get("modules_to_save") or []
     saved = sorted(saved) if isinstance(saved, (set, tuple)) else saved  # a PEFT config in memory may hold a set
     if not (isinstance(rank_pattern, dict) and isinstance(alpha_pattern, dict) and isinstance(saved, list)):
         raise CheckpointError(f"{where}: rank_pattern/alpha_pattern must be objects and modules_to_save a list")
-    for pattern, value in [*rank_pattern.items(), *alpha_pattern.items()]:
-        if not _positive_number(value):
-            raise CheckpointError(f"{where}: pattern {pattern!r} has a non-positive value {value!r}")
+    for key, patterns, valid, wanted in (
+        ("rank_pattern", rank_pattern, _rank, "a whole number from 1 to 2³¹"),
+        ("alpha_pattern", alpha_pattern, _positive_number, "a positive finite number"),
+    ):
+        for pattern, value in patterns.items():
+            if not valid(value):
+                raise CheckpointError(f"{where}: {key} {_shown(pattern)} has the value {_shown(value)}; expected {wanted}")
+            try:
+                _module_pattern(pattern, f"{key} of {where}:")
+            except WeightscopeError as exc:
+                raise CheckpointError(str(exc)) from None
     return LoraConfig(
         r=int(r),
         lora_alpha=float(alpha),
@@ -193,7 +208,24 @@ def config_from_dict(data: Any, where: str) -> LoraConfig:
 
 
 def _positive_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    """A positive number that is finite as a float (a 400-digit integer is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:
+        return False
+
+
+def _rank(value: object) -> TypeGuard[float]:
+    """A LoRA rank: a whole number (``8`` or ``8.0``) from 1 to 2³¹; 0.5 would make r = 0."""
+    return _positive_number(value) and float(value) == int(value) and 1 <= int(value) < 2**31
+
+
+def _shown(value: object) -> str:
+    """A config value in a message, at most 60 characters (a 400-digit number is not shown whole)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else f"a {len(str(abs(value)))}-digit integer"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_adapter(directory: Path, config: LoraConfig, tensors: list[TensorInfo]) -> LoraAdapter:

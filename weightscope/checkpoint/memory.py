@@ -5,7 +5,9 @@ tensors or numpy arrays (nested mappings and lists are flattened to dotted names
 pickles). Values are converted exactly as the file readers convert stored values (bf16 →
 float32, float32 unchanged, C order), so a model analysed in memory gives the report its
 saved file gives, number for number. Nothing is copied until a tensor is read; nothing
-in memory is ever cached on disk (it has no file identity to key the cache by).
+in memory is ever cached on disk (it has no file identity to key the cache by). A tensor
+whose values cannot be read as a dense matrix (meta, sparse, CSR, nested, a view larger
+than its storage) fails only its own layer, as in the torch file reader.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from weightscope.checkpoint.npz_reader import numpy_dtype_name, numpy_to_float
 from weightscope.checkpoint.torch_reader import (
     model_tensors,
     tensor_dtype_name,
+    tensor_problem,
     torch_to_float,
 )
 from weightscope.errors import CheckpointError
@@ -62,15 +65,24 @@ class MemoryReader(CheckpointReader):
         state = obj.state_dict() if _is_torch_module(obj) else obj  # type: ignore[attr-defined]  # _is_torch_module: an nn.Module
         self._values: dict[str, Any] = {}
         self._infos: dict[str, TensorInfo] = {}
+        self._problems: dict[str, str] = {}
         for name, value in model_tensors(state, lambda leaf: isinstance(leaf, np.ndarray) or _is_torch_tensor(leaf)):
             if name in self._values:
                 raise CheckpointError(f"{self.source}: two tensors flatten to the name {name!r}")
-            if isinstance(value, np.ndarray):
-                dtype, nbytes = numpy_dtype_name(value.dtype), value.nbytes
-            else:
-                dtype, nbytes = tensor_dtype_name(value.dtype), value.numel() * value.element_size()
             self._values[name] = value
-            self._infos[name] = TensorInfo(name, tuple(value.shape), dtype, IN_MEMORY, nbytes)
+            if isinstance(value, np.ndarray):
+                self._infos[name] = TensorInfo(name, tuple(value.shape), numpy_dtype_name(value.dtype), IN_MEMORY, value.nbytes)
+                continue
+            import torch
+
+            problem = tensor_problem(value, torch)
+            if problem is not None:
+                self._problems[name] = problem
+            nested = value.is_nested  # no one shape: listed, skipped
+            self._infos[name] = TensorInfo(
+                name, () if nested else tuple(value.shape), "nested" if nested else tensor_dtype_name(value.dtype), IN_MEMORY,
+                0 if problem is not None else value.numel() * value.element_size(),
+            )
         if not self._infos:
             raise CheckpointError(f"{self.source}: holds no tensors or arrays")
 
@@ -79,6 +91,8 @@ class MemoryReader(CheckpointReader):
 
     def read(self, info: TensorInfo) -> np.ndarray:
         check_readable(self._infos, info, self.source)
+        if info.name in self._problems:
+            raise CheckpointError(f"{self.source}: tensor {info.name!r} {self._problems[info.name]}")
         value = self._values[info.name]
         if isinstance(value, np.ndarray):
             return numpy_to_float(value, info.dtype)

@@ -18,6 +18,7 @@ from typing import Any
 
 from weightscope.checkpoint.files import CHECKPOINT_SUFFIXES, format_family
 from weightscope.errors import WeightscopeError
+from weightscope.patterns import Pattern, compile_pattern
 
 #: The step in names like step-200, step_2000.safetensors, checkpoint-1000, global_step50,
 #: ckpt3, iter_400, epoch3 (the number right after the word).
@@ -43,7 +44,7 @@ def is_checkpoint_dir(path: Path) -> bool:
     )
 
 
-def is_run_dir(path: Path, pattern: re.Pattern[str]) -> bool:
+def is_run_dir(path: Path, pattern: Pattern) -> bool:
     """A directory of checkpoints rather than one checkpoint.
 
     It is a run when it holds checkpoint directories (``checkpoint-1000/``), or several
@@ -78,7 +79,7 @@ def _run_members(directory: Path) -> list[Path]:
     ]
 
 
-def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: re.Pattern[str]) -> list[Path]:
+def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: Pattern) -> list[Path]:
     """Checkpoint paths: a run directory becomes its checkpoints, anything else stays."""
     found: list[Path] = []
     for raw in paths:
@@ -103,14 +104,13 @@ def run_inputs(paths: Iterable[str | os.PathLike[str]], step_regex: str | None =
         return list(map(Path, paths))
 
 
-def compile_step_pattern(step_regex: str | None) -> re.Pattern[str]:
-    try:
-        return re.compile(step_regex or DEFAULT_STEP_PATTERN, re.IGNORECASE)
-    except re.error as exc:
-        raise WeightscopeError(f"--step-regex {step_regex!r} is not a valid regular expression: {exc}") from None
+def compile_step_pattern(step_regex: str | None) -> Pattern:
+    """The step pattern (``--step-regex``, else the default), on RE2 (`weightscope.patterns`):
+    it runs on every file name of a run directory."""
+    return compile_pattern(step_regex or DEFAULT_STEP_PATTERN, "--step-regex", ignore_case=True)
 
 
-def parse_step(path: Path, pattern: re.Pattern[str]) -> int | None:
+def parse_step(path: Path, pattern: Pattern) -> int | None:
     """The step in a checkpoint's name, else in its directory's (step-200/model.safetensors)."""
     for part in reversed(path.parts[-2:]):
         matches = list(pattern.finditer(part))
@@ -132,7 +132,7 @@ def natural_key(text: str) -> tuple[Any, ...]:
     return tuple(int(piece) if piece.isdigit() else piece.lower() for piece in re.split(r"(\d+)", text))
 
 
-def order_run(paths: Iterable[Path], pattern: re.Pattern[str]) -> list[RunEntry]:
+def order_run(paths: Iterable[Path], pattern: Pattern) -> list[RunEntry]:
     """Checkpoints in training order: by parsed step; those without a step after, by name."""
     entries = [RunEntry(path, parse_step(path, pattern)) for path in paths]
     seen: dict[int, Path] = {}

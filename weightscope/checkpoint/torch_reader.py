@@ -88,7 +88,7 @@ class TorchReader(CheckpointReader):
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path}: {exc}") from None
         self._problems = {
-            name: problem for name, tensor in self._tensors.items() if (problem := _problem(tensor, torch))
+            name: problem for name, tensor in self._tensors.items() if (problem := tensor_problem(tensor, torch))
         }
         self._infos = {
             name: TensorInfo(
@@ -315,7 +315,7 @@ def _flatten(obj: Any, prefix: str, is_leaf: Callable[[Any], bool]) -> Iterator[
         stack.extend((value, f"{name}.{key}" if name else key, depth + 1) for key, value in reversed(children))
 
 
-def _problem(tensor: Any, torch: Any) -> str | None:
+def tensor_problem(tensor: Any, torch: Any) -> str | None:
     """Why a tensor's values cannot be read, from its metadata alone (None: readable).
 
     Checked at open, before any data is touched: a 618-byte pickle can declare a

@@ -282,11 +282,14 @@ def _compare_pair(pair: _Pair, read: _Read, options: AnalysisOptions, run: Plan)
     result_b = analyze_read(pair.spec_b, read.b, options, run_b).result
     w_a = read.a if isinstance(read.a, np.ndarray) else None
     w_b = read.b if isinstance(read.b, np.ndarray) else None
-    finite_factors = read.factors is not None and all(np.isfinite(factor).all() for factor in read.factors)
-    if pair.lora is not None and read.factors is not None and finite_factors and pair.lora.magnitude is None and w_a is not None:
-        update = lora_update_stats(*read.factors, pair.lora.scale, sum_squares(w_a) or None, note=pair.lora.note)
-        return layer_change(pair.key, result_a, result_b, update)
-    update, note = update_between(w_a, w_b, layer_matrices, SpectrumOptions(fixed_dtype(options.eig_dtype)))
+    try:
+        if pair.lora is not None and read.factors is not None and pair.lora.magnitude is None and w_a is not None:
+            update = lora_update_stats(*read.factors, pair.lora.scale, sum_squares(w_a) or None, note=pair.lora.note)
+            return layer_change(pair.key, result_a, result_b, update)
+        update, note = update_between(w_a, w_b, layer_matrices, SpectrumOptions(fixed_dtype(options.eig_dtype)))
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # a NaN factor, an overflowing ΔW: this pair only
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return layer_change(pair.key, result_a, result_b, None, f"no update measured: {first}")
     if update is not None and pair.lora is not None:
         note = "DoRA: the update includes the magnitude rescaling, measured on the explicit ΔW"
     return layer_change(pair.key, result_a, result_b, update, note)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import typing
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -59,6 +58,7 @@ from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
+from weightscope.patterns import compile_pattern
 from weightscope.report import LayerResult, Report, json_document
 from weightscope.stats.update import UpdateStats
 from weightscope.vocabulary import Severity, finding, severity
@@ -149,10 +149,7 @@ class GateSettings:
         if self.rules.needs_baseline and self.baseline is None:
             raise WeightscopeError(_NEEDS_BASELINE)
         for pattern in self.exclude:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise WeightscopeError(f"gate exclude {pattern!r} is not a valid regex: {exc}") from None
+            compile_pattern(pattern, "gate exclude")
 
 
 @dataclass(frozen=True)
@@ -607,7 +604,7 @@ def _delta_checks(comparison: Comparison, report: Report, baseline: Report, rule
 
 def excluded_layers(report: Report, patterns: Iterable[str]) -> list[str]:
     """Names of the report's layers that match any of the gate's exclude regexes."""
-    compiled = [re.compile(pattern) for pattern in patterns]
+    compiled = [compile_pattern(pattern, "gate exclude") for pattern in patterns]
     return [layer.name for layer in report.layers if any(p.search(layer.name) for p in compiled)]
 
 
@@ -691,7 +688,7 @@ def adapter_checks(comparison: Comparison, rules: GateRules, exclude: Iterable[s
     module's update, with ‖ΔW‖/‖W‖ against the base's weights, and each merged layer's
     verdict against the base layer's: a merged layer whose reading got worse fails when
     the new reading is a failure of the vocabulary, warns when it is a warning."""
-    compiled = [re.compile(pattern) for pattern in exclude]
+    compiled = [compile_pattern(pattern, "gate exclude") for pattern in exclude]
     changes = [c for c in comparison.layers if not any(p.search(c.name_b) or p.search(c.name) for p in compiled)]
     checks = [Check("layers", MODEL, PASS if changes else FAIL, float(len(changes)), "≥ 1 adapted layer",
                     f"{len(changes)} adapted layer(s) to judge" if changes else "no adapted layer to judge", _FIX_LAYERS)]

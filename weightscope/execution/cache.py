@@ -32,7 +32,11 @@ Best effort. An unusable cache (its directory is a file, a dangling symlink or a
 HOME is unwritable) is one warning line on the ``weightscope`` logger (the CLI prints it
 as ``warning: …`` on stderr) and the run goes on uncached; a store that fails (a full disk,
 a read-only cache) is the same one line, and the run stores nothing more but still reads
-what is there. An unreadable or malformed entry is deleted and rebuilt.
+what is there. An unreadable or malformed entry is deleted and rebuilt. Entries are
+opened as regular files only, never through a symlink (``O_NOFOLLOW``) and never a FIFO
+(``O_NONBLOCK``, then ``fstat``): anyone who can write the cache directory could
+otherwise point an entry at another model's spectrum or hang the run. An unusable
+``$WEIGHTSCOPE_CACHE_MAX`` is one warning and the default cap.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -51,7 +56,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -81,7 +86,7 @@ log = logging.getLogger("weightscope.cache")
 
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 _ENTRY_NAME = re.compile(r"^[0-9a-f]{40}\.(npz|json)$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\+?\d{1,3})?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 #: Directories already warned about in this process: one line per run, not per layer.
 _warned: set[str] = set()
@@ -98,26 +103,42 @@ def default_cache_dir() -> Path:
 
 
 def parse_size(text: str) -> int:
-    """Bytes in "2G", "500M", "1.5g", "4096" (decimal units; "GiB"/"GB" read as G)."""
+    """Bytes in "2G", "500M", "1.5g", "4096", "1e9" (decimal units; "GiB"/"GB" read as G)."""
     match = _SIZE.match(text)
     if not match:
-        raise WeightscopeError(f"cache size {text!r} is not a size such as 2G, 500M or 0")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+        raise WeightscopeError(f"cache size {text!r} is not a size such as 2G, 500M, 1e9 or 0")
+    number = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not number < 2**63:
+        raise WeightscopeError(f"cache size {text!r} is beyond any disk")
+    return int(number)
 
 
 def default_max_bytes() -> int:
-    """$WEIGHTSCOPE_CACHE_MAX, else `DEFAULT_MAX_BYTES`."""
+    """$WEIGHTSCOPE_CACHE_MAX, else `DEFAULT_MAX_BYTES` (also, with one warning, when the
+    variable is not a size: the cache is best effort, a typo in it never fails a run)."""
     explicit = os.environ.get(CACHE_MAX_ENV)
-    return parse_size(explicit) if explicit else DEFAULT_MAX_BYTES
+    if not explicit:
+        return DEFAULT_MAX_BYTES
+    try:
+        return parse_size(explicit)
+    except WeightscopeError as exc:
+        if _first_time(CACHE_MAX_ENV):
+            log.warning("$%s: %s; the cache keeps its default cap of %d GB", CACHE_MAX_ENV, exc, DEFAULT_MAX_BYTES // 1000**3)
+        return DEFAULT_MAX_BYTES
+
+
+def _first_time(topic: str) -> bool:
+    with _warned_lock:
+        if topic in _warned:
+            return False
+        _warned.add(topic)
+        return True
 
 
 def warn_once(directory: Path | str, problem: str) -> None:
     """Say once per process and directory that the cache is unusable and the run goes on."""
-    with _warned_lock:
-        if str(directory) in _warned:
-            return
-        _warned.add(str(directory))
-    log.warning("cache %s is unusable (%s); continuing without it", directory, problem)
+    if _first_time(str(directory)):
+        log.warning("cache %s is unusable (%s); continuing without it", directory, problem)
 
 
 def _problem(exc: OSError) -> str:
@@ -129,12 +150,12 @@ def file_identity(path: str | os.PathLike[str]) -> list[object] | None:
     be read or changed too recently to be trusted."""
     try:
         resolved = Path(path).resolve()
-        stat = resolved.stat()
+        info = resolved.stat()
     except (OSError, RuntimeError):  # RuntimeError: a symlink loop on Python < 3.13
         return None
-    if time.time() - max(stat.st_mtime, stat.st_ctime) < RACY_SECONDS:
+    if time.time() - max(info.st_mtime, info.st_ctime) < RACY_SECONDS:
         return None
-    return [str(resolved), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    return [str(resolved), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
 def checkpoint_identity(path: str | os.PathLike[str]) -> list[object] | None:
@@ -200,11 +221,11 @@ class CacheStore:
 
     def load_arrays(self, key: str) -> dict[str, np.ndarray] | None:
         """The arrays stored under ``key``, or None (missing, or unreadable and now removed)."""
-        path = self._hit("spectra", key)
-        if path is None:
+        entry = self._hit("spectra", key)
+        if entry is None:
             return None
         try:
-            with np.load(path, allow_pickle=False) as stored:
+            with entry, np.load(entry, allow_pickle=False) as stored:
                 return {name: stored[name] for name in stored.files}
         except _UNREADABLE:
             self.discard("spectra", key)
@@ -212,11 +233,12 @@ class CacheStore:
 
     def load_text(self, kind: str, key: str) -> str | None:
         """The text stored under ``key``, or None (missing, or unreadable and now removed)."""
-        path = self._hit(kind, key)
-        if path is None:
+        entry = self._hit(kind, key)
+        if entry is None:
             return None
         try:
-            return path.read_text(encoding="utf-8")
+            with entry:
+                return entry.read().decode("utf-8")
         except (OSError, UnicodeDecodeError):
             self.discard(kind, key)
             return None
@@ -232,15 +254,25 @@ class CacheStore:
         with contextlib.suppress(OSError):
             self.path(kind, key).unlink()
 
-    def _hit(self, kind: str, key: str) -> Path | None:
+    def _hit(self, kind: str, key: str) -> BinaryIO | None:
+        """The entry opened for reading, or None: missing, or not a regular file (a
+        symlink, a FIFO, a directory: removed). A hit is a use: its mtime is touched,
+        so least recently used goes first."""
         path = self.path(kind, key)
         try:
-            os.utime(path)  # a hit is a use: least recently used goes first
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
-        except OSError:
-            pass  # a read-only store still serves its entries
-        return path
+        except OSError:  # ELOOP: a symlink; EACCES, ENXIO (a socket): unusable either way
+            self.discard(kind, key)
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self.discard(kind, key)
+            return None
+        with contextlib.suppress(OSError):  # a read-only store still serves its entries
+            os.utime(fd)
+        return os.fdopen(fd, "rb")
 
     def _store(self, kind: str, key: str, write) -> None:
         """Write an entry atomically, then keep the store under its cap. A failure (full
@@ -314,10 +346,10 @@ class CacheStore:
                     if not _ENTRY_NAME.match(item.name) or not item.is_file(follow_symlinks=False):
                         continue
                     try:
-                        stat = item.stat(follow_symlinks=False)
+                        info = item.stat(follow_symlinks=False)
                     except OSError:
                         continue  # removed meanwhile
-                    yield CacheEntry(Path(item.path), kind, stat.st_size, stat.st_mtime)
+                    yield CacheEntry(Path(item.path), kind, info.st_size, info.st_mtime)
 
     def info(self) -> CacheInfo:
         entries = list(self.entries())

@@ -110,13 +110,31 @@ def power_of_two_exponent(matrix: np.ndarray) -> int:
     return 0 if -SAFE_EXPONENT <= exponent <= SAFE_EXPONENT else -exponent
 
 
+def _constant_value(matrix: np.ndarray) -> float | None:
+    """The value of a constant matrix, else None (two passes, no copy; a NaN is never
+    constant: non-finite matrices fail before any solve)."""
+    if not matrix.size:
+        return None
+    first = float(matrix.flat[0])
+    return first if float(matrix.min()) == first == float(matrix.max()) else None
+
+
 def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
     """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side).
 
     Any finite W is solved: one whose entries would under- or overflow the Gram matrix is
     scaled by a power of two first (`power_of_two_exponent`) and its eigenvalues come back in
-    float64, scaled back.
+    float64, scaled back. A constant W (all-zero included) is not solved: X = c²·11ᵀ has
+    the one eigenvalue c²·M and M − 1 zeros, in closed form. That is what an npz
+    compression bomb decodes to (an 8192² zero matrix from 441 bytes): the solve would
+    cost a minute and ~0.5 GB for a spectrum known in advance.
     """
+    constant = _constant_value(matrix)
+    if constant is not None:
+        evals = np.zeros(min(matrix.shape), dtype=np.float64)
+        if evals.size:
+            evals[-1] = constant * constant * evals.size
+        return evals
     exponent = power_of_two_exponent(matrix)
     if exponent:
         evals = gram_eigenvalues(np.ldexp(matrix, exponent), options)

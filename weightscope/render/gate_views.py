@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 
 from weightscope.commands.gate import ACCEPTED, FAIL, SKIP, WARN, Check, GateResult
+from weightscope.errors import one_line
 from weightscope.render.formats import Formats, json_text
 
 _SHOWN = (FAIL, WARN)
 
 
 def check_line(check: Check) -> str:
-    line = f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})"
+    """One check on one line (names and reasons come from files: `one_line`); a failure
+    ends with its fix."""
+    line = one_line(f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})")
     return f"{line}. Fix: {check.fix}" if check.status == FAIL and check.fix else line
 
 
@@ -23,13 +26,13 @@ def verdict_line(result: GateResult) -> str:
     c = result.counts
     outcome = "passed" if result.passed else "FAILED"
     line = (
-        f"weightscope gate {outcome} on {result.source}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
+        f"weightscope gate {outcome} on {one_line(result.source)}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
         f"{c['pass']} check(s) passed, {c[SKIP]} skipped"
     )
     if result.baseline is not None:
-        line += f", {c[ACCEPTED]} accepted because the baseline {result.baseline} has them"
+        line += f", {c[ACCEPTED]} accepted because the baseline {one_line(result.baseline)} has them"
     if result.base is not None:
-        line += f" (adapter judged on the base model {result.base})"
+        line += f" (adapter judged on the base model {one_line(result.base)})"
     if c[SKIP]:
         line += f" (NOT checked: {c[SKIP]} check(s) lacked their input; --strict would fail them)"
     if result.excluded:

@@ -11,6 +11,7 @@ figure registry that could leak memory across many layers.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Iterable
@@ -70,9 +71,21 @@ def save_png(figure: Figure, path: str | Path) -> Path:
     return write_atomic(path, png_bytes(figure))
 
 
+#: Characters of the layer name kept in a picture's file name: NAME_MAX is 255 bytes, and
+#: the atomic writer's temporary file adds ~20 to the name.
+PNG_NAME_CHARS = 120
+
+
 def png_file_name(layer_name: str, suffix: str) -> str:
-    """A file name for a layer's picture: the layer name with path-unsafe characters replaced."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", layer_name).strip("._") + suffix
+    """A file name for a layer's picture: the layer name with path-unsafe characters
+    replaced. A name that had to change (``a/b.weight``, ``ü.weight``) or be cut (300
+    characters) gets a digest of the full name, so two layers never share a picture and
+    no name is too long for the file system."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", layer_name).strip("._")
+    if safe != layer_name or len(safe) > PNG_NAME_CHARS:
+        digest = hashlib.sha256(layer_name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        safe = f"{safe[:PNG_NAME_CHARS]}-{digest}".lstrip("-")
+    return safe + suffix
 
 
 #: One fixed, saturated colour per layer kind (the order of `weightscope.checkpoint.layers.KINDS`):

@@ -166,6 +166,28 @@ def render_report(report: Report, console: Console) -> None:
 PLAIN_INSPECTION_ROWS = 500
 
 
+def _roles(inspection: Inspection) -> dict[str, tuple[str, bool]]:
+    """What each stored tensor becomes, and whether it is analysed: a layer (kind, block),
+    a factor of an adapted module's update ΔW = s·B·A, or skipped with its reason."""
+    roles: dict[str, tuple[str, bool]] = {info.name: ("not selected", False) for info in inspection.tensors}
+    roles.update({s.name: (f"skipped: {s.reason}", False) for s in inspection.selection.skipped})
+    for spec in inspection.selection.layers:
+        where = spec.kind + (f", block {spec.block}" if spec.block is not None else "")
+        module = spec.lora
+        if spec.part is not None:
+            source = spec.part.source.name
+            parts = roles[source][0] + ", " if roles.get(source, ("", False))[1] else "split: "
+            roles[source] = (parts + f"{spec.name.removeprefix(source)} {where}", True)
+            continue
+        if module is None:
+            roles[spec.name] = (where, True)
+            continue
+        for part, info in (("A", module.a), ("B", module.b), ("DoRA magnitude", module.magnitude)):
+            if info is not None:
+                roles[info.name] = (f"LoRA {part} of {spec.name} ({where})", True)
+    return roles
+
+
 def render_inspection(inspection: Inspection, console: Console) -> None:
     if len(inspection.tensors) > PLAIN_INSPECTION_ROWS:
         _render_plain_inspection(inspection, console)
@@ -173,15 +195,10 @@ def render_inspection(inspection: Inspection, console: Console) -> None:
     table = Table(title=_text(f"{inspection.source} ({inspection.format})"), title_justify="left", header_style="bold")
     for column in ("tensor", "shape", "dtype", "analysed as"):
         table.add_column(column, overflow="fold")
-    chosen = {spec.name: spec for spec in inspection.selection.layers}
-    skipped = {s.name: s.reason for s in inspection.selection.skipped}
+    roles = _roles(inspection)
     for info in inspection.tensors:
-        spec = chosen.get(info.name)
-        verdict = (
-            Text(f"{spec.kind}" + (f", block {spec.block}" if spec.block is not None else ""), style="green")
-            if spec
-            else _text(f"skipped: {skipped[info.name]}", style="dim")
-        )
+        role, chosen = roles[info.name]
+        verdict = Text(role, style="green") if chosen else _text(role, style="dim")
         table.add_row(_text(info.name), "×".join(map(str, info.shape)) or "scalar", _text(info.dtype), verdict)
     console.print(table)
     console.print(
@@ -192,17 +209,10 @@ def render_inspection(inspection: Inspection, console: Console) -> None:
 
 def _render_plain_inspection(inspection: Inspection, console: Console) -> None:
     """The same columns as the table, as plain text: linear in the number of tensors."""
-    chosen = {spec.name: spec for spec in inspection.selection.layers}
-    skipped = {s.name: s.reason for s in inspection.selection.skipped}
+    roles = _roles(inspection)
     rows = [("tensor", "shape", "dtype", "analysed as")]
     for info in inspection.tensors:
-        spec = chosen.get(info.name)
-        verdict = (
-            spec.kind + (f", block {spec.block}" if spec.block is not None else "")
-            if spec
-            else f"skipped: {skipped[info.name]}"
-        )
-        rows.append((one_line(info.name), "×".join(map(str, info.shape)) or "scalar", info.dtype, verdict))
+        rows.append((one_line(info.name), "×".join(map(str, info.shape)) or "scalar", info.dtype, one_line(roles[info.name][0])))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"{one_line(inspection.source)} ({inspection.format})"]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in rows]

@@ -89,12 +89,25 @@ def lowrank_singular_values(a: np.ndarray, b: np.ndarray, scale: float = 1.0) ->
 
     B = Q_B R_B and Aᵀ = Q_A R_A (thin QR), so s·B·A = Q_B (s·R_B R_Aᵀ) Q_Aᵀ with
     orthonormal Q's: the singular values are those of the r×r core.
+
+    A core that is not finite (``lora_alpha: 1e308``, a factor of ±1e200) raises
+    FloatingPointError before LAPACK sees it: LAPACK's ``DLASCL`` would print to stdout
+    (inside a JSON report) and return singular values of 0, read as an untrained adapter.
+    So do singular values whose squares (the energies) overflow.
     """
     if a.ndim != 2 or b.ndim != 2 or b.shape[1] != a.shape[0]:
         raise ValueError(f"LoRA factors do not chain: B {b.shape} · A {a.shape}")
-    r_b: np.ndarray = np.linalg.qr(np.asarray(b, dtype=np.float64), mode="r")  # type: ignore[assignment]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
-    r_a: np.ndarray = np.linalg.qr(np.asarray(a, dtype=np.float64).T, mode="r")  # type: ignore[assignment]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
-    return np.linalg.svd(abs(scale) * (r_b @ r_a.T), compute_uv=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r_b: np.ndarray = np.linalg.qr(np.asarray(b, dtype=np.float64), mode="r")  # type: ignore[assignment]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
+        r_a: np.ndarray = np.linalg.qr(np.asarray(a, dtype=np.float64).T, mode="r")  # type: ignore[assignment]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
+        core = abs(scale) * (r_b @ r_a.T)
+        if not np.all(np.isfinite(core)):
+            cause = "a factor holds NaN or Inf" if np.isnan(core).any() else "the update overflows"
+            raise FloatingPointError(f"ΔW = s·B·A is not finite in float64 (s = {scale:.4g}): {cause}")
+        singular = np.linalg.svd(core, compute_uv=False)
+        if not np.all(np.isfinite(np.square(singular))):
+            raise FloatingPointError(f"ΔW = s·B·A is not finite in float64 (s = {scale:.4g}): its energy σ² overflows")
+    return singular
 
 
 def lora_update_stats(
