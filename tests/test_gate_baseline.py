@@ -11,10 +11,9 @@ from typer.testing import CliRunner
 from tests.test_gate import healthy, layer, report, save
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.commands.gate import ACCEPTED, FAIL, PASS, GateRules, evaluate
+from weightscope.commands.gate import ACCEPTED, FAIL, FINDING_FIXES, PASS, GateRules, evaluate
 from weightscope.errors import WeightscopeError
 from weightscope.report import RankInfo, Traps
-from weightscope.vocabulary import finding
 
 runner = CliRunner()
 
@@ -46,7 +45,7 @@ def test_a_finding_the_baseline_has_is_accepted_and_listed_a_new_one_fails():
     checks = evaluate(report(broken), GateRules(), baseline=model)
     failed = [c for c in checks if c.status == FAIL]
     assert [(c.rule, c.layer) for c in failed] == [("random-like", "blocks.3.q")]
-    assert failed[0].fix == finding("random-like").advice
+    assert failed[0].fix == FINDING_FIXES["random-like"]
     assert by_rule(checks, "random-like")["pooler.dense.weight"].status == ACCEPTED
 
 

@@ -9,8 +9,8 @@ accepted (a failure the baseline has too), or skip (the report lacks what the ru
 needs, e.g. traps without ``--randomize``). A skipped rule fails the gate under
 ``strict`` (the default), so a gate never passes on checks it did not make; zero layers
 left to judge always fails. The CLI maps a failure to exit code 1, and bad input or
-config to 2. Every failure carries its one-line fix: the finding's advice from
-`weightscope.vocabulary`, or the rule's own for rules that are not a layer finding.
+config to 2. Every failure carries its one-line fix: the finding's (`FINDING_FIXES`), or
+the rule's own for rules that are not a layer finding.
 
 What the rules judge, and why (measured on all-MiniLM-L6-v2, a well-trained public
 model, and on broken copies of it the gate must fail):
@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from weightscope.checkpoint.names import align_names
-from weightscope.commands.compare import Comparison, compare_checkpoints, compare_reports
+from weightscope.commands.compare import VERDICT_SEVERITY, Comparison, compare_checkpoints, compare_reports
 from weightscope.commands.sources import report_for
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
@@ -61,7 +61,6 @@ from weightscope.options import AnalysisOptions
 from weightscope.patterns import compile_pattern
 from weightscope.report import LayerResult, Report, json_document
 from weightscope.stats.update import UpdateStats
-from weightscope.vocabulary import Severity, finding, severity
 
 SCHEMA = "weightscope.gate/2"
 
@@ -155,8 +154,8 @@ class GateSettings:
 @dataclass(frozen=True)
 class Check:
     """One rule checked on one layer (or the model): the value, the limit, the outcome,
-    and the one-line fix a failure shows (the finding's advice from
-    `weightscope.vocabulary`, or the rule's own for rules that are not a layer finding)."""
+    and the one-line fix a failure shows (the finding's, `FINDING_FIXES`, or the rule's
+    own for rules that are not a layer finding)."""
 
     rule: str
     layer: str
@@ -286,13 +285,28 @@ def _g(value: float) -> str:
     return f"{value:.4g}"
 
 
+#: The one-line fix of each layer finding the gate fails on or warns about.
+FINDING_FIXES = {
+    "random-like": "Check that the layer was trained and loaded (not reset or re-initialised); a layer the "
+                   "training never uses (e.g. an unused pooler) can be accepted with the gate's exclude.",
+    "correlation-trap": "Look at the listed entries (row, col): a loading bug, an overflow or a diverging update "
+                        "often leaves such values; clip or re-train if they are not intended.",
+    "rank-collapsed": "Check for dead units, a collapse during training or a pruning/merge step that zeroed the matrix.",
+    "failed": "Read the reason: NaN or inf weights mean a diverged or corrupted checkpoint.",
+    "non-finite": "The checkpoint diverged or is corrupted: go back to an earlier one.",
+    "over-trained": "Compare with the base model or an earlier checkpoint (compare, trend); if alpha keeps falling, "
+                    "consider stopping earlier, a lower learning rate or more regularisation.",
+    "under-trained": "Expected early in training or for layers a task barely uses; if it persists at the end of "
+                     "training, check that the layer receives gradient (frozen, detached, tiny learning rate).",
+}
+
+
 def advice(name: str) -> str:
-    """The one-line fix of a finding, as `weightscope.vocabulary` defines it."""
-    record = finding(name)
-    return record.advice if record is not None else ""
+    """The one-line fix of a layer finding (`FINDING_FIXES`; none for a name without one)."""
+    return FINDING_FIXES.get(name, "")
 
 
-#: Fixes of the rules that are not a layer finding of the vocabulary (model-level rules,
+#: Fixes of the rules that are not a layer finding (model-level rules,
 #: baseline deltas, adapter updates): each rule says once what to do when it fails.
 _FIX_LAYERS = "Check --include/--exclude and the gate's exclude patterns: together they left no layer to judge."
 _FIX_OUT_OF_RANGE = ("See the alpha-range lines; if these layers are expected out of band, accept them once "
@@ -328,7 +342,7 @@ def _trusted(layer: LayerResult) -> bool:
 
 
 def _band_finding(alpha: float, rules: GateRules) -> str:
-    """The vocabulary's reading of an alpha outside the band."""
+    """The reading of an alpha outside the band (a finding of `FINDING_FIXES`)."""
     return "over-trained" if alpha < rules.min_alpha else "under-trained"
 
 
@@ -687,7 +701,7 @@ def adapter_checks(comparison: Comparison, rules: GateRules, exclude: Iterable[s
     """The rules for an adapter applied to its base (`compare BASE ADAPTER`): each
     module's update, with ‖ΔW‖/‖W‖ against the base's weights, and each merged layer's
     verdict against the base layer's: a merged layer whose reading got worse fails when
-    the new reading is a failure of the vocabulary, warns when it is a warning."""
+    the new reading is a broken-weights verdict (random-like and worse), warns otherwise."""
     compiled = [compile_pattern(pattern, "gate exclude") for pattern in exclude]
     changes = [c for c in comparison.layers if not any(p.search(c.name_b) or p.search(c.name) for p in compiled)]
     checks = [Check("layers", MODEL, PASS if changes else FAIL, float(len(changes)), "≥ 1 adapted layer",
@@ -695,10 +709,10 @@ def adapter_checks(comparison: Comparison, rules: GateRules, exclude: Iterable[s
     if not changes:
         return checks
     for change in changes:
-        level = severity(change.verdict_b)
         status = PASS
         if change.worse:
-            status = FAIL if level is not None and level >= Severity.FAILURE else WARN
+            broken = VERDICT_SEVERITY.get(change.verdict_b or "", 0) >= VERDICT_SEVERITY["random-like"]
+            status = FAIL if broken else WARN
         message = (f"merged {change.verdict_b or 'unjudged'}, base {change.verdict_a or 'unjudged'}"
                    + (f"; {change.note}" if change.note else ""))
         checks.append(Check("merged-verdict", change.name, status, None, "no worse than the base layer's reading",
