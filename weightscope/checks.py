@@ -24,6 +24,7 @@ from weightscope.stats.fit import (
     fit_power_law,
 )
 from weightscope.stats.fitted_ks import critical_distance, two_sided_distance
+from weightscope.stats.initialization import InitMatch, match_initialiser
 from weightscope.stats.likelihood import (
     LikelihoodRatio,
     exponential_loglik,
@@ -31,7 +32,6 @@ from weightscope.stats.likelihood import (
     versus_lognormal,
     vuong,
 )
-from weightscope.stats.initialization import InitMatch, match_initialiser
 from weightscope.stats.randmat import (
     MPBulk,
     RandomizedESD,
