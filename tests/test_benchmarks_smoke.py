@@ -61,3 +61,9 @@ def test_bench_ray_quick_gets_the_local_reports_on_one_and_two_nodes(tmp_path):
     figures = json.loads((tmp_path / "r.json").read_text())
     assert "Ray reports equal local: yes" in out
     assert figures["block_ray_1_s"] > 0 and figures["block_ray_2_s"] > 0 and "overhead_cpu_ms_per_layer" in figures
+
+
+def test_bench_callback_quick_trains_with_and_without_the_callback(tmp_path):
+    pytest.importorskip("transformers")
+    out = run_benchmark("benchmarks/bench_callback.py", "--quick", "--repeats", "1", "--workdir", str(tmp_path))
+    assert "ratio with / without" in out and "one measurement" in out
