@@ -4,27 +4,24 @@ rank check's false- and true-collapse rates per stored dtype. Seeded; prints a t
     python scripts/measure_rank_floor.py [--seeds 16]
 
 1. Noise model: W (Gaussian, or U diag(s) Vᵀ with log-spaced s, condition number κ) is
-   rounded to BF16/F16; E = fl(W) − W. Printed: rms(E) over the predicted
-   √(mean ulp²/12) computed from the stored values alone, and σmax(E) over its predicted
-   MP edge √v·(√N + √M); and the old floor u·σmax(W) over the measured σmax(E).
-2. Rates over seeds: full-rank layers with κ = 1e2, 1e3, 1e4 (false collapse), a rank-20
-   product (true collapse, exact rounding) per dtype, and F32 rank-20 + noise 2e-5 of the
-   entry scale against numpy.linalg.matrix_rank.
+   rounded to BF16/F16; E = fl(W) − W. Printed: σmax(E) over the simulated noise level
+   (`linalg.rank.rounding_noise_levels`, from the stored values alone), and the old floor
+   u·σmax(W) over the measured σmax(E).
+2. Rates over seeds: full-rank layers with κ = 1e2, 1e3, 1e4 (false collapse), rank-20
+   (true collapse) and rank-1…5 products per dtype (the rank read), F32 rank-20 + noise
+   2e-5 of the entry scale and F64 rank-20 + noise 1e-6 against numpy.linalg.matrix_rank.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import NamedTuple
 
 import numpy as np
 
 from weightscope.checks import rank_info
 from weightscope.config import Thresholds
-from weightscope.linalg.rank import (
-    PRECISION_BITS,
-    rounding_noise_variance,
-    zero_tolerance,
-)
+from weightscope.linalg.rank import PRECISION_BITS, rounding_noise_levels
 from weightscope.linalg.spectrum import esd
 
 THRESHOLDS = Thresholds()
@@ -59,24 +56,33 @@ def old_tolerance(evals: np.ndarray, dtype: str, m: int) -> float:
 
 def collapsed(w: np.ndarray, dtype: str) -> tuple[bool, bool, int]:
     evals = esd([w])
-    new = rank_info(evals, zero_tolerance([w], float(evals[-1]), dtype, "float64", THRESHOLDS.rank_noise_factor), THRESHOLDS)
-    old = rank_info(evals, old_tolerance(evals, dtype, min(w.shape)), THRESHOLDS)
+    new = rank_info([w], evals, dtype, "float64", THRESHOLDS)
+    old = _old_rank(evals, old_tolerance(evals, dtype, min(w.shape)))
     return old.collapsed, new.collapsed, new.numerical_rank
 
 
+def _old_rank(evals: np.ndarray, tolerance: float) -> tuple[bool, int]:
+    rank = int(np.count_nonzero(evals > tolerance))
+    return RankBefore(1.0 - rank / len(evals) > THRESHOLDS.rank_loss_max, rank)
+
+
+class RankBefore(NamedTuple):
+    collapsed: bool
+    numerical_rank: int
+
+
 def noise_model(n: int, m: int) -> None:
-    print(f"noise model, {n}x{m}: rms(E)/predicted, sigma_max(E)/predicted edge, old floor u*smax / sigma_max(E)")
+    print(f"noise model, {n}x{m}: sigma_max(E)/simulated level, old floor u*smax / sigma_max(E)")
     rng = np.random.default_rng(0)
     for dtype in ("BF16", "F16"):
         for name, w in (("gaussian", 0.02 * rng.standard_normal((n, m)).astype(np.float32)),
                         ("kappa 1e3", conditioned(n, m, 1e3, rng))):
             stored = round_to(w, dtype)
             e = stored.astype(np.float64) - w
-            v = rounding_noise_variance([stored], PRECISION_BITS[dtype])
+            level = float(rounding_noise_levels([stored], PRECISION_BITS[dtype])[0])
             smax_e = np.linalg.norm(e, 2)
             smax_w = np.linalg.norm(w.astype(np.float64), 2)
-            print(f"  {dtype:5s} {name:10s} {np.sqrt(np.mean(e * e)) / np.sqrt(v):6.3f} "
-                  f"{smax_e / (np.sqrt(v) * (np.sqrt(n) + np.sqrt(m))):6.3f} "
+            print(f"  {dtype:5s} {name:10s} {smax_e / np.sqrt(level * max(n, m)):6.3f} "
                   f"{2.0 ** -PRECISION_BITS[dtype] * smax_w / smax_e:6.2f}")
 
 
@@ -101,11 +107,23 @@ def rates(seeds: int, n: int, m: int) -> None:
         w = (w + 2e-5 * 0.02 * rng.standard_normal(w.shape)).astype(np.float32)
         evals = esd([w])
         truth = np.linalg.matrix_rank(w)
-        new_rank = rank_info(evals, zero_tolerance([w], float(evals[-1]), "F32", "float64", THRESHOLDS.rank_noise_factor), THRESHOLDS)
-        old_rank = rank_info(evals, old_tolerance(evals, "F32", m), THRESHOLDS)
+        new_rank = rank_info([w], evals, "F32", "float64", THRESHOLDS)
+        old_rank = _old_rank(evals, old_tolerance(evals, "F32", m))
         agree += new_rank.numerical_rank == truth
         old_agree += old_rank.numerical_rank == truth
     print(f"  F32 rank-20 + noise 2e-5: rank equals numpy.linalg.matrix_rank in {old_agree}/{seeds} -> {agree}/{seeds}")
+    for dtype in ("BF16", "F16"):
+        for r in (1, 2, 3, 5):
+            ranks = [collapsed(round_to(low_rank(n, m, r, np.random.default_rng(seed)), dtype), dtype)[2] for seed in range(seeds)]
+            print(f"  rank-{r} {dtype:5s}: numerical rank {r} in {sum(k == r for k in ranks)}/{seeds} (read {min(ranks)}–{max(ranks)})")
+    agree = collapses = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        w = rng.standard_normal((n, 20)) @ rng.standard_normal((20, m)) + 1e-6 * rng.standard_normal((n, m))
+        info = rank_info([w], esd([w]), "F64", "float64", THRESHOLDS)
+        agree += info.numerical_rank == np.linalg.matrix_rank(w)
+        collapses += info.collapsed
+    print(f"  F64 rank-20 + noise 1e-6: rank equals numpy.linalg.matrix_rank in {agree}/{seeds}, collapsed {collapses}/{seeds}")
 
 
 def main() -> None:

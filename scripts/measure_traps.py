@@ -20,7 +20,7 @@ from weightscope.checks import correlation_traps
 from weightscope.config import Thresholds
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import fit_power_law
-from weightscope.stats.randmat import randomized_esd, tracy_widom_scale
+from weightscope.stats.randmat import fit_mp_bulk, randomized_esd, tracy_widom_scale
 
 DISTRIBUTIONS = {
     "gaussian": lambda rng, shape: rng.standard_normal(shape),
@@ -39,7 +39,10 @@ def z_score(w: np.ndarray, seed: int) -> tuple[float, bool]:
     n, m = max(w.shape), min(w.shape)
     edge = randomized.variance * (1.0 + np.sqrt(m / n)) ** 2
     z = float((randomized.evals[-1] - edge) / (randomized.variance * tracy_widom_scale(n, m)))
-    traps = correlation_traps([w], randomized.evals, randomized.variance, fit_power_law(esd([w])), SpectrumOptions(), Thresholds())
+    evals = esd([w])
+    mp = fit_mp_bulk(evals, n, m, Thresholds().tw_margin)
+    traps = correlation_traps([w], randomized.evals, randomized.variance, fit_power_law(evals), mp, float(evals[-1]),
+                              SpectrumOptions(), Thresholds())
     return z, traps.count > 0
 
 

@@ -8,6 +8,7 @@ repository root, and run without mkdocs.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_every_relative_link_resolves(page: Path):
             continue
         target, _, anchor = link.partition("#")
         if page.read_text(encoding="utf-8").startswith("--8<--"):
-            continue  # a snippet page: its links are the included file's, checked there
+            continue  # the page is a root file (scripts/mkdocs_hooks.py), its links checked there
         file = (page.parent / target).resolve() if target else page
         if not file.exists() or (anchor and file.suffix == ".md" and anchor not in _anchors(file)):
             broken.append(link)
@@ -117,3 +118,16 @@ def test_the_docs_speak_of_the_software_only():
         if ORGANISATION.search(line)
     ]
     assert not offending
+
+
+def test_the_root_files_links_resolve_on_the_site_too():
+    """CHANGELOG.md and CONTRIBUTING.md are also site pages (scripts/mkdocs_hooks.py): a
+    link from them must reach a page of the site, not only a file of the repository."""
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", ROOT / "scripts" / "mkdocs_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    assert hooks.site_target("docs/guide/safety.md") == "guide/safety.md" and hooks.site_target("CHANGELOG.md") == "changelog.md"
+    for page in (ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md"):
+        relative = [link.partition("#")[0] for link in _links(page) if not re.match(r"[a-z]+:|#", link)]
+        missing = [link for link in relative if not (ROOT / "docs" / hooks.site_target(link)).exists()]
+        assert not missing, f"{page.name}: links with no page on the site: {missing}"

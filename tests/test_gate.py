@@ -126,7 +126,7 @@ def test_flags_decide_traps_rank_collapse_and_random_like():
     layers[0] = layer("trap", 3.0, traps=Traps(2, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True,
                       flags=["correlation-trap"])
     layers[1] = layer("harmless-trap", 3.0, traps=Traps(1, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True,
-                      flags=["trap-without-impact"])
+                      flags=["outsized-entries"])
     layers[2] = layer("collapsed", 3.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(40, 0.58, True), trusted=False,
                       flags=["rank-collapsed"])
     layers[3] = layer("nan", None, status="failed")

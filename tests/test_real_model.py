@@ -48,20 +48,25 @@ def test_the_outlier_dimension_is_found_and_located(report):
     The correlation-trap check must find it in the FFN output projections and point at
     row 99 of the stored (out, in) matrix — the weights a user would look at. It is a real
     trap that changes nothing: alpha without those weights moves by < 1 standard error,
-    so it is reported (flag trap-without-impact), not the verdict.
+    so it is reported (flag outsized-entries), not the verdict.
     """
     for block in range(3):
         layer = report.layer(f"encoder.layer.{block}.output.dense.weight")
         assert layer.traps.count >= 1 and any(entry.row == 99 for entry in layer.traps.entries)
-        assert "trap-without-impact" in layer.flags and layer.verdict != "correlation-trap"
+        assert "outsized-entries" in layer.flags and layer.verdict != "correlation-trap"
         assert abs(layer.traps.alpha_without - layer.alpha) < layer.sigma
     assert not [layer.name for layer in report.layers if layer.verdict == "correlation-trap"]
 
 
-def test_the_untrained_pooler_is_random_like(report):
+def test_the_untrained_pooler_looks_untrained(report):
     """sentence-transformers pools by the mean and never uses BERT's pooler, so its
-    fine-tuning never moved it; the pooler must not read as a learned layer."""
-    assert report.layer("pooler.dense.weight").verdict == "random-like"
+    fine-tuning never moved it; the pooler must not read as a learned layer. Its spectrum
+    is random-like and its entries an initial draw (normal, KS 0.003), scaled to std
+    0.0091: looks untrained. No trained layer does."""
+    pooler = report.layer("pooler.dense.weight")
+    assert pooler.verdict == "looks-untrained" and "random-like" in pooler.flags
+    assert pooler.init is not None and pooler.init.law == "normal" and pooler.init.std == pytest.approx(0.0091, abs=3e-4)
+    assert [layer.name for layer in report.layers if layer.verdict == "looks-untrained"] == ["pooler.dense.weight"]
 
 
 def test_float32_by_default_changes_no_verdict_or_alpha(report):

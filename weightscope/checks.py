@@ -16,7 +16,7 @@ import numpy as np
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.linalg.gram import layer_shape, oriented
-from weightscope.linalg.rank import zero_tolerance
+from weightscope.linalg.rank import numerical_rank
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import (
     PowerLawFit,
@@ -31,18 +31,21 @@ from weightscope.stats.likelihood import (
     versus_lognormal,
     vuong,
 )
+from weightscope.stats.initialization import InitMatch, match_initialiser
 from weightscope.stats.randmat import (
     MPBulk,
     RandomizedESD,
     fit_mp_bulk,
     ks_distance,
     mp_edge,
+    tracy_widom_scale,
 )
 
 #: Verdicts in order of precedence: the first whose flag is raised wins.
 VERDICTS = (
     "rank-collapsed",
     "correlation-trap",
+    "looks-untrained",
     "random-like",
     "failed",
     "untrusted-fit",
@@ -66,6 +69,8 @@ class TrapEntry:
     col: int
     value: float
     sigmas: float
+    #: the entry alone makes an eigenvalue above the MP bulk edge (see outsized_entries)
+    dominant: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,15 +86,30 @@ class Traps:
     alpha_without: float | None = None
     #: survival exponent of the entries' own tail (Hill's estimate; see outsized_entries)
     entry_tail_index: float | None = None
+    #: λmax with the entries replaced by the median entry (None: no entries)
+    lambda_max_without: float | None = None
+    #: the entries make the spectrum's top: without them λmax drops by more than
+    #: ``tw_margin`` Tracy–Widom scales, to within the MP bulk edge (see trap_matters)
+    makes_spike: bool = False
 
 
 @dataclass(frozen=True)
 class RankInfo:
-    """Numerical rank relative to λmax and the stored dtype's precision."""
+    """Numerical rank relative to λmax and the stored dtype's precision, and dead channels.
+
+    ``rank_loss`` is the share of all eigenvalues at numerical zero; ``collapsed`` is
+    judged on the live channels (``rank_loss_live``): channels that are zero to
+    ``dead_channel_ratio`` of a typical channel's norm — ``dead_rows`` (output channels,
+    dim 0 as stored) and ``dead_cols`` (input channels, dim 1) — are their own finding,
+    not a collapse of the rest.
+    """
 
     numerical_rank: int
     rank_loss: float
     collapsed: bool
+    dead_rows: list[int] = field(default_factory=list)
+    dead_cols: list[int] = field(default_factory=list)
+    rank_loss_live: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,8 @@ class Diagnostics:
     verdict: str
     flags: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    #: the initialiser a random-like layer's entries match (None: no match, or not random-like)
+    init: InitMatch | None = None
 
 
 def diagnose(
@@ -173,12 +195,12 @@ def diagnose(
         return Diagnostics(None, None, None, None, None, None, None, "failed", ["non-finite"],
                            ["The spectrum has non-finite eigenvalues (NaN or inf weights)."])
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
-    tolerance = zero_tolerance(matrices, float(evals[-1]), stored_dtype, spectrum.dtype, thresholds.rank_noise_factor)
-    rank = rank_info(evals, tolerance, thresholds)
+    rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds)
     traps = rand_distance = None
     if randomized is not None:
         rand_distance = ks_distance(evals, randomized.evals)
-        traps = correlation_traps(matrices, randomized.evals, randomized.variance, fit, spectrum, thresholds)
+        traps = correlation_traps(matrices, randomized.evals, randomized.variance, fit, mp, float(evals[-1]), spectrum,
+                                  thresholds)
     kings = trust = None
     if fit.status == "ok":
         kings = dragon_kings(evals, fit, thresholds)
@@ -187,10 +209,29 @@ def diagnose(
     if vectors:
         tail_start = fit.xmin if fit.status == "ok" else mp.bulk_max
         vector_stats = eigenvector_localization(matrices, tail_start, spectrum)
+    like_shuffled = randomized is not None and shuffled_like(evals, randomized, rand_distance, n, m, thresholds)
+    init = None
+    spikeless_random = mp.ks <= thresholds.mp_ks_max or (rand_distance is not None and rand_distance <= thresholds.rand_distance_max)
+    if (mp.num_spikes == 0 and spikeless_random) or like_shuffled:
+        init = match_initialiser(matrices)
     verdict, flags, reasons = decide(
-        fit, mp, rand_distance, traps, rank, kings, trust, stored_dtype=stored_dtype, thresholds=thresholds
+        fit, mp, rand_distance, traps, rank, kings, trust, stored_dtype=stored_dtype, thresholds=thresholds,
+        like_shuffled=like_shuffled, init=init,
     )
-    return Diagnostics(mp, rand_distance, traps, rank, kings, trust, vector_stats, verdict, flags, reasons)
+    return Diagnostics(mp, rand_distance, traps, rank, kings, trust, vector_stats, verdict, flags, reasons, init)
+
+
+def shuffled_like(evals: np.ndarray, randomized: RandomizedESD, rand_distance: float | None, n: int, m: int,
+                  thresholds: Thresholds) -> bool:
+    """Whether the ESD cannot be told from its element-wise shuffled copy's: within
+    ``rand_distance_max`` in KS distance, and λmax no more than ``tw_margin`` Tracy–Widom
+    scales above the copy's. Unlike "MP-shaped, no spike", this needs no MP law: a sparse
+    i.i.d. layer (0.5–5 % density) has no MP-shaped ESD, so an ill-fitting MP edge left it
+    spikes and it was never random-like (0/96), though it is as random as its shuffle."""
+    if rand_distance is None or rand_distance > thresholds.rand_distance_max:
+        return False
+    margin = thresholds.tw_margin * tracy_widom_scale(n, m) * randomized.variance
+    return float(evals[-1]) <= float(randomized.evals[-1]) + margin
 
 
 def _checked_layer(matrices: list[np.ndarray], evals: np.ndarray) -> tuple[int, int]:
@@ -215,94 +256,131 @@ def correlation_traps(
     rand_evals: np.ndarray,
     variance: float,
     fit: PowerLawFit,
+    mp: MPBulk,
+    lambda_max: float,
     spectrum: SpectrumOptions,
     thresholds: Thresholds,
 ) -> Traps:
-    """Eigenvalues of the element-wise randomised layer above its own MP edge, the stored
-    entries that cause them, and what alpha would be without those entries.
+    """Outsized stored entries, the eigenvalues of the element-wise randomised layer above
+    its own MP edge that they cause, and what the spectrum is without them.
 
     A permutation keeps every weight value and destroys every correlation, so its ESD is
     MP with σ² = the entry variance, in closed form; an eigenvalue that clears the edge by
-    ``tw_margin`` Tracy–Widom scales can only come from a few large entries. That alone
-    is not a trap: i.i.d. Student-t(5) entries, with no structure at all, clear it in
-    ~10 % of layers (their own tail makes a 30–60σ entry at 512² now and then; measured,
-    scripts/measure_traps.py), as does a 30σ planted entry, so no margin separates the
-    two. What separates them is whether the largest entries are *outsized for the
-    entries' own tail* (`outsized_entries`): a t(5) extreme is what its tail predicts, a
-    planted one is not. A trap needs both: ``count`` eigenvalues above the edge and
-    ``entries`` that are outsized; either alone gives count 0 (the raw eigenvalue excess
-    is kept in ``max_rand_eval``).
+    ``tw_margin`` Tracy–Widom scales can only come from large entries. That alone is not
+    a trap: i.i.d. Student-t(5) entries clear it in ~10 % of 512² layers, i.i.d. scale
+    mixtures (0.1–0.3 % of entries at 10×) in all of them, as does one planted 30σ entry,
+    so no margin separates them. What separates them is whether the largest entries are
+    *outsized* (`outsized_entries`). ``entries`` lists the outsized ones whatever the
+    randomised spectrum shows; ``count`` (the eigenvalues above the edge) is non-zero only
+    when there are such entries (the raw excess is kept in ``max_rand_eval``).
 
-    Impact: ``alpha_without`` is alpha refitted on W with the located entries replaced by
-    the median entry (WeightWatcher's newer trap removal does the same), with xmin
-    searched among tails of at least ``trust_min_tail`` (the trusted-fit minimum: with the
-    fitter's own 10, one layer of all-MiniLM-L6-v2 re-fitted to a 14-value tail and
-    swung 3.18 → 5.18 for that reason alone; with 20: 3.28). The verdict asks for a
-    trap that moves alpha (`trap_matters`). Costs one more eigensolve, only for a layer
-    with a trap.
+    Impact, for a layer with entries: the spectrum of W with them replaced by the median
+    entry (WeightWatcher's newer trap removal does the same): its λmax
+    (``lambda_max_without``), and alpha refitted at the original fit's own xmin
+    (``alpha_without``), so the two alphas describe the same part of the spectrum (a
+    refit free to choose its xmin compared fits of different tails: with a 20-point
+    minimum against the fit's 10, one layer of all-MiniLM-L6-v2 moved 3.18 → 3.28 for
+    that reason alone). Costs one more eigensolve, only for a layer with entries.
     """
     n, m = layer_shape(matrices)
     edge = mp_edge(variance, n, m, thresholds.tw_margin)
     above = int(np.count_nonzero(rand_evals > edge))
-    entries, centre, tail_index = outsized_entries(matrices, thresholds) if above else ([], 0.0, None)
-    count = above if entries else 0
-    alpha_without = None
-    if count:
+    entries, centre, tail_index = outsized_entries(matrices, variance, thresholds)
+    alpha_without = lambda_max_without = None
+    makes_spike = False
+    if entries:
         cleaned = [np.array(matrix, dtype=np.float32) for matrix in matrices]
         positions = len(matrices)
         for entry in entries:
             position, col = entry.col % positions, entry.col // positions
             cleaned[position][entry.row, col] = centre
-        refit = fit_power_law(esd(cleaned, spectrum), min_tail=thresholds.trust_min_tail)
-        alpha_without = refit.alpha if refit.status == "ok" else None
-    return Traps(count=count, max_rand_eval=float(rand_evals[-1]), bulk_max=edge, entries=entries,
-                 alpha_without=alpha_without, entry_tail_index=tail_index)
+        cleaned_evals = esd(cleaned, spectrum)
+        lambda_max_without = float(cleaned_evals[-1])
+        if fit.status == "ok":
+            alpha_without = alpha_at(cleaned_evals, fit.xmin)
+        drop = lambda_max - lambda_max_without
+        makes_spike = lambda_max_without <= mp.bulk_max and drop > thresholds.tw_margin * tracy_widom_scale(n, m) * mp.sigma2
+    return Traps(count=above if entries else 0, max_rand_eval=float(rand_evals[-1]), bulk_max=edge, entries=entries,
+                 alpha_without=alpha_without, entry_tail_index=tail_index, lambda_max_without=lambda_max_without,
+                 makes_spike=makes_spike)
 
 
-def trap_matters(traps: Traps, fit: PowerLawFit, rand_distance: float | None, thresholds: Thresholds) -> bool:
-    """Whether a trap changes the reading of alpha: alpha moves by more than
-    ``trap_alpha_shift`` of its standard errors (α − 1)/√n_tail without the trap
-    entries, crosses into or out of the HTSR band, or one of the two fits exists without
-    the other. Measured on all-MiniLM-L6-v2: BERT's outlier-dimension traps move alpha
-    by 0.1–0.6 standard errors; one planted 1000σ entry by 2.5. With entries whose tail is heavier
-    than ``_HEAVY_ENTRY_TAIL`` a few replaced entries cannot show it, since hundreds of
-    large ones remain; there the trap matters when the ESD is within
-    ``rand_distance_max`` of its shuffled copy: the entries alone make the spectrum, and
-    alpha measures them, not training (i.i.d. Student-t(1.5): 0.03)."""
+def alpha_at(evals: np.ndarray, xmin: float) -> float | None:
+    """The power-law MLE α = 1 + n/Σ ln(λ/xmin) of the eigenvalues ≥ ``xmin`` (None: < 2 of them)."""
+    tail = evals[evals >= xmin].astype(np.float64)
+    logs = float(np.sum(np.log(tail / xmin)))
+    return 1.0 + len(tail) / logs if len(tail) >= 2 and logs > 0 else None
+
+
+def trap_matters(traps: Traps, fit: PowerLawFit, mp: MPBulk, rand_distance: float | None, thresholds: Thresholds) -> bool:
+    """Whether outsized entries change the reading of the layer (verdict correlation-trap).
+
+    - They make the spectrum's top (``makes_spike``): without them λmax drops by more
+      than ``tw_margin`` Tracy–Widom scales, to within the MP bulk edge — shown on W
+      itself, so the shuffled spectrum need not clear its edge. A trained layer keeps its
+      spikes without a few entries; a random layer's only spike is theirs. On a random layer the spike is all there is, and alpha fitted to a
+      bulk edge with one spike (α 10–19) moved at random when the spike went: one planted
+      30σ entry at 512² was located 37/40 but judged a trap 15/40 (40σ: 12/40).
+    The other two need the shuffled spectrum above its edge (``count``):
+
+    - Entries that each alone clear the edge, in an ESD within ``rand_distance_max`` of
+      its shuffled copy: hundreds of such entries make the spectrum (i.i.d.
+      Student-t(1.5)), and replacing five of them moves nothing, yet alpha measures the
+      entries, not training.
+    - Otherwise, where the fitted tail is a real tail (xmin above the bulk edge): alpha
+      at the same xmin moves by more than ``trap_alpha_shift`` of its standard errors
+      (α − 1)/√n_tail, or crosses into or out of the HTSR band. Measured on
+      all-MiniLM-L6-v2: BERT's outlier-dimension traps move alpha by 0.1–0.6 standard
+      errors; one planted 1000σ entry by 2.5.
+    """
+    if not traps.entries:
+        return False
+    if traps.makes_spike:
+        return True
     if not traps.count:
         return False
-    heavy = traps.entry_tail_index is not None and traps.entry_tail_index < _HEAVY_ENTRY_TAIL
-    if heavy and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+    dominant = all(entry.dominant for entry in traps.entries)
+    if dominant and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
         return True
-    before = fit.alpha if fit.status == "ok" else None
+    if fit.status != "ok" or fit.xmin < mp.bulk_max:
+        return False
     after = traps.alpha_without
-    if before is None or after is None:
-        return before is not after
+    if after is None:
+        return True
+    before = fit.alpha
     in_band = [thresholds.alpha_low <= alpha <= thresholds.alpha_high for alpha in (before, after)]
     moved = abs(before - after) > thresholds.trap_alpha_shift * (fit.sigma or 0.0)
     return moved or in_band[0] != in_band[1]
 
 
-def outsized_entries(matrices: list[np.ndarray], thresholds: Thresholds) -> tuple[list[TrapEntry], float, float | None]:
-    """The stored entries too large for the entries' own tail, the median entry, and the
-    tail's survival exponent (None when there is no tail to fit).
+def outsized_entries(matrices: list[np.ndarray], variance: float,
+                     thresholds: Thresholds) -> tuple[list[TrapEntry], float, float | None]:
+    """The stored entries too large for the entries' own tail or for the spectrum, the
+    median entry, and the entries' tail exponent (None when there is no tail to fit).
 
-    Deviations |w − median| are measured in robust (MAD) sigmas. Their upper tail (the
-    largest ``_ENTRY_TAIL_SHARE`` of them, at least 64) is fitted by a power law (Hill's
-    MLE), and the largest deviations are tested from the top like dragon kings
-    (`_kings`): the j-th largest is outsized when a tail of that many values reaches it
-    with probability below ``trap_p``. A Gaussian tail fits a steep power law, under
-    which a 30σ entry has p ~ 1e-7; a Student-t(5) tail fits α ≈ 6, under which its own
-    extremes are unremarkable. Entries whose tail is heavier still — survival exponent
-    α − 1 below ``_HEAVY_ENTRY_TAIL`` — have no usable MP reference at all: below 4 the
-    largest eigenvalues of an i.i.d. matrix are those of its largest entries
-    (Auffinger, Ben Arous & Péché 2009), so their largest entries count as trap entries
-    outright (3, not 4, because Hill's estimate on 64–262 values scatters by ±0.8:
-    measured on Student-t(5) layers, 3.7–5.5). Only entries also ≥ ``trap_sigmas`` robust sigmas out are
-    listed, largest first, at most ``trap_max_entries``. Indices are into the tensor as
-    stored: (row, col) of a 2-D matrix; for a conv kernel of shape (out, in, *k), row is
-    the output channel and col indexes ``tensor.reshape(out, -1)``, i.e.
-    col = in_channel·prod(k) + kernel position.
+    Deviations |w − median| are measured in robust (MAD) sigmas. An entry is outsized
+    when either test says so, tested from the top, at most ``trap_max_entries``, and
+    only at ≥ ``trap_sigmas`` robust sigmas:
+
+    - *for its tail*: the upper tail of the deviations (the largest ``_ENTRY_TAIL_SHARE``,
+      at least 64) is fitted by a power law (Hill's MLE) and the largest are tested like
+      dragon kings (`_kings`): the j-th is outsized when a tail of that many values
+      reaches it with probability below ``trap_p``. A Gaussian tail fits a steep power
+      law, under which a 30σ entry has p ~ 1e-7; a Student-t(5) tail, or the shoulder of
+      an i.i.d. scale mixture (0.1 % of the entries at 10×), fits a heavy one under which
+      its own extremes are unremarkable. (Before, a tail exponent below 3 made the
+      largest entries trap entries without a test: the mixture's shoulder reads 1.5–3, and
+      20/20 such layers at 512² were traps.)
+    - *for the spectrum* (``dominant``): the entry alone, w²/N, clears the MP edge
+      σ²(1 + 1/√Q)² of the entries' variance σ² (``variance``): a single entry of that
+      size makes an eigenvalue above the bulk by itself, whatever the tail predicts —
+      below a tail exponent of 4 the largest eigenvalues of an i.i.d. matrix are those of
+      its largest entries (Auffinger, Ben Arous & Péché 2009). A mixture's largest entry
+      (~30σ at 512², w²/N ≈ 1.8σ² against an edge of 4σ²) does not.
+
+    Indices are into the tensor as stored: (row, col) of a 2-D matrix; for a conv kernel
+    of shape (out, in, *k), row is the output channel and col indexes
+    ``tensor.reshape(out, -1)``, i.e. col = in_channel·prod(k) + kernel position.
     """
     values = np.concatenate([np.ravel(matrix) for matrix in matrices])
     centre = float(np.median(values))
@@ -317,20 +395,21 @@ def outsized_entries(matrices: list[np.ndarray], thresholds: Thresholds) -> tupl
     if xmin <= 0.0:
         return [], centre, None
     alpha = 1.0 + tail_size / float(np.sum(np.log(tail / xmin)))
-    if alpha - 1.0 < _HEAVY_ENTRY_TAIL:
-        count = thresholds.trap_max_entries  # the largest entries rule the top eigenvalues
-    else:
-        count = _kings(tail[: thresholds.trap_max_entries], xmin, alpha, tail_size, thresholds.trap_p)
+    n, m = layer_shape(matrices)
+    candidates = tail[: thresholds.trap_max_entries]
+    dominant = candidates.astype(np.float64) ** 2 / n > variance * (1.0 + np.sqrt(m / n)) ** 2
+    count = max(_kings(candidates, xmin, alpha, tail_size, thresholds.trap_p),
+                int(np.argmin(dominant)) if not dominant.all() else len(dominant))
     rows, cols = matrices[0].shape
     positions = len(matrices)
     entries = []
-    for flat in top[:count]:
+    for rank, flat in enumerate(top[:count]):
         if deviation[flat] < thresholds.trap_sigmas * scale:
             break
         position, within = divmod(int(flat), rows * cols)
         row, col = divmod(within, cols)
         entries.append(TrapEntry(row=row, col=col * positions + position, value=float(values[flat]),
-                                 sigmas=float(deviation[flat] / scale)))
+                                 sigmas=float(deviation[flat] / scale), dominant=bool(dominant[rank])))
     return entries, centre, alpha - 1.0
 
 
@@ -338,9 +417,6 @@ def outsized_entries(matrices: list[np.ndarray], thresholds: Thresholds) -> tupl
 #: `_ENTRY_TAIL_MIN` of them (262 of a 512² matrix's 262 144 entries).
 _ENTRY_TAIL_SHARE = 0.001
 _ENTRY_TAIL_MIN = 64
-#: Survival exponent of the entries' tail below which their largest entries are trap
-#: entries without a test (see `outsized_entries`).
-_HEAVY_ENTRY_TAIL = 3.0
 
 
 def _kings(top: np.ndarray, xmin: float, alpha: float, num_tail: int, level: float) -> int:
@@ -363,12 +439,44 @@ def _kings(top: np.ndarray, xmin: float, alpha: float, num_tail: int, level: flo
 # --- rank collapse ----------------------------------------------------------------------
 
 
-def rank_info(evals: np.ndarray, tolerance: float, thresholds: Thresholds) -> RankInfo:
-    """Numerical rank: the eigenvalues above ``tolerance`` (`zero_tolerance`); for a pooled
-    conv ESD summed over kernel positions. Collapsed above ``rank_loss_max``."""
-    rank = int(np.count_nonzero(evals > tolerance)) if len(evals) and evals[-1] > 0 else 0
+def rank_info(matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str,
+              thresholds: Thresholds) -> RankInfo:
+    """Numerical rank (`linalg.rank.numerical_rank`; for a pooled conv
+    ESD summed over kernel positions), dead channels, and whether the live rest is
+    collapsed: more than ``rank_loss_max`` of the eigenvalues the live channels can carry,
+    positions × min(live rows, live columns), at zero. A dead channel can carry nothing,
+    so it is counted once, as dead (CRAFT's dead input channels read as rank collapse
+    before: 24 % and 12 % of two convolutions' eigenvalues)."""
+    rank = numerical_rank(matrices, evals, stored_dtype, eig_dtype, thresholds.rank_noise_factor)
     loss = 1.0 - rank / len(evals)
-    return RankInfo(numerical_rank=rank, rank_loss=loss, collapsed=loss > thresholds.rank_loss_max)
+    dead_rows, dead_cols = dead_channels(matrices, thresholds.dead_channel_ratio)
+    rows, cols = matrices[0].shape
+    live = len(matrices) * min(rows - len(dead_rows), cols - len(dead_cols))
+    live_loss = 1.0 - min(rank, live) / live if live > 0 else 1.0
+    return RankInfo(numerical_rank=rank, rank_loss=loss, collapsed=live_loss > thresholds.rank_loss_max,
+                    dead_rows=dead_rows, dead_cols=dead_cols, rank_loss_live=live_loss)
+
+
+def dead_channels(matrices: list[np.ndarray], ratio: float) -> tuple[list[int], list[int]]:
+    """Rows (output channels) and columns (input channels) of a layer, as stored, whose
+    norm over all kernel positions is at most ``ratio`` × the median row's (column's).
+
+    Why relative to the median and not exact zeros: a channel whose input is dead (a ReLU
+    that never fires) gets no gradient, and weight decay shrinks its weights towards, not
+    to, zero. CRAFT (easyocr's text detector) has 20 such input channels in one
+    convolution and 19 output channels in another, at 1e-7–1.7e-4 of the median norm,
+    while its weakest live channel sits at 0.52; all-MiniLM-L6-v2 and english_g2 have none
+    below 1e-2. A matrix whose channels are all (or mostly) zero has a median of zero and
+    reports none: it is a rank collapse, not dead channels."""
+    squares = [np.square(np.asarray(matrix, dtype=np.float64)) for matrix in matrices]
+    row_norms = np.sqrt(sum(np.sum(square, axis=1) for square in squares))
+    col_norms = np.sqrt(sum(np.sum(square, axis=0) for square in squares))
+
+    def dead(norms: np.ndarray) -> list[int]:
+        typical = float(np.median(norms))
+        return np.flatnonzero(norms <= ratio * typical).tolist() if typical > 0 else []
+
+    return dead(row_norms), dead(col_norms)
 
 
 # --- dragon kings -----------------------------------------------------------------------
@@ -504,6 +612,8 @@ def decide(
     *,
     stored_dtype: str,
     thresholds: Thresholds,
+    like_shuffled: bool = False,
+    init: InitMatch | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """The verdict, every flag raised, and one sentence per flag.
 
@@ -520,31 +630,39 @@ def decide(
     explains the verdict; a healthy verdict raises no flag and gets its own first reason.
     """
     raised: list[tuple[str, str, str]] = []  # (verdict it leads to, flag, reason)
+    dead = rank.dead_rows or rank.dead_cols
     if rank.collapsed:
+        rest = f"; {rank.rank_loss_live:.0%} of what the live channels can carry" if dead and rank.rank_loss_live is not None else ""
         raised.append(("rank-collapsed", "rank-collapsed",
                        f"{rank.rank_loss:.0%} of the eigenvalues are numerically zero at {stored_dtype} precision "
-                       f"(numerical rank {rank.numerical_rank})."))
-    if traps is not None and traps.count:
-        top = traps.entries[0] if traps.entries else None
-        where = f", the largest at ({top.row}, {top.col}), {top.sigmas:.0f} robust sigmas out" if top else ""
-        without = f"{traps.alpha_without:.2f}" if traps.alpha_without is not None else "not fittable"
-        alpha = f"{fit.alpha:.2f}" if fit.status == "ok" else "not fittable"
-        reason = (f"{traps.count} eigenvalue(s) of the randomised matrix stay above its MP edge "
-                  f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g}), caused by {len(traps.entries)} outsized "
-                  f"weight(s){where}; alpha is {alpha}, without them {without}")
-        if trap_matters(traps, fit, rand_distance, thresholds):
+                       f"(numerical rank {rank.numerical_rank}){rest}."))
+    if dead:
+        raised.append(("", "dead-channels", _dead_reason(rank, thresholds)))
+    if traps is not None and traps.entries:
+        reason = _entries_reason(traps, fit)
+        if trap_matters(traps, fit, mp, rand_distance, thresholds):
             raised.append(("correlation-trap", "correlation-trap", reason + "."))
         else:
-            raised.append(("", "trap-without-impact", reason + ": the trap does not change the reading of alpha."))
+            raised.append(("", "outsized-entries", reason + ": they do not change the reading of the spectrum."))
     mp_shaped = mp.ks <= thresholds.mp_ks_max
+    spectrum = None
     if mp.num_spikes == 0 and mp_shaped:
-        raised.append(("random-like", "random-like",
-                       f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue "
-                       f"rises above its bulk edge."))
+        spectrum = (f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue rises above "
+                    f"its bulk edge")
     elif mp.num_spikes == 0 and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+        spectrum = (f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
+                    f"{thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge")
+    elif like_shuffled:
+        spectrum = (f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
+                    f"{thresholds.rand_distance_max}) and its largest eigenvalue no higher than the copy's")
+    if spectrum is not None and init is not None:
+        raised.append(("looks-untrained", "looks-untrained",
+                       f"{spectrum}, and the entries look like an initial draw: {init.name}, std {init.std:.3g} "
+                       f"(KS distance {init.ks:.3f} from its {init.law} law): the layer looks untrained or reset."))
+    if spectrum is not None:
         raised.append(("random-like", "random-like",
-                       f"The ESD is within KS distance {rand_distance:.3f} of its randomised copy "
-                       f"(≤ {thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge."))
+                       f"{spectrum}: the spectrum cannot be told from a random matrix's, and alpha says nothing. "
+                       f"This describes the spectrum only; learned structure can still sit in the singular vectors."))
     if fit.status == "ok" and mp_shaped and fit.xmin < mp.bulk_max:
         raised.append(("untrusted-fit", "bulk-edge-tail",
                        f"The fitted tail starts at {fit.xmin:.3g}, inside the Marchenko–Pastur bulk (edge "
@@ -567,6 +685,33 @@ def decide(
         return raised[0][0], flags, reasons
     healthy = f"alpha = {fit.alpha:.2f} lies in [{thresholds.alpha_low}, {thresholds.alpha_high}] and the fit is trusted."
     return "healthy", flags, [healthy, *reasons]
+
+
+def _entries_reason(traps: Traps, fit: PowerLawFit) -> str:
+    listed = "; ".join(f"({e.row}, {e.col}) = {e.value:.3g}, {e.sigmas:.0f}σ" for e in traps.entries)
+    alpha = f"{fit.alpha:.2f}" if fit.status == "ok" else "not fittable"
+    without = f"{traps.alpha_without:.2f}" if traps.alpha_without is not None else "not fittable"
+    lam = f"{traps.lambda_max_without:.3g}" if traps.lambda_max_without is not None else "—"
+    shuffled = (f"{traps.count} eigenvalue(s) of the shuffled matrix stay above its MP edge "
+                f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g})" if traps.count
+                else "the shuffled matrix stays within its MP edge")
+    return (f"{len(traps.entries)} outsized weight(s), in robust sigmas from the median: {listed}; {shuffled}; "
+            f"without them λmax is {lam} and alpha at the same xmin {without} (now {alpha})")
+
+
+def _dead_reason(rank: RankInfo, thresholds: Thresholds) -> str:
+    parts = [f"{len(found)} {what} ({_indices(found)})"
+             for found, what in ((rank.dead_cols, "input channels (columns)"), (rank.dead_rows, "output channels (rows)"))
+             if found]
+    live = "" if rank.collapsed or rank.rank_loss_live is None else (
+        f"; the rest is not collapsed ({rank.rank_loss_live:.0%} of its eigenvalues at zero)")
+    return (f"{' and '.join(parts)} are zero to {thresholds.dead_channel_ratio:g} of a typical channel's norm: "
+            f"dead channels, {rank.rank_loss:.0%} of the eigenvalues at zero because of them{live}.")
+
+
+def _indices(found: list[int], shown: int = 8) -> str:
+    listed = ", ".join(str(i) for i in found[:shown])
+    return listed + (f", … {len(found) - shown} more" if len(found) > shown else "")
 
 
 def _trust_problems(fit: PowerLawFit, trust: FitTrust, thresholds: Thresholds) -> list[tuple[str, str]]:

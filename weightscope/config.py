@@ -46,11 +46,17 @@ class Thresholds:
     #: [alpha_low, alpha_high] (checks.trap_matters).
     trap_alpha_shift: float = 2.0
     #: For 16- and 8-bit weights an eigenvalue is numerically zero below this multiple of
-    #: the rounding-noise edge of the stored values (F32/F64 follow numpy's matrix_rank;
-    #: see linalg.rank.zero_tolerance). Rounding noise was measured up to 1.22× the edge.
+    #: the top eigenvalue of the stored values' own rounding noise (F32/F64 follow numpy's
+    #: matrix_rank; see linalg.rank.zero_tolerance): a margin for the draw and the power
+    #: iteration's ≤ 2.5 % shortfall.
     rank_noise_factor: float = 1.5
-    #: A layer is rank-collapsed when more than this share of its eigenvalues is zero.
+    #: A layer is rank-collapsed when more than this share of its eigenvalues is zero
+    #: (of those its live channels can carry).
     rank_loss_max: float = 0.1
+    #: A row or column (output or input channel) is dead when its norm is at most this
+    #: share of the median row's (column's): energy 1e-6 of a typical channel's. CRAFT's
+    #: dead channels sit at 1e-7–1.7e-4, its live ones from 0.52 (checks.dead_channels).
+    dead_channel_ratio: float = 1e-3
     #: Significance of the sequential dragon-king test (its false-king rate on a layer
     #: without kings).
     dragon_p: float = 0.01
@@ -87,7 +93,7 @@ class Thresholds:
     mp_ks_max: float = 0.1
 
     def __post_init__(self) -> None:
-        probabilities = ("dragon_p", "trap_p", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
+        probabilities = ("dragon_p", "trap_p", "dead_channel_ratio", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
         for name in probabilities:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:

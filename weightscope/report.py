@@ -29,6 +29,7 @@ from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError, install_hint
 from weightscope.stats.attention import LogitBound
 from weightscope.stats.embedding import RowCloud
+from weightscope.stats.initialization import InitMatch
 from weightscope.stats.likelihood import LikelihoodRatio  # noqa: F401  (hints)
 from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
@@ -87,6 +88,8 @@ class LayerResult:
     verdict: str | None = None
     flags: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    #: the initialiser a random-like layer's entries match (looks untrained or reset)
+    init: InitMatch | None = None
 
     @property
     def ok(self) -> bool:

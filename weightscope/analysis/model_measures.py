@@ -37,18 +37,27 @@ from weightscope.stats.embedding import RowCloud, row_cloud
 #: What one bad tensor may raise; it becomes a note (as a failed layer does in the stream).
 _MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
 
-#: Names of the norm right before self-attention in pre-norm blocks (Llama/Mistral/Qwen,
-#: GPT-2/GPT-J/NeoX, Meta's Llama, OPT/BART, ViT-style), searched inside the q's block.
-_PRE_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "norm1", "layernorm_before")
-_BLOCK_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|block|blocks)\.)(\d+)\.")
+#: Names of the norm right before self-attention in pre-norm blocks, searched inside the
+#: q's block: GGUF (llama.cpp's ``blk.N.attn_norm``), Hugging Face Llama/Mistral/Qwen/
+#: Phi/NeoX/Falcon (``input_layernorm``), GPT-2/GPT-J (``ln_1``), Meta's Llama
+#: (``attention_norm``), OPT/BART/Whisper (``self_attn_layer_norm``), CLIP/SigLIP
+#: (``layer_norm1``), ViT (``layernorm_before``, ``norm1``), Falcon's new layout
+#: (``ln_attn``), T5 (``layer.0.layer_norm``).
+_PRE_NORMS = (
+    "attn_norm", "input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "layer_norm1",
+    "layernorm_before", "norm1", "ln_attn", "layer.0.layer_norm",
+)
+#: Post-norm blocks (BERT/RoBERTa, DistilBERT): the q reads the previous block's last norm.
+_POST_NORMS = ("output.LayerNorm", "output_layer_norm")
+_BLOCK_PREFIX = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|block|blocks|blk)\.)(\d+)\.")
 
 
 def norm_gain_name(q_name: str, names: set[str]) -> str | None:
     """The gain of the norm layer whose output feeds this q projection, if identifiable.
 
-    Pre-norm blocks: the block's own ``input_layernorm``/``ln_1``/… . BERT-style post-norm
-    blocks (``attention.self.query``): the previous block's last ``output.LayerNorm``, or
-    ``embeddings.LayerNorm`` before block 0.
+    Pre-norm blocks: the block's own norm (`_PRE_NORMS`). Post-norm blocks (BERT's
+    ``attention.self.query``, DistilBERT's ``attention.q_lin``): the previous block's last
+    norm (`_POST_NORMS`), or the embeddings' ``LayerNorm`` before block 0.
     """
     match = _BLOCK_PREFIX.match(q_name)
     if match is None:
@@ -58,14 +67,21 @@ def norm_gain_name(q_name: str, names: set[str]) -> str | None:
         candidate = f"{prefix}{block}.{norm}.weight"
         if candidate in names:
             return candidate
-    if ".attention.self." in q_name:
+    if ".attention.self." in q_name or ".attention.q_lin" in q_name:
         if block > 0:
-            candidate = f"{prefix}{block - 1}.output.LayerNorm.weight"
-        else:
-            root = prefix.rsplit("encoder.", 1)[0] if "encoder." in prefix else ""
-            candidate = f"{root}embeddings.LayerNorm.weight"
+            return next((c for norm in _POST_NORMS if (c := f"{prefix}{block - 1}.{norm}.weight") in names), None)
+        root = prefix.rsplit("encoder.", 1)[0] if "encoder." in prefix else prefix.rsplit("transformer.", 1)[0]
+        candidate = f"{root}embeddings.LayerNorm.weight"
         return candidate if candidate in names else None
     return None
+
+
+def _missing_gain_note(blocks: list[int | None], q_name: str) -> str:
+    """One line for every block whose bound is without its norm gain."""
+    listed = ", ".join(str(b) for b in blocks[:6]) + (f", … ({len(blocks)} blocks)" if len(blocks) > 6 else "")
+    return (f"no norm gain found before q in block(s) {listed} (e.g. {q_name}; looked for the block's "
+            f"{', '.join(_PRE_NORMS[:3])}, … or a post-norm's LayerNorm): their bounds leave the gain out, "
+            f"and can be off by its size (SmolLM2-135M's block 0 reads 132.7 without its gain, 0.61 with it)")
 
 
 def _qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
@@ -106,6 +122,7 @@ def attention_bounds(
     gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
     bounds: list[LogitBound] = []
     split = None
+    without_gain: list[tuple[int | None, str]] = []
     for q_spec, k_spec in pairs:
         gain_name = norm_gain_name(q_spec.name, gains)
         try:
@@ -118,8 +135,12 @@ def attention_bounds(
             if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
                 raise WeightscopeError("non-finite weights")
             bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, split, gain, gain_name))
+            if gain_name is None:
+                without_gain.append((q_spec.block, q_spec.name))
         except _MEASURE_ERRORS as exc:
             notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
+    if without_gain:
+        notes.append(_missing_gain_note([block for block, _ in without_gain], without_gain[0][1]))
     if not bounds or split is None:
         return AttentionBounds("unavailable", "no block's q/k split into the stated heads", source=heads.source), notes
     every = np.concatenate([np.asarray(b.heads) for b in bounds])

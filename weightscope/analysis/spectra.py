@@ -42,7 +42,8 @@ def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, matrices: list[np.nda
     m = min(matrices[0].shape)
     lambda_max = float(evals[-1])
     error = FLOAT32_ERROR * solver_floor(m, "float32") * lambda_max
-    tolerance = zero_tolerance(matrices, lambda_max, spec.info.value_dtype, "float64", options.thresholds.rank_noise_factor)
+    tolerance = zero_tolerance(matrices, lambda_max, spec.info.value_dtype, "float64", options.thresholds.rank_noise_factor,
+                               lowest=float(evals[0]))
     return bool(np.any(np.abs(evals.astype(np.float64) - tolerance) <= error))
 
 

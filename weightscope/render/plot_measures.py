@@ -2,7 +2,7 @@
 
 Left: each block's attention-logit bound (max over heads) on a log axis, blocks flagged
 `logit-growth` in red. Right: each embedding's TwoNN intrinsic dimension with its
-bootstrap standard error, the phase in the legend.
+standard error over independent row samples, the phase in the legend.
 """
 
 from __future__ import annotations
