@@ -34,6 +34,7 @@ LEVELS = {
     "weightscope.commands": 9,
     "weightscope.render": 10,
     "weightscope.cli": 11,
+    "weightscope.integrations": 11,
     "weightscope.__main__": 12,
 }
 

@@ -84,7 +84,7 @@ def _missing_gain_note(blocks: list[int | None], q_name: str) -> str:
             f"and can be off by its size (SmolLM2-135M's block 0 reads 132.7 without its gain, 0.61 with it)")
 
 
-def _qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
+def qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
     """(q, k) per block, in block order; the notes say what could not be paired."""
     by_block: dict[int, dict[str, list[LayerSpec]]] = {}
     notes = []
@@ -112,7 +112,7 @@ def attention_bounds(
     reader: CheckpointReader, specs: list[LayerSpec], heads: HeadLayout
 ) -> tuple[AttentionBounds, list[str]]:
     """Every block's logit bound, one block's tensors alive at a time."""
-    pairs, notes = _qk_pairs(specs)
+    pairs, notes = qk_pairs(specs)
     if not pairs:
         return AttentionBounds("unavailable", "no separate q and k projections found"), notes
     if heads.heads is None:
@@ -153,7 +153,7 @@ def attention_bounds(
     )
 
 
-def _token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
+def token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
     """The token embedding (the embedding with the most rows) and an lm_head, if any."""
     chosen = []
     embeddings = [s for s in specs if s.kind == "embedding" and len(s.info.shape) == 2]
@@ -168,7 +168,7 @@ def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> t
     clouds: list[RowCloud] = []
     notes: list[str] = []
     first: np.ndarray | None = None
-    for spec in _token_matrices(specs):
+    for spec in token_matrices(specs):
         try:
             array = reader.read(spec.info)
             if first is not None and spec.kind == "lm_head" and array.shape == first.shape and np.array_equal(array, first):

@@ -70,7 +70,7 @@ def is_run_dir(path: Path, pattern: Pattern) -> bool:
     return max(families.values(), default=0) >= 2
 
 
-def _run_members(directory: Path) -> list[Path]:
+def run_members(directory: Path) -> list[Path]:
     return [
         child
         for child in sorted(directory.iterdir())
@@ -87,7 +87,7 @@ def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: Pattern) -> lis
         if not path.exists():
             raise WeightscopeError(f"{path}: no such file or directory")
         if path.is_dir() and is_run_dir(path, pattern):
-            found.extend(_run_members(path))
+            found.extend(run_members(path))
         elif path.is_dir() and not is_checkpoint_dir(path):
             raise WeightscopeError(f"{path}: no checkpoints in this directory (files or checkpoint directories)")
         else:

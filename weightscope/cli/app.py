@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "inspect": "analyze",
     "compare": "compare",
     "trend": "trend",
+    "watch": "watch",
     "gate": "gate",
     "plot": "plot",
     "cache": "cache",

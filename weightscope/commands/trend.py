@@ -391,8 +391,16 @@ def attention_series(points: list[TrendPoint], steps: list[int | None], jump_k: 
         attention = point.measures.attention if point.measures is not None else None
         for bound in attention.layers if attention is not None else []:
             per_block.setdefault((bound.block, bound.q), [None] * len(points))[index] = bound.max
+    return block_growth(per_block, steps, jump_k)
+
+
+def block_growth(
+    per_block: dict[tuple[int | None, str], list[float | None]], steps: list[int | None], jump_k: float
+) -> list[AttentionSeries]:
+    """Each block's bound series (keyed by block and q name) with its growth, the growing ones flagged."""
+    count = len(steps)
     positions = _log_step_positions(steps)
-    start = max(1 if len(points) >= 4 else 0, len(points) - GROWTH_WINDOW)  # past the move from the random start
+    start = max(1 if count >= 4 else 0, count - GROWTH_WINDOW)  # past the move from the random start
     growths = [log_slope(bounds[start:], positions[start:]) for bounds in per_block.values()]
     flags = high_outliers(growths, jump_k, GROWTH_FLOOR)
     return [
@@ -501,10 +509,16 @@ def run_distances(
 CheckpointHook = Callable[[RunEntry, str, int, int], None]
 
 
-def trend(
-    paths: Iterable[str | os.PathLike[str]],
+def trend(paths: Iterable[str | os.PathLike[str]], *, step_regex: str | None = None, **kwargs: Any) -> Trend:
+    """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed,
+    ordered by the step in their names (``step_regex``); ``kwargs`` are `trend_of_run`'s."""
+    pattern = compile_step_pattern(step_regex)
+    return trend_of_run(order_run(expand_run(paths, pattern), pattern), **kwargs)
+
+
+def trend_of_run(
+    entries: list[RunEntry],
     *,
-    step_regex: str | None = None,
     cache: str | os.PathLike[str] | None = None,
     jump_k: float = 5.0,
     min_swing: float = 0.3,
@@ -513,7 +527,8 @@ def trend(
     executor: str | None = None,
     **options: object,
 ) -> Trend:
-    """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed.
+    """The trend of checkpoints already found and ordered (`order_run`), each read as one
+    checkpoint (`weightscope watch` passes those complete so far).
 
     Each checkpoint's report and spectra are kept in the cache (`execution`'s, by default
     the user's cache directory; ``cache`` names another directory for this run), so a
@@ -527,8 +542,6 @@ def trend(
         execution = dataclasses.replace(execution, cache=True, cache_dir=str(cache))
     if executor is not None:
         execution = dataclasses.replace(execution, executor=executor)
-    pattern = compile_step_pattern(step_regex)
-    entries = order_run(expand_run(paths, pattern), pattern)
     if not entries:
         raise WeightscopeError("trend needs at least one checkpoint or run directory")
     opened = open_store(execution.cache_dir, execution.cache_max_bytes) if execution.cache else None

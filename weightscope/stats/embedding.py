@@ -85,7 +85,7 @@ _SUBSPACE_ITERATIONS = 8
 
 
 @dataclass(frozen=True)
-class _Moments:
+class RowMoments:
     """One pass over the rows: count, Σw_i, Σ‖w_i‖², Σ w_i/‖w_i‖ over non-zero rows, and WᵀW
     (only up to `GRAM_MAX_DIM` columns, else None).
 
@@ -101,7 +101,7 @@ class _Moments:
     gram: np.ndarray | None
 
 
-def _moments(w: np.ndarray) -> _Moments:
+def row_moments(w: np.ndarray) -> RowMoments:
     d = w.shape[1]
     total, unit = np.zeros(d), np.zeros(d)
     gram = np.zeros((d, d)) if d <= GRAM_MAX_DIM else None
@@ -116,23 +116,23 @@ def _moments(w: np.ndarray) -> _Moments:
             gram += block.T @ block  # float32 products of ≤ 2048 rows, summed in float64
         square += float(sq.sum())
         nonzero += int(keep.sum())
-    return _Moments(len(w), nonzero, total, square, unit, gram)
+    return RowMoments(len(w), nonzero, total, square, unit, gram)
 
 
-def mean_cosine(w: np.ndarray, moments: _Moments | None = None) -> float:
+def mean_cosine(w: np.ndarray, moments: RowMoments | None = None) -> float:
     """Mean cosine similarity over pairs of distinct non-zero rows of ``w``.
 
     Σ_{i≠j} u_iᵀu_j = ‖Σ u_i‖² − n for unit rows u_i, so the mean over all n(n − 1) pairs
     costs one pass; Σ u_i is accumulated from float32 products per block, whose rounding
     moves the mean by < 1e-6 for any vocabulary below 10⁷ rows.
     """
-    m = moments or _moments(w)
+    m = moments or row_moments(w)
     if m.nonzero < 2:
         raise WeightscopeError("fewer than two non-zero rows: no cosine similarity")
     return float((m.unit_sum @ m.unit_sum - m.nonzero) / (m.nonzero * (m.nonzero - 1)))
 
 
-def pc1_share(w: np.ndarray, moments: _Moments | None = None, *, seed: int = 0) -> float:
+def pc1_share(w: np.ndarray, moments: RowMoments | None = None, *, seed: int = 0) -> float:
     """Share of the centred rows' variance on their first principal direction.
 
     Up to `GRAM_MAX_DIM` columns exact: the covariance is WᵀW/n − μμᵀ, with WᵀW from
@@ -146,7 +146,7 @@ def pc1_share(w: np.ndarray, moments: _Moments | None = None, *, seed: int = 0) 
     rounding when the first direction stands out, the case this number is read for
     (tests check it against the full eigendecomposition on a planted spike).
     """
-    m = moments or _moments(w)
+    m = moments or row_moments(w)
     mean = m.total / m.n
     variance = m.square / m.n - float(mean @ mean)
     if variance <= 0:
@@ -155,7 +155,7 @@ def pc1_share(w: np.ndarray, moments: _Moments | None = None, *, seed: int = 0) 
     return float(min(max(top, 0.0) / variance, 1.0))
 
 
-def _gram_top(m: _Moments, mean: np.ndarray) -> float:
+def _gram_top(m: RowMoments, mean: np.ndarray) -> float:
     assert m.gram is not None
     return float(np.linalg.eigvalsh(m.gram / m.n - np.outer(mean, mean))[-1])
 
@@ -248,7 +248,7 @@ def row_cloud(name: str, matrix: np.ndarray, *, seed: int = 0, sample: int = DEF
     if w.ndim != 2 or min(w.shape) < 2:
         raise WeightscopeError(f"{name}: a row cloud needs a 2-D matrix, got shape {matrix.shape}")
     twonn, twonn_se, mle, mle_se, used = intrinsic_dimension(w, sample=sample, seed=seed)
-    moments = _moments(w)
+    moments = row_moments(w)
     return RowCloud(
         name, int(w.shape[0]), int(w.shape[1]), mean_cosine(w, moments), pc1_share(w, moments, seed=seed),
         twonn, twonn_se, mle, mle_se, used,
