@@ -1560,7 +1560,7 @@ def _deflate_bomb(directory: Path, kit: Kit) -> Scenario:
 
 @case("npz", "c06-npz-constant-matrix-no-solve")
 def _constant_npz(directory: Path, kit: Kit) -> Scenario:
-    n = 6144
+    n = 4096
     path = directory / "c.npz"
     np.savez_compressed(path, big=np.full((n, n), 0.25, np.float32))
     _add_good_member(path)

@@ -513,7 +513,7 @@ def test_compare_figure_draws_both_sides_and_the_delta_histogram():
 
 
 def test_trend_plot_and_html_and_compare_html_from_saved_reports(tmp_path):
-    from weightscope.render.text import to_json
+    from weightscope.render.formats import json_text as to_json
 
     trend = synthetic_trend()
     saved = []
