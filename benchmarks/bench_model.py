@@ -1,9 +1,14 @@
 """weightscope against WeightWatcher on the same checkpoint files, end to end.
 
-    python benchmarks/bench_model.py                 # MiniLM (real) + one Llama-7B block
-    python benchmarks/bench_model.py --randomize     # the randomised (trap) analysis
+    python benchmarks/bench_model.py                 # the whole table: Llama-7B block, MiniLM, MiniLM --randomize
+    python benchmarks/bench_model.py --cases minilm:randomize    # one row
     python benchmarks/bench_model.py --profile       # where weightscope's time goes
     python benchmarks/bench_model.py --quick         # seconds: tiny shapes (CI smoke test)
+
+A case is a model, optionally with ``:randomize`` (the randomised, trap-checking
+analysis). Each row prints both tools' times, the ratio against its goal, weightscope's
+peak RSS against its budget, and the load average before and after the row (the
+machine's other work shows there).
 
 Each measured run is its own process (start-up and imports included, as a user pays
 them), timed by wall clock, its peak RSS read through os.wait4. The tools alternate run
@@ -17,9 +22,10 @@ BF16, two shards and an index) with planted power-law layers (benchmarks/_common
 ``bert-synthetic`` MiniLM's shapes with planted layers, for machines that cannot fetch
 MiniLM; ``tiny-block`` a 256-wide block for --quick.
 
-WeightWatcher 0.7.7 runs in its own virtual environment (``.bench/ww-venv``, created on
-first use with ``pip install torch==2.13.0`` then ``weightwatcher==0.7.7``); --no-ww or,
-with --quick, a missing environment skips it. Its layers are matched to weightscope's by
+WeightWatcher 0.7.7 runs in this interpreter when it can import it, else in its own
+virtual environment (``.bench/ww-venv``, created on first use with ``pip install
+torch==2.13.0`` then ``weightwatcher==0.7.7``); --no-ww or, with --quick, a missing
+environment skips it. Its layers are matched to weightscope's by
 name. Where the two alphas differ, the reason is printed; the known systematic ones are:
 WeightWatcher's eigenvalues are σ² (not σ²/N: alpha is scale-free, xmin is N× ours);
 it fits any tail of ≥ 2 eigenvalues where weightscope requires ``--min-tail`` (10); its
@@ -78,11 +84,18 @@ class LayerAgreement:
     reason: str
 
 
+#: Speed-up over WeightWatcher each case aims at (benchmarks the docs report).
+GOALS = {"llama-block": 10.0, "minilm": 12.0, "minilm:randomize": 30.0}
+
+
 @dataclass
 class Row:
     model: str
     layers: int
     largest_tensor_mb: float
+    randomize: bool = False
+    load_before: float | None = None
+    load_after: float | None = None
     weightscope: list[Run] = field(default_factory=list)
     weightscope_cached: list[Run] = field(default_factory=list)
     weightwatcher: list[Run] = field(default_factory=list)
@@ -102,6 +115,10 @@ class Row:
     def speedup(self) -> float | None:
         ours, theirs = self.wall("weightscope"), self.wall("weightwatcher")
         return theirs / ours if ours and theirs else None
+
+    @property
+    def case(self) -> str:
+        return self.model + (":randomize" if self.randomize else "")
 
     @property
     def same_alphas(self) -> int:
@@ -174,6 +191,9 @@ def weightscope_command(model: Path, out: Path, randomize: bool, cache_dir: Path
 
 
 def weightwatcher_python(workdir: Path, create: bool) -> Path | None:
+    here = subprocess.run([sys.executable, "-c", "import weightwatcher"], capture_output=True)
+    if here.returncode == 0:
+        return Path(sys.executable)
     python = workdir / "ww-venv" / "bin" / "python"
     if python.is_file():
         return python
@@ -209,25 +229,26 @@ def agreement(ours_path: Path, theirs_path: Path, min_tail: int = 10) -> list[La
     return rows
 
 
-def bench(name: str, model: Path, args: argparse.Namespace, ww_python: Path | None) -> Row:
+def bench(name: str, model: Path, randomize: bool, args: argparse.Namespace, ww_python: Path | None) -> Row:
     layers, largest = describe(model)
-    row = Row(name, layers, largest)
+    row = Row(name, layers, largest, randomize, load_before=os.getloadavg()[0])
     env = weightscope_env()
-    ours, theirs = args.workdir / f"{name}.weightscope.json", args.workdir / f"{name}.ww.json"
+    ours, theirs = args.workdir / f"{row.case}.weightscope.json", args.workdir / f"{row.case}.ww.json"
     with tempfile.TemporaryDirectory(dir=args.workdir) as cache:
         # Fill the spectrum cache once (not timed); the warm column re-reads it.
-        subprocess.run(weightscope_command(model, ours, args.randomize, Path(cache)), env=env, check=True, capture_output=True)
+        subprocess.run(weightscope_command(model, ours, randomize, Path(cache)), env=env, check=True, capture_output=True)
         for repeat in range(args.repeats):
             order = ["weightscope", "weightwatcher"] if repeat % 2 == 0 else ["weightwatcher", "weightscope"]
             for tool in order:
                 if tool == "weightscope":
-                    row.weightscope.append(measured(weightscope_command(model, ours, args.randomize, None), env))
-                    row.weightscope_cached.append(measured(weightscope_command(model, ours, args.randomize, Path(cache)), env))
+                    row.weightscope.append(measured(weightscope_command(model, ours, randomize, None), env))
+                    row.weightscope_cached.append(measured(weightscope_command(model, ours, randomize, Path(cache)), env))
                 elif ww_python is not None:
-                    command = [str(ww_python), "-c", WW_RUNNER, str(model), str(theirs), "1" if args.randomize else "0"]
+                    command = [str(ww_python), "-c", WW_RUNNER, str(model), str(theirs), "1" if randomize else "0"]
                     row.weightwatcher.append(measured(command))
     if ww_python is not None:
         row.agreement = agreement(ours, theirs)
+    row.load_after = os.getloadavg()[0]
     return row
 
 
@@ -290,39 +311,45 @@ def cell(value: float | None, fmt: str, suffix: str = "") -> str:
     return format(value, fmt) + suffix if value is not None else "—"
 
 
-def print_table(rows: list[Row], randomize: bool, imports: dict[str, float]) -> None:
-    title = "randomised analysis (traps)" if randomize else "plain analysis"
-    print(f"\nweightscope vs WeightWatcher 0.7.7, {title}: median wall time per process (start-up included)")
+def print_table(rows: list[Row], imports: dict[str, float]) -> None:
+    print(f"\nweightscope vs WeightWatcher 0.7.7 on {os.cpu_count()} CPUs: median wall time per process (start-up included)")
     header = (
-        f"{'model':<15}{'layers':>7}{'ws s':>8}{'ws cached':>10}{'ww s':>8}{'speed-up':>9}"
-        f"{'ws MB':>8}{'ww MB':>8}{'budget':>8}{'same α':>8}{'max |Δα|':>10}"
+        f"{'case':<18}{'layers':>7}{'ws s':>8}{'ws cached':>10}{'ww s':>8}{'speed-up':>9}{'goal':>6}"
+        f"{'ws MB':>8}{'budget':>8}{'ww MB':>8}{'same α':>8}{'max |Δα|':>10}{'load':>11}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         diffs = [abs(a.ours - a.theirs) for a in row.agreement if a.ours is not None and a.theirs is not None]
         matched = len(row.agreement)
+        goal = GOALS.get(row.case)
+        rss = row.rss("weightscope")
+        within = "" if rss is None else (" ok" if rss <= row.rss_budget_mb else " OVER")
         print(
-            f"{row.model:<15}{row.layers:>7}{cell(row.wall('weightscope'), '.2f'):>8}"
+            f"{row.case:<18}{row.layers:>7}{cell(row.wall('weightscope'), '.2f'):>8}"
             f"{cell(row.wall('weightscope_cached'), '.2f'):>10}{cell(row.wall('weightwatcher'), '.2f'):>8}"
-            f"{cell(row.speedup, '.1f', '×'):>9}{cell(row.rss('weightscope'), '.0f'):>8}"
-            f"{cell(row.rss('weightwatcher'), '.0f'):>8}{row.rss_budget_mb:>8.0f}"
+            f"{cell(row.speedup, '.1f', '×'):>9}{cell(goal, '.0f', '×'):>6}{cell(rss, '.0f'):>8}"
+            f"{row.rss_budget_mb:>8.0f}{cell(row.rss('weightwatcher'), '.0f'):>8}"
             f"{(f'{row.same_alphas}/{matched}' if matched else '—'):>8}{cell(max(diffs, default=None), '.3g'):>10}"
+            f"{cell(row.load_before, '.1f')}→{cell(row.load_after, '.1f'):<5}{within:>5}"
         )
-    print("budget: 3 × the largest tensor in float32 + 300 MB; same α: |Δα| ≤ 0.1 % of WeightWatcher's alpha")
+    print("budget: 3 × the largest tensor in float32 + 300 MB; same α: |Δα| ≤ 0.1 % of WeightWatcher's alpha;")
+    print("load: the 1-minute load average before → after the row (more than the CPU count: shared, noisy times)")
     print("import alone: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in imports.items()))
     for row in rows:
         for layer in row.agreement:
             if layer.reason != "same":
-                print(f"  {row.model}: {layer.name}: alpha {cell(layer.ours, '.3f')} vs {cell(layer.theirs, '.3f')}: {layer.reason}")
+                print(f"  {row.case}: {layer.name}: alpha {cell(layer.ours, '.3f')} vs {cell(layer.theirs, '.3f')}: {layer.reason}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one run, WeightWatcher only if already installed")
-    parser.add_argument("--randomize", action="store_true", help="time the randomised (trap) analysis")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", default="minilm,llama-block", help="comma list: minilm, llama-block, bert-synthetic, tiny-block")
+    parser.add_argument(
+        "--cases", default="llama-block,minilm,minilm:randomize",
+        help="comma list of MODEL or MODEL:randomize; models: minilm, llama-block, bert-synthetic, tiny-block",
+    )
     parser.add_argument("--no-ww", action="store_true", help="weightscope alone")
     parser.add_argument("--profile", action="store_true", help="also print where weightscope's time goes, stage by stage")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
@@ -330,29 +357,33 @@ def main() -> None:
     parser.add_argument("--prepare", help=argparse.SUPPRESS)  # internal: build one model, then exit
     args = parser.parse_args()
     if args.quick:
-        args.models, args.repeats = "tiny-block", 1
+        args.cases, args.repeats = "tiny-block,tiny-block:randomize", 1
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.prepare:
         build(args.prepare, args.workdir)
         return
     ww_python = None if args.no_ww else weightwatcher_python(args.workdir, create=not args.quick)
     rows, profiles = [], {}
-    for name in args.models.split(","):
+    for case in args.cases.split(","):
+        name, _, flag = case.partition(":")
+        if flag not in ("", "randomize"):
+            raise SystemExit(f"unknown case {case!r}: MODEL or MODEL:randomize")
         # Built in a child process: a forked child inherits its parent's peak RSS, so a
         # parent that once held gigabytes of generated weights would inflate every figure.
         subprocess.run([sys.executable, __file__, "--prepare", name, "--workdir", str(args.workdir)], check=True)
         model = build(name, args.workdir)
-        rows.append(bench(name, model, args, ww_python))
+        rows.append(bench(name, model, flag == "randomize", args, ww_python))
+        print(f"{case}: done (load average {rows[-1].load_before:.1f} → {rows[-1].load_after:.1f})", flush=True)
         if args.profile:
-            profiles[name] = profile(model, args.randomize)
+            profiles[case] = profile(model, flag == "randomize")
     imports = import_times(ww_python, args.repeats)
-    print_table(rows, args.randomize, imports)
+    print_table(rows, imports)
     for name, stages in profiles.items():
         print(f"\nwhere weightscope's time goes on {name} (one worker, thread CPU seconds):")
         for stage, seconds in sorted(stages.items(), key=lambda item: -item[1]):
             print(f"  {stage:<42}{seconds:8.2f}")
     if args.json:
-        payload = {"randomize": args.randomize, "imports": imports, "profiles": profiles, "rows": [asdict(row) for row in rows]}
+        payload = {"imports": imports, "profiles": profiles, "rows": [asdict(row) for row in rows]}
         args.json.write_text(json.dumps(payload, indent=2))
 
 

@@ -34,7 +34,7 @@ from _common import benchmark_parser, llama_block_shards, write_sharded
 from weightscope.analysis.pipeline import analyze_with
 from weightscope.execution.plan import Execution
 from weightscope.options import AnalysisOptions
-from weightscope.render.text import to_json
+from weightscope.render.formats import json_text as to_json
 
 
 def tree_cpu_ticks() -> dict[tuple[int, str], int]:

@@ -14,7 +14,9 @@ budget is the same as this checkpoint's: what grows with the model is time, not 
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
 import sys
 
 from _common import benchmark_parser, measured, weightscope_env, write_sharded
@@ -42,11 +44,21 @@ def qwen_shards(vocab: int, hidden: int, kv: int, ffn: int, blocks: int) -> dict
 def main() -> None:
     parser = benchmark_parser(__doc__, "narrow shapes (seconds), same layout")
     parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)  # internal: write the shards, then exit
     args = parser.parse_args()
     scale = 16 if args.quick else 1
     shapes = (VOCAB // scale, HIDDEN // scale, KV // scale, FFN // scale)
     name = "scale-quick" if args.quick else "scale"
-    model = write_sharded(args.workdir / "models" / name, qwen_shards(*shapes, args.blocks), "BF16")
+    directory = args.workdir / "models" / name
+    if args.prepare:
+        write_sharded(directory, qwen_shards(*shapes, args.blocks), "BF16")
+        return
+    # Written by a child process: on Linux a process's peak RSS (ru_maxrss) survives fork
+    # and exec, so an analysis started by a parent that had just generated gigabytes of
+    # weights would report the writer's peak (8352 MB here for a 5414 MB analysis).
+    options = ["--workdir", str(args.workdir), "--blocks", str(args.blocks)] + (["--quick"] if args.quick else [])
+    subprocess.run([sys.executable, __file__, "--prepare", *options], check=True)
+    model = directory
     size_gb = sum(p.stat().st_size for p in model.glob("*.safetensors")) / 1e9
     largest_mb = shapes[0] * shapes[1] * 4 / 2**20
     out = args.workdir / f"{name}.weightscope.json"

@@ -221,3 +221,188 @@ def test_a_second_alpha_band_definition_is_caught(tmp_path):
     (planted / "summary.py").write_text('LABEL = "alpha 2–6"\n')
     found = band_definitions(planted)
     assert len(found) == 3, found
+
+
+# --- one runner, one definition of each vocabulary ---------------------------------------
+#
+# Each guard scans a package tree (the real one, or a planted copy in a test) and returns
+# what it found in the wrong place, as "path:line what"; the real tree must give [] and a
+# planted second copy must be found.
+
+
+def _modules(package: Path) -> list[tuple[str, Path, ast.AST]]:
+    """(module name, path, tree) of every module under ``package`` (a planted tree too)."""
+    return [
+        (".".join(path.relative_to(package.parent).with_suffix("").parts), path, ast.parse(path.read_text(), str(path)))
+        for path in sorted(package.rglob("*.py"))
+    ]
+
+
+def _called(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+#: The runner, and the two engines only it drives.
+RUNNER = "weightscope.execution.runner"
+ENGINES = {"pipelined": "weightscope.execution.schedule", "run_tasks": "weightscope.execution.cluster"}
+
+
+def runner_forks(package: Path = PACKAGE) -> list[str]:
+    """Places outside the runner that choose between local threads and Ray (a comparison
+    of an executor with "ray") or drive either engine themselves."""
+    found = []
+    for module, path, tree in _modules(package):
+        if module == RUNNER:
+            continue
+        where = path.relative_to(package.parent)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _called(node) in ENGINES and module != ENGINES[_called(node)]:
+                found.append(f"{where}:{node.lineno} calls {_called(node)}")
+            if isinstance(node, ast.Compare):
+                operands = (node.left, *node.comparators)
+                if any(isinstance(o, ast.Constant) and o.value == "ray" for o in operands) and any(
+                    "executor" in ast.unparse(o) for o in operands
+                ):
+                    found.append(f"{where}:{node.lineno} chooses the executor")
+    return found
+
+
+def test_one_runner_chooses_local_threads_or_ray():
+    """analyze's layers and compare's pairs both go through `execution.runner.run_batches`."""
+    assert runner_forks() == []
+
+
+def test_a_second_runner_is_caught(tmp_path):
+    planted = tmp_path / "weightscope"
+    (planted / "commands").mkdir(parents=True)
+    (planted / "commands" / "fork.py").write_text(
+        "def pairs(execution, pairs, ray):\n"
+        "    if execution.executor == 'ray':\n"
+        "        return run_tasks(ray, compare_task, pairs)\n"
+        "    return pipelined(pairs, load, compute)\n"
+    )
+    assert len(runner_forks(planted)) == 3, runner_forks(planted)
+
+
+#: A class for how attention splits into heads (HeadLayout, HeadSource, HeadCounts, …).
+HEAD_TYPE = re.compile(r"^Heads?(Layout|Source|Counts?|Split|Config|Info)$")
+HEAD_HOME = "weightscope.checkpoint.heads"
+
+
+def head_layout_types(package: Path = PACKAGE) -> list[str]:
+    """Every class that describes a head layout, as "module.Class"."""
+    return [
+        f"{module}.{node.name}"
+        for module, _, tree in _modules(package)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and HEAD_TYPE.match(node.name)
+    ]
+
+
+def test_one_head_layout_type():
+    assert head_layout_types() == [f"{HEAD_HOME}.HeadLayout"]
+
+
+def test_a_second_head_layout_type_is_caught(tmp_path):
+    planted = tmp_path / "weightscope"
+    (planted / "stats").mkdir(parents=True)
+    (planted / "stats" / "attention.py").write_text("class HeadLayout:\n    heads: int\n")
+    (planted / "measures.py").write_text("class HeadSource:\n    heads: int\n")
+    assert head_layout_types(planted) == ["weightscope.measures.HeadSource", "weightscope.stats.attention.HeadLayout"]
+
+
+#: Checkpoint file suffixes: listed by the readers (`checkpoint.files.FORMAT_SUFFIXES`) only.
+CHECKPOINT_SUFFIXES = {".safetensors", ".gguf", ".npz", ".bin", ".pt", ".pth", ".ckpt"}
+FORMATS_HOME = "weightscope.checkpoint.files"
+#: Text formats of results: each result type's registry (`render.formats.Formats`) only.
+TEXT_FORMATS = {"json", "csv", "md", "github", "junit"}
+
+
+def format_lists(package: Path = PACKAGE) -> list[str]:
+    """Second copies of a format vocabulary: a collection of checkpoint suffixes outside
+    the readers' list, a mapping of output formats that is not a registry (an assignment
+    to a ``*_FORMATS`` annotated as ``Formats``), and a result's output JSON (indented
+    by 2) written outside `render.formats.json_text`."""
+    found = []
+    for module, path, tree in _modules(package):
+        where = path.relative_to(package.parent)
+        registries = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.AnnAssign) and ast.unparse(node.annotation) == "Formats" and node.value is not None
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Set, ast.List, ast.Tuple)) and module != FORMATS_HOME:
+                strings = {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+                if len(strings & CHECKPOINT_SUFFIXES) >= 2:
+                    found.append(f"{where}:{node.lineno} lists checkpoint suffixes")
+            if isinstance(node, ast.Dict) and id(node) not in registries:
+                keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+                keys |= {k.attr for k in node.keys if isinstance(k, ast.Attribute)}  # OutputFormat.json: …
+                if len(keys & TEXT_FORMATS) >= 2:
+                    found.append(f"{where}:{node.lineno} maps output formats outside a registry")
+            if (isinstance(node, ast.Call) and _called(node) == "dumps" and node.args
+                    and "to_dict()" in ast.unparse(node.args[0]) and not module.endswith("render.formats")
+                    and any(k.arg == "indent" and ast.unparse(k.value) == "2" for k in node.keywords)):
+                found.append(f"{where}:{node.lineno} writes a result's JSON itself")  # (the cache keeps its own compact form)
+    return found
+
+
+def test_one_definition_of_each_format_vocabulary():
+    assert format_lists() == []
+
+
+def test_a_second_format_vocabulary_is_caught(tmp_path):
+    planted = tmp_path / "weightscope"
+    (planted / "commands").mkdir(parents=True)
+    (planted / "commands" / "trend.py").write_text('CHECKPOINT_SUFFIXES = frozenset({".safetensors", ".pt"})\n')
+    (planted / "cli").mkdir()
+    (planted / "cli" / "compare.py").write_text(
+        "import json\n"
+        "def show(result):\n"
+        "    texts = {OutputFormat.json: lambda: json.dumps(result.to_dict(), indent=2), OutputFormat.csv: to_csv}\n"
+    )
+    (planted / "render").mkdir()
+    (planted / "render" / "views.py").write_text('FORMATS: Formats = {"json": json_text, "csv": to_csv}\n')  # a registry
+    found = format_lists(planted)
+    assert len(found) == 3 and not any("views.py" in f for f in found), found
+
+
+#: The module that defines the verdict vocabulary (each verdict's name, precedence,
+#: severity, meaning and advice). Set it once that module exists: the guard below then
+#: holds every other module to reading it. None: not yet one module (the guard skips).
+VERDICT_HOME: str | None = None
+VERDICT_NAMES = {"rank-collapsed", "correlation-trap", "random-like", "failed", "untrusted-fit", "over-trained",
+                 "under-trained", "healthy"}
+
+
+def verdict_lists(package: Path = PACKAGE, home: str | None = VERDICT_HOME) -> list[str]:
+    """Collections naming three or more verdicts outside ``home``: a second vocabulary."""
+    found = []
+    for module, path, tree in _modules(package):
+        if module == home:
+            continue
+        for node in ast.walk(tree):
+            elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
+            if isinstance(node, (ast.Set, ast.List, ast.Tuple, ast.Dict)) and elements is not None:
+                names = {e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+                if len(names & VERDICT_NAMES) >= 3:
+                    found.append(f"{path.relative_to(package.parent)}:{node.lineno} lists verdicts")
+    return found
+
+
+def test_the_verdict_vocabulary_is_defined_once():
+    if VERDICT_HOME is None:
+        import pytest
+
+        pytest.skip("VERDICT_HOME is not set: the verdict vocabulary has no single module yet")
+    assert verdict_lists() == []
+
+
+def test_a_second_verdict_vocabulary_is_caught(tmp_path):
+    planted = tmp_path / "weightscope"
+    planted.mkdir()
+    (planted / "verdicts.py").write_text('VERDICTS = ("rank-collapsed", "correlation-trap", "random-like", "healthy")\n')
+    (planted / "compare.py").write_text('SEVERITY = {"healthy": 0, "under-trained": 2, "failed": 4}\n')
+    assert verdict_lists(planted, home="weightscope.verdicts") == ["weightscope/compare.py:1 lists verdicts"]

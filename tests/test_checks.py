@@ -19,7 +19,6 @@ from weightscope.checks import (
     decide,
     diagnose,
     dragon_kings,
-    eigenvector_localization,
     rank_info,
     trap_matters,
 )
@@ -44,6 +43,7 @@ from weightscope.stats.likelihood import (
     vuong,
 )
 from weightscope.stats.randmat import randomized_esd
+from weightscope.stats.vectors import eigenvector_localization
 
 THRESHOLDS = Thresholds()
 SMALL_SHAPES = [(300, 150), (150, 150), (300, 100), (200, 100)]

@@ -82,6 +82,37 @@ def test_budget_bounds_the_cost_in_flight():
     assert out == list(range(7)) and peak[0] <= 4.0
 
 
+def test_largest_items_start_first_and_results_keep_input_order():
+    """Sizes reorder the starts (largest first, ties in input order), never the results."""
+    sizes = [1.0, 4.0, 2.0, 4.0, 3.0]
+    started = []
+    out = list(pipelined(range(5), lambda i: started.append(i) or i, lambda i, x: x, workers=1, size=sizes.__getitem__))
+    assert out == list(range(5)) and started == [1, 3, 4, 2, 0]
+
+
+def test_a_smaller_item_fills_the_room_a_larger_one_leaves():
+    """Item 1 does not fit beside item 0 within the budget; item 2 does, so it starts
+    before item 1 (which waits for item 0), and the budget holds throughout."""
+    costs = [5.0, 4.0, 1.0]
+    started, lock = [], threading.Lock()
+    two_started = threading.Event()
+
+    def load(i):
+        with lock:
+            started.append(i)
+        if i == 2:
+            two_started.set()
+        return i
+
+    def compute(i, _):
+        if i == 0:
+            two_started.wait(5.0)
+        return i
+
+    out = list(pipelined(range(3), load, compute, workers=2, cost=costs.__getitem__, budget=6.0, size=costs.__getitem__))
+    assert out == [0, 1, 2] and started == [0, 2, 1]
+
+
 def test_an_item_over_budget_still_runs_alone():
     assert list(pipelined([5, 1], lambda i: i, lambda i, x: x, workers=2, cost=float, budget=2.0)) == [5, 1]
 

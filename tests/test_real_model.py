@@ -173,3 +173,11 @@ def test_norm_names_carry_weightwatchers_definitions(report):
     assert layer.log_spectral_norm == pytest.approx(np.log10(sv[0] ** 2), abs=1e-6)
     assert layer.alpha_weighted == pytest.approx(layer.alpha * np.log10(sv[0] ** 2), rel=1e-6)
     assert layer.log_norm_per_n == pytest.approx(np.log10(np.sum(sv**2) / 384), abs=1e-6)
+
+
+def test_auto_rank_equals_float64s():
+    """"auto" (float32 eigenvalues, float64's zero count) reads every layer's rank as
+    float64 does."""
+    runs = [weightscope.analyze(MODEL, eig_dtype=dtype, measures=False, execution=Execution(cache=False)) for dtype in ("auto", "float64")]
+    auto, exact = ([(layer.name, layer.rank, layer.verdict) for layer in run.layers] for run in runs)
+    assert auto == exact

@@ -15,7 +15,7 @@ import numpy as np
 
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.linalg.gram import layer_shape, oriented
+from weightscope.linalg.gram import layer_shape
 from weightscope.linalg.rank import numerical_rank
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import (
@@ -24,6 +24,7 @@ from weightscope.stats.fit import (
     fit_power_law,
 )
 from weightscope.stats.fitted_ks import critical_distance, two_sided_distance
+from weightscope.stats.initialization import InitMatch, match_initialiser
 from weightscope.stats.likelihood import (
     LikelihoodRatio,
     exponential_loglik,
@@ -31,7 +32,7 @@ from weightscope.stats.likelihood import (
     versus_lognormal,
     vuong,
 )
-from weightscope.stats.initialization import InitMatch, match_initialiser
+from weightscope.stats.outliers import count_outliers
 from weightscope.stats.randmat import (
     MPBulk,
     RandomizedESD,
@@ -40,6 +41,7 @@ from weightscope.stats.randmat import (
     mp_edge,
     tracy_widom_scale,
 )
+from weightscope.stats.vectors import VectorStats, eigenvector_localization
 
 #: Verdicts in order of precedence: the first whose flag is raised wins.
 VERDICTS = (
@@ -135,16 +137,6 @@ class FitTrust:
     #: the fitted-and-searched statistic it was held against (`stats.fitted_ks`)
     ks_distance: float | None = None
     ks_critical: float | None = None
-
-
-@dataclass(frozen=True)
-class VectorStats:
-    """Localisation of eigenvectors in the tail vs the bulk (opt-in, costs a full eigh)."""
-
-    tail_localization: float
-    bulk_localization: float
-    tail_entropy: float
-    bulk_entropy: float
 
 
 @dataclass(frozen=True)
@@ -364,7 +356,7 @@ def outsized_entries(matrices: list[np.ndarray], variance: float,
 
     - *for its tail*: the upper tail of the deviations (the largest ``_ENTRY_TAIL_SHARE``,
       at least 64) is fitted by a power law (Hill's MLE) and the largest are tested like
-      dragon kings (`_kings`): the j-th is outsized when a tail of that many values
+      dragon kings (`count_outliers`): the j-th is outsized when a tail of that many values
       reaches it with probability below ``trap_p``. A Gaussian tail fits a steep power
       law, under which a 30σ entry has p ~ 1e-7; a Student-t(5) tail, or the shoulder of
       an i.i.d. scale mixture (0.1 % of the entries at 10×), fits a heavy one under which
@@ -398,7 +390,7 @@ def outsized_entries(matrices: list[np.ndarray], variance: float,
     n, m = layer_shape(matrices)
     candidates = tail[: thresholds.trap_max_entries]
     dominant = candidates.astype(np.float64) ** 2 / n > variance * (1.0 + np.sqrt(m / n)) ** 2
-    count = max(_kings(candidates, xmin, alpha, tail_size, thresholds.trap_p),
+    count = max(count_outliers(candidates, xmin, alpha, tail_size, thresholds.trap_p),
                 int(np.argmin(dominant)) if not dominant.all() else len(dominant))
     rows, cols = matrices[0].shape
     positions = len(matrices)
@@ -417,23 +409,6 @@ def outsized_entries(matrices: list[np.ndarray], variance: float,
 #: `_ENTRY_TAIL_MIN` of them (262 of a 512² matrix's 262 144 entries).
 _ENTRY_TAIL_SHARE = 0.001
 _ENTRY_TAIL_MIN = 64
-
-
-def _kings(top: np.ndarray, xmin: float, alpha: float, num_tail: int, level: float) -> int:
-    """How many of the largest values ``top`` (descending) a power-law tail (alpha, xmin)
-    of ``num_tail`` values cannot explain, tested sequentially from the top.
-
-    Under p(x) ∝ x^(−α), x ≥ xmin, survival S(x) = (x/xmin)^(1−α), the largest of the
-    num_tail − j + 1 values left after removing the j − 1 found so far reaches top[j]
-    with probability p_j = 1 − (1 − S)^(num_tail − j + 1); counting stops at the first
-    p_j ≥ ``level``, so without any outsized value a false one turns up with probability
-    ``level`` at most.
-    """
-    survival = (top / xmin) ** (1.0 - alpha)
-    remaining = num_tail - np.arange(len(top))
-    p_values = -np.expm1(remaining * np.log1p(-np.minimum(survival, 1.0)))
-    explained = np.flatnonzero(p_values >= level)
-    return int(explained[0]) if len(explained) else len(top)
 
 
 # --- rank collapse ----------------------------------------------------------------------
@@ -499,7 +474,7 @@ def dragon_kings(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) ->
     candidates = min(thresholds.dragon_candidates, num_tail - 1)
     if candidates < 1:
         return DragonKings(count=0, alpha_without=None)
-    count = _kings(evals[::-1][:candidates], fit.xmin, fit.alpha, num_tail, thresholds.dragon_p)
+    count = count_outliers(evals[::-1][:candidates], fit.xmin, fit.alpha, num_tail, thresholds.dragon_p)
     if count == 0:
         return DragonKings(count=0, alpha_without=None)
     refit = fit_power_law(evals[:-count])
@@ -562,40 +537,6 @@ def alpha_spread(evals: np.ndarray, fit: PowerLawFit, window: int) -> float | No
 
 def _alternative_wins(test: LikelihoodRatio, thresholds: Thresholds) -> bool:
     return test.R < 0 and test.p < thresholds.llr_p
-
-
-# --- eigenvector localisation -------------------------------------------------------------
-
-
-def eigenvector_localization(matrices: list[np.ndarray], tail_start: float, options: SpectrumOptions) -> VectorStats | None:
-    """Mean localisation and entropy of tail eigenvectors (λ ≥ tail_start) vs bulk ones.
-
-    Learned correlations live in a few directions, so trained tail eigenvectors are more
-    localised than the delocalised (Haar-like) bulk. Localisation is the inverse
-    participation ratio Σvᵢ⁴ of a unit eigenvector (1/M: spread evenly; 1: one
-    coordinate); entropy is the Shannon entropy of vᵢ² over ln M (1: spread evenly). None
-    when the tail or the bulk is empty.
-    """
-    import scipy.linalg  # lazy, like xlogy: only the opt-in --vectors path needs scipy
-    from scipy.special import xlogy
-
-    ipr, entropy, in_tail = [], [], []
-    for matrix in matrices:
-        w = np.asarray(oriented(matrix), dtype=options.dtype)
-        values, vectors = scipy.linalg.eigh(w.T @ w / w.shape[0], driver="evd", check_finite=False)
-        weights = vectors**2
-        ipr.append(np.sum(weights**2, axis=0))
-        entropy.append(-np.sum(xlogy(weights, weights), axis=0) / np.log(len(values)))
-        in_tail.append(values >= tail_start)
-    ipr_all, entropy_all, tail = np.concatenate(ipr), np.concatenate(entropy), np.concatenate(in_tail)
-    if tail.all() or not tail.any():
-        return None
-    return VectorStats(
-        tail_localization=float(ipr_all[tail].mean()),
-        bulk_localization=float(ipr_all[~tail].mean()),
-        tail_entropy=float(entropy_all[tail].mean()),
-        bulk_entropy=float(entropy_all[~tail].mean()),
-    )
 
 
 # --- the verdict ---------------------------------------------------------------------------

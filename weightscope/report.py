@@ -23,7 +23,6 @@ from weightscope.checks import (  # noqa: F401  (hints)
     RankInfo,
     TrapEntry,
     Traps,
-    VectorStats,
 )
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError, install_hint
@@ -33,6 +32,7 @@ from weightscope.stats.initialization import InitMatch
 from weightscope.stats.likelihood import LikelihoodRatio  # noqa: F401  (hints)
 from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
+from weightscope.stats.vectors import VectorStats
 
 SCHEMA = "weightscope.report/2"
 #: `Report.to_pandas` columns renamed to WeightWatcher's name of the same quantity.

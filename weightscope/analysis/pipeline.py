@@ -35,9 +35,10 @@ from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.layers import LayerSpec, Selection
 from weightscope.execution.cluster import GPU_SHARE, Need, check_worker_version, cluster_device, cluster_gpus, reopened
-from weightscope.execution.plan import Execution, plan, task_plan, working_set
+from weightscope.execution.plan import Execution, float64_stage_bytes, plan, task_plan, working_set
 from weightscope.execution.runner import LocalBatch, RemoteBatches, run_batches, run_local
 from weightscope.linalg._blas import blas_threads
+from weightscope.linalg.device import eigen_flops
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, ModelMeasures, Report
 from weightscope.summary import summarize
@@ -64,8 +65,9 @@ def _local_batch(
     reader: CheckpointReader, selection: Selection, options: AnalysisOptions, execution: Execution
 ) -> LocalBatch[LayerSpec, Loaded, LayerAnalysis, ModelMeasures | None]:
     """A checkpoint's layers as local threads analyse them: read one layer ahead of the
-    workers, several computing at once when memory allows; ``execution`` chooses the
-    device, workers and cache (`plan`). Its model-level measures follow its layers."""
+    workers, several computing at once when memory allows, the largest first;
+    ``execution`` chooses the device, workers and cache (`plan`). The model-level
+    measures follow its layers."""
     run = plan(selection.layers, options, execution)
     return LocalBatch(
         selection.layers,
@@ -75,6 +77,7 @@ def _local_batch(
         cost=lambda spec: working_set(spec, options),
         budget=run.budget,
         finish=(lambda: measure_model(reader, options)) if options.measures else None,
+        size=lambda spec: eigen_flops([(spec.info.shape[0], spec.info.shape[1])]),
     )
 
 
@@ -168,7 +171,10 @@ def analyze_many(
             [selection.layers for _, _, selection in opened],
             analyze_task,
             lambda index, spec: (where[index], spec, options, devices[index], execution, __version__),
-            lambda index, spec: Need(working_set(spec, options), GPU_SHARE if devices[index] == "cuda" else 0.0),
+            lambda index, spec: Need(
+                working_set(spec, options) + float64_stage_bytes(spec, options, devices[index]),
+                GPU_SHARE if devices[index] == "cuda" else 0.0,
+            ),
             failure_of,
             # one task per checkpoint, as big as its largest layer's working set
             finish_task=measures_task if options.measures else None,

@@ -83,7 +83,8 @@ def layer_esd(
     first = "float32" if options.eig_dtype == "auto" else options.eig_dtype
     evals = esd(matrices, SpectrumOptions(first, plan.device))
     if options.eig_dtype == "auto" and evals.size and evals[-1] > 0 and _float32_unsettled(evals, spec, matrices, options):
-        evals = esd(matrices, reported)
+        with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it
+            evals = esd(matrices, reported)
     if cache is not None and key is not None and np.all(np.isfinite(evals)):
         cache.store(key, {"evals": evals})
     return evals, reported

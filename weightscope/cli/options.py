@@ -21,6 +21,11 @@ import typer
 from weightscope.config import load_thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import EXECUTORS, Execution
+from weightscope.options import AnalysisOptions
+
+#: The API's defaults, which every flag's default is read from (never restated here).
+DEFAULT_OPTIONS = AnalysisOptions()
+DEFAULT_EXECUTION = Execution()
 
 IncludeOption = Annotated[
     Optional[list[str]],
@@ -92,8 +97,8 @@ RayAddressOption = Annotated[
 _SHARED: list[tuple[str, Any, Any]] = [
     ("include", IncludeOption, None),
     ("exclude", ExcludeOption, None),
-    ("min_evals", MinEvalsOption, 50),
-    ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues the fit may put in a tail (a trusted fit needs trust-min-tail, 20).")], 10),
+    ("min_evals", MinEvalsOption, DEFAULT_OPTIONS.min_evals),
+    ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues the fit may put in a tail (a trusted fit needs trust-min-tail, 20).")], DEFAULT_OPTIONS.min_tail),
     (
         "eig_dtype",
         Annotated[
@@ -105,7 +110,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
                 "change its rank verdict), float32, or float64 (about 2× slower).",
             ),
         ],
-        "auto",
+        DEFAULT_OPTIONS.eig_dtype,
     ),
     (
         "randomize",
@@ -117,13 +122,13 @@ _SHARED: list[tuple[str, Any, Any]] = [
                 "and the distance from random. About 2× the time.",
             ),
         ],
-        False,
+        DEFAULT_OPTIONS.randomize,
     ),
-    ("seed", Annotated[int, typer.Option("--seed", help="Seed of the randomisation (results are deterministic).")], 0),
+    ("seed", Annotated[int, typer.Option("--seed", help="Seed of the randomisation (results are deterministic).")], DEFAULT_OPTIONS.seed),
     (
         "vectors",
         Annotated[bool, typer.Option("--vectors", help="Also measure eigenvector localisation (a full eigh per layer).")],
-        False,
+        DEFAULT_OPTIONS.vectors,
     ),
     (
         "split",
@@ -135,7 +140,7 @@ _SHARED: list[tuple[str, Any, Any]] = [
                 "and analyse each part (default); --no-split analyses them whole.",
             ),
         ],
-        True,
+        DEFAULT_OPTIONS.split,
     ),
     (
         "measures",
@@ -146,17 +151,17 @@ _SHARED: list[tuple[str, Any, Any]] = [
                 help="Model-level measures: attention-logit bound per head, embedding anisotropy and intrinsic dimension.",
             ),
         ],
-        True,
+        DEFAULT_OPTIONS.measures,
     ),
     (
         "heads",
         Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).")],
-        None,
+        DEFAULT_OPTIONS.heads,
     ),
     (
         "kv_heads",
         Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
-        None,
+        DEFAULT_OPTIONS.kv_heads,
     ),
     (
         "config",
@@ -179,12 +184,12 @@ _SHARED: list[tuple[str, Any, Any]] = [
 ]
 #: How to run (never what is computed): every analysing command takes these too.
 _EXECUTION: list[tuple[str, Any, Any]] = [
-    ("device", DeviceOption, "auto"),
-    ("workers", WorkersOption, 0),
-    ("cache_dir", CacheDirOption, None),
-    ("no_cache", NoCacheOption, False),
-    ("executor", ExecutorOption, Executor["local"]),
-    ("ray_address", RayAddressOption, None),
+    ("device", DeviceOption, DEFAULT_EXECUTION.device),
+    ("workers", WorkersOption, DEFAULT_EXECUTION.workers),
+    ("cache_dir", CacheDirOption, DEFAULT_EXECUTION.cache_dir),
+    ("no_cache", NoCacheOption, not DEFAULT_EXECUTION.cache),
+    ("executor", ExecutorOption, Executor[DEFAULT_EXECUTION.executor]),
+    ("ray_address", RayAddressOption, DEFAULT_EXECUTION.ray_address),
 ]
 
 

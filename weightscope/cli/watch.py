@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,6 +31,7 @@ from weightscope.commands.watch import (
 )
 from weightscope.errors import WeightscopeError
 from weightscope.io import write_text_atomic
+from weightscope.render.formats import json_text
 
 
 @app.command()
@@ -95,7 +95,7 @@ def watch(
 
         def write_reports(result: object) -> None:
             if json_out is not None:
-                write_text_atomic(json_out, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")  # type: ignore[attr-defined]
+                write_text_atomic(json_out, json_text(result))  # type: ignore[arg-type]  # a Trend: versioned JSON
             if html is not None:
                 from weightscope.render.html_trend import write_trend_html
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 from weightscope.checkpoint.layers import LayerSpec
 from weightscope.errors import WeightscopeError, install_hint
 from weightscope.execution.cache import SpectrumCache
 from weightscope.linalg._blas import available_cores
 from weightscope.linalg.device import check_device, resolve_device
+from weightscope.linalg.gram import GRAM_BLOCK_BYTES
 from weightscope.options import AnalysisOptions
 
 #: Workers used on a GPU: one drives the device while the other reads and decodes.
@@ -63,12 +66,15 @@ class Execution:
 @dataclass(frozen=True)
 class Plan:
     """`Execution` resolved for one checkpoint: the concrete device, workers, the memory
-    budget of layers in flight (bytes), and the cache (or None)."""
+    budget of layers in flight (bytes, their `working_set`s), the cache (or None), and
+    the lock that lets one layer at a time run the float64 stage of the "auto" precision
+    policy, in the room `float64_reserve` keeps outside ``budget``."""
 
     device: str = "cpu"
     workers: int = 1
     budget: float = math.inf
     cache: SpectrumCache | None = None
+    float64_stage: AbstractContextManager[object] = field(default_factory=nullcontext, compare=False)
 
 
 def _float_bytes(spec: LayerSpec) -> int:
@@ -81,11 +87,12 @@ def _float_bytes(spec: LayerSpec) -> int:
 def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     """Estimated peak bytes of analysing one layer: the decoded tensor and a Gram matrix,
     plus the shuffled copy and its Gram matrix when randomising, plus eigenvectors.
+    Under "auto" a layer may also run the float64 stage (`float64_stage_bytes`), one
+    layer at a time, in room kept apart (`float64_reserve`).
 
     Deliberately not a strict upper bound: transients (the stored bytes mapped while a
     tensor decodes, the Gram product's temporary) are covered by the budget's headroom
-    rather than counted, which lets two 11008×4096 layers share a 2-core machine within
-    the RSS budget. Measured peaks are in docs/performance.md."""
+    rather than counted. Measured peaks are in docs/performance.md."""
     if spec.lora is not None:  # the factors and an r×r core, never the d×k product
         return 2 * (spec.lora.a.numel + spec.lora.b.numel) * 4
     m = min(spec.info.shape[:2])
@@ -96,6 +103,22 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     if options.vectors:
         total += 3 * m * m * 8
     return total
+
+
+def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) -> int:
+    """Bytes the float64 stage of the "auto" policy (`weightscope.analysis.spectra`) holds
+    beyond `working_set`: the M×M float64 Gram matrix and one float64 row block of W,
+    less the float32 Gram matrix freed before it. On a GPU it lives on the device."""
+    if options.eig_dtype != "auto" or device != "cpu" or spec.lora is not None:
+        return 0
+    n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])
+    return m * m * 4 + min(GRAM_BLOCK_BYTES, n * m * 8)
+
+
+def float64_reserve(layers: list[LayerSpec], options: AnalysisOptions, device: str) -> int:
+    """Room kept outside the layers' budget for the one float64 stage that may run at a
+    time: the largest any of these layers needs."""
+    return max((float64_stage_bytes(spec, options, device) for spec in layers), default=0)
 
 
 def task_plan(device: str, execution: Execution) -> Plan:
@@ -117,9 +140,11 @@ def plan(layers: list[LayerSpec], options: AnalysisOptions, execution: Execution
     cache = None
     if execution.cache:  # None, with one warning, when the cache cannot be used
         cache = SpectrumCache.open(execution.cache_dir, execution.cache_max_bytes)
+    reserve = float64_reserve(layers, options, device)
     return Plan(
         device=device,
         workers=workers,
-        budget=BUDGET_TENSORS * largest,
+        budget=BUDGET_TENSORS * largest - reserve,
         cache=cache,
+        float64_stage=threading.Lock() if reserve else nullcontext(),
     )

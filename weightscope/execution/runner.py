@@ -52,6 +52,8 @@ class LocalBatch(Generic[Unit, Loaded, Result, Extra]):
     cost: Callable[[Unit], float] = lambda unit: 0.0
     budget: float = float("inf")
     finish: Callable[[], Extra] | None = None
+    #: the work a unit costs: the largest start first (`pipelined`); None keeps the order
+    size: Callable[[Unit], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def run_local(batch: LocalBatch[Unit, Loaded, Result, Any], progress: Progress |
         cost=batch.cost,
         budget=batch.budget,
         progress=(lambda done: progress(done, batch.units)) if progress is not None else None,
+        size=batch.size,
     )
 
 

@@ -28,6 +28,7 @@ from weightscope.linalg._lapack import (
     lapack_solver,
 )
 from weightscope.linalg.gram import gram_matrix
+from weightscope.linalg.inertia import count_below
 
 EIG_DTYPES = ("float64", "float32")
 #: What a user may ask for: a fixed dtype, or "auto" (float32, float64 where it matters).
@@ -144,6 +145,26 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
 
         return torch_gram_eigenvalues(matrix, options.dtype, options.device)
     return symmetric_eigenvalues(gram_matrix(matrix, options.dtype))
+
+
+def gram_count_below(matrices: list[np.ndarray], shift: float, device: str = "cpu") -> int:
+    """How many eigenvalues of the layer's X = WᵀW/N (all its matrices) lie below
+    ``shift``, counted in float64 without computing them (`weightscope.linalg.inertia`):
+    the count a float64 `esd` gives, at a float64 Gram product plus n³/3 flops per matrix.
+    Scaled like `gram_eigenvalues` (the shift by the same power of four)."""
+    total = 0
+    for matrix in matrices:
+        exponent = power_of_two_exponent(matrix)
+        if exponent:
+            matrix = np.ldexp(matrix, exponent)
+        scaled = float(np.ldexp(shift, 2 * exponent))
+        if device != "cpu":
+            from weightscope.linalg.device import torch_gram_count_below
+
+            total += torch_gram_count_below(matrix, scaled, device)
+        else:
+            total += count_below(gram_matrix(matrix, "float64"), scaled)
+    return total
 
 
 def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:

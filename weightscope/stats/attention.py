@@ -63,6 +63,34 @@ class LogitBound:
     rotation_bound: float
 
 
+def head_factors(w: np.ndarray, count: int, head_dim: int, gain: np.ndarray | None = None) -> np.ndarray:
+    """R factors (count × d_h × d_h) of every head's d × d_h slice of one projection
+    (``w`` is count·d_h × d, as nn.Linear stores it), columns scaled by the norm gain:
+    one batched QR. All a block's bound needs of the projection, so it can be taken
+    while the projection streams past and the matrix dropped."""
+    if w.ndim != 2 or w.shape[0] != count * head_dim:
+        raise WeightscopeError(f"projection {w.shape} does not split into {count} heads of {head_dim}")
+    if gain is not None and gain.shape != (w.shape[1],):
+        raise WeightscopeError(f"norm gain of shape {gain.shape} does not match input width {w.shape[1]}")
+    scale = np.asarray(gain, dtype=np.float64) if gain is not None else np.ones(w.shape[1])
+    slices = np.asarray(w, dtype=np.float64).reshape(count, head_dim, -1) * scale
+    return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")  # type: ignore[return-value]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
+
+
+def bounds_from_factors(r_q: np.ndarray, r_k: np.ndarray, heads: int, kv_heads: int, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query head: (‖R_q R_kᵀ‖₂/√d_h, ‖R_q‖₂‖R_k‖₂/√d_h) from `head_factors` of q and k."""
+    check_head_split(heads, kv_heads, head_dim)
+    if r_q.shape[0] != heads or r_k.shape[0] != kv_heads:
+        raise WeightscopeError(f"{r_q.shape[0]} q heads / {r_k.shape[0]} k heads, expected {heads}/{kv_heads}")
+    group = np.arange(heads) // (heads // kv_heads)
+    # one batched SVD of [R_q R_kᵀ; R_q; R_k] (each call costs ~1 ms of overhead on small heads)
+    stacked = np.concatenate([r_q @ r_k[group].transpose(0, 2, 1), r_q, r_k])
+    top = np.linalg.svd(stacked, compute_uv=False)[:, 0]
+    bounds, rotation = top[:heads], top[heads : 2 * heads] * top[2 * heads :][group]
+    root = np.sqrt(head_dim)
+    return bounds / root, rotation / root
+
+
 def head_bounds(
     wq: np.ndarray, wk: np.ndarray, heads: int, kv_heads: int, head_dim: int, gain: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -77,23 +105,16 @@ def head_bounds(
         raise WeightscopeError(
             f"q {wq.shape} / k {wk.shape} do not split into {heads}/{kv_heads} heads of {dh}"
         )
-    if gain is not None and gain.shape != (wq.shape[1],):
-        raise WeightscopeError(f"norm gain of shape {gain.shape} does not match input width {wq.shape[1]}")
-    scale = np.asarray(gain, dtype=np.float64) if gain is not None else np.ones(wq.shape[1])
+    return bounds_from_factors(head_factors(wq, heads, dh, gain), head_factors(wk, kv_heads, dh, gain), heads, kv_heads, dh)
 
-    def factors(w: np.ndarray, count: int) -> np.ndarray:
-        """R factors of every head's d × d_h slice (scaled by the gain), one batched QR."""
-        slices = np.asarray(w, dtype=np.float64).reshape(count, dh, -1) * scale
-        return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")  # type: ignore[return-value]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
 
-    group = np.arange(heads) // (heads // kv_heads)
-    r_k, r_q = factors(wk, kv_heads), factors(wq, heads)
-    # one batched SVD of [R_q R_kᵀ; R_q; R_k] (each call costs ~1 ms of overhead on small heads)
-    stacked = np.concatenate([r_q @ r_k[group].transpose(0, 2, 1), r_q, r_k])
-    top = np.linalg.svd(stacked, compute_uv=False)[:, 0]
-    bounds, rotation = top[:heads], top[heads : 2 * heads] * top[2 * heads :][group]
-    root = np.sqrt(dh)
-    return bounds / root, rotation / root
+def bound_of(block: int | None, q_name: str, k_name: str, bounds: np.ndarray, rotation: np.ndarray,
+             gain_name: str | None) -> LogitBound:
+    """One block's `LogitBound` from its per-head bounds."""
+    return LogitBound(
+        block, q_name, k_name, gain_name,
+        [float(b) for b in bounds], float(bounds.max()), float(np.median(bounds)), float(rotation.max()),
+    )
 
 
 def logit_bound(
@@ -109,7 +130,4 @@ def logit_bound(
     """One block's `LogitBound` from its q and k projection weights; ``split`` is
     (heads, kv heads, head size)."""
     bounds, rotation = head_bounds(wq, wk, *split, gain)
-    return LogitBound(
-        block, q_name, k_name, gain_name if gain is not None else None,
-        [float(b) for b in bounds], float(bounds.max()), float(np.median(bounds)), float(rotation.max()),
-    )
+    return bound_of(block, q_name, k_name, bounds, rotation, gain_name if gain is not None else None)

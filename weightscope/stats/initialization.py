@@ -100,7 +100,7 @@ def match_initialiser(matrices: list[np.ndarray], seed: int = 0) -> InitMatch | 
 def _ks(ordered: np.ndarray, law: str, std: float) -> float:
     """KS distance of an ascending sample from the zero-mean law with this std."""
     if law == "normal":
-        model = 0.5 * (1.0 + _erf(ordered / (std * math.sqrt(2.0))))
+        model = np.asarray(0.5 * (1.0 + _erf(ordered / (std * math.sqrt(2.0)))))
     else:
         bound = math.sqrt(3.0) * std
         model = np.clip((ordered + bound) / (2.0 * bound), 0.0, 1.0)
