@@ -14,7 +14,7 @@ Steps, each timed and printed:
 2. end to end: ``weightscope analyze DIR --device cuda --no-cache -f json`` as its own
    process: wall time and peak RSS, as a user runs it;
 3. stages: the first ``--profile-blocks`` blocks analysed in this process with each stage
-   timed (read + decode, Gram product + eigensolve, float64 rank count, fit, diagnostics;
+   timed (read + decode, Gram products + eigensolves of either precision, fit, diagnostics;
    wall seconds summed over the worker threads) and the GPU's peak memory
    (``torch.cuda.max_memory_allocated``);
 4. agreement: the same subset analysed on the CPU (``--device cpu``); every alpha and
@@ -62,16 +62,17 @@ def subset_pattern(blocks: int) -> str:
 
 def stage_profile(model: Path, device: str, include: str) -> tuple[dict[str, float], float | None, dict]:
     """(seconds per stage, GPU peak MB or None, report JSON) of the subset, in this process."""
-    from weightscope.analysis import pipeline
+    from weightscope.analysis import layer, pipeline
     from weightscope.analysis import spectra as layer_spectra
     from weightscope.execution.plan import Execution
-    from weightscope.render.text import to_json
 
     totals: dict[str, float] = {}
     originals = []
 
     def timed(module, attribute: str, stage: str) -> None:
-        original = getattr(module, attribute)
+        original = getattr(module, attribute, None)
+        if original is None:  # a stage this version does not have
+            return
         originals.append((module, attribute, original))
 
         def wrapper(*args, **kwargs):
@@ -85,9 +86,9 @@ def stage_profile(model: Path, device: str, include: str) -> tuple[dict[str, flo
 
     timed(pipeline, "read_layer", "read + decode")
     timed(layer_spectra, "esd", "Gram product + eigensolve")
-    timed(layer_spectra, "gram_count_below", "float64 rank count")
-    timed(pipeline, "fit_power_law", "power-law fit")
-    timed(pipeline, "diagnose", "diagnostics")
+    timed(layer_spectra, "gram_count_below", "float64 rank count (inertia)")
+    timed(layer, "fit_power_law", "power-law fit")
+    timed(layer, "diagnose", "diagnostics")
     torch = None
     if device == "cuda":
         import torch
@@ -101,7 +102,7 @@ def stage_profile(model: Path, device: str, include: str) -> tuple[dict[str, flo
             setattr(module, attribute, original)
     totals["(wall)"] = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch is not None else None
-    return totals, peak, json.loads(to_json(report))
+    return totals, peak, report.to_dict()
 
 
 def compare(gpu_layers: list[dict], cpu_layers: list[dict], rtol: float) -> list[str]:

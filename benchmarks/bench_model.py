@@ -347,8 +347,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one run, WeightWatcher only if already installed")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--cases", default="llama-block,minilm,minilm:randomize",
-        help="comma list of MODEL or MODEL:randomize; models: minilm, llama-block, bert-synthetic, tiny-block",
+        "--cases",
+        help="comma list of MODEL or MODEL:randomize; models: minilm, llama-block, bert-synthetic, tiny-block "
+        "(default: llama-block,minilm,minilm:randomize; with --quick: tiny-block,tiny-block:randomize)",
     )
     parser.add_argument("--no-ww", action="store_true", help="weightscope alone")
     parser.add_argument("--profile", action="store_true", help="also print where weightscope's time goes, stage by stage")
@@ -357,7 +358,8 @@ def main() -> None:
     parser.add_argument("--prepare", help=argparse.SUPPRESS)  # internal: build one model, then exit
     args = parser.parse_args()
     if args.quick:
-        args.cases, args.repeats = "tiny-block,tiny-block:randomize", 1
+        args.cases, args.repeats = args.cases or "tiny-block,tiny-block:randomize", 1
+    args.cases = args.cases or "llama-block,minilm,minilm:randomize"
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.prepare:
         build(args.prepare, args.workdir)
