@@ -1,5 +1,5 @@
 """A fault-injection corpus: hostile or faulty inputs and scenarios, each with the contract
-it must keep (`tests/test_corpus.py` runs every case through the real CLI).
+it must keep (`tests/cli/test_corpus.py` runs every case through the real CLI).
 
 The contract, for every command: bad input, a bad path or a bad environment gives one
 line ``error: …`` and exit 2 (a gate violation is exit 1); never a traceback, a hang or a
@@ -1560,7 +1560,7 @@ def _deflate_bomb(directory: Path, kit: Kit) -> Scenario:
 
 @case("npz", "c06-npz-constant-matrix-no-solve")
 def _constant_npz(directory: Path, kit: Kit) -> Scenario:
-    n = 6144
+    n = 4096
     path = directory / "c.npz"
     np.savez_compressed(path, big=np.full((n, n), 0.25, np.float32))
     _add_good_member(path)
@@ -1962,3 +1962,115 @@ def _cache_max_bad(directory: Path, kit: Kit) -> Scenario:
 
     return Scenario(["analyze", str(kit.model_in(directory)), "--cache", str(directory / "c"), "-f", "json"], exit=0,
                     check=_all(reads_report(2, failed=0), warned), patch=lambda: mock.patch.dict(os.environ, {"WEIGHTSCOPE_CACHE_MAX": "lots"}))
+
+
+# --- 11. the surfaces added with watch and gate --write-baseline ---------------------------
+
+
+def _run_dir(directory: Path, kit: Kit) -> Path:
+    run = directory / "run"
+    run.mkdir()
+    kit.model_in(run, "step-1.safetensors")
+    kit.model_in(run, "step-2.safetensors")
+    old = os.stat(run / "step-1.safetensors").st_mtime - 60  # settled: written a minute ago
+    for name in ("step-1.safetensors", "step-2.safetensors"):
+        os.utime(run / name, (old, old))
+    return run
+
+
+@case("paths", "watch-run-with-fifo-and-special-links")
+def _watch_specials(directory: Path, kit: Kit) -> Scenario:
+    run = _run_dir(directory, kit)
+    os.mkfifo(run / "step-3.safetensors")
+    (run / "step-4.safetensors").symlink_to("/dev/zero")
+    (run / "step-5.safetensors").symlink_to(run / "step-5.safetensors")  # a loop
+    (run / "step-6.safetensors").symlink_to(directory / "gone")  # dangling
+    (run / "step-7.safetensors").symlink_to(kit.model)  # a link to a real checkpoint: fine
+    return bounded(["watch", str(run), "--once", "--settle", "0", "--no-cache"], bound=60, exit=(0, 1, 2))
+
+
+for _flag in ("--json", "--log"):
+    def _watch_out_is_member(directory: Path, kit: Kit, flag: str = _flag) -> Scenario:
+        run = _run_dir(directory, kit)
+        member = run / "step-1.safetensors"
+        return Scenario(["watch", str(run), "--once", "--settle", "0", flag, str(member)], error="input of this run", keep=(member,))
+
+    add("paths", f"watch-{_flag.strip('-')}-is-a-checkpoint-of-the-run", _watch_out_is_member)
+
+
+@case("patterns", "watch-step-regex")
+def _watch_step_regex(directory: Path, kit: Kit) -> Scenario:
+    run = directory / "run"
+    run.mkdir()
+    kit.model_in(run, "1" * 40 + "x.safetensors")
+    kit.model_in(run, "2" * 40 + "x.safetensors")
+    return bounded(["watch", str(run), "--once", "--settle", "0", "--step-regex", r"(\d+)+y", "--no-cache"], bound=30, exit=(0, 1, 2))
+
+
+@case("output-injection", "watch-forged-checkpoint-names")
+def _watch_forged(directory: Path, kit: Kit) -> Scenario:
+    run = directory / "run"
+    run.mkdir()
+    kit.model_in(run, "::error title=ALL CLEAR::step-1.safetensors")
+    kit.model_in(run, "step-2\n::warning::x\x1b[31m.safetensors")
+    return Scenario(["watch", str(run), "--once", "--settle", "0", "--no-cache"], exit=(0, 1), check=_no_line_starts_with_a_command, timeout=120)
+
+
+def _needs_write_baseline() -> None:
+    """gate --write-baseline lands with the baseline workflow; until then its cases skip."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from weightscope.cli import app
+
+    if "--write-baseline" not in CliRunner().invoke(app, ["gate", "--help"], terminal_width=200).stdout:
+        pytest.skip("this build's gate has no --write-baseline")
+
+
+def _baseline_target(make: Callable[[Path, Path], Path], phrase: str) -> Callable[[Path, Kit], Scenario]:
+    def build(directory: Path, kit: Kit) -> Scenario:
+        _needs_write_baseline()
+        m = kit.model_in(directory)
+        config = directory / "policy.toml"
+        config.write_text("[tool.weightscope.gate]\n")
+        target = make(directory, m)
+        return Scenario(["gate", str(m), "--config", str(config), "--write-baseline", str(target), "--no-cache"], error=phrase, keep=(m, config))
+
+    return build
+
+
+def _link_to(directory: Path, target: Path) -> Path:
+    (directory / "base.json").symlink_to(target)
+    return directory / "base.json"
+
+
+def _hard_link_to(directory: Path, target: Path) -> Path:
+    os.link(target, directory / "base.json")
+    return directory / "base.json"
+
+
+for _name, _make, _phrase in (
+    ("is-the-checkpoint", lambda d, m: m, "input of this run"),
+    ("symlink-to-the-checkpoint", lambda d, m: _link_to(d, m), "input of this run"),
+    ("hard-link-to-the-checkpoint", lambda d, m: _hard_link_to(d, m), "input of this run"),
+    ("is-the-config", lambda d, m: d / "policy.toml", "input of this run"),
+    ("is-a-directory", lambda d, m: d, "is a directory"),
+    ("in-a-missing-directory", lambda d, m: d / "nowhere" / "base.json", "does not exist"),
+):
+    add("paths", f"gate-write-baseline-{_name}", _baseline_target(_make, _phrase))
+
+
+@case("paths", "gate-write-baseline-and-o-one-file")
+def _baseline_and_output(directory: Path, kit: Kit) -> Scenario:
+    _needs_write_baseline()
+    m = kit.model_in(directory)
+    return Scenario(["gate", str(m), "--write-baseline", str(directory / "x.json"), "-o", str(directory / "x.json"), "--no-cache"],
+                    error="two outputs name one file", keep=(m,))
+
+
+@case("output-injection", "gate-write-baseline-forged-names")
+def _baseline_forged(directory: Path, kit: Kit) -> Scenario:
+    _needs_write_baseline()
+    m = _forged_model(directory)
+    return Scenario(["gate", str(m), "--write-baseline", str(directory / "base.json"), "--no-cache"], exit=(0, 1),
+                    check=_no_line_starts_with_a_command)

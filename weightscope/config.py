@@ -18,7 +18,7 @@ from typing import Any
 from weightscope.errors import WeightscopeError
 
 #: The levels the fitted-KS table of weightscope.stats.fitted_ks covers (its LEVELS[0],
-#: LEVELS[-1]; config sits below stats, so tests/test_fitted_ks.py checks they agree).
+#: LEVELS[-1]; config sits below stats, so tests/stats/test_fitted_ks.py checks they agree).
 KS_LEVELS = (0.01, 0.2)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import math
 import types
 import typing
@@ -256,10 +257,15 @@ class Report:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")
+        collecting = gc.isenabled()
+        gc.disable()  # ~7 acyclic objects per layer: the collector's passes over them made 100k layers 2.3× slower
         try:
             report = _from_jsonable(cls, data, "report")
         except (TypeError, ValueError, KeyError) as exc:
             raise WeightscopeError(f"malformed weightscope report: {exc}") from None
+        finally:
+            if collecting:
+                gc.enable()
         seen: set[str] = set()
         for layer in report.layers:
             if layer.name in seen:

@@ -27,6 +27,7 @@ import numpy as np
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.heads import HeadLayout, read_head_layout
 from weightscope.checkpoint.layers import LayerSpec, select_layers
+from weightscope.checkpoint.lora import AdapterReader
 from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
@@ -99,7 +100,7 @@ def qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]],
         found = by_block[block]
         if len(found.get("q", [])) == 1 and len(found.get("k", [])) == 1:
             pairs.append((found["q"][0], found["k"][0]))
-        else:
+        elif found.get("q") and found.get("k"):  # a block with no k (or no q) has no pair to look for
             notes.append(f"block {block}: no single q/k pair ({len(found.get('q', []))} q, {len(found.get('k', []))} k)")
     return pairs, notes
 
@@ -185,8 +186,12 @@ def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> t
     return clouds, notes
 
 
-def measure_model(reader: CheckpointReader, options: AnalysisOptions) -> ModelMeasures:
-    """Attention-logit bounds and embedding row clouds of an open checkpoint."""
+def measure_model(reader: CheckpointReader, options: AnalysisOptions) -> ModelMeasures | None:
+    """Attention-logit bounds and embedding row clouds of an open checkpoint; None for a
+    LoRA adapter, whose rank-r updates are neither a q·k product nor embedding rows (its
+    factors would pass for q/k projections of their own and give wrong notes)."""
+    if isinstance(reader, AdapterReader):
+        return None
     specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
     heads = read_head_layout(reader, options.heads, options.kv_heads)
     with blas_threads(1):  # small products: threads only contend (and round differently)

@@ -233,7 +233,7 @@ def analyze_task(
             return analyze_read(spec, read_layer(reader, spec), options, task_plan(device, execution))
 
 
-def measures_task(path: str, options: AnalysisOptions, version: str) -> ModelMeasures:
+def measures_task(path: str, options: AnalysisOptions, version: str) -> ModelMeasures | None:
     """The model-level measures of one checkpoint, run by a Ray worker: its bounded pass
     (q/k per block, the embeddings) reads the weights there, never on the driver."""
     check_worker_version(version)

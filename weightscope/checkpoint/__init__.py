@@ -20,7 +20,7 @@ from weightscope.checkpoint.directory import (
 )
 from weightscope.checkpoint.files import FileKind, open_file, sniff
 from weightscope.checkpoint.hub import is_cache_dir, looks_like_model_id
-from weightscope.checkpoint.lora import is_adapter, open_adapter
+from weightscope.checkpoint.lora import is_adapter, is_peft_model, open_adapter, peft_model_adapter
 from weightscope.checkpoint.memory import MemoryReader, describe, is_in_memory
 from weightscope.checkpoint.model_config import read_model_config
 from weightscope.checkpoint.writer import write_safetensors
@@ -47,7 +47,9 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
 
     Accepts:
 
-    - a torch ``nn.Module`` or a state dict (torch tensors or numpy arrays) in memory;
+    - a torch ``nn.Module`` or a state dict (torch tensors or numpy arrays) in memory; a
+      PEFT model in memory is read as base + adapter, as an adapter directory is (an
+      `AdapterReader` of its active adapter's factors);
     - a GGUF file (needs the ``gguf`` extra), a numpy ``.npz`` archive;
     - a hub cache entry (``…/hub/models--org--name``) or a model id ``org/name`` that is
       not a path: its ``main`` snapshot, offline (`weightscope.checkpoint.hub.resolve`
@@ -71,7 +73,7 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
     naming the path. Use the reader as a context manager.
     """
     if is_in_memory(path):
-        return MemoryReader(path)
+        return peft_model_adapter(path, MemoryReader(path)) if is_peft_model(path) else MemoryReader(path)
     if not isinstance(path, (str, os.PathLike)):
         raise CheckpointError(f"cannot analyse a {type(path).__name__}: give a path, a torch nn.Module or a state dict")
     path = Path(path)

@@ -160,31 +160,38 @@ def read_config(path: Path) -> LoraConfig:
         raise CheckpointError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: not valid JSON: {exc}") from exc
+    return config_from_dict(data, str(path))
+
+
+def config_from_dict(data: Any, where: str) -> LoraConfig:
+    """A `LoraConfig` from ``adapter_config.json``'s content (or a PEFT config's ``to_dict()``)."""
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: adapter config is not a JSON object")
+        raise CheckpointError(f"{where}: adapter config is not a JSON object")
     kind = data.get("peft_type", "LORA")
+    kind = getattr(kind, "value", kind)  # a PEFT config in memory holds the PeftType enum
     if kind != "LORA":
-        raise CheckpointError(f"{path}: PEFT type {kind!r} is not supported (LoRA and DoRA adapters are)")
+        raise CheckpointError(f"{where}: PEFT type {kind!r} is not supported (LoRA and DoRA adapters are)")
     r, alpha = data.get("r"), data.get("lora_alpha", data.get("r"))
     if not _rank(r) or not _positive_number(alpha):
         raise CheckpointError(
-            f"{path}: r and lora_alpha must be positive numbers, r a whole number below 2³¹ "
+            f"{where}: r and lora_alpha must be positive numbers, r a whole number below 2³¹ "
             f"(got r={_shown(r)}, lora_alpha={_shown(alpha)})"
         )
     rank_pattern = data.get("rank_pattern") or {}
     alpha_pattern = data.get("alpha_pattern") or {}
     saved = data.get("modules_to_save") or []
+    saved = sorted(saved) if isinstance(saved, (set, tuple)) else saved  # a PEFT config in memory may hold a set
     if not (isinstance(rank_pattern, dict) and isinstance(alpha_pattern, dict) and isinstance(saved, list)):
-        raise CheckpointError(f"{path}: rank_pattern/alpha_pattern must be objects and modules_to_save a list")
+        raise CheckpointError(f"{where}: rank_pattern/alpha_pattern must be objects and modules_to_save a list")
     for key, patterns, valid, wanted in (
         ("rank_pattern", rank_pattern, _rank, "a whole number from 1 to 2³¹"),
         ("alpha_pattern", alpha_pattern, _positive_number, "a positive finite number"),
     ):
         for pattern, value in patterns.items():
             if not valid(value):
-                raise CheckpointError(f"{path}: {key} {_shown(pattern)} has the value {_shown(value)}; expected {wanted}")
+                raise CheckpointError(f"{where}: {key} {_shown(pattern)} has the value {_shown(value)}; expected {wanted}")
             try:
-                _module_pattern(pattern, f"{key} of {path}:")
+                _module_pattern(pattern, f"{key} of {where}:")
             except WeightscopeError as exc:
                 raise CheckpointError(str(exc)) from None
     return LoraConfig(
@@ -281,11 +288,12 @@ class AdapterReader(CheckpointReader):
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The adapter's config as the report records it."""
+        """The adapter's config as the report records it (and, for a PEFT model in memory, that it was read as one)."""
         config = self.adapter.config
         return {
             "peft_type": "LORA", "r": config.r, "lora_alpha": config.lora_alpha, "use_rslora": config.use_rslora,
             "use_dora": config.use_dora, "base_model": config.base_model, "modules": len(self.adapter.modules),
+            **({"read_as": PEFT_IN_MEMORY} if self._weights.format == "memory" else {}),
         }
 
     def tensors(self) -> list[TensorInfo]:
@@ -296,6 +304,36 @@ class AdapterReader(CheckpointReader):
 
     def close(self) -> None:
         self._weights.close()
+
+
+#: What a report of an in-memory PEFT model says it is.
+PEFT_IN_MEMORY = ("a PEFT model in memory, read as base + adapter like an adapter directory: each adapted "
+                  "module's update ΔW = s·B·A (compare(base, peft_model) for the merged weights against the base)")
+
+
+def is_peft_model(obj: object) -> bool:
+    """Whether ``obj`` is a PEFT model in memory (a `peft.PeftModel`: it has ``peft_config``
+    and an ``active_adapter``)."""
+    return isinstance(getattr(obj, "peft_config", None), dict) and isinstance(getattr(obj, "active_adapter", None), str)
+
+
+def peft_model_adapter(model: Any, weights: CheckpointReader) -> AdapterReader:
+    """The active LoRA adapter of a PEFT model in memory, as an adapter directory reads.
+
+    ``weights`` reads the model's state dict, which holds the frozen base weights
+    (``….base_layer.weight``) and every adapter's factors (``….lora_A.<adapter>.weight``);
+    only the active adapter's factors and ``modules_to_save`` copies are the adapter.
+    """
+    name = model.active_adapter
+    config = model.peft_config[name]
+    config = config_from_dict(config.to_dict() if hasattr(config, "to_dict") else vars(config), f"PEFT adapter {name!r}")
+    mine = []
+    for info in weights.tensors():
+        match = _FACTOR.match(info.name)
+        if (match is not None and match["adapter"] in (name, None)) or f".modules_to_save.{name}." in info.name:
+            mine.append(info)
+    adapter = parse_adapter(Path(f"<PEFT adapter {name}>"), config, mine)
+    return AdapterReader(weights, adapter)
 
 
 def open_adapter(path: Path, open_file: Any) -> AdapterReader:

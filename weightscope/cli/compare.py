@@ -16,6 +16,7 @@ from weightscope.cli.common import (
     VerboseOption,
     check_paths,
     resolve_format,
+    say,
     show,
     stdout,
     user_errors,
@@ -49,7 +50,8 @@ def compare(
             "--strip-prefix",
             "-p",
             metavar="PREFIX",
-            help="Remove this prefix from layer names on both sides before matching, e.g. 'base_model.model.' (repeatable).",
+            help="Remove this prefix from layer names on both sides before matching (repeatable); common wrappers "
+            "('bert.', 'model.', PEFT's 'base_model.model.') line up without it.",
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many layers the summary names as moved most.")] = 5,
@@ -70,7 +72,7 @@ def compare(
 
     Examples:
 
-      weightscope compare base/ finetuned/ --strip-prefix base_model.model.
+      weightscope compare base/ finetuned/      (a task head's 'bert.' or PEFT's names line up by themselves)
 
       weightscope compare base/ lora-adapter/          (a PEFT adapter: W against W + s·B·A)
 
@@ -94,5 +96,7 @@ def compare(
                 execution=analysis.execution(),
                 **options,
             )
+        for note in comparison.aligned:
+            say(f"aligned names: {note}")
         write_if_asked(html, lambda target: write_compare_html(comparison, target, thresholds))
         show(chosen, output, lambda: render_comparison(comparison, stdout, thresholds), comparison, COMPARE_FORMATS)

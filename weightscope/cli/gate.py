@@ -29,10 +29,11 @@ from weightscope.cli.common import (
     user_errors,
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
-from weightscope.commands.gate import RULE_HINTS, GateRules, load_settings
+from weightscope.commands.gate import RULE_HINTS, GateRules, accept, load_settings
 from weightscope.commands.gate import gate as run_gate
-from weightscope.errors import one_line
+from weightscope.errors import WeightscopeError, one_line
 from weightscope.render.gate_views import GATE_FORMATS, verdict_line
+from weightscope.render.text import REPORT_FORMATS
 
 
 class GateFormat(str, Enum):
@@ -90,7 +91,16 @@ def gate(
     analysis: AnalysisArgs,
     rules: dict[str, Any],
     baseline: Annotated[
-        Optional[Path], typer.Option("--baseline", readable=False, help="Report (or checkpoint) to measure |Δalpha| against.")
+        Optional[Path], typer.Option("--baseline", readable=False, help="A saved report or checkpoint (e.g. the model before "
+                                     "fine-tuning): fail only on findings new or worse than its own, list the ones it has.")
+    ] = None,
+    write_baseline: Annotated[
+        Optional[Path], typer.Option("--write-baseline", metavar="FILE", readable=False, help="Accept today's findings once: "
+                                     "save this run's report to FILE (a baseline for --baseline) and pass.")
+    ] = None,
+    adapter: Annotated[
+        Optional[Path], typer.Option("--adapter", metavar="ADAPTER", readable=False, help="PATH is the base model: judge this "
+                                     "LoRA adapter on it (its updates, and each merged layer against the base layer).")
     ] = None,
     strip_prefix: Annotated[
         Optional[list[str]], typer.Option("--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline.")
@@ -114,14 +124,19 @@ def gate(
     """Fail (exit 1) when a checkpoint breaks the health rules; exit 2 on bad input or config.
 
     Rules come from \\[tool.weightscope.gate] in ./pyproject.toml (or --config), and flags
-    override them. Every violation is one line: rule, layer, value, limit. A rule that
-    could not be checked fails under --strict (the default).
+    override them. Every violation is one line: layer, rule, finding, limit and fix. A
+    rule that could not be checked fails under --strict (the default). With --baseline
+    only what is new or worse than the baseline's findings fails; the rest is listed as
+    accepted. A LoRA adapter (PATH an adapter directory, or --adapter) is judged by what
+    an update can break: its rank, its size against the adapter's median, dominance.
 
     Examples:
 
-      weightscope gate model.safetensors --format github
+      weightscope gate model/ --write-baseline baseline.json      (once: accept today's findings)
 
-      weightscope analyze model/ --randomize -o report.json && weightscope gate report.json --baseline base.json --max-delta-alpha 1
+      weightscope gate model/ --baseline baseline.json --format github
+
+      weightscope gate base-model/ --adapter lora-adapter/
     """
     with user_errors(debug):
         overrides = {
@@ -130,10 +145,17 @@ def gate(
             "strip-prefix": list(strip_prefix or ()),
             "exclude": list(ignore or ()),
         }
-        check_paths([output], [path, baseline, analysis.config])
+        if write_baseline is not None and adapter is not None:
+            raise WeightscopeError("--write-baseline saves a model's report; with --adapter, write one with "
+                                   "weightscope gate ADAPTER_DIR --write-baseline FILE")
+        check_paths([output, write_baseline], [path, baseline, adapter, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
         chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
-        result = run_gate(path, settings, execution=analysis.execution(), **analysis.kwargs())
+        if write_baseline is not None:
+            report, result = accept(path, settings, str(write_baseline), execution=analysis.execution(), **analysis.kwargs())
+            emit(REPORT_FORMATS["json"](report), write_baseline)
+        else:
+            result = run_gate(path, settings, adapter=adapter, execution=analysis.execution(), **analysis.kwargs())
         emit(GATE_FORMATS[chosen.value](result), output)
         if output is not None:
             say(one_line(verdict_line(result)))

@@ -1,7 +1,9 @@
 """Compare two checkpoints (or saved reports) layer by layer: `weightscope compare A B`.
 
-Layers are matched by name, optionally after stripping prefixes (``base_model.model.``) so
-a fine-tune matches its base. Each matched layer gets its change in alpha, in log norms
+Layers are paired by name, lined up across the wrappers a fine-tune adds (a task head's
+``bert.``, PEFT's ``base_model.model.`` and ``.base_layer``: `weightscope.checkpoint.names`),
+and what was removed to pair them is said; fewer than half of either side paired is an
+error, not an empty comparison. Each matched layer gets its change in alpha, in log norms
 and in verdict. When both sides are checkpoints, the weights are at hand and the update
 ΔW = W_B − W_A itself is measured: its size relative to W_A and its spectrum (stable rank,
 effective rank, the rank holding 90 % of ‖ΔW‖²). A fine-tune's update is usually of tiny
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +45,8 @@ from weightscope.analysis.layer import (
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.layers import LayerSpec, layer_matrices
-from weightscope.checkpoint.lora import AdapterReader, LoraModule, canonical_name
+from weightscope.checkpoint.lora import PEFT_IN_MEMORY, AdapterReader, LoraModule, is_peft_model
+from weightscope.checkpoint.names import Alignment, NameKey, align_names
 from weightscope.commands.sources import read_saved_report, report_for
 from weightscope.errors import WeightscopeError
 from weightscope.execution.cluster import (
@@ -123,64 +126,13 @@ class Comparison:
     mode: str = "checkpoints"
     #: layers of A that B does not change (an adapter's untouched layers), not analysed
     unchanged: list[str] = field(default_factory=list)
+    #: how the sides were read and paired: what was removed from the layer names
+    #: (`Alignment.notes`), and a PEFT model in memory read as base + adapter
+    aligned: list[str] = field(default_factory=list)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         return json_document(self)
-
-
-# --- name matching ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NameMatch:
-    """Layer names paired across two models: (matched name, name in A, name in B)."""
-
-    pairs: list[tuple[str, str, str]]
-    only_a: list[str]
-    only_b: list[str]
-
-
-def strip_name(name: str, prefixes: Iterable[str]) -> str:
-    """``name`` without the longest of ``prefixes`` it starts with."""
-    for prefix in sorted(prefixes, key=len, reverse=True):
-        if prefix and name.startswith(prefix):
-            return name[len(prefix):]
-    return name
-
-
-#: Turns a (prefix-stripped) layer name into the key it is matched by.
-NameKey = Callable[[str], str]
-
-
-def _keyed(names: list[str], prefixes: tuple[str, ...], side: str, key_of: NameKey) -> dict[str, str]:
-    keyed: dict[str, str] = {}
-    for name in names:
-        key = key_of(strip_name(name, prefixes))
-        if key in keyed:
-            raise WeightscopeError(
-                f"after stripping prefixes, {side} has two layers named {key!r} ({keyed[key]!r} and {name!r})"
-            )
-        keyed[key] = name
-    return keyed
-
-
-def match_names(
-    names_a: list[str],
-    names_b: list[str],
-    strip_prefix: Iterable[str] = (),
-    key_a: NameKey = str,
-    key_b: NameKey = str,
-) -> NameMatch:
-    """Pair layers by name after stripping prefixes (and mapping each side's names to a
-    common key, e.g. PEFT's or GGUF's names to the base's); pairs keep A's order."""
-    prefixes = tuple(strip_prefix)
-    keyed_a = _keyed(names_a, prefixes, "A", key_a)
-    keyed_b = _keyed(names_b, prefixes, "B", key_b)
-    pairs = [(key, name, keyed_b[key]) for key, name in keyed_a.items() if key in keyed_b]
-    only_a = [name for key, name in keyed_a.items() if key not in keyed_b]
-    only_b = [name for key, name in keyed_b.items() if key not in keyed_a]
-    return NameMatch(pairs, only_a, only_b)
 
 
 # --- per-layer change ------------------------------------------------------------------
@@ -267,10 +219,12 @@ def compare_reports(
     prefixes = list(strip_prefix)
     layers_a = {layer.name: layer for layer in report_a.layers}
     layers_b = {layer.name: layer for layer in report_b.layers}
-    match = match_names(list(layers_a), list(layers_b), prefixes)
+    match = align_names(list(layers_a), list(layers_b), prefixes)
+    match.check()
     changes = [layer_change(key, layers_a[na], layers_b[nb]) for key, na, nb in match.pairs]
     return Comparison(
-        report_a.source, report_b.source, False, prefixes, changes, match.only_a, match.only_b, _summarize(changes, top)
+        report_a.source, report_b.source, False, prefixes, changes, match.only_a, match.only_b, _summarize(changes, top),
+        aligned=match.notes,
     )
 
 
@@ -357,17 +311,22 @@ def _name_keys(reader_a: CheckpointReader, reader_b: CheckpointReader) -> tuple[
 
 def _pairs(
     reader_a: CheckpointReader, reader_b: CheckpointReader, options: AnalysisOptions, prefixes: tuple[str, ...]
-) -> tuple[list[_Pair], NameMatch, list[str], str]:
-    """The pairs to compare, how names matched, A's layers left unchanged, and the mode."""
+) -> tuple[list[_Pair], Alignment, list[str], str]:
+    """The pairs to compare, how names matched, A's layers left unchanged, and the mode.
+
+    Fewer than half of either side's layers paired is an error; for an adapter, of B's
+    only (it adapts a few of A's modules)."""
     if isinstance(reader_a, AdapterReader):
         raise WeightscopeError("A is a LoRA adapter: give the base model first (compare BASE ADAPTER)")
     specs_a = {s.name: s for s in select(reader_a, options).layers}
     specs_b = {s.name: s for s in select(reader_b, options).layers}
     if not isinstance(reader_b, AdapterReader):
         key_a, key_b, mode = _name_keys(reader_a, reader_b)
-        match = match_names(list(specs_a), list(specs_b), prefixes, key_a, key_b)
+        match = align_names(list(specs_a), list(specs_b), prefixes, key_a, key_b)
+        match.check()
         return [_Pair(k, specs_a[na], specs_b[nb]) for k, na, nb in match.pairs], match, [], mode
-    match = match_names(list(specs_a), list(specs_b), prefixes, key_a=canonical_name, key_b=canonical_name)
+    match = align_names(list(specs_a), list(specs_b), prefixes)
+    match.check(side_a=False)
     pairs = []
     for key, name_a, name_b in match.pairs:
         spec_a, spec_b = specs_a[name_a], specs_b[name_b]
@@ -375,7 +334,7 @@ def _pairs(
             pairs.append(_Pair(key, spec_a, _merged_spec(spec_a, spec_b.lora), spec_b.lora))
         else:
             pairs.append(_Pair(key, spec_a, spec_b))
-    return pairs, NameMatch(match.pairs, [], match.only_b), match.only_a, "adapter"
+    return pairs, dataclasses.replace(match, only_a=[]), match.only_a, "adapter"
 
 
 def compare_task(
@@ -410,7 +369,7 @@ def compare_checkpoints(
     """Compare two checkpoints pair by pair, measuring each layer's update ΔW too (locally
     through the read-ahead and worker threads; on Ray all pairs as one pool of tasks)."""
     prefixes = tuple(strip_prefix)
-    found: list[tuple[list[_Pair], NameMatch, list[str], str]] = []
+    found: list[tuple[list[_Pair], Alignment, list[str], str]] = []
 
     @contextmanager
     def local(index: int) -> Iterator[LocalBatch[_Pair, _Read, LayerChange, None]]:
@@ -461,6 +420,7 @@ def compare_checkpoints(
     return Comparison(
         source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
         _summarize(changes, top), mode=mode, unchanged=unchanged,
+        aligned=match.notes + ([f"B is {PEFT_IN_MEMORY}"] if is_peft_model(path_b) else []),
     )
 
 

@@ -23,7 +23,6 @@ raised from the training thread, before any checkpoint is analysed.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,7 @@ from weightscope.commands.monitor import Alert, growth_alerts
 from weightscope.commands.trend import GROWTH_WINDOW, block_growth
 from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
+from weightscope.patterns import compile_pattern
 from weightscope.stats.attention import check_head_split, head_bounds
 from weightscope.stats.embedding import mean_cosine, pc1_share, row_moments
 
@@ -120,10 +120,7 @@ class LiveMeasures:
                     self.notes.append(f"block {q.block}: no logit bound ({exc})")
                     continue
                 self._blocks.append(_Block(q.block, q.name, k.name, norm_gain_name(q.name, gains), split))
-        try:
-            chosen = re.compile(spectral_norms) if spectral_norms is not None else None
-        except re.error as exc:
-            raise WeightscopeError(f"spectral_norms {spectral_norms!r} is not a valid regular expression: {exc}") from None
+        chosen = compile_pattern(spectral_norms, "spectral_norms") if spectral_norms is not None else None
         matrices = [s for s in specs if len(s.info.shape) == 2 and s.part is None and s.lora is None]
         self._per_matrix = chosen is not None
         self._matrices = [

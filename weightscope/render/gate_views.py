@@ -1,13 +1,14 @@
 """Views of a `GateResult` that CI systems show natively: text, GitHub annotations, JUnit XML.
 
-Every failed check is one line naming the layer, the rule, the value and the limit.
+Every failed check is one line naming the layer, the finding (rule and message), the
+limit and the one-line fix; the failures a baseline accepted are listed after them.
 """
 
 from __future__ import annotations
 
 import re
 
-from weightscope.commands.gate import FAIL, SKIP, WARN, Check, GateResult
+from weightscope.commands.gate import ACCEPTED, FAIL, SKIP, WARN, Check, GateResult
 from weightscope.errors import one_line
 from weightscope.render.formats import Formats, json_text
 
@@ -15,8 +16,10 @@ _SHOWN = (FAIL, WARN)
 
 
 def check_line(check: Check) -> str:
-    """One check on one line: names and reasons come from files (`one_line`)."""
-    return one_line(f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})")
+    """One check on one line (names and reasons come from files: `one_line`); a failure
+    ends with its fix."""
+    line = one_line(f"[{check.rule}] {check.layer}: {check.message} (limit {check.limit})")
+    return f"{line}. Fix: {check.fix}" if check.status == FAIL and check.fix else line
 
 
 def verdict_line(result: GateResult) -> str:
@@ -26,6 +29,10 @@ def verdict_line(result: GateResult) -> str:
         f"weightscope gate {outcome} on {one_line(result.source)}: {c[FAIL]} violation(s), {c[WARN]} warning(s), "
         f"{c['pass']} check(s) passed, {c[SKIP]} skipped"
     )
+    if result.baseline is not None:
+        line += f", {c[ACCEPTED]} accepted because the baseline {one_line(result.baseline)} has them"
+    if result.base is not None:
+        line += f" (adapter judged on the base model {one_line(result.base)})"
     if c[SKIP]:
         line += f" (NOT checked: {c[SKIP]} check(s) lacked their input; --strict would fail them)"
     if result.excluded:
@@ -33,9 +40,17 @@ def verdict_line(result: GateResult) -> str:
     return line
 
 
+#: What a failing run without a baseline prints last: how to accept today's findings once.
+ACCEPT_HINT = ("to accept today's findings once and fail only on new or worse ones: "
+               "weightscope gate {source} --write-baseline baseline.json, then gate with --baseline baseline.json")
+
+
 def to_text(result: GateResult) -> str:
     lines = [f"{check.status.upper()} {check_line(check)}" for check in result.checks if check.status in _SHOWN]
-    return "\n".join([*lines, verdict_line(result)]) + "\n"
+    accepted = [f"ACCEPTED {check_line(check)}" for check in result.accepted]
+    first_run = not result.passed and result.baseline is None and result.base is None
+    hint = [ACCEPT_HINT.format(source=result.source)] if first_run else []
+    return "\n".join([*lines, *accepted, verdict_line(result), *hint]) + "\n"
 
 
 def _escape_data(text: str) -> str:
@@ -61,12 +76,14 @@ def _xml_text(text: str) -> str:
 
 
 def to_github(result: GateResult) -> str:
-    """GitHub Actions workflow commands: ``::error file=…,title=…::message`` per failure/warning."""
+    """GitHub Actions workflow commands: ``::error file=…,title=…::message`` per failure,
+    ``::warning`` per warning, ``::notice`` per finding the baseline accepted."""
+    commands = {FAIL: "error", WARN: "warning", ACCEPTED: "notice"}
     lines = []
     for check in result.checks:
-        if check.status not in _SHOWN:
+        command = commands.get(check.status)
+        if command is None:
             continue
-        command = "error" if check.status == FAIL else "warning"
         properties = f"file={_escape_property(result.source)},title={_escape_property(f'weightscope {check.rule}')}"
         lines.append(f"::{command} {properties}::{_escape_data(check_line(check))}")
     return "\n".join([*lines, verdict_line(result)]) + "\n"
@@ -87,8 +104,8 @@ def to_junit(result: GateResult) -> str:
             failure.text = _xml_text(check_line(check))
         elif check.status == SKIP:
             ET.SubElement(case, "skipped", message=_xml_text(check.message))
-        elif check.status == WARN:
-            ET.SubElement(case, "system-out").text = _xml_text(f"warning: {check_line(check)}")
+        elif check.status in (WARN, ACCEPTED):
+            ET.SubElement(case, "system-out").text = _xml_text(f"{'warning' if check.status == WARN else 'accepted'}: {check_line(check)}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 

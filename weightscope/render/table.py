@@ -107,8 +107,10 @@ def summary_text(report: Report) -> Text:
     t = report.thresholds
     low, high, random = number(t.alpha_low), number(t.alpha_high), number(t.alpha_random)
     text = Text()
-    text.append(f"{s.analysed} layers analysed, {s.failed} failed, {s.skipped} tensors skipped\n")
-    text.append("median alpha ")
+    text.append(f"{s.analysed} layers analysed, {s.failed} failed, {s.skipped} tensors skipped")
+    if s.alpha_mean is None:  # nothing fitted (an adapter's rank-r updates): no alpha figures to show
+        return _with_verdicts(text, s.verdicts)
+    text.append("\nmedian alpha ")
     text.append(fmt(s.alpha_median, 2), style=alpha_style(s.alpha_median, t) + " bold")
     text.append(f"  (MAD {fmt(s.alpha_mad, 2)}, over {s.robust_layers} layers")
     excluded = [f"{n} {why}" for n, why in ((s.excluded_no_reading, f"without a reading{_unread_verdicts(report)}"),
@@ -126,9 +128,13 @@ def summary_text(report: Report) -> Text:
             text.append(", " if index else "")
             text.append(f"{block}: ")
             text.append(fmt(median, 2), style=alpha_style(median, t))
-    if s.verdicts:
+    return _with_verdicts(text, s.verdicts)
+
+
+def _with_verdicts(text: Text, verdicts: dict[str, int]) -> Text:
+    if verdicts:
         text.append("\nverdicts: ")
-        for index, (verdict, count) in enumerate(sorted(s.verdicts.items(), key=lambda kv: -kv[1])):
+        for index, (verdict, count) in enumerate(sorted(verdicts.items(), key=lambda kv: -kv[1])):
             text.append(", " if index else "")
             text.append(f"{count} {verdict}", style=verdict_style(verdict))
     return text

@@ -99,8 +99,9 @@ def match_initialiser(matrices: list[np.ndarray], seed: int = 0) -> InitMatch | 
 
 def _ks(ordered: np.ndarray, law: str, std: float) -> float:
     """KS distance of an ascending sample from the zero-mean law with this std."""
+    model: np.ndarray
     if law == "normal":
-        model = np.asarray(0.5 * (1.0 + _erf(ordered / (std * math.sqrt(2.0)))))
+        model = 0.5 * (1.0 + np.asarray(_erf(ordered / (std * math.sqrt(2.0))), dtype=np.float64))
     else:
         bound = math.sqrt(3.0) * std
         model = np.clip((ordered + bound) / (2.0 * bound), 0.0, 1.0)

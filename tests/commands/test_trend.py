@@ -33,7 +33,7 @@ from weightscope.summary import summarize
 
 runner = CliRunner()
 DEFAULT = compile_step_pattern(None)
-EXAMPLE_RUN = Path(__file__).resolve().parent.parent / "examples" / "runs" / "tiny-lm"
+EXAMPLE_RUN = Path(__file__).resolve().parents[2] / "examples" / "runs" / "tiny-lm"
 
 
 def power_law_matrix(alpha, seed, n=128, m=96):

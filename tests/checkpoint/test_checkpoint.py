@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors.numpy
-import safetensors.torch
-import torch
 
-from weightscope.checkpoint import CheckpointReader, open_checkpoint, write_safetensors
-from weightscope.errors import CheckpointError
+torch = pytest.importorskip("torch")  # the reference decoder and the pickle writer of most tests here
+import safetensors.numpy  # noqa: E402 - after importorskip("torch")
+import safetensors.torch  # noqa: E402 - after importorskip("torch")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from weightscope.checkpoint import CheckpointReader, open_checkpoint, write_safetensors  # noqa: E402 - after importorskip("torch")
+from weightscope.errors import CheckpointError  # noqa: E402 - after importorskip("torch")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TORCH_DTYPES = {
     "F64": torch.float64,

@@ -21,7 +21,7 @@ from weightscope.stats.lognormal import (
     normal_log_sf,
 )
 
-MINILM = Path(__file__).parent / "data" / "minilm_evals.npz"
+MINILM = Path(__file__).parents[1] / "data" / "minilm_evals.npz"
 
 # z from −30 to 1e4: the erfc branches, both sides of the switch to the continued
 # fraction at 4, and far beyond where 1 − Φ(z) underflows (z ≈ 38).

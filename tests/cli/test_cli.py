@@ -16,7 +16,7 @@ from tests.helpers import gaussian, planted_power_law
 from weightscope._version import __version__
 from weightscope.cli import app
 
-EXAMPLE_RUN = Path(__file__).resolve().parents[1] / "examples" / "runs" / "tiny-lm"
+EXAMPLE_RUN = Path(__file__).resolve().parents[2] / "examples" / "runs" / "tiny-lm"
 
 
 def _step(path: Path) -> int:

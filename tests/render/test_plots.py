@@ -30,7 +30,7 @@ from weightscope.render.plots import (
 from weightscope.report import DragonKings, FitTrust, LayerResult, MPBulk, Report
 from weightscope.summary import summarize
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_python(script: str) -> subprocess.CompletedProcess[str]:

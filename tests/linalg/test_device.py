@@ -11,7 +11,7 @@ from weightscope.errors import WeightscopeError
 from weightscope.linalg.device import eigen_flops, resolve_device
 from weightscope.linalg.spectrum import SpectrumOptions, esd, gram_eigenvalues
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 torch = pytest.importorskip("torch")
 from weightscope.linalg.device import torch_gram_eigenvalues  # noqa: E402 - after importorskip("torch")

@@ -174,7 +174,7 @@ def assert_self_contained(html: str) -> None:
 
 
 def test_trend_page(tmp_path):
-    from tests.test_plots import synthetic_trend
+    from tests.render.test_plots import synthetic_trend
     from weightscope.render.html_trend import write_trend_html
 
     trend = synthetic_trend()
@@ -210,7 +210,7 @@ def test_compare_page():
 
 @needs_chromium
 def test_trend_page_opens_in_a_headless_browser_and_sorts_by_a_step(tmp_path):
-    from tests.test_plots import synthetic_trend
+    from tests.render.test_plots import synthetic_trend
     from weightscope.render.html_trend import write_trend_html
 
     trend = synthetic_trend()

@@ -33,7 +33,7 @@ def test_a_slow_writer_is_never_read_early(tmp_path, monkeypatch):
     steps = [10, 20, 30]
     writer = subprocess.Popen(
         [sys.executable, "-m", "tests.monitor_runs", str(run), "--steps", *map(str, steps), "--chunks", "3", "--pause", "0.5"],
-        cwd=Path(__file__).parents[1], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        cwd=Path(__file__).parents[2], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     final_sizes = {step: len(checkpoint_bytes(step, saves, planted=False)) for saves, step in enumerate(steps)}
     analysed_sizes: list[dict[str, int]] = []

@@ -226,7 +226,7 @@ def test_concurrent_processes_share_one_store(tmp_path):
     import subprocess
     import sys
 
-    script = "import sys; from tests.test_cache import churn; sys.exit(1 if churn(sys.argv[1], int(sys.argv[2]), 150) else 0)"
+    script = "import sys; from tests.execution.test_cache import churn; sys.exit(1 if churn(sys.argv[1], int(sys.argv[2]), 150) else 0)"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workers = [
         subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), str(seed)], cwd=root, stderr=subprocess.PIPE, text=True)

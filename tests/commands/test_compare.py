@@ -13,12 +13,12 @@ import weightscope.commands.compare as compare_module
 from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint import write_safetensors
 from weightscope.checkpoint.layers import layer_matrices
+from weightscope.checkpoint.names import align_names
 from weightscope.cli import app
 from weightscope.commands.compare import (
     compare,
     compare_reports,
     got_worse,
-    match_names,
 )
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Execution
@@ -94,19 +94,55 @@ def test_planted_rank_r_update_is_measured(models):
     assert all(change.alpha_b == alone[change.name] for change in result.layers)
 
 
-def test_strip_prefix_matches_a_renamed_copy(models):
-    unmatched = compare(models["a"], models["prefixed"])
-    assert unmatched.layers == [] and len(unmatched.only_a) == len(unmatched.only_b) == 5
+def test_a_renamed_copy_lines_up_without_options_and_says_so(models):
+    aligned = compare(models["a"], models["prefixed"])
+    assert [c.name for c in aligned.layers] == NAMES and aligned.only_a == aligned.only_b == []
+    assert aligned.aligned == ["removed the prefix 'base_model.' from B's layer names"]
     result = compare(models["prefixed"], models["a"], strip_prefix=["base_model."])
+    assert result.aligned == []
     assert [c.name for c in result.layers] == NAMES
     assert {c.name_a for c in result.layers} == {f"base_model.{n}" for n in NAMES}
     assert all(c.update.relative_norm == 0.0 and c.delta_alpha == 0.0 for c in result.layers)
 
 
+def test_a_task_heads_prefix_lines_up_on_the_command_line_and_is_said(models, tmp_path):
+    head = tmp_path / "head.safetensors"
+    weights = base_weights()
+    write_safetensors(head, {**{f"bert.{name}": w for name, w in weights.items()}, "classifier.weight": np.ones((2, 96), np.float32)})
+    result = runner.invoke(app, ["compare", str(models["a"]), str(head), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [c["name"] for c in data["layers"]] == NAMES and data["aligned"] == ["removed the prefix 'bert.' from B's layer names"]
+    assert "aligned names: removed the prefix 'bert.' from B's layer names" in result.stderr
+
+
+def test_checkpoints_sharing_no_names_are_an_error_with_the_hint(models, tmp_path):
+    other = tmp_path / "other.safetensors"
+    write_safetensors(other, {f"net.{i}.proj.weight": w for i, w in enumerate(base_weights().values())})
+    result = runner.invoke(app, ["compare", str(models["a"]), str(other)])
+    assert result.exit_code == 2
+    assert "only 0 of A's 5 layers matched" in result.output and "--strip-prefix" in result.output
+    assert "net.0.proj.weight" in result.output and "Traceback" not in result.output
+    with pytest.raises(WeightscopeError, match="strip_prefix= in Python"):
+        compare(models["a"], other)
+    half = align_names(["x.a", "x.b", "x.c", "x.d"], ["x.a", "x.b", "y.c"])
+    half.check()  # 2 of 4 and 2 of 3 paired: at least half of each side
+    lopsided = align_names(["x.a", "x.b", "x.c", "x.d"], ["x.a", "x.b", "y.c", "y.d", "y.e"])
+    with pytest.raises(WeightscopeError, match="only 2 of B's 5 layers"):
+        lopsided.check()
+    lopsided.check(side_b=False)
+
+
+def test_prefixes_are_only_removed_from_one_side():
+    """Stripping encoder. from one side and decoder. from the other would pair different weights."""
+    result = align_names(["encoder.0.w", "encoder.1.w"], ["decoder.0.w", "decoder.1.w"])
+    assert result.pairs == [] and (result.prefix_a, result.prefix_b) == ("", "")
+
+
 def test_stripping_into_a_collision_is_an_error():
     with pytest.raises(WeightscopeError, match="two layers named 'x'"):
-        match_names(["a.x", "b.x"], ["x"], ["a.", "b."])
-    assert match_names(["base_model.model.x"], ["model.x"], ["model.", "base_model.model."]).pairs == [
+        align_names(["a.x", "b.x"], ["x"], ["a.", "b."])
+    assert align_names(["base_model.model.x"], ["model.x"], ["model.", "base_model.model."]).pairs == [
         ("x", "base_model.model.x", "model.x")
     ]
 

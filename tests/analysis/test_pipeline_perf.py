@@ -27,7 +27,7 @@ from weightscope.linalg._lapack import ROUTINES, lapack_solver
 from weightscope.linalg.spectrum import SpectrumOptions, esd, symmetric_eigenvalues
 from weightscope.options import AnalysisOptions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_CACHE = Execution(cache=False)
 
 
@@ -268,7 +268,7 @@ def test_auto_precision_agrees_with_float64(model):
 @pytest.mark.parametrize("step", [0, 200, 1500])
 def test_auto_precision_tells_the_example_runs_story_as_float64(step):
     """Real trained BF16 checkpoints (examples/): float32 by default changes no verdict."""
-    path = Path(__file__).parents[1] / "examples" / "runs" / "tiny-lm" / f"step-{step}" / "model.safetensors"
+    path = Path(__file__).parents[2] / "examples" / "runs" / "tiny-lm" / f"step-{step}" / "model.safetensors"
     auto = weightscope.analyze(path, execution=NO_CACHE)
     exact = weightscope.analyze(path, eig_dtype="float64", execution=NO_CACHE)
     for a, b in zip(auto.layers, exact.layers, strict=True):
@@ -321,7 +321,7 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 def test_a_default_analysis_imports_neither_scipy_nor_torch():
     """Start-up is most of a small model's run: scipy's import alone costs ~0.25 s here,
     torch's seconds. The default path (read, spectrum, fit, every check) needs neither."""
-    path = Path(__file__).parents[1] / "examples" / "runs" / "tiny-lm" / "step-200" / "model.safetensors"
+    path = Path(__file__).parents[2] / "examples" / "runs" / "tiny-lm" / "step-200" / "model.safetensors"
     script = (
         "import sys, weightscope\n"
         "from weightscope.execution.plan import Execution\n"

@@ -35,7 +35,7 @@ from weightscope.stats.series import (
 )
 from weightscope.summary import summarize
 
-EXAMPLE_RUN = Path(__file__).resolve().parent.parent / "examples" / "runs" / "tiny-lm"
+EXAMPLE_RUN = Path(__file__).resolve().parents[2] / "examples" / "runs" / "tiny-lm"
 STEPS = [0, 100, 200, 400, 800, 1600]
 
 

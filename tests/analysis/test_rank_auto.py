@@ -2,9 +2,9 @@
 
 "auto" solves in float32 and counts the eigenvalues at numerical zero in float64 by
 inertia where float32 cannot settle them (`weightscope.analysis.spectra`). Each case below
-is a matrix of a rank test elsewhere (tests/test_checks.py, tests/test_pipeline_perf.py),
+is a matrix of a rank test elsewhere (tests/test_checks.py, tests/analysis/test_pipeline_perf.py),
 stored in its dtype and analysed end to end both ways; the numerical rank, rank_loss and
-verdict must be equal (tests/test_operation_counts.py checks that no layer was solved twice).
+verdict must be equal (tests/analysis/test_operation_counts.py checks that no layer was solved twice).
 """
 
 from __future__ import annotations

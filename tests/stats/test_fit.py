@@ -34,7 +34,7 @@ from weightscope.stats.fit import (
     scan_xmin,
 )
 
-MINILM = Path(__file__).parent / "data" / "minilm_evals.npz"
+MINILM = Path(__file__).parents[1] / "data" / "minilm_evals.npz"
 ALPHA_RANGE = {"alpha": [1, None]}
 
 

@@ -28,7 +28,7 @@ from weightscope.execution.cache import RACY_SECONDS
 from weightscope.execution.plan import Execution
 from weightscope.render.formats import json_text as to_json
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "examples" / "runs" / "tiny-lm"
 LOCAL = Execution(cache=False)
 ON_RAY = Execution(cache=False, executor="ray")
