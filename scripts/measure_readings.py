@@ -86,7 +86,7 @@ def previous_rule(evals: np.ndarray, fit, trust, mp, thresholds: Thresholds) -> 
     at most 0.3, no better lognormal or exponential, no bulk-edge tail."""
     xmins, alphas = candidate_alphas(evals, min_tail=1)
     chosen = int(np.argmin(np.abs(xmins - fit.xmin)))
-    window = alphas[max(0, chosen - 3): chosen + 4]
+    window = alphas[max(0, chosen - 3) : chosen + 4]
     window = window[np.isfinite(window)]
     stable = len(window) > 0 and float(np.max(window) - np.min(window)) <= 0.3
     bulk_edge = mp.ks <= thresholds.mp_ks_max and fit.xmin < mp.bulk_max
@@ -126,11 +126,17 @@ def measure(family: str, n: int, reps: int, thresholds: Thresholds) -> dict[str,
                 short_right += named
         if trust.alpha_spread is not None and fit.sigma:
             ratios.append(trust.alpha_spread / fit.sigma)
-    q95, q99 = (np.quantile(ratios, [0.95, 0.99]) if ratios else (np.nan, np.nan))
+    q95, q99 = np.quantile(ratios, [0.95, 0.99]) if ratios else (np.nan, np.nan)
     read = reps - after
-    return {"previous": before / reps, "now": after / reps, "solid": solid / reps, "q95": q95, "q99": q99,
-            "right": right / read if read and true_alpha is not None else float("nan"),
-            "short": f"{short_right}/{short}" if true_alpha is not None else ""}
+    return {
+        "previous": before / reps,
+        "now": after / reps,
+        "solid": solid / reps,
+        "q95": q95,
+        "q99": q99,
+        "right": right / read if read and true_alpha is not None else float("nan"),
+        "short": f"{short_right}/{short}" if true_alpha is not None else "",
+    }
 
 
 def main() -> None:
@@ -141,16 +147,21 @@ def main() -> None:
     args = parser.parse_args()
     thresholds = Thresholds()
     sizes = [int(s) for s in args.sizes.split(",")]
-    print("| tail | n | no reading, previous rule | no reading, now | solid | true band read | of them tails < 20 "
-          "| spread/σ q95 | q99 |")
+    print(
+        "| tail | n | no reading, previous rule | no reading, now | solid | true band read | of them tails < 20 "
+        "| spread/σ q95 | q99 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for family in args.families.split(","):
         for n in sizes:
             reps = args.reps if family != "MP" else max(10, args.reps * 100 // max(n, 100))
             r = measure(family, n, reps, thresholds)
             right = "" if np.isnan(r["right"]) else f"{r['right']:.0%}"
-            print(f"| {family} | {n} | {r['previous']:.0%} | {r['now']:.0%} | {r['solid']:.0%} | {right} | {r['short']} | "
-                  f"{r['q95']:.2f} | {r['q99']:.2f} |", flush=True)
+            print(
+                f"| {family} | {n} | {r['previous']:.0%} | {r['now']:.0%} | {r['solid']:.0%} | {right} | {r['short']} | "
+                f"{r['q95']:.2f} | {r['q99']:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

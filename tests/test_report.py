@@ -27,14 +27,22 @@ def make_report():
     layers = [
         layer("a", 2.5, mp=MPBulk(1.0, 0.1, 2.0, 3, 0.4), flags=["x"], reasons=["why"]),
         layer("b", 7.5, traps=Traps(1, 5.0, 2.0, [TrapEntry(3, 4, 9.5, 40.0)])),
-        layer("c", 1.5, fit_trust=FitTrust(True, False, False, 0.2, LikelihoodRatio(1.5, 0.03), None), verdict="no-reading",
-              confidence=None, advice="alpha carries no information"),
+        layer(
+            "c",
+            1.5,
+            fit_trust=FitTrust(True, False, False, 0.2, LikelihoodRatio(1.5, 0.03), None),
+            verdict="no-reading",
+            confidence=None,
+            advice="alpha carries no information",
+        ),
         LayerResult("d", "o", 1, (64, 64), "F32", "failed", reason="weights contain 1 NaN and 0 Inf values"),
         layer("e", 9.5, verdict="random-like"),
         layer("f", 3.5, verdict="healthy"),
     ]
     skipped = [SkippedTensor("bias", (64,), "F32", "1-D tensor (bias or norm)")]
-    return Report("m.safetensors", "safetensors", "0.1.0", {"min_evals": 50}, layers, skipped, summarize(layers, skipped))
+    return Report(
+        "m.safetensors", "safetensors", "0.1.0", {"min_evals": 50}, layers, skipped, summarize(layers, skipped)
+    )
 
 
 def test_json_round_trip_is_exact():
@@ -70,8 +78,15 @@ def test_a_report_2_document_still_loads_with_the_new_vocabulary():
     healthy fit as a solid reading, and the summary's counts follow."""
     data = make_report().to_dict()
     data["schema"] = "weightscope.report/2"
-    trust = {"tail_ok": True, "ks_ok": True, "stable": True, "alpha_spread": 0.1, "vs_lognormal": None,
-             "vs_exponential": None, "trusted": True}
+    trust = {
+        "tail_ok": True,
+        "ks_ok": True,
+        "stable": True,
+        "alpha_spread": 0.1,
+        "vs_lognormal": None,
+        "vs_exponential": None,
+        "trusted": True,
+    }
     for entry in data["layers"]:
         del entry["confidence"], entry["advice"]
     data["layers"][0].update(verdict="untrusted-fit", flags=["bulk-edge-tail"], fit_trust=trust)

@@ -250,8 +250,10 @@ class Report:
         naming the field, rather than failing later in compare, gate or trend.
         """
         if isinstance(data, dict) and data.get("schema") == "weightscope.report/1":
-            raise WeightscopeError("this report was written by an older weightscope (schema report/1, whose "
-                                   "lambda_max/log_norm were σ²/N); analyse the checkpoint again")
+            raise WeightscopeError(
+                "this report was written by an older weightscope (schema report/1, whose "
+                "lambda_max/log_norm were σ²/N); analyse the checkpoint again"
+            )
         if isinstance(data, dict) and data.get("schema") in _UPGRADABLE:
             data = _upgraded(data)
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -292,9 +294,13 @@ def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
         if isinstance(layer.get("flags"), list):
             layer["flags"] = [vocabulary.current_name(f) if isinstance(f, str) else f for f in layer["flags"]]
         trust = layer.get("fit_trust")
-        trusted = isinstance(trust, dict) and trust.get("trusted") is True and layer.get("verdict") != vocabulary.NO_READING
+        trusted = (
+            isinstance(trust, dict) and trust.get("trusted") is True and layer.get("verdict") != vocabulary.NO_READING
+        )
         layer.setdefault("confidence", "solid" if trusted else None)
-        layer.setdefault("advice", vocabulary.advice(layer.get("verdict")) if isinstance(layer.get("verdict"), str) else "")
+        layer.setdefault(
+            "advice", vocabulary.advice(layer.get("verdict")) if isinstance(layer.get("verdict"), str) else ""
+        )
         layers.append(layer)
     summary = data.get("summary")
     if isinstance(summary, dict) and "excluded_untrusted" in summary:
@@ -346,7 +352,11 @@ class _Wrong(ValueError):
 
 
 def _wrong(expected: str, value: Any) -> _Wrong:
-    shown = f"a {len(str(abs(value)))}-digit integer" if isinstance(value, int) and abs(value) > 10**60 else repr(str(value)[:60])
+    shown = (
+        f"a {len(str(abs(value)))}-digit integer"
+        if isinstance(value, int) and abs(value) > 10**60
+        else repr(str(value)[:60])
+    )
     return _Wrong(f"expected {expected}, got {shown}")
 
 
@@ -467,7 +477,14 @@ def _dataclass_converter(cls: Any) -> Convert:
     hints = typing.get_type_hints(cls)
     if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
         return _checked_dataclass_converter(cls, hints)
-    namespace: dict[str, Any] = {"cls": cls, "new": object.__new__, "MISSING": _MISSING, "at": _at, "wrong": _wrong, "Wrong": _Wrong}
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "new": object.__new__,
+        "MISSING": _MISSING,
+        "at": _at,
+        "wrong": _wrong,
+        "Wrong": _Wrong,
+    }
     lines = [
         "def convert(value):",
         "    if value.__class__ is not dict:",

@@ -106,104 +106,166 @@ VERDICTS = (
 CONFIDENCES = {
     "solid": "the exact power law fits the tail, and alpha is stable within its own error",
     "approximate": "alpha is stable within its own error, but the exact power law is rejected: "
-                   "alpha summarises a heavy tail that is not exactly a power law",
+    "alpha summarises a heavy tail that is not exactly a power law",
 }
 
 FINDINGS: tuple[Finding, ...] = (
     # --- verdicts ---------------------------------------------------------------------
-    Finding("healthy", Severity.OK,
-            "Alpha lies in the band of well-trained layers.",
-            "Nothing to do.", marker="o"),
-    Finding("no-reading", Severity.NOTE,
-            "Alpha carries no information about training here (too small a tail, alpha unstable "
-            "beyond its own error, or the tail is the random bulk's edge); this is not a fault.",
-            "Nothing to fix: judge this layer by its neighbours of the same kind, or over a run with `trend`.",
-            marker="o"),
-    Finding("over-trained", Severity.WARNING,
-            "Alpha is below the band: the layer's spectrum is unusually heavy-tailed, which HTSR reads as "
-            "over-fit or over-trained.",
-            "Compare with the base model or an earlier checkpoint (`compare`, `trend`); if alpha keeps "
-            "falling, consider stopping earlier, a lower learning rate or more regularisation.",
-            marker="v"),
-    Finding("under-trained", Severity.WARNING,
-            "Alpha is above the band: the layer has learned little structure yet.",
-            "Expected early in training or for layers a task barely uses; if it persists at the end of "
-            "training, check that the layer receives gradient (frozen, detached, tiny learning rate).",
-            marker="^", untrained=True),
-    Finding("random-like", Severity.FAILURE,
-            "The spectrum cannot be told from that of a random matrix of the same shape: nothing "
-            "learned shows in it.",
-            "Check that the layer was trained and loaded (not reset or re-initialised); a layer the "
-            "training never uses (e.g. an unused pooler) can be accepted with the gate's exclude.",
-            marker="s", untrained=True),
-    Finding("looks-untrained", Severity.FAILURE,
-            "The spectrum is random-like and the entries look like a fresh initial draw (their law and scale "
-            "match an initialiser): the layer looks untrained or reset.",
-            "Check that the weights were loaded and trained (a reset, a skipped load, a frozen layer); a layer "
-            "the training never uses can be accepted with the gate's exclude.", marker="s", untrained=True),
-    Finding("correlation-trap", Severity.FAILURE,
-            "A few outsized weights dominate the spectrum and change alpha's reading.",
-            "Look at the listed entries (row, col): a loading bug, an overflow or a diverging update "
-            "often leaves such values; clip or re-train if they are not intended.",
-            marker="X"),
-    Finding("rank-collapsed", Severity.FAILURE,
-            "A large share of the layer's directions are numerically zero: it uses far fewer "
-            "dimensions than its shape.",
-            "Check for dead units, a collapse during training or a pruning/merge step that zeroed "
-            "the matrix.", marker="D"),
-    Finding("failed", Severity.FAILURE,
-            "The layer could not be analysed (non-finite weights, or no spectrum to fit).",
-            "Read the reason: NaN or inf weights mean a diverged or corrupted checkpoint.", marker="x"),
+    Finding("healthy", Severity.OK, "Alpha lies in the band of well-trained layers.", "Nothing to do.", marker="o"),
+    Finding(
+        "no-reading",
+        Severity.NOTE,
+        "Alpha carries no information about training here (too small a tail, alpha unstable "
+        "beyond its own error, or the tail is the random bulk's edge); this is not a fault.",
+        "Nothing to fix: judge this layer by its neighbours of the same kind, or over a run with `trend`.",
+        marker="o",
+    ),
+    Finding(
+        "over-trained",
+        Severity.WARNING,
+        "Alpha is below the band: the layer's spectrum is unusually heavy-tailed, which HTSR reads as "
+        "over-fit or over-trained.",
+        "Compare with the base model or an earlier checkpoint (`compare`, `trend`); if alpha keeps "
+        "falling, consider stopping earlier, a lower learning rate or more regularisation.",
+        marker="v",
+    ),
+    Finding(
+        "under-trained",
+        Severity.WARNING,
+        "Alpha is above the band: the layer has learned little structure yet.",
+        "Expected early in training or for layers a task barely uses; if it persists at the end of "
+        "training, check that the layer receives gradient (frozen, detached, tiny learning rate).",
+        marker="^",
+        untrained=True,
+    ),
+    Finding(
+        "random-like",
+        Severity.FAILURE,
+        "The spectrum cannot be told from that of a random matrix of the same shape: nothing learned shows in it.",
+        "Check that the layer was trained and loaded (not reset or re-initialised); a layer the "
+        "training never uses (e.g. an unused pooler) can be accepted with the gate's exclude.",
+        marker="s",
+        untrained=True,
+    ),
+    Finding(
+        "looks-untrained",
+        Severity.FAILURE,
+        "The spectrum is random-like and the entries look like a fresh initial draw (their law and scale "
+        "match an initialiser): the layer looks untrained or reset.",
+        "Check that the weights were loaded and trained (a reset, a skipped load, a frozen layer); a layer "
+        "the training never uses can be accepted with the gate's exclude.",
+        marker="s",
+        untrained=True,
+    ),
+    Finding(
+        "correlation-trap",
+        Severity.FAILURE,
+        "A few outsized weights dominate the spectrum and change alpha's reading.",
+        "Look at the listed entries (row, col): a loading bug, an overflow or a diverging update "
+        "often leaves such values; clip or re-train if they are not intended.",
+        marker="X",
+    ),
+    Finding(
+        "rank-collapsed",
+        Severity.FAILURE,
+        "A large share of the layer's directions are numerically zero: it uses far fewer dimensions than its shape.",
+        "Check for dead units, a collapse during training or a pruning/merge step that zeroed the matrix.",
+        marker="D",
+    ),
+    Finding(
+        "failed",
+        Severity.FAILURE,
+        "The layer could not be analysed (non-finite weights, or no spectrum to fit).",
+        "Read the reason: NaN or inf weights mean a diverged or corrupted checkpoint.",
+        marker="x",
+    ),
     # --- flags: why there is no reading -----------------------------------------------
-    Finding("tiny-tail", Severity.NOTE,
-            "The spectrum's tail holds too few eigenvalues for alpha to mean anything.",
-            "Nothing to fix; small matrices often have no usable tail."),
-    Finding("unstable-alpha", Severity.NOTE,
-            "Alpha moves more than its own standard error when the tail's start shifts slightly.",
-            "Nothing to fix; alpha is not a stable summary of this spectrum."),
-    Finding("bulk-edge-tail", Severity.NOTE,
-            "The fitted tail is the upper edge of a random-looking bulk, not a heavy tail.",
-            "Nothing to fix; alpha describes the bulk's edge, not training."),
-    Finding("fit-failed", Severity.NOTE,
-            "No power law could be fitted to the spectrum.",
-            "Nothing to fix unless the weights are broken (see the reason)."),
-    Finding("non-finite", Severity.FAILURE,
-            "The weights hold NaN or inf values.",
-            "The checkpoint diverged or is corrupted: go back to an earlier one."),
+    Finding(
+        "tiny-tail",
+        Severity.NOTE,
+        "The spectrum's tail holds too few eigenvalues for alpha to mean anything.",
+        "Nothing to fix; small matrices often have no usable tail.",
+    ),
+    Finding(
+        "unstable-alpha",
+        Severity.NOTE,
+        "Alpha moves more than its own standard error when the tail's start shifts slightly.",
+        "Nothing to fix; alpha is not a stable summary of this spectrum.",
+    ),
+    Finding(
+        "bulk-edge-tail",
+        Severity.NOTE,
+        "The fitted tail is the upper edge of a random-looking bulk, not a heavy tail.",
+        "Nothing to fix; alpha describes the bulk's edge, not training.",
+    ),
+    Finding(
+        "fit-failed",
+        Severity.NOTE,
+        "No power law could be fitted to the spectrum.",
+        "Nothing to fix unless the weights are broken (see the reason).",
+    ),
+    Finding(
+        "non-finite",
+        Severity.FAILURE,
+        "The weights hold NaN or inf values.",
+        "The checkpoint diverged or is corrupted: go back to an earlier one.",
+    ),
     # --- flags: how close the tail is to an exact power law (the fit's confidence) ----
-    Finding("small-tail", Severity.NOTE,
-            "The tail is too short to test whether it is exactly a power law.",
-            "Nothing to fix; alpha is read as an approximate summary of the tail."),
-    Finding("ks-reject", Severity.NOTE,
-            "The tail is not exactly a power law (KS test).",
-            "Nothing to fix; alpha is read as an approximate summary of the tail."),
-    Finding("lognormal-better", Severity.NOTE,
-            "A lognormal describes the tail better than a power law.",
-            "Nothing to fix; alpha is read as an approximate summary of the tail."),
-    Finding("exponential-better", Severity.NOTE,
-            "An exponential describes the tail better than a power law (a light tail).",
-            "Nothing to fix; alpha is read as an approximate summary of the tail."),
+    Finding(
+        "small-tail",
+        Severity.NOTE,
+        "The tail is too short to test whether it is exactly a power law.",
+        "Nothing to fix; alpha is read as an approximate summary of the tail.",
+    ),
+    Finding(
+        "ks-reject",
+        Severity.NOTE,
+        "The tail is not exactly a power law (KS test).",
+        "Nothing to fix; alpha is read as an approximate summary of the tail.",
+    ),
+    Finding(
+        "lognormal-better",
+        Severity.NOTE,
+        "A lognormal describes the tail better than a power law.",
+        "Nothing to fix; alpha is read as an approximate summary of the tail.",
+    ),
+    Finding(
+        "exponential-better",
+        Severity.NOTE,
+        "An exponential describes the tail better than a power law (a light tail).",
+        "Nothing to fix; alpha is read as an approximate summary of the tail.",
+    ),
     # --- flags: further observations ---------------------------------------------------
-    Finding("alpha-low", Severity.NOTE,
-            "Alpha is below the band.",
-            "See the verdict: it says whether alpha can be read."),
-    Finding("alpha-high", Severity.NOTE,
-            "Alpha is above the band.",
-            "See the verdict: it says whether alpha can be read."),
-    Finding("outsized-entries", Severity.NOTE,
-            "A few weights are far larger than the rest of the matrix, but they do not change the reading of its "
-            "spectrum.",
-            "Usually harmless (e.g. BERT-style outlier dimensions); check the listed entries if they are not expected."),
-    Finding("dead-channels", Severity.NOTE,
-            "Some input or output channels are exactly zero: dead units, judged apart from the rank of the rest.",
-            "Usually harmless (pruned or never-activated units); check them if the layer should use every channel."),
-    Finding("trap-without-impact", Severity.NOTE,
-            "A few outsized weights stand out, but alpha reads the same without them.",
-            "Usually harmless (e.g. BERT-style outlier dimensions); check the listed entries if they "
-            "are not expected."),
-    Finding("dragon-kings", Severity.NOTE,
-            "A few eigenvalues lie far beyond the fitted tail: strong, isolated directions.",
-            "Usually harmless; alpha without them is in the reason."),
+    Finding(
+        "alpha-low", Severity.NOTE, "Alpha is below the band.", "See the verdict: it says whether alpha can be read."
+    ),
+    Finding(
+        "alpha-high", Severity.NOTE, "Alpha is above the band.", "See the verdict: it says whether alpha can be read."
+    ),
+    Finding(
+        "outsized-entries",
+        Severity.NOTE,
+        "A few weights are far larger than the rest of the matrix, but they do not change the reading of its spectrum.",
+        "Usually harmless (e.g. BERT-style outlier dimensions); check the listed entries if they are not expected.",
+    ),
+    Finding(
+        "dead-channels",
+        Severity.NOTE,
+        "Some input or output channels are exactly zero: dead units, judged apart from the rank of the rest.",
+        "Usually harmless (pruned or never-activated units); check them if the layer should use every channel.",
+    ),
+    Finding(
+        "trap-without-impact",
+        Severity.NOTE,
+        "A few outsized weights stand out, but alpha reads the same without them.",
+        "Usually harmless (e.g. BERT-style outlier dimensions); check the listed entries if they are not expected.",
+    ),
+    Finding(
+        "dragon-kings",
+        Severity.NOTE,
+        "A few eigenvalues lie far beyond the fitted tail: strong, isolated directions.",
+        "Usually harmless; alpha without them is in the reason.",
+    ),
 )
 
 #: The flags that take a layer's reading of alpha away (verdict `NO_READING` unless a

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.figure import Figure
 
+
 def verdict_marker(verdict: str | None) -> str:
     """A verdict's marker (matplotlib names; the HTML's SVG draws the same shapes), from
     `weightscope.vocabulary`."""
@@ -96,7 +97,11 @@ def depth_axis(kinds: Sequence[str], blocks: Sequence[int | None]) -> DepthAxis:
 
 def _alpha_bins(alphas: np.ndarray) -> np.ndarray:
     edges = np.histogram_bin_edges(alphas, bins="auto")
-    return edges if edges.size <= MAX_HISTOGRAM_BINS + 1 else np.linspace(alphas.min(), alphas.max(), MAX_HISTOGRAM_BINS + 1)
+    return (
+        edges
+        if edges.size <= MAX_HISTOGRAM_BINS + 1
+        else np.linspace(alphas.min(), alphas.max(), MAX_HISTOGRAM_BINS + 1)
+    )
 
 
 def summary_figure(report: Report) -> Figure:
@@ -119,22 +124,34 @@ def summary_figure(report: Report) -> Figure:
         for read in (True, False):
             for verdict in verdicts:
                 chosen = [
-                    i for i, layer in enumerate(fitted)
+                    i
+                    for i, layer in enumerate(fitted)
                     if layer.kind == kind and layer.has_reading == read and (layer.verdict or "") == verdict
                 ]
                 if chosen:
                     by_depth.scatter(
-                        [axis.positions[i] for i in chosen], alphas[chosen], s=44, linewidths=1.6,
+                        [axis.positions[i] for i in chosen],
+                        alphas[chosen],
+                        s=44,
+                        linewidths=1.6,
                         marker=verdict_marker(verdict or None),
-                        facecolors=color if read else "none", edgecolors=color, zorder=3,
+                        facecolors=color if read else "none",
+                        edgecolors=color,
+                        zorder=3,
                         gid=f"alpha:{kind}:{'read' if read else 'unread'}:{verdict or 'none'}",
                     )
         handles.append(Line2D([], [], ls="", marker="o", color=color, label=kind))
     if any(not layer.has_reading for layer in fitted):
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey", mew=1.6, label="no reading of alpha"))
     for verdict in verdicts:
-        if verdict_marker(verdict or None) != verdict_marker("healthy"):  # a circle is the default, not a shape to explain
-            handles.append(Line2D([], [], ls="", marker=verdict_marker(verdict or None), color="grey", label=verdict or "no verdict"))
+        if verdict_marker(verdict or None) != verdict_marker(
+            "healthy"
+        ):  # a circle is the default, not a shape to explain
+            handles.append(
+                Line2D(
+                    [], [], ls="", marker=verdict_marker(verdict or None), color="grey", label=verdict or "no verdict"
+                )
+            )
     handles.append(Patch(color=BAND_COLOR, alpha=BAND_ALPHA * 2, label=f"healthy band {band_text(band)}"))
     median = report.summary.alpha_median
     if median is not None:
@@ -147,7 +164,9 @@ def summary_figure(report: Report) -> Figure:
     by_depth.set_ylabel("alpha (power-law exponent of the ESD tail)")
     if alphas.size:
         by_depth.set_ylim(min(band.alpha_low - 1.0, alphas.min() - 0.5), max(band.alpha_high + 1.0, alphas.max() + 0.5))
-        _, _, bars = histogram.hist(alphas, bins=_alpha_bins(alphas), orientation="horizontal", color="#4c72b0", alpha=0.8)
+        _, _, bars = histogram.hist(
+            alphas, bins=_alpha_bins(alphas), orientation="horizontal", color="#4c72b0", alpha=0.8
+        )
         tag_artists(bars, "alpha-histogram")
     histogram.set_xlabel("number of layers")
     histogram.set_title("alpha histogram", fontsize=10)
