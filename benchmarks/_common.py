@@ -70,7 +70,9 @@ def planted_weight(rng: np.random.Generator, shape: tuple[int, int], alpha: floa
     return np.ascontiguousarray(planted(rng, cols, rows, alpha).T)
 
 
-def write_sharded(directory: Path, shards: dict[str, dict[str, tuple[tuple[int, int], float]]], dtype: str, seed: int = 0) -> Path:
+def write_sharded(
+    directory: Path, shards: dict[str, dict[str, tuple[tuple[int, int], float]]], dtype: str, seed: int = 0
+) -> Path:
     """Write shards {file: {tensor: (shape, alpha)}} with a Hugging Face index; one tensor
     is generated at a time, so the writer holds at most one shard's tensors."""
     index = directory / "model.safetensors.index.json"
@@ -88,7 +90,9 @@ def write_sharded(directory: Path, shards: dict[str, dict[str, tuple[tuple[int, 
     return directory
 
 
-def llama_block_shards(hidden: int, ffn: int, blocks: range = range(1)) -> dict[str, dict[str, tuple[tuple[int, int], float]]]:
+def llama_block_shards(
+    hidden: int, ffn: int, blocks: range = range(1)
+) -> dict[str, dict[str, tuple[tuple[int, int], float]]]:
     """Llama blocks (q, k, v, o: hidden²; gate, up: ffn×hidden; down: hidden×ffn), attention
     and MLP in separate shards, each layer with its own planted alpha (2.5–5)."""
     shards: dict[str, dict[str, tuple[tuple[int, int], float]]] = {}
@@ -96,7 +100,8 @@ def llama_block_shards(hidden: int, ffn: int, blocks: range = range(1)) -> dict[
     for i, block in enumerate(blocks):
         prefix = f"model.layers.{block}."
         shards[f"model-{2 * i + 1:05d}-of-{total:05d}.safetensors"] = {
-            f"{prefix}self_attn.{p}_proj.weight": ((hidden, hidden), alpha) for p, alpha in zip("qkvo", (3.0, 3.5, 4.5, 4.0))
+            f"{prefix}self_attn.{p}_proj.weight": ((hidden, hidden), alpha)
+            for p, alpha in zip("qkvo", (3.0, 3.5, 4.5, 4.0))
         }
         shards[f"model-{2 * i + 2:05d}-of-{total:05d}.safetensors"] = {
             f"{prefix}mlp.gate_proj.weight": ((ffn, hidden), 2.5),

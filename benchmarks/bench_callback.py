@@ -30,10 +30,24 @@ def small_config(quick: bool):
     from transformers import LlamaConfig
 
     if quick:
-        return LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return LlamaConfig(vocab_size=4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                       num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=256)
+        return LlamaConfig(
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    return LlamaConfig(
+        vocab_size=4096,
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+    )
 
 
 def train(config, steps: int, length: int, callback, workdir: Path) -> float:
@@ -50,10 +64,20 @@ def train(config, steps: int, length: int, callback, workdir: Path) -> float:
     rows = torch.randint(0, config.vocab_size, (steps * 8, length), generator=torch.Generator().manual_seed(0))
     data = [{"input_ids": row, "labels": row} for row in rows]
     args = TrainingArguments(
-        output_dir=str(workdir), max_steps=steps, per_device_train_batch_size=8, save_strategy="no",
-        logging_steps=steps, report_to=[], use_cpu=True, learning_rate=1e-4, disable_tqdm=True, seed=0,
+        output_dir=str(workdir),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        save_strategy="no",
+        logging_steps=steps,
+        report_to=[],
+        use_cpu=True,
+        learning_rate=1e-4,
+        disable_tqdm=True,
+        seed=0,
     )
-    trainer = Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=data, callbacks=[callback] if callback else [])
+    trainer = Trainer(
+        model=LlamaForCausalLM(config), args=args, train_dataset=data, callbacks=[callback] if callback else []
+    )
     trainer.remove_callback(PrinterCallback)  # disable_tqdm prints every log instead
     if callback is not None:
         callback.attach(trainer)
@@ -91,7 +115,9 @@ def main() -> None:
     plain, monitored = [], []
     for _ in range(args.repeats):
         plain.append(train(config, steps, length, None, args.workdir))
-        monitored.append(train(config, steps, length, WeightscopeCallback(every=every, analyse_checkpoints=False), args.workdir))
+        monitored.append(
+            train(config, steps, length, WeightscopeCallback(every=every, analyse_checkpoints=False), args.workdir)
+        )
     model = LlamaForCausalLM(config)
     live = LiveMeasures(model)
     live.measure(0)  # the first call iterates longer (a cold power iteration)
@@ -104,13 +130,19 @@ def main() -> None:
     step_plain, step_monitored = statistics.median(plain), statistics.median(monitored)
     one = statistics.median(measures)
     params = sum(p.numel() for p in model.parameters())
-    print(f"model: Llama-shaped, d={config.hidden_size}, {config.num_hidden_layers} blocks, {params / 1e6:.1f} M parameters; "
-          f"batch 8 × {length} tokens; {steps} steps; N={every}; torch threads {args.threads}; {args.repeats} runs each")
+    print(
+        f"model: Llama-shaped, d={config.hidden_size}, {config.num_hidden_layers} blocks, {params / 1e6:.1f} M parameters; "
+        f"batch 8 × {length} tokens; {steps} steps; N={every}; torch threads {args.threads}; {args.repeats} runs each"
+    )
     print(f"seconds per step without the callback  {step_plain:.4f}  (runs: {', '.join(f'{t:.4f}' for t in plain)})")
-    print(f"seconds per step with the callback     {step_monitored:.4f}  (runs: {', '.join(f'{t:.4f}' for t in monitored)})")
+    print(
+        f"seconds per step with the callback     {step_monitored:.4f}  (runs: {', '.join(f'{t:.4f}' for t in monitored)})"
+    )
     print(f"ratio with / without                   {step_monitored / step_plain:.3f}")
-    print(f"one measurement                        {one * 1000:.1f} ms (median of {len(measures)}); "
-          f"per step at N={every}: {one / every / step_plain:.2%} of a step")
+    print(
+        f"one measurement                        {one * 1000:.1f} ms (median of {len(measures)}); "
+        f"per step at N={every}: {one / every / step_plain:.2%} of a step"
+    )
 
 
 if __name__ == "__main__":

@@ -38,11 +38,13 @@ def block(hidden: int, ffn: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     prefix = "model.layers.0."
     shapes = {f"{prefix}self_attn.{p}_proj.weight": ((hidden, hidden), a) for p, a in zip("qkvo", (3.0, 3.5, 4.5, 4.0))}
-    shapes.update({
-        f"{prefix}mlp.gate_proj.weight": ((ffn, hidden), 2.5),
-        f"{prefix}mlp.up_proj.weight": ((ffn, hidden), 5.0),
-        f"{prefix}mlp.down_proj.weight": ((hidden, ffn), 3.0),
-    })
+    shapes.update(
+        {
+            f"{prefix}mlp.gate_proj.weight": ((ffn, hidden), 2.5),
+            f"{prefix}mlp.up_proj.weight": ((ffn, hidden), 5.0),
+            f"{prefix}mlp.down_proj.weight": ((hidden, ffn), 3.0),
+        }
+    )
     return {name: planted_weight(rng, shape, alpha) for name, (shape, alpha) in shapes.items()}
 
 
@@ -62,7 +64,10 @@ def split_costs(path: Path) -> tuple[float, float]:
 
 def build(workdir: Path, hidden: int, ffn: int) -> dict[str, Path]:
     """The model files (written once; a child process writes them, see `main`)."""
-    files = {"safetensors F32": workdir / "block.safetensors", **{f"GGUF {q}": workdir / f"block-{q}.gguf" for q in TYPES}}
+    files = {
+        "safetensors F32": workdir / "block.safetensors",
+        **{f"GGUF {q}": workdir / f"block-{q}.gguf" for q in TYPES},
+    }
     if all(path.is_file() for path in files.values()):
         return files
     weights = block(hidden, ffn)
@@ -90,12 +95,26 @@ def main() -> None:
         # Linux hands a child the peak RSS of the parent it forked from (exec keeps the
         # old mm's high-water mark in ru_maxrss), so this process never holds the
         # weights: a child writes the files, and the in-process cost split runs last.
-        subprocess.run([sys.executable, __file__, "--build-only", "--workdir", str(workdir), *(["--quick"] if args.quick else [])], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--build-only", "--workdir", str(workdir), *(["--quick"] if args.quick else [])],
+            check=True,
+        )
         files = build(workdir, hidden, ffn)
         runs = {}
         for label, path in files.items():
             out = workdir / f"{path.stem}.json"
-            command = [sys.executable, "-m", "weightscope", "analyze", str(path), "--no-cache", "-f", "json", "-o", str(out)]
+            command = [
+                sys.executable,
+                "-m",
+                "weightscope",
+                "analyze",
+                str(path),
+                "--no-cache",
+                "-f",
+                "json",
+                "-o",
+                str(out),
+            ]
             runs[label] = (measured(command, env=weightscope_env()), len(json.loads(out.read_text())["layers"]))
         rows = []
         print(f"one Llama block, hidden {hidden}, ffn {ffn}; weightscope analyze --no-cache, own process")
@@ -103,10 +122,19 @@ def main() -> None:
         for label, path in files.items():
             run, layers = runs[label]
             dequantize, solve = split_costs(path)
-            row = {"file": label, "size_mb": path.stat().st_size / 2**20, "wall_s": run.wall_s, "peak_rss_mb": run.peak_rss_mb,
-                   "dequantize_s": dequantize, "eigen_s": solve, "layers": layers}
+            row = {
+                "file": label,
+                "size_mb": path.stat().st_size / 2**20,
+                "wall_s": run.wall_s,
+                "peak_rss_mb": run.peak_rss_mb,
+                "dequantize_s": dequantize,
+                "eigen_s": solve,
+                "layers": layers,
+            }
             rows.append(row)
-            print(f"{label:<18} {row['size_mb']:>8.1f} {run.wall_s:>7.2f} {run.peak_rss_mb:>12.0f} {dequantize:>13.2f} {solve:>8.2f}")
+            print(
+                f"{label:<18} {row['size_mb']:>8.1f} {run.wall_s:>7.2f} {run.peak_rss_mb:>12.0f} {dequantize:>13.2f} {solve:>8.2f}"
+            )
         if args.json:
             args.json.write_text(json.dumps({"hidden": hidden, "ffn": ffn, "rows": rows}, indent=2))
 

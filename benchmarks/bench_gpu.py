@@ -125,12 +125,18 @@ def compare(gpu_layers: list[dict], cpu_layers: list[dict], rtol: float) -> list
 
 def main() -> None:
     parser = benchmark_parser(__doc__, "two 256-wide blocks and a 1000-token vocabulary (seconds)")
-    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="device of the measured runs (cpu: smoke test)")
+    parser.add_argument(
+        "--device", default="cuda", choices=("cuda", "cpu"), help="device of the measured runs (cpu: smoke test)"
+    )
     parser.add_argument("--model", type=Path, help="analyse this checkpoint instead of building one")
     parser.add_argument("--blocks", type=int, help=f"blocks of the built checkpoint (default {BLOCKS})")
-    parser.add_argument("--profile-blocks", type=int, default=2, help="blocks of the stage profile and the CPU comparison")
+    parser.add_argument(
+        "--profile-blocks", type=int, default=2, help="blocks of the stage profile and the CPU comparison"
+    )
     parser.add_argument("--alpha-rtol", type=float, default=1e-3)
-    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)  # internal: write the checkpoint, then exit
+    parser.add_argument(
+        "--prepare", action="store_true", help=argparse.SUPPRESS
+    )  # internal: write the checkpoint, then exit
     args = parser.parse_args()
     hidden, ffn, blocks, vocab = QUICK if args.quick else (HIDDEN, FFN, BLOCKS, VOCAB)
     blocks = args.blocks or blocks
@@ -149,31 +155,72 @@ def main() -> None:
     print(f"checkpoint: {model} ({size_gb:.2f} GB), built in {figures['build_s']:.1f} s", flush=True)
 
     out = args.workdir / "gpu-bench.weightscope.json"
-    command = [sys.executable, "-m", "weightscope", "analyze", str(model), "--device", args.device, "--no-cache", "-f", "json", "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "weightscope",
+        "analyze",
+        str(model),
+        "--device",
+        args.device,
+        "--no-cache",
+        "-f",
+        "json",
+        "-o",
+        str(out),
+    ]
     run = measured(command, weightscope_env())
     report = json.loads(out.read_text())
     failed = [layer["name"] for layer in report["layers"] if layer["status"] != "ok"]
     figures.update(end_to_end_s=run.wall_s, peak_rss_mb=run.peak_rss_mb, layers=len(report["layers"]), failed=failed)
-    print(f"end to end ({args.device}): {len(report['layers'])} layers in {run.wall_s:.1f} s, peak RSS {run.peak_rss_mb:.0f} MB, "
-          f"{size_gb / run.wall_s:.2f} GB/s; failed: {failed or 'none'}", flush=True)
+    print(
+        f"end to end ({args.device}): {len(report['layers'])} layers in {run.wall_s:.1f} s, peak RSS {run.peak_rss_mb:.0f} MB, "
+        f"{size_gb / run.wall_s:.2f} GB/s; failed: {failed or 'none'}",
+        flush=True,
+    )
 
     include = subset_pattern(min(args.profile_blocks, blocks))
     stages, gpu_peak, _ = stage_profile(model, args.device, include)
     figures.update(stages=stages, gpu_peak_mb=gpu_peak)
-    print(f"stages of blocks 0–{min(args.profile_blocks, blocks) - 1} on {args.device} (wall seconds summed over workers):")
+    print(
+        f"stages of blocks 0–{min(args.profile_blocks, blocks) - 1} on {args.device} (wall seconds summed over workers):"
+    )
     for stage, seconds in sorted(stages.items(), key=lambda item: -item[1]):
         print(f"  {stage:<32}{seconds:8.2f}")
     print(f"  GPU peak memory: {f'{gpu_peak:.0f} MB' if gpu_peak is not None else 'n/a (not on a GPU)'}", flush=True)
 
     cpu_out = args.workdir / "gpu-bench.cpu.json"
     subprocess.run(
-        [sys.executable, "-m", "weightscope", "analyze", str(model), "--device", "cpu", "--no-cache", "--include", include, "-f", "json", "-o", str(cpu_out)],
-        env=weightscope_env(), check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "weightscope",
+            "analyze",
+            str(model),
+            "--device",
+            "cpu",
+            "--no-cache",
+            "--include",
+            include,
+            "-f",
+            "json",
+            "-o",
+            str(cpu_out),
+        ],
+        env=weightscope_env(),
+        check=True,
+        capture_output=True,
     )
-    subset = [layer for layer in report["layers"] if any(layer["name"] == c["name"] for c in json.loads(cpu_out.read_text())["layers"])]
+    subset = [
+        layer
+        for layer in report["layers"]
+        if any(layer["name"] == c["name"] for c in json.loads(cpu_out.read_text())["layers"])
+    ]
     problems = compare(subset, json.loads(cpu_out.read_text())["layers"], args.alpha_rtol)
     figures.update(compared_layers=len(subset), disagreements=problems)
-    print(f"{args.device} vs CPU on {len(subset)} layers: {'alphas and ranks agree' if not problems else f'{len(problems)} disagree'}")
+    print(
+        f"{args.device} vs CPU on {len(subset)} layers: {'alphas and ranks agree' if not problems else f'{len(problems)} disagree'}"
+    )
     for line in problems:
         print(f"  {line}")
     print(f"total {time.perf_counter() - start:.1f} s")

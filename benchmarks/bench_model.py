@@ -148,7 +148,10 @@ def bert_synthetic(directory: Path, hidden: int = 384, layers: int = 6, vocab: i
     import numpy as np
 
     rng = np.random.default_rng(1)
-    shapes = {"embeddings.word_embeddings.weight": (vocab, hidden), "embeddings.position_embeddings.weight": (512, hidden)}
+    shapes = {
+        "embeddings.word_embeddings.weight": (vocab, hidden),
+        "embeddings.position_embeddings.weight": (512, hidden),
+    }
     for i in range(layers):
         prefix = f"encoder.layer.{i}."
         shapes.update({f"{prefix}attention.self.{p}.weight": (hidden, hidden) for p in ("query", "key", "value")})
@@ -236,13 +239,17 @@ def bench(name: str, model: Path, randomize: bool, args: argparse.Namespace, ww_
     ours, theirs = args.workdir / f"{row.case}.weightscope.json", args.workdir / f"{row.case}.ww.json"
     with tempfile.TemporaryDirectory(dir=args.workdir) as cache:
         # Fill the spectrum cache once (not timed); the warm column re-reads it.
-        subprocess.run(weightscope_command(model, ours, randomize, Path(cache)), env=env, check=True, capture_output=True)
+        subprocess.run(
+            weightscope_command(model, ours, randomize, Path(cache)), env=env, check=True, capture_output=True
+        )
         for repeat in range(args.repeats):
             order = ["weightscope", "weightwatcher"] if repeat % 2 == 0 else ["weightwatcher", "weightscope"]
             for tool in order:
                 if tool == "weightscope":
                     row.weightscope.append(measured(weightscope_command(model, ours, randomize, None), env))
-                    row.weightscope_cached.append(measured(weightscope_command(model, ours, randomize, Path(cache)), env))
+                    row.weightscope_cached.append(
+                        measured(weightscope_command(model, ours, randomize, Path(cache)), env)
+                    )
                 elif ww_python is not None:
                     command = [str(ww_python), "-c", WW_RUNNER, str(model), str(theirs), "1" if randomize else "0"]
                     row.weightwatcher.append(measured(command))
@@ -254,9 +261,15 @@ def bench(name: str, model: Path, randomize: bool, args: argparse.Namespace, ww_
 
 def import_times(ww_python: Path | None, repeats: int) -> dict[str, float]:
     """Median wall time of a bare import of each tool's entry point, in its own process."""
-    times = {"weightscope.cli": [measured([sys.executable, "-c", "import weightscope.cli"], weightscope_env()).wall_s for _ in range(repeats)]}
+    times = {
+        "weightscope.cli": [
+            measured([sys.executable, "-c", "import weightscope.cli"], weightscope_env()).wall_s for _ in range(repeats)
+        ]
+    }
     if ww_python is not None:
-        times["weightwatcher"] = [measured([str(ww_python), "-c", "import weightwatcher"]).wall_s for _ in range(repeats)]
+        times["weightwatcher"] = [
+            measured([str(ww_python), "-c", "import weightwatcher"]).wall_s for _ in range(repeats)
+        ]
     return {name: median(values) for name, values in times.items()}
 
 
@@ -312,7 +325,9 @@ def cell(value: float | None, fmt: str, suffix: str = "") -> str:
 
 
 def print_table(rows: list[Row], imports: dict[str, float]) -> None:
-    print(f"\nweightscope vs WeightWatcher 0.7.7 on {os.cpu_count()} CPUs: median wall time per process (start-up included)")
+    print(
+        f"\nweightscope vs WeightWatcher 0.7.7 on {os.cpu_count()} CPUs: median wall time per process (start-up included)"
+    )
     header = (
         f"{'case':<18}{'layers':>7}{'ws s':>8}{'ws cached':>10}{'ww s':>8}{'speed-up':>9}{'goal':>6}"
         f"{'ws MB':>8}{'budget':>8}{'ww MB':>8}{'same α':>8}{'max |Δα|':>10}{'load':>11}"
@@ -339,12 +354,16 @@ def print_table(rows: list[Row], imports: dict[str, float]) -> None:
     for row in rows:
         for layer in row.agreement:
             if layer.reason != "same":
-                print(f"  {row.case}: {layer.name}: alpha {cell(layer.ours, '.3f')} vs {cell(layer.theirs, '.3f')}: {layer.reason}")
+                print(
+                    f"  {row.case}: {layer.name}: alpha {cell(layer.ours, '.3f')} vs {cell(layer.theirs, '.3f')}: {layer.reason}"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, one run, WeightWatcher only if already installed")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny shapes, one run, WeightWatcher only if already installed"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--cases",
@@ -352,7 +371,9 @@ def main() -> None:
         "(default: llama-block,minilm,minilm:randomize; with --quick: tiny-block,tiny-block:randomize)",
     )
     parser.add_argument("--no-ww", action="store_true", help="weightscope alone")
-    parser.add_argument("--profile", action="store_true", help="also print where weightscope's time goes, stage by stage")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where weightscope's time goes, stage by stage"
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--prepare", help=argparse.SUPPRESS)  # internal: build one model, then exit

@@ -88,12 +88,19 @@ def timed(path: Path, execution: Execution, repeat: int) -> tuple[float, float, 
         cpus.append(cpu_seconds_since(ticks))
         text = to_json(report)
     wall, cpu = statistics.median(walls), statistics.median(cpus)
-    print(f"  {path.name}, {execution.executor}, workers {execution.workers}: {wall:.2f} s wall, {cpu:.2f} CPU-s", flush=True)
+    print(
+        f"  {path.name}, {execution.executor}, workers {execution.workers}: {wall:.2f} s wall, {cpu:.2f} CPU-s",
+        flush=True,
+    )
     return wall, cpu, text
 
 
 def small_layers(directory: Path, count: int, width: int) -> Path:
-    shards = {"model-00001-of-00001.safetensors": {f"model.layers.{i}.mlp.up_proj.weight": ((2 * width, width), 3.0 + (i % 5) / 2) for i in range(count)}}
+    shards = {
+        "model-00001-of-00001.safetensors": {
+            f"model.layers.{i}.mlp.up_proj.weight": ((2 * width, width), 3.0 + (i % 5) / 2) for i in range(count)
+        }
+    }
     return write_sharded(directory, shards, "BF16")
 
 
@@ -116,9 +123,11 @@ def main() -> None:
     reports: dict[str, str] = {}
     for workers, execution in local.items():
         for workload, path in (("small", small), ("block", block)):
-            figures[f"{workload}_local_{workers}_s"], figures[f"{workload}_local_{workers}_cpu_s"], reports[workload] = timed(
-                path, execution, repeat
-            )
+            (
+                figures[f"{workload}_local_{workers}_s"],
+                figures[f"{workload}_local_{workers}_cpu_s"],
+                reports[workload],
+            ) = timed(path, execution, repeat)
 
     start = time.perf_counter()
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.2"}  # loopback only (Ray rewrites 127.0.0.1)
@@ -135,7 +144,9 @@ def main() -> None:
                 cluster.add_node(**node)
                 cluster.wait_for_nodes()
             for workload, path in (("small", small), ("block", block)):
-                figures[f"{workload}_ray_{nodes}_s"], figures[f"{workload}_ray_{nodes}_cpu_s"], text = timed(path, on_ray, repeat)
+                figures[f"{workload}_ray_{nodes}_s"], figures[f"{workload}_ray_{nodes}_cpu_s"], text = timed(
+                    path, on_ray, repeat
+                )
                 equal &= text == reports[workload]
     finally:
         ray.shutdown()
@@ -146,19 +157,35 @@ def main() -> None:
     layers_small = json.loads(reports["small"])["summary"]["analysed"]
     # CPU, not wall: one BLAS thread per layer on both sides, so the difference is Ray's
     # (scheduling, each task opening the checkpoint, results back, its daemons meanwhile).
-    figures["overhead_cpu_ms_per_layer"] = 1000 * (figures["small_ray_1_cpu_s"] - figures["small_local_2_cpu_s"]) / layers_small
+    figures["overhead_cpu_ms_per_layer"] = (
+        1000 * (figures["small_ray_1_cpu_s"] - figures["small_local_2_cpu_s"]) / layers_small
+    )
     figures["block_overhead_cpu_percent"] = 100 * (figures["block_ray_1_cpu_s"] / figures["block_local_2_cpu_s"] - 1)
-    print(f"\nRay {ray.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; medians of {repeat} after a warm-up; "
-          "Ray reports equal local: yes")
-    print(f"  start-up: cluster {figures['ray_start_s']:.1f} s, first run (connect + worker imports) {figures['ray_first_run_s']:.1f} s")
-    for workload, label in (("small", f"{layers_small} small layers (512×256)"), ("block", f"Llama block {hidden}/{ffn} (7 layers)")):
+    print(
+        f"\nRay {ray.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; medians of {repeat} after a warm-up; "
+        "Ray reports equal local: yes"
+    )
+    print(
+        f"  start-up: cluster {figures['ray_start_s']:.1f} s, first run (connect + worker imports) {figures['ray_first_run_s']:.1f} s"
+    )
+    for workload, label in (
+        ("small", f"{layers_small} small layers (512×256)"),
+        ("block", f"Llama block {hidden}/{ffn} (7 layers)"),
+    ):
         cells = [
             f"{title} {figures[f'{workload}_{key}_s']:.2f} s ({figures[f'{workload}_{key}_cpu_s']:.2f} CPU-s)"
-            for title, key in (("local 1 worker", "local_1"), ("2 workers", "local_2"), ("Ray 1 node", "ray_1"), ("2 nodes", "ray_2"))
+            for title, key in (
+                ("local 1 worker", "local_1"),
+                ("2 workers", "local_2"),
+                ("Ray 1 node", "ray_1"),
+                ("2 nodes", "ray_2"),
+            )
         ]
         print(f"  {label}: " + ", ".join(cells))
-    print(f"  Ray's CPU overhead: {figures['overhead_cpu_ms_per_layer']:.1f} CPU-ms per small layer; "
-          f"{figures['block_overhead_cpu_percent']:+.1f} % on the Llama block (Ray 1 node vs local 2 workers, one BLAS thread each)")
+    print(
+        f"  Ray's CPU overhead: {figures['overhead_cpu_ms_per_layer']:.1f} CPU-ms per small layer; "
+        f"{figures['block_overhead_cpu_percent']:+.1f} % on the Llama block (Ray 1 node vs local 2 workers, one BLAS thread each)"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

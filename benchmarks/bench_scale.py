@@ -24,7 +24,9 @@ from _common import benchmark_parser, measured, weightscope_env, write_sharded
 VOCAB, HIDDEN, KV, FFN = 152064, 3584, 512, 18944
 
 
-def qwen_shards(vocab: int, hidden: int, kv: int, ffn: int, blocks: int) -> dict[str, dict[str, tuple[tuple[int, int], float]]]:
+def qwen_shards(
+    vocab: int, hidden: int, kv: int, ffn: int, blocks: int
+) -> dict[str, dict[str, tuple[tuple[int, int], float]]]:
     shards = {"model-embed.safetensors": {"model.embed_tokens.weight": ((vocab, hidden), 4.0)}}
     for block in range(blocks):
         prefix = f"model.layers.{block}."
@@ -44,7 +46,9 @@ def qwen_shards(vocab: int, hidden: int, kv: int, ffn: int, blocks: int) -> dict
 def main() -> None:
     parser = benchmark_parser(__doc__, "narrow shapes (seconds), same layout")
     parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)  # internal: write the shards, then exit
+    parser.add_argument(
+        "--prepare", action="store_true", help=argparse.SUPPRESS
+    )  # internal: write the shards, then exit
     args = parser.parse_args()
     scale = 16 if args.quick else 1
     shapes = (VOCAB // scale, HIDDEN // scale, KV // scale, FFN // scale)
@@ -62,7 +66,10 @@ def main() -> None:
     size_gb = sum(p.stat().st_size for p in model.glob("*.safetensors")) / 1e9
     largest_mb = shapes[0] * shapes[1] * 4 / 2**20
     out = args.workdir / f"{name}.weightscope.json"
-    run = measured([sys.executable, "-m", "weightscope", "analyze", str(model), "-f", "json", "-o", str(out), "--no-cache"], weightscope_env())
+    run = measured(
+        [sys.executable, "-m", "weightscope", "analyze", str(model), "-f", "json", "-o", str(out), "--no-cache"],
+        weightscope_env(),
+    )
     report = json.loads(out.read_text())
     failed = [layer["name"] for layer in report["layers"] if layer["status"] != "ok"]
     budget = 3 * largest_mb + 300
@@ -76,9 +83,13 @@ def main() -> None:
         "rss_budget_mb": budget,
         "throughput_gb_per_s": size_gb / run.wall_s,
     }
-    print(f"\n{name}: {size_gb:.2f} GB BF16, {len(report['layers'])} matrices, largest {shapes[0]}×{shapes[1]} ({largest_mb:.0f} MB in float32)")
-    print(f"  wall {run.wall_s:.1f} s ({size_gb / run.wall_s:.3f} GB/s), peak RSS {run.peak_rss_mb:.0f} MB, budget {budget:.0f} MB: "
-          f"{'within' if run.peak_rss_mb <= budget else 'OVER'}; failed layers: {failed or 'none'}")
+    print(
+        f"\n{name}: {size_gb:.2f} GB BF16, {len(report['layers'])} matrices, largest {shapes[0]}×{shapes[1]} ({largest_mb:.0f} MB in float32)"
+    )
+    print(
+        f"  wall {run.wall_s:.1f} s ({size_gb / run.wall_s:.3f} GB/s), peak RSS {run.peak_rss_mb:.0f} MB, budget {budget:.0f} MB: "
+        f"{'within' if run.peak_rss_mb <= budget else 'OVER'}; failed layers: {failed or 'none'}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     if failed or run.peak_rss_mb > budget:

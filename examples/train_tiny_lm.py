@@ -231,8 +231,7 @@ def mean_loss(model: TinyLlama, windows, chunk: int = 32) -> float:
     model.eval()
     inputs, targets = windows
     total = sum(
-        float(loss_on(model, inputs[i : i + chunk], targets[i : i + chunk]))
-        * len(inputs[i : i + chunk])
+        float(loss_on(model, inputs[i : i + chunk], targets[i : i + chunk])) * len(inputs[i : i + chunk])
         for i in range(0, len(inputs), chunk)
     )
     model.train()

@@ -84,7 +84,12 @@ def rates(reps: int, seed: int, only: str | None = None) -> None:
 
     thresholds = Thresholds()
     print("rejection rate of the fitted-KS test at 5 % (and share of fits trusted by every check):")
-    for name, draw in (("power law", null_sample), ("lognormal", lognormal), ("exponential", exponential), ("MP", mp_esd)):
+    for name, draw in (
+        ("power law", null_sample),
+        ("lognormal", lognormal),
+        ("exponential", exponential),
+        ("MP", mp_esd),
+    ):
         if only is not None and name != only:
             continue
         for n0 in (100, 300, 1000):
@@ -100,8 +105,10 @@ def rates(reps: int, seed: int, only: str | None = None) -> None:
                 rejected += not trust.ks_ok
                 trusted += trust.trusted
                 old_rejected += kstwo.sf(fit.D, fit.num_tail) < 0.05  # the previous rule
-            print(f"  {name:11s} n={n0:5d}: KS rejects {rejected / fitted:6.1%} (textbook critical value: "
-                  f"{old_rejected / fitted:6.1%}); trusted {trusted / fitted:6.1%}  [{fitted} fits]")
+            print(
+                f"  {name:11s} n={n0:5d}: KS rejects {rejected / fitted:6.1%} (textbook critical value: "
+                f"{old_rejected / fitted:6.1%}); trusted {trusted / fitted:6.1%}  [{fitted} fits]"
+            )
 
 
 def main() -> None:

@@ -17,7 +17,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What the sdist must carry beside the package: the tests and the example run they read.
-SDIST_NEEDS = ("LICENSE", "README.md", "tests/conftest.py", "tests/data", "examples/runs/tiny-lm/step-1500/model.safetensors", "docs/index.md", "mkdocs.yml")
+SDIST_NEEDS = (
+    "LICENSE",
+    "README.md",
+    "tests/conftest.py",
+    "tests/data",
+    "examples/runs/tiny-lm/step-1500/model.safetensors",
+    "docs/index.md",
+    "mkdocs.yml",
+)
 
 
 def package_modules() -> set[str]:
@@ -29,7 +37,10 @@ def check_wheel(wheel: Path) -> list[str]:
     problems = [f"wheel lacks {name}" for name in sorted(package_modules() - names)]
     stray = [name for name in names if not name.startswith(("weightscope/", "weightscope_esd-"))]
     problems += [f"wheel carries {name}" for name in sorted(stray)]
-    if not any(name.endswith("entry_points.txt") and b"weightscope = weightscope.cli:main" in zipfile.ZipFile(wheel).read(name) for name in names):
+    if not any(
+        name.endswith("entry_points.txt") and b"weightscope = weightscope.cli:main" in zipfile.ZipFile(wheel).read(name)
+        for name in names
+    ):
         problems.append("wheel has no `weightscope` command")
     return problems
 

@@ -47,7 +47,9 @@ def main() -> None:
         differences = {
             "log_norm": abs(ours.log_norm - row["log_norm"]),
             "log_spectral_norm": abs(ours.log_spectral_norm - row["log_spectral_norm"]),
-            "alpha_weighted per unit alpha": abs(ours.alpha_weighted / ours.alpha - row["alpha_weighted"] / row["alpha"]),
+            "alpha_weighted per unit alpha": abs(
+                ours.alpha_weighted / ours.alpha - row["alpha_weighted"] / row["alpha"]
+            ),
             "lambda_max relative": abs(ours.lambda_max / row["lambda_max"] - 1.0),
         }
         for key, value in differences.items():

@@ -35,11 +35,15 @@ def _esd_picture(checkpoint: Path, layer: str, target: Path) -> Path:
     with open_checkpoint(checkpoint) as reader:
         items = list(stream_layers(reader, select(reader, options), options))
     if len(items) != 1 or items[0].evals is None:
-        raise WeightscopeError(f"--layer {layer!r} must match exactly one analysable layer of {checkpoint}, matched {len(items)}")
+        raise WeightscopeError(
+            f"--layer {layer!r} must match exactly one analysable layer of {checkpoint}, matched {len(items)}"
+        )
     item = items[0]
     trust = item.result.fit_trust
     if item.result.verdict != "healthy" or trust is None or not trust.trusted:
-        raise WeightscopeError(f"{item.result.name} of {checkpoint} is {item.result.verdict}, not a healthy trusted layer")
+        raise WeightscopeError(
+            f"{item.result.name} of {checkpoint} is {item.result.verdict}, not a healthy trusted layer"
+        )
     return save_png(layer_figure(item), target)
 
 
@@ -59,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             raise WeightscopeError(f"no step-*/model.safetensors under {args.run}")
         run = trend(checkpoints)
         written = [
-            _esd_picture(args.run / f"step-{args.step}" / "model.safetensors", args.layer, args.out / "esd_example.png"),
+            _esd_picture(
+                args.run / f"step-{args.step}" / "model.safetensors", args.layer, args.out / "esd_example.png"
+            ),
             save_png(trend_figure(run), args.out / "trend_example.png"),
         ]
     except WeightscopeError as exc:

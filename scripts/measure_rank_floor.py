@@ -75,15 +75,19 @@ def noise_model(n: int, m: int) -> None:
     print(f"noise model, {n}x{m}: sigma_max(E)/simulated level, old floor u*smax / sigma_max(E)")
     rng = np.random.default_rng(0)
     for dtype in ("BF16", "F16"):
-        for name, w in (("gaussian", 0.02 * rng.standard_normal((n, m)).astype(np.float32)),
-                        ("kappa 1e3", conditioned(n, m, 1e3, rng))):
+        for name, w in (
+            ("gaussian", 0.02 * rng.standard_normal((n, m)).astype(np.float32)),
+            ("kappa 1e3", conditioned(n, m, 1e3, rng)),
+        ):
             stored = round_to(w, dtype)
             e = stored.astype(np.float64) - w
             level = float(rounding_noise_levels([stored], PRECISION_BITS[dtype])[0])
             smax_e = np.linalg.norm(e, 2)
             smax_w = np.linalg.norm(w.astype(np.float64), 2)
-            print(f"  {dtype:5s} {name:10s} {smax_e / np.sqrt(level * max(n, m)):6.3f} "
-                  f"{2.0 ** -PRECISION_BITS[dtype] * smax_w / smax_e:6.2f}")
+            print(
+                f"  {dtype:5s} {name:10s} {smax_e / np.sqrt(level * max(n, m)):6.3f} "
+                f"{2.0 ** -PRECISION_BITS[dtype] * smax_w / smax_e:6.2f}"
+            )
 
 
 def rates(seeds: int, n: int, m: int) -> None:
@@ -99,7 +103,9 @@ def rates(seeds: int, n: int, m: int) -> None:
         for seed in range(seeds):
             o, c, rank = collapsed(round_to(low_rank(n, m, 20, np.random.default_rng(seed)), dtype), dtype)
             old, new, ranks_ok = old + o, new + c, ranks_ok + (rank == 20)
-        print(f"  rank-20 {dtype:5s}: true collapse {old}/{seeds} -> {new}/{seeds}, numerical rank 20 in {ranks_ok}/{seeds}")
+        print(
+            f"  rank-20 {dtype:5s}: true collapse {old}/{seeds} -> {new}/{seeds}, numerical rank 20 in {ranks_ok}/{seeds}"
+        )
     agree = old_agree = 0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
@@ -114,8 +120,13 @@ def rates(seeds: int, n: int, m: int) -> None:
     print(f"  F32 rank-20 + noise 2e-5: rank equals numpy.linalg.matrix_rank in {old_agree}/{seeds} -> {agree}/{seeds}")
     for dtype in ("BF16", "F16"):
         for r in (1, 2, 3, 5):
-            ranks = [collapsed(round_to(low_rank(n, m, r, np.random.default_rng(seed)), dtype), dtype)[2] for seed in range(seeds)]
-            print(f"  rank-{r} {dtype:5s}: numerical rank {r} in {sum(k == r for k in ranks)}/{seeds} (read {min(ranks)}–{max(ranks)})")
+            ranks = [
+                collapsed(round_to(low_rank(n, m, r, np.random.default_rng(seed)), dtype), dtype)[2]
+                for seed in range(seeds)
+            ]
+            print(
+                f"  rank-{r} {dtype:5s}: numerical rank {r} in {sum(k == r for k in ranks)}/{seeds} (read {min(ranks)}–{max(ranks)})"
+            )
     agree = collapses = 0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
@@ -123,7 +134,9 @@ def rates(seeds: int, n: int, m: int) -> None:
         info = rank_info([w], esd([w]), "F64", "float64", THRESHOLDS)
         agree += info.numerical_rank == np.linalg.matrix_rank(w)
         collapses += info.collapsed
-    print(f"  F64 rank-20 + noise 1e-6: rank equals numpy.linalg.matrix_rank in {agree}/{seeds}, collapsed {collapses}/{seeds}")
+    print(
+        f"  F64 rank-20 + noise 1e-6: rank equals numpy.linalg.matrix_rank in {agree}/{seeds}, collapsed {collapses}/{seeds}"
+    )
 
 
 def main() -> None:

@@ -41,8 +41,16 @@ def z_score(w: np.ndarray, seed: int) -> tuple[float, bool]:
     z = float((randomized.evals[-1] - edge) / (randomized.variance * tracy_widom_scale(n, m)))
     evals = esd([w])
     mp = fit_mp_bulk(evals, n, m, Thresholds().tw_margin)
-    traps = correlation_traps([w], randomized.evals, randomized.variance, fit_power_law(evals), mp, float(evals[-1]),
-                              SpectrumOptions(), Thresholds())
+    traps = correlation_traps(
+        [w],
+        randomized.evals,
+        randomized.variance,
+        fit_power_law(evals),
+        mp,
+        float(evals[-1]),
+        SpectrumOptions(),
+        Thresholds(),
+    )
     return z, traps.count > 0
 
 
@@ -62,8 +70,10 @@ def main() -> None:
             trapped += trap
         zs = np.asarray(zs)
         shares = "  ".join(f">{m:g}: {np.mean(zs > m):5.1%}" for m in margins)
-        print(f"  {name:9s} median {np.median(zs):5.2f} q99 {np.quantile(zs, 0.99):6.2f} max {zs.max():6.2f}   {shares}"
-              f"   trap (shipped rule): {trapped}/{args.reps}")
+        print(
+            f"  {name:9s} median {np.median(zs):5.2f} q99 {np.quantile(zs, 0.99):6.2f} max {zs.max():6.2f}   {shares}"
+            f"   trap (shipped rule): {trapped}/{args.reps}"
+        )
     print("planted single entries at 512x512 Gaussian: z by entry size (robust sigmas)")
     for sigmas in (20, 25, 30, 40):
         zs, trapped = [], 0
@@ -76,8 +86,10 @@ def main() -> None:
             zs.append(z)
             trapped += trap
         zs = np.asarray(zs)
-        print(f"  {sigmas:3d} sigma: min z {zs.min():6.2f}, median {np.median(zs):6.2f}; z > 4 in {np.sum(zs > 4)}/{reps}, "
-              f"trap (shipped rule) in {trapped}/{reps}")
+        print(
+            f"  {sigmas:3d} sigma: min z {zs.min():6.2f}, median {np.median(zs):6.2f}; z > 4 in {np.sum(zs > 4)}/{reps}, "
+            f"trap (shipped rule) in {trapped}/{reps}"
+        )
 
 
 if __name__ == "__main__":

@@ -141,14 +141,20 @@ def legacy_pickle(path: Path, body: bytes) -> Path:
     import torch.serialization as ts
 
     with open(path, "wb") as file:
-        for value in (ts.MAGIC_NUMBER, ts.PROTOCOL_VERSION, {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+        for value in (
+            ts.MAGIC_NUMBER,
+            ts.PROTOCOL_VERSION,
+            {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+        ):
             pickle.dump(value, file, protocol=2)
         file.write(b"\x80\x02" + body + b".")
         pickle.dump([], file, protocol=2)
     return path
 
 
-def reads_report(expect_layers: int, failed: int | None = None, phrase: str | None = None) -> Callable[[str, str, Path], None]:
+def reads_report(
+    expect_layers: int, failed: int | None = None, phrase: str | None = None
+) -> Callable[[str, str, Path], None]:
     """Check that stdout is a complete JSON report with every layer (bad ones as failed)."""
 
     def check(stdout: str, stderr: str, directory: Path) -> None:
@@ -265,7 +271,9 @@ def _evil(module: str, function: str) -> Callable[[Path, Kit], Scenario]:
             argument = ["touch", str(marker)]
         payload = pickle.dumps(argument, protocol=2)[2:-1]  # the argument's opcodes
         body = b"}X\x01\x00\x00\x00w" + f"c{module}\n{function}\n".encode() + payload + b"\x85Rs"
-        return Scenario(["analyze", str(legacy_pickle(directory / "evil.pt", body)), "--no-cache"], error="never runs code")
+        return Scenario(
+            ["analyze", str(legacy_pickle(directory / "evil.pt", body)), "--no-cache"], error="never runs code"
+        )
 
     return build
 
@@ -311,6 +319,7 @@ def _shared_analyze(directory: Path, kit: Kit) -> Scenario:
 
 
 for _depth, _opcodes in (("list", (b"]", b"a")), ("dict", (b"}", b"s")), ("tuple-in-list", (b"]", b"a"))):
+
     def _deep(directory: Path, kit: Kit, opcodes: tuple[bytes, bytes] = _opcodes, kind: str = _depth) -> Scenario:
         n = 20_000
         open_op, close_op = opcodes
@@ -324,7 +333,9 @@ for _depth, _opcodes in (("list", (b"]", b"a")), ("dict", (b"}", b"s")), ("tuple
 def _stride0(directory: Path, kit: Kit) -> Scenario:
     import torch
 
-    torch.save({"big.weight": torch.zeros(1).expand(100_000, 100_000), "ok.weight": torch.randn(96, 64)}, directory / "s.pt")
+    torch.save(
+        {"big.weight": torch.zeros(1).expand(100_000, 100_000), "ok.weight": torch.randn(96, 64)}, directory / "s.pt"
+    )
     return Scenario(
         ["analyze", str(directory / "s.pt"), "--no-cache", "-f", "json"],
         exit=0,
@@ -340,7 +351,9 @@ def _oversized(directory: Path, kit: Kit) -> Scenario:
     storage = torch.randn(10)
     view = torch.empty(0).set_(storage.untyped_storage(), 0, (3000, 3000), (0, 1))
     torch.save({"v.weight": view, "ok.weight": torch.randn(96, 64)}, directory / "v.pt")
-    return Scenario(["analyze", str(directory / "v.pt"), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=1))
+    return Scenario(
+        ["analyze", str(directory / "v.pt"), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=1)
+    )
 
 
 @case("pickles", "sparse-and-meta-beside-good")
@@ -348,10 +361,16 @@ def _sparse(directory: Path, kit: Kit) -> Scenario:
     import torch
 
     torch.save(
-        {"a.weight": torch.randn(96, 64), "sp.weight": torch.randn(96, 64).to_sparse(), "meta.weight": torch.empty(96, 64, device="meta")},
+        {
+            "a.weight": torch.randn(96, 64),
+            "sp.weight": torch.randn(96, 64).to_sparse(),
+            "meta.weight": torch.empty(96, 64, device="meta"),
+        },
         directory / "sparse.pt",
     )
-    return Scenario(["analyze", str(directory / "sparse.pt"), "--no-cache", "-f", "json"], exit=0, check=reads_report(3, failed=2))
+    return Scenario(
+        ["analyze", str(directory / "sparse.pt"), "--no-cache", "-f", "json"], exit=0, check=reads_report(3, failed=2)
+    )
 
 
 @case("pickles", "sparse-csr-inspect")
@@ -375,7 +394,9 @@ def _nested(directory: Path, kit: Kit) -> Scenario:
         warnings.simplefilter("ignore")
         nested = torch.nested.nested_tensor([torch.randn(3, 4), torch.randn(5, 4)])
     torch.save({"a.weight": torch.randn(96, 64), "n.weight": nested}, directory / "nested.pt")
-    return Scenario(["analyze", str(directory / "nested.pt"), "--no-cache", "-f", "json"], exit=0, check=reads_report(1, failed=0))
+    return Scenario(
+        ["analyze", str(directory / "nested.pt"), "--no-cache", "-f", "json"], exit=0, check=reads_report(1, failed=0)
+    )
 
 
 @case("pickles", "two-names-flatten-to-one")
@@ -389,7 +410,9 @@ def _clash(directory: Path, kit: Kit) -> Scenario:
 @case("pickles", "self-referencing-list")
 def _selfref(directory: Path, kit: Kit) -> Scenario:
     body = b"]q\x00(h\x00e"  # a list that contains itself
-    return Scenario(["inspect", str(legacy_pickle(directory / "loop.pt", b"}X\x01\x00\x00\x00w" + body + b"s"))], exit=0)
+    return Scenario(
+        ["inspect", str(legacy_pickle(directory / "loop.pt", b"}X\x01\x00\x00\x00w" + body + b"s"))], exit=0
+    )
 
 
 @case("pickles", "truncated-zip")
@@ -472,8 +495,13 @@ HEADERS: dict[str, tuple[Any, bytes, int | None, str]] = {
     "length-past-eof": ({"w": _F32_64x96}, b"", 10_000, "exceeds the file size"),
     "not-json": (b"{not json", b"", None, "not valid JSON"),
     "json-list": ([1, 2], b"", None, "not a JSON object"),
-    "json-array-object": ("{\"w\": [1]}", b"", None, "not a JSON object"),
-    "duplicate-key": (f'{{"w": {json.dumps(_F32_64x96)}, "w": {json.dumps(_F32_64x96)}}}', _DATA, None, "appears twice"),
+    "json-array-object": ('{"w": [1]}', b"", None, "not a JSON object"),
+    "duplicate-key": (
+        f'{{"w": {json.dumps(_F32_64x96)}, "w": {json.dumps(_F32_64x96)}}}',
+        _DATA,
+        None,
+        "appears twice",
+    ),
     "unknown-dtype": ({"w": {**_F32_64x96, "dtype": "F128"}}, _DATA, None, "unknown dtype"),
     "dtype-not-string": ({"w": {**_F32_64x96, "dtype": 7}}, _DATA, None, "unknown dtype"),
     "negative-shape": ({"w": {**_F32_64x96, "shape": [-96, 64]}}, _DATA, None, "non-negative integers"),
@@ -482,9 +510,14 @@ HEADERS: dict[str, tuple[Any, bytes, int | None, str]] = {
     "shape-not-list": ({"w": {**_F32_64x96, "shape": "96x64"}}, _DATA, None, "non-negative integers"),
     "offsets-reversed": ({"w": {**_F32_64x96, "data_offsets": [10, 0]}}, _DATA, None, "data_offsets"),
     "offsets-three": ({"w": {**_F32_64x96, "data_offsets": [0, 1, 2]}}, _DATA, None, "data_offsets"),
-    "offsets-past-data": ({"w": {**_F32_64x96, "data_offsets": [0, 10 ** 9]}}, _DATA, None, "truncated file"),
+    "offsets-past-data": ({"w": {**_F32_64x96, "data_offsets": [0, 10**9]}}, _DATA, None, "truncated file"),
     "offsets-span-mismatch": ({"w": {**_F32_64x96, "data_offsets": [0, 100]}}, _DATA, None, "needs"),
-    "shape-product-overflow": ({"w": {"dtype": "F32", "shape": [2 ** 62, 2 ** 62], "data_offsets": [0, 16]}}, bytes(16), None, "needs"),
+    "shape-product-overflow": (
+        {"w": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 16]}},
+        bytes(16),
+        None,
+        "needs",
+    ),
     "overlap": ({"a": _F32_64x96, "b": _F32_64x96}, _DATA, None, "overlap"),
     "entry-not-object": ({"w": [1, 2, 3]}, b"", None, "not a JSON object"),
     "missing-keys": ({"w": {"dtype": "F32"}}, b"", None, "lacks"),
@@ -494,7 +527,15 @@ HEADERS: dict[str, tuple[Any, bytes, int | None, str]] = {
 }
 
 for _name, (_header, _data, _length, _phrase) in HEADERS.items():
-    def _header_case(directory: Path, kit: Kit, header: Any = _header, data: bytes = _data, length: int | None = _length, phrase: str = _phrase) -> Scenario:
+
+    def _header_case(
+        directory: Path,
+        kit: Kit,
+        header: Any = _header,
+        data: bytes = _data,
+        length: int | None = _length,
+        phrase: str = _phrase,
+    ) -> Scenario:
         path = raw_safetensors(directory / "h.safetensors", header, data, length)
         return Scenario(["analyze", str(path), "--no-cache"], error=phrase)
 
@@ -541,21 +582,28 @@ _GOOD_MAP = {
 }
 
 INDEXES: dict[str, tuple[Any, str | None, str]] = {
-    "no-weight-map": (None, '{"metadata": {}}', "no \"weight_map\""),
-    "empty-weight-map": ({}, None, "no \"weight_map\""),
+    "no-weight-map": (None, '{"metadata": {}}', 'no "weight_map"'),
+    "empty-weight-map": ({}, None, 'no "weight_map"'),
     "values-not-strings": ({"a": 1}, None, "shard file names"),
     "absolute-shard": ({"a": "/etc/passwd"}, None, "leaves the index's directory"),
     "dotdot-shard": ({"a": "../../etc/passwd"}, None, "leaves the index's directory"),
     "missing-shard": ({"a": "model-00009-of-00009.safetensors"}, None, "is missing"),
-    "wrong-shard": ({"model.layers.0.mlp.up_proj.weight": "model-00002-of-00002.safetensors"}, None, "does not hold it"),
+    "wrong-shard": (
+        {"model.layers.0.mlp.up_proj.weight": "model-00002-of-00002.safetensors"},
+        None,
+        "does not hold it",
+    ),
     "not-json": (None, "{weight_map: ", "not valid JSON"),
     "deep-json": (None, "[" * 100_000 + "]" * 100_000, "not valid JSON"),
-    "index-is-list": (None, "[1, 2, 3]", "no \"weight_map\""),
+    "index-is-list": (None, "[1, 2, 3]", 'no "weight_map"'),
     "index-names-itself": ({"a": "model.safetensors.index.json"}, None, "model.safetensors.index.json"),
 }
 
 for _name, (_map, _raw, _phrase) in INDEXES.items():
-    def _index_case(directory: Path, kit: Kit, weight_map: Any = _map, raw: str | None = _raw, phrase: str = _phrase) -> Scenario:
+
+    def _index_case(
+        directory: Path, kit: Kit, weight_map: Any = _map, raw: str | None = _raw, phrase: str = _phrase
+    ) -> Scenario:
         index = _sharded(directory, kit, weight_map, raw)
         return Scenario(["analyze", str(index.parent), "--no-cache"], error=phrase, keep=(index,))
 
@@ -609,14 +657,20 @@ def _many_shards(directory: Path, kit: Kit) -> Scenario:
 # --- 4. tensor contents ----------------------------------------------------------------------
 
 
-def _contents(transform: Callable[[np.ndarray], np.ndarray], failed: int, phrase: str | None = None, dtype: str | None = None) -> Callable[[Path, Kit], Scenario]:
+def _contents(
+    transform: Callable[[np.ndarray], np.ndarray], failed: int, phrase: str | None = None, dtype: str | None = None
+) -> Callable[[Path, Kit], Scenario]:
     def build(directory: Path, kit: Kit) -> Scenario:
         layers = small_layers()
         bad = "model.layers.1.mlp.up_proj.weight"
         with np.errstate(all="ignore"):
             layers[bad] = transform(layers[bad])
         path = write_safetensors(directory / "c.safetensors", layers, dtypes={bad: dtype} if dtype else None)
-        return Scenario(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=failed, phrase=phrase))
+        return Scenario(
+            ["analyze", str(path), "--no-cache", "-f", "json"],
+            exit=0,
+            check=reads_report(2, failed=failed, phrase=phrase),
+        )
 
     return build
 
@@ -652,7 +706,9 @@ def _no_matrices(directory: Path, kit: Kit) -> Scenario:
 # --- 5. paths and special files ------------------------------------------------------------
 
 
-def _refuse(make_args: Callable[[Path, Kit], tuple[list[str], tuple[Path, ...]]], phrase: str = "input of this run") -> Callable[[Path, Kit], Scenario]:
+def _refuse(
+    make_args: Callable[[Path, Kit], tuple[list[str], tuple[Path, ...]]], phrase: str = "input of this run"
+) -> Callable[[Path, Kit], Scenario]:
     def build(directory: Path, kit: Kit) -> Scenario:
         args, keep = make_args(directory, kit)
         return Scenario(args, error=phrase, keep=keep)
@@ -773,7 +829,9 @@ def _special_output(make: Callable[[Path], Path]) -> Callable[[Path, Kit], Scena
             after = os.lstat(target)
             assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
 
-        return Scenario(["analyze", str(m), "-f", "json", "-o", str(target), "--no-cache"], exit=0, keep=(m,), check=unchanged)
+        return Scenario(
+            ["analyze", str(m), "-f", "json", "-o", str(target), "--no-cache"], exit=0, keep=(m,), check=unchanged
+        )
 
     return build
 
@@ -805,7 +863,9 @@ add("paths", "o-link-to-dev-fd-1", _special_output(_dev_fd_link))
 @case("paths", "o-dash-is-stdout")
 def _dash(directory: Path, kit: Kit) -> Scenario:
     m = kit.model_in(directory)
-    return Scenario(["analyze", str(m), "-f", "json", "-o", "-", "--no-cache"], exit=0, check=reads_report(2), keep=(m,))
+    return Scenario(
+        ["analyze", str(m), "-f", "json", "-o", "-", "--no-cache"], exit=0, check=reads_report(2), keep=(m,)
+    )
 
 
 @case("paths", "o-fifo-is-streamed")
@@ -836,7 +896,9 @@ def _symlink_through(directory: Path, kit: Kit) -> Scenario:
         assert (where / "link.json").is_symlink()
         assert json.loads((where / "old.json").read_text())["layers"]
 
-    return Scenario(["analyze", str(m), "-o", str(directory / "link.json"), "--no-cache"], exit=0, check=through, keep=(m,))
+    return Scenario(
+        ["analyze", str(m), "-o", str(directory / "link.json"), "--no-cache"], exit=0, check=through, keep=(m,)
+    )
 
 
 for _name, _out, _phrase in (
@@ -844,10 +906,15 @@ for _name, _out, _phrase in (
     ("o-is-directory", ".", "is a directory"),
     ("html-missing-directory", "nowhere/x.html", "does not exist"),
 ):
-    def _bad_out(directory: Path, kit: Kit, out: str = _out, phrase: str = _phrase, html: bool = "html" in _name) -> Scenario:
+
+    def _bad_out(
+        directory: Path, kit: Kit, out: str = _out, phrase: str = _phrase, html: bool = "html" in _name
+    ) -> Scenario:
         m = kit.model_in(directory)
         flag = "--html" if html else "-o"
-        return Scenario(["analyze", str(m), flag, str(directory / out), "-f", "json", "--no-cache"], error=phrase, keep=(m,))
+        return Scenario(
+            ["analyze", str(m), flag, str(directory / out), "-f", "json", "--no-cache"], error=phrase, keep=(m,)
+        )
 
     add("paths", _name, _bad_out)
 
@@ -860,9 +927,15 @@ def _read_only(directory: Path, kit: Kit) -> Scenario:
         disk.mkdir(exist_ok=True)
         os.chmod(disk, 0o555)
         if os.geteuid() == 0:  # root writes through 0555: nothing left to test without a mount
-            return Scenario(["analyze", str(m), "-f", "json", "-o", str(directory / "nowhere" / "x.json")], error="does not exist")
+            return Scenario(
+                ["analyze", str(m), "-f", "json", "-o", str(directory / "nowhere" / "x.json")], error="does not exist"
+            )
         return Scenario(["analyze", str(m), "-f", "json", "-o", str(disk / "x.json")], error="ermission denied")
-    return Scenario(["analyze", str(m), "-f", "json", "-o", str(disk / "x.json")], error="Read-only file system", cleanup=[unmount(disk)])
+    return Scenario(
+        ["analyze", str(m), "-f", "json", "-o", str(disk / "x.json")],
+        error="Read-only file system",
+        cleanup=[unmount(disk)],
+    )
 
 
 @case("paths", "gate-o-missing-directory-before-analysis")
@@ -883,12 +956,19 @@ for _name, _make_input, _phrase in (
     ("input-empty-directory", lambda d: (d / "empty").mkdir() or d / "empty", "holds no files"),
     ("input-dev-zero", lambda d: Path("/dev/zero"), "not a regular file"),
     ("input-fifo-no-hang", lambda d: os.mkfifo(d / "in.safetensors") or d / "in.safetensors", "not a regular file"),
-    ("input-fifo-index-no-hang", lambda d: os.mkfifo(d / "m.safetensors.index.json") or d / "m.safetensors.index.json", "not a regular file"),
+    (
+        "input-fifo-index-no-hang",
+        lambda d: os.mkfifo(d / "m.safetensors.index.json") or d / "m.safetensors.index.json",
+        "not a regular file",
+    ),
     ("input-symlink-loop", lambda d: (d / "loop").symlink_to(d / "loop") or d / "loop", "symlink"),
     ("input-dangling-symlink", lambda d: (d / "dangling").symlink_to(d / "gone") or d / "dangling", "symlink"),
     ("input-text-file", lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", "not a checkpoint"),
-    ):
-    def _bad_input(directory: Path, kit: Kit, make: Callable[[Path], Path] = _make_input, phrase: str = _phrase) -> Scenario:
+):
+
+    def _bad_input(
+        directory: Path, kit: Kit, make: Callable[[Path], Path] = _make_input, phrase: str = _phrase
+    ) -> Scenario:
         return Scenario(["analyze", str(make(directory)), "--no-cache"], error=phrase, timeout=30)
 
     add("paths", _name, _bad_input)
@@ -918,7 +998,9 @@ print(json.dumps(report.to_dict()))
 """
 
 
-def _rewrite(name: str, writer: str, action: str, phrase: str | None, failed: int = 2) -> Callable[[Path, Kit], Scenario]:
+def _rewrite(
+    name: str, writer: str, action: str, phrase: str | None, failed: int = 2
+) -> Callable[[Path, Kit], Scenario]:
     def build(directory: Path, kit: Kit) -> Scenario:
         if writer == "torch":
             import torch
@@ -929,22 +1011,57 @@ def _rewrite(name: str, writer: str, action: str, phrase: str | None, failed: in
             path = kit.model_in(directory)
         body = "\n".join("        " + line for line in action.format(path=str(path)).splitlines())
         script = _REWRITE.format(action=body) + ""
-        return Scenario([str(path)], exit=0, subprocess=True, script=script, check=reads_report(2, failed=failed, phrase=phrase))
+        return Scenario(
+            [str(path)], exit=0, subprocess=True, script=script, check=reads_report(2, failed=failed, phrase=phrase)
+        )
 
     return build
 
 
-add("signals-and-rewrites", "safetensors-truncated-while-read", _rewrite("t", "st", "os.truncate({path!r}, 200)", "truncated while being read"))
-add("signals-and-rewrites", "safetensors-replaced-while-read", _rewrite("r", "st", "open({path!r} + '.new', 'wb').write(b'x' * 64)\nos.replace({path!r} + '.new', {path!r})", "changed since it was opened"))
-add("signals-and-rewrites", "safetensors-rewritten-in-place", _rewrite("w", "st", "data = open({path!r}, 'rb').read()\nopen({path!r}, 'r+b').write(data)", None, failed=0))
-add("signals-and-rewrites", "torch-zip-truncated-while-read", _rewrite("tt", "torch", "os.truncate({path!r}, 100)", "truncated while being read"))
-add("signals-and-rewrites", "torch-zip-replaced-while-read", _rewrite("tr", "torch", "open({path!r} + '.new', 'wb').write(b'x' * 64)\nos.replace({path!r} + '.new', {path!r})", "changed since it was opened"))
+add(
+    "signals-and-rewrites",
+    "safetensors-truncated-while-read",
+    _rewrite("t", "st", "os.truncate({path!r}, 200)", "truncated while being read"),
+)
+add(
+    "signals-and-rewrites",
+    "safetensors-replaced-while-read",
+    _rewrite(
+        "r",
+        "st",
+        "open({path!r} + '.new', 'wb').write(b'x' * 64)\nos.replace({path!r} + '.new', {path!r})",
+        "changed since it was opened",
+    ),
+)
+add(
+    "signals-and-rewrites",
+    "safetensors-rewritten-in-place",
+    _rewrite("w", "st", "data = open({path!r}, 'rb').read()\nopen({path!r}, 'r+b').write(data)", None, failed=0),
+)
+add(
+    "signals-and-rewrites",
+    "torch-zip-truncated-while-read",
+    _rewrite("tt", "torch", "os.truncate({path!r}, 100)", "truncated while being read"),
+)
+add(
+    "signals-and-rewrites",
+    "torch-zip-replaced-while-read",
+    _rewrite(
+        "tr",
+        "torch",
+        "open({path!r} + '.new', 'wb').write(b'x' * 64)\nos.replace({path!r} + '.new', {path!r})",
+        "changed since it was opened",
+    ),
+)
 
 
 @case("signals-and-rewrites", "sigint-mid-run")
 def _sigint(directory: Path, kit: Kit) -> Scenario:
     rng = np.random.default_rng(1)
-    path = write_safetensors(directory / "big.safetensors", {f"l.{i}.weight": rng.standard_normal((512, 384)).astype(np.float32) for i in range(24)})
+    path = write_safetensors(
+        directory / "big.safetensors",
+        {f"l.{i}.weight": rng.standard_normal((512, 384)).astype(np.float32) for i in range(24)},
+    )
     out = directory / "out.json"
     out.write_text("previous")
     script = (
@@ -983,12 +1100,56 @@ def _sigpipe(directory: Path, kit: Kit) -> Scenario:
 
 # --- 7. disk full (a 1 MB tmpfs, filled) ---------------------------------------------------
 
-add("disk-full", "report-json", lambda d, kit: full_disk(d, lambda disk: ["analyze", str(kit.model_in(d)), "-o", str(disk / "r.json"), "--no-cache"], "r.json"))
-add("disk-full", "html", lambda d, kit: full_disk(d, lambda disk: ["analyze", str(kit.model_in(d)), "--html", str(disk / "r.html"), "--no-cache"], "r.html"))
-add("disk-full", "png-summary", lambda d, kit: full_disk(d, lambda disk: ["plot", str(kit.model_in(d)), "--summary", "--no-randomize", "-d", str(disk)], "summary.png"))
-add("disk-full", "gate-json", lambda d, kit: full_disk(d, lambda disk: ["gate", str(kit.report_in(d)), "-o", str(disk / "g.json")], "g.json"))
-add("disk-full", "compare-md", lambda d, kit: full_disk(d, lambda disk: ["compare", str(kit.report_in(d)), str(kit.report_in(d, "b.json")), "-o", str(disk / "c.md")], "c.md"))
-add("disk-full", "trend-csv", lambda d, kit: full_disk(d, lambda disk: ["trend", str(kit.report_in(d, "step-1.json")), str(kit.report_in(d, "step-2.json")), "-o", str(disk / "t.csv")], "t.csv"))
+add(
+    "disk-full",
+    "report-json",
+    lambda d, kit: full_disk(
+        d, lambda disk: ["analyze", str(kit.model_in(d)), "-o", str(disk / "r.json"), "--no-cache"], "r.json"
+    ),
+)
+add(
+    "disk-full",
+    "html",
+    lambda d, kit: full_disk(
+        d, lambda disk: ["analyze", str(kit.model_in(d)), "--html", str(disk / "r.html"), "--no-cache"], "r.html"
+    ),
+)
+add(
+    "disk-full",
+    "png-summary",
+    lambda d, kit: full_disk(
+        d, lambda disk: ["plot", str(kit.model_in(d)), "--summary", "--no-randomize", "-d", str(disk)], "summary.png"
+    ),
+)
+add(
+    "disk-full",
+    "gate-json",
+    lambda d, kit: full_disk(d, lambda disk: ["gate", str(kit.report_in(d)), "-o", str(disk / "g.json")], "g.json"),
+)
+add(
+    "disk-full",
+    "compare-md",
+    lambda d, kit: full_disk(
+        d,
+        lambda disk: ["compare", str(kit.report_in(d)), str(kit.report_in(d, "b.json")), "-o", str(disk / "c.md")],
+        "c.md",
+    ),
+)
+add(
+    "disk-full",
+    "trend-csv",
+    lambda d, kit: full_disk(
+        d,
+        lambda disk: [
+            "trend",
+            str(kit.report_in(d, "step-1.json")),
+            str(kit.report_in(d, "step-2.json")),
+            "-o",
+            str(disk / "t.csv"),
+        ],
+        "t.csv",
+    ),
+)
 
 
 # --- 8. report tampering (× compare, gate, trend) -------------------------------------------
@@ -1042,11 +1203,22 @@ TAMPERS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
 
 for _name, (_edit, _phrase) in TAMPERS.items():
     for _command in ("gate", "compare", "trend"):
-        def _tampered(directory: Path, kit: Kit, edit: Callable[[dict[str, Any]], Any] = _edit, command: str = _command, phrase: str = _phrase) -> Scenario:
+
+        def _tampered(
+            directory: Path,
+            kit: Kit,
+            edit: Callable[[dict[str, Any]], Any] = _edit,
+            command: str = _command,
+            phrase: str = _phrase,
+        ) -> Scenario:
             bad = directory / "step-2.json"
             bad.write_text(json.dumps(edit(kit.report_data())))
             good = kit.report_in(directory, "step-1.json")
-            args = {"gate": ["gate", str(bad)], "compare": ["compare", str(good), str(bad)], "trend": ["trend", str(good), str(bad)]}[command]
+            args = {
+                "gate": ["gate", str(bad)],
+                "compare": ["compare", str(good), str(bad)],
+                "trend": ["trend", str(good), str(bad)],
+            }[command]
             return Scenario(args, error=phrase, keep=(bad, good))
 
         add("report-tampering", f"{_name}-{_command}", _tampered)
@@ -1084,15 +1256,26 @@ for _name, _args, _phrase in (
     ("jump-k-inf", ["--jump-k", "inf"], "jump k"),
     ("min-swing-nan", ["--min-swing", "nan"], "min swing"),
 ):
+
     def _trend_option(directory: Path, kit: Kit, args: list[str] = _args, phrase: str = _phrase) -> Scenario:
-        return Scenario(["trend", str(kit.report_in(directory, "step-1.json")), str(kit.report_in(directory, "step-2.json")), *args], error=phrase)
+        return Scenario(
+            [
+                "trend",
+                str(kit.report_in(directory, "step-1.json")),
+                str(kit.report_in(directory, "step-2.json")),
+                *args,
+            ],
+            error=phrase,
+        )
 
     add("options", _name, _trend_option)
 
 
 @case("options", "seed-negative-with-randomize")
 def _seed(directory: Path, kit: Kit) -> Scenario:
-    return Scenario(["analyze", str(kit.model_in(directory)), "--seed", "-1", "--randomize", "--no-cache"], error="seed")
+    return Scenario(
+        ["analyze", str(kit.model_in(directory)), "--seed", "-1", "--randomize", "--no-cache"], error="seed"
+    )
 
 
 @case("options", "debug-keeps-exit-code")
@@ -1100,7 +1283,9 @@ def _debug(directory: Path, kit: Kit) -> Scenario:
     def traceback_shown(stdout: str, stderr: str, where: Path) -> None:
         assert "Traceback" in stderr
 
-    return Scenario(["analyze", str(directory / "absent.safetensors"), "--debug"], error="no such file", check=traceback_shown)
+    return Scenario(
+        ["analyze", str(directory / "absent.safetensors"), "--debug"], error="no such file", check=traceback_shown
+    )
 
 
 @case("output-injection", "error-line-is-one-line")
@@ -1131,7 +1316,11 @@ def _lines_start_with(prefix: str, count: int) -> Callable[[str, str, Path], Non
 @case("output-injection", "wrote-line-with-newline-and-markup")
 def _wrote_line(directory: Path, kit: Kit) -> Scenario:
     out = directory / "x\nPASS [red]all good\x1b[0m.json"
-    return Scenario(["analyze", str(kit.model_in(directory)), "-o", str(out), "--no-cache"], exit=0, check=_lines_start_with("wrote ", 1))
+    return Scenario(
+        ["analyze", str(kit.model_in(directory)), "-o", str(out), "--no-cache"],
+        exit=0,
+        check=_lines_start_with("wrote ", 1),
+    )
 
 
 @case("output-injection", "trend-progress-lines")
@@ -1150,6 +1339,7 @@ def _gate_line(directory: Path, kit: Kit) -> Scenario:
 
 
 for _name, _numel in (("legacy-storage-declares-64GB", 2**34), ("legacy-storage-declares-64TB", 2**44)):
+
     def _legacy_bomb(directory: Path, kit: Kit, numel: int = _numel) -> Scenario:
         import torch
 
@@ -1185,7 +1375,9 @@ def _unreadable(make_args: Callable[[Path, Kit], list[str]]) -> Callable[[Path, 
         for locked in (directory / "locked", directory / "locked.safetensors"):
             if locked.exists():
                 os.chmod(locked, 0)
-        cleanup = [lambda: [os.chmod(p, 0o700) for p in (directory / "locked", directory / "locked.safetensors") if p.exists()]]
+        cleanup = [
+            lambda: [os.chmod(p, 0o700) for p in (directory / "locked", directory / "locked.safetensors") if p.exists()]
+        ]
         if os.geteuid() == 0:
             return Scenario(args, error="Permission denied", subprocess=True, script=_WITHOUT_DAC, cleanup=cleanup)
         return Scenario(args, error="Permission denied", cleanup=cleanup)
@@ -1207,8 +1399,21 @@ for _name, _make in {
     "unreadable-directory": lambda d, kit: ["analyze", str(_locked_dir(d, kit).parent), "--no-cache"],
     "file-in-unreadable-directory": lambda d, kit: ["inspect", str(_locked_dir(d, kit))],
     "unreadable-gate-input": lambda d, kit: ["gate", str(_locked_file(d, kit))],
-    "unreadable-config": lambda d, kit: ["analyze", str(kit.model_in(d)), "--config", str(_locked_file(d, kit)), "--no-cache"],
-    "output-in-unreadable-directory": lambda d, kit: ["analyze", str(kit.model_in(d)), "-f", "json", "-o", str(_locked_dir(d, kit).parent / "x.json")],
+    "unreadable-config": lambda d, kit: [
+        "analyze",
+        str(kit.model_in(d)),
+        "--config",
+        str(_locked_file(d, kit)),
+        "--no-cache",
+    ],
+    "output-in-unreadable-directory": lambda d, kit: [
+        "analyze",
+        str(kit.model_in(d)),
+        "-f",
+        "json",
+        "-o",
+        str(_locked_dir(d, kit).parent / "x.json"),
+    ],
 }.items():
     add("paths", _name, _unreadable(_make))
 
@@ -1278,7 +1483,10 @@ def _hub_patch(hub_dir: Path) -> Callable[[], contextlib.AbstractContextManager[
     def patched() -> Iterator[None]:
         import huggingface_hub.constants
 
-        with mock.patch.object(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_dir)), mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}):
+        with (
+            mock.patch.object(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_dir)),
+            mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}),
+        ):
             yield
 
     return patched
@@ -1291,6 +1499,7 @@ for _name, _source, _target in (
     ("c01-cache-dir-html-blob", "dir", "blob-html"),
     ("c01-cache-dir-o-config-blob", "dir", "config"),
 ):
+
     def _hub_out(directory: Path, kit: Kit, source: str = _source, target: str = _target) -> Scenario:
         import pytest
 
@@ -1300,7 +1509,9 @@ for _name, _source, _target in (
         config_blob = repo / "blobs" / ("f" * 64)
         config_blob.write_text('{"model_type": "bert"}')
         (snapshot / "config.json").symlink_to(os.path.relpath(config_blob, snapshot))
-        out = {"snapshot": snapshot / "model.safetensors", "blob": blob, "blob-html": blob, "config": config_blob}[target]
+        out = {"snapshot": snapshot / "model.safetensors", "blob": blob, "blob-html": blob, "config": config_blob}[
+            target
+        ]
         flag = ["--html"] if target == "blob-html" else ["-f", "json", "-o"]
         args = ["analyze", "org/tiny" if source == "id" else str(repo), *flag, str(out), "--no-cache"]
         return Scenario(args, error="input of this run", keep=(blob, config_blob), patch=_hub_patch(hub_dir))
@@ -1341,6 +1552,7 @@ for _name, _payload in (
     ("c02-gguf-nested-arrays", struct.pack("<IQ", _GGUF_ARRAY, 1 << 30) + struct.pack("<IQ", _GGUF_UINT8, 1 << 40)),
 ):
     for _command in ("inspect", "analyze"):
+
         def _gguf_array(directory: Path, kit: Kit, payload: bytes = _payload, command: str = _command) -> Scenario:
             import pytest
 
@@ -1348,18 +1560,24 @@ for _name, _payload in (
             path = directory / "a.gguf"
             data = gguf_header(kvs=gguf_key("a", _GGUF_ARRAY, payload), n_kv=1)
             path.write_bytes(data + bytes(max(0, 57 - len(data))))
-            return bounded([command, str(path), "--no-cache"] if command == "analyze" else [command, str(path)], error="a.gguf")
+            return bounded(
+                [command, str(path), "--no-cache"] if command == "analyze" else [command, str(path)], error="a.gguf"
+            )
 
         add("gguf", f"{_name}-{_command}", _gguf_array)
 
 
-def small_gguf(path: Path, *, blocks: int = 1, heads: Any = 4, metadata: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+def small_gguf(
+    path: Path, *, blocks: int = 1, heads: Any = 4, metadata: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """A one-block llama GGUF (F32) and its Hugging Face twin's tensors."""
     import gguf
 
     rng = np.random.default_rng(3)
-    hf = {"model.layers.0.mlp.up_proj.weight": rng.standard_normal((96, 64)).astype(np.float32),
-          "model.layers.0.self_attn.q_proj.weight": rng.standard_normal((64, 64)).astype(np.float32)}
+    hf = {
+        "model.layers.0.mlp.up_proj.weight": rng.standard_normal((96, 64)).astype(np.float32),
+        "model.layers.0.self_attn.q_proj.weight": rng.standard_normal((64, 64)).astype(np.float32),
+    }
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_block_count(blocks)
     if isinstance(heads, int) and not isinstance(heads, bool):
@@ -1380,24 +1598,31 @@ def small_gguf(path: Path, *, blocks: int = 1, heads: Any = 4, metadata: dict[st
 
 
 for _name, _blocks in (("c03-gguf-block-count-10^9", 10**9), ("c03-gguf-block-count-2^32-1", 2**32 - 1)):
+
     def _gguf_blocks(directory: Path, kit: Kit, blocks: int = _blocks) -> Scenario:
         import pytest
 
         pytest.importorskip("gguf")
         hf = small_gguf(directory / "m.gguf", blocks=blocks)
         write_safetensors(directory / "hf.safetensors", hf)
-        return bounded(["compare", str(directory / "hf.safetensors"), str(directory / "m.gguf"), "--no-cache", "-f", "json"], exit=0)
+        return bounded(
+            ["compare", str(directory / "hf.safetensors"), str(directory / "m.gguf"), "--no-cache", "-f", "json"],
+            exit=0,
+        )
 
     add("gguf", _name, _gguf_blocks)
 
 
 for _name, _heads in (("c10-gguf-head-count-string", "32"), ("c10-gguf-head-count-bool", True)):
+
     def _gguf_heads(directory: Path, kit: Kit, heads: Any = _heads) -> Scenario:
         import pytest
 
         pytest.importorskip("gguf")
         small_gguf(directory / "m.gguf", heads=heads)
-        return Scenario(["analyze", str(directory / "m.gguf"), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=0))
+        return Scenario(
+            ["analyze", str(directory / "m.gguf"), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=0)
+        )
 
     add("gguf", _name, _gguf_heads)
 
@@ -1441,7 +1666,9 @@ def lora_adapter(directory: Path, modules: dict[str, tuple[np.ndarray, np.ndarra
         tensors[f"base_model.model.{module}.lora_A.weight"] = a
         tensors[f"base_model.model.{module}.lora_B.weight"] = b
     write_safetensors(directory / "adapter_model.safetensors", tensors)
-    (directory / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16, **config}))
+    (directory / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16, **config})
+    )
     return directory
 
 
@@ -1451,12 +1678,21 @@ def lora_factors(d: int = 96, k: int = 64, r: int = 8, seed: int = 0) -> tuple[n
 
 
 for _command in ("analyze", "inspect", "compare"):
+
     def _redos_adapter(directory: Path, kit: Kit, command: str = _command) -> Scenario:
-        adapter = lora_adapter(directory / "adapter", {_LONG_A: lora_factors(), "model.q_proj": lora_factors(seed=1)},
-                               {"rank_pattern": {"(a+)+b": 4}, "alpha_pattern": {"(a+)+b": 8}})
+        adapter = lora_adapter(
+            directory / "adapter",
+            {_LONG_A: lora_factors(), "model.q_proj": lora_factors(seed=1)},
+            {"rank_pattern": {"(a+)+b": 4}, "alpha_pattern": {"(a+)+b": 8}},
+        )
         if command == "compare":
-            base = write_safetensors(directory / "base.safetensors", {f"{_LONG_A}.weight": np.ones((96, 64), np.float32),
-                                                                      "model.q_proj.weight": np.eye(96, 64, dtype=np.float32)})
+            base = write_safetensors(
+                directory / "base.safetensors",
+                {
+                    f"{_LONG_A}.weight": np.ones((96, 64), np.float32),
+                    "model.q_proj.weight": np.eye(96, 64, dtype=np.float32),
+                },
+            )
             return bounded(["compare", str(base), str(adapter), "--no-cache", "-f", "json"], exit=0)
         return bounded([command, str(adapter), *(["--no-cache", "-f", "json"] if command == "analyze" else [])], exit=0)
 
@@ -1467,7 +1703,9 @@ def _dotted_model(directory: Path) -> Path:
     """Names on which backtracking engines take exponential time for the patterns below."""
     rng = np.random.default_rng(2)
     names = ("model." + "a." * 40 + "weight", "model." + "a" * 40 + "!.weight", "lm_head.weight")
-    return write_safetensors(directory / "d.safetensors", {n: rng.standard_normal((96, 64)).astype(np.float32) for n in names})
+    return write_safetensors(
+        directory / "d.safetensors", {n: rng.standard_normal((96, 64)).astype(np.float32) for n in names}
+    )
 
 
 for _name, _flag, _pattern in (
@@ -1475,10 +1713,15 @@ for _name, _flag, _pattern in (
     ("c05-exclude-a-plus-plus", "--exclude", r"(a+)+$"),
     ("c05-plot-layer-dotted-star", "--layer", r"(.*\.)*lm_head\.weight$"),
 ):
+
     def _redos_flag(directory: Path, kit: Kit, flag: str = _flag, pattern: str = _pattern) -> Scenario:
         model = _dotted_model(directory)
         if flag == "--layer":
-            return bounded(["plot", str(model), "--layer", pattern, "-d", str(directory / "p"), "--no-cache", "--no-randomize"], bound=30, exit=0)
+            return bounded(
+                ["plot", str(model), "--layer", pattern, "-d", str(directory / "p"), "--no-cache", "--no-randomize"],
+                bound=30,
+                exit=0,
+            )
         return bounded(["analyze", str(model), flag, pattern, "--no-cache", "-f", "json"], exit=0)
 
     add("patterns", _name, _redos_flag)
@@ -1548,14 +1791,19 @@ def _deflate_bomb(directory: Path, kit: Kit) -> Scenario:
     """At deflate's 1030:1 (65 KB for 67 MB): admitted, decoded, and short-cut as all-zero."""
     n = 4096
     path = directory / "bomb.npz"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive, archive.open("big.npy", "w", force_zip64=True) as stream:
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("big.npy", "w", force_zip64=True) as stream,
+    ):
         np.lib.format.write_array_header_1_0(stream, {"descr": "<f4", "fortran_order": False, "shape": (n, n)})
         chunk, left = bytes(1 << 24), n * n * 4
         while left:
             stream.write(chunk[: min(left, len(chunk))])
             left -= min(left, len(chunk))
     _add_good_member(path)
-    return bounded(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=1, phrase="all-zero"))
+    return bounded(
+        ["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=reads_report(2, failed=1, phrase="all-zero")
+    )
 
 
 @case("npz", "c06-npz-constant-matrix-no-solve")
@@ -1567,9 +1815,15 @@ def _constant_npz(directory: Path, kit: Kit) -> Scenario:
 
     def closed_form(stdout: str, stderr: str, where: Path) -> None:
         layer = next(layer for layer in json.loads(stdout)["layers"] if layer["name"] == "big")
-        assert layer["lambda_max"] == pytest_approx(0.25**2 * n * n), layer["lambda_max"]  # σ²max of c·11ᵀ (N×M): c²·N·M
+        assert layer["lambda_max"] == pytest_approx(0.25**2 * n * n), layer[
+            "lambda_max"
+        ]  # σ²max of c·11ᵀ (N×M): c²·N·M
 
-    return bounded(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=_all(reads_report(2, failed=1, phrase="distinct positive"), closed_form))
+    return bounded(
+        ["analyze", str(path), "--no-cache", "-f", "json"],
+        exit=0,
+        check=_all(reads_report(2, failed=1, phrase="distinct positive"), closed_form),
+    )
 
 
 def pytest_approx(value: float) -> Any:
@@ -1605,8 +1859,12 @@ def _npz_member(kind: str) -> Callable[[Path, Kit], Scenario]:
                 struct.pack_into("<H", data, local + 8, 97)
                 struct.pack_into("<H", data, central + 10, 97)
             path.write_bytes(bytes(data))
-        return Scenario(["analyze", str(path), "--no-cache", "-f", "json"], exit=(0, 2), error="m.npz",
-                        check=lambda out, err, where: reads_report(2, failed=1)(out, err, where) if out else None)
+        return Scenario(
+            ["analyze", str(path), "--no-cache", "-f", "json"],
+            exit=(0, 2),
+            error="m.npz",
+            check=lambda out, err, where: reads_report(2, failed=1)(out, err, where) if out else None,
+        )
 
     return build
 
@@ -1617,21 +1875,37 @@ for _kind in ("encrypted", "unknown-compression", "lzma-corrupt"):
 
 # c07: forged CI output ---------------------------------------------------------------------
 
-FORGED_NAMES = ("::error title=ALL CLEAR::forged.weight", "::stop-commands::token.weight", "  ::add-mask::secret.weight")
+FORGED_NAMES = (
+    "::error title=ALL CLEAR::forged.weight",
+    "::stop-commands::token.weight",
+    "  ::add-mask::secret.weight",
+)
 
 
 def _forged_model(directory: Path, name: str = "m.safetensors", seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    return write_safetensors(directory / name, {n: rng.standard_normal((96, 64)).astype(np.float32) for n in FORGED_NAMES})
+    return write_safetensors(
+        directory / name, {n: rng.standard_normal((96, 64)).astype(np.float32) for n in FORGED_NAMES}
+    )
 
 
-for _command, _formats in (("analyze", ("table", "csv", "md")), ("compare", ("table", "csv", "md")), ("trend", ("table", "csv", "md")), ("gate", ("text", "github"))):
+for _command, _formats in (
+    ("analyze", ("table", "csv", "md")),
+    ("compare", ("table", "csv", "md")),
+    ("trend", ("table", "csv", "md")),
+    ("gate", ("text", "github")),
+):
     for _format in _formats:
+
         def _forged(directory: Path, kit: Kit, command: str = _command, fmt: str = _format) -> Scenario:
             a = _forged_model(directory, "step-1.safetensors")
             b = _forged_model(directory, "step-2.safetensors", seed=1)
-            args = {"analyze": ["analyze", str(a)], "compare": ["compare", str(a), str(b)], "trend": ["trend", str(a), str(b)],
-                    "gate": ["gate", str(a), "-v"]}[command]
+            args = {
+                "analyze": ["analyze", str(a)],
+                "compare": ["compare", str(a), str(b)],
+                "trend": ["trend", str(a), str(b)],
+                "gate": ["gate", str(a), "-v"],
+            }[command]
             return Scenario([*args, "-f", fmt, "--no-cache"], exit=(0, 1), check=_no_line_starts_with_a_command)
 
         add("output-injection", f"c07-workflow-command-names-{_command}-{_format}", _forged)
@@ -1644,10 +1918,13 @@ def _gate_path_newline(directory: Path, kit: Kit) -> Scenario:
 
 
 for _format in ("text", "github", "json"):
+
     def _gate_saved_names(directory: Path, kit: Kit, fmt: str = _format) -> Scenario:
         data = kit.report_data()
         layer = data["layers"][0]
-        layer.update(name="a\x1b[31m\n::error title=ALL CLEAR::b\r\n", status="failed", reason="x\n::error::y\x1b[0m\x07")
+        layer.update(
+            name="a\x1b[31m\n::error title=ALL CLEAR::b\r\n", status="failed", reason="x\n::error::y\x1b[0m\x07"
+        )
         for key in ("alpha", "verdict"):
             layer[key] = None
         data["layers"][1]["reasons"] = ["ok\n::warning::z"]
@@ -1660,9 +1937,13 @@ for _format in ("text", "github", "json"):
 # c08, c09, c10: adapters -------------------------------------------------------------------
 
 for _command in ("inspect", "analyze"):
+
     def _plain_adapter(directory: Path, kit: Kit, command: str = _command) -> Scenario:
-        adapter = lora_adapter(directory / "adapter", {"model.layers.0.self_attn.q_proj": lora_factors(), "model.layers.0.mlp.up_proj": lora_factors(seed=1)},
-                               {"target_modules": ["q_proj", "up_proj"]})
+        adapter = lora_adapter(
+            directory / "adapter",
+            {"model.layers.0.self_attn.q_proj": lora_factors(), "model.layers.0.mlp.up_proj": lora_factors(seed=1)},
+            {"target_modules": ["q_proj", "up_proj"]},
+        )
         return Scenario([command, str(adapter), *(["--no-cache"] if command == "analyze" else [])], exit=0)
 
     add("adapters", f"c08-peft-adapter-{_command}", _plain_adapter)
@@ -1676,14 +1957,31 @@ def _no_lapack_chatter(stdout: str, stderr: str, where: Path) -> None:
 
 
 for _command in ("analyze", "compare"):
+
     def _huge_alpha(directory: Path, kit: Kit, command: str = _command) -> Scenario:
-        adapter = lora_adapter(directory / "adapter", {m: lora_factors(seed=i) for i, m in enumerate(_MODULES)}, {"lora_alpha": 1e308})
+        adapter = lora_adapter(
+            directory / "adapter", {m: lora_factors(seed=i) for i, m in enumerate(_MODULES)}, {"lora_alpha": 1e308}
+        )
         if command == "analyze":
-            return bounded(["analyze", str(adapter), "--no-cache", "-f", "json"], bound=60, exit=0,
-                           check=_all(_no_lapack_chatter, reads_report(2, failed=2, phrase="not finite")))
-        base = write_safetensors(directory / "base.safetensors", {f"{m}.weight": np.random.default_rng(i).standard_normal((96, 64)).astype(np.float32) for i, m in enumerate(_MODULES)})
-        return bounded(["compare", str(base), str(adapter), "--no-cache", "-f", "json"], bound=60, exit=(0, 2),
-                       check=lambda out, err, where: _no_lapack_chatter(out, err, where) or (json.loads(out) if out else None))
+            return bounded(
+                ["analyze", str(adapter), "--no-cache", "-f", "json"],
+                bound=60,
+                exit=0,
+                check=_all(_no_lapack_chatter, reads_report(2, failed=2, phrase="not finite")),
+            )
+        base = write_safetensors(
+            directory / "base.safetensors",
+            {
+                f"{m}.weight": np.random.default_rng(i).standard_normal((96, 64)).astype(np.float32)
+                for i, m in enumerate(_MODULES)
+            },
+        )
+        return bounded(
+            ["compare", str(base), str(adapter), "--no-cache", "-f", "json"],
+            bound=60,
+            exit=(0, 2),
+            check=lambda out, err, where: _no_lapack_chatter(out, err, where) or (json.loads(out) if out else None),
+        )
 
     add("adapters", f"c09-lora-alpha-1e308-{_command}", _huge_alpha)
 
@@ -1695,6 +1993,7 @@ for _name, _config, _phrase in (
     ("c10-adapter-alpha-pattern-400-digits", {"alpha_pattern": {"q_proj": 10**400}}, "alpha_pattern"),
     ("c10-adapter-rank-pattern-not-a-pattern", {"rank_pattern": {"(": 4}}, "rank_pattern"),
 ):
+
     def _hostile_config(directory: Path, kit: Kit, config: dict[str, Any] = _config, phrase: str = _phrase) -> Scenario:
         adapter = lora_adapter(directory / "adapter", {m: lora_factors(seed=i) for i, m in enumerate(_MODULES)}, {})
         raw = json.loads((adapter / "adapter_config.json").read_text())
@@ -1710,7 +2009,13 @@ def _nan_factor(directory: Path, kit: Kit) -> Scenario:
     a, b = lora_factors()
     a[0, 0] = np.nan
     adapter = lora_adapter(directory / "adapter", {_MODULES[0]: (a, b), _MODULES[1]: lora_factors(seed=1)}, {})
-    base = write_safetensors(directory / "base.safetensors", {f"{m}.weight": np.random.default_rng(i).standard_normal((96, 64)).astype(np.float32) for i, m in enumerate(_MODULES)})
+    base = write_safetensors(
+        directory / "base.safetensors",
+        {
+            f"{m}.weight": np.random.default_rng(i).standard_normal((96, 64)).astype(np.float32)
+            for i, m in enumerate(_MODULES)
+        },
+    )
 
     def one_failed(stdout: str, stderr: str, where: Path) -> None:
         changes = {change["name"]: change for change in json.loads(stdout)["layers"]}
@@ -1733,34 +2038,48 @@ def _strict_json(stdout: str, stderr: str, where: Path) -> None:
 
 for _name, _value in (("c10-report-alpha-400-digits", 10**400), ("c10-report-alpha-minus-400-digits", -(10**400))):
     for _command in ("gate", "compare", "trend"):
+
         def _big_alpha(directory: Path, kit: Kit, value: int = _value, command: str = _command) -> Scenario:
             data = kit.report_data()
             data["layers"][0]["alpha"] = value
             bad = directory / "step-2.json"
             bad.write_text(json.dumps(data))
             good = kit.report_in(directory, "step-1.json")
-            args = {"gate": ["gate", str(bad)], "compare": ["compare", str(good), str(bad)], "trend": ["trend", str(good), str(bad)]}[command]
+            args = {
+                "gate": ["gate", str(bad)],
+                "compare": ["compare", str(good), str(bad)],
+                "trend": ["trend", str(good), str(bad)],
+            }[command]
             return Scenario(args, error="finite number")
 
         add("report-tampering", f"{_name}-{_command}", _big_alpha)
 
 
 for _command in ("gate", "compare", "trend"):
+
     def _extreme_alphas(directory: Path, kit: Kit, command: str = _command) -> Scenario:
         a, b = kit.report_data(), kit.report_data()
         a["layers"][0]["alpha"], b["layers"][0]["alpha"] = -1.7e308, 1.7e308
         a["layers"][1]["alpha"], b["layers"][1]["alpha"] = 1.7e308, -1.7e308
         ra, rb = kit.report_in(directory, "step-1.json", a), kit.report_in(directory, "step-2.json", b)
-        args = {"gate": ["gate", str(rb), "--baseline", str(ra), "--set", "max-delta-alpha=0.5"],
-                "compare": ["compare", str(ra), str(rb)], "trend": ["trend", str(ra), str(rb)]}[command]
+        args = {
+            "gate": ["gate", str(rb), "--baseline", str(ra), "--set", "max-delta-alpha=0.5"],
+            "compare": ["compare", str(ra), str(rb)],
+            "trend": ["trend", str(ra), str(rb)],
+        }[command]
         if command == "gate":
             args = ["gate", str(rb), "--baseline", str(ra), "--max-delta-alpha", "0.5"]
-        return Scenario([*args, "-f", "json"], exit=(0, 1, 2), check=lambda out, err, where: _strict_json(out, err, where) if out else None)
+        return Scenario(
+            [*args, "-f", "json"],
+            exit=(0, 1, 2),
+            check=lambda out, err, where: _strict_json(out, err, where) if out else None,
+        )
 
     add("report-tampering", f"c10-report-alphas-plus-minus-1.7e308-{_command}", _extreme_alphas)
 
 
 for _format in ("github", "text", "json"):
+
     def _surrogate(directory: Path, kit: Kit, fmt: str = _format) -> Scenario:
         data = kit.report_data()
         data["layers"][0]["name"] = "model.\ud800.weight"
@@ -1773,11 +2092,15 @@ for _format in ("github", "text", "json"):
 # c11: float64 layers beyond float32's range -------------------------------------------------
 
 for _name, _scale in (("c11-f64-times-1e160", 1e160), ("c11-f64-times-1e-200", 1e-200), ("c11-f64-times-1e100", 1e100)):
+
     def _f64_scaled(directory: Path, kit: Kit, scale: float = _scale) -> Scenario:
         from tests.helpers import planted_power_law
 
         w = planted_power_law(256, 128, alpha=3.0, seed=4).astype(np.float64)
-        path = write_safetensors(directory / "f64.safetensors", {"plain.weight": w, "scaled.weight": w * scale, "other.weight": w[:, ::-1].copy()})
+        path = write_safetensors(
+            directory / "f64.safetensors",
+            {"plain.weight": w, "scaled.weight": w * scale, "other.weight": w[:, ::-1].copy()},
+        )
 
         def same_alpha(stdout: str, stderr: str, where: Path) -> None:
             layers = {layer["name"]: layer for layer in json.loads(stdout)["layers"]}
@@ -1788,7 +2111,11 @@ for _name, _scale in (("c11-f64-times-1e160", 1e160), ("c11-f64-times-1e-200", 1
             if scaled["lambda_max"] is not None:  # reported in float64 where float64 holds it
                 assert abs(scaled["lambda_max"] / (plain["lambda_max"] * scale**2) - 1) < 1e-6
 
-        return Scenario(["analyze", str(path), "--no-cache", "-f", "json"], exit=0, check=_all(_strict_json, reads_report(3, failed=0), same_alpha))
+        return Scenario(
+            ["analyze", str(path), "--no-cache", "-f", "json"],
+            exit=0,
+            check=_all(_strict_json, reads_report(3, failed=0), same_alpha),
+        )
 
     add("tensor-contents", _name, _f64_scaled)
 
@@ -1814,8 +2141,14 @@ def _cache_tamper(edit: Callable[[Path, list[Path]], None], child: bool = False)
         from weightscope.cli import app
 
         rng = np.random.default_rng(7)
-        model = write_safetensors(directory / "m.safetensors", {f"l.{i}.weight": rng.standard_normal((192, 128)).astype(np.float32) * (i + 1) for i in range(2)})
-        other = write_safetensors(directory / "o.safetensors", {f"l.{i}.weight": rng.standard_normal((192, 128)).astype(np.float32) * 10 for i in range(2)})
+        model = write_safetensors(
+            directory / "m.safetensors",
+            {f"l.{i}.weight": rng.standard_normal((192, 128)).astype(np.float32) * (i + 1) for i in range(2)},
+        )
+        other = write_safetensors(
+            directory / "o.safetensors",
+            {f"l.{i}.weight": rng.standard_normal((192, 128)).astype(np.float32) * 10 for i in range(2)},
+        )
         cache, spare = directory / "cache", directory / "spare"
         args = ["analyze", str(model), "--cache", str(cache), "-f", "json"]
         with _settled():
@@ -1825,10 +2158,16 @@ def _cache_tamper(edit: Callable[[Path, list[Path]], None], child: bool = False)
         entries = sorted(cache.glob("spectra/*/*.npz"))
         assert entries
         edit(directory, entries)
-        expected = {layer["name"]: (layer["lambda_max"], layer["verdict"], layer["alpha"]) for layer in json.loads(first.stdout)["layers"]}
+        expected = {
+            layer["name"]: (layer["lambda_max"], layer["verdict"], layer["alpha"])
+            for layer in json.loads(first.stdout)["layers"]
+        }
 
         def unchanged(stdout: str, stderr: str, where: Path) -> None:
-            got = {layer["name"]: (layer["lambda_max"], layer["verdict"], layer["alpha"]) for layer in json.loads(stdout)["layers"]}
+            got = {
+                layer["name"]: (layer["lambda_max"], layer["verdict"], layer["alpha"])
+                for layer in json.loads(stdout)["layers"]
+            }
             assert got == expected
 
         if child:
@@ -1877,7 +2216,11 @@ def _negative_top(evals: np.ndarray) -> np.ndarray:
 add("cache-entries", "c12-entry-replaced-by-symlink", _cache_tamper(_to_symlinks))
 add("cache-entries", "c12-entry-replaced-by-fifo", _cache_tamper(_to_fifos, child=True))
 add("cache-entries", "c12-evals-out-of-order", _cache_tamper(_rewrite_evals(lambda e: e[::-1].copy())))
-add("cache-entries", "c12-evals-shuffled", _cache_tamper(_rewrite_evals(lambda e: np.random.default_rng(0).permutation(e))))
+add(
+    "cache-entries",
+    "c12-evals-shuffled",
+    _cache_tamper(_rewrite_evals(lambda e: np.random.default_rng(0).permutation(e))),
+)
 add("cache-entries", "c12-evals-negative", _cache_tamper(_rewrite_evals(_negative_top)))
 
 
@@ -1897,6 +2240,7 @@ print(json.dumps(report.to_dict()))
 """
 
 for _kind in ("meta", "sparse", "csr", "nested"):
+
     def _in_memory(directory: Path, kit: Kit, kind: str = _kind) -> Scenario:
         def good_layers_kept(stdout: str, stderr: str, where: Path) -> None:
             layers = {layer["name"]: layer for layer in json.loads(stdout)["layers"]}
@@ -1904,7 +2248,9 @@ for _kind in ("meta", "sparse", "csr", "nested"):
             if "bad.weight" in layers:
                 assert layers["bad.weight"]["status"] == "failed" and layers["bad.weight"]["reason"]
 
-        return Scenario([], exit=0, subprocess=True, script=_IN_MEMORY.format(kind=kind), check=good_layers_kept, timeout=120)
+        return Scenario(
+            [], exit=0, subprocess=True, script=_IN_MEMORY.format(kind=kind), check=good_layers_kept, timeout=120
+        )
 
     add("in-memory", f"c13-one-{_kind}-tensor-beside-good", _in_memory)
 
@@ -1916,12 +2262,15 @@ for _name, _names in (
     ("c14-plot-non-ascii", ("ü.weight", "€.weight")),
     ("c14-plot-300-character-name", ("x" * 300 + ".weight", "y" * 20 + ".weight")),
 ):
+
     def _plot_names(directory: Path, kit: Kit, names: tuple[str, ...] = _names) -> Scenario:
         import pytest
 
         pytest.importorskip("matplotlib")
         rng = np.random.default_rng(0)
-        model = write_safetensors(directory / "m.safetensors", {n: rng.standard_normal((96, 64)).astype(np.float32) for n in names})
+        model = write_safetensors(
+            directory / "m.safetensors", {n: rng.standard_normal((96, 64)).astype(np.float32) for n in names}
+        )
         out = directory / "plots"
 
         def one_file_each(stdout: str, stderr: str, where: Path) -> None:
@@ -1929,7 +2278,12 @@ for _name, _names in (
             assert len(files) == len(names), files
             assert all(len(f.encode()) <= 255 for f in files)
 
-        return Scenario(["plot", str(model), "--layer", ".", "-d", str(out), "--no-cache", "--no-randomize"], exit=0, check=one_file_each, timeout=120)
+        return Scenario(
+            ["plot", str(model), "--layer", ".", "-d", str(out), "--no-cache", "--no-randomize"],
+            exit=0,
+            check=one_file_each,
+            timeout=120,
+        )
 
     add("plots", _name, _plot_names)
 
@@ -1951,8 +2305,12 @@ def _big_report(directory: Path, kit: Kit) -> Scenario:
 
 @case("options", "c16-cache-max-scientific-notation")
 def _cache_max(directory: Path, kit: Kit) -> Scenario:
-    return Scenario(["analyze", str(kit.model_in(directory)), "--cache", str(directory / "c"), "-f", "json"], exit=0,
-                    check=reads_report(2, failed=0), patch=lambda: mock.patch.dict(os.environ, {"WEIGHTSCOPE_CACHE_MAX": "1e9"}))
+    return Scenario(
+        ["analyze", str(kit.model_in(directory)), "--cache", str(directory / "c"), "-f", "json"],
+        exit=0,
+        check=reads_report(2, failed=0),
+        patch=lambda: mock.patch.dict(os.environ, {"WEIGHTSCOPE_CACHE_MAX": "1e9"}),
+    )
 
 
 @case("options", "c16-cache-max-garbage-is-a-warning")
@@ -1960,8 +2318,12 @@ def _cache_max_bad(directory: Path, kit: Kit) -> Scenario:
     def warned(stdout: str, stderr: str, where: Path) -> None:
         assert "WEIGHTSCOPE_CACHE_MAX" in stderr
 
-    return Scenario(["analyze", str(kit.model_in(directory)), "--cache", str(directory / "c"), "-f", "json"], exit=0,
-                    check=_all(reads_report(2, failed=0), warned), patch=lambda: mock.patch.dict(os.environ, {"WEIGHTSCOPE_CACHE_MAX": "lots"}))
+    return Scenario(
+        ["analyze", str(kit.model_in(directory)), "--cache", str(directory / "c"), "-f", "json"],
+        exit=0,
+        check=_all(reads_report(2, failed=0), warned),
+        patch=lambda: mock.patch.dict(os.environ, {"WEIGHTSCOPE_CACHE_MAX": "lots"}),
+    )
 
 
 # --- 11. the surfaces added with watch and gate --write-baseline ---------------------------
@@ -1990,10 +2352,13 @@ def _watch_specials(directory: Path, kit: Kit) -> Scenario:
 
 
 for _flag in ("--json", "--log"):
+
     def _watch_out_is_member(directory: Path, kit: Kit, flag: str = _flag) -> Scenario:
         run = _run_dir(directory, kit)
         member = run / "step-1.safetensors"
-        return Scenario(["watch", str(run), "--once", "--settle", "0", flag, str(member)], error="input of this run", keep=(member,))
+        return Scenario(
+            ["watch", str(run), "--once", "--settle", "0", flag, str(member)], error="input of this run", keep=(member,)
+        )
 
     add("paths", f"watch-{_flag.strip('-')}-is-a-checkpoint-of-the-run", _watch_out_is_member)
 
@@ -2004,7 +2369,11 @@ def _watch_step_regex(directory: Path, kit: Kit) -> Scenario:
     run.mkdir()
     kit.model_in(run, "1" * 40 + "x.safetensors")
     kit.model_in(run, "2" * 40 + "x.safetensors")
-    return bounded(["watch", str(run), "--once", "--settle", "0", "--step-regex", r"(\d+)+y", "--no-cache"], bound=30, exit=(0, 1, 2))
+    return bounded(
+        ["watch", str(run), "--once", "--settle", "0", "--step-regex", r"(\d+)+y", "--no-cache"],
+        bound=30,
+        exit=(0, 1, 2),
+    )
 
 
 @case("output-injection", "watch-forged-checkpoint-names")
@@ -2013,7 +2382,12 @@ def _watch_forged(directory: Path, kit: Kit) -> Scenario:
     run.mkdir()
     kit.model_in(run, "::error title=ALL CLEAR::step-1.safetensors")
     kit.model_in(run, "step-2\n::warning::x\x1b[31m.safetensors")
-    return Scenario(["watch", str(run), "--once", "--settle", "0", "--no-cache"], exit=(0, 1), check=_no_line_starts_with_a_command, timeout=120)
+    return Scenario(
+        ["watch", str(run), "--once", "--settle", "0", "--no-cache"],
+        exit=(0, 1),
+        check=_no_line_starts_with_a_command,
+        timeout=120,
+    )
 
 
 def _needs_write_baseline() -> None:
@@ -2034,7 +2408,11 @@ def _baseline_target(make: Callable[[Path, Path], Path], phrase: str) -> Callabl
         config = directory / "policy.toml"
         config.write_text("[tool.weightscope.gate]\n")
         target = make(directory, m)
-        return Scenario(["gate", str(m), "--config", str(config), "--write-baseline", str(target), "--no-cache"], error=phrase, keep=(m, config))
+        return Scenario(
+            ["gate", str(m), "--config", str(config), "--write-baseline", str(target), "--no-cache"],
+            error=phrase,
+            keep=(m, config),
+        )
 
     return build
 
@@ -2064,13 +2442,19 @@ for _name, _make, _phrase in (
 def _baseline_and_output(directory: Path, kit: Kit) -> Scenario:
     _needs_write_baseline()
     m = kit.model_in(directory)
-    return Scenario(["gate", str(m), "--write-baseline", str(directory / "x.json"), "-o", str(directory / "x.json"), "--no-cache"],
-                    error="two outputs name one file", keep=(m,))
+    return Scenario(
+        ["gate", str(m), "--write-baseline", str(directory / "x.json"), "-o", str(directory / "x.json"), "--no-cache"],
+        error="two outputs name one file",
+        keep=(m,),
+    )
 
 
 @case("output-injection", "gate-write-baseline-forged-names")
 def _baseline_forged(directory: Path, kit: Kit) -> Scenario:
     _needs_write_baseline()
     m = _forged_model(directory)
-    return Scenario(["gate", str(m), "--write-baseline", str(directory / "base.json"), "--no-cache"], exit=(0, 1),
-                    check=_no_line_starts_with_a_command)
+    return Scenario(
+        ["gate", str(m), "--write-baseline", str(directory / "base.json"), "--no-cache"],
+        exit=(0, 1),
+        check=_no_line_starts_with_a_command,
+    )

@@ -13,10 +13,16 @@ import numpy as np
 
 def permute(weights: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's ``LlamaModel.permute`` (convert_hf_to_gguf.py)."""
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
-def write_gguf(path, hf_weights: dict[str, np.ndarray], qtype_name: str, *, heads: int, kv_heads: int, blocks: int) -> dict[str, np.ndarray]:
+def write_gguf(
+    path, hf_weights: dict[str, np.ndarray], qtype_name: str, *, heads: int, kv_heads: int, blocks: int
+) -> dict[str, np.ndarray]:
     """Write ``hf_weights`` (Hugging Face Llama names) as GGUF; return the dequantized
     values per HF name (the reference for the quantization error)."""
     import gguf

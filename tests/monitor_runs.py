@@ -21,9 +21,15 @@ BLOCKS = 4
 HIDDEN, INTERMEDIATE, VOCAB, HEADS, KV_HEADS = 64, 128, 256, 4, 2
 
 CONFIG = {
-    "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN,
-    "intermediate_size": INTERMEDIATE, "num_hidden_layers": BLOCKS, "num_attention_heads": HEADS,
-    "num_key_value_heads": KV_HEADS, "vocab_size": VOCAB, "max_position_embeddings": 64,
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": HIDDEN,
+    "intermediate_size": INTERMEDIATE,
+    "num_hidden_layers": BLOCKS,
+    "num_attention_heads": HEADS,
+    "num_key_value_heads": KV_HEADS,
+    "vocab_size": VOCAB,
+    "max_position_embeddings": 64,
 }
 
 
@@ -64,20 +70,26 @@ def llama_state(step: int, saves: int, *, planted: bool, seed: int = 0) -> dict[
     a little per step, and block 1's q ×`GROWTH` per save when ``planted``."""
     rng = np.random.default_rng(seed)
     drift = np.random.default_rng(seed + 1 + step)
-    shapes = {"model.embed_tokens.weight": (VOCAB, HIDDEN), "model.norm.weight": (HIDDEN,), "lm_head.weight": (VOCAB, HIDDEN)}
+    shapes = {
+        "model.embed_tokens.weight": (VOCAB, HIDDEN),
+        "model.norm.weight": (HIDDEN,),
+        "lm_head.weight": (VOCAB, HIDDEN),
+    }
     for b in range(BLOCKS):
         prefix = f"model.layers.{b}."
-        shapes.update({
-            prefix + "self_attn.q_proj.weight": (HIDDEN, HIDDEN),
-            prefix + "self_attn.k_proj.weight": (KV_HEADS * HIDDEN // HEADS, HIDDEN),
-            prefix + "self_attn.v_proj.weight": (KV_HEADS * HIDDEN // HEADS, HIDDEN),
-            prefix + "self_attn.o_proj.weight": (HIDDEN, HIDDEN),
-            prefix + "mlp.gate_proj.weight": (INTERMEDIATE, HIDDEN),
-            prefix + "mlp.up_proj.weight": (INTERMEDIATE, HIDDEN),
-            prefix + "mlp.down_proj.weight": (HIDDEN, INTERMEDIATE),
-            prefix + "input_layernorm.weight": (HIDDEN,),
-            prefix + "post_attention_layernorm.weight": (HIDDEN,),
-        })
+        shapes.update(
+            {
+                prefix + "self_attn.q_proj.weight": (HIDDEN, HIDDEN),
+                prefix + "self_attn.k_proj.weight": (KV_HEADS * HIDDEN // HEADS, HIDDEN),
+                prefix + "self_attn.v_proj.weight": (KV_HEADS * HIDDEN // HEADS, HIDDEN),
+                prefix + "self_attn.o_proj.weight": (HIDDEN, HIDDEN),
+                prefix + "mlp.gate_proj.weight": (INTERMEDIATE, HIDDEN),
+                prefix + "mlp.up_proj.weight": (INTERMEDIATE, HIDDEN),
+                prefix + "mlp.down_proj.weight": (HIDDEN, INTERMEDIATE),
+                prefix + "input_layernorm.weight": (HIDDEN,),
+                prefix + "post_attention_layernorm.weight": (HIDDEN,),
+            }
+        )
     state = {}
     for name, shape in shapes.items():
         if len(shape) == 1:

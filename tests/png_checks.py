@@ -17,7 +17,9 @@ def decode_png(data: bytes) -> np.ndarray:
     return imread(io.BytesIO(data), format="png")
 
 
-def assert_picture(data: bytes, *, min_size: tuple[int, int] = (400, 300), max_size: tuple[int, int] = (2400, 2400)) -> np.ndarray:
+def assert_picture(
+    data: bytes, *, min_size: tuple[int, int] = (400, 300), max_size: tuple[int, int] = (2400, 2400)
+) -> np.ndarray:
     """A valid PNG whose (width, height) lies in the bounds and which shows something."""
     pixels = decode_png(data)
     height, width = pixels.shape[:2]

@@ -126,8 +126,10 @@ def test_imports_never_go_up_a_level():
 
 
 def test_numerics_and_statistics_import_nothing_above_them():
-    allowed = {"linalg": ("weightscope.linalg", "weightscope.errors"),
-               "stats": ("weightscope.stats", "weightscope.linalg", "weightscope.errors")}
+    allowed = {
+        "linalg": ("weightscope.linalg", "weightscope.errors"),
+        "stats": ("weightscope.stats", "weightscope.linalg", "weightscope.errors"),
+    }
     for module, targets in graph().items():
         for folder, prefixes in allowed.items():
             if module.startswith(f"weightscope.{folder}"):
@@ -145,7 +147,7 @@ def test_the_import_graph_has_no_cycle():
         state[node] = 1
         for nxt in edges.get(node, ()):
             if state.get(nxt) == 1:
-                cycle.extend([*path[path.index(nxt):], nxt])
+                cycle.extend([*path[path.index(nxt) :], nxt])
                 return True
             if state.get(nxt) is None and walk(nxt, [*path, nxt]):
                 return True
@@ -202,8 +204,12 @@ def band_definitions(package: Path = PACKAGE) -> list[str]:
                 numbers = [o.value for o in operands if isinstance(o, ast.Constant) and not isinstance(o.value, bool)]
                 if set(numbers) & BAND_NUMBERS and any("alpha" in ast.unparse(o).lower() for o in operands):
                     found.append(f"{where}:{node.lineno} compares alpha with {numbers}")
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-                    and BAND_TEXT.search(node.value)):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and BAND_TEXT.search(node.value)
+            ):
                 found.append(f"{where}:{node.lineno} writes the band as text: {node.value!r}")
     return found
 
@@ -217,7 +223,9 @@ def test_the_alpha_band_is_defined_once():
 def test_a_second_alpha_band_definition_is_caught(tmp_path):
     planted = tmp_path / "weightscope"
     (planted / "render").mkdir(parents=True)
-    (planted / "render" / "style.py").write_text('ALPHA_HIGH = 6.0\ndef band(alpha):\n    return "high" if alpha > 6 else "ok"\n')
+    (planted / "render" / "style.py").write_text(
+        'ALPHA_HIGH = 6.0\ndef band(alpha):\n    return "high" if alpha > 6 else "ok"\n'
+    )
     (planted / "summary.py").write_text('LABEL = "alpha 2–6"\n')
     found = band_definitions(planted)
     assert len(found) == 3, found
@@ -342,10 +350,17 @@ def format_lists(package: Path = PACKAGE) -> list[str]:
                 keys |= {k.attr for k in node.keys if isinstance(k, ast.Attribute)}  # OutputFormat.json: …
                 if len(keys & TEXT_FORMATS) >= 2:
                     found.append(f"{where}:{node.lineno} maps output formats outside a registry")
-            if (isinstance(node, ast.Call) and _called(node) == "dumps" and node.args
-                    and "to_dict()" in ast.unparse(node.args[0]) and not module.endswith("render.formats")
-                    and any(k.arg == "indent" and ast.unparse(k.value) == "2" for k in node.keywords)):
-                found.append(f"{where}:{node.lineno} writes a result's JSON itself")  # (the cache keeps its own compact form)
+            if (
+                isinstance(node, ast.Call)
+                and _called(node) == "dumps"
+                and node.args
+                and "to_dict()" in ast.unparse(node.args[0])
+                and not module.endswith("render.formats")
+                and any(k.arg == "indent" and ast.unparse(k.value) == "2" for k in node.keywords)
+            ):
+                found.append(
+                    f"{where}:{node.lineno} writes a result's JSON itself"
+                )  # (the cache keeps its own compact form)
     return found
 
 
@@ -364,7 +379,9 @@ def test_a_second_format_vocabulary_is_caught(tmp_path):
         "    texts = {OutputFormat.json: lambda: json.dumps(result.to_dict(), indent=2), OutputFormat.csv: to_csv}\n"
     )
     (planted / "render").mkdir()
-    (planted / "render" / "views.py").write_text('FORMATS: Formats = {"json": json_text, "csv": to_csv}\n')  # a registry
+    (planted / "render" / "views.py").write_text(
+        'FORMATS: Formats = {"json": json_text, "csv": to_csv}\n'
+    )  # a registry
     found = format_lists(planted)
     assert len(found) == 3 and not any("views.py" in f for f in found), found
 
@@ -373,8 +390,16 @@ def test_a_second_format_vocabulary_is_caught(tmp_path):
 #: severity, meaning and advice). Set it once that module exists: the guard below then
 #: holds every other module to reading it. None: not yet one module (the guard skips).
 VERDICT_HOME: str | None = None
-VERDICT_NAMES = {"rank-collapsed", "correlation-trap", "random-like", "failed", "untrusted-fit", "over-trained",
-                 "under-trained", "healthy"}
+VERDICT_NAMES = {
+    "rank-collapsed",
+    "correlation-trap",
+    "random-like",
+    "failed",
+    "untrusted-fit",
+    "over-trained",
+    "under-trained",
+    "healthy",
+}
 
 
 def verdict_lists(package: Path = PACKAGE, home: str | None = VERDICT_HOME) -> list[str]:
@@ -403,6 +428,8 @@ def test_the_verdict_vocabulary_is_defined_once():
 def test_a_second_verdict_vocabulary_is_caught(tmp_path):
     planted = tmp_path / "weightscope"
     planted.mkdir()
-    (planted / "verdicts.py").write_text('VERDICTS = ("rank-collapsed", "correlation-trap", "random-like", "healthy")\n')
+    (planted / "verdicts.py").write_text(
+        'VERDICTS = ("rank-collapsed", "correlation-trap", "random-like", "healthy")\n'
+    )
     (planted / "compare.py").write_text('SEVERITY = {"healthy": 0, "under-trained": 2, "failed": 4}\n')
     assert verdict_lists(planted, home="weightscope.verdicts") == ["weightscope/compare.py:1 lists verdicts"]

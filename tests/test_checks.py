@@ -111,7 +111,7 @@ def test_gaussian_layer_without_randomisation_is_still_random_like():
 
 
 def test_an_initial_draw_looks_untrained_and_a_random_spectrum_alone_does_not():
-    """"Looks untrained" needs entries like an initial draw; a random-like spectrum alone
+    """ "Looks untrained" needs entries like an initial draw; a random-like spectrum alone
     describes the spectrum (SmolLM2's value projections: random-like, not untrained)."""
     rng = np.random.default_rng(0)
     draws = {
@@ -183,8 +183,13 @@ def test_iid_entries_with_a_finite_fourth_moment_give_no_trap():
     }
     shapes = [(128, 128), (256, 128), (512, 128), (1024, 128), (256, 256)]
     for name, draw in draws.items():
-        trapped = sum(run((0.02 * draw(np.random.default_rng(seed), shapes[seed % 5])).astype(np.float32), seed=seed)[1]
-                      .traps.count > 0 for seed in range(25))
+        trapped = sum(
+            run((0.02 * draw(np.random.default_rng(seed), shapes[seed % 5])).astype(np.float32), seed=seed)[
+                1
+            ].traps.count
+            > 0
+            for seed in range(25)
+        )
         assert trapped == 0, name
 
 
@@ -212,7 +217,9 @@ def test_one_thirty_sigma_entry_at_512_squared_is_a_trap_verdict():
 def test_thirty_and_forty_sigma_entries_are_trap_verdicts_in_95_percent():
     """Measured: 40/40 (30σ) and 40/40 (40σ)."""
     for sigmas in (30, 40):
-        trapped = sum(run(planted_entry(sigmas, seed)[0], seed=seed)[1].verdict == "correlation-trap" for seed in range(40))
+        trapped = sum(
+            run(planted_entry(sigmas, seed)[0], seed=seed)[1].verdict == "correlation-trap" for seed in range(40)
+        )
         assert trapped >= 38, (sigmas, trapped)
 
 
@@ -238,8 +245,9 @@ def test_iid_scale_mixtures_give_under_1_percent_false_traps():
     false = 0
     for share in (0.0003, 0.001, 0.003, 0.01):
         for scale in (3.0, 5.0, 10.0):
-            false += sum(run(scale_mixture(share, scale, seed), seed=seed)[1].verdict == "correlation-trap"
-                         for seed in range(20))
+            false += sum(
+                run(scale_mixture(share, scale, seed), seed=seed)[1].verdict == "correlation-trap" for seed in range(20)
+            )
     assert false <= 2
 
 
@@ -344,15 +352,20 @@ def test_float32_low_rank_plus_noise_agrees_with_numpy_matrix_rank():
 @pytest.mark.parametrize("stored, round_, kappa", [("BF16", to_bf16, 1e3), ("F16", to_f16, 1e4)])
 def test_full_rank_16_bit_layers_with_steep_spectra_are_not_collapsed(stored, round_, kappa):
     """Measured before: 16/16 (BF16, κ 1e3) and 16/16 (F16, κ 1e4) called collapsed."""
-    false = sum(rank_of(round_(conditioned(512, 256, kappa, np.random.default_rng(seed))), stored).collapsed
-                for seed in range(16))
+    false = sum(
+        rank_of(round_(conditioned(512, 256, kappa, np.random.default_rng(seed))), stored).collapsed
+        for seed in range(16)
+    )
     assert false == 0
 
 
 def test_square_gaussian_bf16_with_large_spikes_is_not_collapsed():
     """A tolerance relative to λmax grew with the spikes; the rounding-noise floor does not."""
     rng = np.random.default_rng(3)
-    w = gaussian((300, 300), 3) + 0.5 * np.outer(rng.standard_normal(300), rng.standard_normal(300)).astype(np.float32) / 300
+    w = (
+        gaussian((300, 300), 3)
+        + 0.5 * np.outer(rng.standard_normal(300), rng.standard_normal(300)).astype(np.float32) / 300
+    )
     w[:, :3] *= 40.0
     info = rank_of(to_bf16(w), "BF16")
     assert not info.collapsed and info.rank_loss < 0.02
@@ -365,8 +378,10 @@ def test_rounding_noise_level_matches_the_rounding_errors_own(round_, bits):
     it beyond the power iteration's shortfall, at most 1.4× over it (measured: 1.00–1.32×;
     a value rounded up into the next binade is given that binade's ulp)."""
     rng = np.random.default_rng(0)
-    for w in ((0.02 * rng.standard_normal((400, 300))).astype(np.float32),
-              (0.02 * np.outer(rng.standard_normal(400), rng.standard_normal(300))).astype(np.float32)):
+    for w in (
+        (0.02 * rng.standard_normal((400, 300))).astype(np.float32),
+        (0.02 * np.outer(rng.standard_normal(400), rng.standard_normal(300))).astype(np.float32),
+    ):
         error = round_(w).astype(np.float64) - w
         truth = np.linalg.norm(error, 2) ** 2 / 400
         assert 0.97 * truth <= rounding_noise_levels([round_(w)], bits)[0] <= 1.4 * truth
@@ -410,8 +425,14 @@ def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
     kernel[dead_out] *= 1e-5
     matrices = layer_matrices(kernel)
     evals = esd(matrices, SpectrumOptions("float64"))
-    result = diagnose(matrices, evals, fit_power_law(evals), stored_dtype="F32", thresholds=THRESHOLDS,
-                      spectrum=SpectrumOptions("float64"))
+    result = diagnose(
+        matrices,
+        evals,
+        fit_power_law(evals),
+        stored_dtype="F32",
+        thresholds=THRESHOLDS,
+        spectrum=SpectrumOptions("float64"),
+    )
     assert result.rank.dead_cols == dead_in and result.rank.dead_rows == dead_out
     assert result.rank.rank_loss > THRESHOLDS.rank_loss_max  # the dead channels' eigenvalues are zero ...
     assert not result.rank.collapsed and result.rank.rank_loss_live == 0.0  # ... the rest is full rank
@@ -419,12 +440,20 @@ def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
     reason = result.reasons[result.flags.index("dead-channels")]
     assert "16 input channels" in reason and "2 output channels" in reason
     # a collapsed live rest is still collapsed, with the dead channels beside it
-    kernel[:, :, :, :] = np.einsum("oi,ij->oj", kernel.reshape(64, -1)[:, :5], rng.standard_normal((5, 576))).reshape(kernel.shape)
+    kernel[:, :, :, :] = np.einsum("oi,ij->oj", kernel.reshape(64, -1)[:, :5], rng.standard_normal((5, 576))).reshape(
+        kernel.shape
+    )
     kernel[:, dead_in] = 0.0
     matrices = layer_matrices(kernel)
     evals = esd(matrices, SpectrumOptions("float64"))
-    result = diagnose(matrices, evals, fit_power_law(evals), stored_dtype="F32", thresholds=THRESHOLDS,
-                      spectrum=SpectrumOptions("float64"))
+    result = diagnose(
+        matrices,
+        evals,
+        fit_power_law(evals),
+        stored_dtype="F32",
+        thresholds=THRESHOLDS,
+        spectrum=SpectrumOptions("float64"),
+    )
     assert result.verdict == "rank-collapsed" and result.rank.dead_cols == dead_in
 
 
@@ -437,7 +466,7 @@ def test_healthy_layers_have_no_dead_channels():
 
 
 def test_auto_precision_rank_loss_equals_float64s(tmp_path):
-    """"auto" solves in float32 but re-solves where the rank could differ from float64's."""
+    """ "auto" solves in float32 but re-solves where the rank could differ from float64's."""
     from weightscope.analysis.pipeline import analyze
     from weightscope.checkpoint.writer import write_safetensors
 
@@ -446,7 +475,9 @@ def test_auto_precision_rank_loss_equals_float64s(tmp_path):
     w[:, :13] = (1e-9 * rng.standard_normal((512, 13))).astype(np.float32)  # 13 directions at ~zero: loss 0.051
     path = tmp_path / "m.safetensors"
     write_safetensors(path, {"layer.weight": w})
-    losses = {dtype: analyze(path, eig_dtype=dtype, min_evals=10).layers[0].rank.rank_loss for dtype in ("auto", "float64")}
+    losses = {
+        dtype: analyze(path, eig_dtype=dtype, min_evals=10).layers[0].rank.rank_loss for dtype in ("auto", "float64")
+    }
     assert losses["auto"] == losses["float64"] > 0
 
 
@@ -573,15 +604,22 @@ def test_likelihood_ratios_match_powerlaw(name, data, xmin):
         alpha = reference.power_law.alpha
         tail = data[data >= xmin]
         power_law = power_law_loglik(tail, alpha, xmin)
-        mine = {"lognormal": versus_lognormal(tail, xmin, power_law),
-                "exponential": vuong(power_law, exponential_loglik(tail, xmin))}
+        mine = {
+            "lognormal": versus_lognormal(tail, xmin, power_law),
+            "exponential": vuong(power_law, exponential_loglik(tail, xmin)),
+        }
         for alternative, result in mine.items():
             r_ref, p_ref = reference.distribution_compare("power_law", alternative)
             if alternative == "lognormal" and result.R == 0.0:
                 mu, sigma = reference.lognormal.mu, reference.lognormal.sigma
                 z = (np.log(tail) - mu) / sigma
-                exact = np.sum(-np.log(tail) - np.log(sigma) - 0.5 * np.log(2 * np.pi) - 0.5 * z * z
-                               - scipy.special.log_ndtr(-(np.log(xmin) - mu) / sigma))
+                exact = np.sum(
+                    -np.log(tail)
+                    - np.log(sigma)
+                    - 0.5 * np.log(2 * np.pi)
+                    - 0.5 * z * z
+                    - scipy.special.log_ndtr(-(np.log(xmin) - mu) / sigma)
+                )
                 assert exact <= np.sum(power_law) + 1e-6
                 assert result.p == 1.0
                 continue
@@ -626,8 +664,17 @@ def good_inputs():
 
 def verdict_of(**changes):
     inputs = good_inputs() | changes
-    return decide(inputs["fit"], inputs["mp"], inputs["rand_distance"], inputs["traps"], inputs["rank"],
-                  inputs["kings"], inputs["trust"], stored_dtype="BF16", thresholds=THRESHOLDS)
+    return decide(
+        inputs["fit"],
+        inputs["mp"],
+        inputs["rand_distance"],
+        inputs["traps"],
+        inputs["rank"],
+        inputs["kings"],
+        inputs["trust"],
+        stored_dtype="BF16",
+        thresholds=THRESHOLDS,
+    )
 
 
 def test_verdict_precedence():
@@ -650,15 +697,30 @@ def test_verdict_precedence():
     assert verdict_of(trust=untrusted, fit=low)[0] == "untrusted-fit"
     assert verdict_of(fit=low)[0] == "over-trained"
     assert verdict_of(fit=high)[0] == "under-trained"
-    assert set(VERDICTS) == {"healthy", "under-trained", "over-trained", "random-like", "correlation-trap",
-                             "rank-collapsed", "untrusted-fit", "failed", "looks-untrained"}
+    assert set(VERDICTS) == {
+        "healthy",
+        "under-trained",
+        "over-trained",
+        "random-like",
+        "correlation-trap",
+        "rank-collapsed",
+        "untrusted-fit",
+        "failed",
+        "looks-untrained",
+    }
 
 
 def test_flags_and_reasons():
     verdict, flags, reasons = verdict_of()
     assert flags == [] and len(reasons) == 1 and "3.00" in reasons[0]
-    untrusted = dataclasses.replace(good_inputs()["trust"], tail_ok=False, stable=False, alpha_spread=0.8,
-                                    vs_lognormal=LikelihoodRatio(R=-4.0, p=0.01), trusted=False)
+    untrusted = dataclasses.replace(
+        good_inputs()["trust"],
+        tail_ok=False,
+        stable=False,
+        alpha_spread=0.8,
+        vs_lognormal=LikelihoodRatio(R=-4.0, p=0.01),
+        trusted=False,
+    )
     verdict, flags, reasons = verdict_of(trust=untrusted, fit=dataclasses.replace(good_inputs()["fit"], alpha=1.5))
     assert verdict == "untrusted-fit"
     assert flags == ["small-tail", "unstable-alpha", "lognormal-better", "alpha-low"]

@@ -27,7 +27,9 @@ def test_thresholds_are_frozen():
 
 
 def test_pyproject_then_overrides_take_precedence(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [project]
 name = "x"
 
@@ -38,7 +40,8 @@ llr_p = 0.05
 
 [tool.weightscope.gate]
 max_bad_layers = 3
-""")
+""",
+    )
     loaded = load_thresholds(path, {"trust-min-tail": 40, "alpha_low": None})
     assert loaded.alpha_high == 7.0 and isinstance(loaded.alpha_high, float)
     assert loaded.trust_min_tail == 40  # the override wins over the file (old key min_tail)

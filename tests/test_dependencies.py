@@ -22,8 +22,12 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CORE = {"numpy", "typer", "click", "rich", "tomli"}
 #: Optional packages, by the extra that installs them.
 OPTIONAL = {
-    "torch": "torch", "matplotlib": "plot", "scipy": "vectors", "transformers": "transformers",
-    "lightning": "lightning", "tensorboard": "tensorboard",
+    "torch": "torch",
+    "matplotlib": "plot",
+    "scipy": "vectors",
+    "transformers": "transformers",
+    "lightning": "lightning",
+    "tensorboard": "tensorboard",
 }
 #: The trainer callbacks subclass their trainer's callback class: importing one imports
 #: its trainer (and only it); nothing else imports them (`weightscope.integrations`).
@@ -88,7 +92,9 @@ def test_the_core_analyses_without_scipy_or_safetensors(tmp_path, without):
     without("scipy", "safetensors")
     rng = np.random.default_rng(0)
     write_safetensors(tmp_path / "m.safetensors", {"l.weight": rng.standard_t(3, (160, 96)).astype(np.float32)})
-    result = runner.invoke(app, ["analyze", str(tmp_path / "m.safetensors"), "--min-evals", "10", "-f", "json", "--no-cache"])
+    result = runner.invoke(
+        app, ["analyze", str(tmp_path / "m.safetensors"), "--min-evals", "10", "-f", "json", "--no-cache"]
+    )
     assert result.exit_code == 0, result.output
     assert '"alpha"' in result.stdout
     needs_scipy = runner.invoke(app, ["analyze", str(tmp_path / "m.safetensors"), "--min-evals", "10", "--vectors"])
@@ -106,7 +112,12 @@ def test_the_cli_imports_a_command_module_only_when_it_is_used():
         "group.get_command(None, 'cache')\n"
         "print(sorted(m for m in sys.modules if m.startswith('weightscope.cli.')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
     at_start, after_cache = done.stdout.splitlines()
     assert at_start == "['weightscope.cli.app', 'weightscope.cli.common']"
-    assert after_cache == "['weightscope.cli.app', 'weightscope.cli.cache', 'weightscope.cli.common', 'weightscope.cli.options']"
+    assert (
+        after_cache
+        == "['weightscope.cli.app', 'weightscope.cli.cache', 'weightscope.cli.common', 'weightscope.cli.options']"
+    )

@@ -50,7 +50,15 @@ def test_tests_in_the_wheel_or_a_missing_module_fail(tmp_path: Path):
 def test_an_sdist_without_the_example_run_fails(tmp_path: Path):
     sdist = tmp_path / "weightscope_esd-0.1.0.tar.gz"
     with tarfile.open(sdist, "w:gz") as archive:
-        for name in [*check_dist.package_modules(), "LICENSE", "README.md", "tests/conftest.py", "tests/data", "docs/index.md", "mkdocs.yml"]:
+        for name in [
+            *check_dist.package_modules(),
+            "LICENSE",
+            "README.md",
+            "tests/conftest.py",
+            "tests/data",
+            "docs/index.md",
+            "mkdocs.yml",
+        ]:
             info = tarfile.TarInfo(f"weightscope_esd-0.1.0/{name}")
             archive.addfile(info, io.BytesIO(b""))
     assert check_dist.check_sdist(sdist) == ["sdist lacks examples/runs/tiny-lm/step-1500/model.safetensors"]

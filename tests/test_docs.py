@@ -78,12 +78,20 @@ def test_the_distribution_is_the_one_every_hint_names():
     assert install_hint("gguf") == "pip install 'weightscope-esd[gguf]'"
     extras = project["optional-dependencies"]
     own = [r for requirements in extras.values() for r in requirements if r.lower().startswith("weightscope")]
-    assert own and all(r.startswith(f"{DISTRIBUTION}[") for r in own), "an extra that includes others names this distribution"
+    assert own and all(r.startswith(f"{DISTRIBUTION}[") for r in own), (
+        "an extra that includes others names this distribution"
+    )
 
 
 def _install_lines() -> list[tuple[str, str]]:
     # CHANGELOG.md is left out: its history names the old, wrong install line on purpose.
-    files = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *DOCS, *(ROOT / "weightscope").rglob("*.py"), ROOT / "action.yml"]
+    files = [
+        ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
+        *DOCS,
+        *(ROOT / "weightscope").rglob("*.py"),
+        ROOT / "action.yml",
+    ]
     found = []
     for path in files:
         if not path.exists():
@@ -99,14 +107,14 @@ def test_no_install_line_names_another_projects_distribution():
     lines = _install_lines()
     assert lines, "the docs say how to install"
     wrong = [
-        (path, line)
-        for path, line in lines
-        if re.search(r"""pip install (-\S+ )*['"]?weightscope(?!-esd)\b""", line)
+        (path, line) for path, line in lines if re.search(r"""pip install (-\S+ )*['"]?weightscope(?!-esd)\b""", line)
     ]
     assert not wrong
 
 
-ORGANISATION = re.compile(r"\bsessions?\b|\blent\b|other jobs|first attempt|tried, measured|\breverted\b|previous release", re.I)
+ORGANISATION = re.compile(
+    r"\bsessions?\b|\blent\b|other jobs|first attempt|tried, measured|\breverted\b|previous release", re.I
+)
 
 
 def test_the_docs_speak_of_the_software_only():
@@ -126,7 +134,10 @@ def test_the_root_files_links_resolve_on_the_site_too():
     spec = importlib.util.spec_from_file_location("mkdocs_hooks", ROOT / "scripts" / "mkdocs_hooks.py")
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
-    assert hooks.site_target("docs/guide/safety.md") == "guide/safety.md" and hooks.site_target("CHANGELOG.md") == "changelog.md"
+    assert (
+        hooks.site_target("docs/guide/safety.md") == "guide/safety.md"
+        and hooks.site_target("CHANGELOG.md") == "changelog.md"
+    )
     for page in (ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md"):
         relative = [link.partition("#")[0] for link in _links(page) if not re.match(r"[a-z]+:|#", link)]
         missing = [link for link in relative if not (ROOT / "docs" / hooks.site_target(link)).exists()]

@@ -52,8 +52,14 @@ def bin_dir(tmp_path: Path) -> Path:
 def _run_step(name: str, inputs: dict[str, str], bin_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     step = _step(name)
     assert step["shell"] == "bash" and INPUT.search(step["run"]) is None, "inputs reach the script through env only"
-    return subprocess.run(["bash", "-e", "-c", step["run"]], env=_environment(step, inputs, bin_dir), cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        env=_environment(step, inputs, bin_dir),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_action_is_a_composite_that_installs_by_distribution_name():
@@ -89,8 +95,15 @@ def test_the_actions_install_step_resolves_this_distribution(bin_dir: Path, tmp_
     report = tmp_path / "report.json"
     step = _step("Install weightscope-esd")
     env = _environment(step, {"path": ".", "extras": "plot"}, bin_dir) | {
-        "PIP_DRY_RUN": "1", "PIP_NO_DEPS": "1", "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_REPORT": str(report)}
-    done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        "PIP_DRY_RUN": "1",
+        "PIP_NO_DEPS": "1",
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",
+        "PIP_REPORT": str(report),
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     (install,) = json.loads(report.read_text())["install"]
     assert install["metadata"]["name"] == "weightscope-esd" and install["requested_extras"] == ["plot"]
@@ -105,7 +118,11 @@ def test_the_pre_commit_hook_gates_staged_checkpoints(tmp_path: Path):
     assert hook["id"] == "weightscope-gate" and re.search(hook["files"], "model.safetensors")
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit"), "WEIGHTSCOPE_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit"),
+        "WEIGHTSCOPE_CACHE_DIR": str(tmp_path / "cache"),
+    }
     env.pop("PYTHONPATH", None)  # the hook's own environment, not the code under test here
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     shutil.copy(EXAMPLE, repo / "model.safetensors")

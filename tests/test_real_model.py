@@ -65,7 +65,9 @@ def test_the_untrained_pooler_looks_untrained(report):
     0.0091: looks untrained. No trained layer does."""
     pooler = report.layer("pooler.dense.weight")
     assert pooler.verdict == "looks-untrained" and "random-like" in pooler.flags
-    assert pooler.init is not None and pooler.init.law == "normal" and pooler.init.std == pytest.approx(0.0091, abs=3e-4)
+    assert (
+        pooler.init is not None and pooler.init.law == "normal" and pooler.init.std == pytest.approx(0.0091, abs=3e-4)
+    )
     assert [layer.name for layer in report.layers if layer.verdict == "looks-untrained"] == ["pooler.dense.weight"]
 
 
@@ -74,8 +76,14 @@ def test_float32_by_default_changes_no_verdict_or_alpha(report):
     as float64: every verdict, flag and trust decision, and alphas to 1e-4 relative."""
     exact = weightscope.analyze(MODEL, randomize=True, eig_dtype="float64", execution=Execution(cache=False))
     for auto, reference in zip(report.layers, exact.layers, strict=True):
-        assert (auto.verdict, auto.flags, auto.rank.collapsed) == (reference.verdict, reference.flags, reference.rank.collapsed), auto.name
-        assert (auto.fit_trust and auto.fit_trust.trusted) == (reference.fit_trust and reference.fit_trust.trusted), auto.name
+        assert (auto.verdict, auto.flags, auto.rank.collapsed) == (
+            reference.verdict,
+            reference.flags,
+            reference.rank.collapsed,
+        ), auto.name
+        assert (auto.fit_trust and auto.fit_trust.trusted) == (reference.fit_trust and reference.fit_trust.trusted), (
+            auto.name
+        )
         assert auto.alpha == pytest.approx(reference.alpha, rel=1e-4), auto.name
 
 
@@ -137,8 +145,10 @@ def _broken_copy(tmp_path, how):
     return path
 
 
-@pytest.mark.parametrize("how, rule", [("random", "random-like"), ("rank-deficient", "rank-collapse"),
-                                       ("1000-sigma entry", "correlation-trap")])
+@pytest.mark.parametrize(
+    "how, rule",
+    [("random", "random-like"), ("rank-deficient", "rank-collapse"), ("1000-sigma entry", "correlation-trap")],
+)
 def test_default_gate_fails_a_copy_with_one_broken_layer_and_names_it(tmp_path, gate_config, how, rule):
     result = _gate(_broken_copy(tmp_path, how), gate_config)
     assert result.exit_code == 1, result.output
@@ -176,8 +186,11 @@ def test_norm_names_carry_weightwatchers_definitions(report):
 
 
 def test_auto_rank_equals_float64s():
-    """"auto" (float32 eigenvalues, float64's zero count) reads every layer's rank as
+    """ "auto" (float32 eigenvalues, float64's zero count) reads every layer's rank as
     float64 does."""
-    runs = [weightscope.analyze(MODEL, eig_dtype=dtype, measures=False, execution=Execution(cache=False)) for dtype in ("auto", "float64")]
+    runs = [
+        weightscope.analyze(MODEL, eig_dtype=dtype, measures=False, execution=Execution(cache=False))
+        for dtype in ("auto", "float64")
+    ]
     auto, exact = ([(layer.name, layer.rank, layer.verdict) for layer in run.layers] for run in runs)
     assert auto == exact

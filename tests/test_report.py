@@ -33,7 +33,9 @@ def make_report():
         layer("f", 3.5, verdict="healthy"),
     ]
     skipped = [SkippedTensor("bias", (64,), "F32", "1-D tensor (bias or norm)")]
-    return Report("m.safetensors", "safetensors", "0.1.0", {"min_evals": 50}, layers, skipped, summarize(layers, skipped))
+    return Report(
+        "m.safetensors", "safetensors", "0.1.0", {"min_evals": 50}, layers, skipped, summarize(layers, skipped)
+    )
 
 
 def test_json_round_trip_is_exact():

@@ -184,15 +184,26 @@ def diagnose(
     """
     n, m = _checked_layer(matrices, evals)
     if not np.all(np.isfinite(evals)):
-        return Diagnostics(None, None, None, None, None, None, None, "failed", ["non-finite"],
-                           ["The spectrum has non-finite eigenvalues (NaN or inf weights)."])
+        return Diagnostics(
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "failed",
+            ["non-finite"],
+            ["The spectrum has non-finite eigenvalues (NaN or inf weights)."],
+        )
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
     rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds)
     traps = rand_distance = None
     if randomized is not None:
         rand_distance = ks_distance(evals, randomized.evals)
-        traps = correlation_traps(matrices, randomized.evals, randomized.variance, fit, mp, float(evals[-1]), spectrum,
-                                  thresholds)
+        traps = correlation_traps(
+            matrices, randomized.evals, randomized.variance, fit, mp, float(evals[-1]), spectrum, thresholds
+        )
     kings = trust = None
     if fit.status == "ok":
         kings = dragon_kings(evals, fit, thresholds)
@@ -203,18 +214,30 @@ def diagnose(
         vector_stats = eigenvector_localization(matrices, tail_start, spectrum)
     like_shuffled = randomized is not None and shuffled_like(evals, randomized, rand_distance, n, m, thresholds)
     init = None
-    spikeless_random = mp.ks <= thresholds.mp_ks_max or (rand_distance is not None and rand_distance <= thresholds.rand_distance_max)
+    spikeless_random = mp.ks <= thresholds.mp_ks_max or (
+        rand_distance is not None and rand_distance <= thresholds.rand_distance_max
+    )
     if (mp.num_spikes == 0 and spikeless_random) or like_shuffled:
         init = match_initialiser(matrices)
     verdict, flags, reasons = decide(
-        fit, mp, rand_distance, traps, rank, kings, trust, stored_dtype=stored_dtype, thresholds=thresholds,
-        like_shuffled=like_shuffled, init=init,
+        fit,
+        mp,
+        rand_distance,
+        traps,
+        rank,
+        kings,
+        trust,
+        stored_dtype=stored_dtype,
+        thresholds=thresholds,
+        like_shuffled=like_shuffled,
+        init=init,
     )
     return Diagnostics(mp, rand_distance, traps, rank, kings, trust, vector_stats, verdict, flags, reasons, init)
 
 
-def shuffled_like(evals: np.ndarray, randomized: RandomizedESD, rand_distance: float | None, n: int, m: int,
-                  thresholds: Thresholds) -> bool:
+def shuffled_like(
+    evals: np.ndarray, randomized: RandomizedESD, rand_distance: float | None, n: int, m: int, thresholds: Thresholds
+) -> bool:
     """Whether the ESD cannot be told from its element-wise shuffled copy's: within
     ``rand_distance_max`` in KS distance, and λmax no more than ``tw_margin`` Tracy–Widom
     scales above the copy's. Unlike "MP-shaped, no spike", this needs no MP law: a sparse
@@ -291,10 +314,19 @@ def correlation_traps(
         if fit.status == "ok":
             alpha_without = alpha_at(cleaned_evals, fit.xmin)
         drop = lambda_max - lambda_max_without
-        makes_spike = lambda_max_without <= mp.bulk_max and drop > thresholds.tw_margin * tracy_widom_scale(n, m) * mp.sigma2
-    return Traps(count=above if entries else 0, max_rand_eval=float(rand_evals[-1]), bulk_max=edge, entries=entries,
-                 alpha_without=alpha_without, entry_tail_index=tail_index, lambda_max_without=lambda_max_without,
-                 makes_spike=makes_spike)
+        makes_spike = (
+            lambda_max_without <= mp.bulk_max and drop > thresholds.tw_margin * tracy_widom_scale(n, m) * mp.sigma2
+        )
+    return Traps(
+        count=above if entries else 0,
+        max_rand_eval=float(rand_evals[-1]),
+        bulk_max=edge,
+        entries=entries,
+        alpha_without=alpha_without,
+        entry_tail_index=tail_index,
+        lambda_max_without=lambda_max_without,
+        makes_spike=makes_spike,
+    )
 
 
 def alpha_at(evals: np.ndarray, xmin: float) -> float | None:
@@ -304,7 +336,9 @@ def alpha_at(evals: np.ndarray, xmin: float) -> float | None:
     return 1.0 + len(tail) / logs if len(tail) >= 2 and logs > 0 else None
 
 
-def trap_matters(traps: Traps, fit: PowerLawFit, mp: MPBulk, rand_distance: float | None, thresholds: Thresholds) -> bool:
+def trap_matters(
+    traps: Traps, fit: PowerLawFit, mp: MPBulk, rand_distance: float | None, thresholds: Thresholds
+) -> bool:
     """Whether outsized entries change the reading of the layer (verdict correlation-trap).
 
     - They make the spectrum's top (``makes_spike``): without them λmax drops by more
@@ -345,8 +379,9 @@ def trap_matters(traps: Traps, fit: PowerLawFit, mp: MPBulk, rand_distance: floa
     return moved or in_band[0] != in_band[1]
 
 
-def outsized_entries(matrices: list[np.ndarray], variance: float,
-                     thresholds: Thresholds) -> tuple[list[TrapEntry], float, float | None]:
+def outsized_entries(
+    matrices: list[np.ndarray], variance: float, thresholds: Thresholds
+) -> tuple[list[TrapEntry], float, float | None]:
     """The stored entries too large for the entries' own tail or for the spectrum, the
     median entry, and the entries' tail exponent (None when there is no tail to fit).
 
@@ -381,7 +416,7 @@ def outsized_entries(matrices: list[np.ndarray], variance: float,
     tail_size = min(len(values) - 1, max(_ENTRY_TAIL_MIN, int(_ENTRY_TAIL_SHARE * len(values))))
     if scale == 0.0 or tail_size < 2:
         return [], centre, None
-    top = np.argpartition(deviation, -(tail_size + 1))[-(tail_size + 1):]
+    top = np.argpartition(deviation, -(tail_size + 1))[-(tail_size + 1) :]
     top = top[np.argsort(-deviation[top], kind="stable")]
     tail, xmin = deviation[top[:-1]], float(deviation[top[-1]])
     if xmin <= 0.0:
@@ -390,8 +425,10 @@ def outsized_entries(matrices: list[np.ndarray], variance: float,
     n, m = layer_shape(matrices)
     candidates = tail[: thresholds.trap_max_entries]
     dominant = candidates.astype(np.float64) ** 2 / n > variance * (1.0 + np.sqrt(m / n)) ** 2
-    count = max(count_outliers(candidates, xmin, alpha, tail_size, thresholds.trap_p),
-                int(np.argmin(dominant)) if not dominant.all() else len(dominant))
+    count = max(
+        count_outliers(candidates, xmin, alpha, tail_size, thresholds.trap_p),
+        int(np.argmin(dominant)) if not dominant.all() else len(dominant),
+    )
     rows, cols = matrices[0].shape
     positions = len(matrices)
     entries = []
@@ -400,8 +437,15 @@ def outsized_entries(matrices: list[np.ndarray], variance: float,
             break
         position, within = divmod(int(flat), rows * cols)
         row, col = divmod(within, cols)
-        entries.append(TrapEntry(row=row, col=col * positions + position, value=float(values[flat]),
-                                 sigmas=float(deviation[flat] / scale), dominant=bool(dominant[rank])))
+        entries.append(
+            TrapEntry(
+                row=row,
+                col=col * positions + position,
+                value=float(values[flat]),
+                sigmas=float(deviation[flat] / scale),
+                dominant=bool(dominant[rank]),
+            )
+        )
     return entries, centre, alpha - 1.0
 
 
@@ -414,8 +458,9 @@ _ENTRY_TAIL_MIN = 64
 # --- rank collapse ----------------------------------------------------------------------
 
 
-def rank_info(matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str,
-              thresholds: Thresholds) -> RankInfo:
+def rank_info(
+    matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str, thresholds: Thresholds
+) -> RankInfo:
     """Numerical rank (`linalg.rank.numerical_rank`; for a pooled conv
     ESD summed over kernel positions), dead channels, and whether the live rest is
     collapsed: more than ``rank_loss_max`` of the eigenvalues the live channels can carry,
@@ -428,8 +473,14 @@ def rank_info(matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, 
     rows, cols = matrices[0].shape
     live = len(matrices) * min(rows - len(dead_rows), cols - len(dead_cols))
     live_loss = 1.0 - min(rank, live) / live if live > 0 else 1.0
-    return RankInfo(numerical_rank=rank, rank_loss=loss, collapsed=live_loss > thresholds.rank_loss_max,
-                    dead_rows=dead_rows, dead_cols=dead_cols, rank_loss_live=live_loss)
+    return RankInfo(
+        numerical_rank=rank,
+        rank_loss=loss,
+        collapsed=live_loss > thresholds.rank_loss_max,
+        dead_rows=dead_rows,
+        dead_cols=dead_cols,
+        rank_loss_live=live_loss,
+    )
 
 
 def dead_channels(matrices: list[np.ndarray], ratio: float) -> tuple[list[int], list[int]]:
@@ -530,7 +581,7 @@ def alpha_spread(evals: np.ndarray, fit: PowerLawFit, window: int) -> float | No
     (alphas only: `candidate_alphas`, not the KS scan)."""
     xmins, alphas = candidate_alphas(evals, min_tail=1)
     chosen = int(np.argmin(np.abs(xmins - fit.xmin)))
-    alphas = alphas[max(0, chosen - window): chosen + window + 1]
+    alphas = alphas[max(0, chosen - window) : chosen + window + 1]
     alphas = alphas[np.isfinite(alphas)]
     return float(np.max(alphas) - np.min(alphas)) if len(alphas) else None
 
@@ -573,10 +624,19 @@ def decide(
     raised: list[tuple[str, str, str]] = []  # (verdict it leads to, flag, reason)
     dead = rank.dead_rows or rank.dead_cols
     if rank.collapsed:
-        rest = f"; {rank.rank_loss_live:.0%} of what the live channels can carry" if dead and rank.rank_loss_live is not None else ""
-        raised.append(("rank-collapsed", "rank-collapsed",
-                       f"{rank.rank_loss:.0%} of the eigenvalues are numerically zero at {stored_dtype} precision "
-                       f"(numerical rank {rank.numerical_rank}){rest}."))
+        rest = (
+            f"; {rank.rank_loss_live:.0%} of what the live channels can carry"
+            if dead and rank.rank_loss_live is not None
+            else ""
+        )
+        raised.append(
+            (
+                "rank-collapsed",
+                "rank-collapsed",
+                f"{rank.rank_loss:.0%} of the eigenvalues are numerically zero at {stored_dtype} precision "
+                f"(numerical rank {rank.numerical_rank}){rest}.",
+            )
+        )
     if dead:
         raised.append(("", "dead-channels", _dead_reason(rank, thresholds)))
     if traps is not None and traps.entries:
@@ -588,43 +648,79 @@ def decide(
     mp_shaped = mp.ks <= thresholds.mp_ks_max
     spectrum = None
     if mp.num_spikes == 0 and mp_shaped:
-        spectrum = (f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue rises above "
-                    f"its bulk edge")
+        spectrum = (
+            f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue rises above its bulk edge"
+        )
     elif mp.num_spikes == 0 and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
-        spectrum = (f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
-                    f"{thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge")
+        spectrum = (
+            f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
+            f"{thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge"
+        )
     elif like_shuffled:
-        spectrum = (f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
-                    f"{thresholds.rand_distance_max}) and its largest eigenvalue no higher than the copy's")
+        spectrum = (
+            f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
+            f"{thresholds.rand_distance_max}) and its largest eigenvalue no higher than the copy's"
+        )
     if spectrum is not None and init is not None:
-        raised.append(("looks-untrained", "looks-untrained",
-                       f"{spectrum}, and the entries look like an initial draw: {init.name}, std {init.std:.3g} "
-                       f"(KS distance {init.ks:.3f} from its {init.law} law): the layer looks untrained or reset."))
+        raised.append(
+            (
+                "looks-untrained",
+                "looks-untrained",
+                f"{spectrum}, and the entries look like an initial draw: {init.name}, std {init.std:.3g} "
+                f"(KS distance {init.ks:.3f} from its {init.law} law): the layer looks untrained or reset.",
+            )
+        )
     if spectrum is not None:
-        raised.append(("random-like", "random-like",
-                       f"{spectrum}: the spectrum cannot be told from a random matrix's, and alpha says nothing. "
-                       f"This describes the spectrum only; learned structure can still sit in the singular vectors."))
+        raised.append(
+            (
+                "random-like",
+                "random-like",
+                f"{spectrum}: the spectrum cannot be told from a random matrix's, and alpha says nothing. "
+                f"This describes the spectrum only; learned structure can still sit in the singular vectors.",
+            )
+        )
     if fit.status == "ok" and mp_shaped and fit.xmin < mp.bulk_max:
-        raised.append(("untrusted-fit", "bulk-edge-tail",
-                       f"The fitted tail starts at {fit.xmin:.3g}, inside the Marchenko–Pastur bulk (edge "
-                       f"{mp.bulk_max:.3g}) of an MP-shaped ESD: it is the bulk's edge, not a power-law tail."))
+        raised.append(
+            (
+                "untrusted-fit",
+                "bulk-edge-tail",
+                f"The fitted tail starts at {fit.xmin:.3g}, inside the Marchenko–Pastur bulk (edge "
+                f"{mp.bulk_max:.3g}) of an MP-shaped ESD: it is the bulk's edge, not a power-law tail.",
+            )
+        )
     if fit.status != "ok":
         raised.append(("failed", "fit-failed", f"The power-law fit failed: {fit.reason}."))
     if trust is not None:
         raised.extend(("untrusted-fit", flag, reason) for flag, reason in _trust_problems(fit, trust, thresholds))
     if fit.status == "ok":
         if fit.alpha < thresholds.alpha_low:
-            raised.append(("over-trained", "alpha-low", f"alpha = {fit.alpha:.2f} < {thresholds.alpha_low}: possibly over-fit."))
+            raised.append(
+                ("over-trained", "alpha-low", f"alpha = {fit.alpha:.2f} < {thresholds.alpha_low}: possibly over-fit.")
+            )
         elif fit.alpha > thresholds.alpha_high:
-            raised.append(("under-trained", "alpha-high", f"alpha = {fit.alpha:.2f} > {thresholds.alpha_high}: little learned structure."))
+            raised.append(
+                (
+                    "under-trained",
+                    "alpha-high",
+                    f"alpha = {fit.alpha:.2f} > {thresholds.alpha_high}: little learned structure.",
+                )
+            )
     if kings is not None and kings.count:
         without = f"{kings.alpha_without:.2f}" if kings.alpha_without is not None else "not fittable"
-        raised.append(("", "dragon-kings", f"{kings.count} eigenvalue(s) lie far beyond the fitted tail; alpha without them is {without}."))
+        raised.append(
+            (
+                "",
+                "dragon-kings",
+                f"{kings.count} eigenvalue(s) lie far beyond the fitted tail; alpha without them is {without}.",
+            )
+        )
     raised.sort(key=lambda item: VERDICTS.index(item[0]) if item[0] else len(VERDICTS))
     flags, reasons = [flag for _, flag, _ in raised], [reason for _, _, reason in raised]
     if raised and raised[0][0]:
         return raised[0][0], flags, reasons
-    healthy = f"alpha = {fit.alpha:.2f} lies in [{thresholds.alpha_low}, {thresholds.alpha_high}] and the fit is trusted."
+    healthy = (
+        f"alpha = {fit.alpha:.2f} lies in [{thresholds.alpha_low}, {thresholds.alpha_high}] and the fit is trusted."
+    )
     return "healthy", flags, [healthy, *reasons]
 
 
@@ -633,21 +729,33 @@ def _entries_reason(traps: Traps, fit: PowerLawFit) -> str:
     alpha = f"{fit.alpha:.2f}" if fit.status == "ok" else "not fittable"
     without = f"{traps.alpha_without:.2f}" if traps.alpha_without is not None else "not fittable"
     lam = f"{traps.lambda_max_without:.3g}" if traps.lambda_max_without is not None else "—"
-    shuffled = (f"{traps.count} eigenvalue(s) of the shuffled matrix stay above its MP edge "
-                f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g})" if traps.count
-                else "the shuffled matrix stays within its MP edge")
-    return (f"{len(traps.entries)} outsized weight(s), in robust sigmas from the median: {listed}; {shuffled}; "
-            f"without them λmax is {lam} and alpha at the same xmin {without} (now {alpha})")
+    shuffled = (
+        f"{traps.count} eigenvalue(s) of the shuffled matrix stay above its MP edge "
+        f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g})"
+        if traps.count
+        else "the shuffled matrix stays within its MP edge"
+    )
+    return (
+        f"{len(traps.entries)} outsized weight(s), in robust sigmas from the median: {listed}; {shuffled}; "
+        f"without them λmax is {lam} and alpha at the same xmin {without} (now {alpha})"
+    )
 
 
 def _dead_reason(rank: RankInfo, thresholds: Thresholds) -> str:
-    parts = [f"{len(found)} {what} ({_indices(found)})"
-             for found, what in ((rank.dead_cols, "input channels (columns)"), (rank.dead_rows, "output channels (rows)"))
-             if found]
-    live = "" if rank.collapsed or rank.rank_loss_live is None else (
-        f"; the rest is not collapsed ({rank.rank_loss_live:.0%} of its eigenvalues at zero)")
-    return (f"{' and '.join(parts)} are zero to {thresholds.dead_channel_ratio:g} of a typical channel's norm: "
-            f"dead channels, {rank.rank_loss:.0%} of the eigenvalues at zero because of them{live}.")
+    parts = [
+        f"{len(found)} {what} ({_indices(found)})"
+        for found, what in ((rank.dead_cols, "input channels (columns)"), (rank.dead_rows, "output channels (rows)"))
+        if found
+    ]
+    live = (
+        ""
+        if rank.collapsed or rank.rank_loss_live is None
+        else (f"; the rest is not collapsed ({rank.rank_loss_live:.0%} of its eigenvalues at zero)")
+    )
+    return (
+        f"{' and '.join(parts)} are zero to {thresholds.dead_channel_ratio:g} of a typical channel's norm: "
+        f"dead channels, {rank.rank_loss:.0%} of the eigenvalues at zero because of them{live}."
+    )
 
 
 def _indices(found: list[int], shown: int = 8) -> str:
@@ -658,14 +766,31 @@ def _indices(found: list[int], shown: int = 8) -> str:
 def _trust_problems(fit: PowerLawFit, trust: FitTrust, thresholds: Thresholds) -> list[tuple[str, str]]:
     problems = []
     if not trust.tail_ok:
-        problems.append(("small-tail", f"The tail holds only {fit.num_tail} eigenvalues (< {thresholds.trust_min_tail})."))
+        problems.append(
+            ("small-tail", f"The tail holds only {fit.num_tail} eigenvalues (< {thresholds.trust_min_tail}).")
+        )
     if not trust.ks_ok:
-        problems.append(("ks-reject", f"KS distance {trust.ks_distance:.3f} exceeds the {thresholds.ks_level:.0%} critical value "
-                                      f"{trust.ks_critical:.3f} of a fitted power law with {fit.num_tail} tail points."))
+        problems.append(
+            (
+                "ks-reject",
+                f"KS distance {trust.ks_distance:.3f} exceeds the {thresholds.ks_level:.0%} critical value "
+                f"{trust.ks_critical:.3f} of a fitted power law with {fit.num_tail} tail points.",
+            )
+        )
     if not trust.stable:
         spread = "undefined" if trust.alpha_spread is None else f"{trust.alpha_spread:.2f}"
-        problems.append(("unstable-alpha", f"alpha moves by {spread} when xmin shifts {thresholds.stability_window} candidates (> {thresholds.alpha_spread_max})."))
+        problems.append(
+            (
+                "unstable-alpha",
+                f"alpha moves by {spread} when xmin shifts {thresholds.stability_window} candidates (> {thresholds.alpha_spread_max}).",
+            )
+        )
     for name, test in (("lognormal", trust.vs_lognormal), ("exponential", trust.vs_exponential)):
         if test is not None and _alternative_wins(test, thresholds):
-            problems.append((f"{name}-better", f"A {name} tail fits better than the power law (R = {test.R:.2f}, p = {test.p:.3f})."))
+            problems.append(
+                (
+                    f"{name}-better",
+                    f"A {name} tail fits better than the power law (R = {test.R:.2f}, p = {test.p:.3f}).",
+                )
+            )
     return problems

@@ -93,14 +93,25 @@ class Thresholds:
     mp_ks_max: float = 0.1
 
     def __post_init__(self) -> None:
-        probabilities = ("dragon_p", "trap_p", "dead_channel_ratio", "ks_level", "llr_p", "rank_loss_max", "rand_distance_max", "mp_ks_max")
+        probabilities = (
+            "dragon_p",
+            "trap_p",
+            "dead_channel_ratio",
+            "ks_level",
+            "llr_p",
+            "rank_loss_max",
+            "rand_distance_max",
+            "mp_ks_max",
+        )
         for name in probabilities:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise WeightscopeError(f"threshold {name} must lie strictly between 0 and 1, got {value}")
         if not KS_LEVELS[0] <= self.ks_level <= KS_LEVELS[1]:
-            raise WeightscopeError(f"threshold ks_level must lie in [{KS_LEVELS[0]}, {KS_LEVELS[1]}] (the range of the "
-                                   f"simulated fitted-KS table), got {self.ks_level}")
+            raise WeightscopeError(
+                f"threshold ks_level must lie in [{KS_LEVELS[0]}, {KS_LEVELS[1]}] (the range of the "
+                f"simulated fitted-KS table), got {self.ks_level}"
+            )
         for name in ("trap_max_entries", "dragon_candidates", "trust_min_tail", "stability_window"):
             if getattr(self, name) < 1:
                 raise WeightscopeError(f"threshold {name} must be at least 1, got {getattr(self, name)}")

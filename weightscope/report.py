@@ -231,8 +231,10 @@ class Report:
         naming the field, rather than failing later in compare, gate or trend.
         """
         if isinstance(data, dict) and data.get("schema") == "weightscope.report/1":
-            raise WeightscopeError("this report was written by an older weightscope (schema report/1, whose "
-                                   "lambda_max/log_norm were σ²/N); analyse the checkpoint again")
+            raise WeightscopeError(
+                "this report was written by an older weightscope (schema report/1, whose "
+                "lambda_max/log_norm were σ²/N); analyse the checkpoint again"
+            )
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")
@@ -291,7 +293,11 @@ class _Wrong(ValueError):
 
 
 def _wrong(expected: str, value: Any) -> _Wrong:
-    shown = f"a {len(str(abs(value)))}-digit integer" if isinstance(value, int) and abs(value) > 10**60 else repr(str(value)[:60])
+    shown = (
+        f"a {len(str(abs(value)))}-digit integer"
+        if isinstance(value, int) and abs(value) > 10**60
+        else repr(str(value)[:60])
+    )
     return _Wrong(f"expected {expected}, got {shown}")
 
 
@@ -412,7 +418,14 @@ def _dataclass_converter(cls: Any) -> Convert:
     hints = typing.get_type_hints(cls)
     if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
         return _checked_dataclass_converter(cls, hints)
-    namespace: dict[str, Any] = {"cls": cls, "new": object.__new__, "MISSING": _MISSING, "at": _at, "wrong": _wrong, "Wrong": _Wrong}
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "new": object.__new__,
+        "MISSING": _MISSING,
+        "at": _at,
+        "wrong": _wrong,
+        "Wrong": _Wrong,
+    }
     lines = [
         "def convert(value):",
         "    if value.__class__ is not dict:",

@@ -82,9 +82,11 @@ def test_gqa_groups_query_heads_onto_their_kv_head():
     d, dh, heads, kv = 48, 8, 8, 2
     wq, wk = rng.standard_normal((heads * dh, d)), rng.standard_normal((kv * dh, d))
     bounds, _ = head_bounds(wq, wk, heads, kv, dh)
-    expected = [explicit_bound(wq[h * dh:(h + 1) * dh], wk[(h // 4) * dh:(h // 4 + 1) * dh]) for h in range(heads)]
+    expected = [explicit_bound(wq[h * dh : (h + 1) * dh], wk[(h // 4) * dh : (h // 4 + 1) * dh]) for h in range(heads)]
     np.testing.assert_allclose(bounds, expected, rtol=1e-10)
-    interleaved = [explicit_bound(wq[h * dh:(h + 1) * dh], wk[(h % kv) * dh:(h % kv + 1) * dh]) for h in range(heads)]
+    interleaved = [
+        explicit_bound(wq[h * dh : (h + 1) * dh], wk[(h % kv) * dh : (h % kv + 1) * dh]) for h in range(heads)
+    ]
     assert not np.allclose(bounds, interleaved, rtol=1e-3)  # the grouping matters, and it is repeat_kv's
 
 
@@ -94,7 +96,7 @@ def test_norm_gain_is_folded_into_both_sides():
     wq, wk = rng.standard_normal((2 * dh, d)), rng.standard_normal((2 * dh, d))
     gain = rng.uniform(0.1, 3.0, d)
     bounds, _ = head_bounds(wq, wk, 2, 2, dh, gain)
-    expected = [explicit_bound(wq[h * dh:(h + 1) * dh], wk[h * dh:(h + 1) * dh], gain) for h in range(2)]
+    expected = [explicit_bound(wq[h * dh : (h + 1) * dh], wk[h * dh : (h + 1) * dh], gain) for h in range(2)]
     np.testing.assert_allclose(bounds, expected, rtol=1e-10)
     # a uniform gain c scales the bilinear form by c²
     scaled, _ = head_bounds(wq, wk, 2, 2, dh, np.full(d, 3.0))
@@ -112,10 +114,19 @@ def test_bad_layouts_are_user_errors():
 def test_norm_gain_names_of_pre_and_post_norm_blocks():
     llama = {"model.layers.3.input_layernorm.weight", "model.layers.3.post_attention_layernorm.weight"}
     assert norm_gain_name("model.layers.3.self_attn.q_proj.weight", llama) == "model.layers.3.input_layernorm.weight"
-    assert norm_gain_name("transformer.h.0.attn.q_proj.weight", {"transformer.h.0.ln_1.weight"}) == "transformer.h.0.ln_1.weight"
-    bert = {"embeddings.LayerNorm.weight", "encoder.layer.0.output.LayerNorm.weight", "encoder.layer.0.attention.output.LayerNorm.weight"}
+    assert (
+        norm_gain_name("transformer.h.0.attn.q_proj.weight", {"transformer.h.0.ln_1.weight"})
+        == "transformer.h.0.ln_1.weight"
+    )
+    bert = {
+        "embeddings.LayerNorm.weight",
+        "encoder.layer.0.output.LayerNorm.weight",
+        "encoder.layer.0.attention.output.LayerNorm.weight",
+    }
     assert norm_gain_name("encoder.layer.0.attention.self.query.weight", bert) == "embeddings.LayerNorm.weight"
-    assert norm_gain_name("encoder.layer.1.attention.self.query.weight", bert) == "encoder.layer.0.output.LayerNorm.weight"
+    assert (
+        norm_gain_name("encoder.layer.1.attention.self.query.weight", bert) == "encoder.layer.0.output.LayerNorm.weight"
+    )
     assert norm_gain_name("model.layers.5.self_attn.q_proj.weight", llama) is None
     assert norm_gain_name("blk.7.attn_q.weight", {"blk.7.attn_norm.weight"}) == "blk.7.attn_norm.weight"
     clip = {"vision_model.encoder.layers.2.layer_norm1.weight"}
@@ -123,9 +134,14 @@ def test_norm_gain_names_of_pre_and_post_norm_blocks():
     opt = {"model.decoder.layers.1.self_attn_layer_norm.weight"}
     assert norm_gain_name("model.decoder.layers.1.self_attn.q_proj.weight", opt) == next(iter(opt))
     distil = {"distilbert.embeddings.LayerNorm.weight", "distilbert.transformer.layer.0.output_layer_norm.weight"}
-    assert norm_gain_name("distilbert.transformer.layer.1.attention.q_lin.weight", distil) == \
-        "distilbert.transformer.layer.0.output_layer_norm.weight"
-    assert norm_gain_name("distilbert.transformer.layer.0.attention.q_lin.weight", distil) == "distilbert.embeddings.LayerNorm.weight"
+    assert (
+        norm_gain_name("distilbert.transformer.layer.1.attention.q_lin.weight", distil)
+        == "distilbert.transformer.layer.0.output_layer_norm.weight"
+    )
+    assert (
+        norm_gain_name("distilbert.transformer.layer.0.attention.q_lin.weight", distil)
+        == "distilbert.embeddings.LayerNorm.weight"
+    )
 
 
 def stored(array):
@@ -151,15 +167,21 @@ def write_llama(directory, *, heads=8, kv=2, d=64, blocks=2, seed=0, config=True
             prefix + "mlp.up_proj.weight": rng.standard_normal((2 * d, d)).astype(np.float32),
         }
         planted[block] = [
-            explicit_bound(stored(wq[h * dh:(h + 1) * dh]), stored(wk[(h // (heads // kv)) * dh:(h // (heads // kv) + 1) * dh]), stored(gain))
+            explicit_bound(
+                stored(wq[h * dh : (h + 1) * dh]),
+                stored(wk[(h // (heads // kv)) * dh : (h // (heads // kv) + 1) * dh]),
+                stored(gain),
+            )
             for h in range(heads)
         ]
     directory.mkdir(parents=True, exist_ok=True)
     write_safetensors(directory / "model.safetensors", tensors)
     if config:
-        (directory / "config.json").write_text(json.dumps(
-            {"model_type": "llama", "hidden_size": d, "num_attention_heads": heads, "num_key_value_heads": kv}
-        ))
+        (directory / "config.json").write_text(
+            json.dumps(
+                {"model_type": "llama", "hidden_size": d, "num_attention_heads": heads, "num_key_value_heads": kv}
+            )
+        )
     return planted
 
 
@@ -172,7 +194,9 @@ def test_checkpoint_bounds_from_config_json_with_gqa_and_gains(tmp_path):
     for bound in attention.layers:
         assert bound.gain == f"model.layers.{bound.block}.input_layernorm.weight"
         np.testing.assert_allclose(bound.heads, planted[bound.block], rtol=1e-6)
-        assert bound.max == pytest.approx(max(planted[bound.block])) and bound.median == pytest.approx(np.median(planted[bound.block]))
+        assert bound.max == pytest.approx(max(planted[bound.block])) and bound.median == pytest.approx(
+            np.median(planted[bound.block])
+        )
     assert attention.max == pytest.approx(max(max(p) for p in planted.values()))
     again = Report.from_dict(json.loads(json.dumps(report.to_dict())))
     assert again.measures == report.measures and again.to_dict() == report.to_dict()
@@ -236,7 +260,9 @@ def test_without_heads_the_bound_is_unavailable_and_says_why(tmp_path):
 
 def test_config_json_variants(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"text_config": {"num_attention_heads": 16, "num_key_value_heads": 4, "hidden_size": 1024}}))
+    path.write_text(
+        json.dumps({"text_config": {"num_attention_heads": 16, "num_key_value_heads": 4, "hidden_size": 1024}})
+    )
     assert read_model_config(tmp_path) == {"head_count": 16, "head_count_kv": 4}
     path.write_text(json.dumps({"n_head": 12, "n_embd": 768, "head_dim": 64}))
     assert read_model_config(tmp_path) == {"head_count": 12, "head_count_kv": 12, "head_dim": 64}
@@ -324,7 +350,9 @@ def test_float32_neighbours_match_float64():
     rows = rng.standard_normal((400, 3)) @ orthonormal(rng, 30, 3).T + 5.0  # off-centre: centring matters
     fast = neighbour_distances(rows, 5)
     x = rows - rows.mean(axis=0)
-    exact = np.sort(np.linalg.norm(x[:, None, :] - x[None, :, :], axis=2) + np.diag(np.full(400, np.inf)), axis=1)[:, :5]
+    exact = np.sort(np.linalg.norm(x[:, None, :] - x[None, :, :], axis=2) + np.diag(np.full(400, np.inf)), axis=1)[
+        :, :5
+    ]
     np.testing.assert_allclose(fast, exact, rtol=1e-3)
     ratios_fast, ratios_exact = np.log(fast[:, 1] / fast[:, 0]), np.log(exact[:, 1] / exact[:, 0])
     assert abs(ratios_fast.sum() - ratios_exact.sum()) / ratios_exact.sum() < 1e-3
@@ -334,12 +362,16 @@ def test_row_cloud_is_seeded_and_tied_heads_are_measured_once(tmp_path):
     rng = np.random.default_rng(7)
     embedding = rng.standard_normal((500, 32)).astype(np.float32)
     assert row_cloud("e", embedding, seed=3) == row_cloud("e", embedding, seed=3)
-    write_safetensors(tmp_path / "tied.safetensors", {"model.embed_tokens.weight": embedding, "lm_head.weight": embedding})
+    write_safetensors(
+        tmp_path / "tied.safetensors", {"model.embed_tokens.weight": embedding, "lm_head.weight": embedding}
+    )
     measures = analyze(tmp_path / "tied.safetensors").measures
     assert [c.name for c in measures.embeddings] == ["model.embed_tokens.weight"]
     assert any("tied" in note for note in measures.notes)
     untied = embedding + rng.standard_normal(embedding.shape).astype(np.float32)
-    write_safetensors(tmp_path / "untied.safetensors", {"model.embed_tokens.weight": embedding, "lm_head.weight": untied})
+    write_safetensors(
+        tmp_path / "untied.safetensors", {"model.embed_tokens.weight": embedding, "lm_head.weight": untied}
+    )
     assert len(analyze(tmp_path / "untied.safetensors").measures.embeddings) == 2
 
 
@@ -384,7 +416,9 @@ def test_compare_sums_the_update_dimension_over_layers(tmp_path):
     assert dimension.directions90 == sum(expected) and dimension.params == 3 * 128 * 64
     assert dimension.params90 == sum(expected) * (128 + 64) and dimension.concentrated == 3
     assert dimension.share == pytest.approx(sum(expected) * 192 / (3 * 128 * 64))
-    table = runner.invoke(app, ["compare", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")], env={"COLUMNS": "200"})
+    table = runner.invoke(
+        app, ["compare", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")], env={"COLUMNS": "200"}
+    )
     assert "intrinsic dimension of the update" in table.stdout
 
 
@@ -397,7 +431,10 @@ def test_distance_from_init_is_the_planted_relative_change(tmp_path):
     step = rng.standard_normal((64, 80)).astype(np.float32)
     write_safetensors(tmp_path / "0.safetensors", {"w": w0, "only0": w0})
     write_safetensors(tmp_path / "1.safetensors", {"w": w0 + 0.5 * step, "only1": w0})
-    with open_checkpoint(tmp_path / "1.safetensors") as reader, open_checkpoint(tmp_path / "0.safetensors") as reference:
+    with (
+        open_checkpoint(tmp_path / "1.safetensors") as reader,
+        open_checkpoint(tmp_path / "0.safetensors") as reference,
+    ):
         found = distance_from_init(reader, reference, ["w", "only1"])
     expected = np.linalg.norm(0.5 * step.astype(np.float64)) / np.linalg.norm(w0.astype(np.float64))
     assert found["w"] == pytest.approx(expected, rel=1e-5) and found["only1"] is None

@@ -28,16 +28,24 @@ HIDDEN, FFN, VOCAB, HEADS = 64, 160, 700, 4
 def model(tmp_path_factory):
     rng = np.random.default_rng(0)
     directory = tmp_path_factory.mktemp("counted")
-    tensors = {"model.embed_tokens.weight": rng.standard_normal((VOCAB, HIDDEN)), "lm_head.weight": rng.standard_normal((VOCAB, HIDDEN))}
+    tensors = {
+        "model.embed_tokens.weight": rng.standard_normal((VOCAB, HIDDEN)),
+        "lm_head.weight": rng.standard_normal((VOCAB, HIDDEN)),
+    }
     for block in range(2):
         prefix = f"model.layers.{block}."
         tensors |= {f"{prefix}self_attn.{p}_proj.weight": rng.standard_normal((HIDDEN, HIDDEN)) for p in "qkvo"}
-        tensors |= {f"{prefix}mlp.gate_proj.weight": rng.standard_normal((FFN, HIDDEN)), f"{prefix}mlp.up_proj.weight": rng.standard_normal((FFN, HIDDEN))}
+        tensors |= {
+            f"{prefix}mlp.gate_proj.weight": rng.standard_normal((FFN, HIDDEN)),
+            f"{prefix}mlp.up_proj.weight": rng.standard_normal((FFN, HIDDEN)),
+        }
         tensors[f"{prefix}mlp.down_proj.weight"] = rng.standard_normal((HIDDEN, FFN))
         tensors[f"{prefix}input_layernorm.weight"] = 1.0 + 0.1 * rng.standard_normal(HIDDEN)
     tensors = {name: (0.02 * value).astype(np.float32) for name, value in tensors.items()}
     write_safetensors(directory / "model.safetensors", tensors, dtypes=dict.fromkeys(tensors, "BF16"))
-    (directory / "config.json").write_text(json.dumps({"model_type": "llama", "num_attention_heads": HEADS, "num_key_value_heads": HEADS}))
+    (directory / "config.json").write_text(
+        json.dumps({"model_type": "llama", "num_attention_heads": HEADS, "num_key_value_heads": HEADS})
+    )
     return directory
 
 
@@ -79,7 +87,9 @@ def test_randomised_analysis_adds_one_solve_and_no_read(model, counted):
     report = analyze(model, randomize=True, measures=False, execution=Execution(workers=1, cache=False))
     layers = layers_of(report)
     assert set(counted["reads"].values()) == {1}
-    assert counted["solves"]["float32"] == counted["grams"]["float32"] == 2 * len(layers)  # the layer and its shuffled copy
+    assert (
+        counted["solves"]["float32"] == counted["grams"]["float32"] == 2 * len(layers)
+    )  # the layer and its shuffled copy
 
 
 def test_a_cached_spectrum_is_neither_multiplied_nor_solved(model, counted, tmp_path):

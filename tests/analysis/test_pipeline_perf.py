@@ -109,7 +109,9 @@ def test_a_smaller_item_fills_the_room_a_larger_one_leaves():
             two_started.wait(5.0)
         return i
 
-    out = list(pipelined(range(3), load, compute, workers=2, cost=costs.__getitem__, budget=6.0, size=costs.__getitem__))
+    out = list(
+        pipelined(range(3), load, compute, workers=2, cost=costs.__getitem__, budget=6.0, size=costs.__getitem__)
+    )
     assert out == [0, 1, 2] and started == [0, 2, 1]
 
 
@@ -233,9 +235,13 @@ def planted(rng, n, m, alpha):
 def model(tmp_path_factory):
     rng = np.random.default_rng(11)
     path = tmp_path_factory.mktemp("perf") / "model.safetensors"
-    tensors = {f"layers.{i}.mlp.up_proj.weight": planted(rng, 600, 200, alpha) for i, alpha in enumerate((2.5, 3.5, 4.5))}
+    tensors = {
+        f"layers.{i}.mlp.up_proj.weight": planted(rng, 600, 200, alpha) for i, alpha in enumerate((2.5, 3.5, 4.5))
+    }
     # rank-collapsed: 200 columns spanned by 8 directions, stored in float32
-    tensors["layers.3.mlp.down_proj.weight"] = (rng.standard_normal((600, 8)) @ rng.standard_normal((8, 200))).astype(np.float32)
+    tensors["layers.3.mlp.down_proj.weight"] = (rng.standard_normal((600, 8)) @ rng.standard_normal((8, 200))).astype(
+        np.float32
+    )
     tensors["layers.4.attn.q_proj.weight"] = (rng.standard_normal((300, 300)) * 0.02).astype(np.float32)
     write_safetensors(path, tensors)
     return path
@@ -249,7 +255,9 @@ def comparable(report):
 def test_workers_do_not_change_the_report(model, precision):
     """Bitwise: float64 once differed in the 15th digit, from a threaded Gram product."""
     runs = [
-        weightscope.analyze(model, min_evals=10, randomize=True, eig_dtype=precision, execution=Execution(workers=w, cache=False))
+        weightscope.analyze(
+            model, min_evals=10, randomize=True, eig_dtype=precision, execution=Execution(workers=w, cache=False)
+        )
         for w in (1, 3)
     ]
     assert runs[0].to_dict() == runs[1].to_dict()
@@ -281,7 +289,9 @@ def test_auto_precision_keeps_rank_collapse_exact_for_float32_weights(model):
     that layer in float64 and reports what float64 reports."""
     collapsed = "layers.3.mlp.down_proj.weight"
     auto = weightscope.analyze(model, min_evals=10, include=(collapsed,), execution=NO_CACHE).layer(collapsed)
-    exact = weightscope.analyze(model, min_evals=10, include=(collapsed,), eig_dtype="float64", execution=NO_CACHE).layer(collapsed)
+    exact = weightscope.analyze(
+        model, min_evals=10, include=(collapsed,), eig_dtype="float64", execution=NO_CACHE
+    ).layer(collapsed)
     assert exact.rank.numerical_rank == 8 and exact.verdict == "rank-collapsed"
     assert auto.rank == exact.rank and auto.verdict == exact.verdict
 
@@ -301,7 +311,9 @@ def test_peak_memory_is_bounded_by_the_largest_tensor(tmp_path):
     3 × the largest tensor + 300 MB (396 MB), which holding them all would break."""
     rng = np.random.default_rng(0)
     path = tmp_path / "big.safetensors"
-    write_safetensors(path, {f"layers.{i}.mlp.up_proj.weight": rng.standard_normal((4096, 2048), dtype=np.float32) for i in range(8)})
+    write_safetensors(
+        path, {f"layers.{i}.mlp.up_proj.weight": rng.standard_normal((4096, 2048), dtype=np.float32) for i in range(8)}
+    )
     script = f"""
 import weightscope
 from weightscope.execution.plan import Execution

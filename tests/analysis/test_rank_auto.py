@@ -33,7 +33,10 @@ def low_rank(seed, round_=np.float32, noise=0.0):
 
 def spiky_bf16():
     rng = np.random.default_rng(3)
-    w = gaussian((300, 300), 3) + 0.5 * np.outer(rng.standard_normal(300), rng.standard_normal(300)).astype(np.float32) / 300
+    w = (
+        gaussian((300, 300), 3)
+        + 0.5 * np.outer(rng.standard_normal(300), rng.standard_normal(300)).astype(np.float32) / 300
+    )
     w[:, :3] *= 40.0
     return to_bf16(w)
 

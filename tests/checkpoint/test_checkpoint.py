@@ -68,9 +68,7 @@ def random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def write_raw_safetensors(
-    path: Path, header: object, data: bytes = b"", *, length: int | None = None
-) -> Path:
+def write_raw_safetensors(path: Path, header: object, data: bytes = b"", *, length: int | None = None) -> Path:
     """A safetensors file with an arbitrary (possibly invalid) header, for forged inputs."""
     text = header if isinstance(header, bytes) else json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(text) if length is None else length) + text + data)
@@ -172,10 +170,7 @@ def test_bf16_reads_without_torch(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert (
-        "is a PyTorch pickle; install the torch extra: pip install 'weightscope-esd[torch]'"
-        in result.stdout
-    )
+    assert "is a PyTorch pickle; install the torch extra: pip install 'weightscope-esd[torch]'" in result.stdout
     assert_same_floats(np.load(tmp_path / "out.npy"), expected)
 
 
@@ -215,9 +210,7 @@ def test_reading_one_tensor_touches_no_byte_of_another(tmp_path: Path) -> None:
         rng.standard_normal((256, 64)).astype(np.float32),
         rng.standard_normal((512, 64)).astype(np.float32),
     )
-    path = write_safetensors(
-        tmp_path / "m.safetensors", {"a": a, "b": b}, dtypes={"a": "BF16", "b": "BF16"}
-    )
+    path = write_safetensors(tmp_path / "m.safetensors", {"a": a, "b": b}, dtypes={"a": "BF16", "b": "BF16"})
     header_length = struct.unpack("<Q", path.read_bytes()[:8])[0]
     cut_at = 8 + header_length + a.size * 2
     script = textwrap.dedent(
@@ -268,19 +261,13 @@ def test_safetensors_file_of_any_name(tmp_path: Path, name: str) -> None:
 def test_directory_of_safetensors_files_is_one_model(tmp_path: Path) -> None:
     state = random_state_dict()
     keys = sorted(state)
-    safetensors.torch.save_file(
-        {k: state[k] for k in keys[:2]}, str(tmp_path / "part-a.safetensors")
-    )
-    safetensors.torch.save_file(
-        {k: state[k] for k in keys[2:]}, str(tmp_path / "part-b.safetensors")
-    )
+    safetensors.torch.save_file({k: state[k] for k in keys[:2]}, str(tmp_path / "part-a.safetensors"))
+    safetensors.torch.save_file({k: state[k] for k in keys[2:]}, str(tmp_path / "part-b.safetensors"))
     (tmp_path / "config.json").write_text("{}")
     with open_checkpoint(tmp_path) as reader:
         assert reader.format == "safetensors"
         files = {info.name: Path(info.file).name for info in reader.tensors()}
-    assert files == {
-        k: "part-a.safetensors" if k in keys[:2] else "part-b.safetensors" for k in keys
-    }
+    assert files == {k: "part-a.safetensors" if k in keys[:2] else "part-b.safetensors" for k in keys}
     for key, array in read_all(tmp_path).items():
         assert_same_floats(array, expected_float(state[key]))
 
@@ -288,9 +275,7 @@ def test_directory_of_safetensors_files_is_one_model(tmp_path: Path) -> None:
 def test_same_tensor_in_two_files_is_rejected(tmp_path: Path) -> None:
     write_safetensors(tmp_path / "a.safetensors", {"w": np.ones(2, np.float32)})
     write_safetensors(tmp_path / "b.safetensors", {"w": np.zeros(2, np.float32)})
-    with pytest.raises(
-        CheckpointError, match=r"tensor 'w' is stored twice, in a.safetensors and b.safetensors"
-    ):
+    with pytest.raises(CheckpointError, match=r"tensor 'w' is stored twice, in a.safetensors and b.safetensors"):
         open_checkpoint(tmp_path)
 
 
@@ -342,9 +327,7 @@ def test_index_maps_tensor_to_a_shard_that_lacks_it(tmp_path: Path) -> None:
     content = json.loads(index.read_text())
     content["weight_map"]["embed.weight"] = "model-00002-of-00002.safetensors"
     index.write_text(json.dumps(content))
-    with pytest.raises(
-        CheckpointError, match=r"maps tensor 'embed\.weight' to model-00002-of-00002\.safetensors"
-    ):
+    with pytest.raises(CheckpointError, match=r"maps tensor 'embed\.weight' to model-00002-of-00002\.safetensors"):
         open_checkpoint(index)
 
 
@@ -519,9 +502,7 @@ def _tensor(dtype: str = "F32", shape: list = [2], offsets: list = [0, 8]) -> di
         ),
     ],
 )
-def test_forged_safetensors_header(
-    tmp_path: Path, header: object, data: bytes, message: str
-) -> None:
+def test_forged_safetensors_header(tmp_path: Path, header: object, data: bytes, message: str) -> None:
     path = write_raw_safetensors(tmp_path / "m.safetensors", header, data)
     with pytest.raises(CheckpointError, match=message):
         open_checkpoint(path)
@@ -633,15 +614,11 @@ def test_writer_rounds_to_bf16_and_f16_like_torch(tmp_path: Path) -> None:
     bits = np.concatenate(
         [
             rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32),
-            np.array(
-                [0x3F808000, 0x3F818000, 0xBF808000, 0x7F7FFFFF, 0x00008000, 0x80000000], np.uint32
-            ),
+            np.array([0x3F808000, 0x3F818000, 0xBF808000, 0x7F7FFFFF, 0x00008000, 0x80000000], np.uint32),
         ]
     )
     values = bits.view(np.float32)
-    path = write_safetensors(
-        tmp_path / "m.safetensors", {"b": values, "h": values}, dtypes={"b": "BF16", "h": "F16"}
-    )
+    path = write_safetensors(tmp_path / "m.safetensors", {"b": values, "h": values}, dtypes={"b": "BF16", "h": "F16"})
     loaded = safetensors.torch.load_file(str(path))
     reference = torch.from_numpy(values.copy())
     assert loaded["b"].dtype == torch.bfloat16 and loaded["h"].dtype == torch.float16

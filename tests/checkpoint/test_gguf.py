@@ -28,7 +28,12 @@ HEADS, KV_HEADS, BLOCKS, DIM = 4, 2, 2, 256
 def hf_llama():
     weights, seed = {}, 0
     for block in range(BLOCKS):
-        for name, rows in (("self_attn.q_proj", DIM), ("self_attn.k_proj", DIM // 2), ("self_attn.v_proj", DIM // 2), ("mlp.up_proj", 512)):
+        for name, rows in (
+            ("self_attn.q_proj", DIM),
+            ("self_attn.k_proj", DIM // 2),
+            ("self_attn.v_proj", DIM // 2),
+            ("mlp.up_proj", 512),
+        ):
             seed += 1
             w = planted_power_law(max(rows, DIM), min(rows, DIM), 3.0, seed)
             weights[f"model.layers.{block}.{name}.weight"] = np.ascontiguousarray(w if rows >= DIM else w.T)
@@ -49,7 +54,13 @@ def test_written_types_read_back_in_hf_layout(tmp_path, hf_model, qtype):
     expected = write_gguf(tmp_path / "m.gguf", weights, qtype, heads=HEADS, kv_heads=KV_HEADS, blocks=BLOCKS)
     with open_checkpoint(tmp_path / "m.gguf") as reader:
         assert reader.format == "gguf"
-        assert reader.metadata == {"architecture": "llama", "block_count": BLOCKS, "head_count": HEADS, "head_count_kv": KV_HEADS, "embedding_length": DIM}
+        assert reader.metadata == {
+            "architecture": "llama",
+            "block_count": BLOCKS,
+            "head_count": HEADS,
+            "head_count_kv": KV_HEADS,
+            "embedding_length": DIM,
+        }
         infos = {info.name: info for info in reader.tensors()}
         q = infos["blk.1.attn_q.weight"]
         assert q.dtype == qtype and q.shape == (DIM, DIM)
@@ -121,7 +132,10 @@ def _valid_header(tensors=0, kvs=0):
         (b"GGUF" + struct.pack("<IQQ", 7, 0, 0), "version 7"),
         (_valid_header(tensors=2**60), "more than a"),
         (_valid_header(kvs=1) + struct.pack("<Q", 2**40), "truncated GGUF header"),
-        (_valid_header(kvs=1) + struct.pack("<Q", 1) + b"a" + struct.pack("<IIQ", 9, 0, 2**40) + bytes(8), "claims 1099511627776 items"),
+        (
+            _valid_header(kvs=1) + struct.pack("<Q", 1) + b"a" + struct.pack("<IIQ", 9, 0, 2**40) + bytes(8),
+            "claims 1099511627776 items",
+        ),
         (b"GGUF" + struct.pack(">IQQ", 3, 0, 0), "big-endian"),
     ],
 )
@@ -151,7 +165,11 @@ def test_split_fused_parts_match_across_hf_and_gguf(tmp_path):
     write_safetensors(tmp_path / "hf" / "model.safetensors", {"model.layers.0.self_attn.qkv_proj.weight": fused})
     writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "phi3")
     writer.add_block_count(1), writer.add_head_count(4), writer.add_head_count_kv(4)
-    writer.add_tensor("blk.0.attn_qkv.weight", gguf.quants.quantize(fused, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor(
+        "blk.0.attn_qkv.weight",
+        gguf.quants.quantize(fused, gguf.GGMLQuantizationType.Q8_0),
+        raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+    )
     writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
     comparison = compare(tmp_path / "hf", tmp_path / "m.gguf", execution=NO_CACHE)
     assert [c.name for c in comparison.layers] == [f"blk.0.attn_qkv.weight[{p}]" for p in "qkv"]

@@ -27,7 +27,9 @@ def build_cache(hub_dir):
         snapshot.mkdir(parents=True)
         blob = repo / "blobs" / f"{commit}-weights"
         blob.parent.mkdir(exist_ok=True)
-        write_safetensors(blob, {f"model.layers.{i}.mlp.up_proj.weight": planted_power_law(192, 128, 3.0, i) for i in range(layers)})
+        write_safetensors(
+            blob, {f"model.layers.{i}.mlp.up_proj.weight": planted_power_law(192, 128, 3.0, i) for i in range(layers)}
+        )
         os.symlink(os.path.relpath(blob, snapshot), snapshot / "model.safetensors")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(MAIN)
@@ -64,7 +66,9 @@ def test_cli_revision_and_offline_errors(hub_cache):
     assert missing.exit_code == 2 and "not in the Hugging Face cache (pass --download" in missing.output
     with pytest.raises(CheckpointError, match="revision 'nope'"):
         resolve(hub_cache, revision="nope")
-    not_hub = runner.invoke(app, ["analyze", str(hub_cache / "snapshots" / MAIN / "model.safetensors"), "--revision", "v1"])
+    not_hub = runner.invoke(
+        app, ["analyze", str(hub_cache / "snapshots" / MAIN / "model.safetensors"), "--revision", "v1"]
+    )
     assert not_hub.exit_code == 2 and "apply to a hub model id" in not_hub.output
 
 
@@ -73,6 +77,12 @@ def test_hf_home_is_honoured_end_to_end(tmp_path):
     build_cache(tmp_path / "home" / "hub")
     env = {**os.environ, "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     env.pop("HF_HUB_CACHE", None)
-    done = subprocess.run([sys.executable, "-m", "weightscope", "inspect", "org/tiny"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "weightscope", "inspect", "org/tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "model.layers.1.mlp.up_proj.weight" in done.stdout

@@ -63,7 +63,15 @@ def test_adapter_reports_planted_ranks_and_scales(tmp_path):
     config = {"use_rslora": True, "rank_pattern": {}, "alpha_pattern": {"v_proj": 32}}
     report = analyze(write_adapter(tmp_path / "ad", modules, config), execution=NO_CACHE)
     assert report.format == "lora (safetensors)"
-    assert report.metadata == {"peft_type": "LORA", "r": 8, "lora_alpha": 16.0, "use_rslora": True, "use_dora": False, "base_model": None, "modules": 3}
+    assert report.metadata == {
+        "peft_type": "LORA",
+        "r": 8,
+        "lora_alpha": 16.0,
+        "use_rslora": True,
+        "use_dora": False,
+        "base_model": None,
+        "modules": 3,
+    }
     by_name = {layer.name: layer for layer in report.layers}
     assert set(by_name) == {f"{m}.weight" for m in planted}
     for module, (a, b) in modules.items():
@@ -88,8 +96,16 @@ def test_old_peft_names_patterns_embeddings_and_fan_in_fan_out(tmp_path):
         "base_model.model.model.embed_tokens.lora_embedding_B.default": emb_b,
         "base_model.model.score.modules_to_save.default.weight": planted_power_law(200, 96, 3.0, 0),
     }
-    config = {"r": 8, "rank_pattern": {"q_proj": 4}, "alpha_pattern": {"embed_tokens": 2}, "fan_in_fan_out": True, "modules_to_save": ["score"]}
-    report = analyze(write_adapter(tmp_path / "old", {Q: (a, b)}, config, names="memory", extra=extra), execution=NO_CACHE)
+    config = {
+        "r": 8,
+        "rank_pattern": {"q_proj": 4},
+        "alpha_pattern": {"embed_tokens": 2},
+        "fan_in_fan_out": True,
+        "modules_to_save": ["score"],
+    }
+    report = analyze(
+        write_adapter(tmp_path / "old", {Q: (a, b)}, config, names="memory", extra=extra), execution=NO_CACHE
+    )
     q, emb = report.layer(f"{Q}.weight"), report.layer("model.embed_tokens.weight")
     assert q.update.scale == pytest.approx(16 / 4) and q.shape == (128, 160)  # Conv1D layout: (B·A)ᵀ
     assert emb.update.scale == pytest.approx(2 / 8) and emb.shape == (300, 96) and emb.kind == "embedding"
@@ -141,7 +157,9 @@ def test_compare_base_adapter_matches_explicitly_merged_weights(base_and_adapter
 
 def test_cli_compare_adapter_and_errors(base_and_adapter):
     tmp_path, _, _, adapter = base_and_adapter
-    result = runner.invoke(app, ["compare", str(tmp_path / "base.safetensors"), str(adapter), "-f", "json", "--no-cache", "--workers", "1"])
+    result = runner.invoke(
+        app, ["compare", str(tmp_path / "base.safetensors"), str(adapter), "-f", "json", "--no-cache", "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["mode"] == "adapter" and len(data["unchanged"]) == 2
@@ -175,14 +193,20 @@ def test_real_peft_adapter_and_merge(tmp_path):
             super().__init__()
             self.layers = torch.nn.ModuleList([Block(), Block()])
 
-
     for use_dora in (False, True):
         torch.manual_seed(0)
         model = Model()
         base = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         write_safetensors(tmp_path / "base.safetensors", base)
-        config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], use_rslora=True,
-                                 rank_pattern={"layers.1.q_proj": 4}, alpha_pattern={"v_proj": 8}, use_dora=use_dora)
+        config = peft.LoraConfig(
+            r=8,
+            lora_alpha=16,
+            target_modules=["q_proj", "v_proj"],
+            use_rslora=True,
+            rank_pattern={"layers.1.q_proj": 4},
+            alpha_pattern={"v_proj": 8},
+            use_dora=use_dora,
+        )
         wrapped = peft.get_peft_model(model, config)
         with torch.no_grad():
             for name, param in wrapped.named_parameters():
@@ -196,7 +220,11 @@ def test_real_peft_adapter_and_merge(tmp_path):
                 layer = report.layer(canonical_name(name) + ".weight")
                 delta = module.get_delta_weight("default").detach().double().numpy()
                 if not use_dora:
-                    np.testing.assert_allclose(layer.update.singular_values, np.linalg.svd(delta, compute_uv=False)[: layer.update.lora_rank], rtol=1e-5)
+                    np.testing.assert_allclose(
+                        layer.update.singular_values,
+                        np.linalg.svd(delta, compute_uv=False)[: layer.update.lora_rank],
+                        rtol=1e-5,
+                    )
         merged = {k: v.detach().numpy().copy() for k, v in wrapped.merge_and_unload().state_dict().items()}
         write_safetensors(tmp_path / "merged.safetensors", merged)
         explicit = compare(tmp_path / "base.safetensors", tmp_path / "merged.safetensors", execution=NO_CACHE)

@@ -82,7 +82,24 @@ def test_to_pandas_one_row_per_layer_with_weightwatcher_columns():
     report = weightscope.analyze(weights(), execution=NO_CACHE)
     frame = report.to_pandas()
     assert isinstance(frame, pandas.DataFrame) and len(frame) == len(report.layers) == 2
-    for column in ("layer_id", "longname", "alpha", "alpha_weighted", "D", "xmin", "xmax", "num_pl_spikes", "N", "M", "matrix_rank", "lambda_max", "log_norm", "log_spectral_norm", "stable_rank", "num_evals"):
+    for column in (
+        "layer_id",
+        "longname",
+        "alpha",
+        "alpha_weighted",
+        "D",
+        "xmin",
+        "xmax",
+        "num_pl_spikes",
+        "N",
+        "M",
+        "matrix_rank",
+        "lambda_max",
+        "log_norm",
+        "log_spectral_norm",
+        "stable_rank",
+        "num_evals",
+    ):
         assert column in frame.columns, column
     first = report.layers[0]
     row = frame.iloc[0]

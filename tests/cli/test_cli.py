@@ -56,10 +56,31 @@ def test_analyze_example_machine_formats_agree(example_checkpoint, tmp_path):
     assert {"schema", "weightscope_version", "source", "options", "layers", "summary"} <= set(as_json)
     layers = as_json["layers"]
     assert len(layers) >= 20 and all(layer["status"] == "ok" for layer in layers)
-    required = {"name", "kind", "block", "shape", "dtype", "status", "reason", "alpha", "xmin", "xmax", "D",
-                "sigma", "num_tail", "num_evals", "lambda_max", "log_norm", "log_spectral_norm",
-                "alpha_weighted", "log_norm_per_n", "log_spectral_norm_per_n", "alpha_weighted_per_n",
-                "stable_rank", "entropy"}
+    required = {
+        "name",
+        "kind",
+        "block",
+        "shape",
+        "dtype",
+        "status",
+        "reason",
+        "alpha",
+        "xmin",
+        "xmax",
+        "D",
+        "sigma",
+        "num_tail",
+        "num_evals",
+        "lambda_max",
+        "log_norm",
+        "log_spectral_norm",
+        "alpha_weighted",
+        "log_norm_per_n",
+        "log_spectral_norm_per_n",
+        "alpha_weighted_per_n",
+        "stable_rank",
+        "entropy",
+    }
     assert required <= set(layers[0])
 
     rows = list(csv.DictReader(io.StringIO(run("analyze", example_checkpoint, "-f", "csv").stdout)))
@@ -84,7 +105,7 @@ def test_inspect_lists_skipped_tensors_with_reasons(example_checkpoint):
 
 @pytest.mark.parametrize(
     "content",
-    [None, b"", b"definitely not a checkpoint\n", b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1"],
+    [None, b"", b"definitely not a checkpoint\n", b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1'],
     ids=["missing", "empty", "text", "truncated-header"],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, content):
@@ -118,7 +139,19 @@ def test_bad_usage_exits_2(tmp_path):
 @pytest.mark.slow
 def test_python_dash_m_entry_point(example_checkpoint):
     done = subprocess.run(
-        [sys.executable, "-m", "weightscope", "analyze", str(example_checkpoint), "--include", "layers\\.0\\.", "-f", "json"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "weightscope",
+            "analyze",
+            str(example_checkpoint),
+            "--include",
+            "layers\\.0\\.",
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(done.stdout)["summary"]["analysed"] >= 7

@@ -82,10 +82,14 @@ main()
 """
 
 
-def _run_child(args: list[str], script: str | None, timeout: float, bound: float | None = None, memory: int | None = None) -> tuple[int, str, str]:
+def _run_child(
+    args: list[str], script: str | None, timeout: float, bound: float | None = None, memory: int | None = None
+) -> tuple[int, str, str]:
     if script is None and (bound is not None or memory is not None):
         script = _BOUNDED_CHILD.format(memory=memory, bound=bound)
-    command = [sys.executable, "-c", script, *args] if script is not None else [sys.executable, "-m", "weightscope", *args]
+    command = (
+        [sys.executable, "-c", script, *args] if script is not None else [sys.executable, "-m", "weightscope", *args]
+    )
     done = subprocess.run(
         command,
         capture_output=True,
@@ -106,7 +110,9 @@ def test_contract(case: Case, tmp_path: Path, kit: Kit) -> None:
     try:
         before = {path: _fingerprint(path) for path in scenario.keep}
         if scenario.subprocess:
-            code, out, err = _run_child(scenario.args, scenario.script, scenario.timeout, scenario.bound, scenario.memory)
+            code, out, err = _run_child(
+                scenario.args, scenario.script, scenario.timeout, scenario.bound, scenario.memory
+            )
         else:
             code, out, err = _run_in_process(scenario.args, scenario.timeout, scenario.patch)
         expected = scenario.exit if isinstance(scenario.exit, tuple) else (scenario.exit,)
@@ -133,6 +139,16 @@ def test_corpus_covers_every_class_with_at_least_100_cases() -> None:
     per_class = collections.Counter(c.klass for c in CASES)
     assert len(CASES) >= 100, per_class
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
-    for klass in ("pickles", "safetensors-headers", "shard-indexes", "tensor-contents", "paths",
-                  "signals-and-rewrites", "disk-full", "report-tampering", "options", "output-injection"):
+    for klass in (
+        "pickles",
+        "safetensors-headers",
+        "shard-indexes",
+        "tensor-contents",
+        "paths",
+        "signals-and-rewrites",
+        "disk-full",
+        "report-tampering",
+        "options",
+        "output-injection",
+    ):
         assert per_class[klass] >= 3, per_class

@@ -166,7 +166,9 @@ def test_user_patterns_run_in_linear_time_and_unsupported_ones_are_named() -> No
     assert time.perf_counter() - started < 1.0  # Python's re: beyond any bound for these
     assert compile_pattern("q_proj", "--include").search("blk.\ud800.q_proj") is not None  # a lone surrogate is text
     assert compile_pattern(r"step(\d+)", "--step-regex", ignore_case=True).search("STEP42").group(1) == "42"
-    with pytest.raises(WeightscopeError, match=r"--include '\(a\)\\\\1' is not a regular expression weightscope can run"):
+    with pytest.raises(
+        WeightscopeError, match=r"--include '\(a\)\\\\1' is not a regular expression weightscope can run"
+    ):
         compile_pattern(r"(a)\1", "--include")
 
 

@@ -28,7 +28,10 @@ from weightscope.summary import summarize
 
 runner = CliRunner()
 
-NAMES = [f"model.layers.{i}.{kind}.weight" for i, kind in enumerate(["self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj", "lm_head"])]
+NAMES = [
+    f"model.layers.{i}.{kind}.weight"
+    for i, kind in enumerate(["self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj", "lm_head"])
+]
 #: Planted update per layer: (rank r, ‖ΔW‖_F / ‖W_A‖_F).
 PLANTED = dict(zip(NAMES, [(1, 0.01), (2, 0.05), (4, 0.02), (8, 0.2), (16, 0.1)]))
 
@@ -108,11 +111,15 @@ def test_a_renamed_copy_lines_up_without_options_and_says_so(models):
 def test_a_task_heads_prefix_lines_up_on_the_command_line_and_is_said(models, tmp_path):
     head = tmp_path / "head.safetensors"
     weights = base_weights()
-    write_safetensors(head, {**{f"bert.{name}": w for name, w in weights.items()}, "classifier.weight": np.ones((2, 96), np.float32)})
+    write_safetensors(
+        head, {**{f"bert.{name}": w for name, w in weights.items()}, "classifier.weight": np.ones((2, 96), np.float32)}
+    )
     result = runner.invoke(app, ["compare", str(models["a"]), str(head), "-f", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert [c["name"] for c in data["layers"]] == NAMES and data["aligned"] == ["removed the prefix 'bert.' from B's layer names"]
+    assert [c["name"] for c in data["layers"]] == NAMES and data["aligned"] == [
+        "removed the prefix 'bert.' from B's layer names"
+    ]
     assert "aligned names: removed the prefix 'bert.' from B's layer names" in result.stderr
 
 
@@ -190,7 +197,9 @@ def test_compare_streams_one_pair_at_a_time(models, monkeypatch):
 
 
 def _layer(name, alpha, verdict=None, status="ok"):
-    return LayerResult(name, "q", 0, (128, 96), "F32", status, alpha=alpha, log_norm=1.0, log_spectral_norm=0.5, verdict=verdict)
+    return LayerResult(
+        name, "q", 0, (128, 96), "F32", status, alpha=alpha, log_norm=1.0, log_spectral_norm=0.5, verdict=verdict
+    )
 
 
 def _report(layers):
@@ -198,8 +207,17 @@ def _report(layers):
 
 
 def test_verdict_changes_and_the_summary():
-    a = _report([_layer("x", 3.0, "healthy"), _layer("y", 4.0, "healthy"), _layer("z", 7.0), _layer("w", 3.0, "under-trained")])
-    b = _report([_layer("x", 1.5, "over-trained"), _layer("y", 4.2, "healthy"), _layer("z", None, status="failed"), _layer("w", 3.5, "over-trained")])
+    a = _report(
+        [_layer("x", 3.0, "healthy"), _layer("y", 4.0, "healthy"), _layer("z", 7.0), _layer("w", 3.0, "under-trained")]
+    )
+    b = _report(
+        [
+            _layer("x", 1.5, "over-trained"),
+            _layer("y", 4.2, "healthy"),
+            _layer("z", None, status="failed"),
+            _layer("w", 3.5, "over-trained"),
+        ]
+    )
     result = compare_reports(a, b, top=1)
     by_name = {c.name: c for c in result.layers}
     assert by_name["x"].worse and by_name["x"].delta_alpha == -1.5
@@ -234,10 +252,23 @@ def test_cli_formats(models, tmp_path):
     assert "largest updates" in table.stdout and "only in B (1)" in table.stdout
     as_json = json.loads(runner.invoke(app, ["compare", str(models["a"]), str(models["b"]), "-f", "json"]).stdout)
     assert as_json["schema"] == "weightscope.compare/1"
-    required = {"name", "alpha_a", "alpha_b", "delta_alpha", "delta_log_norm", "delta_log_spectral_norm", "verdict_a", "verdict_b"}
+    required = {
+        "name",
+        "alpha_a",
+        "alpha_b",
+        "delta_alpha",
+        "delta_log_norm",
+        "delta_log_spectral_norm",
+        "verdict_a",
+        "verdict_b",
+    }
     assert all(required <= set(layer) for layer in as_json["layers"])
     assert set(as_json["layers"][0]["update"]) >= {"relative_norm", "stable_rank", "effective_rank", "rank90"}
-    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["compare", str(models["a"]), str(models["b"]), "-f", "csv"]).stdout)))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(runner.invoke(app, ["compare", str(models["a"]), str(models["b"]), "-f", "csv"]).stdout)
+        )
+    )
     assert [r["name"] for r in rows] == NAMES and float(rows[3]["update.effective_rank"]) == pytest.approx(8, rel=1e-3)
     out = tmp_path / "diff.md"
     assert runner.invoke(app, ["compare", str(models["a"]), str(models["b"]), "-o", str(out)]).exit_code == 0

@@ -38,9 +38,23 @@ def layer(name, alpha, *, status="ok", traps=None, rank=None, trusted=None, verd
     trust = None if trusted is None else FitTrust(True, True, True, 0.1, None, None, trusted)
     reasons = [f"reason for {flag}." for flag in flags]
     return LayerResult(
-        name, kind, 0, (128, 96), "F32", status, reason=None if status == "ok" else "weights contain 3 NaN and 0 Inf values",
-        alpha=alpha, log_norm=1.0, log_spectral_norm=0.5, traps=traps, rank=rank, fit_trust=trust, verdict=verdict,
-        mp=mp if status == "ok" else None, flags=list(flags), reasons=reasons,
+        name,
+        kind,
+        0,
+        (128, 96),
+        "F32",
+        status,
+        reason=None if status == "ok" else "weights contain 3 NaN and 0 Inf values",
+        alpha=alpha,
+        log_norm=1.0,
+        log_spectral_norm=0.5,
+        traps=traps,
+        rank=rank,
+        fit_trust=trust,
+        verdict=verdict,
+        mp=mp if status == "ok" else None,
+        flags=list(flags),
+        reasons=reasons,
     )
 
 
@@ -49,7 +63,10 @@ def report(layers, source="model.safetensors"):
 
 
 def healthy(n=10, alpha=3.0):
-    return [layer(f"blocks.{i}.q", alpha + 0.1 * i, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False)) for i in range(n)]
+    return [
+        layer(f"blocks.{i}.q", alpha + 0.1 * i, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))
+        for i in range(n)
+    ]
 
 
 def statuses(checks, rule):
@@ -69,8 +86,17 @@ def test_healthy_report_passes_every_rule():
     checks = evaluate(report(healthy()), GateRules())
     assert {c.status for c in checks} == {PASS}
     rules = {c.rule for c in checks}
-    assert rules == {"layers", "alpha-range", "out-of-range", "alpha-outlier", "random-like", "correlation-trap",
-                     "rank-collapse", "trusted-fits", "failed-layer"}
+    assert rules == {
+        "layers",
+        "alpha-range",
+        "out-of-range",
+        "alpha-outlier",
+        "random-like",
+        "correlation-trap",
+        "rank-collapse",
+        "trusted-fits",
+        "failed-layer",
+    }
     per_layer = [c for c in checks if c.rule == "alpha-range"]
     assert len(per_layer) == 10
 
@@ -92,13 +118,18 @@ def test_out_of_range_layers_are_tolerated_up_to_the_share_then_each_fails():
     assert model.message == "2 of 10 trusted fits are outside the band, at most 1 may be (20%): too many"
     assert model.limit == "at most 1 layer(s) outside [2, 6] (share 0.1)"
     # a count limit tightens the share
-    counted = evaluate(report([*healthy(10)[:9], layer("x", 7.0)]),
-                       GateRules(max_out_of_range_share=0.5, max_out_of_range_count=0, min_trusted_share=0, strict=False))
+    counted = evaluate(
+        report([*healthy(10)[:9], layer("x", 7.0)]),
+        GateRules(max_out_of_range_share=0.5, max_out_of_range_count=0, min_trusted_share=0, strict=False),
+    )
     assert statuses(counted, "alpha-range")["x"] == FAIL
 
 
 def test_alpha_bands_judge_trusted_fits_only():
-    layers = [*healthy(10)[:9], layer("blocks.9.q", 9.0, trusted=False, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
+    layers = [
+        *healthy(10)[:9],
+        layer("blocks.9.q", 9.0, trusted=False, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False)),
+    ]
     checks = evaluate(report(layers), GateRules(max_out_of_range_share=0.0))
     assert "blocks.9.q" not in statuses(checks, "alpha-range") and "blocks.9.q" not in statuses(checks, "alpha-outlier")
     assert all(c.status == PASS for c in checks)
@@ -108,14 +139,18 @@ def test_one_broken_layer_is_a_robust_outlier_of_its_kind_even_in_a_shifted_band
     """Every q layer sits at alpha 7–7.9 (a band the alpha rule tolerates here), one at 3:
     the MAD rule names it; with the kind's alphas near-equal the MAD floor keeps small
     differences from failing."""
-    layers = [layer(f"blocks.{i}.q", 7.0 + 0.1 * i, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))
-              for i in range(10)]
+    layers = [
+        layer(f"blocks.{i}.q", 7.0 + 0.1 * i, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))
+        for i in range(10)
+    ]
     layers[4] = layer("blocks.4.q", 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))
     checks = evaluate(report(layers), GateRules(max_alpha=8.0))
     assert [c.layer for c in checks if c.status == FAIL] == ["blocks.4.q"]
     outlier = next(c for c in checks if c.rule == "alpha-outlier" and c.layer == "blocks.4.q")
     assert outlier.value > 6 and "median 7.4" in outlier.message
-    same = [layer(f"blocks.{i}.q", 3.0 + 0.001 * i, trusted=True) for i in range(6)] + [layer("blocks.6.q", 3.3, trusted=True)]
+    same = [layer(f"blocks.{i}.q", 3.0 + 0.001 * i, trusted=True) for i in range(6)] + [
+        layer("blocks.6.q", 3.3, trusted=True)
+    ]
     assert all(c.status == PASS for c in evaluate(report(same), GateRules(strict=False)) if c.rule == "alpha-outlier")
     off = evaluate(report(layers), GateRules(max_alpha=8.0, max_alpha_deviation=None))
     assert not any(c.rule == "alpha-outlier" for c in off)
@@ -123,27 +158,50 @@ def test_one_broken_layer_is_a_robust_outlier_of_its_kind_even_in_a_shifted_band
 
 def test_flags_decide_traps_rank_collapse_and_random_like():
     layers = healthy(5)
-    layers[0] = layer("trap", 3.0, traps=Traps(2, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True,
-                      flags=["correlation-trap"])
-    layers[1] = layer("harmless-trap", 3.0, traps=Traps(1, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True,
-                      flags=["outsized-entries"])
-    layers[2] = layer("collapsed", 3.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(40, 0.58, True), trusted=False,
-                      flags=["rank-collapsed"])
+    layers[0] = layer(
+        "trap", 3.0, traps=Traps(2, 9.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=True, flags=["correlation-trap"]
+    )
+    layers[1] = layer(
+        "harmless-trap",
+        3.0,
+        traps=Traps(1, 9.0, 2.0),
+        rank=RankInfo(96, 0.0, False),
+        trusted=True,
+        flags=["outsized-entries"],
+    )
+    layers[2] = layer(
+        "collapsed",
+        3.0,
+        traps=Traps(0, 1.0, 2.0),
+        rank=RankInfo(40, 0.58, True),
+        trusted=False,
+        flags=["rank-collapsed"],
+    )
     layers[3] = layer("nan", None, status="failed")
-    layers[4] = layer("random", 12.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=False,
-                      flags=["random-like"])
+    layers[4] = layer(
+        "random", 12.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=False, flags=["random-like"]
+    )
     checks = evaluate(report(layers), GateRules(min_trusted_share=0.9))
-    assert statuses(checks, "correlation-trap") == {"trap": FAIL, "harmless-trap": PASS, "collapsed": PASS, "nan": PASS,
-                                                    "random": PASS}
-    assert "reason for correlation-trap" in next(c.message for c in checks if c.rule == "correlation-trap" and c.layer == "trap")
+    assert statuses(checks, "correlation-trap") == {
+        "trap": FAIL,
+        "harmless-trap": PASS,
+        "collapsed": PASS,
+        "nan": PASS,
+        "random": PASS,
+    }
+    assert "reason for correlation-trap" in next(
+        c.message for c in checks if c.rule == "correlation-trap" and c.layer == "trap"
+    )
     assert statuses(checks, "rank-collapse")["collapsed"] == FAIL
     assert statuses(checks, "random-like")["random"] == FAIL
     trust = next(c for c in checks if c.rule == "trusted-fits")
     assert trust.status == FAIL and trust.value == pytest.approx(2 / 4)
     assert statuses(checks, "failed-layer")["nan"] == FAIL
     assert statuses(evaluate(report(layers), GateRules(max_failed=1)), "failed-layer")["nan"] == WARN
-    relaxed = evaluate(report(layers), GateRules(fail_on_traps=False, fail_on_rank_collapse=False, fail_on_random_like=False,
-                                                 min_trusted_share=0))
+    relaxed = evaluate(
+        report(layers),
+        GateRules(fail_on_traps=False, fail_on_rank_collapse=False, fail_on_random_like=False, min_trusted_share=0),
+    )
     assert not {"correlation-trap", "rank-collapse", "random-like", "trusted-fits"} & {c.rule for c in relaxed}
 
 
@@ -175,7 +233,17 @@ def test_nothing_to_judge_fails_whatever_strict_says():
 
 
 def test_excluded_layers_are_not_judged():
-    layers = [*healthy(6), layer("pooler.dense.weight", 12.0, trusted=False, flags=["random-like"], traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False))]
+    layers = [
+        *healthy(6),
+        layer(
+            "pooler.dense.weight",
+            12.0,
+            trusted=False,
+            flags=["random-like"],
+            traps=Traps(0, 1.0, 2.0),
+            rank=RankInfo(96, 0.0, False),
+        ),
+    ]
     assert statuses(evaluate(report(layers), GateRules()), "random-like")["pooler.dense.weight"] == FAIL
     checks = evaluate(report(layers), GateRules(), exclude=[r"^pooler\."])
     assert all(c.status == PASS for c in checks) and all(c.layer != "pooler.dense.weight" for c in checks)
@@ -200,11 +268,23 @@ def test_baseline_limits_delta_alpha_per_layer_and_median():
 
 
 def test_settings_merge_config_then_flags():
-    table = {"min-alpha": 1.5, "max_alpha": 7, "fail-on-traps": False, "max-alpha-deviation": float("inf"), "max-failed": 2.0,
-             "exclude": ["^pooler"]}
+    table = {
+        "min-alpha": 1.5,
+        "max_alpha": 7,
+        "fail-on-traps": False,
+        "max-alpha-deviation": float("inf"),
+        "max-failed": 2.0,
+        "exclude": ["^pooler"],
+    }
     settings = settings_from(table, {"max-alpha": 6.5, "min-alpha": None, "exclude": ["^lm_head"]})
     rules = settings.rules
-    assert (rules.min_alpha, rules.max_alpha, rules.fail_on_traps, rules.max_alpha_deviation, rules.max_failed) == (1.5, 6.5, False, None, 2)
+    assert (rules.min_alpha, rules.max_alpha, rules.fail_on_traps, rules.max_alpha_deviation, rules.max_failed) == (
+        1.5,
+        6.5,
+        False,
+        None,
+        2,
+    )
     assert rules.fail_on_rank_collapse is True and rules.max_out_of_range_share == 0.1  # defaults
     assert settings.exclude == ("^pooler", "^lm_head")
 
@@ -244,7 +324,9 @@ def test_config_file_must_hold_the_table(tmp_path):
 
 def test_config_baseline_is_relative_to_the_config_file(tmp_path):
     (tmp_path / "ci").mkdir()
-    (tmp_path / "ci" / "gate.toml").write_text('[tool.weightscope.gate]\nbaseline = "base.json"\nmax-delta-median = 0.5\n')
+    (tmp_path / "ci" / "gate.toml").write_text(
+        '[tool.weightscope.gate]\nbaseline = "base.json"\nmax-delta-median = 0.5\n'
+    )
     settings = load_settings({}, config=tmp_path / "ci" / "gate.toml")
     assert settings.baseline == str(tmp_path / "ci" / "base.json")
     assert load_settings({"baseline": "other.json"}, config=tmp_path / "ci" / "gate.toml").baseline == "other.json"
@@ -311,10 +393,17 @@ def test_baseline_from_the_command_line(tmp_path, monkeypatch):
 def test_formats_parse_back(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     layers = healthy(10)
-    layers[3] = layer("blocks.3.q", 3.3, trusted=True, traps=Traps(1, 8.0, 2.0), rank=RankInfo(96, 0.0, False),
-                      flags=["correlation-trap"])
-    layers[5] = layer("blocks.5.q", 3.5, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False),
-                      flags=["random-like"])
+    layers[3] = layer(
+        "blocks.3.q",
+        3.3,
+        trusted=True,
+        traps=Traps(1, 8.0, 2.0),
+        rank=RankInfo(96, 0.0, False),
+        flags=["correlation-trap"],
+    )
+    layers[5] = layer(
+        "blocks.5.q", 3.5, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), flags=["random-like"]
+    )
     path = save(tmp_path, report(layers), "a,b:c.json")
 
     as_json = runner.invoke(app, ["gate", str(path), "--format", "json"])
@@ -337,7 +426,10 @@ def test_formats_parse_back(tmp_path, monkeypatch):
     cases = root.findall("./testsuite/testcase")
     assert len(cases) == len(data["checks"]) == int(root.get("tests"))
     failures = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
-    assert sorted(failures) == [("weightscope.correlation-trap", "blocks.3.q"), ("weightscope.random-like", "blocks.5.q")]
+    assert sorted(failures) == [
+        ("weightscope.correlation-trap", "blocks.3.q"),
+        ("weightscope.random-like", "blocks.5.q"),
+    ]
     assert root.get("failures") == "2"
     assert len({(c.get("classname"), c.get("name")) for c in cases}) == len(cases)  # one per rule × layer
 
@@ -352,12 +444,17 @@ def test_ci_formats_escape_what_their_syntax_reserves(tmp_path, monkeypatch):
     ESC must neither break a GitHub workflow command nor make the JUnit XML invalid."""
     monkeypatch.chdir(tmp_path)
     nasty = "blocks.0.q\n::error::fake 100% \r\x1b[31m,x:y\x00"
-    layers = [*healthy(4), layer(nasty, 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), flags=["random-like"])]
+    layers = [
+        *healthy(4),
+        layer(nasty, 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), flags=["random-like"]),
+    ]
     path = save(tmp_path, report(layers), "odd%name:1,2.json")
     github = runner.invoke(app, ["gate", str(path), "--format", "github"]).stdout
     annotations = [line for line in github.splitlines() if line.startswith("::")]
     assert len(annotations) == 1 and GITHUB_LINE.match(annotations[0])
-    assert "\\n\\x3a:error\\x3a:fake 100%25 \\r\\x1b[31m" in annotations[0] and "odd%25name%3A1%2C2.json" in annotations[0]
+    assert (
+        "\\n\\x3a:error\\x3a:fake 100%25 \\r\\x1b[31m" in annotations[0] and "odd%25name%3A1%2C2.json" in annotations[0]
+    )
     junit = runner.invoke(app, ["gate", str(path), "--format", "junit"]).stdout
     root = ET.fromstring(junit.encode())  # parses: no raw control characters left
     names = [case.get("name") for case in root.iter("testcase")]
@@ -367,12 +464,16 @@ def test_ci_formats_escape_what_their_syntax_reserves(tmp_path, monkeypatch):
 def test_a_checkpoint_and_its_saved_report_gate_alike(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(3)
-    weights = {f"model.layers.{i}.mlp.up_proj.weight": rng.standard_t(3, size=(128, 96)).astype(np.float32) for i in range(4)}
+    weights = {
+        f"model.layers.{i}.mlp.up_proj.weight": rng.standard_t(3, size=(128, 96)).astype(np.float32) for i in range(4)
+    }
     weights["model.layers.4.mlp.up_proj.weight"] = np.full((128, 96), np.nan, np.float32)
     checkpoint = tmp_path / "model.safetensors"
     write_safetensors(checkpoint, weights)
     # the gate randomises by default (trap rule); the saved report must have been made alike
-    assert runner.invoke(app, ["analyze", str(checkpoint), "--randomize", "-o", str(tmp_path / "r.json")]).exit_code == 0
+    assert (
+        runner.invoke(app, ["analyze", str(checkpoint), "--randomize", "-o", str(tmp_path / "r.json")]).exit_code == 0
+    )
     flags = ["--format", "json", "--min-trusted-share", "0"]
     direct = runner.invoke(app, ["gate", str(checkpoint), *flags])
     saved = runner.invoke(app, ["gate", str(tmp_path / "r.json"), *flags])

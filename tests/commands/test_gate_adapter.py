@@ -39,7 +39,9 @@ class Tiny(torch.nn.Module):
 def peft_model(base, trained=True):
     """``base`` (copied) with a rank-8 LoRA on query and value; ``trained`` gives B factors
     of a trained adapter's scale (PEFT initialises B to zero)."""
-    model = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
+    model = peft.get_peft_model(
+        copy.deepcopy(base), peft.LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"])
+    )
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -60,9 +62,14 @@ def adapters(tmp_path_factory):
     peft_model(base, trained=False).save_pretrained(root / "untrained")
     factors = safetensors_numpy.load_file(root / "sane" / "adapter_model.safetensors")
     key = f"base_model.model.{BROKEN}.lora_B.weight"
-    for name, change in (("big", lambda b: b * 1e4), ("nan", lambda b: np.where(np.arange(b.size).reshape(b.shape) == 7, np.nan, b))):
+    for name, change in (
+        ("big", lambda b: b * 1e4),
+        ("nan", lambda b: np.where(np.arange(b.size).reshape(b.shape) == 7, np.nan, b)),
+    ):
         shutil.copytree(root / "sane", root / name)
-        safetensors_numpy.save_file({**factors, key: change(factors[key]).astype(np.float32)}, root / name / "adapter_model.safetensors")
+        safetensors_numpy.save_file(
+            {**factors, key: change(factors[key]).astype(np.float32)}, root / name / "adapter_model.safetensors"
+        )
     return root, base
 
 
@@ -115,7 +122,8 @@ def test_an_in_memory_peft_model_is_base_plus_adapter(adapters):
     report = analyze(model)
     assert report.metadata["read_as"].startswith("a PEFT model in memory")
     assert sorted(layer.name for layer in report.layers) == sorted(
-        f"layers.{i}.{m}.weight" for i in range(3) for m in ("query", "value"))
+        f"layers.{i}.{m}.weight" for i in range(3) for m in ("query", "value")
+    )
     comparison = compare(base, model)
     assert comparison.mode == "adapter" and len(comparison.layers) == 6 and comparison.only_b == []
     assert any("PEFT model in memory" in note for note in comparison.aligned)

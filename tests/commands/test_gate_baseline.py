@@ -22,8 +22,14 @@ RANDOM_LIKE = {"verdict": "random-like", "flags": ["random-like"]}
 
 def with_pooler(layers, **pooler):
     """A model whose untrained pooler is random-like, as all-MiniLM-L6-v2's is."""
-    extra = layer("pooler.dense.weight", 9.0, kind="pooler", traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False),
-                  **{**RANDOM_LIKE, **pooler})
+    extra = layer(
+        "pooler.dense.weight",
+        9.0,
+        kind="pooler",
+        traps=Traps(0, 1.0, 2.0),
+        rank=RankInfo(96, 0.0, False),
+        **{**RANDOM_LIKE, **pooler},
+    )
     return [*layers, extra]
 
 
@@ -98,7 +104,9 @@ def tiny_model(path, seed=0, broken=None):
     rng = np.random.default_rng(seed)
     weights = {}
     for i in range(8):
-        w = rng.standard_normal((160, 96)) + rng.standard_normal((160, 5)) @ (rng.standard_normal((5, 96)) * np.array([[9.0], [7.0], [5.0], [4.0], [3.0]]))
+        w = rng.standard_normal((160, 96)) + rng.standard_normal((160, 5)) @ (
+            rng.standard_normal((5, 96)) * np.array([[9.0], [7.0], [5.0], [4.0], [3.0]])
+        )
         weights[f"blocks.{i}.q.weight"] = w.astype(np.float32)
     weights["pooler.weight"] = rng.standard_normal((160, 96)).astype(np.float32)
     if broken is not None:
@@ -121,14 +129,18 @@ def test_write_baseline_accepts_today_once_then_only_new_breaks_fail(tmp_path, m
     assert again.exit_code == 0 and "ACCEPTED [random-like] pooler.weight" in again.stdout
     github = runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "-f", "github"]).stdout
     assert any(line.startswith("::notice ") and "pooler.weight" in line for line in github.splitlines())
-    checks = json.loads(runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "-f", "json"]).stdout)["checks"]
+    checks = json.loads(runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "-f", "json"]).stdout)[
+        "checks"
+    ]
     assert {(c["rule"], c["layer"]) for c in checks if c["status"] == "accepted"} >= {("random-like", "pooler.weight")}
     broken = tiny_model(tmp_path / "broken.safetensors", broken="blocks.5.q.weight")
     red = runner.invoke(app, ["gate", str(broken), "--baseline", "baseline.json"])
     assert red.exit_code == 1
     fails = [line for line in red.stdout.splitlines() if line.startswith("FAIL")]
     assert fails and all("blocks.5.q.weight" in line and "Fix: " in line for line in fails)
-    assert runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "--include", "nomatch"]).exit_code == 1
+    assert (
+        runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "--include", "nomatch"]).exit_code == 1
+    )
 
 
 def test_write_baseline_never_writes_over_an_input(tmp_path, monkeypatch):
@@ -140,5 +152,7 @@ def test_write_baseline_never_writes_over_an_input(tmp_path, monkeypatch):
     assert model.read_bytes() == before
     base = save(tmp_path, report(healthy()), "base.json")
     kept = base.read_text()
-    assert runner.invoke(app, ["gate", str(base), "--baseline", str(base), "--write-baseline", str(base)]).exit_code == 2
+    assert (
+        runner.invoke(app, ["gate", str(base), "--baseline", str(base), "--write-baseline", str(base)]).exit_code == 2
+    )
     assert base.read_text() == kept

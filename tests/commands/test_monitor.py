@@ -49,7 +49,9 @@ def test_live_measures_match_the_references():
     expected = head_bounds(wq, wk, 4, 2, 16, gain)[0].max()
     assert metrics["weightscope/logit_bound/block_2"] == pytest.approx(expected, rel=1e-9)
     block = [p.detach().numpy() for p in model.model.layers[3].parameters() if p.ndim == 2]
-    assert metrics["weightscope/spectral_norm/block_3"] == pytest.approx(max(np.linalg.norm(w, 2) for w in block), rel=1e-3)
+    assert metrics["weightscope/spectral_norm/block_3"] == pytest.approx(
+        max(np.linalg.norm(w, 2) for w in block), rel=1e-3
+    )
     rows = model.model.embed_tokens.weight.detach().double().numpy()
     unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     cosines = unit @ unit.T
@@ -96,9 +98,17 @@ def train_transformers(run: Path, callback, *, planted: bool, report_to: list[st
 
     assert isinstance(callback, WeightscopeCallback)
     args = transformers.TrainingArguments(
-        output_dir=str(run), max_steps=STEPS, per_device_train_batch_size=8, save_steps=SAVE_EVERY,
-        logging_steps=SAVE_EVERY, report_to=report_to or [], use_cpu=True, learning_rate=1e-4,
-        disable_tqdm=True, save_only_model=True, seed=0,
+        output_dir=str(run),
+        max_steps=STEPS,
+        per_device_train_batch_size=8,
+        save_steps=SAVE_EVERY,
+        logging_steps=SAVE_EVERY,
+        report_to=report_to or [],
+        use_cpu=True,
+        learning_rate=1e-4,
+        disable_tqdm=True,
+        save_only_model=True,
+        seed=0,
     )
     extra = [_PlantOnSave()] if planted else []
     trainer = transformers.Trainer(model=tiny_llama(), args=args, train_dataset=_Tokens(), callbacks=[callback, *extra])
@@ -144,7 +154,9 @@ def test_transformers_planted_growth_stops_the_run(tmp_path):
     growth = [a for a in callback.monitor.alerts if a.flag == "logit-growth"]
     assert [a.subject for a in growth] == [f"block {PLANTED_BLOCK}"]
     assert any("logit-growth: block 1" in str(w.message) for w in alerts)
-    assert [e["weightscope/alert/logit-growth"] for e in trainer.state.log_history if "weightscope/alert/logit-growth" in e] == [1.0]
+    assert [
+        e["weightscope/alert/logit-growth"] for e in trainer.state.log_history if "weightscope/alert/logit-growth" in e
+    ] == [1.0]
 
 
 # --- Lightning ------------------------------------------------------------------------------
@@ -174,8 +186,13 @@ def train_lightning(root: Path, callback, *, planted: bool):
     saver = ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=SAVE_EVERY, save_top_k=-1)
     extra = [_PlantOnCheckpoint()] if planted else []
     trainer = lightning.Trainer(
-        max_steps=STEPS, callbacks=[callback, saver, *extra], accelerator="cpu", logger=CSVLogger(root, name="logs"),
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
+        max_steps=STEPS,
+        callbacks=[callback, saver, *extra],
+        accelerator="cpu",
+        logger=CSVLogger(root, name="logs"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
     )
     data = torch.utils.data.DataLoader(token_batches(STEPS * 8), batch_size=8)
     with warnings.catch_warnings(record=True) as caught:

@@ -52,7 +52,14 @@ def power_law_matrix(alpha, seed, n=128, m=96):
 def test_order_by_parsed_step_with_natural_sort_fallback(tmp_path):
     names = ["step-1000", "checkpoint-50", "step-200", "step_2000.safetensors", "global_step3000", "final"]
     ordered = order_run([tmp_path / name for name in names], DEFAULT)
-    assert [e.path.name for e in ordered] == ["checkpoint-50", "step-200", "step-1000", "step_2000.safetensors", "global_step3000", "final"]
+    assert [e.path.name for e in ordered] == [
+        "checkpoint-50",
+        "step-200",
+        "step-1000",
+        "step_2000.safetensors",
+        "global_step3000",
+        "final",
+    ]
     assert [e.step for e in ordered] == [50, 200, 1000, 2000, 3000, None]
     natural = order_run([tmp_path / n for n in ("run-b10", "run-b9", "run-a11")], DEFAULT)
     assert [e.path.name for e in natural] == ["run-a11", "run-b9", "run-b10"]
@@ -101,7 +108,6 @@ def test_flat_run_of_step_files_versus_a_sharded_model(tmp_path):
         write_safetensors(sharded / f"model-0000{shard}-of-00002.safetensors", {f"w{shard}": tiny["w"]})
     assert [p.name for p in expand_run([flat], DEFAULT)] == ["step_1000.safetensors", "step_2000.safetensors"]
     assert expand_run([sharded], DEFAULT) == [sharded]
-
 
 
 def _write_step(path: Path, suffix: str, seed: int) -> None:
@@ -245,7 +251,9 @@ def test_cache_costs_one_checkpoint_per_new_checkpoint(tmp_path, monkeypatch):
     assert [c.origin for c in first.checkpoints] == ["analysed"] * 5
     again = trend([run], cache=cache)
     assert [c.origin for c in again.checkpoints] == ["cache"] * 5
-    assert again.layers == first.layers and [c.summary for c in again.checkpoints] == [c.summary for c in first.checkpoints]
+    assert again.layers == first.layers and [c.summary for c in again.checkpoints] == [
+        c.summary for c in first.checkpoints
+    ]
 
     write_safetensors(run / "step-600.safetensors", {n: power_law_matrix(3.0, i) for i, n in enumerate(PLANTED)})
     grown = trend([run], cache=cache)
@@ -255,7 +263,9 @@ def test_cache_costs_one_checkpoint_per_new_checkpoint(tmp_path, monkeypatch):
     assert len(entries) == 6
     entries[str(run / "step-200")].write_text("{ not json")  # a corrupt entry is ignored, removed and rebuilt
     touched = run / "step-500" / "model.safetensors"
-    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns - 10**9))  # not into the future: that is never cached
+    os.utime(
+        touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns - 10**9)
+    )  # not into the future: that is never cached
     rebuilt = trend([run], cache=cache)
     assert [c.origin for c in rebuilt.checkpoints].count("analysed") == 2
     assert len(list(cache.glob("reports/*/*.json"))) == 7  # the touched checkpoint's old entry waits for eviction
@@ -315,7 +325,8 @@ def test_example_run_is_ordered_by_step_and_a_planted_jump_is_found(tmp_path):
     assert [Path(c.path).name for c in before.checkpoints] != sorted(Path(c.path).name for c in before.checkpoints)
     late = len(steps) - 2  # plant in the calm late phase, between two ordinary checkpoints
     calm = [
-        s for s in before.layers
+        s
+        for s in before.layers
         if not s.flags and s.alphas[late] is not None and s.alphas[late] < 4.0 and all(s.trusted[late - 1 : late + 2])
     ]
     assert calm, "no unflagged layer to plant a jump in"

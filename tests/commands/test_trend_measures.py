@@ -109,8 +109,10 @@ def test_growth_is_read_over_the_latest_checkpoints():
     }
     points = []
     for index, step in enumerate(steps):
-        bounds = [LogitBound(block, f"b{block}.q", f"b{block}.k", None, [v[index]], v[index], v[index], v[index])
-                  for block, v in series.items()]
+        bounds = [
+            LogitBound(block, f"b{block}.q", f"b{block}.k", None, [v[index]], v[index], v[index], v[index])
+            for block, v in series.items()
+        ]
         measures = ModelMeasures(AttentionBounds("ok", layers=bounds))
         points.append(TrendPoint(step, f"step-{step}", "analysed", summarize([], []), None, {}, measures))
     found = attention_series(points, steps, jump_k=5.0)
@@ -166,8 +168,9 @@ def test_cli_views_show_the_measures(tmp_path):
     write_growth_run(run)
     runner = CliRunner()
     args = ["trend", str(run), "--min-evals", "60"]
-    table = runner.invoke(app, [*args, "--plot", str(tmp_path / "t.png"), "--html", str(tmp_path / "t.html")],
-                          env={"COLUMNS": "200"})
+    table = runner.invoke(
+        app, [*args, "--plot", str(tmp_path / "t.png"), "--html", str(tmp_path / "t.html")], env={"COLUMNS": "200"}
+    )
     assert table.exit_code == 0, table.output
     assert "attention-logit bound" in table.stdout and "block 2" in table.stdout and "LOGIT-GROWTH" in table.stdout
     assert "id-rise" in table.stdout and "distance from init" in table.stdout

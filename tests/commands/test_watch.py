@@ -32,8 +32,20 @@ def test_a_slow_writer_is_never_read_early(tmp_path, monkeypatch):
     run = tmp_path / "run"
     steps = [10, 20, 30]
     writer = subprocess.Popen(
-        [sys.executable, "-m", "tests.monitor_runs", str(run), "--steps", *map(str, steps), "--chunks", "3", "--pause", "0.5"],
-        cwd=Path(__file__).parents[2], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        [
+            sys.executable,
+            "-m",
+            "tests.monitor_runs",
+            str(run),
+            "--steps",
+            *map(str, steps),
+            "--chunks",
+            "3",
+            "--pause",
+            "0.5",
+        ],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     final_sizes = {step: len(checkpoint_bytes(step, saves, planted=False)) for saves, step in enumerate(steps)}
     analysed_sizes: list[dict[str, int]] = []
@@ -85,10 +97,26 @@ def test_watch_once_flags_the_planted_block(tmp_path):
     data = checkpoint_bytes(60, 5, planted=True)
     (run / "step-60.safetensors").write_bytes(data[: len(data) // 3])  # still being written
     out, log = tmp_path / "trend.json", tmp_path / "watch.jsonl"
-    result = runner.invoke(app, [
-        "watch", str(run), "--once", "--settle", "0", "--json", str(out), "--log", str(log),
-        "--fail-on", "logit-growth", "--cache-dir", str(tmp_path / "cache"), "--tensorboard", str(tmp_path / "tb"),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "watch",
+            str(run),
+            "--once",
+            "--settle",
+            "0",
+            "--json",
+            str(out),
+            "--log",
+            str(log),
+            "--fail-on",
+            "logit-growth",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--tensorboard",
+            str(tmp_path / "tb"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == len(STEPS) + 1
@@ -111,8 +139,20 @@ def test_watch_once_flags_the_planted_block(tmp_path):
 def test_watch_once_steady_run_passes(tmp_path):
     run = tmp_path / "run"
     write_run(run, STEPS, planted=False)
-    result = runner.invoke(app, ["watch", str(run), "--once", "--settle", "0", "--fail-on", "logit-growth",
-                                 "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "watch",
+            str(run),
+            "--once",
+            "--settle",
+            "0",
+            "--fail-on",
+            "logit-growth",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.count("no alerts") == len(STEPS)
 

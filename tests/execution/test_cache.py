@@ -211,7 +211,9 @@ def test_concurrent_users_of_one_store_never_see_half_an_entry(tmp_path):
     """Four independent stores on one directory (as four processes would be), storing,
     reading and evicting at once."""
     results = []
-    threads = [threading.Thread(target=lambda s=seed: results.append(churn(tmp_path / "cache", s, 60))) for seed in range(4)]
+    threads = [
+        threading.Thread(target=lambda s=seed: results.append(churn(tmp_path / "cache", s, 60))) for seed in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -229,7 +231,12 @@ def test_concurrent_processes_share_one_store(tmp_path):
     script = "import sys; from tests.execution.test_cache import churn; sys.exit(1 if churn(sys.argv[1], int(sys.argv[2]), 150) else 0)"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workers = [
-        subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), str(seed)], cwd=root, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "cache"), str(seed)],
+            cwd=root,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for seed in range(3)
     ]
     for worker in workers:
@@ -241,7 +248,9 @@ def test_concurrent_processes_share_one_store(tmp_path):
 def count_solves(monkeypatch):
     calls = []
     real = layer_spectra.esd
-    monkeypatch.setattr(layer_spectra, "esd", lambda matrices, options: calls.append(options.dtype) or real(matrices, options))
+    monkeypatch.setattr(
+        layer_spectra, "esd", lambda matrices, options: calls.append(options.dtype) or real(matrices, options)
+    )
     return calls
 
 
@@ -329,7 +338,9 @@ UNUSABLE = {"a file": _file, "a dangling symlink": _dangling, "a symlink loop": 
 def test_an_unusable_cache_directory_is_one_warning_and_the_run_goes_on(tmp_path, make, monkeypatch, settled):
     path = checkpoint(tmp_path)
     monkeypatch.setenv("WEIGHTSCOPE_CACHE_DIR", str(make(tmp_path)))
-    result = runner.invoke(app, ["analyze", str(path), "--min-evals", "10", "-f", "json", "-o", str(tmp_path / "r.json")])
+    result = runner.invoke(
+        app, ["analyze", str(path), "--min-evals", "10", "-f", "json", "-o", str(tmp_path / "r.json")]
+    )
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "continuing without it" in warnings[0]
@@ -372,7 +383,9 @@ def test_a_full_disk_while_storing_is_one_warning(tmp_path, monkeypatch, command
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: cache {tmp_path / 'cache'} is unusable (No space left on device); continuing without it"]
+    assert warnings == [
+        f"warning: cache {tmp_path / 'cache'} is unusable (No space left on device); continuing without it"
+    ]
     assert not list((tmp_path / "cache").rglob("*.npz")) and not list((tmp_path / "cache").rglob("*.json"))
 
 

@@ -90,7 +90,11 @@ def test_sharded_checkpoint_on_ray_equals_local(cluster, tmp_path):
     seen: list[int] = []
     spectra: list = []
     remote = analyze(
-        tmp_path, execution=ON_RAY, randomize=True, progress=lambda done, layers: seen.append(done), on_layer=spectra.append
+        tmp_path,
+        execution=ON_RAY,
+        randomize=True,
+        progress=lambda done, layers: seen.append(done),
+        on_layer=spectra.append,
     )
     assert [layer.name for layer in remote.layers] == sorted(weight_map)
     assert seen == [0, 1, 2, 3, 4]  # the progress bar sees every completion once
@@ -122,7 +126,9 @@ def test_compare_on_ray_equals_local(cluster):
 
 
 def test_workers_use_the_cache_directory_they_are_given(cluster, tmp_path):
-    path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": planted_power_law(256, 128, 3.0, seed=7)})
+    path = write_safetensors(
+        tmp_path / "m.safetensors", {"blocks.0.mlp.weight": planted_power_law(256, 128, 3.0, seed=7)}
+    )
     time.sleep(RACY_SECONDS + 0.1)  # the cache keys no file changed within its racy window
     cache = tmp_path / "cache"
     first = analyze(path, execution=Execution(executor="ray", cache_dir=str(cache)))
@@ -274,7 +280,9 @@ def test_without_ray_installed_the_ray_executor_is_one_error_line(monkeypatch, t
     from weightscope.cli import app
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a)
+    )
     path = write_safetensors(tmp_path / "m.safetensors", {"blocks.0.mlp.weight": gaussian(128, 64, seed=1)})
     result = CliRunner().invoke(app, ["trend", str(path), "--executor", "ray"])
     assert result.exit_code == 2

@@ -27,8 +27,11 @@ def heavy_tailed(shape, seed):
 def test_torch_cpu_matches_numpy_in_float64(shape):
     w = heavy_tailed(shape, 1)
     ours = torch_gram_eigenvalues(w, "float64", "cpu")
-    reference = np.linalg.eigvalsh(w.astype(np.float64).T @ w.astype(np.float64) if shape[0] >= shape[1]
-                                   else w.astype(np.float64) @ w.astype(np.float64).T) / max(shape)
+    reference = np.linalg.eigvalsh(
+        w.astype(np.float64).T @ w.astype(np.float64)
+        if shape[0] >= shape[1]
+        else w.astype(np.float64) @ w.astype(np.float64).T
+    ) / max(shape)
     assert ours.dtype == np.float64 and ours.shape == (min(shape),)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12 * reference[-1])
     np.testing.assert_allclose(ours[-20:], gram_eigenvalues(w)[-20:], rtol=1e-6)
@@ -89,8 +92,8 @@ def test_cpu_analysis_never_imports_torch(tmp_path):
 import sys, numpy as np
 import weightscope, weightscope.cli
 from weightscope.checkpoint import write_safetensors
-write_safetensors({str(tmp_path / 'm.safetensors')!r}, {{'w': np.random.default_rng(0).standard_normal((128, 96)).astype(np.float32)}})
-report = weightscope.analyze({str(tmp_path / 'm.safetensors')!r}, min_evals=10)
+write_safetensors({str(tmp_path / "m.safetensors")!r}, {{'w': np.random.default_rng(0).standard_normal((128, 96)).astype(np.float32)}})
+report = weightscope.analyze({str(tmp_path / "m.safetensors")!r}, min_evals=10)
 assert report.layers[0].status == 'ok', report.layers[0]
 assert 'torch' not in sys.modules, 'torch was imported'
 """

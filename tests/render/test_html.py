@@ -41,18 +41,52 @@ def make_report() -> Report:
         for kind in ("q", "k", "v", "o"):
             trusted = bool(rng.random() > 0.3)
             alpha = float(rng.uniform(1.5, 8.5))
-            layers.append(LayerResult(
-                f"model.layers.{block}.self_attn.{kind}_proj.weight", kind, block, (256, 256), "BF16", "ok",
-                num_evals=256, alpha=alpha, xmin=1.0, xmax=9.0, D=float(rng.uniform(0.02, 0.1)), num_tail=40,
-                lambda_max=9.0, log_norm=float(rng.uniform(-1.5, 1.5)), stable_rank=12.0,
-                fit_trust=FitTrust(True, trusted, True, 0.1, None, None, trusted),
-                verdict="healthy" if 2 <= alpha <= 6 and trusted else "untrusted-fit" if not trusted else "over-trained",
-            ))
-    layers.append(LayerResult("model.layers.1.mlp.<script>alert(1)</script>", "other", 1, (256, 128), "F32",
-                              "failed", reason="weights contain 3 NaN and 0 Inf values"))
+            layers.append(
+                LayerResult(
+                    f"model.layers.{block}.self_attn.{kind}_proj.weight",
+                    kind,
+                    block,
+                    (256, 256),
+                    "BF16",
+                    "ok",
+                    num_evals=256,
+                    alpha=alpha,
+                    xmin=1.0,
+                    xmax=9.0,
+                    D=float(rng.uniform(0.02, 0.1)),
+                    num_tail=40,
+                    lambda_max=9.0,
+                    log_norm=float(rng.uniform(-1.5, 1.5)),
+                    stable_rank=12.0,
+                    fit_trust=FitTrust(True, trusted, True, 0.1, None, None, trusted),
+                    verdict="healthy"
+                    if 2 <= alpha <= 6 and trusted
+                    else "untrusted-fit"
+                    if not trusted
+                    else "over-trained",
+                )
+            )
+    layers.append(
+        LayerResult(
+            "model.layers.1.mlp.<script>alert(1)</script>",
+            "other",
+            1,
+            (256, 128),
+            "F32",
+            "failed",
+            reason="weights contain 3 NaN and 0 Inf values",
+        )
+    )
     skipped = [SkippedTensor("model.norm.weight", (256,), "F32", "1-D tensor (bias or norm)")]
-    return Report("runs/tiny/model.safetensors", "safetensors", "0.1.0", {"min_evals": 50}, layers, skipped,
-                  summarize(layers, skipped))
+    return Report(
+        "runs/tiny/model.safetensors",
+        "safetensors",
+        "0.1.0",
+        {"min_evals": 50},
+        layers,
+        skipped,
+        summarize(layers, skipped),
+    )
 
 
 def data_uri_pngs(html: str) -> list[bytes]:
@@ -108,13 +142,27 @@ def open_in_chromium(page: Path, fragment: str, workdir: Path) -> tuple[str, lis
     shot = workdir / "shot.png"
     done = subprocess.run(
         [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={workdir / 'profile'}", "--enable-logging=stderr", "--v=0",
-            "--window-size=1280,1400", "--hide-scrollbars", f"--screenshot={shot}", "--dump-dom",
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={workdir / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,1400",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--dump-dom",
             page.resolve().as_uri() + fragment,
         ],
-        capture_output=True, text=True, timeout=90,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]

@@ -35,8 +35,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def run_python(script: str) -> subprocess.CompletedProcess[str]:
     """A fresh interpreter (so imports start clean) on this checkout, with no display."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          cwd=REPO_ROOT, env={**env, "PYTHONPATH": str(REPO_ROOT)})
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+    )
 
 
 def by_gid(axes, gid):
@@ -62,9 +68,22 @@ def planted_tail_layer(alpha=2.7, xmin=1.5, n_bulk=300, n_tail=150, seed=0, **ex
     bulk = rng.uniform(0.05, xmin, n_bulk)
     evals = np.sort(np.concatenate([bulk, tail]))
     result = LayerResult(
-        "model.layers.4.mlp.down_proj.weight", "down", 4, (1024, evals.size), "BF16", "ok",
-        num_evals=evals.size, alpha=alpha, xmin=xmin, xmax=float(evals[-1]), D=0.031, sigma=0.14,
-        num_tail=n_tail, lambda_max=float(evals[-1]), verdict="healthy", **extra,
+        "model.layers.4.mlp.down_proj.weight",
+        "down",
+        4,
+        (1024, evals.size),
+        "BF16",
+        "ok",
+        num_evals=evals.size,
+        alpha=alpha,
+        xmin=xmin,
+        xmax=float(evals[-1]),
+        D=0.031,
+        sigma=0.14,
+        num_tail=n_tail,
+        lambda_max=float(evals[-1]),
+        verdict="healthy",
+        **extra,
     )
     return result, evals
 
@@ -125,7 +144,14 @@ def test_marchenko_pastur_density_is_the_closed_form_and_fits_a_gaussian_matrix(
     grid = np.linspace(lo, hi, 200_001)
     assert np.trapezoid(mp_density(grid, sigma2, q), grid) == pytest.approx(1.0, abs=1e-4)
     result = LayerResult(
-        "h.0.attn.c_attn.weight", "qkv", 0, (n, m), "F32", "ok", num_evals=m, lambda_max=float(evals[-1]),
+        "h.0.attn.c_attn.weight",
+        "qkv",
+        0,
+        (n, m),
+        "F32",
+        "ok",
+        num_evals=m,
+        lambda_max=float(evals[-1]),
         mp=MPBulk(sigma2, lo, hi, 0, 0.5),
     )
     linear = esd_figure(result, evals).axes[1]
@@ -153,9 +179,21 @@ def test_spikes_randomised_esd_and_dragon_kings_are_marked():
     planted = evals[evals > hi * 1.02]
     assert planted.size == 3
     result = LayerResult(
-        "blocks.2.fc2.weight", "down", 2, (n, m), "F32", "ok", num_evals=m, alpha=3.0, xmin=float(planted[0]),
-        xmax=float(evals[-1]), D=0.1, num_tail=3, lambda_max=float(evals[-1]),
-        mp=MPBulk(1.0, lo, hi * 1.02, 3, 0.2), dragon_kings=DragonKings(1, 3.4),
+        "blocks.2.fc2.weight",
+        "down",
+        2,
+        (n, m),
+        "F32",
+        "ok",
+        num_evals=m,
+        alpha=3.0,
+        xmin=float(planted[0]),
+        xmax=float(evals[-1]),
+        D=0.1,
+        num_tail=3,
+        lambda_max=float(evals[-1]),
+        mp=MPBulk(1.0, lo, hi * 1.02, 3, 0.2),
+        dragon_kings=DragonKings(1, 3.4),
     )
     figure = esd_figure(result, evals, rand_evals)
     (kings,) = by_gid(figure.axes[0], "dragon-kings")
@@ -175,8 +213,16 @@ def test_what_was_not_computed_is_not_drawn():
     figure = esd_figure(result, evals)
     for gid in ("mp-density", "bulk-edge", "spikes", "randomised", "dragon-kings"):
         assert not by_gid(figure.axes[0], gid) and not by_gid(figure.axes[1], gid)
-    failed = LayerResult("x", "o", 0, (256, 128), "F32", "failed", reason="power-law fit failed: tail too short",
-                         lambda_max=float(evals[-1]))
+    failed = LayerResult(
+        "x",
+        "o",
+        0,
+        (256, 128),
+        "F32",
+        "failed",
+        reason="power-law fit failed: tail too short",
+        lambda_max=float(evals[-1]),
+    )
     figure = esd_figure(failed, evals)
     assert not by_gid(figure.axes[0], "powerlaw-fit")
     assert "tail too short" in figure.axes[0].get_title(loc="left")
@@ -207,7 +253,9 @@ def test_mp_helpers():
     odd = "model.layers.0.self_attn/q proj.weight"
     digest = hashlib.sha256(odd.encode()).hexdigest()[:12]
     assert png_file_name(odd, ".esd.png") == f"model.layers.0.self_attn_q_proj.weight-{digest}.esd.png"
-    assert png_file_name("model.layers.0.q.weight", ".esd.png") == "model.layers.0.q.weight.esd.png"  # safe names unchanged
+    assert (
+        png_file_name("model.layers.0.q.weight", ".esd.png") == "model.layers.0.q.weight.esd.png"
+    )  # safe names unchanged
     assert png_file_name("a/b.weight", "") != png_file_name("a_b.weight", "")
     assert len(png_file_name("x" * 300, ".esd.png")) < 160
 
@@ -221,10 +269,18 @@ def synthetic_report(blocks=6, seed=2):
     for block in range(blocks):
         for kind in ("q", "k", "v", "o", "up", "down"):
             trusted = bool(rng.random() > 0.25)
-            layers.append(LayerResult(
-                f"model.layers.{block}.{kind}.weight", kind, block, (128, 128), "F32", "ok",
-                alpha=float(rng.uniform(1.5, 9.0)), fit_trust=FitTrust(True, trusted, True, 0.1, None, None, trusted),
-            ))
+            layers.append(
+                LayerResult(
+                    f"model.layers.{block}.{kind}.weight",
+                    kind,
+                    block,
+                    (128, 128),
+                    "F32",
+                    "ok",
+                    alpha=float(rng.uniform(1.5, 9.0)),
+                    fit_trust=FitTrust(True, trusted, True, 0.1, None, None, trusted),
+                )
+            )
     layers.append(LayerResult("lm_head.weight", "lm_head", None, (1000, 128), "F32", "ok", alpha=7.5))
     layers.append(LayerResult("model.layers.1.bad.weight", "other", 1, (128, 128), "F32", "failed", reason="NaN"))
     return Report("run/model.safetensors", "safetensors", "0.1.0", {}, layers, [], summarize(layers, []))
@@ -244,11 +300,15 @@ def test_summary_figure_plots_every_fitted_alpha_by_depth_and_kind():
         faces = collection.get_facecolors()
         assert (len(faces) == 0 or faces[:, 3].max() == 0) == (trust == "untrusted")  # hollow = untrusted
         edge = collection.get_edgecolors()[0]
-        assert np.allclose(edge[:3], np.array([int(KIND_COLORS[kind][i:i + 2], 16) for i in (1, 3, 5)]) / 255)
+        assert np.allclose(edge[:3], np.array([int(KIND_COLORS[kind][i : i + 2], 16) for i in (1, 3, 5)]) / 255)
         points += [(kind, trust, x, y) for x, y in collection.get_offsets()]
     assert sorted(y for *_, y in points) == pytest.approx(sorted(layer.alpha for layer in fitted))
-    expected_trust = {(layer.kind, round(layer.alpha, 9)): "untrusted" if layer.fit_trust and not layer.fit_trust.trusted
-                      else "trusted" for layer in fitted}
+    expected_trust = {
+        (layer.kind, round(layer.alpha, 9)): "untrusted"
+        if layer.fit_trust and not layer.fit_trust.trusted
+        else "trusted"
+        for layer in fitted
+    }
     assert all(expected_trust[(kind, round(y, 9))] == trust for kind, trust, _, y in points)
     xs = {kind: x for kind, _, x, _ in points}
     assert xs["embedding"] < -0.5 and xs["lm_head"] > 5.5  # blockless layers at the ends
@@ -337,10 +397,16 @@ def checkpoint(tmp_path_factory):
     rng = np.random.default_rng(0)
     tensors = {"model.embed_tokens.weight": rng.standard_normal((300, 128)).astype(np.float32)}
     for block in range(2):
-        tensors[f"model.layers.{block}.self_attn.q_proj.weight"] = (rng.standard_t(3, (256, 128)) * 0.02).astype(np.float32)
-        tensors[f"model.layers.{block}.mlp.down_proj.weight"] = (rng.standard_normal((128, 256)) * 0.02).astype(np.float32)
+        tensors[f"model.layers.{block}.self_attn.q_proj.weight"] = (rng.standard_t(3, (256, 128)) * 0.02).astype(
+            np.float32
+        )
+        tensors[f"model.layers.{block}.mlp.down_proj.weight"] = (rng.standard_normal((128, 256)) * 0.02).astype(
+            np.float32
+        )
         tensors[f"model.layers.{block}.input_layernorm.weight"] = np.ones(128, np.float32)
-    return write_safetensors(tmp_path_factory.mktemp("ckpt") / "model.safetensors", tensors, dtypes=dict.fromkeys(tensors, "BF16"))
+    return write_safetensors(
+        tmp_path_factory.mktemp("ckpt") / "model.safetensors", tensors, dtypes=dict.fromkeys(tensors, "BF16")
+    )
 
 
 def invoke(*args):
@@ -429,8 +495,12 @@ def synthetic_trend(steps=(0, 100, 300, 1000, 3000, 10000), seed=9):
     names = ["model.embed_tokens.weight", "lm_head.weight"] + [
         f"model.layers.{b}.{part}.weight" for b in range(3) for part in ("self_attn.q_proj", "mlp.down_proj")
     ]
-    kinds = {name: ("embedding" if "embed" in name else "lm_head" if "lm_head" in name else
-                    "q" if "q_proj" in name else "down") for name in names}
+    kinds = {
+        name: (
+            "embedding" if "embed" in name else "lm_head" if "lm_head" in name else "q" if "q_proj" in name else "down"
+        )
+        for name in names
+    }
     run = []
     for i, step in enumerate(steps):
         layers = []
@@ -439,10 +509,21 @@ def synthetic_trend(steps=(0, 100, 300, 1000, 3000, 10000), seed=9):
             if name == "model.layers.1.mlp.down_proj.weight" and step >= 3000:
                 alpha += 4.0
             failed = name == "model.layers.2.self_attn.q_proj.weight" and step == 300
-            layers.append(LayerResult(name, kinds[name], block_index_of(name), (256, 128), "BF16",
-                                      "failed" if failed else "ok", alpha=None if failed else float(alpha),
-                                      log_norm=float(i)))
-        report = Report(f"run/step-{step}/model.safetensors", "safetensors", "0.1.0", {}, layers, [], summarize(layers, []))
+            layers.append(
+                LayerResult(
+                    name,
+                    kinds[name],
+                    block_index_of(name),
+                    (256, 128),
+                    "BF16",
+                    "failed" if failed else "ok",
+                    alpha=None if failed else float(alpha),
+                    log_norm=float(i),
+                )
+            )
+        report = Report(
+            f"run/step-{step}/model.safetensors", "safetensors", "0.1.0", {}, layers, [], summarize(layers, [])
+        )
         run.append((RunEntry(Path(f"run/step-{step}/model.safetensors"), step), report, "analysed"))
     return trend_from_reports(run)
 
@@ -495,10 +576,25 @@ def test_compare_figure_draws_both_sides_and_the_delta_histogram():
     from weightscope.render.plot_compare import compare_figure
 
     trend = synthetic_trend()
-    a, b = (Report(f"step-{i}", "safetensors", "0.1.0", {}, layers, [], summarize(layers, [])) for i, layers in (
-        (0, [LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "F32", "ok", alpha=s.alphas[1]) for s in trend.layers]),
-        (1, [LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "F32", "ok", alpha=s.alphas[-1]) for s in trend.layers]),
-    ))
+    a, b = (
+        Report(f"step-{i}", "safetensors", "0.1.0", {}, layers, [], summarize(layers, []))
+        for i, layers in (
+            (
+                0,
+                [
+                    LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "F32", "ok", alpha=s.alphas[1])
+                    for s in trend.layers
+                ],
+            ),
+            (
+                1,
+                [
+                    LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "F32", "ok", alpha=s.alphas[-1])
+                    for s in trend.layers
+                ],
+            ),
+        )
+    )
     comparison = compare_reports(a, b)
     figure = compare_figure(comparison)
     depth, histogram = figure.axes[:2]
@@ -518,13 +614,19 @@ def test_trend_plot_and_html_and_compare_html_from_saved_reports(tmp_path):
     trend = synthetic_trend()
     saved = []
     for point in trend.checkpoints:  # the same layers again, as reports saved by `analyze -o`
-        layers = [LayerResult(s.name, s.kind, block_index_of(s.name), (256, 128), "BF16", "ok" if a is not None else "failed",
-                              alpha=a) for s, a in ((s, s.alphas[trend.checkpoints.index(point)]) for s in trend.layers)]
+        layers = [
+            LayerResult(
+                s.name, s.kind, block_index_of(s.name), (256, 128), "BF16", "ok" if a is not None else "failed", alpha=a
+            )
+            for s, a in ((s, s.alphas[trend.checkpoints.index(point)]) for s in trend.layers)
+        ]
         path = tmp_path / f"step-{point.step}.json"
         path.write_text(to_json(Report(str(path), "safetensors", "0.1.0", {}, layers, [], summarize(layers, []))))
         saved.append(path)
     picture, page = tmp_path / "trend.png", tmp_path / "trend.html"
-    done = invoke("trend", *saved[::-1], "--plot", picture, "--html", page, "--format", "json", "-o", tmp_path / "t.json")
+    done = invoke(
+        "trend", *saved[::-1], "--plot", picture, "--html", page, "--format", "json", "-o", tmp_path / "t.json"
+    )
     assert done.exit_code == 0, done.output
     assert_picture(picture.read_bytes(), min_size=(1000, 600))
     assert "model.layers.1.mlp.down_proj.weight" in page.read_text(encoding="utf-8")
@@ -534,12 +636,15 @@ def test_trend_plot_and_html_and_compare_html_from_saved_reports(tmp_path):
     assert "Δalpha" in compared.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("command", [["trend", "{x}", "{x}", "--plot", "t.png"],
-                                     ["compare", "{x}", "{x}", "--html", "c.html"]])
+@pytest.mark.parametrize(
+    "command", [["trend", "{x}", "{x}", "--plot", "t.png"], ["compare", "{x}", "{x}", "--html", "c.html"]]
+)
 def test_picture_options_without_matplotlib_exit_2_before_any_work(command, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     missing = tmp_path / "does-not-exist.safetensors"  # never opened: the check comes first
-    done = invoke(*[str(missing) if part == "{x}" else str(tmp_path / part) if "." in part else part for part in command])
+    done = invoke(
+        *[str(missing) if part == "{x}" else str(tmp_path / part) if "." in part else part for part in command]
+    )
     assert done.exit_code == 2
     assert "pictures need matplotlib" in done.output and "no such file" not in done.output
 
@@ -554,6 +659,8 @@ def test_pictures_of_the_example_run(tmp_path):
     assert done.exit_code == 0, done.output
     assert_picture((tmp_path / "model.layers.1.mlp.down_proj.weight.esd.png").read_bytes(), min_size=(1000, 400))
     picture = tmp_path / "trend.png"
-    done = invoke("trend", *steps, "--include", r"layers\.1\.mlp", "--plot", picture, "-f", "json", "-o", tmp_path / "t.json")
+    done = invoke(
+        "trend", *steps, "--include", r"layers\.1\.mlp", "--plot", picture, "-f", "json", "-o", tmp_path / "t.json"
+    )
     assert done.exit_code == 0, done.output
     assert_picture(picture.read_bytes(), min_size=(1000, 600))

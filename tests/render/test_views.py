@@ -31,20 +31,42 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not in
 def llama_report(blocks: int = 12, thresholds: Thresholds | None = None, seed: int = 1) -> Report:
     """A Llama-named report stored alphabetically (as safetensors files store tensors)."""
     rng = np.random.default_rng(seed)
-    layers = [LayerResult("lm_head.weight", "lm_head", None, (32000, 4096), "BF16", "ok", alpha=7.1, verdict="under-trained")]
+    layers = [
+        LayerResult("lm_head.weight", "lm_head", None, (32000, 4096), "BF16", "ok", alpha=7.1, verdict="under-trained")
+    ]
     for block in range(blocks):
         for part, kind in (("mlp.down_proj", "down"), ("self_attn.q_proj", "q"), ("self_attn.o_proj", "o")):
             alpha = float(rng.uniform(1.8, 7.5))
-            layers.append(LayerResult(
-                f"model.layers.{block}.{part}.weight", kind, block, (4096, 11008), "BF16", "ok", alpha=alpha, D=0.05,
-                num_tail=40, lambda_max=float(rng.uniform(1, 300)), log_norm=float(rng.uniform(-1, 1)), stable_rank=12.0,
-                fit_trust=FitTrust(True, True, True, 0.1, None, None, True), verdict="correlation-trap",
-            ))
+            layers.append(
+                LayerResult(
+                    f"model.layers.{block}.{part}.weight",
+                    kind,
+                    block,
+                    (4096, 11008),
+                    "BF16",
+                    "ok",
+                    alpha=alpha,
+                    D=0.05,
+                    num_tail=40,
+                    lambda_max=float(rng.uniform(1, 300)),
+                    log_norm=float(rng.uniform(-1, 1)),
+                    stable_rank=12.0,
+                    fit_trust=FitTrust(True, True, True, 0.1, None, None, True),
+                    verdict="correlation-trap",
+                )
+            )
     layers.append(LayerResult("model.embed_tokens.weight", "embedding", None, (32000, 4096), "BF16", "ok", alpha=4.0))
     layers.sort(key=lambda layer: layer.name)  # storage order: layers.0, layers.1, layers.10, …, lm_head first
     options = {"thresholds": dataclasses.asdict(thresholds)} if thresholds else {}
-    return Report("/very/long/path/to/a/checkpoint/directory/model.safetensors", "safetensors", "0.1.0", options,
-                  layers, [], summarize(layers, [], thresholds))
+    return Report(
+        "/very/long/path/to/a/checkpoint/directory/model.safetensors",
+        "safetensors",
+        "0.1.0",
+        options,
+        layers,
+        [],
+        summarize(layers, [], thresholds),
+    )
 
 
 def rendered(render, *args, width: int = 120) -> str:
@@ -62,7 +84,11 @@ def test_a_report_made_with_other_thresholds_is_counted_coloured_and_drawn_with_
     alphas = np.array([layer.alpha for layer in report.layers])
     s = report.summary
     assert report.thresholds == band  # read back from report.options["thresholds"]
-    assert (s.below_2, s.in_2_6, s.above_6) == ((alphas < 2).sum(), ((alphas >= 2) & (alphas <= 2.5)).sum(), (alphas > 2.5).sum())
+    assert (s.below_2, s.in_2_6, s.above_6) == (
+        (alphas < 2).sum(),
+        ((alphas >= 2) & (alphas <= 2.5)).sum(),
+        (alphas > 2.5).sum(),
+    )
     assert s.above_6 > 20  # most layers are above 2.5: the band moved
     # the terminal colours: yellow exactly where alpha > 2.5
     table = report_table(report)
@@ -77,7 +103,7 @@ def test_a_report_made_with_other_thresholds_is_counted_coloured_and_drawn_with_
     from weightscope.render.html import report_html
 
     html = report_html(report)
-    assert f"alpha &gt; 2.5<b class=\"high\">{s.above_6}</b>" in html
+    assert f'alpha &gt; 2.5<b class="high">{s.above_6}</b>' in html
     assert html.count('class="num high"') == s.above_6
     # the picture: the shaded band is 2–2.5
     pytest.importorskip("matplotlib")
@@ -123,7 +149,14 @@ def test_compare_table_fits_120_columns():
     a = llama_report(seed=1)
     b = llama_report(seed=2)
     text = rendered(render_comparison, compare_reports(a, b))
-    assert max(len(line) for line in text.splitlines() if "│" not in line and not line.startswith(("alpha moved", "verdicts"))) <= 120
+    assert (
+        max(
+            len(line)
+            for line in text.splitlines()
+            if "│" not in line and not line.startswith(("alpha moved", "verdicts"))
+        )
+        <= 120
+    )
     for block in range(12):
         assert re.search(rf"^\s*{block}\s+self_attn\.q_proj\s", text, re.MULTILINE)
 
@@ -148,8 +181,12 @@ def test_one_format_per_column_and_ascii_minus():
 
 def test_names_with_markup_and_control_characters_are_printed_escaped():
     evil = ["net[red].layer.weight", "x[/]y.weight", "evil\x1b[31m\nhealthy  forged.weight"]
-    layers = [LayerResult(name, "other", None, (64, 64), "F32", "ok", alpha=3.0, verdict="under-trained",
-                          reasons=["r\nforged line"]) for name in evil]
+    layers = [
+        LayerResult(
+            name, "other", None, (64, 64), "F32", "ok", alpha=3.0, verdict="under-trained", reasons=["r\nforged line"]
+        )
+        for name in evil
+    ]
     report = Report("p[bold]x", "safetensors", "0", {}, layers, [], summarize(layers, []))
     text = rendered(render_report, report, width=200)
     assert "net[red].layer" in text and "x[/]y" in text and "p[bold]x" in text
@@ -174,8 +211,10 @@ def small_checkpoint(tmp_path_factory):
     from weightscope.checkpoint import write_safetensors
 
     rng = np.random.default_rng(0)
-    tensors = {f"model.layers.{b}.mlp.down_proj.weight": (rng.standard_t(3, (192, 96)) * 0.02).astype(np.float32)
-               for b in range(3)}
+    tensors = {
+        f"model.layers.{b}.mlp.down_proj.weight": (rng.standard_t(3, (192, 96)) * 0.02).astype(np.float32)
+        for b in range(3)
+    }
     directory = tmp_path_factory.mktemp("a-directory-with-a-long-name-" + "x" * 60)
     return write_safetensors(directory / "model.safetensors", tensors)
 
@@ -185,7 +224,8 @@ def test_inspect_json_quiet_verbose_and_wrote_path_on_one_line(small_checkpoint,
     assert done.exit_code == 0, done.output
     data = json.loads(done.output)
     assert data["analysed"] == 3 and {t["name"] for t in data["tensors"] if t["analysed"]} == {
-        f"model.layers.{b}.mlp.down_proj.weight" for b in range(3)}
+        f"model.layers.{b}.mlp.down_proj.weight" for b in range(3)
+    }
     target = tmp_path / ("deep-" + "y" * 90) / "report.json"
     target.parent.mkdir()
     loud = invoke("analyze", small_checkpoint, "-o", target, "-v")
@@ -201,7 +241,9 @@ def test_trend_markdown_and_plot_out_dir(small_checkpoint, tmp_path):
     assert done.exit_code == 0, done.output
     assert done.output.startswith("# weightscope trend") and "| `model.layers.0.mlp.down_proj.weight` |" in done.output
     pytest.importorskip("matplotlib")
-    assert invoke("plot", small_checkpoint, "--summary", "-o", tmp_path).exit_code == 2  # -o names files, not directories
+    assert (
+        invoke("plot", small_checkpoint, "--summary", "-o", tmp_path).exit_code == 2
+    )  # -o names files, not directories
     done = invoke("plot", small_checkpoint, "--summary", "-d", tmp_path / "pics")
     assert done.exit_code == 0 and (tmp_path / "pics" / "summary.png").is_file()
     old = invoke("plot", small_checkpoint, "--summary", "--out", tmp_path / "old")
@@ -228,10 +270,23 @@ def test_esd_figure_draws_the_randomised_edge_warns_on_a_wrong_mp_fit_and_has_a_
     evals = np.sort(rng.pareto(2.0, 384) + 0.01)
     rand_evals = np.sort(rng.uniform(0.5, 1.5, 384))
     result = LayerResult(
-        "embeddings.word_embeddings.weight", "embedding", None, (30522, 384), "F32", "ok", alpha=3.0, xmin=1.0,
-        xmax=float(evals[-1]), num_tail=150, D=0.04, lambda_max=float(evals[-1]),
-        mp=MPBulk(0.1, 0.05, 0.2, 226, 0.1), traps=Traps(0, 1.5, 1.6),
-        fit_trust=FitTrust(False, True, True, 0.1, None, None, False), flags=["small-tail"], verdict="untrusted-fit",
+        "embeddings.word_embeddings.weight",
+        "embedding",
+        None,
+        (30522, 384),
+        "F32",
+        "ok",
+        alpha=3.0,
+        xmin=1.0,
+        xmax=float(evals[-1]),
+        num_tail=150,
+        D=0.04,
+        lambda_max=float(evals[-1]),
+        mp=MPBulk(0.1, 0.05, 0.2, 226, 0.1),
+        traps=Traps(0, 1.5, 1.6),
+        fit_trust=FitTrust(False, True, True, 0.1, None, None, False),
+        flags=["small-tail"],
+        verdict="untrusted-fit",
     )
     figure = esd_figure(result, evals, rand_evals)
     loglog, linear, ccdf = figure.axes[:3]
@@ -277,11 +332,25 @@ def test_summary_figure_marks_each_verdict_with_its_marker():
 def run_in_chromium(page: Path, script: str, workdir: Path, width: int = 1400) -> str:
     """The DOM after the page's own script and then ``script`` ran (its result in data-probe)."""
     probe = page.with_name("probe-" + page.name)
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", f"<script>{script}</script></body>"), encoding="utf-8")
+    probe.write_text(
+        page.read_text(encoding="utf-8").replace("</body>", f"<script>{script}</script></body>"), encoding="utf-8"
+    )
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         f"--user-data-dir={workdir / 'profile'}", f"--window-size={width},900", "--dump-dom", probe.resolve().as_uri()],
-        capture_output=True, text=True, timeout=90,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={workdir / 'profile'}",
+            f"--window-size={width},900",
+            "--dump-dom",
+            probe.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return re.search(r'data-probe="([^"]*)"', done.stdout).group(1)
@@ -306,7 +375,10 @@ def test_html_filters_by_verdict_and_kind_and_fits_1400_pixels(tmp_path):
     """
     page_width, table_width, count, shown = run_in_chromium(page, script, tmp_path).split("|")
     expected = [layer.name for layer in report.layers if layer.kind == "q" and layer.verdict == "correlation-trap"]
-    assert sorted(shown.split(",")) == sorted(expected) and count == f"{len(expected)} of {len(report.layers)} layers shown"
+    assert (
+        sorted(shown.split(",")) == sorted(expected)
+        and count == f"{len(expected)} of {len(report.layers)} layers shown"
+    )
     assert int(page_width) <= 1400 and int(table_width) <= 1400 - 2 * 24
 
 
@@ -318,7 +390,9 @@ def test_compare_page_fits_1400_pixels(tmp_path):
 
     page = tmp_path / "compare.html"
     write_compare_html(compare_reports(llama_report(seed=1), llama_report(seed=2)), page)
-    script = ("document.body.setAttribute('data-probe', document.documentElement.scrollWidth + '|'"
-              " + Math.round(document.getElementById('layers').getBoundingClientRect().width));")
+    script = (
+        "document.body.setAttribute('data-probe', document.documentElement.scrollWidth + '|'"
+        " + Math.round(document.getElementById('layers').getBoundingClientRect().width));"
+    )
     page_width, table_width = map(int, run_in_chromium(page, script, tmp_path).split("|"))
     assert page_width <= 1400 and table_width <= 1400 - 2 * 24

@@ -25,11 +25,13 @@ MINILM = Path(__file__).parents[1] / "data" / "minilm_evals.npz"
 
 # z from −30 to 1e4: the erfc branches, both sides of the switch to the continued
 # fraction at 4, and far beyond where 1 − Φ(z) underflows (z ≈ 38).
-Z_GRID = np.concatenate([
-    np.linspace(-30.0, 40.0, 7001),
-    np.geomspace(40.0, 1e4, 500),
-    np.nextafter([-1.0, -1.0, 4.0, 4.0], [-2.0, 0.0, 3.0, 5.0]),
-])
+Z_GRID = np.concatenate(
+    [
+        np.linspace(-30.0, 40.0, 7001),
+        np.geomspace(40.0, 1e4, 500),
+        np.nextafter([-1.0, -1.0, 4.0, 4.0], [-2.0, 0.0, 3.0, 5.0]),
+    ]
+)
 
 
 def test_normal_log_sf_matches_log_ndtr():
@@ -67,8 +69,12 @@ def reference_fit(tail: np.ndarray, xmin: float) -> tuple[float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         coarse = scipy.optimize.minimize(negative, start, method="L-BFGS-B", options={"maxiter": 2000})
-        fine = scipy.optimize.minimize(negative, coarse.x, method="Nelder-Mead",
-                                       options={"xatol": 1e-12, "fatol": 1e-13, "maxiter": 20000, "maxfev": 40000})
+        fine = scipy.optimize.minimize(
+            negative,
+            coarse.x,
+            method="Nelder-Mead",
+            options={"xatol": 1e-12, "fatol": 1e-13, "maxiter": 20000, "maxfev": 40000},
+        )
     best = min((coarse, fine), key=lambda result: result.fun)
     return float(best.x[0]), float(math.exp(best.x[1]))
 

@@ -63,7 +63,12 @@ def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
         )
         updates = lora_layers(adapter.modules, options.include, options.exclude)
         stray = [
-            SkippedTensor(info.name, tuple(info.shape), info.dtype, "not read as a LoRA update (a factor without its pair, a conv LoRA factor, a bias)")
+            SkippedTensor(
+                info.name,
+                tuple(info.shape),
+                info.dtype,
+                "not read as a LoRA update (a factor without its pair, a conv LoRA factor, a bias)",
+            )
             for info in adapter.other
         ]
         return Selection(updates + selection.layers, selection.skipped + stray)
@@ -79,8 +84,16 @@ def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
 def _failed(spec: LayerSpec, reason: str) -> LayerResult:
     info = spec.info
     return LayerResult(
-        spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, "failed", reason,
-        verdict="failed", flags=["failed"], reasons=[reason],
+        spec.name,
+        spec.kind,
+        spec.block,
+        tuple(info.shape),
+        info.dtype,
+        "failed",
+        reason,
+        verdict="failed",
+        flags=["failed"],
+        reasons=[reason],
     )
 
 
@@ -144,7 +157,10 @@ def _rescaled(analysed: LayerAnalysis, exponent: int) -> LayerAnalysis:
     def shifted(value: float | None) -> float | None:
         return None if value is None else value + shift
 
-    logs = {name: shifted(getattr(result, name)) for name in ("log_norm", "log_spectral_norm", "log_norm_per_n", "log_spectral_norm_per_n")}
+    logs = {
+        name: shifted(getattr(result, name))
+        for name in ("log_norm", "log_spectral_norm", "log_norm_per_n", "log_spectral_norm_per_n")
+    }
     alpha = result.alpha
     note = (
         f"entries beyond float64's safe range (largest |w| ≈ 2^{-exponent}): analysed as 2^{exponent}·W, which changes "
@@ -158,16 +174,18 @@ def _rescaled(analysed: LayerAnalysis, exponent: int) -> LayerAnalysis:
             xmin=unscaled(result.xmin),
             xmax=unscaled(result.xmax),
             **logs,
-            alpha_weighted=None if alpha is None or logs["log_spectral_norm"] is None else alpha * logs["log_spectral_norm"],
-            alpha_weighted_per_n=None if alpha is None or logs["log_spectral_norm_per_n"] is None else alpha * logs["log_spectral_norm_per_n"],
+            alpha_weighted=None
+            if alpha is None or logs["log_spectral_norm"] is None
+            else alpha * logs["log_spectral_norm"],
+            alpha_weighted_per_n=None
+            if alpha is None or logs["log_spectral_norm_per_n"] is None
+            else alpha * logs["log_spectral_norm_per_n"],
             reason=note if result.ok else result.reason,
         ),
     )
 
 
-def analyze_matrices(
-    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan()
-) -> LayerAnalysis:
+def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan()) -> LayerAnalysis:
     """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
     reason = _non_finite_reason(array)
     if reason:
@@ -245,11 +263,25 @@ def analyze_update(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> LayerAnalys
     info = spec.info
     base = {"status": "ok", "num_evals": m, "update": update}
     if not evals[-1] > 0:
-        result = LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, reason="zero update (B = 0: an untrained adapter)", **base)
+        result = LayerResult(
+            spec.name,
+            spec.kind,
+            spec.block,
+            tuple(info.shape),
+            info.dtype,
+            reason="zero update (B = 0: an untrained adapter)",
+            **base,
+        )
         return LayerAnalysis(spec, result, evals)
     result = LayerResult(
-        spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype,
-        reason=f"low-rank update (r = {module.rank}): no power-law fit", **base, **dataclasses.asdict(norm_metrics(evals, n)),
+        spec.name,
+        spec.kind,
+        spec.block,
+        tuple(info.shape),
+        info.dtype,
+        reason=f"low-rank update (r = {module.rank}): no power-law fit",
+        **base,
+        **dataclasses.asdict(norm_metrics(evals, n)),
     )
     return LayerAnalysis(spec, result, evals)
 
@@ -291,5 +323,3 @@ def analyze_read(spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: 
         return analyze_matrices(spec, array, options, run)
     except _LAYER_ERRORS as exc:
         return failure_of(spec, exc)
-
-

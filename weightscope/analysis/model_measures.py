@@ -45,8 +45,16 @@ _MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
 #: (``layer_norm1``), ViT (``layernorm_before``, ``norm1``), Falcon's new layout
 #: (``ln_attn``), T5 (``layer.0.layer_norm``).
 _PRE_NORMS = (
-    "attn_norm", "input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "layer_norm1",
-    "layernorm_before", "norm1", "ln_attn", "layer.0.layer_norm",
+    "attn_norm",
+    "input_layernorm",
+    "ln_1",
+    "attention_norm",
+    "self_attn_layer_norm",
+    "layer_norm1",
+    "layernorm_before",
+    "norm1",
+    "ln_attn",
+    "layer.0.layer_norm",
 )
 #: Post-norm blocks (BERT/RoBERTa, DistilBERT): the q reads the previous block's last norm.
 _POST_NORMS = ("output.LayerNorm", "output_layer_norm")
@@ -80,9 +88,11 @@ def norm_gain_name(q_name: str, names: set[str]) -> str | None:
 def _missing_gain_note(blocks: list[int | None], q_name: str) -> str:
     """One line for every block whose bound is without its norm gain."""
     listed = ", ".join(str(b) for b in blocks[:6]) + (f", … ({len(blocks)} blocks)" if len(blocks) > 6 else "")
-    return (f"no norm gain found before q in block(s) {listed} (e.g. {q_name}; looked for the block's "
-            f"{', '.join(_PRE_NORMS[:3])}, … or a post-norm's LayerNorm): their bounds leave the gain out, "
-            f"and can be off by its size (SmolLM2-135M's block 0 reads 132.7 without its gain, 0.61 with it)")
+    return (
+        f"no norm gain found before q in block(s) {listed} (e.g. {q_name}; looked for the block's "
+        f"{', '.join(_PRE_NORMS[:3])}, … or a post-norm's LayerNorm): their bounds leave the gain out, "
+        f"and can be off by its size (SmolLM2-135M's block 0 reads 132.7 without its gain, 0.61 with it)"
+    )
 
 
 def qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]], list[str]]:
@@ -101,7 +111,9 @@ def qk_pairs(specs: list[LayerSpec]) -> tuple[list[tuple[LayerSpec, LayerSpec]],
         if len(found.get("q", [])) == 1 and len(found.get("k", [])) == 1:
             pairs.append((found["q"][0], found["k"][0]))
         elif found.get("q") and found.get("k"):  # a block with no k (or no q) has no pair to look for
-            notes.append(f"block {block}: no single q/k pair ({len(found.get('q', []))} q, {len(found.get('k', []))} k)")
+            notes.append(
+                f"block {block}: no single q/k pair ({len(found.get('q', []))} q, {len(found.get('k', []))} k)"
+            )
     return pairs, notes
 
 
@@ -147,8 +159,13 @@ def attention_bounds(
     every = np.concatenate([np.asarray(b.heads) for b in bounds])
     return (
         AttentionBounds(
-            "ok", None, *split, heads.source,
-            float(every.max()), float(np.median(every)), bounds,
+            "ok",
+            None,
+            *split,
+            heads.source,
+            float(every.max()),
+            float(np.median(every)),
+            bounds,
         ),
         notes,
     )
@@ -172,7 +189,12 @@ def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> t
     for spec in token_matrices(specs):
         try:
             array = reader.read(spec.info)
-            if first is not None and spec.kind == "lm_head" and array.shape == first.shape and np.array_equal(array, first):
+            if (
+                first is not None
+                and spec.kind == "lm_head"
+                and array.shape == first.shape
+                and np.array_equal(array, first)
+            ):
                 notes.append(f"{spec.name} is tied to the embedding (same values): measured once")
                 continue
             if not np.isfinite(array).all():

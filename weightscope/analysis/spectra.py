@@ -35,15 +35,23 @@ from weightscope.stats.randmat import RandomizedESD, randomized_esd
 FLOAT32_ERROR = 0.25
 
 
-def _float32_unsettled(evals: np.ndarray, spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions) -> bool:
+def _float32_unsettled(
+    evals: np.ndarray, spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions
+) -> bool:
     """Whether float32 eigenvalues, moved by up to their error bound, could land on both
     sides of the zero tolerance at float64's precision: then the numerical rank (not just
     the collapse verdict) could differ from float64's, so the layer is re-solved."""
     m = min(matrices[0].shape)
     lambda_max = float(evals[-1])
     error = FLOAT32_ERROR * solver_floor(m, "float32") * lambda_max
-    tolerance = zero_tolerance(matrices, lambda_max, spec.info.value_dtype, "float64", options.thresholds.rank_noise_factor,
-                               lowest=float(evals[0]))
+    tolerance = zero_tolerance(
+        matrices,
+        lambda_max,
+        spec.info.value_dtype,
+        "float64",
+        options.thresholds.rank_noise_factor,
+        lowest=float(evals[0]),
+    )
     return bool(np.any(np.abs(evals.astype(np.float64) - tolerance) <= error))
 
 
@@ -59,8 +67,12 @@ def _cached(cache: SpectrumCache | None, key: str | None, size: int) -> dict[str
         return None
     evals = stored.get("evals")
     if (
-        evals is None or evals.shape != (size,) or evals.dtype.name not in EIG_DTYPES or not np.all(np.isfinite(evals))
-        or np.any(np.diff(evals) < 0) or (size and evals[0] < -solver_floor(size, "float32") * max(float(evals[-1]), 0.0))
+        evals is None
+        or evals.shape != (size,)
+        or evals.dtype.name not in EIG_DTYPES
+        or not np.all(np.isfinite(evals))
+        or np.any(np.diff(evals) < 0)
+        or (size and evals[0] < -solver_floor(size, "float32") * max(float(evals[-1]), 0.0))
     ):
         cache.discard(key)
         return None
@@ -82,7 +94,12 @@ def layer_esd(
         return stored["evals"], reported
     first = "float32" if options.eig_dtype == "auto" else options.eig_dtype
     evals = esd(matrices, SpectrumOptions(first, plan.device))
-    if options.eig_dtype == "auto" and evals.size and evals[-1] > 0 and _float32_unsettled(evals, spec, matrices, options):
+    if (
+        options.eig_dtype == "auto"
+        and evals.size
+        and evals[-1] > 0
+        and _float32_unsettled(evals, spec, matrices, options)
+    ):
         with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it
             evals = esd(matrices, reported)
     if cache is not None and key is not None and np.all(np.isfinite(evals)):

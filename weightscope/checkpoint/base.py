@@ -21,11 +21,36 @@ from weightscope.errors import CheckpointError, install_hint
 #: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 #: GGML's quantized types (GGUF files), decoded to float32 by dequantizing.
-QUANTIZED_DTYPES = frozenset({
-    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K",
-    "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "IQ1_M",
-    "TQ1_0", "TQ2_0", "MXFP4", "NVFP4", "Q1_0",
-})
+QUANTIZED_DTYPES = frozenset(
+    {
+        "Q4_0",
+        "Q4_1",
+        "Q5_0",
+        "Q5_1",
+        "Q8_0",
+        "Q8_1",
+        "Q2_K",
+        "Q3_K",
+        "Q4_K",
+        "Q5_K",
+        "Q6_K",
+        "Q8_K",
+        "IQ2_XXS",
+        "IQ2_XS",
+        "IQ3_XXS",
+        "IQ1_S",
+        "IQ4_NL",
+        "IQ3_S",
+        "IQ2_S",
+        "IQ4_XS",
+        "IQ1_M",
+        "TQ1_0",
+        "TQ2_0",
+        "MXFP4",
+        "NVFP4",
+        "Q1_0",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +153,9 @@ def file_identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def read_exactly(path: os.PathLike[str] | str, identity: tuple[int, int], offset: int, length: int, name: str) -> np.ndarray:
+def read_exactly(
+    path: os.PathLike[str] | str, identity: tuple[int, int], offset: int, length: int, name: str
+) -> np.ndarray:
     """``length`` bytes at ``offset`` of the file opened as ``identity``, as a fresh uint8 array.
 
     Read with ``os.preadv``, never memory-mapped: touching a mapped page of a file

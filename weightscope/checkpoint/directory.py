@@ -131,9 +131,7 @@ def open_shard_index(index_path: Path) -> CheckpointReader:
         held = {name: {info.name for info in reader.tensors()} for name, reader in zip(names, readers, strict=True)}
         for tensor, shard in weight_map.items():
             if tensor not in held[shard]:
-                raise CheckpointError(
-                    f"{index_path}: index maps tensor {tensor!r} to {shard}, which does not hold it"
-                )
+                raise CheckpointError(f"{index_path}: index maps tensor {tensor!r} to {shard}, which does not hold it")
 
     return _open_together(shards, index_path, check_against_index)
 

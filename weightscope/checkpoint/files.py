@@ -79,9 +79,7 @@ def open_file(path: str | os.PathLike[str]) -> CheckpointReader:
     if kind is FileKind.GGUF or path.suffix == ".gguf":
         return GGUFCheckpoint(path)  # a damaged .gguf: its header check says what broke
     if path.suffix in TORCH_SUFFIXES:
-        raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)"
-        )
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     raise CheckpointError(
         f"{path}: not a checkpoint (content is not safetensors, GGUF, npz, a PyTorch pickle or a shard index)"
     )

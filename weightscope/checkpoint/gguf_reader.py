@@ -50,7 +50,16 @@ _MIN_TENSOR_INFO, _MIN_KV = 32, 12
 #: Elements dequantized at a time (a slab of rows): 4 M floats = 16 MB of temporaries.
 _SLAB = 1 << 22
 #: gguf's names for plain types -> the safetensors names the rest of weightscope speaks.
-_PLAIN = {"F32": "F32", "F16": "F16", "BF16": "BF16", "F64": "F64", "I8": "I8", "I16": "I16", "I32": "I32", "I64": "I64"}
+_PLAIN = {
+    "F32": "F32",
+    "F16": "F16",
+    "BF16": "BF16",
+    "F64": "F64",
+    "I8": "I8",
+    "I16": "I16",
+    "I32": "I32",
+    "I64": "I64",
+}
 _ROPE_PERMUTED = re.compile(r"^blk\.\d+\.attn_(q|k)\.weight$")
 _BLOCK = re.compile(r"^blk\.(\d{1,9})\.")
 
@@ -71,11 +80,15 @@ def _check_header(path: Path) -> None:
             raise CheckpointError(f"{path}: not a GGUF file (bad magic or shorter than its header)")
         version, tensors, kvs = struct.unpack("<IQQ", head[4:24])
         if version & 0xFFFF == 0 and struct.unpack(">I", head[4:8])[0] in (2, 3):
-            raise CheckpointError(f"{path}: a big-endian GGUF file (s390x builds of llama.cpp); only little-endian GGUF files are supported")
+            raise CheckpointError(
+                f"{path}: a big-endian GGUF file (s390x builds of llama.cpp); only little-endian GGUF files are supported"
+            )
         if version not in (2, 3):
             raise CheckpointError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
         if tensors * _MIN_TENSOR_INFO + kvs * _MIN_KV > size:
-            raise CheckpointError(f"{path}: header claims {tensors} tensors and {kvs} keys, more than a {size}-byte file can hold")
+            raise CheckpointError(
+                f"{path}: header claims {tensors} tensors and {kvs} keys, more than a {size}-byte file can hold"
+            )
         _walk_keys(path, file, kvs, size)
 
 
@@ -117,7 +130,9 @@ def _walk_keys(path: Path, file: Any, kvs: int, size: int) -> None:
             else:
                 raise CheckpointError(f"{path}: GGUF array of unknown value type {item}")
         else:
-            raise CheckpointError(f"{path}: GGUF value of unknown type {kind} (or arrays nested deeper than {_MAX_ARRAY_DEPTH})")
+            raise CheckpointError(
+                f"{path}: GGUF value of unknown type {kind} (or arrays nested deeper than {_MAX_ARRAY_DEPTH})"
+            )
 
     for _ in range(kvs):
         skip(struct.unpack("<Q", read(8))[0])  # the key
@@ -140,7 +155,9 @@ class GGUFCheckpoint(CheckpointReader):
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - gguf raises ValueError, IndexError, KeyError, … on bad input
-            raise CheckpointError(f"{self.path}: not a readable GGUF file ({type(exc).__name__}: {str(exc)[:200]})") from None
+            raise CheckpointError(
+                f"{self.path}: not a readable GGUF file ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
         size = self.path.stat().st_size
         alignment, start = int(self._reader.alignment), int(self._reader.data_offset)
         self._tensors: dict[str, Any] = {}
@@ -183,7 +200,10 @@ class GGUFCheckpoint(CheckpointReader):
     def _read_metadata(self) -> dict[str, Any]:
         arch = self._field("general.architecture")
         name = self._field("general.name")
-        metadata: dict[str, Any] = {"architecture": arch if isinstance(arch, str) else None, "name": name if isinstance(name, str) else None}
+        metadata: dict[str, Any] = {
+            "architecture": arch if isinstance(arch, str) else None,
+            "name": name if isinstance(name, str) else None,
+        }
         if isinstance(arch, str):
             for key, field in (
                 ("block_count", "block_count"),
@@ -225,7 +245,9 @@ class GGUFCheckpoint(CheckpointReader):
 
         # A map of this tensor alone, dropped with it: pages read through gguf's map of
         # the whole file would stay resident, and RSS would grow to the file's size.
-        data = np.memmap(self.path, dtype=tensor.data.dtype, mode="r", offset=tensor.data_offset, shape=tensor.data.shape)
+        data = np.memmap(
+            self.path, dtype=tensor.data.dtype, mode="r", offset=tensor.data_offset, shape=tensor.data.shape
+        )
         if info.dtype in ("F32", "F64"):
             return data if data.ndim == len(info.shape) else data.reshape(info.shape)
         rows = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
@@ -246,7 +268,9 @@ class GGUFCheckpoint(CheckpointReader):
         if not isinstance(heads, int) or heads <= 0 or values.shape[0] % (2 * heads):
             return values
         shape = values.shape
-        return np.ascontiguousarray(values.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape))
+        return np.ascontiguousarray(
+            values.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+        )
 
     def name_from_hf(self) -> Callable[[str], str | None]:
         """Hugging Face tensor names to this file's (None when unknown), from gguf's own

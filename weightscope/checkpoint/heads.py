@@ -42,14 +42,21 @@ def read_head_layout(reader: CheckpointReader, heads: int | None, kv_heads: int 
     Counts come from one source: a head size or kv count stated for another head count
     than the flags' is not used."""
     stated: tuple[dict[str, Any], str | None] = next(
-        ((found, where) for found, where in ((reader.metadata, "GGUF metadata"), (reader.model_config, "config.json"))
-         if found.get("head_count")),
+        (
+            (found, where)
+            for found, where in ((reader.metadata, "GGUF metadata"), (reader.model_config, "config.json"))
+            if found.get("head_count")
+        ),
         ({}, None),
     )
     known, where = stated
     model_type = next(
-        (d[key] for key in ("model_type", "architecture") for d in (reader.metadata, reader.model_config)
-         if d.get(key) is not None),
+        (
+            d[key]
+            for key in ("model_type", "architecture")
+            for d in (reader.metadata, reader.model_config)
+            if d.get(key) is not None
+        ),
         None,
     )
     model_type = model_type if isinstance(model_type, str) else None

@@ -73,7 +73,9 @@ def _snapshot(repo_id: str, revision: str | None, cache_dir: str | None, downloa
         raise CheckpointError(f"{shown} {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     snapshots = os.path.realpath(_entry(repo_id, cache_dir) / "snapshots")
     if os.path.dirname(os.path.realpath(folder)) != snapshots:
-        raise CheckpointError(f"{shown} the revision of {repo_id} resolves to {folder}, outside the cache entry's snapshots; refusing it")
+        raise CheckpointError(
+            f"{shown} the revision of {repo_id} resolves to {folder}, outside the cache entry's snapshots; refusing it"
+        )
     return Path(folder)
 
 
@@ -109,5 +111,7 @@ def resolve_if_asked(source: Path, revision: str | None, download: bool) -> Path
     if revision is None and not download:
         return source
     if not (is_cache_dir(source) or looks_like_model_id(str(source))):
-        raise CheckpointError(f"{source}: --revision and --download apply to a hub model id (org/name) or a models--org--name directory")
+        raise CheckpointError(
+            f"{source}: --revision and --download apply to a hub model id (org/name) or a models--org--name directory"
+        )
     return resolve(source, revision, download)

@@ -33,10 +33,16 @@ _KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("q", r"(q_proj|\.attn_q\.|\.query\.|\.q\.|\.wq\.|attention\.q_lin)"),
         ("k", r"(k_proj|\.attn_k\.|\.key\.|\.k\.|\.wk\.|attention\.k_lin)"),
         ("v", r"(v_proj|\.attn_v\.|\.value\.|\.v\.|\.wv\.|attention\.v_lin)"),
-        ("o", r"(o_proj|\.attn_output\.|out_proj|attention\.output\.dense|attn\.c_proj|selfattention\.o\.|"
-              r"encdecattention\.o\.|\.attention\.wo\.|attention\.out_lin|self_attention\.dense)"),
+        (
+            "o",
+            r"(o_proj|\.attn_output\.|out_proj|attention\.output\.dense|attn\.c_proj|selfattention\.o\.|"
+            r"encdecattention\.o\.|\.attention\.wo\.|attention\.out_lin|self_attention\.dense)",
+        ),
         ("gate", r"(gate_proj|\.ffn_gate\.|\.wi_0\.|\.w1\.|\.fc1_gate)"),
-        ("up", r"(up_proj|\.ffn_up\.|intermediate\.dense|mlp\.c_fc|\.wi_1\.|\.wi\.|\.w3\.|dense_h_to_4h|\.fc1\.|ffn\.lin1)"),
+        (
+            "up",
+            r"(up_proj|\.ffn_up\.|intermediate\.dense|mlp\.c_fc|\.wi_1\.|\.wi\.|\.w3\.|dense_h_to_4h|\.fc1\.|ffn\.lin1)",
+        ),
         ("down", r"(down_proj|\.ffn_down\.|\.output\.dense|mlp\.c_proj|\.wo\.|\.w2\.|dense_4h_to_h|\.fc2\.|ffn\.lin2)"),
     )
 )
@@ -206,7 +212,9 @@ def fused_parts(spec: LayerSpec, layout: HeadLayout) -> list[tuple[str, FusedPar
     return None
 
 
-def _blocks(info: TensorInfo, axis: int, groups: int, sizes: tuple[int, ...], kinds: tuple[str, ...]) -> list[tuple[str, FusedPart]]:
+def _blocks(
+    info: TensorInfo, axis: int, groups: int, sizes: tuple[int, ...], kinds: tuple[str, ...]
+) -> list[tuple[str, FusedPart]]:
     return [(kind, FusedPart(info, axis, groups, sizes, index)) for index, kind in enumerate(kinds)]
 
 
@@ -224,7 +232,9 @@ def split_fused(selection: Selection, layout: HeadLayout, min_evals: int) -> Sel
             shape = list(spec.info.shape)
             shape[part.axis] = part.groups * part.sizes[part.index]
             share = shape[part.axis] / spec.info.shape[part.axis]
-            info = TensorInfo(f"{spec.name}[{kind}]", tuple(shape), spec.info.dtype, spec.info.file, int(spec.info.nbytes * share))
+            info = TensorInfo(
+                f"{spec.name}[{kind}]", tuple(shape), spec.info.dtype, spec.info.file, int(spec.info.nbytes * share)
+            )
             reason = skip_reason(info, min_evals)
             if reason is None:
                 layers.append(LayerSpec(info, kind, spec.block, part=part))
@@ -233,14 +243,18 @@ def split_fused(selection: Selection, layout: HeadLayout, min_evals: int) -> Sel
     return Selection(layers, skipped)
 
 
-def lora_layers(modules: list[LoraModule], include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[LayerSpec]:
+def lora_layers(
+    modules: list[LoraModule], include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+) -> list[LayerSpec]:
     """A LayerSpec per adapted module that the name filters keep (no size filter: ΔW is
     read from its factors, whatever its rank)."""
     includes = compile_patterns(include, "--include")
     excludes = compile_patterns(exclude, "--exclude")
     specs = []
     for module in modules:
-        if (includes and not any(p.search(module.name) for p in includes)) or any(p.search(module.name) for p in excludes):
+        if (includes and not any(p.search(module.name) for p in includes)) or any(
+            p.search(module.name) for p in excludes
+        ):
             continue
         info = TensorInfo(module.name, module.shape, module.a.dtype, module.a.file, module.a.nbytes + module.b.nbytes)
         specs.append(LayerSpec(info, layer_kind(module.name, 2), block_index(module.name), module))

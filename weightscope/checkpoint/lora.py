@@ -67,7 +67,9 @@ class LoraConfig:
 
     def rank_and_alpha(self, module: str) -> tuple[int, float]:
         """r and lora_alpha of one module, after the per-module patterns."""
-        return _pattern_value(self.rank_pattern, module, self.r), _pattern_value(self.alpha_pattern, module, self.lora_alpha)
+        return _pattern_value(self.rank_pattern, module, self.r), _pattern_value(
+            self.alpha_pattern, module, self.lora_alpha
+        )
 
     def scale(self, rank: int, alpha: float) -> float:
         return alpha / math.sqrt(rank) if self.use_rslora else alpha / rank
@@ -119,7 +121,9 @@ class LoraModule:
         """W + s·B·A, rescaled row by row to DoRA's magnitude when there is one (PEFT's
         ``DoraLinearLayer``: m · (W + ΔW) / ‖W + ΔW‖ over each output's row)."""
         if w.shape != self.shape:
-            raise CheckpointError(f"adapter's ΔW is {'×'.join(map(str, self.shape))}, base weight {'×'.join(map(str, w.shape))}")
+            raise CheckpointError(
+                f"adapter's ΔW is {'×'.join(map(str, self.shape))}, base weight {'×'.join(map(str, w.shape))}"
+            )
         merged = w + self.delta(a, b)
         if magnitude is not None:
             rows = merged if not self.transposed else merged.T
@@ -189,7 +193,9 @@ def config_from_dict(data: Any, where: str) -> LoraConfig:
     ):
         for pattern, value in patterns.items():
             if not valid(value):
-                raise CheckpointError(f"{where}: {key} {_shown(pattern)} has the value {_shown(value)}; expected {wanted}")
+                raise CheckpointError(
+                    f"{where}: {key} {_shown(pattern)} has the value {_shown(value)}; expected {wanted}"
+                )
             try:
                 _module_pattern(pattern, f"{key} of {where}:")
             except WeightscopeError as exc:
@@ -203,7 +209,9 @@ def config_from_dict(data: Any, where: str) -> LoraConfig:
         rank_pattern={str(k): int(v) for k, v in rank_pattern.items()},
         alpha_pattern={str(k): float(v) for k, v in alpha_pattern.items()},
         modules_to_save=[str(m) for m in saved],
-        base_model=data.get("base_model_name_or_path") if isinstance(data.get("base_model_name_or_path"), str) else None,
+        base_model=data.get("base_model_name_or_path")
+        if isinstance(data.get("base_model_name_or_path"), str)
+        else None,
     )
 
 
@@ -224,7 +232,9 @@ def _rank(value: object) -> TypeGuard[float]:
 
 def _shown(value: object) -> str:
     """A config value in a message, at most 60 characters (a 400-digit number is not shown whole)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else f"a {len(str(abs(value)))}-digit integer"
+    text = (
+        repr(value) if not isinstance(value, int) or abs(value) < 10**40 else f"a {len(str(abs(value)))}-digit integer"
+    )
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -243,7 +253,9 @@ def parse_adapter(directory: Path, config: LoraConfig, tensors: list[TensorInfo]
             adapters.add(match["adapter"])
         parts.setdefault(canonical_name(match["module"]), {})[match["part"]] = info
     if len(adapters) > 1:
-        raise CheckpointError(f"{directory}: holds several adapters ({', '.join(sorted(adapters))}); save one at a time")
+        raise CheckpointError(
+            f"{directory}: holds several adapters ({', '.join(sorted(adapters))}); save one at a time"
+        )
     modules = []
     for module, found in parts.items():
         embedding = "lora_embedding_A" in found
@@ -291,8 +303,13 @@ class AdapterReader(CheckpointReader):
         """The adapter's config as the report records it (and, for a PEFT model in memory, that it was read as one)."""
         config = self.adapter.config
         return {
-            "peft_type": "LORA", "r": config.r, "lora_alpha": config.lora_alpha, "use_rslora": config.use_rslora,
-            "use_dora": config.use_dora, "base_model": config.base_model, "modules": len(self.adapter.modules),
+            "peft_type": "LORA",
+            "r": config.r,
+            "lora_alpha": config.lora_alpha,
+            "use_rslora": config.use_rslora,
+            "use_dora": config.use_dora,
+            "base_model": config.base_model,
+            "modules": len(self.adapter.modules),
             **({"read_as": PEFT_IN_MEMORY} if self._weights.format == "memory" else {}),
         }
 
@@ -307,8 +324,10 @@ class AdapterReader(CheckpointReader):
 
 
 #: What a report of an in-memory PEFT model says it is.
-PEFT_IN_MEMORY = ("a PEFT model in memory, read as base + adapter like an adapter directory: each adapted "
-                  "module's update ΔW = s·B·A (compare(base, peft_model) for the merged weights against the base)")
+PEFT_IN_MEMORY = (
+    "a PEFT model in memory, read as base + adapter like an adapter directory: each adapted "
+    "module's update ΔW = s·B·A (compare(base, peft_model) for the merged weights against the base)"
+)
 
 
 def is_peft_model(obj: object) -> bool:
@@ -326,7 +345,9 @@ def peft_model_adapter(model: Any, weights: CheckpointReader) -> AdapterReader:
     """
     name = model.active_adapter
     config = model.peft_config[name]
-    config = config_from_dict(config.to_dict() if hasattr(config, "to_dict") else vars(config), f"PEFT adapter {name!r}")
+    config = config_from_dict(
+        config.to_dict() if hasattr(config, "to_dict") else vars(config), f"PEFT adapter {name!r}"
+    )
     mine = []
     for info in weights.tensors():
         match = _FACTOR.match(info.name)

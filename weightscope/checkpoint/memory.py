@@ -71,7 +71,9 @@ class MemoryReader(CheckpointReader):
                 raise CheckpointError(f"{self.source}: two tensors flatten to the name {name!r}")
             self._values[name] = value
             if isinstance(value, np.ndarray):
-                self._infos[name] = TensorInfo(name, tuple(value.shape), numpy_dtype_name(value.dtype), IN_MEMORY, value.nbytes)
+                self._infos[name] = TensorInfo(
+                    name, tuple(value.shape), numpy_dtype_name(value.dtype), IN_MEMORY, value.nbytes
+                )
                 continue
             import torch
 
@@ -80,7 +82,10 @@ class MemoryReader(CheckpointReader):
                 self._problems[name] = problem
             nested = value.is_nested  # no one shape: listed, skipped
             self._infos[name] = TensorInfo(
-                name, () if nested else tuple(value.shape), "nested" if nested else tensor_dtype_name(value.dtype), IN_MEMORY,
+                name,
+                () if nested else tuple(value.shape),
+                "nested" if nested else tensor_dtype_name(value.dtype),
+                IN_MEMORY,
                 0 if problem is not None else value.numel() * value.element_size(),
             )
         if not self._infos:

@@ -51,7 +51,7 @@ def strip_name(name: str, prefixes: Iterable[str]) -> str:
     """``name`` without the longest of ``prefixes`` it starts with."""
     for prefix in sorted(prefixes, key=len, reverse=True):
         if prefix and name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 

@@ -33,10 +33,30 @@ from weightscope.errors import CheckpointError
 
 #: numpy dtype name -> the safetensors names the rest of weightscope speaks.
 NUMPY_DTYPES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32", "int16": "I16",
-    "int8": "I8", "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint64": "U64",
+    "uint32": "U32",
+    "uint16": "U16",
+    "uint8": "U8",
+    "bool": "BOOL",
 }
-_ZIP_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, lzma.LZMAError, zlib.error, NotImplementedError, RuntimeError)
+_ZIP_ERRORS = (
+    OSError,
+    ValueError,
+    zipfile.BadZipFile,
+    EOFError,
+    KeyError,
+    lzma.LZMAError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+)
 #: Declared over compressed size above which a member is refused: above deflate's maximum
 #: (1032:1), far above real weights (~1.1:1). See the module docstring.
 MAX_RATIO = 1100
@@ -77,13 +97,21 @@ class NpzReader(CheckpointReader):
                 _check_member(self.path, member)
                 with self._zip.open(member) as stream:
                     version = np.lib.format.read_magic(stream)
-                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read_header(stream)
                 name = member.filename.removesuffix(".npy")
                 self._members[name] = member.filename
-                self._infos[name] = TensorInfo(name, tuple(shape), numpy_dtype_name(dtype), str(self.path), int(np.prod(shape)) * dtype.itemsize)
+                self._infos[name] = TensorInfo(
+                    name, tuple(shape), numpy_dtype_name(dtype), str(self.path), int(np.prod(shape)) * dtype.itemsize
+                )
         except _ZIP_ERRORS as exc:
-            raise CheckpointError(f"{self.path}: not a readable .npz archive ({type(exc).__name__}: {str(exc)[:200]})") from None
+            raise CheckpointError(
+                f"{self.path}: not a readable .npz archive ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
 
     def tensors(self) -> list[TensorInfo]:
         return list(self._infos.values())
@@ -94,7 +122,9 @@ class NpzReader(CheckpointReader):
             with self._zip.open(self._members[info.name]) as stream:
                 array = np.lib.format.read_array(stream, allow_pickle=False)
         except _ZIP_ERRORS as exc:
-            raise CheckpointError(f"{self.path}: tensor {info.name!r} cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+            raise CheckpointError(
+                f"{self.path}: tensor {info.name!r} cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
         if array.shape != info.shape:
             raise CheckpointError(f"{self.path}: tensor {info.name!r} changed shape while open")
         return numpy_to_float(array, info.dtype)
@@ -107,7 +137,9 @@ def _check_member(path: Path, member: zipfile.ZipInfo) -> None:
     """An encrypted member, one of a compression zipfile cannot decode, or a compression
     bomb, said plainly before any of it is decoded."""
     if member.flag_bits & 0x1:
-        raise CheckpointError(f"{path}: member {member.filename!r} is encrypted; weightscope reads unencrypted .npz archives only")
+        raise CheckpointError(
+            f"{path}: member {member.filename!r} is encrypted; weightscope reads unencrypted .npz archives only"
+        )
     if member.compress_type not in _COMPRESSIONS:
         raise CheckpointError(
             f"{path}: member {member.filename!r} uses zip compression method {member.compress_type}; "

@@ -101,7 +101,6 @@ class SafetensorsReader(CheckpointReader):
         self._closed = True
 
 
-
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
 
@@ -119,8 +118,7 @@ def _read_header(file: BinaryIO, path: Path) -> tuple[int, object, int]:
         if header_length > file_size - _LENGTH_PREFIX.size:
             raise _fail(
                 path,
-                f"safetensors header length {header_length} exceeds the file size "
-                f"{file_size} (truncated file?)",
+                f"safetensors header length {header_length} exceeds the file size {file_size} (truncated file?)",
             )
         text = file.read(header_length)
     except OSError as exc:
@@ -150,11 +148,7 @@ def _parse_header(header: object, data_length: int, path: Path) -> list[_Slot]:
     """Validate every entry against the data section; slots come back in storage order."""
     if not isinstance(header, dict):
         raise _fail(path, "safetensors header is not a JSON object")
-    slots = [
-        _parse_entry(name, spec, data_length, path)
-        for name, spec in header.items()
-        if name != "__metadata__"
-    ]
+    slots = [_parse_entry(name, spec, data_length, path) for name, spec in header.items() if name != "__metadata__"]
     slots.sort(key=lambda slot: (slot.begin, slot.end))
     covered_to, covered_by = 0, None
     for slot in slots:
@@ -191,20 +185,13 @@ def _parse_entry(name: str, spec: object, data_length: int, path: Path) -> _Slot
         raise bad(f"data_offsets {offsets!r} is not [begin, end] with 0 <= begin <= end")
     begin, end = offsets
     if end > data_length:
-        raise bad(
-            f"data ends at byte {end} but the data section has {data_length} bytes "
-            "(truncated file?)"
-        )
+        raise bad(f"data ends at byte {end} but the data section has {data_length} bytes (truncated file?)")
     bits = STORED_DTYPES[dtype].bits
     for extent in shape:
         bits *= extent
     if bits % 8:
         raise bad(f"shape {shape} of {dtype} is not a whole number of bytes")
     if end - begin != bits // 8:
-        raise bad(
-            f"data_offsets span {end - begin} bytes but shape {shape} of {dtype} needs {bits // 8}"
-        )
-    info = TensorInfo(
-        name=name, shape=tuple(shape), dtype=dtype, file=str(path), nbytes=end - begin
-    )
+        raise bad(f"data_offsets span {end - begin} bytes but shape {shape} of {dtype} needs {bits // 8}")
+    info = TensorInfo(name=name, shape=tuple(shape), dtype=dtype, file=str(path), nbytes=end - begin)
     return _Slot(info=info, begin=begin, end=end)

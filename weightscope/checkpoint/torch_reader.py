@@ -128,8 +128,7 @@ class TorchReader(CheckpointReader):
             raise CheckpointError(f"{self.path}: tensor {info.name!r} {self._problems[info.name]}")
         if not info.is_float:
             raise CheckpointError(
-                f"{self.path}: tensor {info.name!r} has dtype {info.dtype}; "
-                "only float tensors can be read"
+                f"{self.path}: tensor {info.name!r} has dtype {info.dtype}; only float tensors can be read"
             )
         import torch
 
@@ -160,9 +159,7 @@ def _import_torch(path: Path) -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise CheckpointError(
-            f"{path} is a PyTorch pickle; install the torch extra: {install_hint('torch')}"
-        ) from exc
+        raise CheckpointError(f"{path} is a PyTorch pickle; install the torch extra: {install_hint('torch')}") from exc
     return torch
 
 
@@ -311,7 +308,9 @@ def _flatten(obj: Any, prefix: str, is_leaf: Callable[[Any], bool]) -> Iterator[
             continue
         seen.add(id(node))
         if depth >= MAX_DEPTH:
-            raise CheckpointError(f"containers nested more than {MAX_DEPTH} deep at {name[:80]!r}; not a model state dict")
+            raise CheckpointError(
+                f"containers nested more than {MAX_DEPTH} deep at {name[:80]!r}; not a model state dict"
+            )
         stack.extend((value, f"{name}.{key}" if name else key, depth + 1) for key, value in reversed(children))
 
 
@@ -332,7 +331,11 @@ def tensor_problem(tensor: Any, torch: Any) -> str | None:
     stored = tensor.untyped_storage().nbytes()
     if tensor.numel() and (
         any(step < 0 for step in tensor.stride())
-        or (tensor.storage_offset() + sum((size - 1) * step for size, step in zip(tensor.shape, tensor.stride(), strict=True)) + 1)
+        or (
+            tensor.storage_offset()
+            + sum((size - 1) * step for size, step in zip(tensor.shape, tensor.stride(), strict=True))
+            + 1
+        )
         * tensor.element_size()
         > stored
         or declared > stored

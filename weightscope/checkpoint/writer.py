@@ -20,9 +20,7 @@ from weightscope.checkpoint.dtypes import STORED_DTYPES, encode_bf16
 from weightscope.io import write_atomic
 
 #: dtypes this writer can produce. F8 and packed formats have no numpy encoder here.
-WRITABLE_DTYPES = frozenset(
-    {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
-)
+WRITABLE_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"})
 
 _INTEGER_DTYPES = WRITABLE_DTYPES - {"F64", "F32", "F16", "BF16"}
 
@@ -91,9 +89,7 @@ def _encode(name: str, array: np.ndarray, dtype: str) -> np.ndarray:
     """The stored elements of ``array`` as a contiguous little-endian array."""
     if dtype in _INTEGER_DTYPES:
         if array.dtype.kind not in "iub":
-            raise ValueError(
-                f"tensor {name!r}: {dtype} needs an integer or bool array, not {array.dtype}"
-            )
+            raise ValueError(f"tensor {name!r}: {dtype} needs an integer or bool array, not {array.dtype}")
         stored = np.ascontiguousarray(array, dtype=STORED_DTYPES[dtype].storage)
         if not np.array_equal(stored, array):
             raise ValueError(f"tensor {name!r}: values do not fit in {dtype}")

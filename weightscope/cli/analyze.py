@@ -54,6 +54,7 @@ PathArg = Annotated[
     ),
 ]
 
+
 class InspectFormat(str, Enum):
     table = "table"
     json = "json"
@@ -126,7 +127,8 @@ def inspect(
         InspectFormat, typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
     ] = InspectFormat.table,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout.")
+        Optional[Path],
+        typer.Option("--output", "-o", help="Write the JSON to this file (atomically) instead of stdout."),
     ] = None,
     revision: RevisionOption = None,
     download: DownloadOption = False,
@@ -137,7 +139,10 @@ def inspect(
     """List tensors, shapes and dtypes, and which would be analysed (headers only, no math)."""
     with user_errors(debug):
         inspection = run_inspection(
-            resolve_if_asked(path, revision, download), include=tuple(include or ()), exclude=tuple(exclude or ()), min_evals=min_evals
+            resolve_if_asked(path, revision, download),
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
+            min_evals=min_evals,
         )
         if format is InspectFormat.table and output is None:
             render_inspection(inspection, stdout)

@@ -43,7 +43,10 @@ COMMANDS = {
     "trend": ("trend", "Alpha over a training run: order checkpoints by step, follow every layer, flag patterns."),
     "watch": ("watch", "Follow a training run: analyse each checkpoint once it is completely written."),
     "gate": ("gate", "Fail (exit 1) when a checkpoint breaks the health rules; exit 2 on bad input or config."),
-    "plot": ("plot", "Draw PNG pictures: per-layer ESD (log-log with the power-law fit, and the MP bulk) and the model summary."),
+    "plot": (
+        "plot",
+        "Draw PNG pictures: per-layer ESD (log-log with the power-law fit, and the MP bulk) and the model summary.",
+    ),
     "cache": ("cache", "See or empty the cache of computed spectra and per-checkpoint reports."),
 }
 

@@ -22,6 +22,7 @@ cache_app = typer.Typer(
 )
 app.add_typer(cache_app)
 
+
 def _store(cache_dir: Path | None):  # returns a CacheStore (imported lazily)
     from weightscope.execution.cache import CacheStore, default_cache_dir
 
@@ -57,7 +58,10 @@ def info(
             return
         lines = [
             ("location", about.directory),
-            ("entries", f"{sum(about.entries.values())} ({', '.join(f'{n} {kind}' for kind, n in about.entries.items())})"),
+            (
+                "entries",
+                f"{sum(about.entries.values())} ({', '.join(f'{n} {kind}' for kind, n in about.entries.items())})",
+            ),
             ("size", f"{_size(about.size)} of {_size(about.max_bytes)} (least recently used entries go first)"),
             ("oldest use", _when(about.oldest)),
             ("newest use", _when(about.newest)),

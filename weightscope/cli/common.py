@@ -58,13 +58,24 @@ def reset_verbosity() -> None:
 
 QuietOption = Annotated[
     bool,
-    typer.Option("--quiet", "-q", help="Print only results and errors: no progress, no 'wrote PATH'.",
-                 callback=_set_quiet, is_eager=True, expose_value=False),
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Print only results and errors: no progress, no 'wrote PATH'.",
+        callback=_set_quiet,
+        is_eager=True,
+        expose_value=False,
+    ),
 ]
 VerboseOption = Annotated[
     bool,
-    typer.Option("--verbose", "-v", help="Also print the thresholds used and timings on stderr.",
-                 callback=_set_verbose, expose_value=False),
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Also print the thresholds used and timings on stderr.",
+        callback=_set_verbose,
+        expose_value=False,
+    ),
 ]
 
 
@@ -87,8 +98,16 @@ def detail(message: str) -> None:
 def wrote(path: object) -> None:
     """Say where a file went: ``wrote PATH``, the path whole on one line."""
     say(f"wrote {one_line(str(path))}")
+
+
 OutputOption = Annotated[
-    Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.")
+    Optional[Path],
+    typer.Option(
+        "--output",
+        "-o",
+        readable=False,
+        help="Write to this file (atomically) instead of stdout; .json/.csv/.md pick the format.",
+    ),
 ]
 
 

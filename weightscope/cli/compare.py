@@ -33,7 +33,12 @@ from weightscope.render.html_compare import write_compare_html
 
 SideArg = Annotated[
     Path,
-    typer.Argument(help="A checkpoint (any format analyze reads) or a saved report (.json).", show_default=False, metavar="PATH", readable=False),
+    typer.Argument(
+        help="A checkpoint (any format analyze reads) or a saved report (.json).",
+        show_default=False,
+        metavar="PATH",
+        readable=False,
+    ),
 ]
 
 

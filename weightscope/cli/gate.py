@@ -46,7 +46,6 @@ class GateFormat(str, Enum):
 _SUFFIX_FORMATS = {".json": GateFormat.json, ".xml": GateFormat.junit}
 
 
-
 def _rule_parameter(rule: dataclasses.Field[Any]) -> inspect.Parameter:
     """One flag for one rule: ``--min-alpha``, or ``--fail-on-traps/--allow-traps`` for a switch."""
     args = typing.get_args(RULE_HINTS[rule.name])
@@ -55,8 +54,9 @@ def _rule_parameter(rule: dataclasses.Field[Any]) -> inspect.Parameter:
     flag = rule.metadata.get("flag") or "--" + rule.name.replace("_", "-")
     help = f"{rule.metadata['help']} (default: {default}; overrides the config file)"
     option = typer.Option(flag, help=help, rich_help_panel="Rules", show_default=False)
-    return inspect.Parameter(rule.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[Optional[base], option])
+    return inspect.Parameter(
+        rule.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[base], option]
+    )
 
 
 def _with_rule_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -65,8 +65,9 @@ def _with_rule_options(command: Callable[..., None]) -> Callable[..., None]:
     signature = inspect.signature(command, eval_str=True)
     names = [rule.name for rule in dataclasses.fields(GateRules)]
     own = [p for p in signature.parameters.values() if p.name != "rules"]
-    parameters = sorted(own + [_rule_parameter(rule) for rule in dataclasses.fields(GateRules)],
-                        key=lambda p: p.name == "debug")
+    parameters = sorted(
+        own + [_rule_parameter(rule) for rule in dataclasses.fields(GateRules)], key=lambda p: p.name == "debug"
+    )
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
@@ -85,37 +86,68 @@ def _with_rule_options(command: Callable[..., None]) -> Callable[..., None]:
 def gate(
     path: Annotated[
         Path,
-        typer.Argument(help="A checkpoint, or a saved report (.json) to gate without recomputing.", show_default=False, metavar="PATH", readable=False),
+        typer.Argument(
+            help="A checkpoint, or a saved report (.json) to gate without recomputing.",
+            show_default=False,
+            metavar="PATH",
+            readable=False,
+        ),
     ],
     *,
     analysis: AnalysisArgs,
     rules: dict[str, Any],
     baseline: Annotated[
-        Optional[Path], typer.Option("--baseline", readable=False, help="A saved report or checkpoint (e.g. the model before "
-                                     "fine-tuning): fail only on findings new or worse than its own, list the ones it has.")
+        Optional[Path],
+        typer.Option(
+            "--baseline",
+            readable=False,
+            help="A saved report or checkpoint (e.g. the model before "
+            "fine-tuning): fail only on findings new or worse than its own, list the ones it has.",
+        ),
     ] = None,
     write_baseline: Annotated[
-        Optional[Path], typer.Option("--write-baseline", metavar="FILE", readable=False, help="Accept today's findings once: "
-                                     "save this run's report to FILE (a baseline for --baseline) and pass.")
+        Optional[Path],
+        typer.Option(
+            "--write-baseline",
+            metavar="FILE",
+            readable=False,
+            help="Accept today's findings once: save this run's report to FILE (a baseline for --baseline) and pass.",
+        ),
     ] = None,
     adapter: Annotated[
-        Optional[Path], typer.Option("--adapter", metavar="ADAPTER", readable=False, help="PATH is the base model: judge this "
-                                     "LoRA adapter on it (its updates, and each merged layer against the base layer).")
+        Optional[Path],
+        typer.Option(
+            "--adapter",
+            metavar="ADAPTER",
+            readable=False,
+            help="PATH is the base model: judge this "
+            "LoRA adapter on it (its updates, and each merged layer against the base layer).",
+        ),
     ] = None,
     strip_prefix: Annotated[
-        Optional[list[str]], typer.Option("--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline.")
+        Optional[list[str]],
+        typer.Option(
+            "--strip-prefix", metavar="PREFIX", help="Prefix removed from layer names when matching the baseline."
+        ),
     ] = None,
     ignore: Annotated[
         Optional[list[str]],
-        typer.Option("--ignore", metavar="REGEX", help="Layers the rules skip (repeatable; adds to the config's exclude). "
-                     "Unlike --exclude, the layer is still analysed and reported."),
+        typer.Option(
+            "--ignore",
+            metavar="REGEX",
+            help="Layers the rules skip (repeatable; adds to the config's exclude). "
+            "Unlike --exclude, the layer is still analysed and reported.",
+        ),
     ] = None,
     format: Annotated[
         Optional[GateFormat],
         typer.Option("--format", "-f", help="text (default), json, github (Actions annotations) or junit (XML)."),
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", readable=False, help="Write to this file (.json/.xml pick the format) instead of stdout.")
+        Optional[Path],
+        typer.Option(
+            "--output", "-o", readable=False, help="Write to this file (.json/.xml pick the format) instead of stdout."
+        ),
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -146,13 +178,19 @@ def gate(
             "exclude": list(ignore or ()),
         }
         if write_baseline is not None and adapter is not None:
-            raise WeightscopeError("--write-baseline saves a model's report; with --adapter, write one with "
-                                   "weightscope gate ADAPTER_DIR --write-baseline FILE")
+            raise WeightscopeError(
+                "--write-baseline saves a model's report; with --adapter, write one with "
+                "weightscope gate ADAPTER_DIR --write-baseline FILE"
+            )
         check_paths([output, write_baseline], [path, baseline, adapter, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
-        chosen = format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
+        chosen = (
+            format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
+        )
         if write_baseline is not None:
-            report, result = accept(path, settings, str(write_baseline), execution=analysis.execution(), **analysis.kwargs())
+            report, result = accept(
+                path, settings, str(write_baseline), execution=analysis.execution(), **analysis.kwargs()
+            )
             emit(REPORT_FORMATS["json"](report), write_baseline)
         else:
             result = run_gate(path, settings, adapter=adapter, execution=analysis.execution(), **analysis.kwargs())

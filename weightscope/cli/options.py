@@ -29,7 +29,12 @@ DEFAULT_EXECUTION = Execution()
 
 IncludeOption = Annotated[
     Optional[list[str]],
-    typer.Option("--include", "-i", metavar="REGEX", help="Only tensors whose name matches this regex (repeatable). No other tensor is read."),
+    typer.Option(
+        "--include",
+        "-i",
+        metavar="REGEX",
+        help="Only tensors whose name matches this regex (repeatable). No other tensor is read.",
+    ),
 ]
 ExcludeOption = Annotated[
     Optional[list[str]],
@@ -58,17 +63,24 @@ DeviceOption = Annotated[
         help="auto (CUDA when torch sees a GPU and the checkpoint is big enough to repay its start), cpu, or cuda.",
     ),
 ]
-WorkersOption = Annotated[int, typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core.")]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", min=0, help="Layers analysed at once (threads); 0 = one per core.")
+]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the spectrum cache.")]
 
 
 RevisionOption = Annotated[
     Optional[str],
-    typer.Option("--revision", metavar="REF", help="For a hub model id or cache directory: branch, tag or commit (default main)."),
+    typer.Option(
+        "--revision", metavar="REF", help="For a hub model id or cache directory: branch, tag or commit (default main)."
+    ),
 ]
 DownloadOption = Annotated[
     bool,
-    typer.Option("--download", help="For a hub model id: fetch weights and configs if they are not cached (default: offline only)."),
+    typer.Option(
+        "--download",
+        help="For a hub model id: fetch weights and configs if they are not cached (default: offline only).",
+    ),
 ]
 
 
@@ -98,7 +110,18 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ("include", IncludeOption, None),
     ("exclude", ExcludeOption, None),
     ("min_evals", MinEvalsOption, DEFAULT_OPTIONS.min_evals),
-    ("min_tail", Annotated[int, typer.Option("--min-tail", min=2, help="Fewest eigenvalues the fit may put in a tail (a trusted fit needs trust-min-tail, 20).")], DEFAULT_OPTIONS.min_tail),
+    (
+        "min_tail",
+        Annotated[
+            int,
+            typer.Option(
+                "--min-tail",
+                min=2,
+                help="Fewest eigenvalues the fit may put in a tail (a trusted fit needs trust-min-tail, 20).",
+            ),
+        ],
+        DEFAULT_OPTIONS.min_tail,
+    ),
     (
         "eig_dtype",
         Annotated[
@@ -124,10 +147,16 @@ _SHARED: list[tuple[str, Any, Any]] = [
         ],
         DEFAULT_OPTIONS.randomize,
     ),
-    ("seed", Annotated[int, typer.Option("--seed", help="Seed of the randomisation (results are deterministic).")], DEFAULT_OPTIONS.seed),
+    (
+        "seed",
+        Annotated[int, typer.Option("--seed", help="Seed of the randomisation (results are deterministic).")],
+        DEFAULT_OPTIONS.seed,
+    ),
     (
         "vectors",
-        Annotated[bool, typer.Option("--vectors", help="Also measure eigenvector localisation (a full eigh per layer).")],
+        Annotated[
+            bool, typer.Option("--vectors", help="Also measure eigenvector localisation (a full eigh per layer).")
+        ],
         DEFAULT_OPTIONS.vectors,
     ),
     (
@@ -155,12 +184,26 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ),
     (
         "heads",
-        Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).")],
+        Annotated[
+            Optional[int],
+            typer.Option(
+                "--heads",
+                min=1,
+                help="Attention (query) heads per block, for the logit bound and for splitting fused qkv (default: config.json or GGUF metadata).",
+            ),
+        ],
         DEFAULT_OPTIONS.heads,
     ),
     (
         "kv_heads",
-        Annotated[Optional[int], typer.Option("--kv-heads", min=1, help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).")],
+        Annotated[
+            Optional[int],
+            typer.Option(
+                "--kv-heads",
+                min=1,
+                help="Key/value heads per block under grouped-query attention (default: config.json, GGUF metadata, else --heads).",
+            ),
+        ],
         DEFAULT_OPTIONS.kv_heads,
     ),
     (
@@ -168,7 +211,9 @@ _SHARED: list[tuple[str, Any, Any]] = [
         Annotated[
             Optional[Path],
             typer.Option(
-                "--config", readable=False, help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present)."
+                "--config",
+                readable=False,
+                help="A TOML file whose \\[tool.weightscope] sets thresholds (default: ./pyproject.toml if present).",
             ),
         ],
         None,
@@ -177,7 +222,11 @@ _SHARED: list[tuple[str, Any, Any]] = [
         "set_",
         Annotated[
             Optional[list[str]],
-            typer.Option("--set", metavar="KEY=VALUE", help="Override one threshold, e.g. --set alpha_high=7 (repeatable; see the docs: Diagnostics)."),
+            typer.Option(
+                "--set",
+                metavar="KEY=VALUE",
+                help="Override one threshold, e.g. --set alpha_high=7 (repeatable; see the docs: Diagnostics).",
+            ),
         ],
         None,
     ),
@@ -215,9 +264,12 @@ class AnalysisArgs:
         """How to run, as the options ask (`Execution`)."""
         v = self.values
         return Execution(
-            device=v["device"], workers=v["workers"], cache=not v["no_cache"],
+            device=v["device"],
+            workers=v["workers"],
+            cache=not v["no_cache"],
             cache_dir=str(v["cache_dir"]) if v["cache_dir"] else None,
-            executor=v["executor"].value, ray_address=v["ray_address"],
+            executor=v["executor"].value,
+            ray_address=v["ray_address"],
         )
 
     def kwargs(self) -> dict[str, Any]:

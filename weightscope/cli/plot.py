@@ -69,7 +69,9 @@ def plot(
     layer: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--layer", "-l", metavar="REGEX",
+            "--layer",
+            "-l",
+            metavar="REGEX",
             help="Draw the spectrum of every layer whose name matches this regex (repeatable). No other tensor is read.",
         ),
     ] = None,
@@ -79,9 +81,7 @@ def plot(
     out_dir: Annotated[
         Path, typer.Option("--out-dir", "-d", readable=False, help="Directory for the PNG files (created if missing).")
     ] = Path("."),
-    out: Annotated[
-        Optional[Path], typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")
-    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", hidden=True, help="Deprecated spelling of --out-dir.")] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,

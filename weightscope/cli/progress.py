@@ -65,8 +65,13 @@ def step_progress(label: str, total: int) -> Iterator[Callable[[str], None]]:
         yield lambda name: None
         return
     with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[item]}", style="dim", markup=False), console=stderr, transient=True,
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[item]}", style="dim", markup=False),
+        console=stderr,
+        transient=True,
     ) as bar:
         task = bar.add_task(label, total=total, item="")
         yield lambda name: bar.update(task, advance=1, item=one_line(name))

@@ -68,12 +68,17 @@ def trend(
         ),
     ] = None,
     jump_k: Annotated[
-        float, typer.Option("--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD.")
+        float,
+        typer.Option(
+            "--jump-k", help="A jump is a change (per log-step) off the layer's median change by > k × their MAD."
+        ),
     ] = 5.0,
     min_swing: Annotated[
         float, typer.Option("--min-swing", min=0.0, help="Smallest alpha change that counts as a jump, fall or rise.")
     ] = 0.3,
-    format: Annotated[Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json, csv or md.")] = None,
+    format: Annotated[
+        Optional[OutputFormat], typer.Option("--format", "-f", help="table (default), json, csv or md.")
+    ] = None,
     output: OutputOption = None,
     plot: PlotOption = None,
     html: HtmlOption = None,

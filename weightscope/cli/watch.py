@@ -39,8 +39,12 @@ from weightscope.render.formats import json_text
 def watch(
     run_dir: Annotated[
         Path,
-        typer.Argument(help="The run's directory: its checkpoint files and directories, as they appear.",
-                       show_default=False, metavar="RUN_DIR", readable=False),
+        typer.Argument(
+            help="The run's directory: its checkpoint files and directories, as they appear.",
+            show_default=False,
+            metavar="RUN_DIR",
+            readable=False,
+        ),
     ],
     *,
     analysis: AnalysisArgs,
@@ -49,25 +53,41 @@ def watch(
         float, typer.Option("--interval", min=0.1, help="Seconds between two looks at the directory.")
     ] = DEFAULT_INTERVAL,
     settle: Annotated[
-        float, typer.Option("--settle", min=0.0, help="A checkpoint is read once no file of it changed for this many seconds.")
+        float,
+        typer.Option(
+            "--settle", min=0.0, help="A checkpoint is read once no file of it changed for this many seconds."
+        ),
     ] = DEFAULT_SETTLE,
     fail_on: Annotated[
         Optional[list[str]],
-        typer.Option("--fail-on", metavar="FLAG", help=f"Exit 1 when this flag is raised ({', '.join(ALERT_FLAGS)}); repeatable."),
+        typer.Option(
+            "--fail-on", metavar="FLAG", help=f"Exit 1 when this flag is raised ({', '.join(ALERT_FLAGS)}); repeatable."
+        ),
     ] = None,
     step_regex: Annotated[
-        Optional[str], typer.Option("--step-regex", metavar="REGEX", help="Regex whose first group is the step in a checkpoint's name.")
+        Optional[str],
+        typer.Option(
+            "--step-regex", metavar="REGEX", help="Regex whose first group is the step in a checkpoint's name."
+        ),
     ] = None,
     json_out: Annotated[
-        Optional[Path], typer.Option("--json", readable=False, help="Keep the trend report (JSON) current here, written atomically.")
+        Optional[Path],
+        typer.Option("--json", readable=False, help="Keep the trend report (JSON) current here, written atomically."),
     ] = None,
     html: HtmlOption = None,
     log: Annotated[
-        Optional[Path], typer.Option("--log", readable=False, help="Append one JSON line per checkpoint (its figures and alerts) here.")
+        Optional[Path],
+        typer.Option(
+            "--log", readable=False, help="Append one JSON line per checkpoint (its figures and alerts) here."
+        ),
     ] = None,
     tensorboard: Annotated[
         Optional[Path],
-        typer.Option("--tensorboard", readable=False, help="Write the figures and alerts to a TensorBoard event file in this directory."),
+        typer.Option(
+            "--tensorboard",
+            readable=False,
+            help="Write the figures and alerts to a TensorBoard event file in this directory.",
+        ),
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -121,8 +141,14 @@ def watch(
             return bool(failed)
 
         try:
-            with RunWatcher(run_dir, settle=settle, step_regex=step_regex, execution=analysis.execution(),
-                            on_update=write_reports, **options) as watcher:
+            with RunWatcher(
+                run_dir,
+                settle=settle,
+                step_regex=step_regex,
+                execution=analysis.execution(),
+                on_update=write_reports,
+                **options,
+            ) as watcher:
                 if once:
                     report(watch_once(watcher))
                 else:

@@ -84,6 +84,7 @@ VERDICT_SEVERITY = {
     "failed": 4,
 }
 
+
 @dataclass(frozen=True)
 class LayerChange:
     """One matched layer: its numbers on both sides and what changed."""
@@ -233,7 +234,14 @@ def compare_reports(
     match.check()
     changes = [layer_change(key, layers_a[na], layers_b[nb]) for key, na, nb in match.pairs]
     return Comparison(
-        report_a.source, report_b.source, False, prefixes, changes, match.only_a, match.only_b, _summarize(changes, top),
+        report_a.source,
+        report_b.source,
+        False,
+        prefixes,
+        changes,
+        match.only_a,
+        match.only_b,
+        _summarize(changes, top),
         aligned=match.notes,
     )
 
@@ -287,7 +295,11 @@ def _compare_pair(pair: _Pair, read: _Read, options: AnalysisOptions, run: Plan)
             update = lora_update_stats(*read.factors, pair.lora.scale, sum_squares(w_a) or None, note=pair.lora.note)
             return layer_change(pair.key, result_a, result_b, update)
         update, note = update_between(w_a, w_b, layer_matrices, SpectrumOptions(fixed_dtype(options.eig_dtype)))
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:  # a NaN factor, an overflowing ΔW: this pair only
+    except (
+        ValueError,
+        ArithmeticError,
+        np.linalg.LinAlgError,
+    ) as exc:  # a NaN factor, an overflowing ΔW: this pair only
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return layer_change(pair.key, result_a, result_b, None, f"no update measured: {first}")
     if update is not None and pair.lora is not None:
@@ -428,8 +440,16 @@ def compare_checkpoints(
         changes = list(next(batches).results)
     _, match, unchanged, mode = found[0]
     return Comparison(
-        source_name(path_a), source_name(path_b), True, list(prefixes), changes, match.only_a, match.only_b,
-        _summarize(changes, top), mode=mode, unchanged=unchanged,
+        source_name(path_a),
+        source_name(path_b),
+        True,
+        list(prefixes),
+        changes,
+        match.only_a,
+        match.only_b,
+        _summarize(changes, top),
+        mode=mode,
+        unchanged=unchanged,
         aligned=match.notes + ([f"B is {PEFT_IN_MEMORY}"] if is_peft_model(path_b) else []),
     )
 
@@ -462,8 +482,9 @@ def compare(
             path_a, path_b, opts, strip_prefix=strip_prefix, top=top, progress=progress, execution=execution
         )
     comparison = compare_reports(
-        report_for(path_a, opts, execution=execution), report_for(path_b, opts, execution=execution),
-        strip_prefix=strip_prefix, top=top,
+        report_for(path_a, opts, execution=execution),
+        report_for(path_b, opts, execution=execution),
+        strip_prefix=strip_prefix,
+        top=top,
     )
     return dataclasses.replace(comparison, mode="reports")
-

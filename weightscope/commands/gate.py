@@ -89,32 +89,68 @@ class GateRules:
     each field is also a command-line flag (``metadata`` holds its help)."""
 
     # The band's defaults are the thresholds' (`weightscope.config`): one definition.
-    min_alpha: float = field(default=Thresholds.alpha_low, metadata=_rule("Lower end of the healthy alpha band, for trusted fits."))
-    max_alpha: float = field(default=Thresholds.alpha_high, metadata=_rule("Upper end of the healthy alpha band, for trusted fits."))
-    max_out_of_range_share: float = field(default=0.1, metadata=_rule(
-        "Largest share of trusted fits allowed outside the band (warnings); beyond it each one fails."))
-    max_out_of_range_count: int | None = field(default=None, metadata=_rule(
-        "Largest number of trusted fits allowed outside the band (unset: no count limit)."))
-    max_alpha_deviation: float | None = field(default=6.0, metadata=_rule(
-        "Fail a layer whose alpha lies more robust sigmas (MAD) than this from the median alpha of its kind (inf: off)."))
-    fail_on_traps: bool = field(default=True, metadata=_rule(
-        "Fail layers whose correlation trap changes alpha's reading (verdict correlation-trap).",
-        "--fail-on-traps/--allow-traps"))
-    fail_on_rank_collapse: bool = field(default=True, metadata=_rule(
-        "Fail layers whose rank collapsed.", "--fail-on-rank-collapse/--allow-rank-collapse"))
-    fail_on_random_like: bool = field(default=True, metadata=_rule(
-        "Fail layers whose spectrum is random-like (nothing learned).", "--fail-on-random-like/--allow-random-like"))
-    min_trusted_share: float = field(default=0.3, metadata=_rule(
-        "Least share of layers whose power-law fit is trusted (0: off)."))
+    min_alpha: float = field(
+        default=Thresholds.alpha_low, metadata=_rule("Lower end of the healthy alpha band, for trusted fits.")
+    )
+    max_alpha: float = field(
+        default=Thresholds.alpha_high, metadata=_rule("Upper end of the healthy alpha band, for trusted fits.")
+    )
+    max_out_of_range_share: float = field(
+        default=0.1,
+        metadata=_rule("Largest share of trusted fits allowed outside the band (warnings); beyond it each one fails."),
+    )
+    max_out_of_range_count: int | None = field(
+        default=None, metadata=_rule("Largest number of trusted fits allowed outside the band (unset: no count limit).")
+    )
+    max_alpha_deviation: float | None = field(
+        default=6.0,
+        metadata=_rule(
+            "Fail a layer whose alpha lies more robust sigmas (MAD) than this from the median alpha of its kind (inf: off)."
+        ),
+    )
+    fail_on_traps: bool = field(
+        default=True,
+        metadata=_rule(
+            "Fail layers whose correlation trap changes alpha's reading (verdict correlation-trap).",
+            "--fail-on-traps/--allow-traps",
+        ),
+    )
+    fail_on_rank_collapse: bool = field(
+        default=True,
+        metadata=_rule("Fail layers whose rank collapsed.", "--fail-on-rank-collapse/--allow-rank-collapse"),
+    )
+    fail_on_random_like: bool = field(
+        default=True,
+        metadata=_rule(
+            "Fail layers whose spectrum is random-like (nothing learned).", "--fail-on-random-like/--allow-random-like"
+        ),
+    )
+    min_trusted_share: float = field(
+        default=0.3, metadata=_rule("Least share of layers whose power-law fit is trusted (0: off).")
+    )
     max_failed: int = field(default=0, metadata=_rule("Layers allowed to fail analysis, e.g. NaN weights."))
-    max_delta_alpha: float | None = field(default=None, metadata=_rule("Largest |Δalpha| of a layer against --baseline."))
+    max_delta_alpha: float | None = field(
+        default=None, metadata=_rule("Largest |Δalpha| of a layer against --baseline.")
+    )
     max_delta_median: float | None = field(default=None, metadata=_rule("Largest |Δ median alpha| against --baseline."))
-    max_update_ratio: float | None = field(default=10.0, metadata=_rule(
-        "Adapters: fail a module whose update (‖ΔW‖/‖W‖, or ‖ΔW‖ without the base) exceeds this many times the adapter's median (inf: off)."))
-    max_update_share: float | None = field(default=0.5, metadata=_rule(
-        "Adapters: fail a module holding more than this share of the adapter's total squared update, from 4 modules on (inf: off)."))
-    strict: bool = field(default=True, metadata=_rule(
-        "Fail when a rule could not be checked (its input is missing from the report).", "--strict/--no-strict"))
+    max_update_ratio: float | None = field(
+        default=10.0,
+        metadata=_rule(
+            "Adapters: fail a module whose update (‖ΔW‖/‖W‖, or ‖ΔW‖ without the base) exceeds this many times the adapter's median (inf: off)."
+        ),
+    )
+    max_update_share: float | None = field(
+        default=0.5,
+        metadata=_rule(
+            "Adapters: fail a module holding more than this share of the adapter's total squared update, from 4 modules on (inf: off)."
+        ),
+    )
+    strict: bool = field(
+        default=True,
+        metadata=_rule(
+            "Fail when a rule could not be checked (its input is missing from the report).", "--strict/--no-strict"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.min_alpha < self.max_alpha:
@@ -122,8 +158,14 @@ class GateRules:
         for name in ("max_out_of_range_share", "min_trusted_share", "max_update_share"):
             if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise WeightscopeError(f"{_key(name)} is a share and must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("max_out_of_range_count", "max_failed", "max_delta_alpha", "max_delta_median", "max_alpha_deviation",
-                     "max_update_ratio"):
+        for name in (
+            "max_out_of_range_count",
+            "max_failed",
+            "max_delta_alpha",
+            "max_delta_median",
+            "max_alpha_deviation",
+            "max_update_ratio",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise WeightscopeError(f"{_key(name)} must be ≥ 0, got {value}")
@@ -288,16 +330,16 @@ def _g(value: float) -> str:
 #: The one-line fix of each layer finding the gate fails on or warns about.
 FINDING_FIXES = {
     "random-like": "Check that the layer was trained and loaded (not reset or re-initialised); a layer the "
-                   "training never uses (e.g. an unused pooler) can be accepted with the gate's exclude.",
+    "training never uses (e.g. an unused pooler) can be accepted with the gate's exclude.",
     "correlation-trap": "Look at the listed entries (row, col): a loading bug, an overflow or a diverging update "
-                        "often leaves such values; clip or re-train if they are not intended.",
+    "often leaves such values; clip or re-train if they are not intended.",
     "rank-collapsed": "Check for dead units, a collapse during training or a pruning/merge step that zeroed the matrix.",
     "failed": "Read the reason: NaN or inf weights mean a diverged or corrupted checkpoint.",
     "non-finite": "The checkpoint diverged or is corrupted: go back to an earlier one.",
     "over-trained": "Compare with the base model or an earlier checkpoint (compare, trend); if alpha keeps falling, "
-                    "consider stopping earlier, a lower learning rate or more regularisation.",
+    "consider stopping earlier, a lower learning rate or more regularisation.",
     "under-trained": "Expected early in training or for layers a task barely uses; if it persists at the end of "
-                     "training, check that the layer receives gradient (frozen, detached, tiny learning rate).",
+    "training, check that the layer receives gradient (frozen, detached, tiny learning rate).",
 }
 
 
@@ -309,29 +351,46 @@ def advice(name: str) -> str:
 #: Fixes of the rules that are not a layer finding (model-level rules,
 #: baseline deltas, adapter updates): each rule says once what to do when it fails.
 _FIX_LAYERS = "Check --include/--exclude and the gate's exclude patterns: together they left no layer to judge."
-_FIX_OUT_OF_RANGE = ("See the alpha-range lines; if these layers are expected out of band, accept them once "
-                     "(gate --write-baseline FILE, then --baseline FILE) or raise max-out-of-range-share.")
-_FIX_OUTLIER = ("Compare this layer with the base model or an earlier checkpoint (weightscope compare): a layer "
-                "reset, re-initialised or corrupted by a merge stands out from its kind like this.")
-_FIX_TRUST = ("Few layers have a believable power-law fit, so alpha says little about this model; lower "
-              "min-trusted-share for it, or gate against a baseline of the same model.")
+_FIX_OUT_OF_RANGE = (
+    "See the alpha-range lines; if these layers are expected out of band, accept them once "
+    "(gate --write-baseline FILE, then --baseline FILE) or raise max-out-of-range-share."
+)
+_FIX_OUTLIER = (
+    "Compare this layer with the base model or an earlier checkpoint (weightscope compare): a layer "
+    "reset, re-initialised or corrupted by a merge stands out from its kind like this."
+)
+_FIX_TRUST = (
+    "Few layers have a believable power-law fit, so alpha says little about this model; lower "
+    "min-trusted-share for it, or gate against a baseline of the same model."
+)
 _FIX_DELTA = "See what the update did to this layer with weightscope compare BASELINE MODEL; raise the limit if the change is intended."
 _FIX_STRICT = "Analyse with --randomize (the input this rule needs), or pass --no-strict."
-_FIX_UPDATE_SIZE = ("This module's update is far larger than the adapter's others: look for an exploding B factor, "
-                    "a too-high learning rate for it, or a mis-scaled save; retrain or drop the module.")
-_FIX_UPDATE_SHARE = ("One module carries most of the adapter's update: check that module's factors and scaling "
-                     "(lora_alpha, rank_pattern) before merging the adapter.")
-_FIX_UPDATE_ZERO = "The module's B factor is all zero, PEFT's initial state: the adapter was not trained (or saved before training)."
+_FIX_UPDATE_SIZE = (
+    "This module's update is far larger than the adapter's others: look for an exploding B factor, "
+    "a too-high learning rate for it, or a mis-scaled save; retrain or drop the module."
+)
+_FIX_UPDATE_SHARE = (
+    "One module carries most of the adapter's update: check that module's factors and scaling "
+    "(lora_alpha, rank_pattern) before merging the adapter."
+)
+_FIX_UPDATE_ZERO = (
+    "The module's B factor is all zero, PEFT's initial state: the adapter was not trained (or saved before training)."
+)
 
 
 def _per_layer(
-    rule: str, layers: Iterable[LayerResult], judge: Callable[[LayerResult], tuple[str, float | None, str]], limit: str,
+    rule: str,
+    layers: Iterable[LayerResult],
+    judge: Callable[[LayerResult], tuple[str, float | None, str]],
+    limit: str,
     fix: str | Callable[[LayerResult], str] = "",
 ) -> list[Check]:
     checks = []
     for layer in layers:
         status, value, message = judge(layer)
-        checks.append(Check(rule, layer.name, status, value, limit, message, fix if isinstance(fix, str) else fix(layer)))
+        checks.append(
+            Check(rule, layer.name, status, value, limit, message, fix if isinstance(fix, str) else fix(layer))
+        )
     return checks
 
 
@@ -365,14 +424,25 @@ def _alpha_checks(layers: list[LayerResult], rules: GateRules) -> list[Check]:
             return FAIL, alpha, f"alpha {_g(alpha)} is outside {band}, and too many are: {tally}"
         return WARN, alpha, f"alpha {_g(alpha)} is outside {band}; tolerated: {tally}"
 
-    checks = _per_layer("alpha-range", judged, in_range, band, lambda layer: advice(_band_finding(layer.alpha or 0.0, rules)))
+    checks = _per_layer(
+        "alpha-range", judged, in_range, band, lambda layer: advice(_band_finding(layer.alpha or 0.0, rules))
+    )
     share = len(outside) / len(judged) if judged else 0.0
     limit = f"at most {allowed} layer(s) outside {band} (share {_g(rules.max_out_of_range_share)}" + (
         f", count {rules.max_out_of_range_count})" if rules.max_out_of_range_count is not None else ")"
     )
     verdict = "too many" if too_many else "within the allowance"
-    checks.append(Check("out-of-range", MODEL, FAIL if too_many else PASS, share, limit,
-                        f"{tally} ({share:.0%}): {verdict}", _FIX_OUT_OF_RANGE))
+    checks.append(
+        Check(
+            "out-of-range",
+            MODEL,
+            FAIL if too_many else PASS,
+            share,
+            limit,
+            f"{tally} ({share:.0%}): {verdict}",
+            _FIX_OUT_OF_RANGE,
+        )
+    )
     return checks
 
 
@@ -403,8 +473,10 @@ def _deviation_checks(layers: list[LayerResult], limit_sigmas: float) -> list[Ch
                 continue
             deviation = abs(alpha - median) / sigma
             status = FAIL if deviation > limit_sigmas else PASS
-            message = (f"alpha {_g(alpha)} is {deviation:.1f} robust sigmas from the median {_g(median)} "
-                       f"of the {len(members)} '{kind}' layers")
+            message = (
+                f"alpha {_g(alpha)} is {deviation:.1f} robust sigmas from the median {_g(median)} "
+                f"of the {len(members)} '{kind}' layers"
+            )
             checks.append(Check("alpha-outlier", layer.name, status, float(deviation), limit, message, _FIX_OUTLIER))
     return checks
 
@@ -413,7 +485,9 @@ _MIN_KIND_LAYERS = 4
 _MIN_MAD = 0.05
 
 
-def _flag_check(rule: str, flag: str, what: str, needs: Callable[[LayerResult], object]) -> Callable[[LayerResult], tuple[str, float | None, str]]:
+def _flag_check(
+    rule: str, flag: str, what: str, needs: Callable[[LayerResult], object]
+) -> Callable[[LayerResult], tuple[str, float | None, str]]:
     """A per-layer check that fails where the layer carries ``flag``; skipped where the
     input the flag needs (``needs``) was not computed."""
 
@@ -423,7 +497,7 @@ def _flag_check(rule: str, flag: str, what: str, needs: Callable[[LayerResult], 
         if needs(layer) is None:
             return SKIP, None, f"{rule} was not computed for this layer"
         if flag in layer.flags:
-            reason = next((r for f, r in zip(layer.flags, layer.reasons[-len(layer.flags):]) if f == flag), what)
+            reason = next((r for f, r in zip(layer.flags, layer.reasons[-len(layer.flags) :]) if f == flag), what)
             return FAIL, 1.0, reason
         return PASS, 0.0, f"no {rule}"
 
@@ -437,7 +511,9 @@ def _trust_check(layers: list[LayerResult], minimum: float) -> Check:
         return Check("trusted-fits", MODEL, SKIP, None, limit, "fit trust was not computed")
     share = sum(layer.fit_trust.trusted for layer in judged if layer.fit_trust) / len(judged)
     status = PASS if share >= minimum else FAIL
-    return Check("trusted-fits", MODEL, status, share, limit, f"{share:.0%} of {len(judged)} fits are trusted", _FIX_TRUST)
+    return Check(
+        "trusted-fits", MODEL, status, share, limit, f"{share:.0%} of {len(judged)} fits are trusted", _FIX_TRUST
+    )
 
 
 def _failed_checks(layers: list[LayerResult], max_failed: int) -> list[Check]:
@@ -487,9 +563,13 @@ def update_checks(updates: list[Update], rules: GateRules) -> list[Check]:
     for update in updates:
         stats = update.stats
         rank = stats.lora_rank if stats.lora_rank is not None else stats.dim
-        used = f"{stats.rank90} of r = {rank} direction(s) hold 90 % of ‖ΔW‖² (effective rank {stats.effective_rank:.2g})"
+        used = (
+            f"{stats.rank90} of r = {rank} direction(s) hold 90 % of ‖ΔW‖² (effective rank {stats.effective_rank:.2g})"
+        )
         status, message = (FAIL, "zero update: " + used) if stats.rank90 == 0 else (PASS, used)
-        checks.append(Check("update-rank", update.name, status, float(stats.rank90), "> 0 directions", message, _FIX_UPDATE_ZERO))
+        checks.append(
+            Check("update-rank", update.name, status, float(stats.rank90), "> 0 directions", message, _FIX_UPDATE_ZERO)
+        )
     relative = all(u.stats.relative_norm is not None for u in updates)
     sizes = np.array([(u.stats.relative_norm if relative else u.stats.norm) or 0.0 for u in updates], dtype=float)
     what, squared = ("‖ΔW‖/‖W‖", "Σ(‖ΔW‖/‖W‖)²") if relative else ("‖ΔW‖", "Σ‖ΔW‖²")
@@ -500,17 +580,34 @@ def update_checks(updates: list[Update], rules: GateRules) -> list[Check]:
         for update, size in zip(updates, sizes):
             ratio = float(size / median) if math.isfinite(size) else math.inf
             status = FAIL if not ratio <= rules.max_update_ratio else PASS
-            message = (f"{what} = {_g(size)} is {_g(ratio)} × the median {_g(median)} of the adapter's {len(updates)} modules"
-                       if math.isfinite(size) else f"{what} is not finite: the update overflows")
+            message = (
+                f"{what} = {_g(size)} is {_g(ratio)} × the median {_g(median)} of the adapter's {len(updates)} modules"
+                if math.isfinite(size)
+                else f"{what} is not finite: the update overflows"
+            )
             checks.append(Check("update-size", update.name, status, ratio, limit, message, _FIX_UPDATE_SIZE))
     squares = sizes**2
-    if rules.max_update_share is not None and len(updates) >= _MIN_UPDATES_FOR_SHARE and np.isfinite(squares).all() and squares.sum() > 0:
+    if (
+        rules.max_update_share is not None
+        and len(updates) >= _MIN_UPDATES_FOR_SHARE
+        and np.isfinite(squares).all()
+        and squares.sum() > 0
+    ):
         limit = f"≤ {_g(rules.max_update_share)} of {squared}"
         for update, square in zip(updates, squares):
             share = float(square / squares.sum())
             status = FAIL if share > rules.max_update_share else PASS
-            checks.append(Check("update-share", update.name, status, share, limit,
-                                f"holds {share:.0%} of the adapter's {squared} over {len(updates)} modules", _FIX_UPDATE_SHARE))
+            checks.append(
+                Check(
+                    "update-share",
+                    update.name,
+                    status,
+                    share,
+                    limit,
+                    f"holds {share:.0%} of the adapter's {squared} over {len(updates)} modules",
+                    _FIX_UPDATE_SHARE,
+                )
+            )
     return checks
 
 
@@ -567,13 +664,26 @@ def _new_traps(report: Report, baseline: Report, pairs: list[tuple[str, str, str
             continue
         count, prior = now[name_b].traps.count, before[name_a].traps.count  # type: ignore[union-attr]
         status = FAIL if count > prior else PASS
-        checks.append(Check("new-trap", name_b, status, float(count), "no more traps than the baseline",
-                            f"{count} correlation trap(s), the baseline has {prior}", advice("correlation-trap")))
+        checks.append(
+            Check(
+                "new-trap",
+                name_b,
+                status,
+                float(count),
+                "no more traps than the baseline",
+                f"{count} correlation trap(s), the baseline has {prior}",
+                advice("correlation-trap"),
+            )
+        )
     return checks
 
 
 def _against_baseline(
-    checks: list[Check], before: list[Check], pairs: list[tuple[str, str, str]], layers: Mapping[str, LayerResult], rules: GateRules
+    checks: list[Check],
+    before: list[Check],
+    pairs: list[tuple[str, str, str]],
+    layers: Mapping[str, LayerResult],
+    rules: GateRules,
 ) -> list[Check]:
     """Each failure the baseline has too, on the paired layer (or the model) and no
     worse, becomes ACCEPTED, saying so; new and worse failures stay failures."""
@@ -583,9 +693,15 @@ def _against_baseline(
     judged = []
     for check in checks:
         prior = found.get((check.rule, check.layer))
-        if (check.status == FAIL and prior is not None and check.rule not in _NEVER_ACCEPTED
-                and not _worse(check, prior, layers.get(check.layer), rules)):
-            has = "the baseline has it too" if prior.message == check.message else f"the baseline has it: {prior.message}"
+        if (
+            check.status == FAIL
+            and prior is not None
+            and check.rule not in _NEVER_ACCEPTED
+            and not _worse(check, prior, layers.get(check.layer), rules)
+        ):
+            has = (
+                "the baseline has it too" if prior.message == check.message else f"the baseline has it: {prior.message}"
+            )
             check = dataclasses.replace(check, status=ACCEPTED, message=f"{check.message} ({has})")
         judged.append(check)
     return judged
@@ -629,10 +745,19 @@ def _rule_checks(report: Report, rules: GateRules, skipped: set[str]) -> list[Ch
     full-matrix rules (alpha, traps, random-like, rank, fit trust) judge the rest.
     """
     layers = [layer for layer in report.layers if layer.name not in skipped]
-    checks = [Check("layers", MODEL, PASS if layers else FAIL, float(len(layers)), "≥ 1 layer",
-                    f"{len(layers)} layer(s) to judge" + (f" ({len(skipped)} excluded by the gate config)" if skipped else "")
-                    if layers else "no layer to judge: the selection or the exclude patterns match nothing, so nothing was checked",
-                    _FIX_LAYERS)]
+    checks = [
+        Check(
+            "layers",
+            MODEL,
+            PASS if layers else FAIL,
+            float(len(layers)),
+            "≥ 1 layer",
+            f"{len(layers)} layer(s) to judge" + (f" ({len(skipped)} excluded by the gate config)" if skipped else "")
+            if layers
+            else "no layer to judge: the selection or the exclude patterns match nothing, so nothing was checked",
+            _FIX_LAYERS,
+        )
+    ]
     if not layers:
         return checks
     updates = [Update(layer.name, layer.update) for layer in layers if layer.update is not None]
@@ -641,16 +766,31 @@ def _rule_checks(report: Report, rules: GateRules, skipped: set[str]) -> list[Ch
     if rules.max_alpha_deviation is not None:
         checks += _deviation_checks(full, rules.max_alpha_deviation)
     if rules.fail_on_random_like:
-        checks += _per_layer("random-like", full, _flag_check("random-like", "random-like", "random-like spectrum",
-                                                              lambda layer: layer.mp), "not random-like", advice("random-like"))
+        checks += _per_layer(
+            "random-like",
+            full,
+            _flag_check("random-like", "random-like", "random-like spectrum", lambda layer: layer.mp),
+            "not random-like",
+            advice("random-like"),
+        )
     if rules.fail_on_traps:
-        checks += _per_layer("correlation-trap", full, _flag_check("correlation-trap", "correlation-trap",
-                                                                   "a correlation trap that moves alpha",
-                                                                   lambda layer: layer.traps), "no trap that moves alpha",
-                             advice("correlation-trap"))
+        checks += _per_layer(
+            "correlation-trap",
+            full,
+            _flag_check(
+                "correlation-trap", "correlation-trap", "a correlation trap that moves alpha", lambda layer: layer.traps
+            ),
+            "no trap that moves alpha",
+            advice("correlation-trap"),
+        )
     if rules.fail_on_rank_collapse:
-        checks += _per_layer("rank-collapse", full, _flag_check("rank-collapse", "rank-collapsed", "rank collapsed",
-                                                                lambda layer: layer.rank), "not collapsed", advice("rank-collapsed"))
+        checks += _per_layer(
+            "rank-collapse",
+            full,
+            _flag_check("rank-collapse", "rank-collapsed", "rank collapsed", lambda layer: layer.rank),
+            "not collapsed",
+            advice("rank-collapsed"),
+        )
     if rules.min_trusted_share > 0 and any(layer.ok for layer in full):
         checks.append(_trust_check(full, rules.min_trusted_share))
     checks += _failed_checks(layers, rules.max_failed)
@@ -682,18 +822,32 @@ def evaluate(
     checks = _rule_checks(report, rules, skipped)
     judged = checks[0].status == PASS  # the "layers" check: something is left to judge
     if baseline is not None and judged:
-        alignment = align_names([layer.name for layer in baseline.layers], [layer.name for layer in report.layers], strip_prefix)
+        alignment = align_names(
+            [layer.name for layer in baseline.layers], [layer.name for layer in report.layers], strip_prefix
+        )
         alignment.check()
         before = _rule_checks(baseline, rules, set(excluded_layers(baseline, exclude)))
-        checks = _against_baseline(checks, before, alignment.pairs, {layer.name: layer for layer in report.layers}, rules)
+        checks = _against_baseline(
+            checks, before, alignment.pairs, {layer.name: layer for layer in report.layers}, rules
+        )
         if rules.fail_on_traps:
             checks += _new_traps(report, baseline, alignment.pairs, skipped)
         if rules.needs_baseline:
-            checks += _delta_checks(compare_reports(baseline, report, strip_prefix=strip_prefix), report, baseline, rules)
+            checks += _delta_checks(
+                compare_reports(baseline, report, strip_prefix=strip_prefix), report, baseline, rules
+            )
     if rules.strict:
-        checks = [dataclasses.replace(check, status=FAIL, fix=_FIX_STRICT,
-                                      message=f"{check.message}; --strict fails a rule that could not be checked")
-                  if check.status == SKIP else check for check in checks]
+        checks = [
+            dataclasses.replace(
+                check,
+                status=FAIL,
+                fix=_FIX_STRICT,
+                message=f"{check.message}; --strict fails a rule that could not be checked",
+            )
+            if check.status == SKIP
+            else check
+            for check in checks
+        ]
     return checks
 
 
@@ -704,8 +858,17 @@ def adapter_checks(comparison: Comparison, rules: GateRules, exclude: Iterable[s
     the new reading is a broken-weights verdict (random-like and worse), warns otherwise."""
     compiled = [compile_pattern(pattern, "gate exclude") for pattern in exclude]
     changes = [c for c in comparison.layers if not any(p.search(c.name_b) or p.search(c.name) for p in compiled)]
-    checks = [Check("layers", MODEL, PASS if changes else FAIL, float(len(changes)), "≥ 1 adapted layer",
-                    f"{len(changes)} adapted layer(s) to judge" if changes else "no adapted layer to judge", _FIX_LAYERS)]
+    checks = [
+        Check(
+            "layers",
+            MODEL,
+            PASS if changes else FAIL,
+            float(len(changes)),
+            "≥ 1 adapted layer",
+            f"{len(changes)} adapted layer(s) to judge" if changes else "no adapted layer to judge",
+            _FIX_LAYERS,
+        )
+    ]
     if not changes:
         return checks
     for change in changes:
@@ -713,10 +876,20 @@ def adapter_checks(comparison: Comparison, rules: GateRules, exclude: Iterable[s
         if change.worse:
             broken = VERDICT_SEVERITY.get(change.verdict_b or "", 0) >= VERDICT_SEVERITY["random-like"]
             status = FAIL if broken else WARN
-        message = (f"merged {change.verdict_b or 'unjudged'}, base {change.verdict_a or 'unjudged'}"
-                   + (f"; {change.note}" if change.note else ""))
-        checks.append(Check("merged-verdict", change.name, status, None, "no worse than the base layer's reading",
-                            message, advice(change.verdict_b) if change.verdict_b else ""))
+        message = f"merged {change.verdict_b or 'unjudged'}, base {change.verdict_a or 'unjudged'}" + (
+            f"; {change.note}" if change.note else ""
+        )
+        checks.append(
+            Check(
+                "merged-verdict",
+                change.name,
+                status,
+                None,
+                "no worse than the base layer's reading",
+                message,
+                advice(change.verdict_b) if change.verdict_b else "",
+            )
+        )
     updates = [Update(change.name, change.update) for change in changes if change.update is not None]
     return checks + (update_checks(updates, rules) if updates else [])
 
@@ -738,8 +911,10 @@ def gate(
     opts = AnalysisOptions.from_kwargs(**options)
     if adapter is not None:
         if settings.baseline is not None:
-            raise WeightscopeError("a baseline does not apply to a base + adapter gate: gate the adapter directory "
-                                   "against a baseline of it (gate ADAPTER_DIR --baseline FILE)")
+            raise WeightscopeError(
+                "a baseline does not apply to a base + adapter gate: gate the adapter directory "
+                "against a baseline of it (gate ADAPTER_DIR --baseline FILE)"
+            )
         comparison = compare_checkpoints(path, adapter, opts, strip_prefix=settings.strip_prefix, execution=execution)
         checks = adapter_checks(comparison, settings.rules, settings.exclude)
         return GateResult(str(adapter), None, settings.config, settings.rules, checks, base=str(path))
@@ -764,9 +939,15 @@ def accept(
 
 
 def _gated(
-    path: str | os.PathLike[str], report: Report, settings: GateSettings, baseline: Report | None, baseline_name: str | None
+    path: str | os.PathLike[str],
+    report: Report,
+    settings: GateSettings,
+    baseline: Report | None,
+    baseline_name: str | None,
 ) -> GateResult:
-    checks = evaluate(report, settings.rules, baseline=baseline, strip_prefix=settings.strip_prefix,
-                      exclude=settings.exclude)
-    return GateResult(str(path), baseline_name, settings.config, settings.rules, checks,
-                      excluded_layers(report, settings.exclude))
+    checks = evaluate(
+        report, settings.rules, baseline=baseline, strip_prefix=settings.strip_prefix, exclude=settings.exclude
+    )
+    return GateResult(
+        str(path), baseline_name, settings.config, settings.rules, checks, excluded_layers(report, settings.exclude)
+    )

@@ -110,7 +110,9 @@ class LiveMeasures:
         gains = {info.name for info in reader.tensors() if len(info.shape) == 1 and info.is_float}
         self._blocks: list[_Block] = []
         if pairs and source.heads is None:
-            self.notes.append("number of attention heads unknown (no config on the model): pass heads= for the logit bounds")
+            self.notes.append(
+                "number of attention heads unknown (no config on the model): pass heads= for the logit bounds"
+            )
         elif source.heads is not None:
             for q, k in pairs:
                 try:
@@ -124,14 +126,17 @@ class LiveMeasures:
         matrices = [s for s in specs if len(s.info.shape) == 2 and s.part is None and s.lora is None]
         self._per_matrix = chosen is not None
         self._matrices = [
-            (s.name, s.block) for s in matrices
+            (s.name, s.block)
+            for s in matrices
             if (chosen.search(s.name) if chosen is not None else s.block is not None)
         ]
         tokens = [s for s in token_matrices(specs) if s.kind == "embedding"]
         self._embedding = tokens[0].name if tokens else None
         rows = tokens[0].info.shape[0] if tokens else 0
         self._rows = (
-            np.sort(np.random.default_rng(seed).choice(rows, size=min(sample_rows, rows), replace=False)) if rows else None
+            np.sort(np.random.default_rng(seed).choice(rows, size=min(sample_rows, rows), replace=False))
+            if rows
+            else None
         )
         self._vectors: dict[str, Any] = {}
         self._steps: list[int] = []

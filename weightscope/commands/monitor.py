@@ -101,16 +101,22 @@ def growth_alerts(series: list[AttentionSeries], step: int | None) -> list[Alert
         if not block.flagged:
             continue
         known = [b for b in block.bounds if b is not None]
-        alerts.append(Alert(
-            FLAG_LOGIT_GROWTH, f"block {block.block}", step,
-            f"logit bound {known[0]:.3g} → {known[-1]:.3g}, growing {block.growth:.2f} per ln(step) ({block.q})",
-        ))
+        alerts.append(
+            Alert(
+                FLAG_LOGIT_GROWTH,
+                f"block {block.block}",
+                step,
+                f"logit bound {known[0]:.3g} → {known[-1]:.3g}, growing {block.growth:.2f} per ln(step) ({block.q})",
+            )
+        )
     return alerts
 
 
 def _band_alert(layer: LayerSeries, steps: list[int | None], thresholds: Thresholds) -> Alert | None:
     inside = None
-    for index, (alpha, trusted) in enumerate(zip(layer.alphas, layer.trusted or [True] * len(layer.alphas), strict=True)):
+    for index, (alpha, trusted) in enumerate(
+        zip(layer.alphas, layer.trusted or [True] * len(layer.alphas), strict=True)
+    ):
         if alpha is None or not trusted:
             continue
         if thresholds.alpha_low <= alpha <= thresholds.alpha_high:
@@ -118,7 +124,9 @@ def _band_alert(layer: LayerSeries, steps: list[int | None], thresholds: Thresho
         elif inside is not None:
             side = "below" if alpha < thresholds.alpha_low else "above"
             return Alert(
-                FLAG_ALPHA_BAND, layer.name, steps[index],
+                FLAG_ALPHA_BAND,
+                layer.name,
+                steps[index],
                 f"alpha {layer.alphas[inside]:.2f} at step {steps[inside]} → {alpha:.2f}, {side} "
                 f"[{thresholds.alpha_low:g}, {thresholds.alpha_high:g}]",
             )
@@ -145,12 +153,19 @@ def trend_alerts(trend: Trend, thresholds: Thresholds = Thresholds()) -> list[Al
             Alert(FLAG_JUMP, layer.name, jump.step, f"alpha {jump.delta:+.2f} into step {jump.step}")
             for jump in layer.jumps
         )
-        alerts.extend(found for found in (_band_alert(layer, steps, thresholds), _collapse_alert(layer, steps)) if found)
+        alerts.extend(
+            found for found in (_band_alert(layer, steps, thresholds), _collapse_alert(layer, steps)) if found
+        )
     for cloud in trend.embeddings:
         for at in cloud.rises:
             before = next(v for v in reversed(cloud.twonn[:at]) if v is not None)
-            alerts.append(Alert(
-                FLAG_ID_RISE, cloud.name, steps[at], f"intrinsic dimension {before:.1f} → {cloud.twonn[at]:.1f} at step {steps[at]}"
-            ))
+            alerts.append(
+                Alert(
+                    FLAG_ID_RISE,
+                    cloud.name,
+                    steps[at],
+                    f"intrinsic dimension {before:.1f} → {cloud.twonn[at]:.1f} at step {steps[at]}",
+                )
+            )
     order = list(ALERT_FLAGS)
     return sorted(alerts, key=lambda alert: order.index(alert.flag))

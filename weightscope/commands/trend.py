@@ -250,9 +250,7 @@ def _log_step_positions(steps: list[int | None]) -> np.ndarray:
     return np.arange(len(steps), dtype=np.float64)
 
 
-def find_jumps(
-    alphas: list[float | None], steps: list[int | None], jump_k: float, min_swing: float
-) -> list[Jump]:
+def find_jumps(alphas: list[float | None], steps: list[int | None], jump_k: float, min_swing: float) -> list[Jump]:
     """Changes between consecutive known alphas that stand out from the layer's usual change.
 
     Changes are compared as rates per unit of log(1 + step): training moves on a log-time
@@ -302,7 +300,7 @@ def find_fall_then_rise(alphas: list[float | None], steps: list[int | None], min
         return None
     low_at, low = known[position]
     fall = max(a for _, a in known[:position]) - low
-    rise = max(a for _, a in known[position + 1:]) - low
+    rise = max(a for _, a in known[position + 1 :]) - low
     if fall < min_swing or rise < min_swing:
         return None
     return FallThenRise(low_at, steps[low_at], fall, rise)
@@ -345,7 +343,8 @@ def layer_series(
     known = [i for i, a in enumerate(context) if a is not None]
     before = {after: prior for prior, after in itertools.pairwise(known)}
     jumps = [
-        jump for jump in find_jumps(context, steps, jump_k, min_swing)
+        jump
+        for jump in find_jumps(context, steps, jump_k, min_swing)
         if jump.at > settled and usable[jump.at] is not None and usable[before[jump.at]] is not None
     ]
     fall_rise = find_fall_then_rise(usable, steps, min_swing)
@@ -379,7 +378,9 @@ def _comovement(present: list[LayerResult | None], distances: list[float | None]
     kept_distances = [d if layer is not None else None for d, layer in zip(distances, kept)]
     return {
         "rand_distance": spearman(alphas, [layer.rand_distance if layer is not None else None for layer in kept]),
-        "log_spectral_norm": spearman(alphas, [layer.log_spectral_norm if layer is not None else None for layer in kept]),
+        "log_spectral_norm": spearman(
+            alphas, [layer.log_spectral_norm if layer is not None else None for layer in kept]
+        ),
         "distance_from_init": spearman(alphas, kept_distances),
     }
 
@@ -417,6 +418,7 @@ def embedding_series(points: list[TrendPoint]) -> list[EmbeddingSeries]:
             clouds.setdefault(cloud.name, [None] * len(points))[index] = cloud
     series = []
     for name, per_point in clouds.items():
+
         def values(field: str) -> list[float | None]:
             return [getattr(c, field) if c is not None else None for c in per_point]  # noqa: B023 - called within the loop iteration
 
@@ -425,7 +427,15 @@ def embedding_series(points: list[TrendPoint]) -> list[EmbeddingSeries]:
         rises = sudden_rises(twonn, errors, RISE_SIGMAS, RISE_SHARE)
         series.append(
             EmbeddingSeries(
-                name, twonn, errors, values("mle"), values("mean_cosine"), values("pc1_share"), phase, peak, rises,
+                name,
+                twonn,
+                errors,
+                values("mle"),
+                values("mean_cosine"),
+                values("pc1_share"),
+                phase,
+                peak,
+                rises,
                 [FLAG_ID_RISE] if rises else [],
             )
         )
@@ -462,12 +472,20 @@ def trend_from_reports(
             name, kind, alphas, verdicts, steps, jump_k=jump_k, min_swing=min_swing, trusted=trusted, context=context
         )
         distance = (distances or {}).get(name, [None] * len(run))
-        series.append(dataclasses.replace(layer, distance_from_init=distance, comovement=_comovement(present, distance)))
+        series.append(
+            dataclasses.replace(layer, distance_from_init=distance, comovement=_comovement(present, distance))
+        )
     options = run[0][1].options if run else {}
     points = [_point(entry, report, origin) for entry, report, origin in run]
     return Trend(
-        points, series, options, jump_k, min_swing,
-        attention=attention_series(points, steps, jump_k), embeddings=embedding_series(points), notes=list(notes or []),
+        points,
+        series,
+        options,
+        jump_k,
+        min_swing,
+        attention=attention_series(points, steps, jump_k),
+        embeddings=embedding_series(points),
+        notes=list(notes or []),
     )
 
 
@@ -547,7 +565,9 @@ def trend_of_run(
     opened = open_store(execution.cache_dir, execution.cache_max_bytes) if execution.cache else None
     reports = ReportCache(opened, opts) if opened is not None else None
     known = [_stored_report(entry.path, reports) for entry in entries]
-    fresh = analyze_many([entry.path for entry, found in zip(entries, known) if found is None], opts, execution=execution)
+    fresh = analyze_many(
+        [entry.path for entry, found in zip(entries, known) if found is None], opts, execution=execution
+    )
     run: list[tuple[RunEntry, Report, str]] = []
     with closing(fresh):
         for position, (entry, found) in enumerate(zip(entries, known), start=1):

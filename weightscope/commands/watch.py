@@ -76,7 +76,8 @@ class CheckpointEvent:
         """The event as ``weightscope/checkpoint/…`` scalars (what the callbacks and the
         TensorBoard file log), and ``weightscope/alert/<flag>``: the alerts of that flag."""
         values = {
-            "alpha_median": self.alpha_median, "logit_bound_max": self.logit_bound_max,
+            "alpha_median": self.alpha_median,
+            "logit_bound_max": self.logit_bound_max,
             "intrinsic_dimension": self.intrinsic_dimension,
         }
         metrics = {f"weightscope/checkpoint/{name}": float(v) for name, v in values.items() if v is not None}
@@ -87,15 +88,25 @@ class CheckpointEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step, "path": self.path, "origin": self.origin, "alpha_median": self.alpha_median,
-            "logit_bound_max": self.logit_bound_max, "intrinsic_dimension": self.intrinsic_dimension,
-            "alerts": [{"flag": a.flag, "subject": a.subject, "step": a.step, "message": a.message} for a in self.alerts],
+            "step": self.step,
+            "path": self.path,
+            "origin": self.origin,
+            "alpha_median": self.alpha_median,
+            "logit_bound_max": self.logit_bound_max,
+            "intrinsic_dimension": self.intrinsic_dimension,
+            "alerts": [
+                {"flag": a.flag, "subject": a.subject, "step": a.step, "message": a.message} for a in self.alerts
+            ],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointEvent:
         return cls(
-            data["step"], data["path"], data["origin"], data.get("alpha_median"), data.get("logit_bound_max"),
+            data["step"],
+            data["path"],
+            data["origin"],
+            data.get("alpha_median"),
+            data.get("logit_bound_max"),
             data.get("intrinsic_dimension"),
             [Alert(a["flag"], a["subject"], a.get("step"), a["message"]) for a in data.get("alerts", [])],
         )
@@ -170,7 +181,12 @@ class RunWatcher:
         self.run_dir = Path(run_dir)
         self.settle = settle
         self._pattern = compile_step_pattern(step_regex)
-        self._trend_args: dict[str, Any] = {"jump_k": jump_k, "min_swing": min_swing, "thresholds": thresholds, **options}
+        self._trend_args: dict[str, Any] = {
+            "jump_k": jump_k,
+            "min_swing": min_swing,
+            "thresholds": thresholds,
+            **options,
+        }
         self._stack = ExitStack()
         if not execution.cache:  # without a cache every round would analyse every checkpoint again
             scratch = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="weightscope-watch-"))
@@ -243,15 +259,25 @@ class RunWatcher:
         for index, point in enumerate(points):
             attention = point.measures.attention if point.measures is not None else None
             clouds = point.measures.embeddings if point.measures is not None else []
-            events.append(CheckpointEvent(
-                point.step, point.path, point.origin, point.summary.alpha_median,
-                attention.max if attention is not None else None, clouds[0].twonn if clouds else None, alerts[index],
-            ))
+            events.append(
+                CheckpointEvent(
+                    point.step,
+                    point.path,
+                    point.origin,
+                    point.summary.alpha_median,
+                    attention.max if attention is not None else None,
+                    clouds[0].twonn if clouds else None,
+                    alerts[index],
+                )
+            )
         return events
 
     def incomplete(self) -> list[CheckpointEvent]:
         """Events for the checkpoints not analysed (what a ``--once`` pass leaves out)."""
-        return [CheckpointEvent(entry.step, str(entry.path), "incomplete") for entry in order_run(self.pending(), self._pattern)]
+        return [
+            CheckpointEvent(entry.step, str(entry.path), "incomplete")
+            for entry in order_run(self.pending(), self._pattern)
+        ]
 
 
 def watch_once(watcher: RunWatcher, sleep: Callable[[float], None] = time.sleep) -> list[CheckpointEvent]:

@@ -123,7 +123,9 @@ def default_max_bytes() -> int:
         return parse_size(explicit)
     except WeightscopeError as exc:
         if _first_time(CACHE_MAX_ENV):
-            log.warning("$%s: %s; the cache keeps its default cap of %d GB", CACHE_MAX_ENV, exc, DEFAULT_MAX_BYTES // 1000**3)
+            log.warning(
+                "$%s: %s; the cache keeps its default cap of %d GB", CACHE_MAX_ENV, exc, DEFAULT_MAX_BYTES // 1000**3
+            )
         return DEFAULT_MAX_BYTES
 
 
@@ -163,7 +165,11 @@ def checkpoint_identity(path: str | os.PathLike[str]) -> list[object] | None:
     directory (a shard, an index, a config); None when any of them is unidentifiable."""
     root = Path(path)
     try:
-        files = [root] if not root.is_dir() else sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = (
+            [root]
+            if not root.is_dir()
+            else sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        )
     except OSError:
         return None
     identities: list[object] = [file_identity(file) for file in files]
@@ -413,7 +419,9 @@ class SpectrumCache:
         self._store = store
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str] | None = None, max_bytes: int | None = None) -> SpectrumCache | None:
+    def open(
+        cls, directory: str | os.PathLike[str] | None = None, max_bytes: int | None = None
+    ) -> SpectrumCache | None:
         store = open_store(directory, max_bytes)
         return cls(store) if store is not None else None
 

@@ -116,6 +116,7 @@ def cluster_device(choice: str, shapes: list[tuple[int, int]], gpus: float) -> s
 
 # --- on a worker ---------------------------------------------------------------------
 
+
 def check_worker_version(version: str) -> None:
     """Refuse to work for a driver of another weightscope version: the numbers of a
     cluster run must be those of a local run on the driver."""
@@ -182,7 +183,11 @@ class TaskResults(Iterator[Result]):
     first result was asked for."""
 
     def __init__(
-        self, ray: Any, refs: list[Any], lost: Callable[[int, Exception], Result], progress: Callable[[int], None] | None
+        self,
+        ray: Any,
+        refs: list[Any],
+        lost: Callable[[int, Exception], Result],
+        progress: Callable[[int], None] | None,
     ) -> None:
         self._ray, self._refs, self._lost, self._progress = ray, refs, lost, progress
         self._pending = list(refs)
@@ -197,7 +202,9 @@ class TaskResults(Iterator[Result]):
             raise StopIteration
         try:
             while refs[self._collected] not in self._ready:
-                finished, self._pending = self._ray.wait(self._pending, num_returns=len(self._pending), timeout=POLL_SECONDS)
+                finished, self._pending = self._ray.wait(
+                    self._pending, num_returns=len(self._pending), timeout=POLL_SECONDS
+                )
                 self._ready.update(finished)
                 if self._progress is not None:
                     left = len(self._pending)
@@ -211,7 +218,8 @@ class TaskResults(Iterator[Result]):
             except RayError as exc:  # the worker or its node died on every attempt
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 result = self._lost(
-                    self._collected, WeightscopeError(f"Ray ran it {MAX_RETRIES + 1} times and lost it each time: {first}")
+                    self._collected,
+                    WeightscopeError(f"Ray ran it {MAX_RETRIES + 1} times and lost it each time: {first}"),
                 )
         except BaseException:
             self.close()

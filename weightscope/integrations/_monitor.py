@@ -82,16 +82,30 @@ class BackgroundAnalysis:
         package_root = str(Path(weightscope.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         command = [
-            sys.executable, "-m", "weightscope", "watch", str(self.run_dir), "--once", "--quiet",
-            "--log", str(self._log), "--json", str(self.run_dir / TREND_REPORT), *self._arguments,
+            sys.executable,
+            "-m",
+            "weightscope",
+            "watch",
+            str(self.run_dir),
+            "--once",
+            "--quiet",
+            "--log",
+            str(self._log),
+            "--json",
+            str(self.run_dir / TREND_REPORT),
+            *self._arguments,
         ]
         with open(self._errors, "wb") as errors:
-            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env
+            )
         self._runs += 1
         if hasattr(os, "setpriority"):
             # it may have ended already, or the platform refuses: then it runs at our priority
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, self._process.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS))
+                os.setpriority(
+                    os.PRIO_PROCESS, self._process.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
+                )
 
     @property
     def busy(self) -> bool:
@@ -112,7 +126,11 @@ class BackgroundAnalysis:
         events = read_log(self._log) if self._log.is_file() else []
         if code not in (0, 1):  # 1: not used without --fail-on; anything else: it failed
             lines = self._errors.read_text(errors="replace").strip().splitlines()
-            _log.warning("weightscope: the checkpoint analysis of %s failed: %s", self.run_dir, lines[-1] if lines else f"exit {code}")
+            _log.warning(
+                "weightscope: the checkpoint analysis of %s failed: %s",
+                self.run_dir,
+                lines[-1] if lines else f"exit {code}",
+            )
         if self._again:
             self._again = False
             self._start()
@@ -183,7 +201,10 @@ class Monitor:
 
     def start(self, model: Any) -> None:
         self._live = LiveMeasures(
-            model, heads=self._heads, kv_heads=self._kv_heads, spectral_norms=self._spectral_norms,
+            model,
+            heads=self._heads,
+            kv_heads=self._kv_heads,
+            spectral_norms=self._spectral_norms,
         )
         for note in self._live.notes:
             _log.info("weightscope: %s", note)
@@ -205,7 +226,9 @@ class Monitor:
             arguments = [*self._analysis]
             live = self._live
             if live is not None and live.heads is not None and "--heads" not in arguments:
-                arguments += ["--heads", str(live.heads)] + (["--kv-heads", str(live.kv_heads)] if live.kv_heads else [])
+                arguments += ["--heads", str(live.heads)] + (
+                    ["--kv-heads", str(live.kv_heads)] if live.kv_heads else []
+                )
             self._background[where] = BackgroundAnalysis(where, arguments)
         self._background[where].request()
 

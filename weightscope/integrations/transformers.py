@@ -26,7 +26,9 @@ from weightscope.integrations._monitor import DEFAULT_EVERY, Monitor, Outcome
 try:
     from transformers import TrainerCallback
 except ImportError as exc:  # pragma: no cover - the extra is installed wherever this is tested
-    raise ImportError(f"weightscope.integrations.transformers needs transformers: {install_hint('transformers')}") from exc
+    raise ImportError(
+        f"weightscope.integrations.transformers needs transformers: {install_hint('transformers')}"
+    ) from exc
 
 
 class WeightscopeCallback(TrainerCallback):

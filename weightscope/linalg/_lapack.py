@@ -69,7 +69,9 @@ def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
             n = gram.shape[0]
             values = np.empty(n, dtype=gram.dtype)
             # Symmetric, so reading the C array as column-major is the same matrix.
-            info = function(_COLUMN_MAJOR, b"N", b"L", n, gram.ctypes.data_as(pointer), n, values.ctypes.data_as(pointer))
+            info = function(
+                _COLUMN_MAJOR, b"N", b"L", n, gram.ctypes.data_as(pointer), n, values.ctypes.data_as(pointer)
+            )
             if info != 0:
                 raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
             return values

@@ -81,7 +81,9 @@ def _bind(symbol: str, c_int: type) -> Counter | None:
             n = matrix.shape[0]
             matrix[np.diag_indices(n)] -= shift
             pivots = np.empty(n, dtype=index)
-            info = function(_COLUMN_MAJOR, b"L", n, matrix.ctypes.data_as(double), n, pivots.ctypes.data_as(ctypes.POINTER(c_int)))
+            info = function(
+                _COLUMN_MAJOR, b"L", n, matrix.ctypes.data_as(double), n, pivots.ctypes.data_as(ctypes.POINTER(c_int))
+            )
             if info < 0:
                 raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
             # info > 0: an exactly zero pivot, i.e. an eigenvalue exactly at the shift; it

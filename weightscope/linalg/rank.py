@@ -37,8 +37,14 @@ def _bits(stored_dtype: str) -> int:
     return bits
 
 
-def zero_tolerance(matrices: list[np.ndarray], lambda_max: float, stored_dtype: str, eig_dtype: str,
-                   noise_factor: float, lowest: float | None = None) -> float:
+def zero_tolerance(
+    matrices: list[np.ndarray],
+    lambda_max: float,
+    stored_dtype: str,
+    eig_dtype: str,
+    noise_factor: float,
+    lowest: float | None = None,
+) -> float:
     """The eigenvalue of X = WᵀW/N at or below which a layer's eigenvalue is numerically zero.
 
     - F32/F64 weights: `numpy.linalg.matrix_rank`'s convention, the one users know: a
@@ -105,8 +111,10 @@ def rounding_noise_levels(matrices: list[np.ndarray], bits: int, above: float | 
         ulp[w == 0] = 0.0
         square = np.square(ulp) / np.float32(12.0)
         n = w.shape[0]
-        bound = (np.sqrt(float(square.sum(axis=1, dtype=np.float64).max()))
-                 + np.sqrt(float(square.sum(axis=0, dtype=np.float64).max()))) ** 2 / n
+        bound = (
+            np.sqrt(float(square.sum(axis=1, dtype=np.float64).max()))
+            + np.sqrt(float(square.sum(axis=0, dtype=np.float64).max()))
+        ) ** 2 / n
         del square
         if above is not None and bound < above:
             levels = _elementwise_max(levels, np.array([bound]))
@@ -128,8 +136,9 @@ def _elementwise_max(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.maximum(np.pad(first, (0, size - len(first))), np.pad(second, (0, size - len(second))))
 
 
-def numerical_rank(matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str,
-                   noise_factor: float) -> int:
+def numerical_rank(
+    matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str, noise_factor: float
+) -> int:
     """How many eigenvalues of the (pooled) ESD are not numerically zero.
 
     16- and 8-bit weights: by Weyl's inequality σ_{i+j−1}(W + E) ≤ σ_i(W) + σ_j(E), an
@@ -154,7 +163,9 @@ def numerical_rank(matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: 
     lambda_max = float(evals[-1])
     floor = solver_floor(m, eig_dtype) * lambda_max
     if stored_dtype not in _MATRIX_RANK_DTYPES:
-        levels = noise_factor * rounding_noise_levels(matrices, _bits(stored_dtype), above=float(evals[0]) / noise_factor)
+        levels = noise_factor * rounding_noise_levels(
+            matrices, _bits(stored_dtype), above=float(evals[0]) / noise_factor
+        )
         return max(int(np.count_nonzero(evals > max(level, floor))) - j for j, level in enumerate(levels))
     tolerance = zero_tolerance(matrices, lambda_max, stored_dtype, eig_dtype, noise_factor)
     count = int(np.count_nonzero(evals > tolerance))

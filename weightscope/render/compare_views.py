@@ -23,12 +23,36 @@ from weightscope.render.style import alpha_style, column_texts, fmt
 
 #: CSV columns, in order; update.* are empty when no weights were compared.
 CSV_COLUMNS = (
-    "name", "name_a", "name_b", "kind", "alpha_a", "alpha_b", "delta_alpha", "delta_log_norm",
-    "delta_log_spectral_norm", "verdict_a", "verdict_b", "worse", "update.relative_norm",
-    "update.stable_rank", "update.effective_rank", "update.rank90", "update.dim", "update.rank99",
-    "update.random_rank90", "update.concentrated", "update.params90", "update.params", "update.norm",
-    "update.lora_rank", "update.scale", "update.rank_share", "update.note", "lambda_max_change",
-    "stable_rank_change", "note",
+    "name",
+    "name_a",
+    "name_b",
+    "kind",
+    "alpha_a",
+    "alpha_b",
+    "delta_alpha",
+    "delta_log_norm",
+    "delta_log_spectral_norm",
+    "verdict_a",
+    "verdict_b",
+    "worse",
+    "update.relative_norm",
+    "update.stable_rank",
+    "update.effective_rank",
+    "update.rank90",
+    "update.dim",
+    "update.rank99",
+    "update.random_rank90",
+    "update.concentrated",
+    "update.params90",
+    "update.params",
+    "update.norm",
+    "update.lora_rank",
+    "update.scale",
+    "update.rank_share",
+    "update.note",
+    "lambda_max_change",
+    "stable_rank_change",
+    "note",
 )
 
 
@@ -67,7 +91,12 @@ def _update_cells(change: LayerChange) -> list[str]:
     update = change.update
     if update is None:
         return [change.note or "—", "", "", ""]
-    return [fmt(update.relative_norm), fmt(update.effective_rank, 1), fmt(update.stable_rank, 1), f"{update.rank90}/{update.dim}"]
+    return [
+        fmt(update.relative_norm),
+        fmt(update.effective_rank, 1),
+        fmt(update.stable_rank, 1),
+        f"{update.rank90}/{update.dim}",
+    ]
 
 
 def _headers(comparison: Comparison) -> list[str]:
@@ -78,8 +107,14 @@ def _headers(comparison: Comparison) -> list[str]:
 def _cells(change: LayerChange, weights: bool) -> list[str]:
     """One row's cells in `_headers` order (markdown)."""
     cells = [
-        change.name, change.kind, fmt(change.alpha_a), fmt(change.alpha_b), signed(change.delta_alpha),
-        signed(change.delta_log_norm), signed(change.delta_log_spectral_norm), verdict_change(change),
+        change.name,
+        change.kind,
+        fmt(change.alpha_a),
+        fmt(change.alpha_b),
+        signed(change.delta_alpha),
+        signed(change.delta_log_norm),
+        signed(change.delta_log_spectral_norm),
+        verdict_change(change),
     ]
     return cells + (_update_cells(change) if weights else [])
 
@@ -96,17 +131,27 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
     changes = ordered_changes(comparison)
     names = short_names([c.name for c in changes])
     table = Table(
-        title=Text(one_line(f"weightscope compare: {comparison.a} → {comparison.b}")), title_justify="left",
-        header_style="bold", caption=names.dropped or None, caption_justify="left", box=box.SIMPLE_HEAD,
-        padding=(0, 1), collapse_padding=True, pad_edge=False,
+        title=Text(one_line(f"weightscope compare: {comparison.a} → {comparison.b}")),
+        title_justify="left",
+        header_style="bold",
+        caption=names.dropped or None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
     )
     headers = ["blk", "layer", "α A", "α B", "Δα", "Δlog‖W‖²", "Δlogλmax", "verdict"]
     if comparison.weights:
         headers += ["‖ΔW‖/‖W‖", "eff.rk", "rank90"]
     for column in headers:
         left = column in ("layer", "verdict")
-        table.add_column(column, justify="left" if left else "right", no_wrap=column != "verdict",
-                         overflow="fold" if column == "verdict" else "ellipsis")
+        table.add_column(
+            column,
+            justify="left" if left else "right",
+            no_wrap=column != "verdict",
+            overflow="fold" if column == "verdict" else "ellipsis",
+        )
     columns = {
         "alpha_a": column_texts([c.alpha_a for c in changes], 2),
         "alpha_b": column_texts([c.alpha_b for c in changes], 2),
@@ -119,10 +164,13 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
     for i, (change, name) in enumerate(zip(changes, names.names)):
         block = block_index(change.name)
         row = [
-            Text("" if block is None else str(block)), Text(one_line(name)),
+            Text("" if block is None else str(block)),
+            Text(one_line(name)),
             Text(columns["alpha_a"][i], style=alpha_style(change.alpha_a, thresholds)),
             Text(columns["alpha_b"][i], style=alpha_style(change.alpha_b, thresholds)),
-            Text(columns["delta_alpha"][i]), Text(columns["delta_log_norm"][i]), Text(columns["delta_log_spectral_norm"][i]),
+            Text(columns["delta_alpha"][i]),
+            Text(columns["delta_log_norm"][i]),
+            Text(columns["delta_log_spectral_norm"][i]),
             Text(verdict_change(change), style="bold red" if change.worse else ""),
         ]
         if comparison.weights:
@@ -145,13 +193,18 @@ def summary_lines(comparison: Comparison) -> list[str]:
     """The summary as plain lines, shared by the table view and markdown."""
     s = comparison.summary
     by_name = {change.name: change for change in comparison.layers}
-    lines = [f"{s.matched} layers matched" + (f" (prefixes stripped: {', '.join(comparison.strip_prefix)})" if comparison.strip_prefix else "")]
+    lines = [
+        f"{s.matched} layers matched"
+        + (f" (prefixes stripped: {', '.join(comparison.strip_prefix)})" if comparison.strip_prefix else "")
+    ]
     if comparison.only_a:
         lines.append(f"only in A ({len(comparison.only_a)}): {_named_list(comparison.only_a)}")
     if comparison.only_b:
         lines.append(f"only in B ({len(comparison.only_b)}): {_named_list(comparison.only_b)}")
     if comparison.unchanged:
-        lines.append(f"unchanged by the adapter, not recomputed ({len(comparison.unchanged)}): {_named_list(comparison.unchanged)}")
+        lines.append(
+            f"unchanged by the adapter, not recomputed ({len(comparison.unchanged)}): {_named_list(comparison.unchanged)}"
+        )
     lines.append(f"median Δalpha {signed(s.delta_alpha_median)}")
     if s.moved_most:
         moved = [f"{name} ({signed(by_name[name].delta_alpha)})" for name in s.moved_most]
@@ -161,7 +214,9 @@ def summary_lines(comparison: Comparison) -> list[str]:
         for name in s.changed_most:
             update = by_name[name].update
             assert update is not None
-            changed.append(f"{name} ({fmt(update.relative_norm)}, eff. rank {fmt(update.effective_rank, 1)}/{update.dim})")
+            changed.append(
+                f"{name} ({fmt(update.relative_norm)}, eff. rank {fmt(update.effective_rank, 1)}/{update.dim})"
+            )
         if comparison.mode == "quantization":
             hurt = [
                 f"{name} (error {fmt(by_name[name].update.relative_norm)}, Δalpha {signed(by_name[name].delta_alpha)}, "  # type: ignore[union-attr]  # a quantization pair always has an update
@@ -192,7 +247,9 @@ def summary_lines(comparison: Comparison) -> list[str]:
 
 
 def render_comparison(comparison: Comparison, console: Console, thresholds: Thresholds = Thresholds()) -> None:
-    console.print(Group(comparison_table(comparison, thresholds), Text("\n".join(map(one_line, summary_lines(comparison))))))
+    console.print(
+        Group(comparison_table(comparison, thresholds), Text("\n".join(map(one_line, summary_lines(comparison)))))
+    )
 
 
 def to_csv(comparison: Comparison) -> str:

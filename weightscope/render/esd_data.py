@@ -165,8 +165,13 @@ def _loglog(result: LayerResult, evals: np.ndarray) -> LogLogPanel:
         share = result.num_tail / positive.size
         fit = Curve(x, share * (result.alpha - 1.0) / result.xmin * (x / result.xmin) ** (-result.alpha))
     lambda_max = float(evals[-1])  # in the ESD's units (result.lambda_max is σmax², WeightWatcher's)
-    return LogLogPanel(Histogram(edges, heights), fit, result.xmin if fit is not None else None, lambda_max,
-                       int(evals.size - positive.size))
+    return LogLogPanel(
+        Histogram(edges, heights),
+        fit,
+        result.xmin if fit is not None else None,
+        lambda_max,
+        int(evals.size - positive.size),
+    )
 
 
 def _linear(result: LayerResult, evals: np.ndarray, rand_evals: np.ndarray | None) -> LinearPanel:
@@ -206,11 +211,20 @@ def _linear(result: LayerResult, evals: np.ndarray, rand_evals: np.ndarray | Non
         bulk_edge = mp.bulk_max
         # The report's spike count decides (its edge may carry a Tracy–Widom margin): the
         # spikes are the largest ``num_spikes`` eigenvalues.
-        spikes = evals[evals.size - mp.num_spikes:] if mp.num_spikes else np.empty(0)
+        spikes = evals[evals.size - mp.num_spikes :] if mp.num_spikes else np.empty(0)
     visible = spikes[spikes <= x_high]
     return LinearPanel(
-        x_high, Histogram(edges, heights), int(evals.size - shown.size), curve, bulk_edge, visible,
-        int(spikes.size - visible.size), randomised, rand_beyond, randomised_edge, 1.3 * y_high,
+        x_high,
+        Histogram(edges, heights),
+        int(evals.size - shown.size),
+        curve,
+        bulk_edge,
+        visible,
+        int(spikes.size - visible.size),
+        randomised,
+        rand_beyond,
+        randomised_edge,
+        1.3 * y_high,
     )
 
 

@@ -41,8 +41,10 @@ def verdict_line(result: GateResult) -> str:
 
 
 #: What a failing run without a baseline prints last: how to accept today's findings once.
-ACCEPT_HINT = ("to accept today's findings once and fail only on new or worse ones: "
-               "weightscope gate {source} --write-baseline baseline.json, then gate with --baseline baseline.json")
+ACCEPT_HINT = (
+    "to accept today's findings once and fail only on new or worse ones: "
+    "weightscope gate {source} --write-baseline baseline.json, then gate with --baseline baseline.json"
+)
 
 
 def to_text(result: GateResult) -> str:
@@ -72,7 +74,9 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 def _xml_text(text: str) -> str:
     """``text`` with every character XML cannot carry written as a visible \\xNN (or
     \\uNNNN) escape; ElementTree escapes the rest (<, &, quotes)."""
-    return _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+    return _XML_INVALID.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def to_github(result: GateResult) -> str:
@@ -105,7 +109,9 @@ def to_junit(result: GateResult) -> str:
         elif check.status == SKIP:
             ET.SubElement(case, "skipped", message=_xml_text(check.message))
         elif check.status in (WARN, ACCEPTED):
-            ET.SubElement(case, "system-out").text = _xml_text(f"{'warning' if check.status == WARN else 'accepted'}: {check_line(check)}")
+            ET.SubElement(case, "system-out").text = _xml_text(
+                f"{'warning' if check.status == WARN else 'accepted'}: {check_line(check)}"
+            )
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 

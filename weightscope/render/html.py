@@ -192,8 +192,10 @@ def _cell_html(column: Column, cell: Cell) -> str:
     if cell.href is not None:
         text = f'<a href="{escape(cell.href)}">{text}</a>'
     return (
-        f'<td data-sort="{escape(sort)}"' + (f' class="{classes}"' if classes else "")
-        + (f' title="{escape(one_line(cell.title))}"' if cell.title else "") + f">{text}</td>"
+        f'<td data-sort="{escape(sort)}"'
+        + (f' class="{classes}"' if classes else "")
+        + (f' title="{escape(one_line(cell.title))}"' if cell.title else "")
+        + f">{text}</td>"
     )
 
 
@@ -206,7 +208,9 @@ def sortable_table(
     """An HTML table that the page's script makes sortable by any column; ``row_data``
     gives each row ``data-*`` attributes (what the filters match)."""
     head = "".join(
-        f'<th data-key="{escape(c.key)}"' + (' data-numeric class="num"' if c.numeric else "") + f">{escape(c.title)}</th>"
+        f'<th data-key="{escape(c.key)}"'
+        + (' data-numeric class="num"' if c.numeric else "")
+        + f">{escape(c.title)}</th>"
         for c in columns
     )
     body = []
@@ -233,9 +237,14 @@ def figure_html(figure: Figure, caption: str) -> str:
 
 def cards(items: Sequence[tuple[str, str, str]]) -> str:
     """Headline numbers as cards: (label, value, css class of the value)."""
-    return '<div class="cards">' + "".join(
-        f'<div class="card">{escape(label)}<b class="{escape(css)}">{escape(value)}</b></div>' for label, value, css in items
-    ) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card">{escape(label)}<b class="{escape(css)}">{escape(value)}</b></div>'
+            for label, value, css in items
+        )
+        + "</div>"
+    )
 
 
 def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
@@ -244,7 +253,7 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}{SVG_CSS}</style></head><body>"
-        f"<h1>{escape(title)}</h1><p class=\"meta\">{escape(one_line(subtitle))}</p>"
+        f'<h1>{escape(title)}</h1><p class="meta">{escape(one_line(subtitle))}</p>'
         + "".join(sections)
         + f'<p class="meta">weightscope {escape(__version__)} · a self-contained file: no network needed</p>'
         f"<script>{_SORT_SCRIPT}</script></body></html>\n"
@@ -254,10 +263,19 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
 # --- the report of one checkpoint ---------------------------------------------------------
 
 LAYER_COLUMNS = (
-    Column("block", "blk", True), Column("layer", "layer"), Column("kind", "kind"), Column("shape", "shape"),
-    Column("alpha", "alpha", True), Column("D", "D", True), Column("tail", "tail", True),
-    Column("lambda_max", "σmax²", True), Column("log_norm", "log‖W‖²", True), Column("stable_rank", "s.rank", True),
-    Column("verdict", "verdict"), Column("trust", "trusted"), Column("why", "why"),
+    Column("block", "blk", True),
+    Column("layer", "layer"),
+    Column("kind", "kind"),
+    Column("shape", "shape"),
+    Column("alpha", "alpha", True),
+    Column("D", "D", True),
+    Column("tail", "tail", True),
+    Column("lambda_max", "σmax²", True),
+    Column("log_norm", "log‖W‖²", True),
+    Column("stable_rank", "s.rank", True),
+    Column("verdict", "verdict"),
+    Column("trust", "trusted"),
+    Column("why", "why"),
 )
 
 
@@ -278,16 +296,31 @@ def _layer_row(
 ) -> list[Cell]:
     """One row; ``texts`` are its numbers as formatted for their whole column."""
     alpha = Cell(texts["alpha"], layer.alpha, alpha_band(layer.alpha, thresholds) if layer.alpha is not None else "")
-    trust = Cell("—", None, "muted") if layer.fit_trust is None else Cell(
-        "yes" if is_trusted(layer) else "no", "yes" if is_trusted(layer) else "no", "" if is_trusted(layer) else "low"
+    trust = (
+        Cell("—", None, "muted")
+        if layer.fit_trust is None
+        else Cell(
+            "yes" if is_trusted(layer) else "no",
+            "yes" if is_trusted(layer) else "no",
+            "" if is_trusted(layer) else "low",
+        )
     )
     why = layer.reason if not layer.ok else " ".join(layer.reasons)
     name = Cell(short, layer.name, "name", href=f"#{anchor}" if anchor else None, title=layer.name)
     return [
-        number_cell(layer.block), name, text_cell(layer.kind), text_cell("×".join(map(str, layer.shape))),
-        alpha, Cell(texts["D"], layer.D), number_cell(layer.num_tail), Cell(texts["lambda_max"], layer.lambda_max),
-        Cell(texts["log_norm"], layer.log_norm), Cell(texts["stable_rank"], layer.stable_rank),
-        _verdict_cell(layer), trust, text_cell(why or "", "why"),
+        number_cell(layer.block),
+        name,
+        text_cell(layer.kind),
+        text_cell("×".join(map(str, layer.shape))),
+        alpha,
+        Cell(texts["D"], layer.D),
+        number_cell(layer.num_tail),
+        Cell(texts["lambda_max"], layer.lambda_max),
+        Cell(texts["log_norm"], layer.log_norm),
+        Cell(texts["stable_rank"], layer.stable_rank),
+        _verdict_cell(layer),
+        trust,
+        text_cell(why or "", "why"),
     ]
 
 
@@ -297,7 +330,11 @@ def _summary_section(report: Report) -> str:
     low, high = number(t.alpha_low), number(t.alpha_high)
     items = [
         ("layers analysed", str(s.analysed), ""),
-        ("median alpha", fmt(s.alpha_median, 2), alpha_band(s.alpha_median, t) if s.alpha_median is not None else "muted"),
+        (
+            "median alpha",
+            fmt(s.alpha_median, 2),
+            alpha_band(s.alpha_median, t) if s.alpha_median is not None else "muted",
+        ),
         ("MAD of alpha", fmt(s.alpha_mad, 2), ""),
         ("layers in the median", str(s.robust_layers), ""),
         ("left out: untrusted fit", str(s.excluded_untrusted), "muted"),
@@ -327,7 +364,8 @@ def options_table(options: dict[str, object]) -> str:
     for key, value in options.items():
         if isinstance(value, dict):
             inner = "".join(
-                f"<tr><th>{escape(str(k))}</th><td>{escape(one_line(_option_text(v)))}</td></tr>" for k, v in value.items()
+                f"<tr><th>{escape(str(k))}</th><td>{escape(one_line(_option_text(v)))}</td></tr>"
+                for k, v in value.items()
             )
             rows.append(
                 f"<tr><th>{escape(key)}</th><td><details><summary>{len(value)} values</summary>"
@@ -335,32 +373,45 @@ def options_table(options: dict[str, object]) -> str:
             )
         else:
             rows.append(f"<tr><th>{escape(key)}</th><td>{escape(one_line(_option_text(value)))}</td></tr>")
-    return '<details class="meta"><summary>options of this analysis</summary><table class="options">' + "".join(rows) + "</table></details>"
+    return (
+        '<details class="meta"><summary>options of this analysis</summary><table class="options">'
+        + "".join(rows)
+        + "</table></details>"
+    )
 
 
 def _filters(layers: Sequence[LayerResult]) -> str:
     """The verdict and kind selectors (only values present in the report are offered)."""
+
     def select(key: str, values: set[str]) -> str:
         options = "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in sorted(values))
         return f'<label>{key} <select data-filter="{key}"><option value="">all</option>{options}</select></label>'
 
     return (
-        '<div class="filters">' + select("verdict", {_verdict_of(layer) for layer in layers})
-        + select("kind", {layer.kind for layer in layers}) + '<span id="filter-count" class="meta"></span></div>'
+        '<div class="filters">'
+        + select("verdict", {_verdict_of(layer) for layer in layers})
+        + select("kind", {layer.kind for layer in layers})
+        + '<span id="filter-count" class="meta"></span></div>'
     )
 
 
 def _skipped_section(report: Report) -> str:
     if not report.skipped:
         return ""
-    columns = (Column("tensor", "tensor"), Column("shape", "shape"), Column("dtype", "dtype"), Column("reason", "reason"))
+    columns = (
+        Column("tensor", "tensor"),
+        Column("shape", "shape"),
+        Column("dtype", "dtype"),
+        Column("reason", "reason"),
+    )
     rows = [
         [text_cell(t.name), text_cell("×".join(map(str, t.shape)) or "scalar"), text_cell(t.dtype), text_cell(t.reason)]
         for t in report.skipped
     ]
     return (
         f"<h2>Skipped tensors</h2><details><summary>{len(rows)} tensors were not analysed (click to list)</summary>"
-        + sortable_table("skipped", columns, rows) + "</details>"
+        + sortable_table("skipped", columns, rows)
+        + "</details>"
     )
 
 
@@ -380,14 +431,15 @@ def _spectrum_html(item: LayerAnalysis, anchor: str) -> str:
     warnings = "".join(f'<div class="warn">⚠ {escape(one_line(w))}</div>' for w in picture.warnings)
     return (
         f'<figure class="spectrum" id="{anchor}" data-verdict="{escape(_verdict_of(result))}" data-kind="{escape(result.kind)}">'
-        f"<figcaption><b>{escape(one_line(result.name))}</b> <span class=\"meta\">({escape(picture.subtitle)})</span><br>"
+        f'<figcaption><b>{escape(one_line(result.name))}</b> <span class="meta">({escape(picture.subtitle)})</span><br>'
         f"{escape(picture.title)}{warnings}</figcaption>{esd_svg(picture, anchor)}"
         '<p class="meta"><a href="#layers">back to the table</a></p></figure>'
     )
 
 
-def _spectra_section(report: Report, drawable: Sequence[LayerAnalysis], anchors: dict[str, str],
-                     progress: Callable[[str], None] | None) -> str:
+def _spectra_section(
+    report: Report, drawable: Sequence[LayerAnalysis], anchors: dict[str, str], progress: Callable[[str], None] | None
+) -> str:
     order = {layer.name: i for i, layer in enumerate(ordered_layers(report))}
     items = sorted(drawable, key=lambda item: order.get(item.result.name, len(order)))
     toc = "".join(
@@ -402,10 +454,12 @@ def _spectra_section(report: Report, drawable: Sequence[LayerAnalysis], anchors:
         if progress is not None:
             progress(item.result.name)
     return (
-        f"<h2 id=\"spectra\">Spectra ({len(items)})</h2><p class=\"meta\">In depth order; the filters above "
+        f'<h2 id="spectra">Spectra ({len(items)})</h2><p class="meta">In depth order; the filters above '
         "apply here too. Each panel: (a) the ESD on log-log axes with the fitted power law; (b) the bulk "
         "against Marchenko–Pastur; (c) the CCDF with the fitted power law.</p>"
-        + _LEGEND + f'<ol class="toc">{toc}</ol>' + "".join(figures)
+        + _LEGEND
+        + f'<ol class="toc">{toc}</ol>'
+        + "".join(figures)
     )
 
 
@@ -426,23 +480,32 @@ def report_html(
     if any(layer.ok and layer.alpha is not None for layer in report.layers):
         sections.append("<h2>Alpha by depth</h2>" + alpha_by_depth_svg(report, anchors) + depth_legend(report))
     sections.append(
-        "<h2>Layers</h2><p class=\"meta\">In depth order; click a column header to sort, a layer name to see its "
+        '<h2>Layers</h2><p class="meta">In depth order; click a column header to sort, a layer name to see its '
         f"spectrum. Alpha reads: {band_text(thresholds)} well trained, &gt; {number(thresholds.alpha_high)} "
         f"under-trained or random-like, &lt; {number(thresholds.alpha_low)} possibly over-fit.</p>"
         + _filters(layers)
         + sortable_table(
-            "layers", LAYER_COLUMNS,
-            [_layer_row(layer, short, text, thresholds, anchors.get(layer.name))
-             for layer, short, text in zip(layers, names.names, texts)],
+            "layers",
+            LAYER_COLUMNS,
+            [
+                _layer_row(layer, short, text, thresholds, anchors.get(layer.name))
+                for layer, short, text in zip(layers, names.names, texts)
+            ],
             [{"verdict": _verdict_of(layer), "kind": layer.kind} for layer in layers],
         )
-        + (f'<p class="meta">Layer {escape(names.dropped)}; hover a name for the full one.</p>' if names.dropped else "")
+        + (
+            f'<p class="meta">Layer {escape(names.dropped)}; hover a name for the full one.</p>'
+            if names.dropped
+            else ""
+        )
     )
     if drawable:
         sections.append(_spectra_section(report, drawable, anchors, progress))
     sections.append(lines_html("Model-level measures", measures_lines(report.measures)))
     sections.append(_skipped_section(report))
-    subtitle = " · ".join(filter(None, (report.source, report.format, f"made by weightscope {report.weightscope_version}")))
+    subtitle = " · ".join(
+        filter(None, (report.source, report.format, f"made by weightscope {report.weightscope_version}"))
+    )
     return page("weightscope report", subtitle, sections)
 
 

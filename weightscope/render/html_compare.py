@@ -36,13 +36,22 @@ from weightscope.render.rows import short_names
 from weightscope.render.style import alpha_band
 
 _COLUMNS = (
-    Column("block", "blk", True), Column("layer", "layer"), Column("kind", "kind"), Column("alpha_a", "alpha A", True),
-    Column("alpha_b", "alpha B", True), Column("delta_alpha", "Δalpha", True), Column("delta_log_norm", "Δlog‖W‖²", True),
-    Column("delta_log_spectral_norm", "Δlog λmax", True), Column("verdict", "verdict"),
+    Column("block", "blk", True),
+    Column("layer", "layer"),
+    Column("kind", "kind"),
+    Column("alpha_a", "alpha A", True),
+    Column("alpha_b", "alpha B", True),
+    Column("delta_alpha", "Δalpha", True),
+    Column("delta_log_norm", "Δlog‖W‖²", True),
+    Column("delta_log_spectral_norm", "Δlog λmax", True),
+    Column("verdict", "verdict"),
 )
 _UPDATE_COLUMNS = (
-    Column("relative_norm", "‖ΔW‖/‖W‖", True), Column("effective_rank", "eff. rank", True),
-    Column("stable_rank", "stable rank", True), Column("rank90", "rank90", True), Column("note", "note"),
+    Column("relative_norm", "‖ΔW‖/‖W‖", True),
+    Column("effective_rank", "eff. rank", True),
+    Column("stable_rank", "stable rank", True),
+    Column("rank90", "rank90", True),
+    Column("note", "note"),
 )
 
 
@@ -57,15 +66,21 @@ def _signed_cell(value: float | None) -> Cell:
 
 def _row(change: LayerChange, short: str, weights: bool, thresholds: Thresholds) -> list[Cell]:
     cells = [
-        number_cell(block_index(change.name)), Cell(short, change.name, "name", title=change.name), text_cell(change.kind),
-        _alpha_cell(change.alpha_a, thresholds), _alpha_cell(change.alpha_b, thresholds),
-        _signed_cell(change.delta_alpha), _signed_cell(change.delta_log_norm),
-        _signed_cell(change.delta_log_spectral_norm), text_cell(verdict_change(change), "low" if change.worse else ""),
+        number_cell(block_index(change.name)),
+        Cell(short, change.name, "name", title=change.name),
+        text_cell(change.kind),
+        _alpha_cell(change.alpha_a, thresholds),
+        _alpha_cell(change.alpha_b, thresholds),
+        _signed_cell(change.delta_alpha),
+        _signed_cell(change.delta_log_norm),
+        _signed_cell(change.delta_log_spectral_norm),
+        text_cell(verdict_change(change), "low" if change.worse else ""),
     ]
     if weights:
         update = change.update
         cells += [
-            number_cell(update.relative_norm if update else None), number_cell(update.effective_rank if update else None, 1),
+            number_cell(update.relative_norm if update else None),
+            number_cell(update.effective_rank if update else None, 1),
             number_cell(update.stable_rank if update else None, 1),
             Cell(f"{update.rank90}/{update.dim}", update.rank90) if update else Cell("—", None, "muted"),
             text_cell(change.note or ""),
@@ -82,15 +97,21 @@ def compare_html(comparison: Comparison, thresholds: Thresholds = Thresholds()) 
     names = short_names([change.name for change in changes])
     rows = [_row(change, short, comparison.weights, thresholds) for change, short in zip(changes, names.names)]
     sections = [
-        "<h2>Summary</h2><ul>" + "".join(f"<li>{escape(one_line(line))}</li>" for line in summary_lines(comparison)) + "</ul>",
-        "<h2>Alpha, A → B</h2>" + figure_html(compare_figure(comparison, thresholds), "alpha of every layer in A and in B, by depth"),
-        "<h2>Layers</h2><p class=\"meta\">In depth order; click a header to sort"
-        + (f"; layer {escape(names.dropped)} (hover a name for the full one)" if names.dropped else "") + ".</p>"
+        "<h2>Summary</h2><ul>"
+        + "".join(f"<li>{escape(one_line(line))}</li>" for line in summary_lines(comparison))
+        + "</ul>",
+        "<h2>Alpha, A → B</h2>"
+        + figure_html(compare_figure(comparison, thresholds), "alpha of every layer in A and in B, by depth"),
+        '<h2>Layers</h2><p class="meta">In depth order; click a header to sort'
+        + (f"; layer {escape(names.dropped)} (hover a name for the full one)" if names.dropped else "")
+        + ".</p>"
         + sortable_table("layers", columns, rows),
     ]
     return page("weightscope compare", f"A: {comparison.a} · B: {comparison.b}", sections)
 
 
-def write_compare_html(comparison: Comparison, path: str | os.PathLike[str], thresholds: Thresholds = Thresholds()) -> None:
+def write_compare_html(
+    comparison: Comparison, path: str | os.PathLike[str], thresholds: Thresholds = Thresholds()
+) -> None:
     """Write `compare_html` to ``path`` atomically."""
     write_text_atomic(path, compare_html(comparison, thresholds))

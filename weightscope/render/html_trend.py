@@ -36,25 +36,43 @@ from weightscope.render.trend_views import (
 
 def _alpha_cell(alpha: float | None, thresholds: Thresholds) -> Cell:
     cell = number_cell(alpha, 2)
-    return Cell(cell.text, cell.sort, alpha_band(alpha, thresholds)) if alpha is not None else Cell(cell.text, None, "muted")
+    return (
+        Cell(cell.text, cell.sort, alpha_band(alpha, thresholds))
+        if alpha is not None
+        else Cell(cell.text, None, "muted")
+    )
 
 
 def _checkpoints_table(trend: Trend, thresholds: Thresholds) -> str:
     columns = (
-        Column("step", "step", True), Column("checkpoint", "checkpoint"), Column("origin", "from"),
-        Column("layers", "layers", True), Column("median", "median alpha", True), Column("mad", "MAD", True),
-        Column("log_norm", "median log‖W‖²", True), Column("verdicts", "verdicts"),
+        Column("step", "step", True),
+        Column("checkpoint", "checkpoint"),
+        Column("origin", "from"),
+        Column("layers", "layers", True),
+        Column("median", "median alpha", True),
+        Column("mad", "MAD", True),
+        Column("log_norm", "median log‖W‖²", True),
+        Column("verdicts", "verdicts"),
     )
     root = run_root(trend)
     rows = []
     for point in trend.checkpoints:
         s = point.summary
-        verdicts = ", ".join(f"{verdict} {count}" for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1]))
-        rows.append([
-            number_cell(point.step), text_cell(os.path.relpath(os.path.abspath(point.path), root) if root else point.path),
-            text_cell(point.origin), number_cell(s.analysed + s.failed), _alpha_cell(s.alpha_median, thresholds),
-            number_cell(s.alpha_mad), number_cell(point.log_norm_median), text_cell(verdicts),
-        ])
+        verdicts = ", ".join(
+            f"{verdict} {count}" for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1])
+        )
+        rows.append(
+            [
+                number_cell(point.step),
+                text_cell(os.path.relpath(os.path.abspath(point.path), root) if root else point.path),
+                text_cell(point.origin),
+                number_cell(s.analysed + s.failed),
+                _alpha_cell(s.alpha_median, thresholds),
+                number_cell(s.alpha_mad),
+                number_cell(point.log_norm_median),
+                text_cell(verdicts),
+            ]
+        )
     return sortable_table("checkpoints", columns, rows)
 
 
@@ -62,8 +80,12 @@ def _layers_table(trend: Trend, thresholds: Thresholds) -> str:
     steps = [Column(f"at{i}", f"α@{checkpoint_label(p)}", True) for i, p in enumerate(trend.checkpoints)]
     columns = (Column("layer", "layer"), Column("kind", "kind"), *steps, Column("flags", "flags"))
     rows = [
-        [text_cell(s.name), text_cell(s.kind), *(_alpha_cell(a, thresholds) for a in s.alphas),
-         text_cell(flag_text(s, trend), "low" if s.flags else "")]
+        [
+            text_cell(s.name),
+            text_cell(s.kind),
+            *(_alpha_cell(a, thresholds) for a in s.alphas),
+            text_cell(flag_text(s, trend), "low" if s.flags else ""),
+        ]
         for s in ordered_series(trend)
     ]
     return sortable_table("layers", columns, rows)
@@ -74,18 +96,29 @@ def trend_html(trend: Trend, thresholds: Thresholds = Thresholds()) -> str:
     require_matplotlib()
     points = trend.checkpoints
     first, last = points[0].summary.alpha_median, points[-1].summary.alpha_median
-    summary = cards([
-        ("checkpoints", str(len(points)), ""),
-        ("layers", str(len(trend.layers)), ""),
-        (f"median alpha @{checkpoint_label(points[0])}", fmt(first, 2), alpha_band(first, thresholds) if first is not None else "muted"),
-        (f"median alpha @{checkpoint_label(points[-1])}", fmt(last, 2), alpha_band(last, thresholds) if last is not None else "muted"),
-        ("layers flagged", str(len(trend.flagged)), "low" if trend.flagged else ""),
-    ])
+    summary = cards(
+        [
+            ("checkpoints", str(len(points)), ""),
+            ("layers", str(len(trend.layers)), ""),
+            (
+                f"median alpha @{checkpoint_label(points[0])}",
+                fmt(first, 2),
+                alpha_band(first, thresholds) if first is not None else "muted",
+            ),
+            (
+                f"median alpha @{checkpoint_label(points[-1])}",
+                fmt(last, 2),
+                alpha_band(last, thresholds) if last is not None else "muted",
+            ),
+            ("layers flagged", str(len(trend.flagged)), "low" if trend.flagged else ""),
+        ]
+    )
     sections = [
         "<h2>Summary</h2>" + summary,
-        "<h2>Alpha over the run</h2>" + figure_html(trend_figure(trend, thresholds), "median alpha over the steps and alpha per layer"),
+        "<h2>Alpha over the run</h2>"
+        + figure_html(trend_figure(trend, thresholds), "median alpha over the steps and alpha per layer"),
         "<h2>Checkpoints</h2>" + _checkpoints_table(trend, thresholds),
-        "<h2>Layers</h2><p class=\"meta\">Alpha of every layer at every checkpoint; click a header to sort. Flags: "
+        '<h2>Layers</h2><p class="meta">Alpha of every layer at every checkpoint; click a header to sort. Flags: '
         f"jumps are changes per log-step more than {fmt(trend.jump_k)} × MAD off the layer's median and at least "
         f"{fmt(trend.min_swing)}; only trusted fits past the initial fall from random carry flags.</p>"
         + _layers_table(trend, thresholds),

@@ -32,11 +32,13 @@ def measures_lines(measures: ModelMeasures | None) -> list[str]:
     if attention.status == "ok":
         top = max(attention.layers, key=lambda bound: bound.max)
         gains = sum(bound.gain is not None for bound in attention.layers)
-        lines = [(
-            f"attention-logit bound ‖W_Qᵀ W_K‖/√d_h per head ({attention.heads} heads, {attention.kv_heads} kv heads, "
-            f"head dim {attention.head_dim}; from {attention.source}): max {fmt(attention.max)} (block {top.block}), "
-            f"median {fmt(attention.median)}; norm gain folded in for {gains} of {len(attention.layers)} blocks"
-        )]
+        lines = [
+            (
+                f"attention-logit bound ‖W_Qᵀ W_K‖/√d_h per head ({attention.heads} heads, {attention.kv_heads} kv heads, "
+                f"head dim {attention.head_dim}; from {attention.source}): max {fmt(attention.max)} (block {top.block}), "
+                f"median {fmt(attention.median)}; norm gain folded in for {gains} of {len(attention.layers)} blocks"
+            )
+        ]
     else:
         lines = [f"attention-logit bound: unavailable ({attention.reason})"]
     lines += [_cloud_text(cloud) for cloud in measures.embeddings]
@@ -53,7 +55,8 @@ def trend_measure_lines(trend: Trend) -> list[str]:
     lines = []
     if trend.attention:
         parts = [
-            f"block {a.block} {_series(a.bounds)} (growth {fmt(a.growth, 2)}/ln step)" + (" LOGIT-GROWTH" if a.flagged else "")
+            f"block {a.block} {_series(a.bounds)} (growth {fmt(a.growth, 2)}/ln step)"
+            + (" LOGIT-GROWTH" if a.flagged else "")
             for a in trend.attention
         ]
         lines.append("attention-logit bound (max over heads), first → last: " + "; ".join(parts))
@@ -65,14 +68,22 @@ def trend_measure_lines(trend: Trend) -> list[str]:
             f"{_series(e.mean_cosine)}; first principal direction {_series(e.pc1_share)} of the variance"
             + (f"; sudden rise (id-rise) at step {rises}" if rises else "")
         )
-    last = [(s.name, s.distance_from_init[-1]) for s in trend.layers if s.distance_from_init and s.distance_from_init[-1] is not None]
+    last = [
+        (s.name, s.distance_from_init[-1])
+        for s in trend.layers
+        if s.distance_from_init and s.distance_from_init[-1] is not None
+    ]
     if last:
         name, largest = max(last, key=lambda item: item[1])
         lines.append(
             f"distance from init ‖W − W₀‖/‖W₀‖ at the last checkpoint: median {fmt(float(np.median([d for _, d in last])))}, "
             f"largest {fmt(largest)} ({name})"
         )
-    for key, label in (("distance_from_init", "distance from init"), ("log_spectral_norm", "log λmax"), ("rand_distance", "rand_distance")):
+    for key, label in (
+        ("distance_from_init", "distance from init"),
+        ("log_spectral_norm", "log λmax"),
+        ("rand_distance", "rand_distance"),
+    ):
         rhos = [s.comovement.get(key) for s in trend.layers if s.comovement.get(key) is not None]
         if rhos:
             lines.append(

@@ -52,7 +52,9 @@ def compare_figure(comparison: Comparison, thresholds: Thresholds = Thresholds()
     by_depth.set_ylabel("alpha")
     if both:
         values = np.concatenate([alpha_a, alpha_b])
-        by_depth.set_ylim(min(thresholds.alpha_low - 1.0, values.min() - 0.5), max(thresholds.alpha_high + 1.0, values.max() + 0.5))
+        by_depth.set_ylim(
+            min(thresholds.alpha_low - 1.0, values.min() - 0.5), max(thresholds.alpha_high + 1.0, values.max() + 0.5)
+        )
     by_depth.set_title("alpha by depth: A (hollow grey) → B (coloured by kind)", loc="left", fontsize=10)
     kinds = sorted({c.kind for c in both}, key=kind_rank)
     handles = [Line2D([], [], ls="", marker="o", mfc="none", mec="grey", label="A")]

@@ -65,14 +65,28 @@ def _draw_loglog(axes: Axes, result: LayerResult, panel: LogLogPanel, title: str
     axes.set_xscale("log")
     axes.set_yscale("log")
     if panel.fit is not None and result.alpha is not None:
-        axes.plot(panel.fit.x, panel.fit.y, color=FIT_COLOR, lw=2.2, gid="powerlaw-fit", label=f"power law, α = {fmt(result.alpha, 2)}")
+        axes.plot(
+            panel.fit.x,
+            panel.fit.y,
+            color=FIT_COLOR,
+            lw=2.2,
+            gid="powerlaw-fit",
+            label=f"power law, α = {fmt(result.alpha, 2)}",
+        )
         axes.axvline(panel.xmin, color=FIT_COLOR, ls="--", lw=1.2, gid="xmin", label=f"xmin = {fmt(panel.xmin)}")
-    axes.axvline(panel.lambda_max, color="black", ls=":", lw=1.2, gid="lambda-max", label=f"λmax = {fmt(panel.lambda_max)}")
+    axes.axvline(
+        panel.lambda_max, color="black", ls=":", lw=1.2, gid="lambda-max", label=f"λmax = {fmt(panel.lambda_max)}"
+    )
     kings = result.dragon_kings.count if result.dragon_kings is not None else 0
     if kings:
         axes.plot(
-            evals[-kings:], np.full(kings, 0.93), "v", color="#9467bd", ms=9,
-            transform=axes.get_xaxis_transform(), gid="dragon-kings",
+            evals[-kings:],
+            np.full(kings, 0.93),
+            "v",
+            color="#9467bd",
+            ms=9,
+            transform=axes.get_xaxis_transform(),
+            gid="dragon-kings",
             label=f"{kings} dragon king{'s' if kings > 1 else ''}",
         )
     nonpositive = panel.nonpositive
@@ -85,22 +99,53 @@ def _draw_loglog(axes: Axes, result: LayerResult, panel: LogLogPanel, title: str
 def _draw_linear(axes: Axes, result: LayerResult, panel: LinearPanel) -> None:
     _bars(axes, panel.histogram.edges, panel.histogram.heights, "esd-linear", "ESD" + _beyond(panel.beyond))
     if panel.randomised is not None:
-        outline = axes.stairs(panel.randomised.heights, panel.randomised.edges, lw=1.6, color=RANDOM_COLOR,
-                              label="randomised W" + _beyond(panel.randomised_beyond))
+        outline = axes.stairs(
+            panel.randomised.heights,
+            panel.randomised.edges,
+            lw=1.6,
+            color=RANDOM_COLOR,
+            label="randomised W" + _beyond(panel.randomised_beyond),
+        )
         outline.set_gid("randomised")
     if panel.randomised_edge is not None:
-        axes.axvline(panel.randomised_edge, color=RANDOM_COLOR, ls="-.", lw=1.4, gid="randomised-edge",
-                     label=f"randomised W's MP edge {fmt(panel.randomised_edge)} (traps: above it)")
+        axes.axvline(
+            panel.randomised_edge,
+            color=RANDOM_COLOR,
+            ls="-.",
+            lw=1.4,
+            gid="randomised-edge",
+            label=f"randomised W's MP edge {fmt(panel.randomised_edge)} (traps: above it)",
+        )
     if panel.mp is not None and result.mp is not None:
-        axes.plot(panel.mp.x, panel.mp.y, color=MP_COLOR, lw=2, gid="mp-density",
-                  label=f"Marchenko–Pastur fit, σ² = {fmt(result.mp.sigma2)}")
-        axes.axvline(panel.bulk_edge, color=MP_COLOR, ls="--", lw=1.2, gid="bulk-edge",
-                     label=f"fitted bulk edge {fmt(panel.bulk_edge)}")
+        axes.plot(
+            panel.mp.x,
+            panel.mp.y,
+            color=MP_COLOR,
+            lw=2,
+            gid="mp-density",
+            label=f"Marchenko–Pastur fit, σ² = {fmt(result.mp.sigma2)}",
+        )
+        axes.axvline(
+            panel.bulk_edge,
+            color=MP_COLOR,
+            ls="--",
+            lw=1.2,
+            gid="bulk-edge",
+            label=f"fitted bulk edge {fmt(panel.bulk_edge)}",
+        )
         total = panel.spikes.size + panel.spikes_beyond
         if total:
-            axes.plot(panel.spikes, np.zeros(panel.spikes.size), "|", color=FIT_COLOR, ms=16, mew=1.8,
-                      transform=axes.get_xaxis_transform(), gid="spikes",
-                      label=f"{total} spike{'s' if total > 1 else ''}" + _beyond(panel.spikes_beyond))
+            axes.plot(
+                panel.spikes,
+                np.zeros(panel.spikes.size),
+                "|",
+                color=FIT_COLOR,
+                ms=16,
+                mew=1.8,
+                transform=axes.get_xaxis_transform(),
+                gid="spikes",
+                label=f"{total} spike{'s' if total > 1 else ''}" + _beyond(panel.spikes_beyond),
+            )
         axes.set_title(f"(b) MP bulk fit: {result.mp.num_spikes} spikes above the edge", loc="left", fontsize=10)
         axes.set_ylim(0, panel.y_high)  # the MP density is unbounded at 0 when Q = 1
     else:
@@ -112,10 +157,19 @@ def _draw_linear(axes: Axes, result: LayerResult, panel: LinearPanel) -> None:
 
 
 def _draw_ccdf(axes: Axes, result: LayerResult, panel: CcdfPanel) -> None:
-    axes.step(panel.empirical.x, panel.empirical.y, where="post", color=ESD_COLOR, lw=1.6, gid="ccdf", label="empirical CCDF")
+    axes.step(
+        panel.empirical.x, panel.empirical.y, where="post", color=ESD_COLOR, lw=1.6, gid="ccdf", label="empirical CCDF"
+    )
     if panel.fit is not None and result.alpha is not None:
-        axes.plot(panel.fit.x, panel.fit.y, color=FIT_COLOR, lw=2.2, ls="--", gid="ccdf-fit",
-                  label=f"power law, slope 1 − α = {fmt(1.0 - result.alpha, 2)}")
+        axes.plot(
+            panel.fit.x,
+            panel.fit.y,
+            color=FIT_COLOR,
+            lw=2.2,
+            ls="--",
+            gid="ccdf-fit",
+            label=f"power law, slope 1 − α = {fmt(1.0 - result.alpha, 2)}",
+        )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("eigenvalue λ (log scale)")
@@ -143,7 +197,9 @@ def draw_picture(picture: EsdPicture, result: LayerResult, evals: np.ndarray) ->
 def esd_figure(result: LayerResult, evals: np.ndarray | None, rand_evals: np.ndarray | None = None) -> Figure:
     """The three panels for one layer. ``evals`` is its ESD, ``rand_evals`` that of randomised W."""
     if evals is None or not np.any(np.asarray(evals) > 0):
-        raise WeightscopeError(f"layer {result.name} has no spectrum to draw: {result.reason or 'all eigenvalues are 0'}")
+        raise WeightscopeError(
+            f"layer {result.name} has no spectrum to draw: {result.reason or 'all eigenvalues are 0'}"
+        )
     ordered = np.sort(np.asarray(evals, dtype=np.float64))
     return draw_picture(esd_picture(result, ordered, rand_evals), result, ordered)
 

@@ -33,12 +33,22 @@ def draw_measures(trend: Trend, x: np.ndarray, bound_axes: Axes, id_axes: Axes) 
         bound_axes.set_yscale("log")
         bound_axes.legend(fontsize=7, ncol=2, loc="best")
     else:
-        bound_axes.text(0.5, 0.5, "no logit bound (heads unknown)", ha="center", va="center", transform=bound_axes.transAxes)
+        bound_axes.text(
+            0.5, 0.5, "no logit bound (heads unknown)", ha="center", va="center", transform=bound_axes.transAxes
+        )
     bound_axes.set_title("attention-logit bound ‖W_Qᵀ W_K‖/√d_h (max over heads)", loc="left", fontsize=9.5)
     for cloud in trend.embeddings:
         values, errors = _values(cloud.twonn), _values(cloud.twonn_se)
-        id_axes.errorbar(x, values, yerr=errors, fmt="o-", ms=3, capsize=2, label=f"{cloud.name} ({cloud.phase})",
-                         gid=f"intrinsic-dimension-{cloud.name}")
+        id_axes.errorbar(
+            x,
+            values,
+            yerr=errors,
+            fmt="o-",
+            ms=3,
+            capsize=2,
+            label=f"{cloud.name} ({cloud.phase})",
+            gid=f"intrinsic-dimension-{cloud.name}",
+        )
     if trend.embeddings:
         id_axes.legend(fontsize=7, loc="best")
     id_axes.set_title("embedding intrinsic dimension (TwoNN ± SE)", loc="left", fontsize=9.5)

@@ -111,7 +111,11 @@ def depth_axis(kinds: Sequence[str], blocks: Sequence[int | None]) -> DepthAxis:
 
 def _alpha_bins(alphas: np.ndarray) -> np.ndarray:
     edges = np.histogram_bin_edges(alphas, bins="auto")
-    return edges if edges.size <= MAX_HISTOGRAM_BINS + 1 else np.linspace(alphas.min(), alphas.max(), MAX_HISTOGRAM_BINS + 1)
+    return (
+        edges
+        if edges.size <= MAX_HISTOGRAM_BINS + 1
+        else np.linspace(alphas.min(), alphas.max(), MAX_HISTOGRAM_BINS + 1)
+    )
 
 
 def summary_figure(report: Report) -> Figure:
@@ -134,14 +138,20 @@ def summary_figure(report: Report) -> Figure:
         for trusted in (True, False):
             for verdict in verdicts:
                 chosen = [
-                    i for i, layer in enumerate(fitted)
+                    i
+                    for i, layer in enumerate(fitted)
                     if layer.kind == kind and is_trusted(layer) == trusted and (layer.verdict or "") == verdict
                 ]
                 if chosen:
                     by_depth.scatter(
-                        [axis.positions[i] for i in chosen], alphas[chosen], s=44, linewidths=1.6,
+                        [axis.positions[i] for i in chosen],
+                        alphas[chosen],
+                        s=44,
+                        linewidths=1.6,
                         marker=verdict_marker(verdict or None),
-                        facecolors=color if trusted else "none", edgecolors=color, zorder=3,
+                        facecolors=color if trusted else "none",
+                        edgecolors=color,
+                        zorder=3,
                         gid=f"alpha:{kind}:{'trusted' if trusted else 'untrusted'}:{verdict or 'none'}",
                     )
         handles.append(Line2D([], [], ls="", marker="o", color=color, label=kind))
@@ -149,7 +159,11 @@ def summary_figure(report: Report) -> Figure:
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="grey", mew=1.6, label="untrusted fit"))
     for verdict in verdicts:
         if verdict not in ("healthy", "untrusted-fit"):
-            handles.append(Line2D([], [], ls="", marker=verdict_marker(verdict or None), color="grey", label=verdict or "no verdict"))
+            handles.append(
+                Line2D(
+                    [], [], ls="", marker=verdict_marker(verdict or None), color="grey", label=verdict or "no verdict"
+                )
+            )
     handles.append(Patch(color=BAND_COLOR, alpha=BAND_ALPHA * 2, label=f"healthy band {band_text(band)}"))
     median = report.summary.alpha_median
     if median is not None:
@@ -162,7 +176,9 @@ def summary_figure(report: Report) -> Figure:
     by_depth.set_ylabel("alpha (power-law exponent of the ESD tail)")
     if alphas.size:
         by_depth.set_ylim(min(band.alpha_low - 1.0, alphas.min() - 0.5), max(band.alpha_high + 1.0, alphas.max() + 0.5))
-        _, _, bars = histogram.hist(alphas, bins=_alpha_bins(alphas), orientation="horizontal", color="#4c72b0", alpha=0.8)
+        _, _, bars = histogram.hist(
+            alphas, bins=_alpha_bins(alphas), orientation="horizontal", color="#4c72b0", alpha=0.8
+        )
         tag_artists(bars, "alpha-histogram")
     histogram.set_xlabel("number of layers")
     histogram.set_title("alpha histogram", fontsize=10)

@@ -58,7 +58,9 @@ def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
     heat_height = min(max(2.5, ROW_HEIGHT * len(rows)), 16.0)
     measured = bool(trend.attention or trend.embeddings)
     figure = new_figure(11.0, 3.6 + heat_height + (2.8 if measured else 0.0))
-    grid = figure.add_gridspec(3 if measured else 2, 2, height_ratios=[3.0, 2.6, heat_height] if measured else [3.0, heat_height])
+    grid = figure.add_gridspec(
+        3 if measured else 2, 2, height_ratios=[3.0, 2.6, heat_height] if measured else [3.0, heat_height]
+    )
     line_axes, heat_axes = figure.add_subplot(grid[0, :]), figure.add_subplot(grid[-1, :])
 
     low_edge, high_edge = thresholds.alpha_low, thresholds.alpha_high
@@ -68,9 +70,17 @@ def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
     line_axes.plot(x, median, "o-", color="#4c72b0", lw=2, ms=5, gid="median-alpha", label="median alpha")
     missing = np.isnan(median)
     if missing.any():  # every layer random-like (α > alpha_random) or untrusted: the summary has no robust median
-        line_axes.plot(x[missing], np.full(missing.sum(), 0.97), "x", color="grey", ms=8, mew=2,
-                       transform=line_axes.get_xaxis_transform(), gid="no-median",
-                       label=f"no median: no trusted layer with α ≤ {number(thresholds.alpha_random)}")
+        line_axes.plot(
+            x[missing],
+            np.full(missing.sum(), 0.97),
+            "x",
+            color="grey",
+            ms=8,
+            mew=2,
+            transform=line_axes.get_xaxis_transform(),
+            gid="no-median",
+            label=f"no median: no trusted layer with α ≤ {number(thresholds.alpha_random)}",
+        )
     positive = x[x > 0]
     log_spaced = by_step and positive.size >= 2 and positive.max() / positive.min() > LOG_STEP_SPAN
     if log_spaced:  # checkpoints are usually denser early: a linear axis would crush them together
@@ -82,11 +92,16 @@ def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
     line_axes.set_title("median alpha over the run (robust: median and MAD over layers)", loc="left", fontsize=10)
     finite = median[np.isfinite(median)]
     spread = mad[np.isfinite(mad)]
-    top = max(high_edge + 0.5, float((finite + (spread.max() if spread.size else 0)).max()) + 0.3) if finite.size else 7.0
+    top = (
+        max(high_edge + 0.5, float((finite + (spread.max() if spread.size else 0)).max()) + 0.3) if finite.size else 7.0
+    )
     line_axes.set_ylim(max(0.0, min(low_edge - 0.5, float(finite.min()) - 0.5) if finite.size else 0.0), top)
     line_axes.legend(loc="best", fontsize=9)
     if measured:
-        bound_axes, id_axes = figure.add_subplot(grid[1, 0], sharex=line_axes), figure.add_subplot(grid[1, 1], sharex=line_axes)
+        bound_axes, id_axes = (
+            figure.add_subplot(grid[1, 0], sharex=line_axes),
+            figure.add_subplot(grid[1, 1], sharex=line_axes),
+        )
         draw_measures(trend, x, bound_axes, id_axes)
 
     from matplotlib import colormaps
@@ -99,15 +114,22 @@ def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
     low = min(low_edge - 0.5, float(known.min())) if known.size else low_edge - 0.5
     high = min(max(high_edge + 2.0, float(known.max())), HEATMAP_SCALE_END) if known.size else high_edge + 2.0
     norm = TwoSlopeNorm(vcenter=(low_edge + high_edge) / 2, vmin=low, vmax=high)
-    image = heat_axes.imshow(np.ma.masked_invalid(alpha), aspect="auto", interpolation="nearest",
-                             cmap=colormaps["RdYlBu"].with_extremes(bad="#bdbdbd"), norm=norm)
+    image = heat_axes.imshow(
+        np.ma.masked_invalid(alpha),
+        aspect="auto",
+        interpolation="nearest",
+        cmap=colormaps["RdYlBu"].with_extremes(bad="#bdbdbd"),
+        norm=norm,
+    )
     tag_artists([image], "alpha-heatmap")
     above = bool(known.size and known.max() > high)
     colorbar = figure.colorbar(image, ax=heat_axes, pad=0.01, fraction=0.04, extend="max" if above else "neither")
     colorbar.set_label("alpha (grey: no fit)")
     marks = (low_edge, (low_edge + high_edge) / 2, high_edge, thresholds.alpha_random, HEATMAP_SCALE_END)
     colorbar.set_ticks(sorted({t for t in marks if low <= t <= high}))
-    heat_axes.set_xticks(range(len(points)), labels, rotation=45 if len(points) > 12 else 0, ha="right" if len(points) > 12 else "center")
+    heat_axes.set_xticks(
+        range(len(points)), labels, rotation=45 if len(points) > 12 else 0, ha="right" if len(points) > 12 else "center"
+    )
     heat_axes.set_xlabel("training step" if by_step else "checkpoint")
     stride = max(1, int(np.ceil(len(rows) / MAX_NAMED_ROWS)))
     named = list(range(0, len(rows), stride))
@@ -119,8 +141,10 @@ def trend_figure(trend: Trend, thresholds: Thresholds = Thresholds()) -> Figure:
     flagged = sum(bool(s.flags) for s in rows)
     heat_axes.set_title(
         f"alpha per layer and checkpoint ({len(rows)} layers, by depth"
-        + (f"; {flagged} flagged in red" if flagged else "") + ")",
-        loc="left", fontsize=10,
+        + (f"; {flagged} flagged in red" if flagged else "")
+        + ")",
+        loc="left",
+        fontsize=10,
     )
     figure.suptitle(f"weightscope trend: {len(points)} checkpoints", fontsize=11.5)
     return figure

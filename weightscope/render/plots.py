@@ -90,10 +90,27 @@ def png_file_name(layer_name: str, suffix: str) -> str:
 
 #: One fixed, saturated colour per layer kind (the order of `weightscope.checkpoint.layers.KINDS`):
 #: matplotlib's tab10, then three dark tones, so every kind reads well on a white page.
-KIND_COLORS = dict(zip(KINDS, (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-    "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39",
-), strict=True))
+KIND_COLORS = dict(
+    zip(
+        KINDS,
+        (
+            "#1f77b4",
+            "#ff7f0e",
+            "#2ca02c",
+            "#d62728",
+            "#9467bd",
+            "#8c564b",
+            "#e377c2",
+            "#7f7f7f",
+            "#bcbd22",
+            "#17becf",
+            "#393b79",
+            "#637939",
+            "#843c39",
+        ),
+        strict=True,
+    )
+)
 
 
 def kind_color(kind: str) -> str:
@@ -110,5 +127,13 @@ def tag_artists(artists: Iterable[Artist], gid: str) -> None:
 def shade_alpha_band(axes: Axes, thresholds: Thresholds, *, vertical: bool = False) -> None:
     """Shade the healthy band alpha_low ≤ alpha ≤ alpha_high (alpha on y, or on x with ``vertical``)."""
     span = axes.axvspan if vertical else axes.axhspan
-    span(thresholds.alpha_low, thresholds.alpha_high, color=BAND_COLOR, alpha=BAND_ALPHA, lw=0, zorder=0,
-         label=f"healthy band {band_text(thresholds)}", gid="alpha-band")
+    span(
+        thresholds.alpha_low,
+        thresholds.alpha_high,
+        color=BAND_COLOR,
+        alpha=BAND_ALPHA,
+        lw=0,
+        zorder=0,
+        label=f"healthy band {band_text(thresholds)}",
+        gid="alpha-band",
+    )

@@ -78,7 +78,7 @@ def short_names(names: Sequence[str]) -> ShortNames:
         suffix = split[0][-1]
         split = [p[:-1] for p in split]
     prefix = _common_prefix(split) if len(split) > 1 else []
-    split = [p[len(prefix):] for p in split]
+    split = [p[len(prefix) :] for p in split]
     stems: set[str] = set()
     cut: list[int | None] = []
     for parts, name in zip(split, names):
@@ -88,7 +88,7 @@ def short_names(names: Sequence[str]) -> ShortNames:
         if cut[-1] is not None:
             stems.add(".".join(parts[: cut[-1]]))
     if len(stems) == 1:
-        split = [p[at + 1:] if at is not None else p for p, at in zip(split, cut)]
+        split = [p[at + 1 :] if at is not None else p for p, at in zip(split, cut)]
         dropped.append(f"'{'.'.join([*prefix, stems.pop()])}.N.' (N = blk)")
     elif prefix:
         dropped.append(f"'{'.'.join(prefix)}.'")

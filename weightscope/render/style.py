@@ -19,7 +19,7 @@ from weightscope.config import Thresholds
 
 
 def alpha_band(alpha: float, thresholds: Thresholds) -> str:
-    """"low" (< alpha_low), "high" (> alpha_high) or "ok"."""
+    """ "low" (< alpha_low), "high" (> alpha_high) or "ok"."""
     if alpha < thresholds.alpha_low:
         return "low"
     if alpha > thresholds.alpha_high:
@@ -104,7 +104,9 @@ LAYER_DIGITS = {"alpha": 2, "D": 3, "lambda_max": 3, "log_norm": 2, "stable_rank
 
 def layer_number_texts(layers: Sequence[Any]) -> dict[str, list[str]]:
     """The per-layer numbers of `LAYER_DIGITS` as column texts, one format per column."""
-    return {key: column_texts([getattr(layer, key) for layer in layers], digits) for key, digits in LAYER_DIGITS.items()}
+    return {
+        key: column_texts([getattr(layer, key) for layer in layers], digits) for key, digits in LAYER_DIGITS.items()
+    }
 
 
 #: Colour of each verdict in human views.

@@ -99,7 +99,9 @@ class _Axes:
         if keep.sum() < 2:
             return
         points = " ".join(map("{:.1f},{:.1f}".format, self.pxs(xs[keep]).tolist(), self.pys(ys[keep]).tolist()))
-        self.parts.append(f'<polyline class="{css}" data-role="{role}" points="{points}"><title>{escape(label)}</title></polyline>')
+        self.parts.append(
+            f'<polyline class="{css}" data-role="{role}" points="{points}"><title>{escape(label)}</title></polyline>'
+        )
 
     def vline(self, x: float, css: str, role: str, label: str) -> None:
         at = self.px(x)
@@ -130,18 +132,28 @@ class _Axes:
         out = [f'<rect class="frame" x="{self.x0}" y="{self.y0}" width="{self.width}" height="{self.height}"/>']
         for value, text in self._ticks(*self.xlim, self.xlog):
             x = self.px(value)
-            out.append(f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{base}" y2="{base + 4}"/>'
-                       f'<text x="{x:.1f}" y="{base + 15}" text-anchor="middle">{escape(text)}</text>')
+            out.append(
+                f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{base}" y2="{base + 4}"/>'
+                f'<text x="{x:.1f}" y="{base + 15}" text-anchor="middle">{escape(text)}</text>'
+            )
         for value, text in self._ticks(*self.ylim, self.ylog):
             y = self.py(value)
-            out.append(f'<line class="tick" x1="{self.x0 - 4}" x2="{self.x0}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                       f'<text x="{self.x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(text)}</text>')
-        out.append(f'<text x="{(self.x0 + right) / 2:.1f}" y="{base + 32}" text-anchor="middle">{escape(xlabel)}</text>')
-        out.append(f'<text x="{self.x0 - 44}" y="{self.y0 + self.height / 2:.1f}" text-anchor="middle" '
-                   f'transform="rotate(-90 {self.x0 - 44} {self.y0 + self.height / 2:.1f})">{escape(ylabel)}</text>')
+            out.append(
+                f'<line class="tick" x1="{self.x0 - 4}" x2="{self.x0}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                f'<text x="{self.x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(text)}</text>'
+            )
+        out.append(
+            f'<text x="{(self.x0 + right) / 2:.1f}" y="{base + 32}" text-anchor="middle">{escape(xlabel)}</text>'
+        )
+        out.append(
+            f'<text x="{self.x0 - 44}" y="{self.y0 + self.height / 2:.1f}" text-anchor="middle" '
+            f'transform="rotate(-90 {self.x0 - 44} {self.y0 + self.height / 2:.1f})">{escape(ylabel)}</text>'
+        )
         out.append(f'<text class="ptitle" x="{self.x0}" y="{self.y0 - 8}">{escape(title)}</text>')
         clip = f'<clipPath id="{{clip}}"><rect x="{self.x0}" y="{self.y0}" width="{self.width}" height="{self.height}"/></clipPath>'
-        return "".join(out[:1]) + clip + '<g clip-path="url(#{clip})">' + "".join(self.parts) + "</g>" + "".join(out[1:])
+        return (
+            "".join(out[:1]) + clip + '<g clip-path="url(#{clip})">' + "".join(self.parts) + "</g>" + "".join(out[1:])
+        )
 
 
 def _log_limits(values: np.ndarray) -> tuple[float, float]:
@@ -172,8 +184,12 @@ def esd_svg(picture: EsdPicture, key: str) -> str:
     if b.bulk_edge is not None:
         linear.vline(b.bulk_edge, "edge", "bulk-edge", f"fitted bulk edge {fmt(b.bulk_edge)}")
     if b.randomised_edge is not None:
-        linear.vline(b.randomised_edge, "randedge", "randomised-edge",
-                     f"MP edge of the randomised W {fmt(b.randomised_edge)}: traps lie above it")
+        linear.vline(
+            b.randomised_edge,
+            "randedge",
+            "randomised-edge",
+            f"MP edge of the randomised W {fmt(b.randomised_edge)}: traps lie above it",
+        )
     if b.spikes.size:
         linear.rug(b.spikes, "spike", "spikes", f"{b.spikes.size + b.spikes_beyond} spikes above the bulk edge")
 
@@ -190,5 +206,7 @@ def esd_svg(picture: EsdPicture, key: str) -> str:
     ]
     body = "".join(panel.replace("{clip}", f"clip-{escape(key)}-{i}") for i, panel in enumerate(panels))
     width = 3 * PANEL_W + 2 * GAP
-    return (f'<svg class="esd" viewBox="0 0 {width} {PANEL_H}" width="{width}" height="{PANEL_H}" '
-            f'role="img" aria-label="{escape(picture.name)}">{body}</svg>')
+    return (
+        f'<svg class="esd" viewBox="0 0 {width} {PANEL_H}" width="{width}" height="{PANEL_H}" '
+        f'role="img" aria-label="{escape(picture.name)}">{body}</svg>'
+    )

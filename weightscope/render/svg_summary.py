@@ -39,8 +39,20 @@ def _marker(shape: str, x: float, y: float) -> str:
         "^": [(-R, R), (R, R), (0, -R)],
         "D": [(0, -R * 1.2), (R * 1.2, 0), (0, R * 1.2), (-R * 1.2, 0)],
         "X": [(-R, -R), (0, -R / 3), (R, -R), (R / 3, 0), (R, R), (0, R / 3), (-R, R), (-R / 3, 0)],
-        "P": [(-R / 3, -R), (R / 3, -R), (R / 3, -R / 3), (R, -R / 3), (R, R / 3), (R / 3, R / 3), (R / 3, R),
-              (-R / 3, R), (-R / 3, R / 3), (-R, R / 3), (-R, -R / 3), (-R / 3, -R / 3)],
+        "P": [
+            (-R / 3, -R),
+            (R / 3, -R),
+            (R / 3, -R / 3),
+            (R, -R / 3),
+            (R, R / 3),
+            (R / 3, R / 3),
+            (R / 3, R),
+            (-R / 3, R),
+            (-R / 3, R / 3),
+            (-R, R / 3),
+            (-R, -R / 3),
+            (-R / 3, -R / 3),
+        ],
     }[shape]
     points = " ".join(f"{x + dx:.1f},{y + dy:.1f}" for dx, dy in offsets)
     return f'<polygon points="{points}"/>'
@@ -74,29 +86,39 @@ def alpha_by_depth_svg(report: Report, anchors: dict[str, str]) -> str:
     step = next(m * step for m in (1, 2, 5, 10) if (y_hi - y_lo) / (m * step) <= 8)
     tick = math.ceil(y_lo / step) * step
     while tick <= y_hi:
-        out.append(f'<line x1="{LEFT - 4}" x2="{LEFT + width}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="#eef0f3"/>'
-                   f'<text x="{LEFT - 7}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
+        out.append(
+            f'<line x1="{LEFT - 4}" x2="{LEFT + width}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" stroke="#eef0f3"/>'
+            f'<text x="{LEFT - 7}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>'
+        )
         tick += step
     for value, label in zip(axis.ticks, axis.tick_labels):
         out.append(f'<text x="{px(value):.1f}" y="{TOP + height + 16}" text-anchor="middle">{escape(label)}</text>')
     out.append(f'<text x="{LEFT + width / 2}" y="{HEIGHT - 6}" text-anchor="middle">{escape(axis.label)}</text>')
-    out.append(f'<text x="14" y="{TOP + height / 2}" text-anchor="middle" transform="rotate(-90 14 {TOP + height / 2})">alpha</text>')
+    out.append(
+        f'<text x="14" y="{TOP + height / 2}" text-anchor="middle" transform="rotate(-90 14 {TOP + height / 2})">alpha</text>'
+    )
     median = report.summary.alpha_median
     if median is not None:
-        out.append(f'<line data-role="median" x1="{LEFT}" x2="{LEFT + width}" y1="{py(median):.1f}" y2="{py(median):.1f}" '
-                   f'stroke="#111827" stroke-dasharray="6 4"><title>median alpha {fmt(median, 2)}</title></line>')
+        out.append(
+            f'<line data-role="median" x1="{LEFT}" x2="{LEFT + width}" y1="{py(median):.1f}" y2="{py(median):.1f}" '
+            f'stroke="#111827" stroke-dasharray="6 4"><title>median alpha {fmt(median, 2)}</title></line>'
+        )
     order = sorted(range(len(fitted)), key=lambda i: kind_rank(fitted[i].kind))
     for i in order:
         layer = fitted[i]
         color = kind_color(layer.kind)
         fill = color if is_trusted(layer) else "none"
         tip = escape(one_line(f"{layer.name}: alpha {fmt(layer.alpha, 2)}, {layer.verdict or 'no verdict'}"))
-        mark = (f'<g data-role="alpha-point" data-verdict="{escape(layer.verdict or "none")}" fill="{fill}" stroke="{color}" '
-                f'stroke-width="1.6"><title>{tip}</title>{_marker(verdict_marker(layer.verdict), px(axis.positions[i]), py(alphas[i]))}</g>')
+        mark = (
+            f'<g data-role="alpha-point" data-verdict="{escape(layer.verdict or "none")}" fill="{fill}" stroke="{color}" '
+            f'stroke-width="1.6"><title>{tip}</title>{_marker(verdict_marker(layer.verdict), px(axis.positions[i]), py(alphas[i]))}</g>'
+        )
         anchor = anchors.get(layer.name)
         out.append(f'<a href="#{anchor}">{mark}</a>' if anchor else mark)
-    return (f'<svg class="esd depth" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
-            f'aria-label="alpha of every layer by depth">{"".join(out)}</svg>')
+    return (
+        f'<svg class="esd depth" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
+        f'aria-label="alpha of every layer by depth">{"".join(out)}</svg>'
+    )
 
 
 def depth_legend(report: Report) -> str:
@@ -111,8 +133,12 @@ def depth_legend(report: Report) -> str:
     for verdict in verdicts:
         shape = _marker(verdict_marker(None if verdict == "none" else verdict), 7, 7)
         hollow = "none" if verdict == "untrusted-fit" else "#6b7280"
-        items.append(f'<span><svg width="14" height="14"><g fill="{hollow}" stroke="#6b7280" stroke-width="1.4">{shape}</g></svg> '
-                     f"{escape(verdict)}</span>")
-    items.append(f'<span><i class="sw" style="border-color:#2ca02c"></i>healthy band {band_text(report.thresholds)}</span>')
+        items.append(
+            f'<span><svg width="14" height="14"><g fill="{hollow}" stroke="#6b7280" stroke-width="1.4">{shape}</g></svg> '
+            f"{escape(verdict)}</span>"
+        )
+    items.append(
+        f'<span><i class="sw" style="border-color:#2ca02c"></i>healthy band {band_text(report.thresholds)}</span>'
+    )
     items.append('<span><i class="sw" style="border-color:#111827;border-top-style:dashed"></i>median alpha</span>')
     return '<p class="legend meta">' + "".join(items) + " (hollow: untrusted fit; click a point for its spectrum)</p>"

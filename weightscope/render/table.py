@@ -32,25 +32,66 @@ def _text(value: str, style: str = "") -> Text:
 #: The kind is not a column: the short name says it (attention.self.query, mlp.up_proj),
 #: and the 10 columns it took keep a 120-column row on one line (JSON/CSV/md/HTML have it).
 _COLUMNS = (
-    ("blk", "right"), ("layer", "left"), ("shape", "right"), ("alpha", "right"), ("D", "right"),
-    ("tail", "right"), ("σmax²", "right"), ("log‖W‖²", "right"), ("s.rank", "right"), ("verdict", "left"),
+    ("blk", "right"),
+    ("layer", "left"),
+    ("shape", "right"),
+    ("alpha", "right"),
+    ("D", "right"),
+    ("tail", "right"),
+    ("σmax²", "right"),
+    ("log‖W‖²", "right"),
+    ("s.rank", "right"),
+    ("verdict", "left"),
 )
 
 
 def update_table(report: Report) -> Table:
     """A LoRA adapter's layers: the update ΔW = s·B·A of each adapted module."""
-    table = Table(title=_text(f"weightscope: {report.source} (LoRA updates ΔW = s·B·A)"), title_justify="left", header_style="bold")
-    for column in ("layer", "kind", "blk", "shape", "r", "scale", "‖ΔW‖_F", "σmax", "eff. rank", "rank90", "r used", "note"):
+    table = Table(
+        title=_text(f"weightscope: {report.source} (LoRA updates ΔW = s·B·A)"),
+        title_justify="left",
+        header_style="bold",
+    )
+    for column in (
+        "layer",
+        "kind",
+        "blk",
+        "shape",
+        "r",
+        "scale",
+        "‖ΔW‖_F",
+        "σmax",
+        "eff. rank",
+        "rank90",
+        "r used",
+        "note",
+    ):
         table.add_column(column, justify="left" if column in ("layer", "kind", "note") else "right", overflow="fold")
     for layer in report.layers:
         update = layer.update
         if update is None:  # a modules_to_save tensor or a failed module: its verdict says
-            table.add_row(_text(layer.name), layer.kind, fmt(layer.block), "×".join(map(str, layer.shape)), *[""] * 7, _text(layer.reason or layer.verdict or ""))
+            table.add_row(
+                _text(layer.name),
+                layer.kind,
+                fmt(layer.block),
+                "×".join(map(str, layer.shape)),
+                *[""] * 7,
+                _text(layer.reason or layer.verdict or ""),
+            )
             continue
         table.add_row(
-            _text(layer.name), layer.kind, fmt(layer.block), "×".join(map(str, layer.shape)), fmt(update.lora_rank), fmt(update.scale),
-            fmt(update.norm), fmt(update.singular_values[0] if update.singular_values else None), fmt(update.effective_rank, 1),
-            fmt(update.rank90), f"{fmt((update.rank_share or 0) * 100, 0)} %", _text(update.note or ""),
+            _text(layer.name),
+            layer.kind,
+            fmt(layer.block),
+            "×".join(map(str, layer.shape)),
+            fmt(update.lora_rank),
+            fmt(update.scale),
+            fmt(update.norm),
+            fmt(update.singular_values[0] if update.singular_values else None),
+            fmt(update.effective_rank, 1),
+            fmt(update.rank90),
+            f"{fmt((update.rank_share or 0) * 100, 0)} %",
+            _text(update.note or ""),
         )
     return table
 
@@ -64,8 +105,14 @@ def report_table(report: Report) -> Table:
     names = short_names([layer.name for layer in layers])
     thresholds = report.thresholds
     table = Table(
-        title=_text(f"weightscope: {report.source}"), title_justify="left", header_style="bold",
-        caption=names.dropped or None, caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+        title=_text(f"weightscope: {report.source}"),
+        title_justify="left",
+        header_style="bold",
+        caption=names.dropped or None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
         pad_edge=False,
     )
     for column, justify in _COLUMNS:
@@ -99,14 +146,20 @@ def summary_text(report: Report) -> Text:
     text.append("\nmedian alpha ")
     text.append(fmt(s.alpha_median, 2), style=alpha_style(s.alpha_median, t) + " bold")
     text.append(f"  (MAD {fmt(s.alpha_mad, 2)}, over {s.robust_layers} layers")
-    excluded = [f"{n} {why}" for n, why in ((s.excluded_untrusted, "untrusted"), (s.excluded_above_8, f"with alpha > {random}")) if n]
+    excluded = [
+        f"{n} {why}"
+        for n, why in ((s.excluded_untrusted, "untrusted"), (s.excluded_above_8, f"with alpha > {random}"))
+        if n
+    ]
     text.append(f"; excluded: {', '.join(excluded)}" if excluded else "")
     text.append(f")   mean of all fitted layers {fmt(s.alpha_mean, 2)}\n")
     text.append(f"alpha < {low}: {s.below_2}", style="red" if s.below_2 else "")
     text.append(f"   {band_text(t)}: {s.in_2_6}", style="green")
     text.append(f"   > {high}: {s.above_6}", style="yellow" if s.above_6 else "")
     if s.alpha_median_by_kind:
-        text.append("\nmedian alpha by kind: " + ", ".join(f"{k} {fmt(v, 2)}" for k, v in s.alpha_median_by_kind.items()))
+        text.append(
+            "\nmedian alpha by kind: " + ", ".join(f"{k} {fmt(v, 2)}" for k, v in s.alpha_median_by_kind.items())
+        )
     if s.alpha_median_by_block:
         text.append("\nmedian alpha by block: ")
         for index, (block, median) in enumerate(s.alpha_median_by_block.items()):
@@ -129,7 +182,13 @@ def _with_verdicts(text: Text, verdicts: dict[str, int]) -> Text:
 #: broken weights before suspicious alphas, unreadable fits last.
 LOOK_AT_MAX = 8
 LOOK_AT_ORDER = (
-    "rank-collapsed", "correlation-trap", "failed", "over-trained", "random-like", "under-trained", "untrusted-fit",
+    "rank-collapsed",
+    "correlation-trap",
+    "failed",
+    "over-trained",
+    "random-like",
+    "under-trained",
+    "untrusted-fit",
 )
 
 
@@ -212,10 +271,15 @@ def _render_plain_inspection(inspection: Inspection, console: Console) -> None:
     roles = _roles(inspection)
     rows = [("tensor", "shape", "dtype", "analysed as")]
     for info in inspection.tensors:
-        rows.append((one_line(info.name), "×".join(map(str, info.shape)) or "scalar", info.dtype, one_line(roles[info.name][0])))
+        rows.append(
+            (one_line(info.name), "×".join(map(str, info.shape)) or "scalar", info.dtype, one_line(roles[info.name][0]))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"{one_line(inspection.source)} ({inspection.format})"]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in rows]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        for row in rows
+    ]
     console.out("\n".join(lines), highlight=False)
     console.out(
         f"{len(inspection.selection.layers)} of {len(inspection.tensors)} tensors would be analysed, "

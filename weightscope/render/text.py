@@ -19,7 +19,19 @@ from weightscope.render.style import (
 from weightscope.report import Report
 
 #: The columns of the markdown table, in order (the CSV has every key).
-MARKDOWN_COLUMNS = ("name", "kind", "block", "shape", "alpha", "D", "num_tail", "lambda_max", "log_norm", "stable_rank", "verdict")
+MARKDOWN_COLUMNS = (
+    "name",
+    "kind",
+    "block",
+    "shape",
+    "alpha",
+    "D",
+    "num_tail",
+    "lambda_max",
+    "log_norm",
+    "stable_rank",
+    "verdict",
+)
 
 
 def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
@@ -62,8 +74,11 @@ def inspection_json(inspection: Inspection) -> str:
             entry.update(analysed=False, skipped_because=skipped.get(info.name))
         tensors.append(entry)
     data = {
-        "source": inspection.source, "format": inspection.format,
-        "analysed": len(inspection.selection.layers), "skipped": len(inspection.selection.skipped), "tensors": tensors,
+        "source": inspection.source,
+        "format": inspection.format,
+        "analysed": len(inspection.selection.layers),
+        "skipped": len(inspection.selection.skipped),
+        "tensors": tensors,
     }
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 

@@ -65,7 +65,11 @@ def checkpoints_table(trend: Trend, thresholds: Thresholds = Thresholds()) -> Ta
     paths = [os.path.relpath(os.path.abspath(point.path), root) for point in trend.checkpoints]
     table = Table(title=Text(one_line(f"weightscope trend: {root}")), title_justify="left", header_style="bold")
     for column in ("step", "checkpoint", "from", "layers", "median alpha", "MAD", "median log‖W‖²", "verdicts"):
-        table.add_column(column, justify="right" if column in ("step", "layers", "median alpha", "MAD", "median log‖W‖²") else "left", overflow="fold")
+        table.add_column(
+            column,
+            justify="right" if column in ("step", "layers", "median alpha", "MAD", "median log‖W‖²") else "left",
+            overflow="fold",
+        )
     for point, path in zip(trend.checkpoints, paths):
         s = point.summary
         table.add_row(
@@ -90,8 +94,13 @@ def ordered_series(trend: Trend) -> list[LayerSeries]:
 def layers_table(trend: Trend, thresholds: Thresholds = Thresholds()) -> Table:
     series_list = ordered_series(trend)
     names = short_names([s.name for s in series_list])
-    table = Table(title="alpha per layer and step", title_justify="left", header_style="bold",
-                  caption=names.dropped or None, caption_justify="left")
+    table = Table(
+        title="alpha per layer and step",
+        title_justify="left",
+        header_style="bold",
+        caption=names.dropped or None,
+        caption_justify="left",
+    )
     table.add_column("blk", justify="right", no_wrap=True)
     table.add_column("layer", no_wrap=True, overflow="ellipsis")
     for point in trend.checkpoints:
@@ -104,8 +113,12 @@ def layers_table(trend: Trend, thresholds: Thresholds = Thresholds()) -> Table:
             for i, alpha in enumerate(series.alphas)
         ]
         block = block_index(series.name)
-        table.add_row("" if block is None else str(block), Text(one_line(name)), *cells,
-                      Text(", ".join(series.flags), style="bold"))
+        table.add_row(
+            "" if block is None else str(block),
+            Text(one_line(name)),
+            *cells,
+            Text(", ".join(series.flags), style="bold"),
+        )
     return table
 
 
@@ -114,8 +127,10 @@ def render_trend(trend: Trend, console: Console, thresholds: Thresholds = Thresh
     console.print(layers_table(trend, thresholds))
     flagged = trend.flagged
     console.print(
-        Text(f"{len(trend.checkpoints)} checkpoints, {len(trend.layers)} layers; {len(flagged)} flagged "
-        f"(jumps: alpha change per log-step > {fmt(trend.jump_k)} × MAD off the layer's median, and ≥ {fmt(trend.min_swing)})"),
+        Text(
+            f"{len(trend.checkpoints)} checkpoints, {len(trend.layers)} layers; {len(flagged)} flagged "
+            f"(jumps: alpha change per log-step > {fmt(trend.jump_k)} × MAD off the layer's median, and ≥ {fmt(trend.min_swing)})"
+        ),
         soft_wrap=True,
     )
     for series in flagged:
@@ -129,8 +144,13 @@ def to_csv(trend: Trend) -> str:
     steps = [f"alpha@{checkpoint_label(point)}" for point in trend.checkpoints]
     distances = [f"dist_init@{checkpoint_label(point)}" for point in trend.checkpoints]
     rows = [
-        {"name": s.name, "kind": s.kind, **dict(zip(steps, s.alphas)), **dict(zip(distances, s.distance_from_init)),
-         "flags": flag_text(s, trend)}
+        {
+            "name": s.name,
+            "kind": s.kind,
+            **dict(zip(steps, s.alphas)),
+            **dict(zip(distances, s.distance_from_init)),
+            "flags": flag_text(s, trend),
+        }
         for s in trend.layers
     ]
     return csv_text(["name", "kind", *steps, *distances, "flags"], rows)
@@ -147,7 +167,9 @@ def to_markdown(trend: Trend) -> str:
     lines += ["| step | checkpoint | median alpha | MAD | verdicts |", "|---|---|---|---|---|"]
     for point, label in zip(trend.checkpoints, labels):
         s = point.summary
-        lines.append(f"| {_md(label)} | `{_md(point.path)}` | {fmt(s.alpha_median, 2)} | {fmt(s.alpha_mad, 2)} | {_md(_verdict_text(point))} |")
+        lines.append(
+            f"| {_md(label)} | `{_md(point.path)}` | {fmt(s.alpha_median, 2)} | {fmt(s.alpha_mad, 2)} | {_md(_verdict_text(point))} |"
+        )
     lines += ["", "| layer | kind | " + " | ".join(f"α@{_md(label)}" for label in labels) + " | flags |"]
     lines.append("|" + "---|" * (len(labels) + 3))
     for series in ordered_series(trend):

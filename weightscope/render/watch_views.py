@@ -24,7 +24,8 @@ def event_line(event: CheckpointEvent) -> str:
     figures = [
         f"{label} {value:.3g}"
         for label, value in (
-            ("alpha median", event.alpha_median), ("logit bound", event.logit_bound_max),
+            ("alpha median", event.alpha_median),
+            ("logit bound", event.logit_bound_max),
             ("intrinsic dim", event.intrinsic_dimension),
         )
         if value is not None
@@ -70,7 +71,9 @@ class TensorBoardEvents:
             from tensorboard.compat.proto.summary_pb2 import Summary  # type: ignore[import-untyped]
             from tensorboard.summary.writer.event_file_writer import EventFileWriter  # type: ignore[import-untyped]
         except ImportError:
-            raise WeightscopeError(f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}") from None
+            raise WeightscopeError(
+                f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}"
+            ) from None
         if Path(directory).exists() and not Path(directory).is_dir():
             raise WeightscopeError(f"--tensorboard {directory}: not a directory")
         self._event, self._summary = Event, Summary

@@ -77,7 +77,9 @@ def head_factors(w: np.ndarray, count: int, head_dim: int, gain: np.ndarray | No
     return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")  # type: ignore[return-value]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
 
 
-def bounds_from_factors(r_q: np.ndarray, r_k: np.ndarray, heads: int, kv_heads: int, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
+def bounds_from_factors(
+    r_q: np.ndarray, r_k: np.ndarray, heads: int, kv_heads: int, head_dim: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per query head: (‖R_q R_kᵀ‖₂/√d_h, ‖R_q‖₂‖R_k‖₂/√d_h) from `head_factors` of q and k."""
     check_head_split(heads, kv_heads, head_dim)
     if r_q.shape[0] != heads or r_k.shape[0] != kv_heads:
@@ -102,18 +104,25 @@ def head_bounds(
     check_head_split(heads, kv_heads, head_dim)
     dh = head_dim
     if wq.shape != (heads * dh, wq.shape[1]) or wk.shape != (kv_heads * dh, wq.shape[1]):
-        raise WeightscopeError(
-            f"q {wq.shape} / k {wk.shape} do not split into {heads}/{kv_heads} heads of {dh}"
-        )
-    return bounds_from_factors(head_factors(wq, heads, dh, gain), head_factors(wk, kv_heads, dh, gain), heads, kv_heads, dh)
+        raise WeightscopeError(f"q {wq.shape} / k {wk.shape} do not split into {heads}/{kv_heads} heads of {dh}")
+    return bounds_from_factors(
+        head_factors(wq, heads, dh, gain), head_factors(wk, kv_heads, dh, gain), heads, kv_heads, dh
+    )
 
 
-def bound_of(block: int | None, q_name: str, k_name: str, bounds: np.ndarray, rotation: np.ndarray,
-             gain_name: str | None) -> LogitBound:
+def bound_of(
+    block: int | None, q_name: str, k_name: str, bounds: np.ndarray, rotation: np.ndarray, gain_name: str | None
+) -> LogitBound:
     """One block's `LogitBound` from its per-head bounds."""
     return LogitBound(
-        block, q_name, k_name, gain_name,
-        [float(b) for b in bounds], float(bounds.max()), float(np.median(bounds)), float(rotation.max()),
+        block,
+        q_name,
+        k_name,
+        gain_name,
+        [float(b) for b in bounds],
+        float(bounds.max()),
+        float(np.median(bounds)),
+        float(rotation.max()),
     )
 
 

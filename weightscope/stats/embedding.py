@@ -234,8 +234,12 @@ def intrinsic_dimension(
         distances = distances[np.all(distances > 0, axis=1)]
         if len(distances) <= k + 1:
             raise WeightscopeError("too few distinct rows for an intrinsic dimension")
-        estimates.append((float(twonn_from_terms(twonn_terms(distances))),
-                          float(levina_bickel_from_terms(levina_bickel_terms(distances, k)))))
+        estimates.append(
+            (
+                float(twonn_from_terms(twonn_terms(distances))),
+                float(levina_bickel_from_terms(levina_bickel_terms(distances, k))),
+            )
+        )
         used.append(len(distances))
     values = np.asarray(estimates)
     se = values.std(axis=0, ddof=1) / np.sqrt(SAMPLES)
@@ -250,6 +254,14 @@ def row_cloud(name: str, matrix: np.ndarray, *, seed: int = 0, sample: int = DEF
     twonn, twonn_se, mle, mle_se, used = intrinsic_dimension(w, sample=sample, seed=seed)
     moments = row_moments(w)
     return RowCloud(
-        name, int(w.shape[0]), int(w.shape[1]), mean_cosine(w, moments), pc1_share(w, moments, seed=seed),
-        twonn, twonn_se, mle, mle_se, used,
+        name,
+        int(w.shape[0]),
+        int(w.shape[1]),
+        mean_cosine(w, moments),
+        pc1_share(w, moments, seed=seed),
+        twonn,
+        twonn_se,
+        mle,
+        mle_se,
+        used,
     )

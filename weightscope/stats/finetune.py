@@ -98,6 +98,10 @@ def finetune_dimension(layers: list[tuple[int, int, int, bool]]) -> FinetuneDime
     params90 = sum(cost for _, cost, _, _ in layers)
     params = sum(size for _, _, size, _ in layers)
     return FinetuneDimension(
-        len(layers), directions, params90, params, params90 / params if params else 0.0,
+        len(layers),
+        directions,
+        params90,
+        params,
+        params90 / params if params else 0.0,
         sum(1 for *_, concentrated in layers if concentrated),
     )

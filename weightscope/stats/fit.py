@@ -191,9 +191,7 @@ def _find_candidates(evals: np.ndarray, min_tail: int) -> _Candidates:
     values = _positive_sorted(evals)
     distinct = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     if distinct.size < 4:
-        raise UnfittableSpectrum(
-            f"only {distinct.size} distinct positive eigenvalue(s); a tail fit needs at least 4"
-        )
+        raise UnfittableSpectrum(f"only {distinct.size} distinct positive eigenvalue(s); a tail fit needs at least 4")
     # Candidates: distinct values minus the largest two; keep those with a long enough tail.
     at_or_above = (values.size - distinct).astype(np.float64)
     n_candidates = int(np.count_nonzero(at_or_above[:-2] >= min_tail))

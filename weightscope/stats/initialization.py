@@ -93,8 +93,13 @@ def match_initialiser(matrices: list[np.ndarray], seed: int = 0) -> InitMatch | 
     for name, init_law, init_std in initialisers(cols * positions, rows * positions):
         if init_law == law and abs(std / init_std - 1.0) <= SCALE_TOLERANCE:
             return InitMatch(name, law, std, distances[law])
-    return InitMatch(f"{law} entries at no standard initialiser's scale (an initial draw scaled as a whole, "
-                     f"e.g. by weight decay on a layer that got no gradient)", law, std, distances[law])
+    return InitMatch(
+        f"{law} entries at no standard initialiser's scale (an initial draw scaled as a whole, "
+        f"e.g. by weight decay on a layer that got no gradient)",
+        law,
+        std,
+        distances[law],
+    )
 
 
 def _ks(ordered: np.ndarray, law: str, std: float) -> float:

@@ -186,5 +186,7 @@ def ks_distance(first: np.ndarray, second: np.ndarray) -> float:
     axes give the same number).
     """
     grid = np.concatenate((first, second))
-    gap = np.searchsorted(first, grid, side="right") / len(first) - np.searchsorted(second, grid, side="right") / len(second)
+    gap = np.searchsorted(first, grid, side="right") / len(first) - np.searchsorted(second, grid, side="right") / len(
+        second
+    )
     return float(np.max(np.abs(gap)))

@@ -142,7 +142,9 @@ def sum_squares(array: np.ndarray) -> float:
     return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
-def update_stats(w_a: np.ndarray, w_b: np.ndarray, slices: Slicer, options: SpectrumOptions | None = None) -> UpdateStats:
+def update_stats(
+    w_a: np.ndarray, w_b: np.ndarray, slices: Slicer, options: SpectrumOptions | None = None
+) -> UpdateStats:
     """Size and spectrum of ΔW = w_b − w_a (same shape, finite values); ``slices`` cuts a
     tensor into the 2-D matrices whose spectra pool (`checkpoint.layers.layer_matrices`)."""
     delta = np.subtract(w_b, w_a, dtype=np.result_type(w_a, w_b))

@@ -25,7 +25,9 @@ class VectorStats:
     bulk_entropy: float
 
 
-def eigenvector_localization(matrices: list[np.ndarray], tail_start: float, options: SpectrumOptions) -> VectorStats | None:
+def eigenvector_localization(
+    matrices: list[np.ndarray], tail_start: float, options: SpectrumOptions
+) -> VectorStats | None:
     """Mean localisation and entropy of tail eigenvectors (λ ≥ tail_start) vs bulk ones.
 
     Learned correlations live in a few directions, so trained tail eigenvectors are more
