@@ -449,37 +449,6 @@ def test_a_second_format_vocabulary_is_caught(tmp_path):
     assert len(found) == 3 and not any("views.py" in f for f in found), found
 
 
-#: The module that defines the verdict vocabulary (each verdict's name, precedence,
-#: severity, meaning and advice). Set it once that module exists: the guard below then
-#: holds every other module to reading it. None: not yet one module (the guard skips).
-VERDICT_HOME: str | None = None
-VERDICT_NAMES = {
-    "rank-collapsed",
-    "correlation-trap",
-    "random-like",
-    "failed",
-    "untrusted-fit",
-    "over-trained",
-    "under-trained",
-    "healthy",
-}
-
-
-def verdict_lists(package: Path = PACKAGE, home: str | None = VERDICT_HOME) -> list[str]:
-    """Collections naming three or more verdicts outside ``home``: a second vocabulary."""
-    found = []
-    for module, path, tree in _modules(package):
-        if module == home:
-            continue
-        for node in ast.walk(tree):
-            elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
-            if isinstance(node, (ast.Set, ast.List, ast.Tuple, ast.Dict)) and elements is not None:
-                names = {e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)}
-                if len(names & VERDICT_NAMES) >= 3:
-                    found.append(f"{path.relative_to(package.parent)}:{node.lineno} lists verdicts")
-    return found
-
-
 def test_the_verdict_vocabulary_is_defined_once():
     """Names, precedence, severity, colour, marker, meaning and advice of every finding
     live in weightscope.vocabulary; every consumer reads them from there."""
@@ -528,19 +497,3 @@ def test_the_documented_findings_are_the_vocabulary():
     renamed or re-worded in one place and not the other fails here."""
     page = (PACKAGE.parent / "docs" / "method" / "diagnostics.md").read_text(encoding="utf-8")
     assert findings_table() in page
-
-    if VERDICT_HOME is None:
-        import pytest
-
-        pytest.skip("VERDICT_HOME is not set: the verdict vocabulary has no single module yet")
-    assert verdict_lists() == []
-
-
-def test_a_second_verdict_vocabulary_is_caught(tmp_path):
-    planted = tmp_path / "weightscope"
-    planted.mkdir()
-    (planted / "verdicts.py").write_text(
-        'VERDICTS = ("rank-collapsed", "correlation-trap", "random-like", "healthy")\n'
-    )
-    (planted / "compare.py").write_text('SEVERITY = {"healthy": 0, "under-trained": 2, "failed": 4}\n')
-    assert verdict_lists(planted, home="weightscope.verdicts") == ["weightscope/compare.py:1 lists verdicts"]

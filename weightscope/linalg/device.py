@@ -50,8 +50,8 @@ def gpu_present() -> bool:
     if os.path.exists("/proc/driver/nvidia/gpus") or os.path.exists("/dev/nvidia0"):
         return True
     return os.name == "nt" and os.path.exists(
-        os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll")
-    )  # noqa: SIM112 - Windows spells it so
+        os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll")  # noqa: SIM112 - Windows spells it so
+    )
 
 
 @cache
