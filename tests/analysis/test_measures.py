@@ -332,6 +332,17 @@ def test_intrinsic_dimension_error_bars_cover_the_sample_to_sample_spread():
         assert 0.5 * spread < np.mean([r[error] for r in results]) < 2.0 * spread
 
 
+def test_intrinsic_dimension_of_fewer_rows_than_a_sample_has_an_error_bar():
+    """A vocabulary smaller than the sample: the samples must differ, or their spread is
+    exactly 0 (the 256-token example model read "TwoNN 25.2 ± 1.6e-15")."""
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((600, 10)) @ orthonormal(rng, 64, 10).T
+    twonn, twonn_se, mle, mle_se, used = intrinsic_dimension(rows, seed=0)
+    assert used == 300
+    assert twonn == pytest.approx(10, rel=0.2) and mle == pytest.approx(10, rel=0.2)
+    assert 0.01 < twonn_se < 1.0 and 0.01 < mle_se < 1.0
+
+
 def test_intrinsic_dimension_of_curved_manifolds():
     rng = np.random.default_rng(5)
     # a 2-torus, curved in 4-D and embedded in 50-D by a random rotation

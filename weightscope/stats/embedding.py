@@ -221,12 +221,16 @@ def intrinsic_dimension(
     w: np.ndarray, *, sample: int = DEFAULT_SAMPLE, seed: int = 0, k: int = LB_NEIGHBOURS
 ) -> tuple[float, float, float, float, int]:
     """(TwoNN, its SE, Levina–Bickel MLE, its SE, points used) of the rows of ``w``: the
-    means over `SAMPLES` independent seeded samples of ``sample`` rows, and the standard
-    errors of those means from the samples' spread."""
+    means over `SAMPLES` independent seeded samples of ``sample`` rows (half the rows when
+    there are fewer than twice that), and the standard errors of those means from the
+    samples' spread."""
     rng = np.random.default_rng(seed)
+    # Samples of every row would be one sample repeated, with a spread of exactly 0 (a
+    # 256-token vocabulary read "± 1.6e-15"): below 2·sample rows each takes half of them.
+    size = min(sample, len(w) // 2)
     estimates, used = [], []
     for _ in range(SAMPLES):
-        rows = np.sort(rng.choice(len(w), size=min(sample, len(w)), replace=False))
+        rows = np.sort(rng.choice(len(w), size=size, replace=False))
         points = np.asarray(w[rows], dtype=np.float64)
         if len(points) <= k + 1:
             raise WeightscopeError(f"{len(points)} rows are too few for an intrinsic dimension (need > {k + 1})")
