@@ -27,6 +27,25 @@ EXAMPLE = ROOT / "examples" / "runs" / "tiny-lm" / "step-200" / "model.safetenso
 INPUT = re.compile(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}")
 
 
+#: The layer `_broken_example` plants a NaN in: a failed layer fails the default gate.
+BROKEN_LAYER = "model.layers.0.mlp.up_proj.weight"
+
+
+def _broken_example(directory: Path) -> Path:
+    """The example checkpoint with one NaN in one layer (the out-of-band alphas of the
+    example itself are warnings, which the default gate does not fail)."""
+    import numpy as np
+
+    from weightscope.checkpoint import open_checkpoint, write_safetensors
+
+    with open_checkpoint(EXAMPLE) as reader:
+        tensors = {info.name: np.array(reader.read(info)) for info in reader.tensors()}
+    tensors[BROKEN_LAYER][0, 0] = np.nan
+    path = directory / "model.safetensors"
+    write_safetensors(path, tensors)
+    return path
+
+
 def _step(name: str) -> dict:
     return next(step for step in ACTION["runs"]["steps"] if step.get("name") == name)
 
@@ -70,10 +89,12 @@ def test_the_action_is_a_composite_that_installs_by_distribution_name():
 
 
 def test_the_actions_gate_annotates_and_fails_a_broken_checkpoint(bin_dir: Path, tmp_path: Path):
-    done = _run_step("weightscope gate", {"path": str(EXAMPLE)}, bin_dir, tmp_path)
+    broken = _broken_example(tmp_path)
+    done = _run_step("weightscope gate", {"path": str(broken)}, bin_dir, tmp_path)
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stdout.splitlines() if line.startswith("::error ")]
     assert errors and all("title=weightscope " in line for line in errors)
+    assert any(BROKEN_LAYER in line for line in errors)
 
 
 def test_the_actions_args_reach_the_gate(bin_dir: Path, tmp_path: Path):
@@ -125,15 +146,16 @@ def test_the_pre_commit_hook_gates_staged_checkpoints(tmp_path: Path):
     }
     env.pop("PYTHONPATH", None)  # the hook's own environment, not the code under test here
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    shutil.copy(EXAMPLE, repo / "model.safetensors")
+    _broken_example(repo)
     subprocess.run(["git", "add", "model.safetensors"], cwd=repo, check=True)
     try_repo = [pre_commit, "try-repo", str(ROOT), "weightscope-gate", "--files", "model.safetensors"]
 
     failed = subprocess.run(try_repo, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert "FAIL [alpha-range]" in failed.stdout
+    assert f"FAIL [failed-layer] {BROKEN_LAYER}" in failed.stdout
 
-    (repo / "pyproject.toml").write_text("[tool.weightscope.gate]\nmin-alpha = 1.5\n")
+    exclude = "^" + BROKEN_LAYER.replace(".", "\\.") + "$"
+    (repo / "pyproject.toml").write_text(f"[tool.weightscope.gate]\nexclude = ['{exclude}']\n")
     passed = subprocess.run(try_repo, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "weightscope gate passed" in passed.stdout or "Passed" in passed.stdout

@@ -19,6 +19,7 @@ import weightscope.linalg.spectrum as spectrum
 from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint.safetensors_reader import SafetensorsReader
 from weightscope.checkpoint.writer import write_safetensors
+from weightscope.execution import cache as cache_module
 from weightscope.execution.plan import Execution
 
 HIDDEN, FFN, VOCAB, HEADS = 64, 160, 700, 4
@@ -92,7 +93,11 @@ def test_randomised_analysis_adds_one_solve_and_no_read(model, counted):
     )  # the layer and its shuffled copy
 
 
-def test_a_cached_spectrum_is_neither_multiplied_nor_solved(model, counted, tmp_path):
+def test_a_cached_spectrum_is_neither_multiplied_nor_solved(model, counted, tmp_path, monkeypatch):
+    # The module's checkpoint was written moments ago: inside the cache's racy window a
+    # file is not cached at all (execution.cache.RACY_SECONDS), so on a fast machine the
+    # second run would solve again. The window is not what this test is about.
+    monkeypatch.setattr(cache_module, "RACY_SECONDS", 0.0)
     execution = Execution(workers=1, cache_dir=str(tmp_path))
     analyze(model, measures=False, execution=execution)
     counted["solves"], counted["grams"] = Counter(), Counter()

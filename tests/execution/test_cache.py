@@ -229,7 +229,7 @@ def test_concurrent_processes_share_one_store(tmp_path):
     import sys
 
     script = "import sys; from tests.execution.test_cache import churn; sys.exit(1 if churn(sys.argv[1], int(sys.argv[2]), 150) else 0)"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(tmp_path / "cache"), str(seed)],
