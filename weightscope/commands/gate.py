@@ -19,7 +19,11 @@ model, and on broken copies of it the gate must fail):
 - traps fail by impact (the layer's verdict is correlation-trap: alpha moves or leaves
   the band without the trap entries), not by existence; BERT's outlier dimension is a
   real trap that moves nothing.
-- random-like layers, collapsed ranks and failed analyses fail.
+- layers that look untrained or reset (`looks-untrained`: a random-like spectrum and
+  entries like an initial draw), collapsed ranks and failed analyses fail. A random-like
+  spectrum alone is a warning and fails only under ``fail-on-random-like``: trained
+  weights can keep an MP-shaped spectrum (SmolLM2-135M's seven value projections, whose
+  Q4_1 rounding is 0.7 % of their energy), the learned part in the singular vectors.
 - `max_alpha_deviation`: a layer whose alpha lies more than that many robust sigmas
   (1.4826·MAD) from the median alpha of the model's layers of the same kind: an
   outlier against the model itself, which catches one broken layer even when the whole
@@ -30,7 +34,7 @@ model, and on broken copies of it the gate must fail):
   (`update_checks`): rank used, size against the adapter's median, dominance.
 
 Real models are rarely spotless: the default gate fails all-MiniLM-L6-v2 on its untrained
-pooler (random-like). Teams gate what a change did, so ``--baseline`` (a saved report or
+pooler (looks-untrained; its FAIL line names the exclude that accepts it). Teams gate what a change did, so ``--baseline`` (a saved report or
 the checkpoint before the change) runs the same rules on the baseline and accepts the
 failures it has too, no worse; ``--write-baseline FILE`` accepts today's state once.
 
@@ -136,10 +140,20 @@ class GateRules:
         default=_fails_by_default("rank-collapsed"),
         metadata=_rule("Fail layers whose rank collapsed.", "--fail-on-rank-collapse/--allow-rank-collapse"),
     )
+    fail_on_untrained: bool = field(
+        default=_fails_by_default("looks-untrained"),
+        metadata=_rule(
+            "Fail layers that look untrained or reset (random-like spectrum and entries like an initial draw).",
+            "--fail-on-untrained/--allow-untrained",
+        ),
+    )
+    # A random-like spectrum alone is a warning (trained weights can keep an MP-shaped
+    # spectrum: SmolLM2-135M's seven value projections), so this rule is opt-in.
     fail_on_random_like: bool = field(
         default=_fails_by_default("random-like"),
         metadata=_rule(
-            "Fail layers whose spectrum is random-like (nothing learned).", "--fail-on-random-like/--allow-random-like"
+            "Also fail layers whose spectrum alone is random-like (a warning by default; looks-untrained has its own rule).",
+            "--fail-on-random-like/--allow-random-like",
         ),
     )
     min_trusted_share: float = field(
@@ -761,7 +775,7 @@ def _rule_checks(report: Report, rules: GateRules, skipped: set[str]) -> list[Ch
     """Every rule on the report's layers (less ``skipped``), before any baseline.
 
     A LoRA update (a layer with ``update``) is judged by the adapter rules only; the
-    full-matrix rules (alpha, traps, random-like, rank, fit trust) judge the rest.
+    full-matrix rules (alpha, traps, untrained/random-like, rank, fit trust) judge the rest.
     """
     layers = [layer for layer in report.layers if layer.name not in skipped]
     checks = [
@@ -784,10 +798,20 @@ def _rule_checks(report: Report, rules: GateRules, skipped: set[str]) -> list[Ch
     checks += _alpha_checks(full, rules)
     if rules.max_alpha_deviation is not None:
         checks += _deviation_checks(full, rules.max_alpha_deviation)
+    if rules.fail_on_untrained:
+        checks += _per_layer(
+            "looks-untrained",
+            full,
+            _flag_check("looks-untrained", "looks-untrained", "looks untrained or reset", lambda layer: layer.mp),
+            "does not look untrained",
+            advice("looks-untrained"),
+        )
     if rules.fail_on_random_like:
+        # a looks-untrained layer's spectrum is random-like too: the rule above judges it
+        random_like = [layer for layer in full if "looks-untrained" not in layer.flags]
         checks += _per_layer(
             "random-like",
-            full,
+            random_like,
             _flag_check("random-like", "random-like", "random-like spectrum", lambda layer: layer.mp),
             "not random-like",
             advice("random-like"),
