@@ -210,7 +210,7 @@ def rule_checks(report: Report, rules: GateRules, skipped: set[str]) -> list[Che
     """Every rule on the report's layers (less ``skipped``), before any baseline.
 
     A LoRA update (a layer with ``update``) is judged by the adapter rules only; the
-    full-matrix rules (alpha, traps, random-like, rank, fit trust) judge the rest.
+    full-matrix rules (alpha, traps, untrained/random-like, rank, fit trust) judge the rest.
     """
     layers = [layer for layer in report.layers if layer.name not in skipped]
     checks = [
@@ -233,10 +233,20 @@ def rule_checks(report: Report, rules: GateRules, skipped: set[str]) -> list[Che
     checks += _alpha_checks(full, rules)
     if rules.max_alpha_deviation is not None:
         checks += _deviation_checks(full, rules.max_alpha_deviation)
+    if rules.fail_on_untrained:
+        checks += _per_layer(
+            "looks-untrained",
+            full,
+            _flag_check("looks-untrained", "looks-untrained", "looks untrained or reset", lambda layer: layer.mp),
+            "does not look untrained",
+            advice("looks-untrained"),
+        )
     if rules.fail_on_random_like:
+        # a looks-untrained layer's spectrum is random-like too: the rule above judges it
+        random_like = [layer for layer in full if "looks-untrained" not in layer.flags]
         checks += _per_layer(
             "random-like",
-            full,
+            random_like,
             _flag_check("random-like", "random-like", "random-like spectrum", lambda layer: layer.mp),
             "not random-like",
             advice("random-like"),

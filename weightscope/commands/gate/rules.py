@@ -86,10 +86,20 @@ class GateRules:
         default=_fails_by_default("rank-collapsed"),
         metadata=_rule("Fail layers whose rank collapsed.", "--fail-on-rank-collapse/--allow-rank-collapse"),
     )
+    fail_on_untrained: bool = field(
+        default=_fails_by_default("looks-untrained"),
+        metadata=_rule(
+            "Fail layers that look untrained or reset (random-like spectrum and entries like an initial draw).",
+            "--fail-on-untrained/--allow-untrained",
+        ),
+    )
+    # A random-like spectrum alone is a warning (trained weights can keep an MP-shaped
+    # spectrum: SmolLM2-135M's seven value projections), so this rule is opt-in.
     fail_on_random_like: bool = field(
         default=_fails_by_default("random-like"),
         metadata=_rule(
-            "Fail layers whose spectrum is random-like (nothing learned).", "--fail-on-random-like/--allow-random-like"
+            "Also fail layers whose spectrum alone is random-like (a warning by default; looks-untrained has its own rule).",
+            "--fail-on-random-like/--allow-random-like",
         ),
     )
     min_trusted_share: float = field(
