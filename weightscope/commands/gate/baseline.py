@@ -71,9 +71,12 @@ def new_traps(report: Report, baseline: Report, pairs: list[tuple[str, str, str]
     now = {layer.name: layer for layer in report.layers}
     checks = []
     for _, name_a, name_b in pairs:
-        if name_b in skipped or now[name_b].traps is None or before[name_a].traps is None:
+        if name_b in skipped:
             continue
-        count, prior = now[name_b].traps.count, before[name_a].traps.count  # type: ignore[union-attr]
+        traps, prior_traps = now[name_b].traps, before[name_a].traps
+        if traps is None or prior_traps is None:
+            continue
+        count, prior = traps.count, prior_traps.count
         status = FAIL if count > prior else PASS
         checks.append(
             Check(
