@@ -14,14 +14,12 @@ import pytest
 
 from weightscope import vocabulary
 from weightscope.checkpoint.layers import layer_matrices
-from weightscope.checks import (
-    Diagnostics,
-    decide,
-    diagnose,
-    dragon_kings,
-    rank_info,
-    trap_matters,
-)
+from weightscope.checks import diagnose
+from weightscope.checks.rank import rank_info
+from weightscope.checks.results import Diagnostics
+from weightscope.checks.tail import dragon_kings
+from weightscope.checks.traps import trap_matters
+from weightscope.checks.verdict import decide
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.linalg.rank import rounding_noise_levels, zero_tolerance
@@ -808,7 +806,8 @@ def test_exact_power_laws_of_50_points_or_more_get_no_reading_in_at_most_10_perc
     spread over ±3 candidates ≤ 0.3) gave no reading in 38/35/9/7 % (α = 2.5) and
     77/56/36/27 % (α = 4) at n = 50/100/200/500, so the test fails on it; the assertion on
     the previous rule keeps the draws that hard where it was clearly above 10 %."""
-    from weightscope.checks import fit_trust, reading_confidence
+    from weightscope.checks.tail import fit_trust
+    from weightscope.checks.verdict import reading_confidence
     from weightscope.stats.randmat import fit_mp_bulk
 
     script = measure_readings()

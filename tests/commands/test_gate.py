@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.commands.gate import (
+from weightscope.commands.gate import evaluate
+from weightscope.commands.gate.rules import (
     FAIL,
     MODEL,
     PASS,
@@ -19,7 +20,6 @@ from weightscope.commands.gate import (
     WARN,
     GateRules,
     GateSettings,
-    evaluate,
     load_settings,
     settings_from,
 )
@@ -248,7 +248,7 @@ def test_a_rule_that_could_not_be_checked_fails_under_strict_and_is_loud_without
     assert set(statuses(lenient, "rank-collapse").values()) == {SKIP}
     assert statuses(lenient, "trusted-fits")[MODEL] == SKIP
     assert not [c for c in lenient if c.status == FAIL]
-    from weightscope.commands.gate import GateResult
+    from weightscope.commands.gate.rules import GateResult
     from weightscope.render.gate_views import verdict_line
 
     line = verdict_line(GateResult("m.json", None, None, GateRules(strict=False), lenient, ["pooler.dense.weight"]))
