@@ -69,7 +69,7 @@ class Traps:
 
     count: int
     max_rand_eval: float
-    bulk_max: float
+    bulk_edge: float
     entries: list[TrapEntry] = field(default_factory=list)
     #: alpha refitted with the trap entries replaced by the median entry (None: no trap,
     #: or no fit without them)
@@ -142,7 +142,7 @@ class Diagnostics:
     """
 
     mp: MPBulk | None
-    rand_distance: float | None
+    shuffle_ks_distance: float | None
     traps: Traps | None
     rank: RankInfo | None
     dragon_kings: DragonKings | None
@@ -196,9 +196,9 @@ def diagnose(
         )
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
     rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds)
-    traps = rand_distance = None
+    traps = shuffle_ks_distance = None
     if randomized is not None:
-        rand_distance = ks_distance(evals, randomized.evals)
+        shuffle_ks_distance = ks_distance(evals, randomized.evals)
         traps = correlation_traps(
             matrices, randomized.evals, randomized.variance, fit, mp, float(evals[-1]), spectrum, thresholds
         )
@@ -208,19 +208,19 @@ def diagnose(
         trust = fit_trust(evals, fit, thresholds)
     vector_stats = None
     if vectors:
-        tail_start = fit.xmin if fit.status == "ok" else mp.bulk_max
+        tail_start = fit.xmin if fit.status == "ok" else mp.bulk_edge
         vector_stats = eigenvector_localization(matrices, tail_start, spectrum)
-    like_shuffled = randomized is not None and shuffled_like(evals, randomized, rand_distance, n, m, thresholds)
+    like_shuffled = randomized is not None and shuffled_like(evals, randomized, shuffle_ks_distance, n, m, thresholds)
     init = None
     spikeless_random = mp.ks <= thresholds.mp_ks_max or (
-        rand_distance is not None and rand_distance <= thresholds.rand_distance_max
+        shuffle_ks_distance is not None and shuffle_ks_distance <= thresholds.shuffle_ks_max
     )
-    if (mp.num_spikes == 0 and spikeless_random) or like_shuffled:
+    if (mp.spikes_above_edge == 0 and spikeless_random) or like_shuffled:
         init = match_initialiser(matrices)
     decision = decide(
         fit,
         mp,
-        rand_distance,
+        shuffle_ks_distance,
         traps,
         rank,
         kings,
@@ -232,7 +232,7 @@ def diagnose(
     )
     return Diagnostics(
         mp,
-        rand_distance,
+        shuffle_ks_distance,
         traps,
         rank,
         kings,
@@ -248,14 +248,19 @@ def diagnose(
 
 
 def shuffled_like(
-    evals: np.ndarray, randomized: RandomizedESD, rand_distance: float | None, n: int, m: int, thresholds: Thresholds
+    evals: np.ndarray,
+    randomized: RandomizedESD,
+    shuffle_ks_distance: float | None,
+    n: int,
+    m: int,
+    thresholds: Thresholds,
 ) -> bool:
     """Whether the ESD cannot be told from its element-wise shuffled copy's: within
-    ``rand_distance_max`` in KS distance, and λmax no more than ``tw_margin`` Tracy–Widom
+    ``shuffle_ks_max`` in KS distance, and λmax no more than ``tw_margin`` Tracy–Widom
     scales above the copy's. Unlike "MP-shaped, no spike", this needs no MP law: a sparse
     i.i.d. layer (0.5–5 % density) has no MP-shaped ESD, so an ill-fitting MP edge left it
     spikes and it was never random-like (0/96), though it is as random as its shuffle."""
-    if rand_distance is None or rand_distance > thresholds.rand_distance_max:
+    if shuffle_ks_distance is None or shuffle_ks_distance > thresholds.shuffle_ks_max:
         return False
     margin = thresholds.tw_margin * tracy_widom_scale(n, m) * randomized.variance
     return float(evals[-1]) <= float(randomized.evals[-1]) + margin
@@ -331,12 +336,12 @@ def correlation_traps(
         # all-MiniLM-L6-v2 layer took λmax from 0.057 to 2.27 while alpha at the same xmin
         # moved 1.2 standard errors).
         makes_spike = drop > thresholds.tw_margin * tracy_widom_scale(n, m) * mp.sigma2 and (
-            lambda_max_without <= mp.bulk_max or lambda_max_without < SPIKE_SHARE * lambda_max
+            lambda_max_without <= mp.bulk_edge or lambda_max_without < SPIKE_SHARE * lambda_max
         )
     return Traps(
         count=above if entries else 0,
         max_rand_eval=float(rand_evals[-1]),
-        bulk_max=edge,
+        bulk_edge=edge,
         entries=entries,
         alpha_without=alpha_without,
         entry_tail_index=tail_index,
@@ -358,7 +363,7 @@ def alpha_at(evals: np.ndarray, xmin: float) -> float | None:
 
 
 def trap_matters(
-    traps: Traps, fit: PowerLawFit, mp: MPBulk, rand_distance: float | None, thresholds: Thresholds
+    traps: Traps, fit: PowerLawFit, mp: MPBulk, shuffle_ks_distance: float | None, thresholds: Thresholds
 ) -> bool:
     """Whether outsized entries change the reading of the layer (verdict correlation-trap).
 
@@ -370,7 +375,7 @@ def trap_matters(
       30σ entry at 512² was located 37/40 but judged a trap 15/40 (40σ: 12/40).
     The other two need the shuffled spectrum above its edge (``count``):
 
-    - Entries that each alone clear the edge, in an ESD within ``rand_distance_max`` of
+    - Entries that each alone clear the edge, in an ESD within ``shuffle_ks_max`` of
       its shuffled copy: hundreds of such entries make the spectrum (i.i.d.
       Student-t(1.5)), and replacing five of them moves nothing, yet alpha measures the
       entries, not training.
@@ -387,9 +392,9 @@ def trap_matters(
     if not traps.count:
         return False
     dominant = all(entry.dominant for entry in traps.entries)
-    if dominant and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+    if dominant and shuffle_ks_distance is not None and shuffle_ks_distance <= thresholds.shuffle_ks_max:
         return True
-    if fit.status != "ok" or fit.xmin < mp.bulk_max:
+    if fit.status != "ok" or fit.xmin < mp.bulk_edge:
         return False
     after = traps.alpha_without
     if after is None:
@@ -648,13 +653,19 @@ def reading_problems(
     if fit.status != "ok":
         return [("fit-failed", f"No power law could be fitted: {fit.reason}.")], []
     none: list[tuple[str, str]] = []
-    inside = int(fit.num_tail or 0) - mp.num_spikes if mp is not None else 0  # tail values ≤ the edge, when xmin < edge
-    if mp is not None and mp.ks <= thresholds.mp_ks_max and fit.xmin < mp.bulk_max and 2 * inside > (fit.num_tail or 0):
+    # tail values ≤ the edge, when xmin < edge
+    inside = int(fit.num_tail or 0) - mp.spikes_above_edge if mp is not None else 0
+    if (
+        mp is not None
+        and mp.ks <= thresholds.mp_ks_max
+        and fit.xmin < mp.bulk_edge
+        and 2 * inside > (fit.num_tail or 0)
+    ):
         none.append(
             (
                 "bulk-edge-tail",
                 f"The fitted tail starts at {fit.xmin:.3g}, inside the Marchenko–Pastur bulk (edge "
-                f"{mp.bulk_max:.3g}) of an MP-shaped ESD, and {inside} of its {fit.num_tail} values lie in the "
+                f"{mp.bulk_edge:.3g}) of an MP-shaped ESD, and {inside} of its {fit.num_tail} values lie in the "
                 "bulk: it is the bulk's edge, not a power-law tail.",
             )
         )
@@ -711,7 +722,7 @@ def reading_confidence(
 def decide(
     fit: PowerLawFit,
     mp: MPBulk,
-    rand_distance: float | None,
+    shuffle_ks_distance: float | None,
     traps: Traps | None,
     rank: RankInfo,
     kings: DragonKings | None,
@@ -727,7 +738,7 @@ def decide(
     Precedence (`vocabulary.VERDICTS`) puts first what makes alpha meaningless: a
     collapsed rank or a correlation trap produce a small alpha by themselves; a
     random-like ESD (nothing above the MP edge, and MP-shaped or within
-    ``rand_distance_max`` of its randomised copy) has no learned tail to fit — a layer
+    ``shuffle_ks_max`` of its randomised copy) has no learned tail to fit — a layer
     with a spike above the edge is never random-like, so ``--randomize`` cannot turn one
     random-like. Then "no reading" where alpha carries no information
     (`reading_problems`), and only then the HTSR reading of alpha (< alpha_low
@@ -756,25 +767,29 @@ def decide(
         raised.append(("", "dead-channels", _dead_reason(rank, thresholds)))
     if traps is not None and traps.entries:
         reason = _entries_reason(traps, fit)
-        if trap_matters(traps, fit, mp, rand_distance, thresholds):
+        if trap_matters(traps, fit, mp, shuffle_ks_distance, thresholds):
             raised.append(("correlation-trap", "correlation-trap", reason + "."))
         else:
             raised.append(("", "outsized-entries", reason + ": they do not change the reading of the spectrum."))
     mp_shaped = mp.ks <= thresholds.mp_ks_max
     spectrum = None
-    if mp.num_spikes == 0 and mp_shaped:
+    if mp.spikes_above_edge == 0 and mp_shaped:
         spectrum = (
             f"The ESD is Marchenko–Pastur shaped (KS distance {mp.ks:.3f}) and no eigenvalue rises above its bulk edge"
         )
-    elif mp.num_spikes == 0 and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+    elif (
+        mp.spikes_above_edge == 0
+        and shuffle_ks_distance is not None
+        and shuffle_ks_distance <= thresholds.shuffle_ks_max
+    ):
         spectrum = (
-            f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
-            f"{thresholds.rand_distance_max}) and no eigenvalue rises above the MP edge"
+            f"The ESD is within KS distance {shuffle_ks_distance:.3f} of its shuffled copy (≤ "
+            f"{thresholds.shuffle_ks_max}) and no eigenvalue rises above the MP edge"
         )
     elif like_shuffled:
         spectrum = (
-            f"The ESD is within KS distance {rand_distance:.3f} of its shuffled copy (≤ "
-            f"{thresholds.rand_distance_max}) and its largest eigenvalue no higher than the copy's"
+            f"The ESD is within KS distance {shuffle_ks_distance:.3f} of its shuffled copy (≤ "
+            f"{thresholds.shuffle_ks_max}) and its largest eigenvalue no higher than the copy's"
         )
     if spectrum is not None and init is not None:
         raised.append(
@@ -851,7 +866,7 @@ def _entries_reason(traps: Traps, fit: PowerLawFit) -> str:
     lam = f"{traps.lambda_max_without:.3g}" if traps.lambda_max_without is not None else "—"
     shuffled = (
         f"{traps.count} eigenvalue(s) of the shuffled matrix stay above its MP edge "
-        f"({traps.max_rand_eval:.3g} > {traps.bulk_max:.3g})"
+        f"({traps.max_rand_eval:.3g} > {traps.bulk_edge:.3g})"
         if traps.count
         else "the shuffled matrix stays within its MP edge"
     )
