@@ -104,8 +104,10 @@ def test_gaussian_layers_are_random_like_and_trap_free_over_200_seeds():
 def test_gaussian_layer_without_randomisation_is_still_random_like():
     for seed in range(10):
         _, result = run(gaussian((300, 150), seed), randomize=False)
-        assert result.traps is None and result.rand_distance is None
-        assert result.verdict == "looks-untrained" and "random-like" in result.flags and result.mp.num_spikes == 0
+        assert result.traps is None and result.shuffle_ks_distance is None
+        assert (
+            result.verdict == "looks-untrained" and "random-like" in result.flags and result.mp.spikes_above_edge == 0
+        )
 
 
 def test_an_initial_draw_looks_untrained_and_a_random_spectrum_alone_does_not():
@@ -179,7 +181,7 @@ def test_planted_large_entries_are_trapped_and_located_over_200_seeds():
         cols = rng.choice(shape[1], count, replace=False)
         w[rows, cols] = 0.02 * 40 * rng.choice([-1.0, 1.0], count)
         fit, result = run(w)
-        assert result.traps.count >= 1 and result.traps.max_rand_eval > result.traps.bulk_max
+        assert result.traps.count >= 1 and result.traps.max_rand_eval > result.traps.bulk_edge
         located = {(entry.row, entry.col) for entry in result.traps.entries}
         assert set(zip(rows.tolist(), cols.tolist())) <= located, seed
         assert len(result.traps.entries) <= THRESHOLDS.trap_max_entries
@@ -187,7 +189,7 @@ def test_planted_large_entries_are_trapped_and_located_over_200_seeds():
             assert w[entry.row, entry.col] == pytest.approx(entry.value)
         assert result.traps.entries[0].sigmas > 30
         # A trap is the verdict only where it changes alpha's reading; it is always flagged.
-        matters = trap_matters(result.traps, fit, result.mp, result.rand_distance, THRESHOLDS)
+        matters = trap_matters(result.traps, fit, result.mp, result.shuffle_ks_distance, THRESHOLDS)
         assert (result.verdict == "correlation-trap") == matters
         assert ("correlation-trap" if matters else "outsized-entries") in result.flags
 
@@ -230,7 +232,7 @@ def test_one_thirty_sigma_entry_at_512_squared_is_a_trap_verdict():
         _, result = run(w, seed=seed)
         assert (result.traps.entries[0].row, result.traps.entries[0].col) == where
         assert result.verdict == "correlation-trap", seed
-        assert result.traps.lambda_max_without <= result.mp.bulk_max < float(esd([w])[-1])
+        assert result.traps.lambda_max_without <= result.mp.bulk_edge < float(esd([w])[-1])
 
 
 @pytest.mark.slow
@@ -442,6 +444,20 @@ def test_float64_low_rank_plus_tiny_noise_is_judged_at_matrix_ranks_floor():
     assert rank_of(exact, "F64").numerical_rank == np.linalg.matrix_rank(exact) == 20
 
 
+def diagnosed_kernel(kernel):
+    """`diagnose` of a stored float32 conv kernel, solved in float64."""
+    matrices = layer_matrices(kernel)
+    evals = esd(matrices, SpectrumOptions("float64"))
+    return diagnose(
+        matrices,
+        evals,
+        fit_power_law(evals),
+        stored_dtype="F32",
+        thresholds=THRESHOLDS,
+        spectrum=SpectrumOptions("float64"),
+    )
+
+
 def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
     """A trained-like conv whose 16 of 64 input channels and 2 output channels decayed to
     ~1e-6 of the rest (CRAFT's pattern): dead-channels, not rank-collapsed."""
@@ -450,16 +466,7 @@ def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
     dead_in, dead_out = sorted(rng.choice(64, 16, replace=False).tolist()), [5, 40]
     kernel[:, dead_in] *= 1e-5
     kernel[dead_out] *= 1e-5
-    matrices = layer_matrices(kernel)
-    evals = esd(matrices, SpectrumOptions("float64"))
-    result = diagnose(
-        matrices,
-        evals,
-        fit_power_law(evals),
-        stored_dtype="F32",
-        thresholds=THRESHOLDS,
-        spectrum=SpectrumOptions("float64"),
-    )
+    result = diagnosed_kernel(kernel)
     assert result.rank.dead_cols == dead_in and result.rank.dead_rows == dead_out
     assert result.rank.rank_loss > THRESHOLDS.rank_loss_max  # the dead channels' eigenvalues are zero ...
     assert not result.rank.collapsed and result.rank.rank_loss_live == 0.0  # ... the rest is full rank
@@ -471,16 +478,7 @@ def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
         kernel.shape
     )
     kernel[:, dead_in] = 0.0
-    matrices = layer_matrices(kernel)
-    evals = esd(matrices, SpectrumOptions("float64"))
-    result = diagnose(
-        matrices,
-        evals,
-        fit_power_law(evals),
-        stored_dtype="F32",
-        thresholds=THRESHOLDS,
-        spectrum=SpectrumOptions("float64"),
-    )
+    result = diagnosed_kernel(kernel)
     assert result.verdict == "rank-collapsed" and result.rank.dead_cols == dead_in
 
 
@@ -534,7 +532,7 @@ def test_planted_power_law_spectrum_gives_its_alpha_and_a_solid_reading(alpha):
         assert result.confidence == "solid", result.reasons
         assert result.verdict == "healthy" and result.flags == []
         assert result.traps.count == 0 and result.dragon_kings.count == 0
-        assert result.rand_distance > THRESHOLDS.rand_distance_max
+        assert result.shuffle_ks_distance > THRESHOLDS.shuffle_ks_max
 
 
 @pytest.mark.slow
@@ -681,12 +679,20 @@ def test_localised_spikes_have_localised_tail_vectors():
 
 def good_inputs():
     fit = PowerLawFit(status="ok", alpha=3.0, xmin=1.0, xmax=50.0, D=0.03, sigma=0.1, num_tail=100)
-    mp = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_max=3.0, num_spikes=40, mp_softrank=0.06, ks=0.3)
-    traps = Traps(count=0, max_rand_eval=2.9, bulk_max=3.0)
+    mp = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_edge=3.0, spikes_above_edge=40, bulk_edge_ratio=0.06, ks=0.3)
+    traps = Traps(count=0, max_rand_eval=2.9, bulk_edge=3.0)
     rank = RankInfo(numerical_rank=300, rank_loss=0.0, collapsed=False)
     ratio = LikelihoodRatio(R=1.0, p=0.5)
     trust = FitTrust(True, True, True, 0.05, ratio, ratio)
-    return {"fit": fit, "mp": mp, "rand_distance": 0.4, "traps": traps, "rank": rank, "kings": None, "trust": trust}
+    return {
+        "fit": fit,
+        "mp": mp,
+        "shuffle_ks_distance": 0.4,
+        "traps": traps,
+        "rank": rank,
+        "kings": None,
+        "trust": trust,
+    }
 
 
 def verdict_of(**changes):
@@ -694,7 +700,7 @@ def verdict_of(**changes):
     return decide(
         inputs["fit"],
         inputs["mp"],
-        inputs["rand_distance"],
+        inputs["shuffle_ks_distance"],
         inputs["traps"],
         inputs["rank"],
         inputs["kings"],
@@ -707,21 +713,21 @@ def verdict_of(**changes):
 def test_verdict_precedence():
     base = good_inputs()
     collapsed = RankInfo(numerical_rank=20, rank_loss=0.9, collapsed=True)
-    trapped = Traps(count=2, max_rand_eval=9.0, bulk_max=3.0, entries=[TrapEntry(1, 2, 5.0, 40.0)], makes_spike=True)
+    trapped = Traps(count=2, max_rand_eval=9.0, bulk_edge=3.0, entries=[TrapEntry(1, 2, 5.0, 40.0)], makes_spike=True)
     unstable = dataclasses.replace(base["trust"], stable=False, alpha_spread=0.8)
     failed = PowerLawFit(status="failed", reason="too few eigenvalues")
     low = dataclasses.replace(base["fit"], alpha=1.5)
     high = dataclasses.replace(base["fit"], alpha=7.5)
     assert verdict_of().verdict == "healthy"
-    assert verdict_of(rank=collapsed, traps=trapped, rand_distance=0.01).verdict == "rank-collapsed"
-    assert verdict_of(traps=trapped, rand_distance=0.01, trust=unstable).verdict == "correlation-trap"
-    spikeless = dataclasses.replace(base["mp"], num_spikes=0)
-    assert verdict_of(rand_distance=0.01, trust=unstable, fit=high, mp=spikeless).verdict == "random-like"
-    assert verdict_of(rand_distance=0.01).verdict == "healthy"  # spikes above the edge: never random-like
+    assert verdict_of(rank=collapsed, traps=trapped, shuffle_ks_distance=0.01).verdict == "rank-collapsed"
+    assert verdict_of(traps=trapped, shuffle_ks_distance=0.01, trust=unstable).verdict == "correlation-trap"
+    spikeless = dataclasses.replace(base["mp"], spikes_above_edge=0)
+    assert verdict_of(shuffle_ks_distance=0.01, trust=unstable, fit=high, mp=spikeless).verdict == "random-like"
+    assert verdict_of(shuffle_ks_distance=0.01).verdict == "healthy"  # spikes above the edge: never random-like
     bulk_shaped = dataclasses.replace(base["mp"], ks=0.05)  # MP-shaped, tail from xmin = 1 < edge 3
     edge = verdict_of(mp=bulk_shaped)
     assert (edge.verdict, edge.flags, edge.confidence) == ("no-reading", ["bulk-edge-tail"], None)
-    spiky = dataclasses.replace(bulk_shaped, num_spikes=60)  # 60 of the 100 tail values above the edge
+    spiky = dataclasses.replace(bulk_shaped, spikes_above_edge=60)  # 60 of the 100 tail values above the edge
     assert (verdict_of(mp=spiky).verdict, verdict_of(mp=spiky).confidence) == ("healthy", "solid")
     assert verdict_of(fit=failed, trust=None).verdict == "no-reading"  # no tail is no reading, not a failure
     assert verdict_of(trust=unstable, fit=low).verdict == "no-reading"

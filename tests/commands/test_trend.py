@@ -237,7 +237,7 @@ def test_planted_run_is_ordered_and_flagged(tmp_path):
     assert series["blocks.3.attn.o_proj.weight"].flags == []
 
     data = json.loads(json.dumps(result.to_dict()))
-    assert data["schema"] == "weightscope.trend/1"
+    assert data["schema"] == "weightscope.trend/2"
     assert [c["step"] for c in data["checkpoints"]] == STEPS
     assert all({"step", "path", "summary"} <= set(c) for c in data["checkpoints"])
     assert data["layers"][0]["alphas"] == series["blocks.0.attn.q_proj.weight"].alphas

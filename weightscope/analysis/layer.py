@@ -14,6 +14,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from weightscope.report import LayerResult
 from weightscope.stats.fit import fit_power_law
 from weightscope.stats.norms import norm_metrics
 from weightscope.stats.update import lora_update_stats
+from weightscope.stats.ww_columns import ww_columns
 
 #: Called with (layers done so far, all layers to analyse or compare): once with 0 before the first
 #: layer, then after each one. The CLI drives its progress bar with it.
@@ -81,20 +83,14 @@ def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
     return split_fused(selection, layout, options.min_evals)
 
 
-def _failed(spec: LayerSpec, reason: str) -> LayerResult:
+def _result(spec: LayerSpec, **fields: Any) -> LayerResult:
+    """A layer's result with its identity (name, kind, block, shape, stored dtype) from its spec."""
     info = spec.info
-    return LayerResult(
-        spec.name,
-        spec.kind,
-        spec.block,
-        tuple(info.shape),
-        info.dtype,
-        "failed",
-        reason,
-        verdict="failed",
-        flags=["failed"],
-        reasons=[reason],
-    )
+    return LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, **fields)
+
+
+def _failed(spec: LayerSpec, reason: str) -> LayerResult:
+    return _result(spec, status="failed", reason=reason, verdict="failed", flags=["failed"], reasons=[reason])
 
 
 #: Elements checked for NaN/Inf at a time: a whole-tensor mask of a 152064×3584
@@ -171,6 +167,7 @@ def _rescaled(analysed: LayerAnalysis, exponent: int) -> LayerAnalysis:
         result=dataclasses.replace(
             result,
             lambda_max=unscaled(result.lambda_max),
+            bulk_max=unscaled(result.bulk_max),
             xmin=unscaled(result.xmin),
             xmax=unscaled(result.xmax),
             **logs,
@@ -197,7 +194,8 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
     evals, spectrum = layer_esd(spec, matrices, options, run)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
-    norms = norm_metrics(evals, max(matrices[0].shape))
+    n, m = max(matrices[0].shape), min(matrices[0].shape)
+    norms = norm_metrics(evals, n)
     fit = fit_power_law(evals, min_tail=options.min_tail)
     randomized = layer_randomized(spec, matrices, options, spectrum, run) if options.randomize else None
     diagnostics = diagnose(
@@ -210,17 +208,13 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         vectors=options.vectors,
         spectrum=spectrum,
     )
-    info = spec.info
-    result = LayerResult(
-        spec.name,
-        spec.kind,
-        spec.block,
-        tuple(info.shape),
-        info.dtype,
+    result = _result(
+        spec,
         status="ok",
         num_evals=int(evals.size),
         **dataclasses.asdict(norms),
         **{f.name: getattr(diagnostics, f.name) for f in dataclasses.fields(diagnostics)},
+        **dataclasses.asdict(ww_columns(evals, n, m, randomized.evals if randomized is not None else None)),
     )
     if fit.status != "ok":
         result = dataclasses.replace(result, status="failed", reason=f"power-law fit failed: {fit.reason}")
@@ -260,25 +254,11 @@ def analyze_update(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> LayerAnalys
     evals = np.zeros(m)
     nonzero = np.sort(np.square(update.singular_values[:m]))
     evals[m - nonzero.size :] = nonzero / n
-    info = spec.info
     base = {"status": "ok", "num_evals": m, "update": update}
     if not evals[-1] > 0:
-        result = LayerResult(
-            spec.name,
-            spec.kind,
-            spec.block,
-            tuple(info.shape),
-            info.dtype,
-            reason="zero update (B = 0: an untrained adapter)",
-            **base,
-        )
-        return LayerAnalysis(spec, result, evals)
-    result = LayerResult(
-        spec.name,
-        spec.kind,
-        spec.block,
-        tuple(info.shape),
-        info.dtype,
+        return LayerAnalysis(spec, _result(spec, reason="zero update (B = 0: an untrained adapter)", **base), evals)
+    result = _result(
+        spec,
         reason=f"low-rank update (r = {module.rank}): no power-law fit",
         **base,
         **dataclasses.asdict(norm_metrics(evals, n)),

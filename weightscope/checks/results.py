@@ -28,7 +28,7 @@ class Traps:
 
     count: int
     max_rand_eval: float
-    bulk_max: float
+    bulk_edge: float
     entries: list[TrapEntry] = field(default_factory=list)
     #: alpha refitted with the trap entries replaced by the median entry (None: no trap,
     #: or no fit without them)
@@ -105,7 +105,7 @@ class Diagnostics:
     """
 
     mp: MPBulk | None
-    rand_distance: float | None
+    shuffle_ks_distance: float | None
     traps: Traps | None
     rank: RankInfo | None
     dragon_kings: DragonKings | None

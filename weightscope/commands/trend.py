@@ -68,7 +68,7 @@ from weightscope.stats.series import (
     sudden_rises,
 )
 
-SCHEMA = "weightscope.trend/1"
+SCHEMA = "weightscope.trend/2"
 
 #: Without diagnostics (a report saved without verdicts), alpha above the default
 #: `Thresholds.alpha_high` stands in for the verdicts that say "not (yet) learned"
@@ -148,7 +148,7 @@ class LayerSeries:
     ``trusted`` marks the alphas flags may read (`flaggable`: a reading, not random-like).
     ``distance_from_init`` is ‖W − W₀‖_F/‖W₀‖_F against the run's first checkpoint (None
     where it could not be measured, e.g. for a saved report). ``comovement`` holds the
-    Spearman correlation of alpha with ``rand_distance``, ``log_spectral_norm`` and
+    Spearman correlation of alpha with ``shuffle_ks_distance``, ``log_spectral_norm`` and
     ``distance_from_init`` over the checkpoints past the random-like phase (≥ 4 points).
     """
 
@@ -384,7 +384,9 @@ def _comovement(present: list[LayerResult | None], distances: list[float | None]
     alphas = [layer.alpha if layer is not None else None for layer in kept]
     kept_distances = [d if layer is not None else None for d, layer in zip(distances, kept)]
     return {
-        "rand_distance": spearman(alphas, [layer.rand_distance if layer is not None else None for layer in kept]),
+        "shuffle_ks_distance": spearman(
+            alphas, [layer.shuffle_ks_distance if layer is not None else None for layer in kept]
+        ),
         "log_spectral_norm": spearman(
             alphas, [layer.log_spectral_norm if layer is not None else None for layer in kept]
         ),
