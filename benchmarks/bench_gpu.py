@@ -86,7 +86,7 @@ def stage_profile(model: Path, device: str, include: str) -> tuple[dict[str, flo
 
     timed(pipeline, "read_layer", "read + decode")
     timed(layer_spectra, "esd", "Gram product + eigensolve")
-    timed(layer_spectra, "gram_count_below", "float64 rank count (inertia)")
+    timed(layer_spectra, "gram_counts_below", "float64 rank count (inertia)")
     timed(layer, "fit_power_law", "power-law fit")
     timed(layer, "diagnose", "diagnostics")
     torch = None

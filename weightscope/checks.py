@@ -167,6 +167,7 @@ def diagnose(
     randomized: RandomizedESD | None = None,
     vectors: bool = False,
     spectrum: SpectrumOptions = SpectrumOptions(),
+    known_rank: int | None = None,
 ) -> Diagnostics:
     """Run every check on one layer and decide its verdict.
 
@@ -177,7 +178,8 @@ def diagnose(
     of all N·M entries plus a float32 eigensolve, measured at 0.5–1× the cost of the
     plain spectrum + fit for square layers and 1.5–2.5× for tall (4d×d) ones, where the
     memory-bound shuffle dominates. ``vectors`` adds eigenvector localisation (a full
-    eigh).
+    eigh). ``known_rank``: the numerical rank, when the caller has it (the pipeline
+    counts it with the spectrum, `weightscope.analysis.spectra.layer_rank`).
     """
     n, m = _checked_layer(matrices, evals)
     if not np.all(np.isfinite(evals)):
@@ -195,7 +197,7 @@ def diagnose(
             advice=vocabulary.advice("failed"),
         )
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
-    rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds)
+    rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds, known_rank)
     traps = rand_distance = None
     if randomized is not None:
         rand_distance = ks_distance(evals, randomized.evals)
@@ -480,15 +482,22 @@ _ENTRY_TAIL_MIN = 64
 
 
 def rank_info(
-    matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str, thresholds: Thresholds
+    matrices: list[np.ndarray],
+    evals: np.ndarray,
+    stored_dtype: str,
+    eig_dtype: str,
+    thresholds: Thresholds,
+    known_rank: int | None = None,
 ) -> RankInfo:
-    """Numerical rank (`linalg.rank.numerical_rank`; for a pooled conv
+    """Numerical rank (``known_rank``, else `linalg.rank.numerical_rank`; for a pooled conv
     ESD summed over kernel positions), dead channels, and whether the live rest is
     collapsed: more than ``rank_loss_max`` of the eigenvalues the live channels can carry,
     positions × min(live rows, live columns), at zero. A dead channel can carry nothing,
     so it is counted once, as dead (CRAFT's dead input channels read as rank collapse
     before: 24 % and 12 % of two convolutions' eigenvalues)."""
-    rank = numerical_rank(matrices, evals, stored_dtype, eig_dtype, thresholds.rank_noise_factor)
+    rank = known_rank
+    if rank is None:
+        rank = numerical_rank(matrices, evals, stored_dtype, eig_dtype, thresholds.rank_noise_factor)
     loss = 1.0 - rank / len(evals)
     dead_rows, dead_cols = dead_channels(matrices, thresholds.dead_channel_ratio)
     rows, cols = matrices[0].shape

@@ -106,9 +106,12 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
 
 
 def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) -> int:
-    """Bytes the float64 stage of the "auto" policy (`weightscope.analysis.spectra`) holds
-    beyond `working_set`: the M×M float64 Gram matrix and one float64 row block of W,
-    less the float32 Gram matrix freed before it. On a GPU it lives on the device."""
+    """Bytes the float64 stage of the "auto" policy (`weightscope.analysis.spectra`: the
+    inertia count of the eigenvalues float32 cannot place) holds beyond `working_set`:
+    the M×M float64 Gram matrix and one float64 row block of W while it accumulates, less
+    the float32 Gram matrix freed before it. The LDLᵀ factorisations work in the Gram
+    matrix itself (`weightscope.linalg.inertia.counts_below`: no copy, O(M) workspace).
+    On a GPU it lives on the device."""
     if options.eig_dtype != "auto" or device != "cpu" or spec.lora is not None:
         return 0
     n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])

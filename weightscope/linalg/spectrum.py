@@ -4,8 +4,9 @@ Why the Gram matrix and a symmetric eigensolver rather than an SVD: only the eig
 are needed, and `eigvalsh` of the M×M Gram matrix costs a fraction of a full SVD of W.
 The price is squaring the condition number: eigenvalues below ~M·eps·λmax are noise
 (`solver_floor`). That is harmless for the tail fit (it lives at the top of the
-spectrum); the rank check works with an explicit tolerance, and the pipeline's "auto"
-precision redoes a layer in float64 when float32's floor could decide its rank.
+spectrum); the rank check works with explicit thresholds, and the pipeline's "auto"
+precision counts the eigenvalues above a threshold in float64 (`gram_counts_below`)
+where float32's error could decide them.
 
 Backends: "cpu" is numpy/LAPACK (the Gram product by row blocks, then the classic or
 the two-stage LAPACK eigensolver by size, see `weightscope.linalg._lapack`); any other device
@@ -28,7 +29,7 @@ from weightscope.linalg._lapack import (
     lapack_solver,
 )
 from weightscope.linalg.gram import gram_matrix
-from weightscope.linalg.inertia import count_below
+from weightscope.linalg.inertia import counts_below
 
 EIG_DTYPES = ("float64", "float32")
 #: What a user may ask for: a fixed dtype, or "auto" (float32, float64 where it matters).
@@ -147,24 +148,25 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
     return symmetric_eigenvalues(gram_matrix(matrix, options.dtype))
 
 
-def gram_count_below(matrices: list[np.ndarray], shift: float, device: str = "cpu") -> int:
-    """How many eigenvalues of the layer's X = WᵀW/N (all its matrices) lie below
-    ``shift``, counted in float64 without computing them (`weightscope.linalg.inertia`):
-    the count a float64 `esd` gives, at a float64 Gram product plus n³/3 flops per matrix.
-    Scaled like `gram_eigenvalues` (the shift by the same power of four)."""
-    total = 0
+def gram_counts_below(matrices: list[np.ndarray], shifts: list[float], device: str = "cpu") -> list[int]:
+    """How many eigenvalues of the layer's X = WᵀW/N (all its matrices) lie below each
+    shift, counted in float64 without computing them (`weightscope.linalg.inertia`): the
+    counts a float64 `esd` gives, at one float64 Gram product per matrix plus n³/3 flops
+    per shift. Scaled like `gram_eigenvalues` (the shifts by the same power of four)."""
+    totals = [0] * len(shifts)
     for matrix in matrices:
         exponent = power_of_two_exponent(matrix)
         if exponent:
             matrix = np.ldexp(matrix, exponent)
-        scaled = float(np.ldexp(shift, 2 * exponent))
+        scaled = [float(np.ldexp(shift, 2 * exponent)) for shift in shifts]
         if device != "cpu":
-            from weightscope.linalg.device import torch_gram_count_below
+            from weightscope.linalg.device import torch_gram_counts_below
 
-            total += torch_gram_count_below(matrix, scaled, device)
+            counts = torch_gram_counts_below(matrix, scaled, device)
         else:
-            total += count_below(gram_matrix(matrix, "float64"), scaled)
-    return total
+            counts = counts_below(gram_matrix(matrix, "float64"), scaled)
+        totals = [total + count for total, count in zip(totals, counts, strict=True)]
+    return totals
 
 
 def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
