@@ -17,6 +17,7 @@ from weightscope.analysis import spectra
 from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.execution.plan import Execution
+from weightscope.linalg import spectrum
 from weightscope.linalg._blas import blas_threads
 from weightscope.linalg.inertia import counts_below
 from weightscope.linalg.spectrum import gram_counts_below
@@ -131,3 +132,12 @@ def test_torch_counts_as_lapack_does():
     values = np.linalg.eigvalsh(w.astype(np.float64).T @ w.astype(np.float64) / 300)
     shifts = [float(values[i] + values[i + 1]) / 2 for i in (0, 10, 200)]
     assert torch_gram_counts_below(w, shifts, "cpu") == gram_counts_below([w], shifts) == [1, 11, 201]
+
+
+def test_a_constant_matrix_is_counted_in_closed_form(monkeypatch):
+    """An 8192² zero matrix decodes from a few hundred bytes; its count, like its spectrum,
+    needs no Gram product (a float64 one would take 0.5 GB and a minute)."""
+    monkeypatch.setattr(spectrum, "gram_matrix", None)  # any product would fail
+    w = np.full((8192, 8192), 0.5, dtype=np.float32)
+    assert gram_counts_below([w], [1e-9, 0.25 * 8192]) == [8191, 8191]
+    assert gram_counts_below([np.zeros((8192, 8192), dtype=np.float32)], [1e-30]) == [8192]

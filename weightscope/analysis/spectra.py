@@ -22,12 +22,11 @@ import numpy as np
 from weightscope.checkpoint.layers import LayerSpec
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.plan import Plan
+from weightscope.linalg.choices import EIG_DTYPES, fixed_dtype
 from weightscope.linalg.rank import EigenCounts, numerical_rank
 from weightscope.linalg.spectrum import (
-    EIG_DTYPES,
     SpectrumOptions,
     esd,
-    fixed_dtype,
     gram_counts_below,
     solver_floor,
 )

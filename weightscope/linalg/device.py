@@ -22,10 +22,9 @@ from functools import cache
 import numpy as np
 
 from weightscope.errors import WeightscopeError, install_hint
+from weightscope.linalg.choices import check_device
 from weightscope.linalg.gram import oriented
 from weightscope.linalg.inertia import negative_pivots
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 #: Host-to-device copy granularity: large enough to run the copy engine at full speed,
 #: small enough that two blocks in flight are negligible next to the Gram matrix.
@@ -67,14 +66,6 @@ def eigen_flops(shapes: Iterable[tuple[int, int]]) -> float:
         n, m = max(n, m), min(n, m)
         total += n * m * m + 4.0 * m**3
     return total
-
-
-def check_device(choice: str) -> str:
-    """``choice`` if it names a device (`DEVICE_CHOICES`), else a `WeightscopeError`.
-    The one place a device name is validated (`Execution` checks it when built)."""
-    if choice not in DEVICE_CHOICES:
-        raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
-    return choice
 
 
 def resolve_device(choice: str, shapes: Iterable[tuple[int, int]] = ()) -> str:
