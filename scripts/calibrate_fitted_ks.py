@@ -18,7 +18,8 @@ import itertools
 
 import numpy as np
 
-from weightscope.checks import fit_trust, reading_confidence
+from weightscope.checks.tail import fit_trust
+from weightscope.checks.verdict import reading_confidence
 from weightscope.config import Thresholds
 from weightscope.stats.fit import fit_power_law
 from weightscope.stats.fitted_ks import LEVELS, two_sided_distance

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from weightscope.checks import rank_info
+from weightscope.checks.rank import rank_info
 from weightscope.config import Thresholds
 from weightscope.linalg.rank import PRECISION_BITS, rounding_noise_levels
 from weightscope.linalg.spectrum import esd

@@ -12,13 +12,13 @@ eigenvalues as the tail and at least 300) under a tail of n points drawn from on
 - ``MP``: the whole ESD of a Gaussian N×M matrix (M = n, Q = 4): no tail at all.
 
 Each ESD is fitted (`fit_power_law`) and read by the shipped rule
-(`checks.reading_confidence`); the table gives, per family and tail size, the share with
+(`checks.verdict.reading_confidence`); the table gives, per family and tail size, the share with
 no reading under the rule before the reading/confidence split ("previous": every test had
 to pass — tail ≥ 20, KS, alpha's spread over ±3 xmin candidates ≤ 0.3, no better
 lognormal or exponential, no bulk-edge tail) and under the shipped rule, the share read
 with a solid fit, the share of readings that name the true band (and, of the readings
 of a tail shorter than ``trust_min_tail`` that the fit picked, how many did), and the 95th and 99th
-percentiles of alpha's spread (`checks.alpha_spread`) in units of its standard error
+percentiles of alpha's spread (`checks.tail.alpha_spread`) in units of its standard error
 (α − 1)/√n_tail, which the stability test compares with ``stability_max_se``.
 
     python scripts/measure_readings.py [--reps 200] [--sizes 30,50,100,200,500,1000,2000]
@@ -99,7 +99,8 @@ def band(alpha: float, thresholds: Thresholds) -> int:
 
 
 def measure(family: str, n: int, reps: int, thresholds: Thresholds) -> dict[str, float]:
-    from weightscope.checks import fit_trust, reading_confidence
+    from weightscope.checks.tail import fit_trust
+    from weightscope.checks.verdict import reading_confidence
 
     before = after = solid = right = short = short_right = 0
     true_alpha = float(family.split()[-1]) if family.startswith("power-law") else None

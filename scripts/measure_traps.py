@@ -6,7 +6,7 @@ Seeded; prints quantiles and rates.
     python scripts/measure_traps.py [--reps 100]
 
 z = (λmax(shuffled X) − σ²(1 + 1/√Q)²) / (σ²·TW scale), σ² the entry variance: the
-statistic `checks.correlation_traps` compares with the margin. "trap" is the shipped rule:
+statistic `checks.traps.correlation_traps` compares with the margin. "trap" is the shipped rule:
 z above the margin *and* entries outsized for the entries' own tail.
 """
 
@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 
-from weightscope.checks import correlation_traps
+from weightscope.checks.traps import correlation_traps
 from weightscope.config import Thresholds
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import fit_power_law

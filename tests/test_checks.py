@@ -14,14 +14,12 @@ import pytest
 
 from weightscope import vocabulary
 from weightscope.checkpoint.layers import layer_matrices
-from weightscope.checks import (
-    Diagnostics,
-    decide,
-    diagnose,
-    dragon_kings,
-    rank_info,
-    trap_matters,
-)
+from weightscope.checks import diagnose
+from weightscope.checks.rank import rank_info
+from weightscope.checks.results import Diagnostics
+from weightscope.checks.tail import dragon_kings
+from weightscope.checks.traps import trap_matters
+from weightscope.checks.verdict import decide
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.linalg.rank import rounding_noise_levels, zero_tolerance

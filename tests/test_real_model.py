@@ -145,7 +145,7 @@ def _broken_copy(tmp_path, how):
 
 @pytest.mark.parametrize(
     "how, rule",
-    [("random", "random-like"), ("rank-deficient", "rank-collapse"), ("1000-sigma entry", "correlation-trap")],
+    [("random", "looks-untrained"), ("rank-deficient", "rank-collapse"), ("1000-sigma entry", "correlation-trap")],
 )
 def test_default_gate_fails_a_copy_with_one_broken_layer_and_names_it(tmp_path, gate_config, how, rule):
     result = _gate(_broken_copy(tmp_path, how), gate_config)

@@ -39,11 +39,11 @@ class Thresholds:
     #: At most this many trap entries are listed, largest deviation first.
     trap_max_entries: int = 5
     #: An entry is outsized (a trap entry) when the power-law tail of the layer's own
-    #: entries reaches it with probability below this (checks.outsized_entries).
+    #: entries reaches it with probability below this (checks.traps.outsized_entries).
     trap_p: float = 0.001
     #: A trap matters (verdict correlation-trap) when alpha moves by more than this many
     #: of its standard errors without the trap entries, or crosses into or out of
-    #: [alpha_low, alpha_high] (checks.trap_matters).
+    #: [alpha_low, alpha_high] (checks.traps.trap_matters).
     trap_alpha_shift: float = 2.0
     #: For 16- and 8-bit weights an eigenvalue is numerically zero below this multiple of
     #: the top eigenvalue of the stored values' own rounding noise (F32/F64 follow numpy's
@@ -55,7 +55,7 @@ class Thresholds:
     rank_loss_max: float = 0.1
     #: A row or column (output or input channel) is dead when its norm is at most this
     #: share of the median row's (column's): energy 1e-6 of a typical channel's. CRAFT's
-    #: dead channels sit at 1e-7–1.7e-4, its live ones from 0.52 (checks.dead_channels).
+    #: dead channels sit at 1e-7–1.7e-4, its live ones from 0.52 (checks.rank.dead_channels).
     dead_channel_ratio: float = 1e-3
     #: Significance of the sequential dragon-king test (its false-king rate on a layer
     #: without kings).

@@ -18,7 +18,7 @@ from typing import Any
 
 from weightscope import vocabulary
 from weightscope.checkpoint.layers import SkippedTensor
-from weightscope.checks import (  # noqa: F401  (hints)
+from weightscope.checks.results import (  # noqa: F401  (hints)
     DragonKings,
     FitTrust,
     RankInfo,

@@ -17,7 +17,7 @@ alone decides colour and the gate (a finding is not a failure):
 - ``ok``: nothing to do (healthy).
 - ``note``: worth knowing, nothing to fix (no reading of alpha, a trap that moves
   nothing, a remark about the fit).
-- ``warning``: worth a look; the default gate tolerates a share of these.
+- ``warning``: worth a look; the default gate does not fail them (a rule can opt in).
 - ``failure``: broken weights or a broken analysis; the default gate fails them.
 
 To add a finding: append a `Finding` to `FINDINGS` (a verdict also needs its place in
@@ -140,11 +140,14 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "random-like",
-        Severity.FAILURE,
-        "The spectrum cannot be told from that of a random matrix of the same shape: nothing learned shows in it.",
-        "Check that the layer was trained and loaded (not reset or re-initialised); a layer the "
-        "training never uses (e.g. an unused pooler) can be accepted with the gate's exclude.",
-        marker="s",
+        Severity.WARNING,
+        "The spectrum cannot be told from that of a random matrix of the same shape, so alpha says nothing "
+        "here; the entries do not look like an initial draw, and learned structure can still sit in the "
+        "singular vectors (a spectrum is not the whole matrix).",
+        "Check that the layer moved in training: compare it with the base model or an earlier checkpoint "
+        "(`compare`, `trend`); if it did not move, treat it as untrained. The gate fails it only with "
+        "`--fail-on-random-like` (looks-untrained fails by default).",
+        marker="p",
         untrained=True,
     ),
     Finding(
@@ -153,7 +156,8 @@ FINDINGS: tuple[Finding, ...] = (
         "The spectrum is random-like and the entries look like a fresh initial draw (their law and scale "
         "match an initialiser): the layer looks untrained or reset.",
         "Check that the weights were loaded and trained (a reset, a skipped load, a frozen layer); a layer "
-        "the training never uses can be accepted with the gate's exclude.",
+        "the training never uses (e.g. a sentence-transformer's pooler) can be accepted with the gate's "
+        "exclude (the FAIL line names the pattern).",
         marker="s",
         untrained=True,
     ),

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.commands.gate import (
+from weightscope.commands.gate import evaluate
+from weightscope.commands.gate.rules import (
     FAIL,
     MODEL,
     PASS,
@@ -19,7 +20,6 @@ from weightscope.commands.gate import (
     WARN,
     GateRules,
     GateSettings,
-    evaluate,
     load_settings,
     settings_from,
 )
@@ -93,7 +93,7 @@ def test_healthy_report_passes_every_rule():
         "alpha-range",
         "out-of-range",
         "alpha-outlier",
-        "random-like",
+        "looks-untrained",
         "correlation-trap",
         "rank-collapse",
         "trusted-fits",
@@ -183,6 +183,16 @@ def test_flags_decide_traps_rank_collapse_and_random_like():
     layers[4] = layer(
         "random", 12.0, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), trusted=False, flags=["random-like"]
     )
+    layers.append(
+        layer(
+            "untrained",
+            12.0,
+            traps=Traps(0, 1.0, 2.0),
+            rank=RankInfo(96, 0.0, False),
+            trusted=False,
+            flags=["looks-untrained", "random-like"],
+        )
+    )
     checks = evaluate(report(layers), GateRules(min_trusted_share=0.9))
     assert statuses(checks, "correlation-trap") == {
         "trap": FAIL,
@@ -190,21 +200,40 @@ def test_flags_decide_traps_rank_collapse_and_random_like():
         "collapsed": PASS,
         "nan": PASS,
         "random": PASS,
+        "untrained": PASS,
     }
     assert "reason for correlation-trap" in next(
         c.message for c in checks if c.rule == "correlation-trap" and c.layer == "trap"
     )
     assert statuses(checks, "rank-collapse")["collapsed"] == FAIL
-    assert statuses(checks, "random-like")["random"] == FAIL
+    # a random-like spectrum alone is a warning: only looks-untrained fails by default
+    assert statuses(checks, "looks-untrained") == {
+        "trap": PASS,
+        "harmless-trap": PASS,
+        "collapsed": PASS,
+        "nan": PASS,
+        "random": PASS,
+        "untrained": FAIL,
+    }
+    assert "random-like" not in {c.rule for c in checks}
+    opted = evaluate(report(layers), GateRules(min_trusted_share=0.9, fail_on_random_like=True))
+    # the opt-in rule fails the random-like spectrum; the untrained layer fails once, by its own rule
+    assert statuses(opted, "random-like")["random"] == FAIL and "untrained" not in statuses(opted, "random-like")
+    assert [c.layer for c in opted if c.status == FAIL and c.rule in ("random-like", "looks-untrained")] == [
+        "untrained",
+        "random",
+    ]
     trust = next(c for c in checks if c.rule == "trusted-fits")
-    assert trust.status == FAIL and trust.value == pytest.approx(2 / 4)
+    assert trust.status == FAIL and trust.value == pytest.approx(2 / 5)
     assert statuses(checks, "failed-layer")["nan"] == FAIL
     assert statuses(evaluate(report(layers), GateRules(max_failed=1)), "failed-layer")["nan"] == WARN
     relaxed = evaluate(
         report(layers),
-        GateRules(fail_on_traps=False, fail_on_rank_collapse=False, fail_on_random_like=False, min_trusted_share=0),
+        GateRules(fail_on_traps=False, fail_on_rank_collapse=False, fail_on_untrained=False, min_trusted_share=0),
     )
-    assert not {"correlation-trap", "rank-collapse", "random-like", "trusted-fits"} & {c.rule for c in relaxed}
+    assert not {"correlation-trap", "rank-collapse", "looks-untrained", "random-like", "trusted-fits"} & {
+        c.rule for c in relaxed
+    }
 
 
 def test_a_rule_that_could_not_be_checked_fails_under_strict_and_is_loud_without():
@@ -219,7 +248,7 @@ def test_a_rule_that_could_not_be_checked_fails_under_strict_and_is_loud_without
     assert set(statuses(lenient, "rank-collapse").values()) == {SKIP}
     assert statuses(lenient, "trusted-fits")[MODEL] == SKIP
     assert not [c for c in lenient if c.status == FAIL]
-    from weightscope.commands.gate import GateResult
+    from weightscope.commands.gate.rules import GateResult
     from weightscope.render.gate_views import verdict_line
 
     line = verdict_line(GateResult("m.json", None, None, GateRules(strict=False), lenient, ["pooler.dense.weight"]))
@@ -241,12 +270,12 @@ def test_excluded_layers_are_not_judged():
             "pooler.dense.weight",
             12.0,
             trusted=False,
-            flags=["random-like"],
+            flags=["looks-untrained", "random-like"],
             traps=Traps(0, 1.0, 2.0),
             rank=RankInfo(96, 0.0, False),
         ),
     ]
-    assert statuses(evaluate(report(layers), GateRules()), "random-like")["pooler.dense.weight"] == FAIL
+    assert statuses(evaluate(report(layers), GateRules()), "looks-untrained")["pooler.dense.weight"] == FAIL
     checks = evaluate(report(layers), GateRules(), exclude=[r"^pooler\."])
     assert all(c.status == PASS for c in checks) and all(c.layer != "pooler.dense.weight" for c in checks)
     assert "1 excluded by the gate config" in checks[0].message
@@ -261,7 +290,7 @@ def test_a_failed_layer_says_how_to_accept_it():
             "pooler.dense.weight",
             12.0,
             trusted=False,
-            flags=["random-like"],
+            flags=["looks-untrained", "random-like"],
             traps=Traps(0, 1.0, 2.0),
             rank=RankInfo(96, 0.0, False),
         ),
@@ -449,7 +478,12 @@ def test_formats_parse_back(tmp_path, monkeypatch):
         flags=["correlation-trap"],
     )
     layers[5] = layer(
-        "blocks.5.q", 3.5, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), flags=["random-like"]
+        "blocks.5.q",
+        3.5,
+        trusted=True,
+        traps=Traps(0, 1.0, 2.0),
+        rank=RankInfo(96, 0.0, False),
+        flags=["looks-untrained", "random-like"],
     )
     path = save(tmp_path, report(layers), "a,b:c.json")
 
@@ -458,7 +492,7 @@ def test_formats_parse_back(tmp_path, monkeypatch):
     data = json.loads(as_json.stdout)
     assert data["schema"] == "weightscope.gate/2" and data["passed"] is False
     failed = {(c["rule"], c["layer"]) for c in data["checks"] if c["status"] == "fail"}
-    assert failed == {("random-like", "blocks.5.q"), ("correlation-trap", "blocks.3.q")}
+    assert failed == {("looks-untrained", "blocks.5.q"), ("correlation-trap", "blocks.3.q")}
     assert data["counts"]["warn"] == 0 and data["rules"]["max_alpha"] == 6.0
 
     github = runner.invoke(app, ["gate", str(path), "--format", "github"])
@@ -475,7 +509,7 @@ def test_formats_parse_back(tmp_path, monkeypatch):
     failures = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
     assert sorted(failures) == [
         ("weightscope.correlation-trap", "blocks.3.q"),
-        ("weightscope.random-like", "blocks.5.q"),
+        ("weightscope.looks-untrained", "blocks.5.q"),
     ]
     assert root.get("failures") == "2"
     assert len({(c.get("classname"), c.get("name")) for c in cases}) == len(cases)  # one per rule × layer
@@ -493,7 +527,14 @@ def test_ci_formats_escape_what_their_syntax_reserves(tmp_path, monkeypatch):
     nasty = "blocks.0.q\n::error::fake 100% \r\x1b[31m,x:y\x00"
     layers = [
         *healthy(4),
-        layer(nasty, 3.0, trusted=True, traps=Traps(0, 1.0, 2.0), rank=RankInfo(96, 0.0, False), flags=["random-like"]),
+        layer(
+            nasty,
+            3.0,
+            trusted=True,
+            traps=Traps(0, 1.0, 2.0),
+            rank=RankInfo(96, 0.0, False),
+            flags=["looks-untrained", "random-like"],
+        ),
     ]
     path = save(tmp_path, report(layers), "odd%name:1,2.json")
     github = runner.invoke(app, ["gate", str(path), "--format", "github"]).stdout
@@ -546,6 +587,7 @@ def test_severity_decides_what_the_default_gate_fails():
     assert vocabulary.severity("under-trained") is vocabulary.Severity.WARNING
     rules = GateRules()
     for verdict, switch in (
+        ("looks-untrained", rules.fail_on_untrained),
         ("random-like", rules.fail_on_random_like),
         ("correlation-trap", rules.fail_on_traps),
         ("rank-collapsed", rules.fail_on_rank_collapse),

@@ -11,24 +11,25 @@ from typer.testing import CliRunner
 from tests.commands.test_gate import healthy, layer, report, save
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.commands.gate import ACCEPTED, FAIL, PASS, GateRules, advice, evaluate
+from weightscope.commands.gate import evaluate
+from weightscope.commands.gate.rules import ACCEPTED, FAIL, PASS, GateRules, advice
 from weightscope.errors import WeightscopeError
 from weightscope.report import RankInfo, Traps
 
 runner = CliRunner()
 
-RANDOM_LIKE = {"verdict": "random-like", "flags": ["random-like"]}
+UNTRAINED = {"verdict": "looks-untrained", "flags": ["looks-untrained", "random-like"]}
 
 
 def with_pooler(layers, **pooler):
-    """A model whose untrained pooler is random-like, as all-MiniLM-L6-v2's is."""
+    """A model whose untrained pooler looks untrained, as all-MiniLM-L6-v2's does."""
     extra = layer(
         "pooler.dense.weight",
         9.0,
         kind="pooler",
         traps=Traps(0, 1.0, 2.0),
         rank=RankInfo(96, 0.0, False),
-        **{**RANDOM_LIKE, **pooler},
+        **{**UNTRAINED, **pooler},
     )
     return [*layers, extra]
 
@@ -40,19 +41,19 @@ def by_rule(checks, rule):
 def test_a_finding_the_baseline_has_is_accepted_and_listed_a_new_one_fails():
     model = report(with_pooler(healthy()))
     alone = evaluate(model, GateRules())
-    assert by_rule(alone, "random-like")["pooler.dense.weight"].status == FAIL
+    assert by_rule(alone, "looks-untrained")["pooler.dense.weight"].status == FAIL
     checks = evaluate(model, GateRules(), baseline=model)
     assert [c.status for c in checks].count(FAIL) == 0
     accepted = [c for c in checks if c.status == ACCEPTED]
-    assert [(c.rule, c.layer) for c in accepted] == [("random-like", "pooler.dense.weight")]
+    assert [(c.rule, c.layer) for c in accepted] == [("looks-untrained", "pooler.dense.weight")]
     assert "the baseline has it too" in accepted[0].message
     broken = with_pooler(healthy())
-    broken[3] = dataclasses.replace(broken[3], **RANDOM_LIKE)
+    broken[3] = dataclasses.replace(broken[3], **UNTRAINED)
     checks = evaluate(report(broken), GateRules(), baseline=model)
     failed = [c for c in checks if c.status == FAIL]
-    assert [(c.rule, c.layer) for c in failed] == [("random-like", "blocks.3.q")]
-    assert failed[0].fix == advice("random-like") != ""
-    assert by_rule(checks, "random-like")["pooler.dense.weight"].status == ACCEPTED
+    assert [(c.rule, c.layer) for c in failed] == [("looks-untrained", "blocks.3.q")]
+    assert failed[0].fix == advice("looks-untrained") != ""
+    assert by_rule(checks, "looks-untrained")["pooler.dense.weight"].status == ACCEPTED
 
 
 def test_an_accepted_outlier_fails_again_once_it_moves_further_out():
@@ -92,15 +93,15 @@ def test_names_line_up_with_a_task_heads_prefix_and_a_disjoint_baseline_is_an_er
     base = report(with_pooler(healthy()))
     head = report([dataclasses.replace(x, name=f"bert.{x.name}") for x in with_pooler(healthy())])
     checks = evaluate(head, GateRules(), baseline=base)
-    assert by_rule(checks, "random-like")["bert.pooler.dense.weight"].status == ACCEPTED
+    assert by_rule(checks, "looks-untrained")["bert.pooler.dense.weight"].status == ACCEPTED
     other = report([dataclasses.replace(x, name=f"other{i}") for i, x in enumerate(healthy())])
     with pytest.raises(WeightscopeError, match="--strip-prefix"):
         evaluate(other, GateRules(), baseline=base)
 
 
 def tiny_model(path, seed=0, broken=None):
-    """Eight heavy-tailed layers (a planted low-rank signal in noise) and a random-like
-    pooler; ``broken`` names a layer replaced by noise of the same scale."""
+    """Eight heavy-tailed layers (a planted low-rank signal in noise) and an untrained
+    (standard normal) pooler; ``broken`` names a layer replaced by noise of the same scale."""
     rng = np.random.default_rng(seed)
     weights = {}
     for i in range(8):
@@ -119,20 +120,22 @@ def test_write_baseline_accepts_today_once_then_only_new_breaks_fail(tmp_path, m
     monkeypatch.chdir(tmp_path)
     model = tiny_model(tmp_path / "model.safetensors")
     first = runner.invoke(app, ["gate", str(model)])
-    assert first.exit_code == 1 and "FAIL [random-like] pooler.weight" in first.stdout
+    assert first.exit_code == 1 and "FAIL [looks-untrained] pooler.weight" in first.stdout
     assert "--write-baseline" in first.stdout and "Fix: " in first.stdout
     accept = runner.invoke(app, ["gate", str(model), "--write-baseline", "baseline.json"])
     assert accept.exit_code == 0, accept.output
-    assert "ACCEPTED [random-like] pooler.weight" in accept.stdout
+    assert "ACCEPTED [looks-untrained] pooler.weight" in accept.stdout
     assert json.loads((tmp_path / "baseline.json").read_text())["schema"].startswith("weightscope.report")
     again = runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json"])
-    assert again.exit_code == 0 and "ACCEPTED [random-like] pooler.weight" in again.stdout
+    assert again.exit_code == 0 and "ACCEPTED [looks-untrained] pooler.weight" in again.stdout
     github = runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "-f", "github"]).stdout
     assert any(line.startswith("::notice ") and "pooler.weight" in line for line in github.splitlines())
     checks = json.loads(runner.invoke(app, ["gate", str(model), "--baseline", "baseline.json", "-f", "json"]).stdout)[
         "checks"
     ]
-    assert {(c["rule"], c["layer"]) for c in checks if c["status"] == "accepted"} >= {("random-like", "pooler.weight")}
+    assert {(c["rule"], c["layer"]) for c in checks if c["status"] == "accepted"} >= {
+        ("looks-untrained", "pooler.weight")
+    }
     broken = tiny_model(tmp_path / "broken.safetensors", broken="blocks.5.q.weight")
     red = runner.invoke(app, ["gate", str(broken), "--baseline", "baseline.json"])
     assert red.exit_code == 1

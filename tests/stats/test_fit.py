@@ -285,7 +285,7 @@ def test_malformed_input_raises_weightscope_error(evals, min_tail):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_candidate_alphas_are_the_scans_without_the_ks_distances(seed):
-    """`checks.alpha_spread` reads these instead of running the whole KS scan."""
+    """`checks.tail.alpha_spread` reads these instead of running the whole KS scan."""
     rng = np.random.default_rng(seed)
     evals = np.concatenate([(1.0 - rng.random(300)) ** (-1.0 / 1.5), rng.random(200)])
     scan = scan_xmin(evals, min_tail=1)

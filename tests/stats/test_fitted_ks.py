@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weightscope.checks import fit_trust
+from weightscope.checks.tail import fit_trust
 from weightscope.config import KS_LEVELS, Thresholds
 from weightscope.errors import WeightscopeError
 from weightscope.stats.fit import fit_power_law

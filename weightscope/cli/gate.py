@@ -29,8 +29,9 @@ from weightscope.cli.common import (
     user_errors,
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
-from weightscope.commands.gate import RULE_HINTS, GateRules, accept, load_settings
+from weightscope.commands.gate import accept
 from weightscope.commands.gate import gate as run_gate
+from weightscope.commands.gate.rules import RULE_HINTS, GateRules, load_settings
 from weightscope.errors import WeightscopeError, one_line
 from weightscope.render.gate_views import GATE_FORMATS, verdict_line
 from weightscope.render.text import REPORT_FORMATS

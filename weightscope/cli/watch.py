@@ -21,6 +21,7 @@ from weightscope.cli.common import (
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures
 from weightscope.commands.monitor import ALERT_FLAGS
+from weightscope.commands.trend import Trend
 from weightscope.commands.watch import (
     DEFAULT_INTERVAL,
     DEFAULT_SETTLE,
@@ -113,13 +114,13 @@ def watch(
         options = analysis.kwargs()
         thresholds = options["thresholds"]
 
-        def write_reports(result: object) -> None:
+        def write_reports(result: Trend) -> None:
             if json_out is not None:
-                write_text_atomic(json_out, json_text(result))  # type: ignore[arg-type]  # a Trend: versioned JSON
+                write_text_atomic(json_out, json_text(result))
             if html is not None:
                 from weightscope.render.html_trend import write_trend_html
 
-                write_trend_html(result, html, thresholds)  # type: ignore[arg-type]
+                write_trend_html(result, html, thresholds)
 
         from weightscope.render.watch_views import (
             TensorBoardEvents,

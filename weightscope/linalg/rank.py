@@ -1,7 +1,7 @@
 """Which eigenvalues of X = WᵀW/N are numerically zero: the rank tolerance, and the count.
 
 The precision policy (`weightscope.analysis.spectra`) and the rank-collapse check
-(`weightscope.checks.rank_info`) both read the tolerance from here, so it is a numerics
+(`weightscope.checks.rank.rank_info`) both read the tolerance from here, so it is a numerics
 question answered below both: it depends on the stored dtype, the shape, the stored
 values' rounding and the eigensolver's floor, never on a verdict.
 """

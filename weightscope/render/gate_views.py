@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from weightscope.commands.gate import ACCEPTED, FAIL, SKIP, WARN, Check, GateResult
+from weightscope.commands.gate.rules import ACCEPTED, FAIL, SKIP, WARN, Check, GateResult
 from weightscope.errors import one_line
 from weightscope.render.formats import Formats, json_text
 

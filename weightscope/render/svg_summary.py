@@ -38,6 +38,8 @@ def _marker(shape: str, x: float, y: float) -> str:
         "v": [(-R, -R), (R, -R), (0, R)],
         "^": [(-R, R), (R, R), (0, -R)],
         "D": [(0, -R * 1.2), (R * 1.2, 0), (0, R * 1.2), (-R * 1.2, 0)],
+        # a regular pentagon, point up, as matplotlib's "p"
+        "p": [(R * 1.1 * math.sin(2 * math.pi * k / 5), -R * 1.1 * math.cos(2 * math.pi * k / 5)) for k in range(5)],
         "X": [(-R, -R), (0, -R / 3), (R, -R), (R / 3, 0), (R, R), (0, R / 3), (-R, R), (-R / 3, 0)],
         "P": [
             (-R / 3, -R),

@@ -67,9 +67,9 @@ class TensorBoardEvents:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         try:
-            from tensorboard.compat.proto.event_pb2 import Event  # type: ignore[import-untyped]
-            from tensorboard.compat.proto.summary_pb2 import Summary  # type: ignore[import-untyped]
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter  # type: ignore[import-untyped]
+            from tensorboard.compat.proto.event_pb2 import Event
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
         except ImportError:
             raise WeightscopeError(
                 f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}"

@@ -2,7 +2,7 @@
 
 Vuong's non-nested test (Clauset, Shalizi & Newman 2009, §5.1) of the power law against
 an exponential and a truncated lognormal tail, on pointwise log-likelihoods. The judge
-(`weightscope.checks.fit_trust`) decides what a significant alternative means; this
+(`weightscope.checks.tail.fit_trust`) decides what a significant alternative means; this
 module only computes R and p.
 """
 
