@@ -11,13 +11,16 @@ different, equally bad, tails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,3 +125,38 @@ def benchmark_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParse
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     return parser
+
+
+@contextlib.contextmanager
+def stage_times(
+    stages: list[tuple[Any, str, str]], clock: Callable[[], float] = time.perf_counter
+) -> Iterator[dict[str, float]]:
+    """Seconds spent in each stage while the block runs: ``stages`` are (module, function
+    name, label); each function is wrapped for the block's duration and restored after, and
+    calls add up per label on ``clock``. A function the installed version lacks is not timed."""
+    totals: dict[str, float] = {}
+    originals = []
+    for module, attribute, stage in stages:
+        original = getattr(module, attribute, None)
+        if original is None:
+            continue
+        originals.append((module, attribute, original))
+        setattr(module, attribute, _timed(original, stage, totals, clock))
+    try:
+        yield totals
+    finally:
+        for module, attribute, original in originals:
+            setattr(module, attribute, original)
+
+
+def _timed(
+    original: Callable[..., Any], stage: str, totals: dict[str, float], clock: Callable[[], float]
+) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            totals[stage] = totals.get(stage, 0.0) + clock() - start
+
+    return wrapper

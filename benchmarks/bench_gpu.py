@@ -38,6 +38,7 @@ from _common import (
     benchmark_parser,
     llama_block_shards,
     measured,
+    stage_times,
     weightscope_env,
     write_sharded,
 )
@@ -66,40 +67,21 @@ def stage_profile(model: Path, device: str, include: str) -> tuple[dict[str, flo
     from weightscope.analysis import spectra as layer_spectra
     from weightscope.execution.plan import Execution
 
-    totals: dict[str, float] = {}
-    originals = []
-
-    def timed(module, attribute: str, stage: str) -> None:
-        original = getattr(module, attribute, None)
-        if original is None:  # a stage this version does not have
-            return
-        originals.append((module, attribute, original))
-
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                totals[stage] = totals.get(stage, 0.0) + time.perf_counter() - start
-
-        setattr(module, attribute, wrapper)
-
-    timed(pipeline, "read_layer", "read + decode")
-    timed(layer_spectra, "esd", "Gram product + eigensolve")
-    timed(layer_spectra, "gram_counts_below", "float64 rank count (inertia)")
-    timed(layer, "fit_power_law", "power-law fit")
-    timed(layer, "diagnose", "diagnostics")
+    stages = [
+        (pipeline, "read_layer", "read + decode"),
+        (layer_spectra, "esd", "Gram product + eigensolve"),
+        (layer_spectra, "gram_counts_below", "float64 rank count (inertia)"),
+        (layer, "fit_power_law", "power-law fit"),
+        (layer, "diagnose", "diagnostics"),
+    ]
     torch = None
     if device == "cuda":
         import torch
 
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    try:
+    with stage_times(stages) as totals:
         report = pipeline.analyze(model, include=[include], execution=Execution(device=device, cache=False))
-    finally:
-        for module, attribute, original in originals:
-            setattr(module, attribute, original)
     totals["(wall)"] = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch is not None else None
     return totals, peak, report.to_dict()

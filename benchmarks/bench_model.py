@@ -52,6 +52,7 @@ from _common import (
     measured,
     median,
     planted_weight,
+    stage_times,
     weightscope_env,
     write_sharded,
 )
@@ -285,34 +286,17 @@ def profile(model: Path, randomize: bool) -> dict[str, float]:
     import weightscope.linalg.spectrum as spectrum
     from weightscope.execution.plan import Execution
 
-    totals: dict[str, float] = {}
-    originals = []
-
-    def timed(module, attribute: str, stage: str) -> None:
-        original = getattr(module, attribute)
-        originals.append((module, attribute, original))
-
-        def wrapper(*args, **kwargs):
-            start = time.thread_time()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                totals[stage] = totals.get(stage, 0.0) + time.thread_time() - start
-
-        setattr(module, attribute, wrapper)
-
-    timed(pipeline, "read_layer", "read + decode")
-    timed(spectrum, "gram_matrix", "Gram product")
-    timed(spectrum, "symmetric_eigenvalues", "eigensolver")
-    timed(layer_spectra, "randomized_esd", "randomised ESD (its Gram and eig counted above too)")
-    timed(layer, "fit_power_law", "power-law fit")
-    timed(layer, "diagnose", "diagnostics")
+    stages = [
+        (pipeline, "read_layer", "read + decode"),
+        (spectrum, "gram_matrix", "Gram product"),
+        (spectrum, "symmetric_eigenvalues", "eigensolver"),
+        (layer_spectra, "randomized_esd", "randomised ESD (its Gram and eig counted above too)"),
+        (layer, "fit_power_law", "power-law fit"),
+        (layer, "diagnose", "diagnostics"),
+    ]
     start = time.perf_counter()
-    try:
+    with stage_times(stages, clock=time.thread_time) as totals:
         pipeline.analyze(model, randomize=randomize, execution=Execution(workers=1, cache=False))
-    finally:
-        for module, attribute, original in originals:
-            setattr(module, attribute, original)
     totals["(wall, one worker)"] = time.perf_counter() - start
     return totals
 

@@ -417,6 +417,20 @@ def test_float64_low_rank_plus_tiny_noise_is_judged_at_matrix_ranks_floor():
     assert rank_of(exact, "F64").numerical_rank == np.linalg.matrix_rank(exact) == 20
 
 
+def diagnosed_kernel(kernel):
+    """`diagnose` of a stored float32 conv kernel, solved in float64."""
+    matrices = layer_matrices(kernel)
+    evals = esd(matrices, SpectrumOptions("float64"))
+    return diagnose(
+        matrices,
+        evals,
+        fit_power_law(evals),
+        stored_dtype="F32",
+        thresholds=THRESHOLDS,
+        spectrum=SpectrumOptions("float64"),
+    )
+
+
 def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
     """A trained-like conv whose 16 of 64 input channels and 2 output channels decayed to
     ~1e-6 of the rest (CRAFT's pattern): dead-channels, not rank-collapsed."""
@@ -425,16 +439,7 @@ def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
     dead_in, dead_out = sorted(rng.choice(64, 16, replace=False).tolist()), [5, 40]
     kernel[:, dead_in] *= 1e-5
     kernel[dead_out] *= 1e-5
-    matrices = layer_matrices(kernel)
-    evals = esd(matrices, SpectrumOptions("float64"))
-    result = diagnose(
-        matrices,
-        evals,
-        fit_power_law(evals),
-        stored_dtype="F32",
-        thresholds=THRESHOLDS,
-        spectrum=SpectrumOptions("float64"),
-    )
+    result = diagnosed_kernel(kernel)
     assert result.rank.dead_cols == dead_in and result.rank.dead_rows == dead_out
     assert result.rank.rank_loss > THRESHOLDS.rank_loss_max  # the dead channels' eigenvalues are zero ...
     assert not result.rank.collapsed and result.rank.rank_loss_live == 0.0  # ... the rest is full rank
@@ -446,16 +451,7 @@ def test_dead_channels_are_their_own_finding_and_rank_is_judged_on_the_rest():
         kernel.shape
     )
     kernel[:, dead_in] = 0.0
-    matrices = layer_matrices(kernel)
-    evals = esd(matrices, SpectrumOptions("float64"))
-    result = diagnose(
-        matrices,
-        evals,
-        fit_power_law(evals),
-        stored_dtype="F32",
-        thresholds=THRESHOLDS,
-        spectrum=SpectrumOptions("float64"),
-    )
+    result = diagnosed_kernel(kernel)
     assert result.verdict == "rank-collapsed" and result.rank.dead_cols == dead_in
 
 

@@ -263,18 +263,20 @@ def test_nothing_to_judge_fails_whatever_strict_says():
     assert statuses(checks, "layers") == {MODEL: FAIL} and "match nothing" in checks[0].message
 
 
+def untrained_pooler():
+    """The layer sentence-transformers never train: random-like and looking like its initial draw."""
+    return layer(
+        "pooler.dense.weight",
+        12.0,
+        trusted=False,
+        flags=["looks-untrained", "random-like"],
+        traps=Traps(0, 1.0, 2.0),
+        rank=RankInfo(96, 0.0, False),
+    )
+
+
 def test_excluded_layers_are_not_judged():
-    layers = [
-        *healthy(6),
-        layer(
-            "pooler.dense.weight",
-            12.0,
-            trusted=False,
-            flags=["looks-untrained", "random-like"],
-            traps=Traps(0, 1.0, 2.0),
-            rank=RankInfo(96, 0.0, False),
-        ),
-    ]
+    layers = [*healthy(6), untrained_pooler()]
     assert statuses(evaluate(report(layers), GateRules()), "looks-untrained")["pooler.dense.weight"] == FAIL
     checks = evaluate(report(layers), GateRules(), exclude=[r"^pooler\."])
     assert all(c.status == PASS for c in checks) and all(c.layer != "pooler.dense.weight" for c in checks)
@@ -284,17 +286,7 @@ def test_excluded_layers_are_not_judged():
 def test_a_failed_layer_says_how_to_accept_it():
     """The FAIL line of a layer the gate fails (the pooler sentence-transformers never
     train) names the --ignore pattern that accepts it, and that pattern does."""
-    layers = [
-        *healthy(6),
-        layer(
-            "pooler.dense.weight",
-            12.0,
-            trusted=False,
-            flags=["looks-untrained", "random-like"],
-            traps=Traps(0, 1.0, 2.0),
-            rank=RankInfo(96, 0.0, False),
-        ),
-    ]
+    layers = [*healthy(6), untrained_pooler()]
     failed = next(c for c in evaluate(report(layers), GateRules()) if c.status == FAIL)
     pattern = re.search(r"--ignore '([^']+)'", failed.message).group(1)
     assert pattern == r"^pooler\.dense\.weight$" and "[tool.weightscope.gate]" in failed.message

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,20 +82,14 @@ def select(reader: CheckpointReader, options: AnalysisOptions) -> Selection:
     return split_fused(selection, layout, options.min_evals)
 
 
-def _failed(spec: LayerSpec, reason: str) -> LayerResult:
+def _result(spec: LayerSpec, **fields: Any) -> LayerResult:
+    """A layer's result with its identity (name, kind, block, shape, stored dtype) from its spec."""
     info = spec.info
-    return LayerResult(
-        spec.name,
-        spec.kind,
-        spec.block,
-        tuple(info.shape),
-        info.dtype,
-        "failed",
-        reason,
-        verdict="failed",
-        flags=["failed"],
-        reasons=[reason],
-    )
+    return LayerResult(spec.name, spec.kind, spec.block, tuple(info.shape), info.dtype, **fields)
+
+
+def _failed(spec: LayerSpec, reason: str) -> LayerResult:
+    return _result(spec, status="failed", reason=reason, verdict="failed", flags=["failed"], reasons=[reason])
 
 
 #: Elements checked for NaN/Inf at a time: a whole-tensor mask of a 152064×3584
@@ -211,13 +206,8 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         spectrum=spectrum,
         known_rank=rank,
     )
-    info = spec.info
-    result = LayerResult(
-        spec.name,
-        spec.kind,
-        spec.block,
-        tuple(info.shape),
-        info.dtype,
+    result = _result(
+        spec,
         status="ok",
         num_evals=int(evals.size),
         **dataclasses.asdict(norms),
@@ -261,25 +251,11 @@ def analyze_update(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> LayerAnalys
     evals = np.zeros(m)
     nonzero = np.sort(np.square(update.singular_values[:m]))
     evals[m - nonzero.size :] = nonzero / n
-    info = spec.info
     base = {"status": "ok", "num_evals": m, "update": update}
     if not evals[-1] > 0:
-        result = LayerResult(
-            spec.name,
-            spec.kind,
-            spec.block,
-            tuple(info.shape),
-            info.dtype,
-            reason="zero update (B = 0: an untrained adapter)",
-            **base,
-        )
-        return LayerAnalysis(spec, result, evals)
-    result = LayerResult(
-        spec.name,
-        spec.kind,
-        spec.block,
-        tuple(info.shape),
-        info.dtype,
+        return LayerAnalysis(spec, _result(spec, reason="zero update (B = 0: an untrained adapter)", **base), evals)
+    result = _result(
+        spec,
         reason=f"low-rank update (r = {module.rank}): no power-law fit",
         **base,
         **dataclasses.asdict(norm_metrics(evals, n)),

@@ -62,6 +62,24 @@ STORED_DTYPES: dict[str, StoredDtype] = {
 }
 
 
+#: numpy's dtype name -> the safetensors name, for the dtypes numpy and torch name alike
+#: (npz arrays; torch adds its own bfloat16 and 8-bit floats).
+NUMPY_NAMES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint64": "U64",
+    "uint32": "U32",
+    "uint16": "U16",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+
+
 def _fp8_table(exponent_bits: int, mantissa_bits: int, *, ieee_specials: bool) -> np.ndarray:
     """Float32 value of each of the 256 codes of a 1-sign-bit 8-bit float.
 

@@ -29,23 +29,9 @@ from typing import Any
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo, check_readable
+from weightscope.checkpoint.dtypes import NUMPY_NAMES
 from weightscope.errors import CheckpointError
 
-#: numpy dtype name -> the safetensors names the rest of weightscope speaks.
-NUMPY_DTYPES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint64": "U64",
-    "uint32": "U32",
-    "uint16": "U16",
-    "uint8": "U8",
-    "bool": "BOOL",
-}
 _ZIP_ERRORS = (
     OSError,
     ValueError,
@@ -64,7 +50,7 @@ _COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zi
 
 
 def numpy_dtype_name(dtype: np.dtype[Any]) -> str:
-    return NUMPY_DTYPES.get(dtype.name, dtype.name)
+    return NUMPY_NAMES.get(dtype.name, dtype.name)
 
 
 def numpy_to_float(array: np.ndarray, dtype: str) -> np.ndarray:

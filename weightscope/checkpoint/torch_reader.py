@@ -27,6 +27,7 @@ from weightscope.checkpoint.base import (
     file_identity,
     read_exactly,
 )
+from weightscope.checkpoint.dtypes import NUMPY_NAMES
 from weightscope.errors import CheckpointError, install_hint
 
 #: Keys under which training frameworks nest the model's state dict (Lightning, DeepSpeed,
@@ -36,9 +37,7 @@ WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module")
 
 #: torch dtype attribute name -> safetensors dtype name (getattr: older torch lacks some).
 _DTYPE_NAMES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
+    **NUMPY_NAMES,
     "bfloat16": "BF16",
     "float8_e4m3fn": "F8_E4M3",
     "float8_e5m2": "F8_E5M2",
@@ -46,15 +45,6 @@ _DTYPE_NAMES = {
     "float8_e5m2fnuz": "F8_E5M2FNUZ",
     "float8_e8m0fnu": "F8_E8M0",
     "complex64": "C64",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint64": "U64",
-    "uint32": "U32",
-    "uint16": "U16",
-    "uint8": "U8",
-    "bool": "BOOL",
 }
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")

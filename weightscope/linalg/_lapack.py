@@ -38,46 +38,58 @@ CLASSIC, TWO_STAGE = "syevd", "syevd_2stage"
 ROUTINES = (CLASSIC, TWO_STAGE)
 
 _COLUMN_MAJOR = 102
-# Symbol name patterns ({p} is s or d, {r} the routine) and the C integer type each build
-# uses; 64-bit builds first, so that numpy's library is chosen whether or not scipy's
-# (32-bit) is loaded too, and answers do not depend on what else was imported.
+# Symbol name patterns ({name}: the routine with its precision letter, e.g. dsyevd) and the
+# C integer type each build uses; 64-bit builds first, so that numpy's library is chosen
+# whether or not scipy's (32-bit) is loaded too, and answers do not depend on what else was
+# imported.
 _SYMBOLS = (
-    ("scipy_LAPACKE_{p}{r}64_", ctypes.c_int64),
-    ("LAPACKE_{p}{r}64_", ctypes.c_int64),
-    ("scipy_LAPACKE_{p}{r}", ctypes.c_int32),
-    ("LAPACKE_{p}{r}", ctypes.c_int32),
+    ("scipy_LAPACKE_{name}64_", ctypes.c_int64),
+    ("LAPACKE_{name}64_", ctypes.c_int64),
+    ("scipy_LAPACKE_{name}", ctypes.c_int32),
+    ("LAPACKE_{name}", ctypes.c_int32),
 )
 _C_FLOATS = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("d", ctypes.c_double)}
 
 Solver = Callable[[np.ndarray], np.ndarray]
 
 
-def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
+def lapacke_symbols(name: str) -> list[tuple[str, type]]:
+    """The LAPACKE symbols of routine ``name`` (e.g. "dsytrf") to try, in order, each with
+    the C integer type of its build."""
+    return [(pattern.format(name=name), c_int) for pattern, c_int in _SYMBOLS]
+
+
+def lapack_function(symbol: str) -> Any | None:
+    """``symbol`` from the first loaded BLAS/LAPACK library that exports it (None: none does)."""
     for path in loaded_blas_libraries():
         try:
             function = getattr(ctypes.CDLL(path), symbol, None)
         except OSError:
             continue
-        if function is None:
-            continue
-        pointer: Any = ctypes.POINTER(c_float)
-        function.restype = c_int
-        function.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, c_int, pointer, c_int, pointer]
-
-        def solve(gram: np.ndarray, function=function, pointer=pointer) -> np.ndarray:
-            """Ascending eigenvalues of a C-contiguous symmetric matrix; destroys it."""
-            n = gram.shape[0]
-            values = np.empty(n, dtype=gram.dtype)
-            # Symmetric, so reading the C array as column-major is the same matrix.
-            info = function(
-                _COLUMN_MAJOR, b"N", b"L", n, gram.ctypes.data_as(pointer), n, values.ctypes.data_as(pointer)
-            )
-            if info != 0:
-                raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
-            return values
-
-        return solve
+        if function is not None:
+            return function
     return None
+
+
+def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
+    function = lapack_function(symbol)
+    if function is None:
+        return None
+    pointer: Any = ctypes.POINTER(c_float)
+    function.restype = c_int
+    function.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, c_int, pointer, c_int, pointer]
+
+    def solve(gram: np.ndarray, function=function, pointer=pointer) -> np.ndarray:
+        """Ascending eigenvalues of a C-contiguous symmetric matrix; destroys it."""
+        n = gram.shape[0]
+        values = np.empty(n, dtype=gram.dtype)
+        # Symmetric, so reading the C array as column-major is the same matrix.
+        info = function(_COLUMN_MAJOR, b"N", b"L", n, gram.ctypes.data_as(pointer), n, values.ctypes.data_as(pointer))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
+        return values
+
+    return solve
 
 
 @cache
@@ -87,8 +99,8 @@ def lapack_solver(dtype: np.dtype, routine: str) -> Solver | None:
     probe = np.random.default_rng(0).standard_normal((64, 64)).astype(dtype)
     probe = probe @ probe.T
     expected = np.linalg.eigvalsh(probe)
-    for pattern, c_int in _SYMBOLS:
-        solve = _bind(pattern.format(p=prefix, r=routine), c_float, c_int)
+    for symbol, c_int in lapacke_symbols(prefix + routine):
+        solve = _bind(symbol, c_float, c_int)
         if solve is None:
             continue
         try:

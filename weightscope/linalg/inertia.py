@@ -23,16 +23,8 @@ from functools import cache
 
 import numpy as np
 
-from weightscope.linalg._blas import blas_threads, loaded_blas_libraries
-
-_COLUMN_MAJOR = 102
-# Same symbol search as the eigensolvers (`weightscope.linalg._lapack`): 64-bit builds first.
-_SYMBOLS = (
-    ("scipy_LAPACKE_dsytrf64_", ctypes.c_int64),
-    ("LAPACKE_dsytrf64_", ctypes.c_int64),
-    ("scipy_LAPACKE_dsytrf", ctypes.c_int32),
-    ("LAPACKE_dsytrf", ctypes.c_int32),
-)
+from weightscope.linalg._blas import blas_threads
+from weightscope.linalg._lapack import _COLUMN_MAJOR, lapack_function, lapacke_symbols
 
 #: (matrix, shift) → count of eigenvalues below the shift; destroys the matrix.
 Counter = Callable[[np.ndarray, float], int]
@@ -67,34 +59,30 @@ def negative_pivots(diagonal: np.ndarray, subdiagonal: np.ndarray, pivots: np.nd
 
 
 def _bind(symbol: str, c_int: type) -> Counter | None:
-    for path in loaded_blas_libraries():
-        try:
-            function = getattr(ctypes.CDLL(path), symbol, None)
-        except OSError:
-            continue
-        if function is None:
-            continue
-        double = ctypes.POINTER(ctypes.c_double)
-        function.restype = c_int
-        function.argtypes = [ctypes.c_int, ctypes.c_char, c_int, double, c_int, ctypes.POINTER(c_int)]
-        index = np.dtype(np.int64 if c_int is ctypes.c_int64 else np.int32)
+    # The same symbol search as the eigensolvers (`weightscope.linalg._lapack`).
+    function = lapack_function(symbol)
+    if function is None:
+        return None
+    double = ctypes.POINTER(ctypes.c_double)
+    function.restype = c_int
+    function.argtypes = [ctypes.c_int, ctypes.c_char, c_int, double, c_int, ctypes.POINTER(c_int)]
+    index = np.dtype(np.int64 if c_int is ctypes.c_int64 else np.int32)
 
-        def count(matrix: np.ndarray, shift: float, function=function, double=double, c_int=c_int, index=index) -> int:
-            n = matrix.shape[0]
-            matrix[np.diag_indices(n)] -= shift
-            pivots = np.empty(n, dtype=index)
-            info = function(
-                _COLUMN_MAJOR, b"L", n, matrix.ctypes.data_as(double), n, pivots.ctypes.data_as(ctypes.POINTER(c_int))
-            )
-            if info < 0:
-                raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
-            # info > 0: an exactly zero pivot, i.e. an eigenvalue exactly at the shift; it
-            # is not below it, and the 1×1 block reads 0 (not negative). Column-major "L"
-            # on a C-ordered array is its upper triangle: D[k+1, k] sits at [k, k+1].
-            return negative_pivots(np.diagonal(matrix), np.diagonal(matrix, offset=1), pivots)
+    def count(matrix: np.ndarray, shift: float, function=function, double=double, c_int=c_int, index=index) -> int:
+        n = matrix.shape[0]
+        matrix[np.diag_indices(n)] -= shift
+        pivots = np.empty(n, dtype=index)
+        info = function(
+            _COLUMN_MAJOR, b"L", n, matrix.ctypes.data_as(double), n, pivots.ctypes.data_as(ctypes.POINTER(c_int))
+        )
+        if info < 0:
+            raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
+        # info > 0: an exactly zero pivot, i.e. an eigenvalue exactly at the shift; it
+        # is not below it, and the 1×1 block reads 0 (not negative). Column-major "L"
+        # on a C-ordered array is its upper triangle: D[k+1, k] sits at [k, k+1].
+        return negative_pivots(np.diagonal(matrix), np.diagonal(matrix, offset=1), pivots)
 
-        return count
-    return None
+    return count
 
 
 @cache
@@ -104,7 +92,7 @@ def _counter() -> Counter | None:
     probe = probe @ probe.T
     values = np.linalg.eigvalsh(probe)
     shift = float(values[20] + values[21]) / 2  # 21 eigenvalues below
-    for symbol, c_int in _SYMBOLS:
+    for symbol, c_int in lapacke_symbols("dsytrf"):
         count = _bind(symbol, c_int)
         if count is not None and count(probe.copy(), shift) == 21:
             return count
