@@ -79,7 +79,7 @@ def diagnose(
     kings = trust = None
     if fit.status == "ok":
         kings = dragon_kings(evals, fit, thresholds)
-        trust = fit_trust(evals, fit, thresholds)
+        trust = fit_trust(evals, fit, thresholds, float(randomized.evals[-1]) if randomized is not None else None)
     vector_stats = None
     if vectors:
         tail_start = fit.xmin if fit.status == "ok" else mp.bulk_edge

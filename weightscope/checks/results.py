@@ -91,6 +91,10 @@ class FitTrust:
     #: the fitted-and-searched statistic it was held against (`stats.fitted_ks`)
     ks_distance: float | None = None
     ks_critical: float | None = None
+    #: how many tail eigenvalues lie above the largest eigenvalue of the layer's
+    #: element-wise shuffled copy (None: not randomised); a short tail needs most of them
+    #: there to be read (`reading_problems`)
+    tail_above_shuffled: int | None = None
 
 
 @dataclass(frozen=True)

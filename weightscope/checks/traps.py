@@ -10,15 +10,12 @@ from weightscope.config import Thresholds
 from weightscope.linalg.gram import layer_shape
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import PowerLawFit
-from weightscope.stats.outliers import count_outliers
+from weightscope.stats.outliers import MAD_TO_SIGMA, count_outliers
 from weightscope.stats.randmat import (
     MPBulk,
     mp_edge,
     tracy_widom_scale,
 )
-
-# Robust standard deviation of a Gaussian from its median absolute deviation.
-_MAD_TO_SIGMA = 1.4826
 
 
 def correlation_traps(
@@ -176,7 +173,7 @@ def outsized_entries(
     values = np.concatenate([np.ravel(matrix) for matrix in matrices])
     centre = float(np.median(values))
     deviation = np.abs(values - centre)
-    scale = _MAD_TO_SIGMA * float(np.median(deviation)) or float(np.std(values))
+    scale = MAD_TO_SIGMA * float(np.median(deviation)) or float(np.std(values))
     tail_size = min(len(values) - 1, max(_ENTRY_TAIL_MIN, int(_ENTRY_TAIL_SHARE * len(values))))
     if scale == 0.0 or tail_size < 2:
         return [], centre, None
