@@ -89,7 +89,7 @@ def previous_rule(evals: np.ndarray, fit, trust, mp, thresholds: Thresholds) -> 
     window = alphas[max(0, chosen - 3) : chosen + 4]
     window = window[np.isfinite(window)]
     stable = len(window) > 0 and float(np.max(window) - np.min(window)) <= 0.3
-    bulk_edge = mp.ks <= thresholds.mp_ks_max and fit.xmin < mp.bulk_max
+    bulk_edge = mp.ks <= thresholds.mp_ks_max and fit.xmin < mp.bulk_edge
     lost = any(t.R < 0 and t.p < thresholds.llr_p for t in (trust.vs_lognormal, trust.vs_exponential))
     return bulk_edge or not (fit.num_tail >= 20 and trust.ks_ok and stable and not lost)
 

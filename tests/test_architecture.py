@@ -449,6 +449,69 @@ def test_a_second_format_vocabulary_is_caught(tmp_path):
     assert len(found) == 3 and not any("views.py" in f for f in found), found
 
 
+COLUMNS_HOME = "weightscope.render.columns"
+#: Names shared by every table of layers or of changes (identity, verdict): not a sign of a
+#: second list of the report's layer columns by themselves.
+_COMMON_COLUMNS = {"block", "blk", "name", "layer", "kind", "shape", "verdict"}
+
+
+def _column_names() -> set[str]:
+    from weightscope.render.columns import LAYER_COLUMNS
+
+    names = {name for column in LAYER_COLUMNS for name in (column.field, column.title, column.key) if name}
+    return names - _COMMON_COLUMNS
+
+
+def _strings_of(node: ast.AST) -> set[str]:
+    """The string constants a collection lists: its elements, the strings of a tuple or a
+    call (``("alpha", "right")``, ``Column("alpha", "alpha", True)``), or a dict's keys."""
+    elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", [])
+    found = set()
+    for element in elements:
+        parts = (
+            [element]
+            if isinstance(element, ast.Constant)
+            else element.elts
+            if isinstance(element, ast.Tuple)
+            else element.args
+            if isinstance(element, ast.Call)
+            else []
+        )
+        found |= {p.value for p in parts if isinstance(p, ast.Constant) and isinstance(p.value, str)}
+    return found
+
+
+def layer_column_lists(package: Path = PACKAGE) -> list[str]:
+    """Second lists of a report's layer columns: a collection outside `render.columns` that
+    names two or more of its columns (headers, fields or sort keys, beyond the names every
+    table shares) — a table's header tuple, an HTML column list, a dict of decimals."""
+    names = _column_names()
+    found = []
+    for module, path, tree in _modules(package):
+        if module == COLUMNS_HOME:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(_strings_of(node) & names) >= 2:
+                found.append(f"{path.relative_to(package.parent)}:{node.lineno} lists layer columns")
+    return found
+
+
+def test_one_list_of_layer_columns():
+    assert layer_column_lists() == []
+
+
+def test_a_second_list_of_layer_columns_is_caught(tmp_path):
+    planted = tmp_path / "weightscope" / "render"
+    planted.mkdir(parents=True)
+    (planted / "table.py").write_text('_COLUMNS = (("blk", "right"), ("alpha", "right"), ("σmax²", "right"))\n')
+    (planted / "text.py").write_text('MARKDOWN_COLUMNS = ("name", "alpha", "num_tail", "verdict")\n')
+    (planted / "html.py").write_text('LAYER_COLUMNS = (Column("alpha", "alpha", True), Column("tail", "tail", True))\n')
+    (planted / "style.py").write_text('LAYER_DIGITS = {"alpha": 2, "D": 3}\n')
+    (planted / "compare_views.py").write_text('HEADERS = ["layer", "kind", "alpha A", "alpha B", "verdict"]\n')
+    found = layer_column_lists(tmp_path / "weightscope")
+    assert len(found) == 4 and not any("compare_views" in f for f in found), found
+
+
 def test_the_verdict_vocabulary_is_defined_once():
     """Names, precedence, severity, colour, marker, meaning and advice of every finding
     live in weightscope.vocabulary; every consumer reads them from there."""

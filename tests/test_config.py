@@ -65,6 +65,14 @@ def test_the_trust_floor_and_the_fit_floor_have_distinct_names(tmp_path):
     assert AnalysisOptions().min_tail == 10 and Thresholds().trust_min_tail == 20
 
 
+def test_the_old_rand_distance_max_key_sets_the_shuffle_ks_bound(tmp_path):
+    """``rand-distance-max`` bounded the KS distance to the shuffled ESD when that was
+    called ``rand_distance``; the name went to WeightWatcher's Jensen–Shannon distance,
+    and the old key still sets the same KS bound."""
+    assert load_thresholds(write(tmp_path, "[tool.weightscope]\nrand-distance-max = 0.04\n")).shuffle_ks_max == 0.04
+    assert not hasattr(Thresholds(), "rand_distance_max")
+
+
 def test_string_overrides_are_parsed():
     assert load_thresholds(None, {"alpha-high": "6.5", "trap_max_entries": "3"}) == Thresholds(
         alpha_high=6.5, trap_max_entries=3

@@ -101,3 +101,31 @@ def test_a_report_2_document_still_loads_with_the_new_vocabulary():
     assert (healthy.verdict, healthy.confidence, healthy.has_reading, healthy.advice) == ("healthy", "solid", True, "")
     assert report.summary.verdicts == {"no-reading": 1, "random-like": 1, "healthy": 1}
     assert report.schema == SCHEMA
+
+
+def test_a_report_3_document_reads_its_old_names_as_weightscopes_own():
+    """report/3 called weightscope's KS distance to the shuffled ESD ``rand_distance`` and
+    its TW-margin MP edge ``mp.bulk_max`` (with ``num_spikes``, ``mp_softrank``,
+    ``traps.bulk_max``): those names are WeightWatcher's columns now, so an old file's
+    values land in the renamed fields and WeightWatcher's stay None."""
+    data = make_report().to_dict()
+    data["schema"] = "weightscope.report/3"
+    first, second = data["layers"][0], data["layers"][1]
+    first["mp"] = {"sigma2": 1.0, "bulk_min": 0.1, "bulk_max": 2.0, "num_spikes": 3, "mp_softrank": 0.4, "ks": 0.2}
+    first["rand_distance"] = 0.31
+    for key in ("bulk_max", "num_spikes", "mp_softrank", "shuffle_ks_distance"):
+        first.pop(key, None)
+    second["traps"] = {**{k: v for k, v in second["traps"].items() if k != "bulk_edge"}, "bulk_max": 2.5}
+    report = Report.from_dict(data)
+    layer_a, layer_b = report.layer("a"), report.layer("b")
+    assert layer_a.mp == MPBulk(1.0, 0.1, 2.0, 3, 0.4, 0.2)
+    assert (layer_a.shuffle_ks_distance, layer_a.rand_distance) == (0.31, None)
+    assert (layer_a.bulk_max, layer_a.num_spikes, layer_a.mp_softrank) == (None, None, None)
+    assert layer_b.traps.bulk_edge == 2.5 and report.schema == SCHEMA
+
+
+def test_a_recorded_rand_distance_max_threshold_reads_as_shuffle_ks_max():
+    data = make_report().to_dict()
+    data["schema"] = "weightscope.report/3"
+    data["options"] = {"thresholds": {"rand_distance_max": 0.07}}
+    assert Report.from_dict(data).thresholds.shuffle_ks_max == 0.07

@@ -95,7 +95,7 @@ class Thresholds:
     #: The ESD is random-like when its KS distance to the randomised ESD is at most this
     #: (two Gaussian ESDs of M eigenvalues differ by at most ~5/M; trained layers of
     #: all-MiniLM-L6-v2 by 0.1 to 0.85).
-    rand_distance_max: float = 0.05
+    shuffle_ks_max: float = 0.05
     #: ... and only when the MP law also fits its shape: KS distance of the ESD from the
     #: fitted MP law at most this (Gaussian layers: ≤ 0.035 from M = 96 up; trained
     #: layers of the example run: 0.1–0.35; a planted power-law ESD: ≥ 0.3).
@@ -109,7 +109,7 @@ class Thresholds:
             "ks_level",
             "llr_p",
             "rank_loss_max",
-            "rand_distance_max",
+            "shuffle_ks_max",
             "mp_ks_max",
         )
         for name in probabilities:
@@ -156,8 +156,9 @@ class Thresholds:
 
 _THRESHOLD_HINTS: dict[str, Any] = typing.get_type_hints(Thresholds)
 #: Keys renamed since: the old spelling still reads (``min-tail`` named the trust floor
-#: and the fit's floor alike).
-_RENAMED = {"min_tail": "trust_min_tail"}
+#: and the fit's floor alike; ``rand-distance-max`` bounded the same KS distance, named
+#: ``rand_distance`` before that name went to WeightWatcher's Jensen–Shannon distance).
+_RENAMED = {"min_tail": "trust_min_tail", "rand_distance_max": "shuffle_ks_max"}
 #: Keys whose meaning changed, so that an old value would now mean something else: an
 #: error says what replaced them (recorded thresholds of old reports skip them).
 _RETIRED = {"alpha_spread_max": "stability-max-se, in units of alpha's standard error (α − 1)/√n_tail"}

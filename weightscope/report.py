@@ -35,9 +35,7 @@ from weightscope.stats.randmat import MPBulk
 from weightscope.stats.update import UpdateStats
 from weightscope.stats.vectors import VectorStats
 
-SCHEMA = "weightscope.report/3"
-#: Older schemas this version still reads (`Report.from_dict` upgrades them).
-_UPGRADABLE = ("weightscope.report/2",)
+SCHEMA = "weightscope.report/4"
 #: `Report.to_pandas` columns renamed to WeightWatcher's name of the same quantity.
 WEIGHTWATCHER_COLUMNS = {"name": "longname", "num_tail": "num_pl_spikes"}
 
@@ -78,9 +76,16 @@ class LayerResult:
     alpha_weighted_per_n: float | None = None
     stable_rank: float | None = None
     entropy: float | None = None
+    # WeightWatcher's MP-fit columns (bulk_max in σ² of W) and, with --randomize, its
+    # distance from random (stats.ww_columns); weightscope's own are mp and shuffle_ks_distance
+    bulk_max: float | None = None
+    num_spikes: int | None = None
+    mp_softrank: float | None = None
+    rand_distance: float | None = None
     # diagnostics (None where not computed)
     mp: MPBulk | None = None
-    rand_distance: float | None = None
+    #: KS distance between the ESD and its shuffled copy's (with --randomize)
+    shuffle_ks_distance: float | None = None
     traps: Traps | None = None
     rank: RankInfo | None = None
     dragon_kings: DragonKings | None = None
@@ -254,8 +259,8 @@ class Report:
                 "this report was written by an older weightscope (schema report/1, whose "
                 "lambda_max/log_norm were σ²/N); analyse the checkpoint again"
             )
-        if isinstance(data, dict) and data.get("schema") in _UPGRADABLE:
-            data = _upgraded(data)
+        while isinstance(data, dict) and data.get("schema") in _UPGRADES:
+            data = _UPGRADES[data["schema"]](data)
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise WeightscopeError(f"not a weightscope report (schema {found!r}, expected {SCHEMA!r})")
@@ -276,7 +281,7 @@ class Report:
         return report
 
 
-def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+def _from_report_2(data: dict[str, Any]) -> dict[str, Any]:
     """A report/2 document as report/3: ``untrusted-fit`` is ``no-reading``
     (`vocabulary.RENAMED`, in verdicts, flags and the summary's counts), a layer's confidence is "solid" where report/2's fit_trust
     said trusted and the verdict agreed (report/2 had no approximate reading), its
@@ -311,7 +316,44 @@ def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
             key = vocabulary.current_name(name)
             counts[key] = counts.get(key, 0) + count if isinstance(count, int) else count
         summary = {**summary, "verdicts": counts}
-    return {**data, "schema": SCHEMA, "layers": layers, "summary": summary}
+    return {**data, "schema": "weightscope.report/3", "layers": layers, "summary": summary}
+
+
+#: report/3 names of weightscope's own MP-bulk and shuffle figures, given up to
+#: WeightWatcher's columns of those names (`weightscope.stats.ww_columns`).
+_REPORT_3_NAMES = {
+    None: {"rand_distance": "shuffle_ks_distance"},
+    "mp": {"bulk_max": "bulk_edge", "num_spikes": "spikes_above_edge", "mp_softrank": "bulk_edge_ratio"},
+    "traps": {"bulk_max": "bulk_edge"},
+}
+
+
+def _from_report_3(data: dict[str, Any]) -> dict[str, Any]:
+    """A report/3 document as report/4: its ``rand_distance`` (a KS distance) is
+    ``shuffle_ks_distance``, ``mp.bulk_max``/``num_spikes``/``mp_softrank`` are
+    ``mp.bulk_edge``/``spikes_above_edge``/``bulk_edge_ratio`` and ``traps.bulk_max`` is
+    ``traps.bulk_edge``; WeightWatcher's columns, never computed then, stay None."""
+
+    def renamed(entry: Any, names: dict[str, str]) -> Any:
+        return {names.get(k, k): v for k, v in entry.items()} if isinstance(entry, dict) else entry
+
+    layers = []
+    for layer in data.get("layers") or []:
+        if isinstance(layer, dict):
+            layer = renamed(layer, _REPORT_3_NAMES[None])
+            layer.update(
+                {
+                    group: renamed(layer.get(group), _REPORT_3_NAMES[group])
+                    for group in ("mp", "traps")
+                    if group in layer
+                }
+            )
+        layers.append(layer)
+    return {**data, "schema": SCHEMA, "layers": layers}
+
+
+#: Older schemas this version still reads, each upgraded one step by `Report.from_dict`.
+_UPGRADES = {"weightscope.report/2": _from_report_2, "weightscope.report/3": _from_report_3}
 
 
 # --- generic dataclass <-> JSON-able conversion ----------------------------------------

@@ -116,7 +116,8 @@ FINDINGS: tuple[Finding, ...] = (
         "no-reading",
         Severity.NOTE,
         "Alpha carries no information about training here (too small a tail, alpha unstable "
-        "beyond its own error, or the tail is the random bulk's edge); this is not a fault.",
+        "beyond its own error, or a tail that the random bulk's edge or the entries' spread makes); "
+        "this is not a fault.",
         "Nothing to fix: judge this layer by its neighbours of the same kind, or over a run with `trend`.",
         marker="o",
     ),
@@ -203,6 +204,13 @@ FINDINGS: tuple[Finding, ...] = (
         "Nothing to fix; alpha describes the bulk's edge, not training.",
     ),
     Finding(
+        "shuffled-tail",
+        Severity.NOTE,
+        "The tail is short and hardly rises above the largest eigenvalue of the layer's shuffled copy: "
+        "the spread of the entries makes it, not learned correlations.",
+        "Nothing to fix; judge the layer by its neighbours of the same kind, or compare it with an earlier checkpoint.",
+    ),
+    Finding(
         "fit-failed",
         Severity.NOTE,
         "No power law could be fitted to the spectrum.",
@@ -274,7 +282,7 @@ FINDINGS: tuple[Finding, ...] = (
 
 #: The flags that take a layer's reading of alpha away (verdict `NO_READING` unless a
 #: verdict of higher precedence applies), and those that only make it approximate.
-NO_READING_FLAGS = ("tiny-tail", "unstable-alpha", "bulk-edge-tail", "fit-failed")
+NO_READING_FLAGS = ("tiny-tail", "unstable-alpha", "bulk-edge-tail", "shuffled-tail", "fit-failed")
 APPROXIMATE_FLAGS = ("small-tail", "ks-reject", "lognormal-better", "exponential-better")
 
 BY_NAME: dict[str, Finding] = {finding.name: finding for finding in FINDINGS}

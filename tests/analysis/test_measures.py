@@ -469,3 +469,60 @@ def test_a_bad_block_or_embedding_is_a_note_not_a_lost_report(tmp_path):
     assert measures.attention.status == "ok" and [b.block for b in measures.attention.layers] == [1]
     assert "block 0: no logit bound (non-finite weights)" in measures.notes
     assert measures.embeddings == [] and any("embed_tokens" in note and "non-finite" in note for note in measures.notes)
+
+
+def write_gemma_shaped(directory, offsets, model_type="gemma"):
+    """Blocks whose q and k are the 64×64 identity, one head of size 64, and a norm weight
+    of one value per block: the bound is g²/√64 for an effective gain g, by hand."""
+    eye = np.eye(64, dtype=np.float32)
+    tensors = {"model.embed_tokens.weight": np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)}
+    for block, w in enumerate(offsets):
+        prefix = f"model.layers.{block}."
+        tensors |= {
+            prefix + "input_layernorm.weight": np.full(64, w, dtype=np.float32),
+            prefix + "self_attn.q_proj.weight": eye,
+            prefix + "self_attn.k_proj.weight": eye,
+        }
+    directory.mkdir(parents=True, exist_ok=True)
+    write_safetensors(directory / "model.safetensors", tensors)
+    config = {"model_type": model_type, "hidden_size": 64, "num_attention_heads": 1, "num_key_value_heads": 1}
+    (directory / "config.json").write_text(json.dumps({**config, "head_dim": 64}))
+    return tensors
+
+
+def test_gemma_norm_weights_are_offsets_of_the_effective_gain(tmp_path):
+    """Gemma's RMSNorm multiplies by (1 + w) and stores w: stored 0.5 and −0.5 are gains 1.5
+    and 0.5, so the identity q/k give 1.5²/8 and 0.5²/8 (read as stored: 0.5²/8 both)."""
+    write_gemma_shaped(tmp_path / "gemma", [0.5, -0.5])
+    bounds = analyze(tmp_path / "gemma" / "model.safetensors").measures.attention.layers
+    assert [b.max for b in bounds] == pytest.approx([1.5**2 / 8, 0.5**2 / 8], rel=1e-6)
+    assert bounds[0].gain == "1 + model.layers.0.input_layernorm.weight"
+    write_gemma_shaped(tmp_path / "llama", [0.5, -0.5], model_type="llama")
+    bounds = analyze(tmp_path / "llama" / "model.safetensors").measures.attention.layers
+    assert [b.max for b in bounds] == pytest.approx([0.5**2 / 8, 0.5**2 / 8], rel=1e-6)
+    assert bounds[0].gain == "model.layers.0.input_layernorm.weight"
+
+
+def test_a_gemma_gguf_norm_is_read_as_stored(tmp_path):
+    """llama.cpp's converter writes Gemma's norms as 1 + w, so a GGUF's attn_norm is the
+    effective gain already, whatever the architecture says."""
+    import gguf
+
+    tensors = write_gemma_shaped(tmp_path / "hf", [1.5, 0.5])
+    mapping = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA, 2)
+    writer = gguf.GGUFWriter(str(tmp_path / "hf" / "m.gguf"), "gemma")  # beside a Gemma config.json
+    writer.add_block_count(2)
+    writer.add_head_count(1)
+    writer.add_head_count_kv(1)
+    writer.add_embedding_length(64)
+    for name, w in tensors.items():
+        writer.add_tensor(mapping.get_name(name, try_suffixes=(".weight",)), w)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    report = analyze(tmp_path / "hf" / "m.gguf")
+    bounds = report.measures.attention.layers
+    assert report.metadata.get("architecture") == "gemma"
+    assert [b.max for b in bounds] == pytest.approx([1.5**2 / 8, 0.5**2 / 8], rel=1e-6)
+    assert bounds[0].gain == "blk.0.attn_norm.weight"

@@ -50,7 +50,7 @@ def test_report_covers_every_tensor_and_bad_layers_do_not_stop_it(checkpoint):
         "model.position_ids": "non-float dtype I64",
     }
     assert (report.summary.analysed, report.summary.failed, report.summary.skipped) == (3, 2, 2)
-    assert report.format == "safetensors" and report.schema == "weightscope.report/3"
+    assert report.format == "safetensors" and report.schema == "weightscope.report/4"
 
 
 def test_planted_tail_exponent_is_recovered_and_random_is_light_tailed(checkpoint):

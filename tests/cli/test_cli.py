@@ -52,7 +52,7 @@ def test_analyze_example_table(example_checkpoint):
 
 def test_analyze_example_machine_formats_agree(example_checkpoint, tmp_path):
     as_json = json.loads(run("analyze", example_checkpoint, "--format", "json").stdout)
-    assert as_json["schema"] == "weightscope.report/3"
+    assert as_json["schema"] == "weightscope.report/4"
     assert {"schema", "weightscope_version", "source", "options", "layers", "summary"} <= set(as_json)
     layers = as_json["layers"]
     assert len(layers) >= 20 and all(layer["status"] == "ok" for layer in layers)

@@ -32,7 +32,7 @@ runner = CliRunner()
 GITHUB_LINE = re.compile(r"^::(error|warning) file=[^,:]+,title=[^,:]+::\S.*$")
 
 
-MP = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_max=3.0, num_spikes=5, mp_softrank=0.5, ks=0.3)
+MP = MPBulk(sigma2=1.0, bulk_min=0.1, bulk_edge=3.0, spikes_above_edge=5, bulk_edge_ratio=0.5, ks=0.3)
 
 
 def layer(name, alpha, *, status="ok", traps=None, rank=None, trusted=None, verdict=None, flags=(), kind="q", mp=MP):

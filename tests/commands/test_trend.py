@@ -1,6 +1,7 @@
 """Trend over a run: step ordering, the cache, and the three per-layer flags."""
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -236,7 +237,7 @@ def test_planted_run_is_ordered_and_flagged(tmp_path):
     assert series["blocks.3.attn.o_proj.weight"].flags == []
 
     data = json.loads(json.dumps(result.to_dict()))
-    assert data["schema"] == "weightscope.trend/1"
+    assert data["schema"] == "weightscope.trend/2"
     assert [c["step"] for c in data["checkpoints"]] == STEPS
     assert all({"step", "path", "summary"} <= set(c) for c in data["checkpoints"])
     assert data["layers"][0]["alphas"] == series["blocks.0.attn.q_proj.weight"].alphas
@@ -339,3 +340,31 @@ def test_example_run_is_ordered_by_step_and_a_planted_jump_is_found(tmp_path):
     assert steps[late] in [jump.step for jump in planted.jumps]
     assert FLAG_JUMP in planted.flags
     assert all(after[s.name].flags == s.flags for s in before.layers if s.name != target.name)
+
+
+def test_a_random_spectrum_leaves_the_co_movement_whatever_its_verdict():
+    """A run's first checkpoint is an initial draw: its verdict is looks-untrained (with the
+    random-like flag), and its alpha says nothing, as a random-like layer's does; the
+    co-movement of alpha over the run starts after it. Planted: the first point would make
+    the correlation with log λmax +1 were it kept, the rest give −1."""
+    from weightscope.commands.trend import _comovement
+
+    def point(alpha, log_lambda, flags=()):
+        return LayerResult(
+            "q",
+            "q",
+            0,
+            (128, 96),
+            "F32",
+            "ok",
+            alpha=alpha,
+            log_norm=1.0,
+            log_spectral_norm=log_lambda,
+            flags=list(flags),
+        )
+
+    start = dataclasses.replace(point(9.0, 5.0, ["looks-untrained", "random-like"]), verdict="looks-untrained")
+    run = [start, point(4.0, 1.0), point(3.0, 2.0), point(2.5, 3.0), point(2.0, 4.0)]
+    assert _comovement(run, [None] * 5)["log_spectral_norm"] == pytest.approx(-1.0)
+    kept = dataclasses.replace(start, flags=[], verdict="under-trained")
+    assert _comovement([kept, *run[1:]], [None] * 5)["log_spectral_norm"] > -1.0

@@ -27,6 +27,7 @@ from weightscope.execution.cache import (
     parse_size,
 )
 from weightscope.execution.plan import Execution
+from weightscope.report import SCHEMA
 
 runner = CliRunner()
 
@@ -431,6 +432,10 @@ def test_trend_reports_and_spectra_share_the_store(tmp_path, monkeypatch, settle
     rebuilt = trend([run], cache=store, min_evals=10)
     assert [c.origin for c in rebuilt.checkpoints] == ["analysed"] * 2 and len(calls) == 4
     assert rebuilt.layers == first.layers
+    # A cached report of an older schema lacks what this version computes: rebuilt, not upgraded.
+    older = sorted((store / "reports").rglob("*.json"))[0]
+    older.write_text(older.read_text().replace(f'"{SCHEMA}"', '"weightscope.report/3"'))
+    assert [c.origin for c in trend([run], cache=store, min_evals=10).checkpoints].count("analysed") == 1
     # Another threshold misses the report but not the spectra: no new solve.
     other = trend([run], cache=store, min_evals=10, min_tail=12)
     assert [c.origin for c in other.checkpoints] == ["analysed"] * 2 and len(calls) == 4

@@ -70,9 +70,9 @@ def test_mp_fit_recovers_variance_and_finds_no_spikes(n, m):
         scale = 0.02 * (1 + seed % 3)
         bulk = fit_mp_bulk(esd([gaussian((n, m), seed, scale)]), n, m, tw_margin=4.0)
         assert bulk.sigma2 == pytest.approx(scale**2, rel=0.04)
-        assert bulk.num_spikes == 0
+        assert bulk.spikes_above_edge == 0
         assert bulk.bulk_min == pytest.approx(bulk.sigma2 * (1 - np.sqrt(m / n)) ** 2)
-        assert bulk.mp_softrank == 1.0
+        assert bulk.bulk_edge_ratio == 1.0
 
 
 @pytest.mark.parametrize(("n", "m"), [(300, 150), (400, 200)])
@@ -90,8 +90,8 @@ def test_mp_fit_counts_a_planted_spike_where_bbp_puts_it(n, m):
         w[seed, 2 * seed] = t
         evals = esd([w])
         bulk = fit_mp_bulk(evals, n, m, tw_margin=4.0)
-        assert bulk.num_spikes == 1
-        assert bulk.mp_softrank == pytest.approx(bulk.bulk_max / evals[-1])
+        assert bulk.spikes_above_edge == 1
+        assert bulk.bulk_edge_ratio == pytest.approx(bulk.bulk_edge / evals[-1])
         assert bulk.sigma2 == pytest.approx(1.0, rel=0.04)
         ratios.append(evals[-1] / predicted)
     assert np.all(np.abs(np.array(ratios) - 1) < 0.06)
@@ -105,7 +105,7 @@ def test_mp_fit_ignores_a_heavy_upper_half():
     bumped = evals.copy()
     bumped[-80:] *= 50.0
     assert fit_mp_bulk(bumped, n, m, 4.0).sigma2 == pytest.approx(fit_mp_bulk(evals, n, m, 4.0).sigma2)
-    assert fit_mp_bulk(bumped, n, m, 4.0).num_spikes >= 80
+    assert fit_mp_bulk(bumped, n, m, 4.0).spikes_above_edge >= 80
 
 
 def test_randomisation_is_seeded_and_keeps_the_entries():

@@ -40,6 +40,7 @@ from weightscope.report import LayerResult
 from weightscope.stats.fit import fit_power_law
 from weightscope.stats.norms import norm_metrics
 from weightscope.stats.update import lora_update_stats
+from weightscope.stats.ww_columns import ww_columns
 
 #: Called with (layers done so far, all layers to analyse or compare): once with 0 before the first
 #: layer, then after each one. The CLI drives its progress bar with it.
@@ -166,6 +167,7 @@ def _rescaled(analysed: LayerAnalysis, exponent: int) -> LayerAnalysis:
         result=dataclasses.replace(
             result,
             lambda_max=unscaled(result.lambda_max),
+            bulk_max=unscaled(result.bulk_max),
             xmin=unscaled(result.xmin),
             xmax=unscaled(result.xmax),
             **logs,
@@ -192,7 +194,8 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
     evals, spectrum = layer_esd(spec, matrices, options, run)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
-    norms = norm_metrics(evals, max(matrices[0].shape))
+    n, m = max(matrices[0].shape), min(matrices[0].shape)
+    norms = norm_metrics(evals, n)
     fit = fit_power_law(evals, min_tail=options.min_tail)
     randomized = layer_randomized(spec, matrices, options, spectrum, run) if options.randomize else None
     diagnostics = diagnose(
@@ -211,6 +214,7 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         num_evals=int(evals.size),
         **dataclasses.asdict(norms),
         **{f.name: getattr(diagnostics, f.name) for f in dataclasses.fields(diagnostics)},
+        **dataclasses.asdict(ww_columns(evals, n, m, randomized.evals if randomized is not None else None)),
     )
     if fit.status != "ok":
         result = dataclasses.replace(result, status="failed", reason=f"power-law fit failed: {fit.reason}")

@@ -85,6 +85,21 @@ def norm_gain_name(q_name: str, names: set[str]) -> str | None:
     return None
 
 
+#: Model types (config.json ``model_type``) whose RMSNorm computes x̂·(1 + w) and stores w:
+#: Hugging Face's ``GemmaRMSNorm`` of Gemma, Gemma 2 and Gemma 3 (its weights sit near 0,
+#: not near 1). llama.cpp's converter adds the 1 when it writes these norms to a GGUF
+#: (``convert_hf_to_gguf.py``, the Gemma models' ``modify_tensors``), so a GGUF file's
+#: ``attn_norm`` is the effective gain already and is read as stored.
+OFFSET_GAIN_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+
+
+def stores_gain_offsets(reader: CheckpointReader) -> bool:
+    """Whether this checkpoint's norm weights are offsets w of an effective gain 1 + w."""
+    if reader.metadata.get("architecture") is not None:  # GGUF: written as 1 + w
+        return False
+    return reader.model_config.get("model_type") in OFFSET_GAIN_MODEL_TYPES
+
+
 def _missing_gain_note(blocks: list[int | None], q_name: str) -> str:
     """One line for every block whose bound is without its norm gain."""
     listed = ", ".join(str(b) for b in blocks[:6]) + (f", … ({len(blocks)} blocks)" if len(blocks) > 6 else "")
@@ -136,6 +151,7 @@ def attention_bounds(
     bounds: list[LogitBound] = []
     split = None
     without_gain: list[tuple[int | None, str]] = []
+    offsets = stores_gain_offsets(reader)
     for q_spec, k_spec in pairs:
         gain_name = norm_gain_name(q_spec.name, gains)
         try:
@@ -144,6 +160,8 @@ def attention_bounds(
             gain = reader.read(infos[gain_name]) if gain_name is not None else None
             if gain is not None and gain.shape != (q_spec.info.shape[1],):
                 gain, gain_name = None, None
+            if gain is not None and offsets:
+                gain, gain_name = 1.0 + np.asarray(gain, dtype=np.float64), f"1 + {gain_name}"
             wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
             if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
                 raise WeightscopeError("non-finite weights")

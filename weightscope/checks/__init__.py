@@ -70,31 +70,31 @@ def diagnose(
         )
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
     rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds)
-    traps = rand_distance = None
+    traps = shuffle_ks_distance = None
     if randomized is not None:
-        rand_distance = ks_distance(evals, randomized.evals)
+        shuffle_ks_distance = ks_distance(evals, randomized.evals)
         traps = correlation_traps(
             matrices, randomized.evals, randomized.variance, fit, mp, float(evals[-1]), spectrum, thresholds
         )
     kings = trust = None
     if fit.status == "ok":
         kings = dragon_kings(evals, fit, thresholds)
-        trust = fit_trust(evals, fit, thresholds)
+        trust = fit_trust(evals, fit, thresholds, float(randomized.evals[-1]) if randomized is not None else None)
     vector_stats = None
     if vectors:
-        tail_start = fit.xmin if fit.status == "ok" else mp.bulk_max
+        tail_start = fit.xmin if fit.status == "ok" else mp.bulk_edge
         vector_stats = eigenvector_localization(matrices, tail_start, spectrum)
-    like_shuffled = randomized is not None and shuffled_like(evals, randomized, rand_distance, n, m, thresholds)
+    like_shuffled = randomized is not None and shuffled_like(evals, randomized, shuffle_ks_distance, n, m, thresholds)
     init = None
     spikeless_random = mp.ks <= thresholds.mp_ks_max or (
-        rand_distance is not None and rand_distance <= thresholds.rand_distance_max
+        shuffle_ks_distance is not None and shuffle_ks_distance <= thresholds.shuffle_ks_max
     )
-    if (mp.num_spikes == 0 and spikeless_random) or like_shuffled:
+    if (mp.spikes_above_edge == 0 and spikeless_random) or like_shuffled:
         init = match_initialiser(matrices)
     decision = decide(
         fit,
         mp,
-        rand_distance,
+        shuffle_ks_distance,
         traps,
         rank,
         kings,
@@ -106,7 +106,7 @@ def diagnose(
     )
     return Diagnostics(
         mp,
-        rand_distance,
+        shuffle_ks_distance,
         traps,
         rank,
         kings,
@@ -122,14 +122,19 @@ def diagnose(
 
 
 def shuffled_like(
-    evals: np.ndarray, randomized: RandomizedESD, rand_distance: float | None, n: int, m: int, thresholds: Thresholds
+    evals: np.ndarray,
+    randomized: RandomizedESD,
+    shuffle_ks_distance: float | None,
+    n: int,
+    m: int,
+    thresholds: Thresholds,
 ) -> bool:
     """Whether the ESD cannot be told from its element-wise shuffled copy's: within
-    ``rand_distance_max`` in KS distance, and λmax no more than ``tw_margin`` Tracy–Widom
+    ``shuffle_ks_max`` in KS distance, and λmax no more than ``tw_margin`` Tracy–Widom
     scales above the copy's. Unlike "MP-shaped, no spike", this needs no MP law: a sparse
     i.i.d. layer (0.5–5 % density) has no MP-shaped ESD, so an ill-fitting MP edge left it
     spikes and it was never random-like (0/96), though it is as random as its shuffle."""
-    if rand_distance is None or rand_distance > thresholds.rand_distance_max:
+    if shuffle_ks_distance is None or shuffle_ks_distance > thresholds.shuffle_ks_max:
         return False
     margin = thresholds.tw_margin * tracy_widom_scale(n, m) * randomized.variance
     return float(evals[-1]) <= float(randomized.evals[-1]) + margin

@@ -28,7 +28,7 @@ class Traps:
 
     count: int
     max_rand_eval: float
-    bulk_max: float
+    bulk_edge: float
     entries: list[TrapEntry] = field(default_factory=list)
     #: alpha refitted with the trap entries replaced by the median entry (None: no trap,
     #: or no fit without them)
@@ -91,6 +91,10 @@ class FitTrust:
     #: the fitted-and-searched statistic it was held against (`stats.fitted_ks`)
     ks_distance: float | None = None
     ks_critical: float | None = None
+    #: how many tail eigenvalues lie above the largest eigenvalue of the layer's
+    #: element-wise shuffled copy (None: not randomised); a short tail needs most of them
+    #: there to be read (`reading_problems`)
+    tail_above_shuffled: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class Diagnostics:
     """
 
     mp: MPBulk | None
-    rand_distance: float | None
+    shuffle_ks_distance: float | None
     traps: Traps | None
     rank: RankInfo | None
     dragon_kings: DragonKings | None

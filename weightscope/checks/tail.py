@@ -49,7 +49,9 @@ def dragon_kings(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) ->
 # --- fit trust ----------------------------------------------------------------------------
 
 
-def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> FitTrust:
+def fit_trust(
+    evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds, shuffled_top: float | None = None
+) -> FitTrust:
     """The statistics behind the reading of alpha: tail size, KS, stability, alternatives.
 
     - tail_ok: at least ``trust_min_tail`` eigenvalues in the tail: enough for the tests
@@ -68,6 +70,8 @@ def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> Fi
       the ESD's dtype: float32 rounding of the pointwise log-likelihoods (~1e-7 relative)
       would blur the small differences Vuong's test weighs, and the lognormal's
       comparison with the power law at rounding level.
+    - tail_above_shuffled: with ``shuffled_top``, the largest eigenvalue of the layer's
+      element-wise shuffled copy, how many tail values lie above it (`reading_problems`).
     """
     tail = evals[evals >= fit.xmin].astype(np.float64)
     num_tail = int(fit.num_tail)
@@ -84,6 +88,7 @@ def fit_trust(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) -> Fi
         vs_exponential=vuong(power_law, exponential_loglik(tail, fit.xmin)),
         ks_distance=ks_distance,
         ks_critical=ks_critical,
+        tail_above_shuffled=int(np.count_nonzero(tail > shuffled_top)) if shuffled_top is not None else None,
     )
 
 

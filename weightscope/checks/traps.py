@@ -10,15 +10,12 @@ from weightscope.config import Thresholds
 from weightscope.linalg.gram import layer_shape
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import PowerLawFit
-from weightscope.stats.outliers import count_outliers
+from weightscope.stats.outliers import MAD_TO_SIGMA, count_outliers
 from weightscope.stats.randmat import (
     MPBulk,
     mp_edge,
     tracy_widom_scale,
 )
-
-# Robust standard deviation of a Gaussian from its median absolute deviation.
-_MAD_TO_SIGMA = 1.4826
 
 
 def correlation_traps(
@@ -74,12 +71,12 @@ def correlation_traps(
         # all-MiniLM-L6-v2 layer took λmax from 0.057 to 2.27 while alpha at the same xmin
         # moved 1.2 standard errors).
         makes_spike = drop > thresholds.tw_margin * tracy_widom_scale(n, m) * mp.sigma2 and (
-            lambda_max_without <= mp.bulk_max or lambda_max_without < SPIKE_SHARE * lambda_max
+            lambda_max_without <= mp.bulk_edge or lambda_max_without < SPIKE_SHARE * lambda_max
         )
     return Traps(
         count=above if entries else 0,
         max_rand_eval=float(rand_evals[-1]),
-        bulk_max=edge,
+        bulk_edge=edge,
         entries=entries,
         alpha_without=alpha_without,
         entry_tail_index=tail_index,
@@ -101,7 +98,7 @@ def alpha_at(evals: np.ndarray, xmin: float) -> float | None:
 
 
 def trap_matters(
-    traps: Traps, fit: PowerLawFit, mp: MPBulk, rand_distance: float | None, thresholds: Thresholds
+    traps: Traps, fit: PowerLawFit, mp: MPBulk, shuffle_ks_distance: float | None, thresholds: Thresholds
 ) -> bool:
     """Whether outsized entries change the reading of the layer (verdict correlation-trap).
 
@@ -113,7 +110,7 @@ def trap_matters(
       30σ entry at 512² was located 37/40 but judged a trap 15/40 (40σ: 12/40).
     The other two need the shuffled spectrum above its edge (``count``):
 
-    - Entries that each alone clear the edge, in an ESD within ``rand_distance_max`` of
+    - Entries that each alone clear the edge, in an ESD within ``shuffle_ks_max`` of
       its shuffled copy: hundreds of such entries make the spectrum (i.i.d.
       Student-t(1.5)), and replacing five of them moves nothing, yet alpha measures the
       entries, not training.
@@ -130,9 +127,9 @@ def trap_matters(
     if not traps.count:
         return False
     dominant = all(entry.dominant for entry in traps.entries)
-    if dominant and rand_distance is not None and rand_distance <= thresholds.rand_distance_max:
+    if dominant and shuffle_ks_distance is not None and shuffle_ks_distance <= thresholds.shuffle_ks_max:
         return True
-    if fit.status != "ok" or fit.xmin < mp.bulk_max:
+    if fit.status != "ok" or fit.xmin < mp.bulk_edge:
         return False
     after = traps.alpha_without
     if after is None:
@@ -176,7 +173,7 @@ def outsized_entries(
     values = np.concatenate([np.ravel(matrix) for matrix in matrices])
     centre = float(np.median(values))
     deviation = np.abs(values - centre)
-    scale = _MAD_TO_SIGMA * float(np.median(deviation)) or float(np.std(values))
+    scale = MAD_TO_SIGMA * float(np.median(deviation)) or float(np.std(values))
     tail_size = min(len(values) - 1, max(_ENTRY_TAIL_MIN, int(_ENTRY_TAIL_SHARE * len(values))))
     if scale == 0.0 or tail_size < 2:
         return [], centre, None

@@ -68,7 +68,7 @@ from weightscope.stats.series import (
     sudden_rises,
 )
 
-SCHEMA = "weightscope.trend/1"
+SCHEMA = "weightscope.trend/2"
 
 #: Without diagnostics (a report saved without verdicts), alpha above the default
 #: `Thresholds.alpha_high` stands in for the verdicts that say "not (yet) learned"
@@ -148,7 +148,7 @@ class LayerSeries:
     ``trusted`` marks the alphas flags may read (`flaggable`: a reading, not random-like).
     ``distance_from_init`` is ‖W − W₀‖_F/‖W₀‖_F against the run's first checkpoint (None
     where it could not be measured, e.g. for a saved report). ``comovement`` holds the
-    Spearman correlation of alpha with ``rand_distance``, ``log_spectral_norm`` and
+    Spearman correlation of alpha with ``shuffle_ks_distance``, ``log_spectral_norm`` and
     ``distance_from_init`` over the checkpoints past the random-like phase (≥ 4 points).
     """
 
@@ -369,18 +369,24 @@ def flaggable(layer: LayerResult | None) -> bool:
     approximate readings let the fit's switch from a 100-value tail (α 1.5) to an
     18-value one (α 3.9) at step 1500 read as a jump of `model.layers.1.mlp.down_proj`.
     """
-    return (
-        layer is not None and layer.has_reading and layer.confidence != "approximate" and layer.verdict != "random-like"
-    )
+    return layer is not None and layer.has_reading and layer.confidence != "approximate" and not random_spectrum(layer)
+
+
+def random_spectrum(layer: LayerResult) -> bool:
+    """Whether the layer's spectrum is random-like (the flag, which a `looks-untrained`
+    layer carries too): its alpha says nothing, as at a run's start."""
+    return "random-like" in layer.flags
 
 
 def _comovement(present: list[LayerResult | None], distances: list[float | None]) -> dict[str, float | None]:
     """Spearman correlation of alpha with three other series, past the random-like phase."""
-    kept = [layer if layer is not None and layer.ok and layer.verdict != "random-like" else None for layer in present]
+    kept = [layer if layer is not None and layer.ok and not random_spectrum(layer) else None for layer in present]
     alphas = [layer.alpha if layer is not None else None for layer in kept]
     kept_distances = [d if layer is not None else None for d, layer in zip(distances, kept)]
     return {
-        "rand_distance": spearman(alphas, [layer.rand_distance if layer is not None else None for layer in kept]),
+        "shuffle_ks_distance": spearman(
+            alphas, [layer.shuffle_ks_distance if layer is not None else None for layer in kept]
+        ),
         "log_spectral_norm": spearman(
             alphas, [layer.log_spectral_norm if layer is not None else None for layer in kept]
         ),
@@ -470,7 +476,7 @@ def trend_from_reports(
         alphas = [layer.alpha if layer is not None else None for layer in present]
         verdicts = [layer_verdict(layer) if layer is not None else None for layer in present]
         trusted = [flaggable(layer) for layer in present]
-        context = [a if v != "random-like" else None for a, v in zip(alphas, verdicts)]
+        context = [a if layer is not None and not random_spectrum(layer) else None for a, layer in zip(alphas, present)]
         layer = layer_series(
             name, kind, alphas, verdicts, steps, jump_k=jump_k, min_swing=min_swing, trusted=trusted, context=context
         )

@@ -64,7 +64,7 @@ from weightscope._version import __version__
 from weightscope.checkpoint.base import TensorInfo
 from weightscope.errors import WeightscopeError
 from weightscope.options import AnalysisOptions
-from weightscope.report import Report
+from weightscope.report import SCHEMA, Report
 
 #: Overrides the default location (which follows XDG: $XDG_CACHE_HOME/weightscope).
 CACHE_DIR_ENV = "WEIGHTSCOPE_CACHE_DIR"
@@ -471,9 +471,12 @@ class ReportCache:
         if key is None or text is None:
             return None
         try:
-            report = Report.from_dict(json.loads(text))
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+                raise WeightscopeError("an older schema")  # it would lack what this version computes
+            report = Report.from_dict(data)
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError, WeightscopeError):
-            self._store.discard("reports", key)  # damaged or hand-edited: rebuilt
+            self._store.discard("reports", key)  # damaged, hand-edited or older: rebuilt
             return None
         return dataclasses.replace(report, source=str(path))  # as this run names it
 

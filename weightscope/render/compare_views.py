@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +16,7 @@ from weightscope.checkpoint.layers import block_index
 from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
+from weightscope.render.columns import layer_table
 from weightscope.render.formats import Formats, json_text
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import alpha_style, column_texts, fmt
@@ -130,17 +130,7 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
     kind and the update's stable rank are in JSON, CSV, markdown and HTML)."""
     changes = ordered_changes(comparison)
     names = short_names([c.name for c in changes])
-    table = Table(
-        title=Text(one_line(f"weightscope compare: {comparison.a} → {comparison.b}")),
-        title_justify="left",
-        header_style="bold",
-        caption=names.dropped or None,
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1),
-        collapse_padding=True,
-        pad_edge=False,
-    )
+    table = layer_table(Text(one_line(f"weightscope compare: {comparison.a} → {comparison.b}")), names.dropped)
     headers = ["blk", "layer", "α A", "α B", "Δα", "Δlog‖W‖²", "Δlogλmax", "verdict"]
     if comparison.weights:
         headers += ["‖ΔW‖/‖W‖", "eff.rk", "rank90"]

@@ -175,15 +175,15 @@ def _loglog(result: LayerResult, evals: np.ndarray) -> LogLogPanel:
 
 def _linear(result: LayerResult, evals: np.ndarray, rand_evals: np.ndarray | None) -> LinearPanel:
     evals = np.clip(evals, 0.0, None)
-    mp = result.mp if result.mp is not None and result.mp.bulk_max > 0 else None  # a degenerate fit has no bulk
+    mp = result.mp if result.mp is not None and result.mp.bulk_edge > 0 else None  # a degenerate fit has no bulk
     top = float(evals[-1])
-    x_high = 1.05 * (min(top, LINEAR_RANGE_BULKS * mp.bulk_max) if mp is not None else top)
+    x_high = 1.05 * (min(top, LINEAR_RANGE_BULKS * mp.bulk_edge) if mp is not None else top)
     rand = np.clip(np.sort(np.asarray(rand_evals, dtype=np.float64)), 0.0, None) if rand_evals is not None else None
-    randomised_edge = result.traps.bulk_max if result.traps is not None and result.traps.bulk_max > 0 else None
+    randomised_edge = result.traps.bulk_edge if result.traps is not None and result.traps.bulk_edge > 0 else None
     if randomised_edge is not None:  # the edge the traps are judged against must be on the axis
         x_high = max(x_high, 1.05 * randomised_edge)
     # Resolve the bulk: about BULK_BINS bins across [0, bulk edge] when the bulk is known.
-    count = bin_count(evals.size) if mp is None else int(np.clip(np.ceil(BULK_BINS * x_high / mp.bulk_max), 20, 200))
+    count = bin_count(evals.size) if mp is None else int(np.clip(np.ceil(BULK_BINS * x_high / mp.bulk_edge), 20, 200))
     edges = np.linspace(0.0, x_high, count + 1)
     width = edges[1] - edges[0]
     # Density relative to *all* eigenvalues, so bars compare with the MP curve even when
@@ -205,12 +205,12 @@ def _linear(result: LayerResult, evals: np.ndarray, rand_evals: np.ndarray | Non
         q = aspect_ratio(result.shape)
         lo, hi = mp_edges(mp.sigma2, q)
         grid = np.linspace(lo, hi, 202)[1:-1]  # open support: the density is 0 (or ∞ at 0) at the edges
-        bulk_share = (evals.size - mp.num_spikes) / evals.size
+        bulk_share = (evals.size - mp.spikes_above_edge) / evals.size
         curve = Curve(grid, bulk_share * mp_density(grid, mp.sigma2, q))
-        bulk_edge = mp.bulk_max
+        bulk_edge = mp.bulk_edge
         # The report's spike count decides (its edge may carry a Tracy–Widom margin): the
-        # spikes are the largest ``num_spikes`` eigenvalues.
-        spikes = evals[evals.size - mp.num_spikes :] if mp.num_spikes else np.empty(0)
+        # spikes are the largest ``spikes_above_edge`` eigenvalues.
+        spikes = evals[evals.size - mp.spikes_above_edge :] if mp.spikes_above_edge else np.empty(0)
     visible = spikes[spikes <= x_high]
     return LinearPanel(
         x_high,
@@ -243,10 +243,10 @@ def _ccdf(result: LayerResult, evals: np.ndarray) -> CcdfPanel:
 def warnings(result: LayerResult, evals: np.ndarray) -> list[str]:
     """What a reader must not miss: an MP fit that found no bulk, an alpha without a reading."""
     notes = []
-    if result.mp is not None and evals.size and result.mp.num_spikes > SPIKE_SHARE_WARNING * evals.size:
+    if result.mp is not None and evals.size and result.mp.spikes_above_edge > SPIKE_SHARE_WARNING * evals.size:
         notes.append(
-            f"MP fit doubtful: {result.mp.num_spikes} of {evals.size} eigenvalues "
-            f"({result.mp.num_spikes / evals.size:.0%}) lie above its bulk edge"
+            f"MP fit doubtful: {result.mp.spikes_above_edge} of {evals.size} eigenvalues "
+            f"({result.mp.spikes_above_edge / evals.size:.0%}) lie above its bulk edge"
         )
     if not result.has_reading and result.alpha is not None:
         notes.append(reading_note(result) or "no reading of alpha")

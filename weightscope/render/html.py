@@ -16,15 +16,15 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
 from weightscope import vocabulary
 from weightscope._version import __version__
-from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.io import write_text_atomic
+from weightscope.render.cells import Cell, Column, text_cell
+from weightscope.render.columns import HTML, layer_columns, layer_rows
 from weightscope.render.esd_data import esd_picture
 from weightscope.render.measures_views import lines_html, measures_lines
 from weightscope.render.plots import png_bytes
@@ -33,7 +33,6 @@ from weightscope.render.style import (
     alpha_band,
     band_text,
     fmt,
-    layer_number_texts,
     number,
 )
 from weightscope.render.svg_esd import SVG_CSS, esd_svg
@@ -158,35 +157,6 @@ _SORT_SCRIPT = """
 """
 
 
-@dataclass(frozen=True)
-class Column:
-    """A table column: ``key`` names it in ``#sort=`` links; numeric columns sort as numbers."""
-
-    key: str
-    title: str
-    numeric: bool = False
-
-
-@dataclass(frozen=True)
-class Cell:
-    """What a cell shows, the value it sorts by (None: missing, sorted last), its CSS class."""
-
-    text: str
-    sort: float | str | None = None
-    css: str = ""
-    href: str | None = None
-    title: str | None = None
-
-
-def text_cell(text: str, css: str = "") -> Cell:
-    """A cell that sorts by its text (an empty text counts as missing)."""
-    return Cell(text, text or None, css)
-
-
-def number_cell(value: float | None, digits: int = 3) -> Cell:
-    return Cell(fmt(value, digits), value)
-
-
 def _cell_html(column: Column, cell: Cell) -> str:
     classes = " ".join(filter(None, ("num" if column.numeric else "", cell.css)))
     sort = "" if cell.sort is None else repr(cell.sort) if isinstance(cell.sort, float) else str(cell.sort)
@@ -264,61 +234,9 @@ def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
 
 # --- the report of one checkpoint ---------------------------------------------------------
 
-LAYER_COLUMNS = (
-    Column("block", "blk", True),
-    Column("layer", "layer"),
-    Column("kind", "kind"),
-    Column("shape", "shape"),
-    Column("alpha", "alpha", True),
-    Column("D", "D", True),
-    Column("tail", "tail", True),
-    Column("lambda_max", "σmax²", True),
-    Column("log_norm", "log‖W‖²", True),
-    Column("stable_rank", "s.rank", True),
-    Column("verdict", "verdict"),
-    Column("confidence", "reading"),
-    Column("why", "why"),
-)
-
 
 def _verdict_of(layer: LayerResult) -> str:
     return "failed" if not layer.ok else layer.verdict or "none"
-
-
-def _verdict_cell(layer: LayerResult) -> Cell:
-    if not layer.ok:
-        return Cell("failed", "failed", "failed verdict")
-    if layer.verdict is None:
-        return Cell("—", None, "muted")
-    return Cell(
-        layer.verdict, layer.verdict, vocabulary.css_class(layer.verdict) + " verdict", title=layer.advice or None
-    )
-
-
-def _layer_row(
-    layer: LayerResult, short: str, texts: dict[str, str], thresholds: Thresholds, anchor: str | None
-) -> list[Cell]:
-    """One row; ``texts`` are its numbers as formatted for their whole column."""
-    alpha = Cell(texts["alpha"], layer.alpha, alpha_band(layer.alpha, thresholds) if layer.alpha is not None else "")
-    reading = (layer.confidence or "not judged" if layer.has_reading else "none") if layer.alpha is not None else "—"
-    confidence = Cell(reading, reading if layer.alpha is not None else None, "" if layer.has_reading else "muted")
-    why = layer.reason if not layer.ok else " ".join(layer.reasons)
-    name = Cell(short, layer.name, "name", href=f"#{anchor}" if anchor else None, title=layer.name)
-    return [
-        number_cell(layer.block),
-        name,
-        text_cell(layer.kind),
-        text_cell("×".join(map(str, layer.shape))),
-        alpha,
-        Cell(texts["D"], layer.D),
-        number_cell(layer.num_tail),
-        Cell(texts["lambda_max"], layer.lambda_max),
-        Cell(texts["log_norm"], layer.log_norm),
-        Cell(texts["stable_rank"], layer.stable_rank),
-        _verdict_cell(layer),
-        confidence,
-        text_cell(why or "", "why"),
-    ]
 
 
 def _summary_section(report: Report) -> str:
@@ -488,11 +406,10 @@ def report_html(
     thresholds = report.thresholds
     layers = ordered_layers(report)
     names = short_names([layer.name for layer in layers])
-    numbers = layer_number_texts(layers)
-    texts = [{key: column[i] for key, column in numbers.items()} for i in range(len(layers))]
     drawable = [item for item in spectra if item.evals is not None and bool((item.evals > 0).any())]
     index = {layer.name: i for i, layer in enumerate(report.layers)}
     anchors = {item.result.name: f"spectrum-{index.get(item.result.name, n)}" for n, item in enumerate(drawable)}
+    columns = layer_columns(HTML)
     sections = [options_table(report.options), _summary_section(report), _look_at_section(report)]
     if any(layer.ok and layer.alpha is not None for layer in report.layers):
         sections.append("<h2>Alpha by depth</h2>" + alpha_by_depth_svg(report, anchors) + depth_legend(report))
@@ -503,10 +420,10 @@ def report_html(
         + _filters(layers)
         + sortable_table(
             "layers",
-            LAYER_COLUMNS,
+            [column.html_column for column in columns],
             [
-                _layer_row(layer, short, text, thresholds, anchors.get(layer.name))
-                for layer, short, text in zip(layers, names.names, texts)
+                [column.html_cell(row) for column in columns]
+                for row in layer_rows(layers, names.names, thresholds, anchors)
             ],
             [{"verdict": _verdict_of(layer), "kind": layer.kind} for layer in layers],
         )

@@ -15,6 +15,7 @@ from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.io import write_text_atomic
+from weightscope.render.cells import Cell, Column, number_cell, text_cell
 from weightscope.render.compare_views import (
     ordered_changes,
     signed,
@@ -22,13 +23,9 @@ from weightscope.render.compare_views import (
     verdict_change,
 )
 from weightscope.render.html import (
-    Cell,
-    Column,
     figure_html,
-    number_cell,
     page,
     sortable_table,
-    text_cell,
 )
 from weightscope.render.plot_compare import compare_figure
 from weightscope.render.plots import require_matplotlib

@@ -12,15 +12,12 @@ import os
 from weightscope.commands.trend import Trend
 from weightscope.config import Thresholds
 from weightscope.io import write_text_atomic
+from weightscope.render.cells import Cell, Column, number_cell, text_cell
 from weightscope.render.html import (
-    Cell,
-    Column,
     cards,
     figure_html,
-    number_cell,
     page,
     sortable_table,
-    text_cell,
 )
 from weightscope.render.measures_views import lines_html, trend_measure_lines
 from weightscope.render.plot_trend import trend_figure

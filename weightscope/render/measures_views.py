@@ -98,7 +98,7 @@ def trend_measure_lines(trend: Trend) -> list[str]:
     for key, label in (
         ("distance_from_init", "distance from init"),
         ("log_spectral_norm", "log λmax"),
-        ("rand_distance", "rand_distance"),
+        ("shuffle_ks_distance", "shuffle_ks_distance"),
     ):
         rhos = [s.comovement.get(key) for s in trend.layers if s.comovement.get(key) is not None]
         if rhos:

@@ -146,7 +146,7 @@ def _draw_linear(axes: Axes, result: LayerResult, panel: LinearPanel) -> None:
                 gid="spikes",
                 label=f"{total} spike{'s' if total > 1 else ''}" + _beyond(panel.spikes_beyond),
             )
-        axes.set_title(f"(b) MP bulk fit: {result.mp.num_spikes} spikes above the edge", loc="left", fontsize=10)
+        axes.set_title(f"(b) MP bulk fit: {result.mp.spikes_above_edge} spikes above the edge", loc="left", fontsize=10)
         axes.set_ylim(0, panel.y_high)  # the MP density is unbounded at 0 when Q = 1
     else:
         axes.set_title("(b) linear ESD (MP bulk not computed)", loc="left", fontsize=10)

@@ -6,8 +6,9 @@ with (`Report.thresholds`), so a report made with ``alpha_high=2.5`` is counted,
 and drawn with 2.5 everywhere (tests/test_architecture.py fails if a second definition
 of the band comes back).
 
-Numbers: one format per column (`column_texts`), and the ASCII hyphen-minus for negative
-numbers everywhere — it is what CSV, JSON, grep and a copy-paste into Python all read.
+Numbers: one format per column (`column_texts`; the layer columns' decimals are in
+`render.columns`), and the ASCII hyphen-minus for negative numbers everywhere — it is
+what CSV, JSON, grep and a copy-paste into Python all read.
 """
 
 from __future__ import annotations
@@ -97,17 +98,6 @@ def column_texts(values: Sequence[float | int | None], digits: int = 3, signed: 
             text = _format(float(value), style, digits)
             texts.append(("+" + text) if signed and value > 0 else text)
     return texts
-
-
-#: Decimals of each per-layer number in every table (terminal, markdown, HTML).
-LAYER_DIGITS = {"alpha": 2, "D": 3, "lambda_max": 3, "log_norm": 2, "stable_rank": 1}
-
-
-def layer_number_texts(layers: Sequence[Any]) -> dict[str, list[str]]:
-    """The per-layer numbers of `LAYER_DIGITS` as column texts, one format per column."""
-    return {
-        key: column_texts([getattr(layer, key) for layer in layers], digits) for key, digits in LAYER_DIGITS.items()
-    }
 
 
 def verdict_style(verdict: str | None) -> str:

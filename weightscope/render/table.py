@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -13,92 +12,31 @@ from rich.text import Text
 from weightscope import vocabulary
 from weightscope.analysis.pipeline import Inspection
 from weightscope.errors import one_line
+from weightscope.render.columns import TABLE, UPDATES, cell_text, layer_columns, layer_rows, layer_table
 from weightscope.render.measures_views import measures_lines
 from weightscope.render.rows import ordered_layers, short_names
 from weightscope.render.style import (
     alpha_style,
     band_text,
     fmt,
-    layer_number_texts,
     number,
     verdict_style,
 )
 from weightscope.report import LayerResult, Report
 
 
-def _text(value: str, style: str = "") -> Text:
-    """A cell from a string of the checkpoint: never markup, never a control character."""
-    return Text(one_line(value), style=style)
-
-
-#: (header, justify) of the layer table; numbers are right-aligned with one format per column.
-#: The kind is not a column: the short name says it (attention.self.query, mlp.up_proj),
-#: and the 10 columns it took keep a 120-column row on one line (JSON/CSV/md/HTML have it).
-_COLUMNS = (
-    ("blk", "right"),
-    ("layer", "left"),
-    ("shape", "right"),
-    ("alpha", "right"),
-    ("D", "right"),
-    ("tail", "right"),
-    ("σmax²", "right"),
-    ("log‖W‖²", "right"),
-    ("s.rank", "right"),
-    ("verdict", "left"),
-    ("fit", "left"),
-)
-#: The confidence of a reading of alpha as the table's "fit" column shows it (no reading: empty).
-_FIT_TEXT = {"solid": "solid", "approximate": "approx"}
-
-
 def update_table(report: Report) -> Table:
     """A LoRA adapter's layers: the update ΔW = s·B·A of each adapted module."""
     table = Table(
-        title=_text(f"weightscope: {report.source} (LoRA updates ΔW = s·B·A)"),
+        title=cell_text(f"weightscope: {report.source} (LoRA updates ΔW = s·B·A)"),
         title_justify="left",
         header_style="bold",
     )
-    for column in (
-        "layer",
-        "kind",
-        "blk",
-        "shape",
-        "r",
-        "scale",
-        "‖ΔW‖_F",
-        "σmax",
-        "eff. rank",
-        "rank90",
-        "r used",
-        "note",
-    ):
-        table.add_column(column, justify="left" if column in ("layer", "kind", "note") else "right", overflow="fold")
-    for layer in report.layers:
-        update = layer.update
-        if update is None:  # a modules_to_save tensor or a failed module: its verdict says
-            table.add_row(
-                _text(layer.name),
-                layer.kind,
-                fmt(layer.block),
-                "×".join(map(str, layer.shape)),
-                *[""] * 7,
-                _text(layer.reason or layer.verdict or ""),
-            )
-            continue
-        table.add_row(
-            _text(layer.name),
-            layer.kind,
-            fmt(layer.block),
-            "×".join(map(str, layer.shape)),
-            fmt(update.lora_rank),
-            fmt(update.scale),
-            fmt(update.norm),
-            fmt(update.singular_values[0] if update.singular_values else None),
-            fmt(update.effective_rank, 1),
-            fmt(update.rank90),
-            f"{fmt((update.rank_share or 0) * 100, 0)} %",
-            _text(update.note or ""),
-        )
+    columns = layer_columns(UPDATES)
+    for column in columns:
+        table.add_column(column.title, justify=column.table_justify, overflow="fold")
+    for row in layer_rows(report.layers, [layer.name for layer in report.layers], report.thresholds):
+        table.add_row(*(column.table_cell(row) for column in columns))
     return table
 
 
@@ -110,35 +48,12 @@ def report_table(report: Report) -> Table:
     layers = ordered_layers(report)
     names = short_names([layer.name for layer in layers])
     thresholds = report.thresholds
-    table = Table(
-        title=_text(f"weightscope: {report.source}"),
-        title_justify="left",
-        header_style="bold",
-        caption=names.dropped or None,
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1),
-        collapse_padding=True,
-        pad_edge=False,
-    )
-    for column, justify in _COLUMNS:
-        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]  # justify: rich's Literal, our column table holds str
-    numbers = layer_number_texts(layers)
-    for i, (layer, name) in enumerate(zip(layers, names.names)):
-        verdict = layer.verdict or ("ok" if layer.ok else "failed")
-        table.add_row(
-            fmt(layer.block) if layer.block is not None else "",
-            _text(name),
-            "×".join(map(str, layer.shape)),
-            Text(numbers["alpha"][i], style=alpha_style(layer.alpha, thresholds)),
-            numbers["D"][i],
-            fmt(layer.num_tail),
-            numbers["lambda_max"][i],
-            numbers["log_norm"][i],
-            numbers["stable_rank"][i],
-            Text(verdict, style=verdict_style(verdict) if layer.ok or layer.verdict else "red"),
-            Text(_FIT_TEXT.get(layer.confidence or "", ""), style="dim"),
-        )
+    table = layer_table(cell_text(f"weightscope: {report.source}"), names.dropped)
+    columns = layer_columns(TABLE)
+    for column in columns:
+        table.add_column(column.title, justify=column.table_justify, no_wrap=True, overflow="ellipsis")
+    for row in layer_rows(layers, names.names, thresholds):
+        table.add_row(*(column.table_cell(row) for column in columns))
     return table
 
 
@@ -264,7 +179,7 @@ def fit_statistics_lines(report: Report) -> list[str]:
 
 def render_report(report: Report, console: Console) -> None:
     parts: list[RenderableType] = [report_table(report), summary_text(report)]
-    parts += [_text(line, style="dim") for line in measures_lines(report.measures)]
+    parts += [cell_text(line, style="dim") for line in measures_lines(report.measures)]
     look_at = look_at_text(report)
     if look_at is not None:
         parts.append(look_at)
@@ -303,14 +218,16 @@ def render_inspection(inspection: Inspection, console: Console) -> None:
     if len(inspection.tensors) > PLAIN_INSPECTION_ROWS:
         _render_plain_inspection(inspection, console)
         return
-    table = Table(title=_text(f"{inspection.source} ({inspection.format})"), title_justify="left", header_style="bold")
+    table = Table(
+        title=cell_text(f"{inspection.source} ({inspection.format})"), title_justify="left", header_style="bold"
+    )
     for column in ("tensor", "shape", "dtype", "analysed as"):
         table.add_column(column, overflow="fold")
     roles = _roles(inspection)
     for info in inspection.tensors:
         role, chosen = roles[info.name]
-        verdict = Text(role, style="green") if chosen else _text(role, style="dim")
-        table.add_row(_text(info.name), "×".join(map(str, info.shape)) or "scalar", _text(info.dtype), verdict)
+        verdict = Text(role, style="green") if chosen else cell_text(role, style="dim")
+        table.add_row(cell_text(info.name), "×".join(map(str, info.shape)) or "scalar", cell_text(info.dtype), verdict)
     console.print(table)
     console.print(
         f"{len(inspection.selection.layers)} of {len(inspection.tensors)} tensors would be analysed, "

@@ -6,32 +6,16 @@ import json
 from typing import Any
 
 from weightscope.analysis.pipeline import Inspection
+from weightscope.render.columns import MARKDOWN, layer_columns, layer_rows
 from weightscope.render.compare_views import csv_text
 from weightscope.render.formats import Formats, json_text
 from weightscope.render.rows import ordered_layers
 from weightscope.render.style import (
-    alpha_band,
     band_text,
     fmt,
-    layer_number_texts,
     number,
 )
 from weightscope.report import Report
-
-#: The columns of the markdown table, in order (the CSV has every key).
-MARKDOWN_COLUMNS = (
-    "name",
-    "kind",
-    "block",
-    "shape",
-    "alpha",
-    "D",
-    "num_tail",
-    "lambda_max",
-    "log_norm",
-    "stable_rank",
-    "verdict",
-)
 
 
 def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
@@ -86,6 +70,7 @@ def inspection_json(inspection: Inspection) -> str:
 def to_markdown(report: Report) -> str:
     s = report.summary
     t = report.thresholds
+    columns = layer_columns(MARKDOWN)
     lines = [
         f"# weightscope report: `{report.source}`",
         "",
@@ -93,22 +78,12 @@ def to_markdown(report: Report) -> str:
         f"Median alpha **{fmt(s.alpha_median)}** (MAD {fmt(s.alpha_mad)}); "
         f"below {number(t.alpha_low)}: {s.below_2}, {band_text(t)}: {s.in_2_6}, above {number(t.alpha_high)}: {s.above_6}.",
         "",
-        "| " + " | ".join(MARKDOWN_COLUMNS) + " |",
-        "|" + "---|" * len(MARKDOWN_COLUMNS),
+        "| " + " | ".join(column.field for column in columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     layers = ordered_layers(report)
-    numbers = layer_number_texts(layers)
-    for i, layer in enumerate(layers):
-        cells = []
-        for column in MARKDOWN_COLUMNS:
-            value = numbers[column][i] if column in numbers else getattr(layer, column)
-            if column == "shape":
-                value = "×".join(map(str, value))
-            elif column == "verdict" and not layer.ok:
-                value = f"failed: {layer.reason}"
-            elif column == "alpha" and layer.alpha is not None:
-                value = f"{value} ({alpha_band(layer.alpha, t)})"
-            cells.append(fmt(value).replace("|", "\\|"))
+    for row in layer_rows(layers, [layer.name for layer in layers], t):
+        cells = [column.markdown_cell(row).replace("|", "\\|") for column in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The standard deviation of a Gaussian from its median absolute deviation, σ = 1.4826·MAD:
+#: the robust sigma of trap entries and of the gate's alpha outliers.
+MAD_TO_SIGMA = 1.4826
+
 
 def count_outliers(top: np.ndarray, xmin: float, alpha: float, num_tail: int, level: float) -> int:
     """How many of the largest values ``top`` (descending) a power-law tail (alpha, xmin)

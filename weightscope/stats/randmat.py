@@ -31,13 +31,21 @@ _ANGLES = np.linspace(0.0, np.pi, 4097)
 @dataclass(frozen=True)
 class MPBulk:
     """Marchenko–Pastur fit of the ESD bulk: variance, bulk edges, spikes above the edge,
-    and ``ks``, the KS distance of the whole ESD from the fitted law (how MP-shaped it is)."""
+    and ``ks``, the KS distance of the whole ESD from the fitted law (how MP-shaped it is).
+
+    Named for what they are, not WeightWatcher's ``bulk_max``/``num_spikes``/``mp_softrank``
+    (`weightscope.stats.ww_columns` computes those): the edge here carries a Tracy–Widom
+    margin and σ² is a quantile regression, not WeightWatcher's kernel-density fit.
+    """
 
     sigma2: float
     bulk_min: float
-    bulk_max: float
-    num_spikes: int
-    mp_softrank: float
+    #: σ²(1 + 1/√Q)² plus ``tw_margin`` Tracy–Widom scales: the edge a spike must clear
+    bulk_edge: float
+    #: eigenvalues above ``bulk_edge``
+    spikes_above_edge: int
+    #: bulk_edge/λmax, capped at 1 (1: nothing stands out of the bulk)
+    bulk_edge_ratio: float
     ks: float = 0.0
 
 
@@ -112,8 +120,8 @@ def fit_mp_bulk(evals: np.ndarray, n: int, m: int, tw_margin: float) -> MPBulk:
     σ² q(p): the sorted eigenvalues regressed through the origin on the unit-variance MP
     quantiles at their plotting positions p = (i − ½)/M give σ² in closed form. Only
     the lower `BULK_FIT_SHARE` of the ESD enters, so spikes and a heavy tail do not
-    inflate σ². ``bulk_max`` is the edge a spike must clear (MP edge plus the TW margin);
-    ``mp_softrank`` = bulk_max/λmax, capped at 1 (1: nothing stands out of the bulk);
+    inflate σ². ``bulk_edge`` is the edge a spike must clear (MP edge plus the TW margin);
+    ``bulk_edge_ratio`` = bulk_edge/λmax, capped at 1 (1: nothing stands out of the bulk);
     ``ks`` is the KS distance of the whole ESD from the fitted law (`mp_ks`).
     """
     count = len(evals)
@@ -122,14 +130,14 @@ def fit_mp_bulk(evals: np.ndarray, n: int, m: int, tw_margin: float) -> MPBulk:
     quantiles = mp_quantiles(n / m, probs[lower])
     # Sums, not BLAS dots: a dot over > 10⁴ values is threaded and rounds by thread count.
     sigma2 = max(float(np.sum(evals[lower] * quantiles) / np.sum(quantiles * quantiles)), 0.0)
-    bulk_max = mp_edge(sigma2, n, m, tw_margin)
+    bulk_edge = mp_edge(sigma2, n, m, tw_margin)
     lambda_max = float(evals[-1])
     return MPBulk(
         sigma2=sigma2,
         bulk_min=float(sigma2 * (1.0 - 1.0 / np.sqrt(n / m)) ** 2),
-        bulk_max=bulk_max,
-        num_spikes=int(np.count_nonzero(evals > bulk_max)),
-        mp_softrank=min(1.0, bulk_max / lambda_max) if lambda_max > 0 else 1.0,
+        bulk_edge=bulk_edge,
+        spikes_above_edge=int(np.count_nonzero(evals > bulk_edge)),
+        bulk_edge_ratio=min(1.0, bulk_edge / lambda_max) if lambda_max > 0 else 1.0,
         ks=mp_ks(evals, sigma2, n / m),
     )
 

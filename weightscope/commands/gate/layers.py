@@ -26,6 +26,7 @@ from weightscope.commands.gate.rules import (
     number,
 )
 from weightscope.report import LayerResult, Report
+from weightscope.stats.outliers import MAD_TO_SIGMA
 
 #: Fixes of the model-level rules (each says once what to do when it fails).
 _FIX_OUT_OF_RANGE = (
@@ -40,9 +41,6 @@ _FIX_TRUST = (
     "Few layers have a believable power-law fit, so alpha says little about this model; lower "
     "min-trusted-share for it, or gate against a baseline of the same model."
 )
-
-# Robust standard deviation of a Gaussian from its median absolute deviation.
-_MAD_TO_SIGMA = 1.4826
 
 
 def _per_layer(
@@ -133,7 +131,7 @@ def _deviation_checks(layers: list[LayerResult], limit_sigmas: float) -> list[Ch
             continue
         alphas = np.array([layer.alpha for layer in members], dtype=float)
         median = float(np.median(alphas))
-        spread = _MAD_TO_SIGMA * max(float(np.median(np.abs(alphas - median))), _MIN_MAD)
+        spread = MAD_TO_SIGMA * max(float(np.median(np.abs(alphas - median))), _MIN_MAD)
         for layer, alpha in zip(members, alphas):
             if not layer.has_reading:
                 continue
