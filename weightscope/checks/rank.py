@@ -65,7 +65,7 @@ def channel_squares(matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     row_sums, col_sums = np.zeros(rows), np.zeros(cols)
     for matrix in matrices:
         for start, block in row_blocks(matrix, block_bytes=ELEMENTWISE_BLOCK_BYTES):
-            np.square(block, out=block)
-            row_sums[start : start + len(block)] += np.sum(block, axis=1)
-            col_sums += np.sum(block, axis=0)
+            square = np.square(block)  # not in place: a float64 block is a view of W
+            row_sums[start : start + len(square)] += np.sum(square, axis=1)
+            col_sums += np.sum(square, axis=0)
     return row_sums, col_sums

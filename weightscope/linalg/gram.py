@@ -49,7 +49,7 @@ def row_blocks(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, rows of ``matrix`` converted to ``dtype``), ``block_bytes`` at a time:
     what every whole-matrix pass over W in a wide dtype walks, so that none of them holds
-    a full-size copy."""
+    a full-size copy. A block already in ``dtype`` is a view of ``matrix``: read-only."""
     rows = max(1, block_bytes // (max(matrix.shape[1], 1) * np.dtype(dtype).itemsize))
     for start in range(0, matrix.shape[0], rows):
         yield start, np.asarray(matrix[start : start + rows], dtype=dtype)
