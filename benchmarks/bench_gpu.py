@@ -70,7 +70,7 @@ def stage_profile(model: Path, device: str, include: str) -> tuple[dict[str, flo
     stages = [
         (pipeline, "read_layer", "read + decode"),
         (layer_spectra, "esd", "Gram product + eigensolve"),
-        (layer_spectra, "gram_count_below", "float64 rank count (inertia)"),
+        (layer_spectra, "gram_counts_below", "float64 rank count (inertia)"),
         (layer, "fit_power_law", "power-law fit"),
         (layer, "diagnose", "diagnostics"),
     ]

@@ -509,7 +509,7 @@ def test_channel_norms_walk_blocks_and_leave_the_weights_alone(monkeypatch):
 
 
 def test_auto_precision_rank_loss_equals_float64s(tmp_path):
-    """ "auto" solves in float32 but re-solves where the rank could differ from float64's."""
+    """ "auto" solves in float32 but counts in float64 where the rank could differ from float64's."""
     from weightscope.analysis.pipeline import analyze
     from weightscope.checkpoint.writer import write_safetensors
 

@@ -121,3 +121,24 @@ def test_the_cli_imports_a_command_module_only_when_it_is_used():
         after_cache
         == "['weightscope.cli.app', 'weightscope.cli.cache', 'weightscope.cli.common', 'weightscope.cli.options']"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["analyze", "--help"], ["inspect", "--help"], ["analyze", "model.safetensors", "--format", "xml"]],
+    ids=["analyze-help", "inspect-help", "usage-error"],
+)
+def test_a_commands_help_and_usage_errors_import_no_numpy(args):
+    """`-X importtime` lists every module the process imported: numpy must not be one of
+    them (the command modules import the pipeline inside the commands)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "weightscope", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == (0 if "--help" in args else 2), done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "weightscope.cli.app" in imported
+    assert "numpy" not in imported, sorted(name for name in imported if name.startswith("weightscope"))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.linalg.spectrum import check_precision
+from weightscope.linalg.choices import check_precision
 
 
 @dataclass(frozen=True)

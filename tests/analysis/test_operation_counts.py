@@ -1,10 +1,18 @@
 """What an analysis does per layer, counted: reads, Gram products and eigensolves.
 
-A spy, not a timer: a change that reads a tensor twice, multiplies a matrix twice in one
-precision or solves a spectrum twice in one precision fails here whatever the machine's
-speed. The checkpoint is a small Llama-shaped BF16 model with a config.json, an untied
-lm_head and square layers whose float32 spectra cannot settle their rank, so the "auto"
-precision's float64 stage runs too (at most once per layer).
+A spy, not a timer: a change that reads a tensor twice, forms a matrix's Gram product
+twice in one precision, or solves a spectrum twice (in any precision) fails here whatever
+the machine's speed. Products and solves are told apart by the bytes of the matrix they
+were given. The checkpoint is a small Llama-shaped BF16 model with a config.json, an
+untied lm_head and layers whose float32 spectra cannot settle their rank, so the "auto"
+precision's float64 stage runs too: one float64 Gram product for the inertia count of
+such a layer, and no float64 eigensolve — except on its one rank-collapsed layer (rank 8
+of 64), which "auto" solves again in float64 after the count
+(`weightscope.analysis.spectra.layer_esd`): a second Gram product and a second solve
+there, and nowhere else.
+
+With the model-level measures on, the measures read what they measure a second time
+(the q and k projections, the embedding and lm_head); the spy allows exactly those.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from weightscope.execution import cache as cache_module
 from weightscope.execution.plan import Execution
 
 HIDDEN, FFN, VOCAB, HEADS = 64, 160, 700, 4
+COLLAPSED = "model.layers.1.mlp.down_proj.weight"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +51,7 @@ def model(tmp_path_factory):
         }
         tensors[f"{prefix}mlp.down_proj.weight"] = rng.standard_normal((HIDDEN, FFN))
         tensors[f"{prefix}input_layernorm.weight"] = 1.0 + 0.1 * rng.standard_normal(HIDDEN)
+    tensors[COLLAPSED] = rng.standard_normal((HIDDEN, 8)) @ rng.standard_normal((8, FFN)) / np.sqrt(8)
     tensors = {name: (0.02 * value).astype(np.float32) for name, value in tensors.items()}
     write_safetensors(directory / "model.safetensors", tensors, dtypes=dict.fromkeys(tensors, "BF16"))
     (directory / "config.json").write_text(
@@ -50,9 +60,16 @@ def model(tmp_path_factory):
     return directory
 
 
+def fingerprint(matrix) -> tuple[str, int]:
+    """(dtype, hash of the contents): which matrix a product or a solve was given."""
+    array = np.ascontiguousarray(matrix)
+    return array.dtype.name, hash((array.shape, array.tobytes()))
+
+
 @pytest.fixture
 def counted(monkeypatch):
-    """Counters of tensor reads (by name), Gram products and eigensolves (by dtype)."""
+    """Tensor reads (by name); Gram products (by dtype and matrix) and eigensolves (by the
+    Gram matrix's dtype and contents)."""
     counts = {"reads": Counter(), "grams": Counter(), "solves": Counter()}
 
     def spy(module, name, record):
@@ -65,9 +82,28 @@ def counted(monkeypatch):
         monkeypatch.setattr(module, name, wrapper)
 
     spy(SafetensorsReader, "read", lambda self, info: counts["reads"].update([info.name]))
-    spy(spectrum, "gram_matrix", lambda matrix, dtype="float64": counts["grams"].update([dtype]))
-    spy(spectrum, "symmetric_eigenvalues", lambda gram: counts["solves"].update([gram.dtype.name]))
+    spy(spectrum, "gram_matrix", lambda matrix, dtype="float64": counts["grams"].update([(dtype, fingerprint(matrix))]))
+    spy(spectrum, "symmetric_eigenvalues", lambda gram: counts["solves"].update([fingerprint(gram)]))
     return counts
+
+
+def by_dtype(counter: Counter) -> Counter:
+    return Counter(key[0] for key in counter.elements())
+
+
+def assert_once_per_layer(counted, layers: int, solves: int = 1, collapsed: int = 1) -> None:
+    """Every float32 Gram product on a different matrix, ``solves`` float32 products and
+    eigensolves per layer, no Gram matrix solved twice; the float64 products (the inertia
+    count) on matrices that also had a float32 one, once each, but twice (count, then
+    solve) on the ``collapsed`` layers, which alone are solved in float64."""
+    grams, solved = counted["grams"], counted["solves"]
+    assert set(solved.values()) == {1}, solved  # no Gram matrix solved twice
+    assert by_dtype(solved) == {"float32": solves * layers, "float64": collapsed}, solved
+    float32 = Counter(key[1] for key in grams.elements() if key[0] == "float32")
+    float64 = Counter(key[1] for key in grams.elements() if key[0] == "float64")
+    assert set(float32.values()) == {1} and len(float32) == solves * layers, float32
+    assert set(float64) <= set(float32)
+    assert sorted(float64.values()).count(2) == collapsed and set(float64.values()) <= {1, 2}, float64
 
 
 def layers_of(report):
@@ -79,18 +115,36 @@ def test_each_tensor_is_read_once_multiplied_once_and_solved_once(model, counted
     report = analyze(model, measures=False, execution=Execution(workers=workers, cache=False))
     layers = layers_of(report)
     assert len(layers) == 16
+    assert [layer.name for layer in layers if layer.rank.collapsed] == [COLLAPSED]
     assert set(counted["reads"].values()) == {1}, counted["reads"]  # every matrix, once
-    assert counted["solves"]["float32"] == counted["grams"]["float32"] == len(layers)  # once per layer
-    assert 0 < counted["solves"]["float64"] == counted["grams"]["float64"] <= len(layers)  # the float64 stage
+    assert_once_per_layer(counted, len(layers))
+    assert 0 < by_dtype(counted["grams"])["float64"] < len(layers)  # the inertia count ran, where needed
+
+
+def test_measures_read_only_what_they_measure_again(model, counted):
+    report = analyze(model, execution=Execution(workers=1, cache=False))
+    assert report.measures is not None
+    again = {name for name, reads in counted["reads"].items() if reads > 1}
+    assert again == {"model.embed_tokens.weight", "lm_head.weight"} | {
+        f"model.layers.{block}.self_attn.{p}_proj.weight" for block in range(2) for p in "qk"
+    }
+    assert set(counted["reads"].values()) <= {1, 2}
+    assert_once_per_layer(counted, len(layers_of(report)))
+
+
+def test_float64_solves_once_per_layer_and_never_in_float32(model, counted):
+    report = analyze(model, measures=False, eig_dtype="float64", execution=Execution(workers=1, cache=False))
+    layers = layers_of(report)
+    assert set(counted["reads"].values()) == {1}
+    assert set(counted["grams"].values()) == set(counted["solves"].values()) == {1}
+    assert by_dtype(counted["grams"]) == by_dtype(counted["solves"]) == {"float64": len(layers)}
 
 
 def test_randomised_analysis_adds_one_solve_and_no_read(model, counted):
     report = analyze(model, randomize=True, measures=False, execution=Execution(workers=1, cache=False))
     layers = layers_of(report)
     assert set(counted["reads"].values()) == {1}
-    assert (
-        counted["solves"]["float32"] == counted["grams"]["float32"] == 2 * len(layers)
-    )  # the layer and its shuffled copy
+    assert_once_per_layer(counted, len(layers), solves=2)  # the layer and its shuffled copy
 
 
 def test_a_cached_spectrum_is_neither_multiplied_nor_solved(model, counted, tmp_path, monkeypatch):

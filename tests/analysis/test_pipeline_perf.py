@@ -285,8 +285,8 @@ def test_auto_precision_tells_the_example_runs_story_as_float64(step):
 
 
 def test_auto_precision_keeps_rank_collapse_exact_for_float32_weights(model):
-    """Plain float32 would hide an F32 layer's collapse under its own floor; auto re-solves
-    that layer in float64 and reports what float64 reports."""
+    """Plain float32 would hide an F32 layer's collapse under its own floor; auto counts
+    that layer's eigenvalues above the tolerance in float64 and reports what float64 reports."""
     collapsed = "layers.3.mlp.down_proj.weight"
     auto = weightscope.analyze(model, min_evals=10, include=(collapsed,), execution=NO_CACHE).layer(collapsed)
     exact = weightscope.analyze(

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from tests.test_checks import conditioned, gaussian, to_bf16, to_f16
+from weightscope.analysis import spectra
 from weightscope.analysis.pipeline import analyze
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.execution.plan import Execution
+from weightscope.linalg import spectrum
 from weightscope.linalg._blas import blas_threads
-from weightscope.linalg.inertia import count_below
-from weightscope.linalg.spectrum import gram_count_below
+from weightscope.linalg.inertia import counts_below
+from weightscope.linalg.spectrum import gram_counts_below
 
 NO_CACHE = Execution(cache=False)
 
@@ -76,44 +78,66 @@ def ranks(report):
 
 
 @pytest.mark.parametrize("stored", ["F32", "BF16", "F16"])
-def test_auto_rank_equals_float64_on_every_rank_case(tmp_path, stored):
+def test_auto_rank_equals_float64_on_every_rank_case(tmp_path, stored, monkeypatch):
     with blas_threads(1):  # a threaded QR of the test matrices crawls on a loaded machine (285 s here)
         tensors = cases(stored)
     path = tmp_path / "cases.safetensors"
     write_safetensors(path, tensors, dtypes=dict.fromkeys(tensors, stored))
+    counted = []
+
+    def gram_counts_below_spy(matrices, shifts, device="cpu"):
+        counted.append(len(shifts))
+        return gram_counts_below(matrices, shifts, device)
+
+    monkeypatch.setattr(spectra, "gram_counts_below", gram_counts_below_spy)
     auto = analyze(path, min_evals=10, measures=False, execution=NO_CACHE)
     exact = analyze(path, min_evals=10, measures=False, eig_dtype="float64", execution=NO_CACHE)
     assert ranks(auto) == ranks(exact)
+    # The float64 count ran, and not on every layer: float32 settled the others.
+    assert 0 < len(counted) < len(tensors), counted
 
 
-def test_count_below_agrees_with_eigenvalues_on_indefinite_matrices():
-    """Sylvester's inertia against numpy's eigenvalues, 2×2 pivots included (indefinite)."""
+def test_counts_below_agree_with_eigenvalues_on_indefinite_matrices():
+    """Sylvester's inertia against numpy's eigenvalues, 2×2 pivots included (indefinite);
+    several shifts on one matrix count as each shift alone (the matrix is rebuilt between
+    factorisations from the triangle LAPACK leaves alone)."""
     rng = np.random.default_rng(1)
-    for n in (1, 2, 7, 64, 301):
+    for n in (1, 2, 7, 64, 301, 700):
         for trial in range(6):
             a = rng.standard_normal((n, n))
             a = a + a.T if trial % 2 else a @ a.T
             values = np.linalg.eigvalsh(a)
-            for i in range(0, n - 1, max(1, n // 5)):
-                shift = float(values[i] + values[i + 1]) / 2
-                assert count_below(a.copy(), shift) == i + 1
+            picks = list(range(0, n - 1, max(1, n // 5)))
+            shifts = [float(values[i] + values[i + 1]) / 2 for i in picks]
+            expected = [i + 1 for i in picks]
+            assert [counts_below(a.copy(), [shift])[0] for shift in shifts] == expected
+            assert counts_below(a.copy(), shifts[::-1]) == expected[::-1]
 
 
-def test_gram_count_below_scales_like_the_eigenvalues():
+def test_gram_counts_below_scale_like_the_eigenvalues():
     """A matrix far outside float32's range is counted after the same power-of-two scaling
     as its eigenvalues."""
     w = (np.random.default_rng(2).standard_normal((300, 200)) * 1e-30).astype(np.float32)
     values = np.linalg.eigvalsh(w.astype(np.float64).T @ w.astype(np.float64) / 300)
-    assert gram_count_below([w], float(values[49] + values[50]) / 2) == 50
+    shifts = [float(values[i] + values[i + 1]) / 2 for i in (49, 150)]
+    assert gram_counts_below([w], shifts) == [50, 151]
 
 
 def test_torch_counts_as_lapack_does():
     """The torch path (CUDA's, here on torch's CPU) counts what LAPACK counts."""
     pytest.importorskip("torch")
-    from weightscope.linalg.device import torch_gram_count_below
+    from weightscope.linalg.device import torch_gram_counts_below
 
     w = np.random.default_rng(4).standard_normal((300, 256)).astype(np.float32)
     values = np.linalg.eigvalsh(w.astype(np.float64).T @ w.astype(np.float64) / 300)
-    for i in (0, 10, 200):
-        shift = float(values[i] + values[i + 1]) / 2
-        assert torch_gram_count_below(w, shift, "cpu") == gram_count_below([w], shift) == i + 1
+    shifts = [float(values[i] + values[i + 1]) / 2 for i in (0, 10, 200)]
+    assert torch_gram_counts_below(w, shifts, "cpu") == gram_counts_below([w], shifts) == [1, 11, 201]
+
+
+def test_a_constant_matrix_is_counted_in_closed_form(monkeypatch):
+    """An 8192² zero matrix decodes from a few hundred bytes; its count, like its spectrum,
+    needs no Gram product (a float64 one would take 0.5 GB and a minute)."""
+    monkeypatch.setattr(spectrum, "gram_matrix", None)  # any product would fail
+    w = np.full((8192, 8192), 0.5, dtype=np.float32)
+    assert gram_counts_below([w], [1e-9, 0.25 * 8192]) == [8191, 8191]
+    assert gram_counts_below([np.zeros((8192, 8192), dtype=np.float32)], [1e-30]) == [8192]

@@ -191,7 +191,7 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
     if abs(exponent) > FLOAT64_SAFE_EXPONENT:
         return _rescaled(analyze_matrices(spec, np.ldexp(array, exponent), options, run), exponent)
     matrices = layer_matrices(array)
-    evals, spectrum = layer_esd(spec, matrices, options, run)
+    evals, spectrum, rank = layer_esd(spec, matrices, options, run)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     n, m = max(matrices[0].shape), min(matrices[0].shape)
@@ -207,6 +207,7 @@ def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOption
         randomized=randomized,
         vectors=options.vectors,
         spectrum=spectrum,
+        known_rank=rank,
     )
     result = _result(
         spec,

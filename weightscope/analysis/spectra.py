@@ -1,15 +1,18 @@
-"""A layer's spectra under a `Plan`: from the spectrum cache when possible, else solved,
-with the "auto" precision policy.
+"""A layer's spectra and numerical rank under a `Plan`: from the spectrum cache when
+possible, else solved, with the "auto" precision policy.
 
 Precision "auto" (the default) solves in float32, about half the time of float64 on
-CPU, and reports at float64's rank tolerance. Float32 eigenvalues are accurate to
+CPU, and reports at float64's rank thresholds. Float32 eigenvalues are accurate to
 ≤ 0.052·M·eps₃₂·λmax (measured, M = 384…4096, i.i.d. and heavy-tailed spectra; the
 top ones to ~2e-5 relative, so alphas agree with float64 to ~1e-5), but the rank check's
 float32 floor is M·eps₃₂·λmax, 20× coarser: spiky, healthy layers would read as
-rank-collapsed. So the rank check is given float64's tolerance, and a layer is re-solved
-in float64 whenever float32's error (taken as `FLOAT32_ERROR`·M·eps₃₂·λmax, 5× the worst
-measured) could put any eigenvalue on the other side of the zero tolerance: the
-numerical rank and rank_loss under "auto" are then float64's, not just the verdict.
+rank-collapsed. So the rank check is given float64's thresholds, and where float32's
+error (taken as `FLOAT32_ERROR`·M·eps₃₂·λmax, 5× the worst measured) puts an eigenvalue
+within reach of a threshold, the eigenvalues above that threshold are counted in float64
+by inertia (`weightscope.linalg.rank.EigenCounts`, `weightscope.linalg.inertia`): one
+float64 Gram product and an LDLᵀ per such threshold, no second eigensolve (but for a
+layer whose spectrum is more than ``rank_loss_max`` zeros, `layer_esd`). The numerical
+rank and rank_loss under "auto" are then float64's, not just the verdict.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import numpy as np
 from weightscope.checkpoint.layers import LayerSpec
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.plan import Plan
-from weightscope.linalg.rank import zero_tolerance
+from weightscope.linalg.choices import EIG_DTYPES, fixed_dtype
+from weightscope.linalg.rank import EigenCounts, numerical_rank
 from weightscope.linalg.spectrum import (
-    EIG_DTYPES,
     SpectrumOptions,
     esd,
-    fixed_dtype,
+    gram_counts_below,
     solver_floor,
 )
 from weightscope.options import AnalysisOptions
@@ -33,26 +36,6 @@ from weightscope.stats.randmat import RandomizedESD, randomized_esd
 #: Bound on a float32 eigenvalue's error, relative to λmax, in units of M·eps₃₂ (5× the
 #: largest error measured; see the module docstring).
 FLOAT32_ERROR = 0.25
-
-
-def _float32_unsettled(
-    evals: np.ndarray, spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions
-) -> bool:
-    """Whether float32 eigenvalues, moved by up to their error bound, could land on both
-    sides of the zero tolerance at float64's precision: then the numerical rank (not just
-    the collapse verdict) could differ from float64's, so the layer is re-solved."""
-    m = min(matrices[0].shape)
-    lambda_max = float(evals[-1])
-    error = FLOAT32_ERROR * solver_floor(m, "float32") * lambda_max
-    tolerance = zero_tolerance(
-        matrices,
-        lambda_max,
-        spec.info.value_dtype,
-        "float64",
-        options.thresholds.rank_noise_factor,
-        lowest=float(evals[0]),
-    )
-    return bool(np.any(np.abs(evals.astype(np.float64) - tolerance) <= error))
 
 
 def _cached(cache: SpectrumCache | None, key: str | None, size: int) -> dict[str, np.ndarray] | None:
@@ -79,32 +62,77 @@ def _cached(cache: SpectrumCache | None, key: str | None, size: int) -> dict[str
     return stored
 
 
+def _stored_rank(stored: dict[str, np.ndarray], factor: float, size: int) -> int | None:
+    """The rank an entry holds when it was counted with this noise factor, else None."""
+    rank, stored_factor = stored.get("rank"), stored.get("rank_noise_factor")
+    if rank is None or stored_factor is None or rank.shape != () or rank.dtype.kind != "i":
+        return None
+    return int(rank) if float(stored_factor) == factor and 0 <= int(rank) <= size else None
+
+
 def layer_esd(
     spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions, plan: Plan
-) -> tuple[np.ndarray, SpectrumOptions]:
-    """The layer's ESD, from the cache when possible, and the spectrum options the checks
-    should judge it by."""
+) -> tuple[np.ndarray, SpectrumOptions, int | None]:
+    """The layer's ESD and numerical rank (`layer_rank`), from the cache when possible
+    (one entry holds both), and the spectrum options the checks should judge it by.
+
+    Under "auto", a layer whose rank puts more than ``rank_loss_max`` of its spectrum at
+    numerical zero is solved again in float64: the fit and the MP checks see that share,
+    and float32 gives only noise there (a rank-8 F32 layer of 256 read "alpha-low" on
+    float32's zeros where float64 reads "unstable-alpha"). That is the one second
+    eigensolve, and, after the count's, a second float64 Gram product, of "auto"."""
     m = min(matrices[0].shape)
     cache = plan.cache
     key = cache.key(spec.info, "esd", precision=options.eig_dtype) if cache else None
     # What the checks are told: "auto" is judged at float64's tolerance (module docstring).
     reported = SpectrumOptions(fixed_dtype(options.eig_dtype), plan.device)
+    factor = options.thresholds.rank_noise_factor
     stored = _cached(cache, key, m * len(matrices))
     if stored is not None:
-        return stored["evals"], reported
-    first = "float32" if options.eig_dtype == "auto" else options.eig_dtype
-    evals = esd(matrices, SpectrumOptions(first, plan.device))
-    if (
-        options.eig_dtype == "auto"
-        and evals.size
-        and evals[-1] > 0
-        and _float32_unsettled(evals, spec, matrices, options)
-    ):
-        with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it
-            evals = esd(matrices, reported)
-    if cache is not None and key is not None and np.all(np.isfinite(evals)):
-        cache.store(key, {"evals": evals})
-    return evals, reported
+        evals = stored["evals"]
+        rank = _stored_rank(stored, factor, evals.size)
+        if rank is None:
+            rank = layer_rank(spec, matrices, evals, options, plan)
+        else:
+            return evals, reported, rank
+    else:
+        first = "float32" if options.eig_dtype == "auto" else options.eig_dtype
+        evals = esd(matrices, SpectrumOptions(first, plan.device))
+        rank = layer_rank(spec, matrices, evals, options, plan)
+        if first != reported.dtype and rank is not None and 1 - rank / evals.size > options.thresholds.rank_loss_max:
+            with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it
+                evals = esd(matrices, reported)
+    if cache is not None and key is not None and rank is not None:  # a rank: finite eigenvalues
+        cache.store(
+            key, {"evals": evals, "rank": np.asarray(rank, dtype=np.int64), "rank_noise_factor": np.asarray(factor)}
+        )
+    return evals, reported, rank
+
+
+def layer_rank(
+    spec: LayerSpec, matrices: list[np.ndarray], evals: np.ndarray, options: AnalysisOptions, plan: Plan
+) -> int | None:
+    """The layer's numerical rank (`weightscope.linalg.rank.numerical_rank`) at the
+    tolerance of the precision `layer_esd` reports; None for a spectrum that is empty or
+    not finite (the checks fail such a layer first).
+
+    Under "auto" ``evals`` are float32's: the counts float32 cannot settle are float64
+    inertia counts (module docstring), made in the plan's float64 stage, one layer at a
+    time. The count is exact but for an eigenvalue within float64's own rounding of a
+    threshold, where a float64 eigensolve is as undecided."""
+    if not evals.size or not np.all(np.isfinite(evals)):
+        return None
+    counts = None
+    if options.eig_dtype == "auto" and evals[-1] > 0:
+        error = FLOAT32_ERROR * solver_floor(min(matrices[0].shape), "float32") * float(evals[-1])
+
+        def exact(shifts: list[float]) -> list[int]:
+            with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it
+                return gram_counts_below(matrices, shifts, plan.device)
+
+        counts = EigenCounts(evals, error, exact)
+    factor = options.thresholds.rank_noise_factor
+    return numerical_rank(matrices, evals, spec.info.value_dtype, fixed_dtype(options.eig_dtype), factor, counts)
 
 
 def layer_randomized(

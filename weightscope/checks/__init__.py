@@ -41,6 +41,7 @@ def diagnose(
     randomized: RandomizedESD | None = None,
     vectors: bool = False,
     spectrum: SpectrumOptions = SpectrumOptions(),
+    known_rank: int | None = None,
 ) -> Diagnostics:
     """Run every check on one layer and decide its verdict.
 
@@ -51,7 +52,8 @@ def diagnose(
     of all N·M entries plus a float32 eigensolve, measured at 0.5–1× the cost of the
     plain spectrum + fit for square layers and 1.5–2.5× for tall (4d×d) ones, where the
     memory-bound shuffle dominates. ``vectors`` adds eigenvector localisation (a full
-    eigh).
+    eigh). ``known_rank``: the numerical rank, when the caller has it (the pipeline
+    counts it with the spectrum, `weightscope.analysis.spectra.layer_rank`).
     """
     n, m = _checked_layer(matrices, evals)
     if not np.all(np.isfinite(evals)):
@@ -69,7 +71,7 @@ def diagnose(
             advice=vocabulary.advice("failed"),
         )
     mp = fit_mp_bulk(evals, n, m, thresholds.tw_margin)
-    rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds)
+    rank = rank_info(matrices, evals, stored_dtype, spectrum.dtype, thresholds, known_rank)
     traps = shuffle_ks_distance = None
     if randomized is not None:
         shuffle_ks_distance = ks_distance(evals, randomized.evals)

@@ -12,15 +12,22 @@ from weightscope.linalg.rank import numerical_rank
 
 
 def rank_info(
-    matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str, thresholds: Thresholds
+    matrices: list[np.ndarray],
+    evals: np.ndarray,
+    stored_dtype: str,
+    eig_dtype: str,
+    thresholds: Thresholds,
+    known_rank: int | None = None,
 ) -> RankInfo:
-    """Numerical rank (`linalg.rank.numerical_rank`; for a pooled conv
+    """Numerical rank (``known_rank``, else `linalg.rank.numerical_rank`; for a pooled conv
     ESD summed over kernel positions), dead channels, and whether the live rest is
     collapsed: more than ``rank_loss_max`` of the eigenvalues the live channels can carry,
     positions × min(live rows, live columns), at zero. A dead channel can carry nothing,
     so it is counted once, as dead (CRAFT's dead input channels read as rank collapse
     before: 24 % and 12 % of two convolutions' eigenvalues)."""
-    rank = numerical_rank(matrices, evals, stored_dtype, eig_dtype, thresholds.rank_noise_factor)
+    rank = known_rank
+    if rank is None:
+        rank = numerical_rank(matrices, evals, stored_dtype, eig_dtype, thresholds.rank_noise_factor)
     loss = 1.0 - rank / len(evals)
     dead_rows, dead_cols = dead_channels(matrices, thresholds.dead_channel_ratio)
     rows, cols = matrices[0].shape

@@ -5,14 +5,10 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from weightscope.analysis.layer import LayerAnalysis
-from weightscope.analysis.pipeline import analyze as run_analysis
-from weightscope.analysis.pipeline import inspect as run_inspection
-from weightscope.checkpoint.hub import resolve_if_asked
 from weightscope.cli.app import app
 from weightscope.cli.common import (
     DebugOption,
@@ -39,9 +35,9 @@ from weightscope.cli.options import (
 )
 from weightscope.cli.pictures import HtmlOption, write_if_asked
 from weightscope.cli.progress import layer_progress, step_progress
-from weightscope.render.html import spectra_worth_drawing, write_html_report
-from weightscope.render.table import fit_statistics_lines, render_inspection, render_report
-from weightscope.render.text import REPORT_FORMATS, inspection_json
+
+if TYPE_CHECKING:
+    from weightscope.analysis.layer import LayerAnalysis
 
 PathArg = Annotated[
     Path,
@@ -90,6 +86,14 @@ def analyze(
 
       weightscope analyze hf-model-dir/ --include 'layers\\.1[0-9]\\.' --format json -o report.json
     """
+    # The pipeline and its views import numpy: inside the command, so that its --help and
+    # a usage error do not pay for them.
+    from weightscope.analysis.pipeline import analyze as run_analysis
+    from weightscope.checkpoint.hub import resolve_if_asked
+    from weightscope.render.html import spectra_worth_drawing, write_html_report
+    from weightscope.render.table import fit_statistics_lines, render_report
+    from weightscope.render.text import REPORT_FORMATS
+
     with user_errors(debug):
         chosen = resolve_format(format, output)
         source = resolve_if_asked(path, revision, download)
@@ -139,6 +143,11 @@ def inspect(
     debug: DebugOption = False,
 ) -> None:
     """List tensors, shapes and dtypes, and which would be analysed (headers only, no math)."""
+    from weightscope.analysis.pipeline import inspect as run_inspection
+    from weightscope.checkpoint.hub import resolve_if_asked
+    from weightscope.render.table import render_inspection
+    from weightscope.render.text import inspection_json
+
     with user_errors(debug):
         inspection = run_inspection(
             resolve_if_asked(path, revision, download),

@@ -20,7 +20,7 @@ import typer
 
 from weightscope.config import load_thresholds
 from weightscope.errors import WeightscopeError
-from weightscope.execution.plan import EXECUTORS, Execution
+from weightscope.execution.request import EXECUTORS, Execution
 from weightscope.options import AnalysisOptions
 
 #: The API's defaults, which every flag's default is read from (never restated here).

@@ -13,7 +13,6 @@ from typing import Annotated, Optional
 import typer
 
 from weightscope.cli.common import wrote
-from weightscope.render.plots import require_matplotlib
 
 HtmlOption = Annotated[
     Optional[Path],
@@ -33,6 +32,8 @@ PlotOption = Annotated[
 def need_pictures(*targets: Path | None) -> None:
     """Fail now, with the install line, if any picture is asked for and matplotlib is missing."""
     if any(target is not None for target in targets):
+        from weightscope.render.plots import require_matplotlib  # numpy: not at the CLI's start-up
+
         require_matplotlib()
 
 

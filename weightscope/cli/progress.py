@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 from rich.progress import (
     BarColumn,
@@ -15,10 +16,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from weightscope.analysis.pipeline import ProgressHook
-from weightscope.checkpoint.layers import LayerSpec
 from weightscope.cli.common import is_quiet, say, stderr
 from weightscope.errors import one_line
+
+if TYPE_CHECKING:  # numpy and the pipeline: not at the CLI's start-up
+    from weightscope.analysis.pipeline import ProgressHook
+    from weightscope.checkpoint.layers import LayerSpec
 
 
 @contextmanager

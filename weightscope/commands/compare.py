@@ -60,7 +60,8 @@ from weightscope.execution.cluster import (
 from weightscope.execution.plan import Execution, Plan, plan, task_plan, working_set
 from weightscope.execution.runner import LocalBatch, RemoteBatches, run_batches
 from weightscope.linalg._blas import blas_threads
-from weightscope.linalg.spectrum import SpectrumOptions, fixed_dtype
+from weightscope.linalg.choices import fixed_dtype
+from weightscope.linalg.spectrum import SpectrumOptions
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult, Report, json_document
 from weightscope.stats.finetune import (

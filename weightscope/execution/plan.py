@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from weightscope.checkpoint.layers import LayerSpec
 from weightscope.errors import WeightscopeError, install_hint
 from weightscope.execution.cache import SpectrumCache
+from weightscope.execution.request import Execution
 from weightscope.linalg._blas import available_cores
-from weightscope.linalg.device import check_device, resolve_device
+from weightscope.linalg.device import resolve_device
 from weightscope.linalg.gram import GRAM_BLOCK_BYTES
 from weightscope.options import AnalysisOptions
 
@@ -27,40 +28,6 @@ from weightscope.options import AnalysisOptions
 CUDA_WORKERS = 2
 #: Memory in flight, as a multiple of the largest selected tensor in float32.
 BUDGET_TENSORS = 3.0
-#: Where layers are analysed: threads of this process, or tasks on a Ray cluster.
-EXECUTORS = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class Execution:
-    """What a caller asks of the machinery (CLI: --device, --workers, --cache-dir, --no-cache,
-    --executor, --ray-address)."""
-
-    device: str = "auto"
-    #: layers analysed at once; 0 = one per core this process may use (CPU) or 2 (GPU).
-    #: Local only: on Ray, the cluster's free CPUs and memory decide.
-    workers: int = 0
-    cache: bool = True
-    #: None: `weightscope.execution.cache.default_cache_dir()`, resolved where the layer
-    #: is analysed (on Ray: on each node, so the cache is per node unless this names
-    #: shared storage)
-    cache_dir: str | None = None
-    #: the cache's size cap in bytes; None: $WEIGHTSCOPE_CACHE_MAX, else 2 GB
-    cache_max_bytes: int | None = None
-    #: "local" (threads of this process) or "ray" (tasks on a Ray cluster)
-    executor: str = "local"
-    #: The Ray cluster (host:port or ray://…); None: $RAY_ADDRESS, else the cluster
-    #: last started here with `ray start`, else a new local Ray instance
-    ray_address: str | None = None
-
-    def __post_init__(self) -> None:
-        check_device(self.device)
-        if self.cache_max_bytes is not None and self.cache_max_bytes < 0:
-            raise WeightscopeError(f"cache size must be ≥ 0 bytes, got {self.cache_max_bytes}")
-        if self.executor not in EXECUTORS:
-            raise WeightscopeError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
-            raise WeightscopeError(f"workers must be 0 (auto) or a positive integer, got {self.workers!r}")
 
 
 @dataclass(frozen=True)
@@ -106,9 +73,12 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
 
 
 def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) -> int:
-    """Bytes the float64 stage of the "auto" policy (`weightscope.analysis.spectra`) holds
-    beyond `working_set`: the M×M float64 Gram matrix and one float64 row block of W,
-    less the float32 Gram matrix freed before it. On a GPU it lives on the device."""
+    """Bytes the float64 stage of the "auto" policy (`weightscope.analysis.spectra`: the
+    inertia count of the eigenvalues float32 cannot place) holds beyond `working_set`:
+    the M×M float64 Gram matrix and one float64 row block of W while it accumulates, less
+    the float32 Gram matrix freed before it. The LDLᵀ factorisations work in the Gram
+    matrix itself (`weightscope.linalg.inertia.counts_below`: no copy, O(M) workspace).
+    On a GPU it lives on the device."""
     if options.eig_dtype != "auto" or device != "cpu" or spec.lora is not None:
         return 0
     n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])

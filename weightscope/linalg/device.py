@@ -22,10 +22,9 @@ from functools import cache
 import numpy as np
 
 from weightscope.errors import WeightscopeError, install_hint
+from weightscope.linalg.choices import check_device
 from weightscope.linalg.gram import oriented
 from weightscope.linalg.inertia import negative_pivots
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 #: Host-to-device copy granularity: large enough to run the copy engine at full speed,
 #: small enough that two blocks in flight are negligible next to the Gram matrix.
@@ -69,14 +68,6 @@ def eigen_flops(shapes: Iterable[tuple[int, int]]) -> float:
     return total
 
 
-def check_device(choice: str) -> str:
-    """``choice`` if it names a device (`DEVICE_CHOICES`), else a `WeightscopeError`.
-    The one place a device name is validated (`Execution` checks it when built)."""
-    if choice not in DEVICE_CHOICES:
-        raise WeightscopeError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
-    return choice
-
-
 def resolve_device(choice: str, shapes: Iterable[tuple[int, int]] = ()) -> str:
     """The device a run uses: "cpu" or "cuda".
 
@@ -113,26 +104,32 @@ def torch_gram_eigenvalues(matrix: np.ndarray, dtype: str, device: str) -> np.nd
         return values.cpu().numpy().astype(dtype, copy=False)
 
 
-def torch_gram_count_below(matrix: np.ndarray, shift: float, device: str) -> int:
-    """Eigenvalues of X = WᵀW/N below ``shift``, counted by torch on ``device`` in float64:
-    the Gram matrix and a Bunch–Kaufman LDLᵀ of X − shift·I (``torch.linalg.ldl_factor``,
-    cuSOLVER's ``sytrf`` on CUDA), whose negative pivots are the count
-    (`weightscope.linalg.inertia`); only D and the pivots (O(M)) come back to the host."""
+def torch_gram_counts_below(matrix: np.ndarray, shifts: list[float], device: str) -> list[int]:
+    """Eigenvalues of X = WᵀW/N below each shift, counted by torch on ``device`` in float64:
+    the Gram matrix once, then per shift a Bunch–Kaufman LDLᵀ of X − shift·I
+    (``torch.linalg.ldl_factor``, cuSOLVER's ``sytrf`` on CUDA), whose negative pivots are
+    the count (`weightscope.linalg.inertia`); only D and the pivots (O(M)) come back to
+    the host."""
     torch = _torch()
     target = torch.device(device)
     w = oriented(matrix)
     n, m = w.shape
+    counts = []
     with torch.no_grad():
         gram = torch.zeros((m, m), dtype=torch.float64, device=target)
         rows = max(1, TRANSFER_BLOCK_BYTES // (m * 8))
         for block in _device_blocks(torch, w, rows, target, torch.float64):
             gram.addmm_(block.T, block)
         gram /= n
-        gram.diagonal().sub_(shift)
-        factor, pivots = torch.linalg.ldl_factor(gram)
-        diagonal = factor.diagonal().cpu().numpy()
-        subdiagonal = factor.diagonal(offset=-1).cpu().numpy()
-        return negative_pivots(diagonal, subdiagonal, pivots.cpu().numpy())
+        for shift in shifts:
+            shifted = gram.clone()
+            shifted.diagonal().sub_(shift)
+            factor, pivots = torch.linalg.ldl_factor(shifted)
+            del shifted
+            diagonal = factor.diagonal().cpu().numpy()
+            subdiagonal = factor.diagonal(offset=-1).cpu().numpy()
+            counts.append(negative_pivots(diagonal, subdiagonal, pivots.cpu().numpy()))
+    return counts
 
 
 def _device_blocks(torch, w: np.ndarray, rows: int, target, torch_dtype):

@@ -8,6 +8,8 @@ values' rounding and the eigensolver's floor, never on a verdict.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from weightscope.errors import WeightscopeError
@@ -43,7 +45,6 @@ def zero_tolerance(
     stored_dtype: str,
     eig_dtype: str,
     noise_factor: float,
-    lowest: float | None = None,
 ) -> float:
     """The eigenvalue of X = WᵀW/N at or below which a layer's eigenvalue is numerically zero.
 
@@ -62,8 +63,6 @@ def zero_tolerance(
       rank-1…5 BF16 product the mean-variance edge √v(√N + √M) sat 2–4× under the true
       one and the rounding noise read as rank 5–23 (scripts/measure_rank_floor.py); at
       rank 20 it is within 1.25×, on full-rank layers within 3 %.
-      ``lowest`` (the smallest eigenvalue, optional) skips the simulation when nothing
-      lies near the edge.
     - Never below the eigensolver's own floor M·eps·λmax (`solver_floor`), where computed
       eigenvalues stop meaning anything.
 
@@ -76,8 +75,7 @@ def zero_tolerance(
     if stored_dtype in _MATRIX_RANK_DTYPES:
         eps = 2.0 ** (1 - bits)
         return max(lambda_max * (n * eps) ** 2, floor)
-    above = None if lowest is None else lowest / noise_factor
-    return max(noise_factor * float(rounding_noise_levels(matrices, bits, above=above)[0]), floor)
+    return max(noise_factor * float(rounding_noise_levels(matrices, bits)[0]), floor)
 
 
 #: Power-iteration steps and block size of `rounding_noise_levels`: 12 steps of a block of
@@ -143,8 +141,57 @@ def _elementwise_max(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.maximum(np.pad(first, (0, size - len(first))), np.pad(second, (0, size - len(second))))
 
 
+class EigenCounts:
+    """How many of a layer's eigenvalues lie above given thresholds.
+
+    By default the eigenvalues given are exact and counted. Eigenvalues known only to
+    within ±``error`` (float32's, under the "auto" precision) are counted where no
+    eigenvalue lies within ``error`` of a threshold — the count cannot differ from the
+    exact one there — and by ``exact`` (counts below each of several thresholds, e.g.
+    `weightscope.linalg.spectrum.gram_counts_below`: float64 inertia) where one does,
+    all such thresholds in one call, so the float64 Gram matrix is formed once.
+    """
+
+    def __init__(
+        self,
+        evals: np.ndarray,
+        error: float = 0.0,
+        exact: Callable[[list[float]], list[int]] | None = None,
+    ) -> None:
+        self.evals = evals
+        self.error = error
+        self.exact = exact
+
+    @property
+    def lowest(self) -> float:
+        """A lower bound on the smallest eigenvalue."""
+        return float(self.evals[0]) - self.error
+
+    def above(self, thresholds: list[float]) -> list[int]:
+        counts = [int(np.count_nonzero(self.evals > threshold)) for threshold in thresholds]
+        if self.exact is None or not self.error:
+            return counts
+        wide = self.evals.astype(np.float64)
+        unsettled = [
+            index
+            for index, threshold in enumerate(thresholds)
+            if np.searchsorted(wide, threshold - self.error, "left")
+            < np.searchsorted(wide, threshold + self.error, "right")
+        ]
+        if unsettled:
+            shifts = [thresholds[index] for index in unsettled]
+            for index, below in zip(unsettled, self.exact(shifts), strict=True):
+                counts[index] = len(self.evals) - below
+        return counts
+
+
 def numerical_rank(
-    matrices: list[np.ndarray], evals: np.ndarray, stored_dtype: str, eig_dtype: str, noise_factor: float
+    matrices: list[np.ndarray],
+    evals: np.ndarray,
+    stored_dtype: str,
+    eig_dtype: str,
+    noise_factor: float,
+    counts: EigenCounts | None = None,
 ) -> int:
     """How many eigenvalues of the (pooled) ESD are not numerically zero.
 
@@ -163,19 +210,30 @@ def numerical_rank(
     against σmax·max(N, M)·eps, exactly as numpy.linalg.matrix_rank does: a rank-20
     product plus noise 1e-6 is full rank, as matrix_rank says (before: rank 20, collapsed,
     33 of 33 seeds).
+
+    ``counts`` counts the eigenvalues above each threshold (default: ``evals`` counted;
+    see `EigenCounts` for float32 eigenvalues with an exact float64 count). The F32/F64
+    thresholds and the solver floor scale with λmax, taken from ``evals``: float32's is
+    float64's to ~2e-5 relative, so an eigenvalue within that fraction of such a threshold
+    could be counted otherwise than in a float64 run (none was, in the rank cases of the
+    suite or the real models).
     """
     if not len(evals) or evals[-1] <= 0:
         return 0
+    if counts is None:
+        counts = EigenCounts(evals)
     n, m = layer_shape(matrices)
     lambda_max = float(evals[-1])
     floor = solver_floor(m, eig_dtype) * lambda_max
     if stored_dtype not in _MATRIX_RANK_DTYPES:
-        levels = noise_factor * rounding_noise_levels(
-            matrices, _bits(stored_dtype), above=float(evals[0]) / noise_factor
-        )
-        return max(int(np.count_nonzero(evals > max(level, floor))) - j for j, level in enumerate(levels))
+        # With float32 eigenvalues the draw may run where float64's would have skipped
+        # it: the result is the same, since the drawn top level lies under the skipped
+        # bound, which lies under every eigenvalue: j = 0 counts what the bound counts.
+        levels = noise_factor * rounding_noise_levels(matrices, _bits(stored_dtype), above=counts.lowest / noise_factor)
+        above = counts.above([max(float(level), floor) for level in levels])
+        return max(count - j for j, count in enumerate(above))
     tolerance = zero_tolerance(matrices, lambda_max, stored_dtype, eig_dtype, noise_factor)
-    count = int(np.count_nonzero(evals > tolerance))
+    count = counts.above([tolerance])[0]
     if tolerance > floor or count == len(evals):
         return count
     eps = 2.0 ** (1 - _bits(stored_dtype))

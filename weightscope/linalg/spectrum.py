@@ -4,8 +4,9 @@ Why the Gram matrix and a symmetric eigensolver rather than an SVD: only the eig
 are needed, and `eigvalsh` of the M×M Gram matrix costs a fraction of a full SVD of W.
 The price is squaring the condition number: eigenvalues below ~M·eps·λmax are noise
 (`solver_floor`). That is harmless for the tail fit (it lives at the top of the
-spectrum); the rank check works with an explicit tolerance, and the pipeline's "auto"
-precision redoes a layer in float64 when float32's floor could decide its rank.
+spectrum); the rank check works with explicit thresholds, and the pipeline's "auto"
+precision counts the eigenvalues above a threshold in float64 (`gram_counts_below`)
+where float32's error could decide them.
 
 Backends: "cpu" is numpy/LAPACK (the Gram product by row blocks, then the classic or
 the two-stage LAPACK eigensolver by size, see `weightscope.linalg._lapack`); any other device
@@ -27,25 +28,9 @@ from weightscope.linalg._lapack import (
     TWO_STAGE_MIN_SIZE,
     lapack_solver,
 )
+from weightscope.linalg.choices import EIG_DTYPES
 from weightscope.linalg.gram import gram_matrix
-from weightscope.linalg.inertia import count_below
-
-EIG_DTYPES = ("float64", "float32")
-#: What a user may ask for: a fixed dtype, or "auto" (float32, float64 where it matters).
-EIG_PRECISIONS = ("auto", *EIG_DTYPES)
-
-
-def check_precision(precision: str) -> str:
-    """Validate an eigenvalue precision name (`EIG_PRECISIONS`); returns it."""
-    if precision not in EIG_PRECISIONS:
-        raise WeightscopeError(f"eigenvalue dtype must be one of {', '.join(EIG_PRECISIONS)}, got {precision!r}")
-    return precision
-
-
-def fixed_dtype(precision: str) -> str:
-    """The dtype for a computation that does not apply the "auto" policy itself (the
-    pipeline does, `weightscope.execution.plan`): "auto" means float64 there."""
-    return "float64" if check_precision(precision) == "auto" else precision
+from weightscope.linalg.inertia import counts_below
 
 
 @dataclass(frozen=True)
@@ -111,13 +96,18 @@ def power_of_two_exponent(matrix: np.ndarray) -> int:
     return 0 if -SAFE_EXPONENT <= exponent <= SAFE_EXPONENT else -exponent
 
 
-def _constant_value(matrix: np.ndarray) -> float | None:
-    """The value of a constant matrix, else None (two passes, no copy; a NaN is never
-    constant: non-finite matrices fail before any solve)."""
+def _constant_spectrum(matrix: np.ndarray) -> np.ndarray | None:
+    """The ascending eigenvalues of X = WᵀW/N for a constant W, in closed form: c²·M once
+    and M − 1 zeros; None for any other W (two passes, no copy; a NaN is never constant:
+    non-finite matrices fail before any solve)."""
     if not matrix.size:
         return None
     first = float(matrix.flat[0])
-    return first if float(matrix.min()) == first == float(matrix.max()) else None
+    if not float(matrix.min()) == first == float(matrix.max()):
+        return None
+    evals = np.zeros(min(matrix.shape), dtype=np.float64)
+    evals[-1] = first * first * evals.size
+    return evals
 
 
 def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
@@ -130,12 +120,9 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
     compression bomb decodes to (an 8192² zero matrix from 441 bytes): the solve would
     cost a minute and ~0.5 GB for a spectrum known in advance.
     """
-    constant = _constant_value(matrix)
+    constant = _constant_spectrum(matrix)
     if constant is not None:
-        evals = np.zeros(min(matrix.shape), dtype=np.float64)
-        if evals.size:
-            evals[-1] = constant * constant * evals.size
-        return evals
+        return constant
     exponent = power_of_two_exponent(matrix)
     if exponent:
         evals = gram_eigenvalues(np.ldexp(matrix, exponent), options)
@@ -147,24 +134,32 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
     return symmetric_eigenvalues(gram_matrix(matrix, options.dtype))
 
 
-def gram_count_below(matrices: list[np.ndarray], shift: float, device: str = "cpu") -> int:
-    """How many eigenvalues of the layer's X = WᵀW/N (all its matrices) lie below
-    ``shift``, counted in float64 without computing them (`weightscope.linalg.inertia`):
-    the count a float64 `esd` gives, at a float64 Gram product plus n³/3 flops per matrix.
-    Scaled like `gram_eigenvalues` (the shift by the same power of four)."""
-    total = 0
+def gram_counts_below(matrices: list[np.ndarray], shifts: list[float], device: str = "cpu") -> list[int]:
+    """How many eigenvalues of the layer's X = WᵀW/N (all its matrices) lie below each
+    shift, counted in float64 without computing them (`weightscope.linalg.inertia`): the
+    counts a float64 `esd` gives, at one float64 Gram product per matrix plus n³/3 flops
+    per shift. Scaled like `gram_eigenvalues` (the shifts by the same power of four); a
+    constant matrix is counted on its closed-form spectrum, as it is solved."""
+    totals = [0] * len(shifts)
     for matrix in matrices:
+        constant = _constant_spectrum(matrix)
+        if constant is not None:
+            totals = [
+                total + int(np.count_nonzero(constant < shift)) for total, shift in zip(totals, shifts, strict=True)
+            ]
+            continue
         exponent = power_of_two_exponent(matrix)
         if exponent:
             matrix = np.ldexp(matrix, exponent)
-        scaled = float(np.ldexp(shift, 2 * exponent))
+        scaled = [float(np.ldexp(shift, 2 * exponent)) for shift in shifts]
         if device != "cpu":
-            from weightscope.linalg.device import torch_gram_count_below
+            from weightscope.linalg.device import torch_gram_counts_below
 
-            total += torch_gram_count_below(matrix, scaled, device)
+            counts = torch_gram_counts_below(matrix, scaled, device)
         else:
-            total += count_below(gram_matrix(matrix, "float64"), scaled)
-    return total
+            counts = counts_below(gram_matrix(matrix, "float64"), scaled)
+        totals = [total + count for total, count in zip(totals, counts, strict=True)]
+    return totals
 
 
 def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
