@@ -490,6 +490,24 @@ def test_healthy_layers_have_no_dead_channels():
         assert info.dead_rows == [] and info.dead_cols == []
 
 
+def test_channel_norms_walk_blocks_and_leave_the_weights_alone(monkeypatch):
+    """Row and column sums of squares over several kernel positions, a few rows at a time
+    (a block size that does not divide the rows), equal the whole-matrix float64 sums; a
+    float64 layer's blocks are views of it, and it comes back unchanged."""
+    from weightscope.checks import rank as rank_checks
+
+    monkeypatch.setattr(rank_checks, "ELEMENTWISE_BLOCK_BYTES", 7 * 8 * 40)  # 7 rows of 40
+    rng = np.random.default_rng(12)
+    for dtype in (np.float64, np.float32):
+        matrices = [rng.standard_normal((53, 40)).astype(dtype) for _ in range(3)]
+        before = [matrix.copy() for matrix in matrices]
+        rows, cols = rank_checks.channel_squares(matrices)
+        squares = [np.square(matrix.astype(np.float64)) for matrix in before]
+        np.testing.assert_allclose(rows, sum(square.sum(axis=1) for square in squares), rtol=1e-13)
+        np.testing.assert_allclose(cols, sum(square.sum(axis=0) for square in squares), rtol=1e-13)
+        assert all(np.array_equal(matrix, copy) for matrix, copy in zip(matrices, before))
+
+
 def test_auto_precision_rank_loss_equals_float64s(tmp_path):
     """ "auto" solves in float32 but counts in float64 where the rank could differ from float64's."""
     from weightscope.analysis.pipeline import analyze

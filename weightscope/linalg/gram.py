@@ -6,6 +6,8 @@ build on it without importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -30,10 +32,24 @@ def gram_matrix(matrix: np.ndarray, dtype: str = "float64") -> np.ndarray:
     only full-size buffer is the M×M result, whatever the stored dtype of W."""
     w = oriented(matrix)
     n, m = w.shape
-    rows = max(1, GRAM_BLOCK_BYTES // (m * np.dtype(dtype).itemsize))
     gram = np.zeros((m, m), dtype=dtype)
-    for start in range(0, n, rows):
-        block = np.asarray(w[start : start + rows], dtype=dtype)
+    for _, block in row_blocks(w, dtype):
         gram += block.T @ block
     gram /= n
     return gram
+
+
+#: Rows of W converted at a time by the element-wise passes (rank noise, channel norms):
+#: each makes a few temporaries of its block, so a smaller block than the Gram product's.
+ELEMENTWISE_BLOCK_BYTES = 8 * 2**20
+
+
+def row_blocks(
+    matrix: np.ndarray, dtype: str | type = "float64", block_bytes: int = GRAM_BLOCK_BYTES
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows of ``matrix`` converted to ``dtype``), ``block_bytes`` at a time:
+    what every whole-matrix pass over W in a wide dtype walks, so that none of them holds
+    a full-size copy. A block already in ``dtype`` is a view of ``matrix``: read-only."""
+    rows = max(1, block_bytes // (max(matrix.shape[1], 1) * np.dtype(dtype).itemsize))
+    for start in range(0, matrix.shape[0], rows):
+        yield start, np.asarray(matrix[start : start + rows], dtype=dtype)

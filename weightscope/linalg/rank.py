@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from weightscope.errors import WeightscopeError
-from weightscope.linalg.gram import layer_shape, oriented
+from weightscope.linalg.gram import ELEMENTWISE_BLOCK_BYTES, layer_shape, oriented, row_blocks
 from weightscope.linalg.spectrum import solver_floor
 
 #: Significand precision p (mantissa bits + 1) of each stored float dtype (safetensors
@@ -103,30 +103,37 @@ def rounding_noise_levels(matrices: list[np.ndarray], bits: int, above: float | 
     """
     levels = np.zeros(1)
     for index, matrix in enumerate(matrices):
-        w = np.asarray(oriented(matrix), dtype=np.float32)
-        _, exponent = np.frexp(w)
-        ulp = np.ldexp(np.float32(1.0), exponent - bits).astype(np.float32)
-        ulp[w == 0] = 0.0
-        square = np.square(ulp) / np.float32(12.0)
+        w = oriented(matrix)
         n = w.shape[0]
-        bound = (
-            np.sqrt(float(square.sum(axis=1, dtype=np.float64).max()))
-            + np.sqrt(float(square.sum(axis=0, dtype=np.float64).max()))
-        ) ** 2 / n
-        del square
+        row_variance, column_variance = np.zeros(n), np.zeros(w.shape[1])
+        for start, block in row_blocks(w, np.float32, ELEMENTWISE_BLOCK_BYTES):
+            square = np.square(_ulp(block, bits)) / np.float32(12.0)
+            row_variance[start : start + len(block)] = square.sum(axis=1, dtype=np.float64)
+            column_variance += square.sum(axis=0, dtype=np.float64)
+        bound = (np.sqrt(row_variance.max()) + np.sqrt(column_variance.max())) ** 2 / n
         if above is not None and bound < above:
             levels = _elementwise_max(levels, np.array([bound]))
             continue
         rng = np.random.default_rng(index)
         noise = rng.random(w.shape, dtype=np.float32)
-        noise -= np.float32(0.5)
-        noise *= ulp
+        for start, block in row_blocks(w, np.float32, ELEMENTWISE_BLOCK_BYTES):
+            rows = noise[start : start + len(block)]
+            rows -= np.float32(0.5)
+            rows *= _ulp(block, bits)
         block = rng.standard_normal((w.shape[1], min(_POWER_BLOCK, w.shape[1]))).astype(np.float32)
         for _ in range(_POWER_STEPS):
             block, _ = np.linalg.qr(noise.T @ (noise @ block))
         top = np.linalg.svd((noise @ block).astype(np.float64), compute_uv=False)[:_WEYL_TERMS]
         levels = _elementwise_max(levels, top * top / n)
     return levels
+
+
+def _ulp(w: np.ndarray, bits: int) -> np.ndarray:
+    """ulp(w) = 2^(e − bits) for |w| ∈ [2^(e−1), 2^e), 0 for w = 0, in float32."""
+    _, exponent = np.frexp(w)
+    ulp = np.ldexp(np.float32(1.0), exponent - bits).astype(np.float32)
+    ulp[w == 0] = 0.0
+    return ulp
 
 
 def _elementwise_max(first: np.ndarray, second: np.ndarray) -> np.ndarray:

@@ -76,11 +76,9 @@ def match_initialiser(matrices: list[np.ndarray], seed: int = 0) -> InitMatch | 
     """
     rows, cols = matrices[0].shape
     positions = len(matrices)
-    values = np.concatenate([np.ravel(matrix) for matrix in matrices]).astype(np.float64)
+    values = _sample(matrices, seed)
     if values.size < 2 or not np.all(np.isfinite(values)):
         return None
-    if values.size > SAMPLE:
-        values = np.random.default_rng(seed).choice(values, SAMPLE, replace=False)
     std = float(np.sqrt(np.mean(values**2)))
     if std == 0.0 or abs(float(np.mean(values))) > 0.1 * std:
         return None
@@ -100,6 +98,23 @@ def match_initialiser(matrices: list[np.ndarray], seed: int = 0) -> InitMatch | 
         std,
         distances[law],
     )
+
+
+def _sample(matrices: list[np.ndarray], seed: int) -> np.ndarray:
+    """At most `SAMPLE` of the layer's entries in float64, drawn without replacement: the
+    entries ``rng.choice`` picks from the flattened layer, gathered without building it
+    (a float64 copy of an 11008×4096 matrix is 360 MB, for 100 000 values)."""
+    size = matrices[0].size
+    total = size * len(matrices)
+    if total <= SAMPLE:
+        return np.concatenate([np.ravel(matrix) for matrix in matrices]).astype(np.float64)
+    picked = np.random.default_rng(seed).choice(total, SAMPLE, replace=False)
+    which, offset = np.divmod(picked, size)
+    values = np.empty(SAMPLE)
+    for index, matrix in enumerate(matrices):
+        chosen = which == index
+        values[chosen] = np.ravel(matrix)[offset[chosen]]
+    return values
 
 
 def _ks(ordered: np.ndarray, law: str, std: float) -> float:
