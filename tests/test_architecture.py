@@ -116,6 +116,26 @@ def test_a_module_without_a_level_is_caught():
     assert modules_without_a_level(["weightscope.helpers", "weightscope.analysis.pipeline"]) == ["weightscope.helpers"]
 
 
+#: Longest module, in lines: a file past it glues several ideas together and is cut at its
+#: seams (checks.py at 883 lines and commands/gate.py at 972 became packages).
+MAX_MODULE_LINES = 600
+
+
+def modules_too_long(paths, limit: int = MAX_MODULE_LINES) -> list[str]:
+    return [f"{path.name}: {count}" for path in paths if (count := len(path.read_text().splitlines())) > limit]
+
+
+def test_no_module_is_longer_than_the_limit():
+    assert modules_too_long(sorted(PACKAGE.rglob("*.py"))) == []
+
+
+def test_a_long_module_is_caught(tmp_path):
+    short, long = tmp_path / "short.py", tmp_path / "long.py"
+    short.write_text("x = 1\n" * MAX_MODULE_LINES)
+    long.write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert modules_too_long([short, long]) == [f"long.py: {MAX_MODULE_LINES + 1}"]
+
+
 def test_imports_never_go_up_a_level():
     upward = [
         f"{module} (level {level(module)}) imports {target} (level {level(target)})"
