@@ -501,19 +501,50 @@ def _strings_of(node: ast.AST) -> set[str]:
     return found
 
 
+def _column_lists(names: set[str], home: str, what: str, package: Path) -> list[str]:
+    """Collections outside ``home`` naming two or more of ``names``."""
+    found = []
+    for module, path, tree in _modules(package):
+        if module == home:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(_strings_of(node) & names) >= 2:
+                found.append(f"{path.relative_to(package.parent)}:{node.lineno} lists {what}")
+    return found
+
+
 def layer_column_lists(package: Path = PACKAGE) -> list[str]:
     """Second lists of a report's layer columns: a collection outside `render.columns` that
     names two or more of its columns (headers, fields or sort keys, beyond the names every
     table shares) — a table's header tuple, an HTML column list, a dict of decimals."""
-    names = _column_names()
-    found = []
-    for module, path, tree in _modules(package):
-        if module == COLUMNS_HOME:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(_strings_of(node) & names) >= 2:
-                found.append(f"{path.relative_to(package.parent)}:{node.lineno} lists layer columns")
-    return found
+    return _column_lists(_column_names(), COLUMNS_HOME, "layer columns", package)
+
+
+PAIR_COLUMNS_HOME = "weightscope.render.compare_columns"
+
+
+def _pair_column_names() -> set[str]:
+    """The comparison's distinctive names: beyond the common ones and those of a report's
+    columns (its update table shares ``rank90``, ``eff. rank``…)."""
+    from weightscope.render.columns import LAYER_COLUMNS, UPDATE_COLUMNS
+    from weightscope.render.compare_columns import PAIR_COLUMNS
+
+    report = {name for column in (*LAYER_COLUMNS, *UPDATE_COLUMNS) for name in (column.field, column.title, column.key)}
+
+    names = {
+        name
+        for column in PAIR_COLUMNS
+        for name in (column.field, column.title, column.short, column.html_column.key if "html" in column.views else "")
+        if name
+    }
+    return names - _COMMON_COLUMNS - report
+
+
+def pair_column_lists(package: Path = PACKAGE) -> list[str]:
+    """Second lists of a comparison's columns: a collection outside `render.compare_columns`
+    naming two or more of them (CSV keys, headers, sort keys) — a CSV header, a markdown or
+    terminal header list, an HTML column list."""
+    return _column_lists(_pair_column_names(), PAIR_COLUMNS_HOME, "comparison columns", package)
 
 
 def test_one_list_of_layer_columns():
@@ -530,6 +561,25 @@ def test_a_second_list_of_layer_columns_is_caught(tmp_path):
     (planted / "compare_views.py").write_text('HEADERS = ["layer", "kind", "alpha A", "alpha B", "verdict"]\n')
     found = layer_column_lists(tmp_path / "weightscope")
     assert len(found) == 4 and not any("compare_views" in f for f in found), found
+
+
+def test_one_list_of_comparison_columns():
+    assert pair_column_lists() == []
+
+
+def test_a_second_list_of_comparison_columns_is_caught(tmp_path):
+    planted = tmp_path / "weightscope" / "render"
+    planted.mkdir(parents=True)
+    (planted / "compare_views.py").write_text(
+        'CSV_COLUMNS = ("name", "alpha_a", "alpha_b", "delta_alpha", "update.rank90")\n'
+        'HEADERS = ["blk", "layer", "α A", "α B", "Δα", "verdict"]\n'
+    )
+    (planted / "html_compare.py").write_text(
+        '_COLUMNS = (Column("alpha_a", "alpha A", True), Column("relative_norm", "‖ΔW‖/‖W‖", True))\n'
+    )
+    (planted / "table.py").write_text('_COLUMNS = (("blk", "right"), ("alpha", "right"), ("σmax²", "right"))\n')
+    found = pair_column_lists(tmp_path / "weightscope")
+    assert len(found) == 3 and not any("table.py" in f for f in found), found
 
 
 def test_the_verdict_vocabulary_is_defined_once():

@@ -17,43 +17,18 @@ from weightscope.commands.compare import Comparison, LayerChange
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
 from weightscope.render.columns import layer_table
+from weightscope.render.compare_columns import (
+    MARKDOWN,
+    TABLE,
+    csv_columns,
+    pair_columns,
+    pair_rows,
+    signed,
+    verdict_change,
+)
 from weightscope.render.formats import Formats, json_text
 from weightscope.render.rows import depth_order, short_names
-from weightscope.render.style import alpha_style, column_texts, fmt
-
-#: CSV columns, in order; update.* are empty when no weights were compared.
-CSV_COLUMNS = (
-    "name",
-    "name_a",
-    "name_b",
-    "kind",
-    "alpha_a",
-    "alpha_b",
-    "delta_alpha",
-    "delta_log_norm",
-    "delta_log_spectral_norm",
-    "verdict_a",
-    "verdict_b",
-    "worse",
-    "update.relative_norm",
-    "update.stable_rank",
-    "update.effective_rank",
-    "update.rank90",
-    "update.dim",
-    "update.rank99",
-    "update.random_rank90",
-    "update.concentrated",
-    "update.params90",
-    "update.params",
-    "update.norm",
-    "update.lora_rank",
-    "update.scale",
-    "update.rank_share",
-    "update.note",
-    "lambda_max_change",
-    "stable_rank_change",
-    "note",
-)
+from weightscope.render.style import fmt
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
@@ -71,52 +46,8 @@ def _cell(value: Any) -> Any:
     return "" if value is None else one_line(value) if isinstance(value, str) else value
 
 
-def signed(value: float | None) -> str:
-    return "—" if value is None else ("+" if value > 0 else "") + fmt(value)
-
-
 def signed_percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:+.2f} %"
-
-
-def verdict_change(change: LayerChange) -> str:
-    if change.verdict_a is None and change.verdict_b is None:
-        return "—"
-    if change.verdict_a == change.verdict_b:
-        return f"= {change.verdict_b}"
-    return f"{change.verdict_a or '—'} → {change.verdict_b or '—'}"
-
-
-def _update_cells(change: LayerChange) -> list[str]:
-    update = change.update
-    if update is None:
-        return [change.note or "—", "", "", ""]
-    return [
-        fmt(update.relative_norm),
-        fmt(update.effective_rank, 1),
-        fmt(update.stable_rank, 1),
-        f"{update.rank90}/{update.dim}",
-    ]
-
-
-def _headers(comparison: Comparison) -> list[str]:
-    headers = ["layer", "kind", "alpha A", "alpha B", "Δalpha", "Δlog‖W‖²", "Δlog λmax", "verdict"]
-    return headers + (["‖ΔW‖/‖W‖", "eff. rank", "stable rank", "rank90"] if comparison.weights else [])
-
-
-def _cells(change: LayerChange, weights: bool) -> list[str]:
-    """One row's cells in `_headers` order (markdown)."""
-    cells = [
-        change.name,
-        change.kind,
-        fmt(change.alpha_a),
-        fmt(change.alpha_b),
-        signed(change.delta_alpha),
-        signed(change.delta_log_norm),
-        signed(change.delta_log_spectral_norm),
-        verdict_change(change),
-    ]
-    return cells + (_update_cells(change) if weights else [])
 
 
 def ordered_changes(comparison: Comparison) -> list[LayerChange]:
@@ -131,46 +62,15 @@ def comparison_table(comparison: Comparison, thresholds: Thresholds = Thresholds
     changes = ordered_changes(comparison)
     names = short_names([c.name for c in changes])
     table = layer_table(Text(one_line(f"weightscope compare: {comparison.a} → {comparison.b}")), names.dropped)
-    headers = ["blk", "layer", "α A", "α B", "Δα", "Δlog‖W‖²", "Δlogλmax", "verdict"]
-    if comparison.weights:
-        headers += ["‖ΔW‖/‖W‖", "eff.rk", "rank90"]
-    for column in headers:
-        left = column in ("layer", "verdict")
+    for column in pair_columns(TABLE, comparison.weights):
         table.add_column(
-            column,
-            justify="left" if left else "right",
-            no_wrap=column != "verdict",
-            overflow="fold" if column == "verdict" else "ellipsis",
+            column.header,
+            justify="right" if column.numeric else "left",
+            no_wrap=not column.wrap,
+            overflow="fold" if column.wrap else "ellipsis",
         )
-    columns = {
-        "alpha_a": column_texts([c.alpha_a for c in changes], 2),
-        "alpha_b": column_texts([c.alpha_b for c in changes], 2),
-        "delta_alpha": column_texts([c.delta_alpha for c in changes], 2, signed=True),
-        "delta_log_norm": column_texts([c.delta_log_norm for c in changes], 3, signed=True),
-        "delta_log_spectral_norm": column_texts([c.delta_log_spectral_norm for c in changes], 3, signed=True),
-        "relative_norm": column_texts([c.update.relative_norm if c.update else None for c in changes], 3),
-        "effective_rank": column_texts([c.update.effective_rank if c.update else None for c in changes], 1),
-    }
-    for i, (change, name) in enumerate(zip(changes, names.names)):
-        block = block_index(change.name)
-        row = [
-            Text("" if block is None else str(block)),
-            Text(one_line(name)),
-            Text(columns["alpha_a"][i], style=alpha_style(change.alpha_a, thresholds)),
-            Text(columns["alpha_b"][i], style=alpha_style(change.alpha_b, thresholds)),
-            Text(columns["delta_alpha"][i]),
-            Text(columns["delta_log_norm"][i]),
-            Text(columns["delta_log_spectral_norm"][i]),
-            Text(verdict_change(change), style="bold red" if change.worse else ""),
-        ]
-        if comparison.weights:
-            update = change.update
-            row += [
-                Text(columns["relative_norm"][i] if update else one_line(change.note or "—")),
-                Text(columns["effective_rank"][i] if update else ""),
-                Text(f"{update.rank90}/{update.dim}" if update else ""),
-            ]
-        table.add_row(*row)
+    for row in pair_rows(changes, names.names, thresholds):
+        table.add_row(*(column.table_cell(row) for column in pair_columns(TABLE, comparison.weights)))
     return table
 
 
@@ -248,18 +148,16 @@ def to_csv(comparison: Comparison) -> str:
         update = change.pop("update") or {}
         update.pop("singular_values", None)  # a list: in the JSON, not a CSV cell
         rows.append({**change, **{f"update.{k}": v for k, v in update.items()}})
-    return csv_text(CSV_COLUMNS, rows)
+    return csv_text(csv_columns(), rows)
 
 
 def to_markdown(comparison: Comparison) -> str:
-    header = _headers(comparison)
+    columns = pair_columns(MARKDOWN, comparison.weights)
     lines = [f"# weightscope compare: `{comparison.a}` → `{comparison.b}`", ""]
     lines += [f"- {line}" for line in summary_lines(comparison)]
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["", "| " + " | ".join(column.title for column in columns) + " |", "|" + "---|" * len(columns)]
     for change in ordered_changes(comparison):
-        cells = _cells(change, comparison.weights)
-        if change.worse:
-            cells[7] = f"**worse:** {cells[7]}"
+        cells = [column.markdown_cell(change) for column in columns]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 

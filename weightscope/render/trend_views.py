@@ -19,7 +19,8 @@ from weightscope.commands.trend import (
 )
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
-from weightscope.render.compare_views import csv_text, signed
+from weightscope.render.compare_columns import signed
+from weightscope.render.compare_views import csv_text
 from weightscope.render.formats import Formats, json_text
 from weightscope.render.measures_views import trend_measure_lines
 from weightscope.render.rows import depth_order, short_names
