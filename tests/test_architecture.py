@@ -563,6 +563,41 @@ def test_a_second_list_of_layer_columns_is_caught(tmp_path):
     assert len(found) == 4 and not any("compare_views" in f for f in found), found
 
 
+TREND_COLUMNS_HOME = "weightscope.render.trend_views"
+
+
+def _point_column_names() -> set[str]:
+    """A trend checkpoints table's distinctive names (beyond the report's and the words
+    every table of a run uses: step, layers)."""
+    from weightscope.render.columns import LAYER_COLUMNS
+    from weightscope.render.trend_views import POINT_COLUMNS
+
+    report = {name for column in LAYER_COLUMNS for name in (column.field, column.title, column.key)}
+    names = {name for column in POINT_COLUMNS for name in (column.key, column.title)}
+    return names - _COMMON_COLUMNS - report - {"step", "layers"}
+
+
+def point_column_lists(package: Path = PACKAGE) -> list[str]:
+    """Second lists of a trend's checkpoint columns outside `render.trend_views`."""
+    return _column_lists(_point_column_names(), TREND_COLUMNS_HOME, "trend checkpoint columns", package)
+
+
+def test_one_list_of_trend_checkpoint_columns():
+    assert point_column_lists() == []
+
+
+def test_a_second_list_of_trend_checkpoint_columns_is_caught(tmp_path):
+    planted = tmp_path / "weightscope" / "render"
+    planted.mkdir(parents=True)
+    (planted / "html_trend.py").write_text(
+        'COLUMNS = (Column("step", "step", True), Column("median", "median alpha", True), Column("mad", "MAD", True))\n'
+    )
+    (planted / "compare_views.py").write_text('HEADERS = ["step", "layer", "kind", "alpha A", "verdict"]\n')
+    (planted / "table.py").write_text('COLUMNS = ("step", "checkpoint", "from", "median alpha", "verdicts")\n')
+    found = point_column_lists(tmp_path / "weightscope")
+    assert len(found) == 2 and not any("compare_views" in f for f in found), found
+
+
 def test_one_list_of_comparison_columns():
     assert pair_column_lists() == []
 

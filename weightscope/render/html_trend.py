@@ -12,7 +12,7 @@ import os
 from weightscope.commands.trend import Trend
 from weightscope.config import Thresholds
 from weightscope.io import write_text_atomic
-from weightscope.render.cells import Cell, Column, number_cell, text_cell
+from weightscope.render.cells import Column, text_cell
 from weightscope.render.html import (
     cards,
     figure_html,
@@ -24,53 +24,22 @@ from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib
 from weightscope.render.style import alpha_band, fmt
 from weightscope.render.trend_views import (
+    POINT_COLUMNS,
     checkpoint_label,
     flag_text,
+    html_alpha,
     ordered_series,
+    point_rows,
     run_root,
 )
 
 
-def _alpha_cell(alpha: float | None, thresholds: Thresholds) -> Cell:
-    cell = number_cell(alpha, 2)
-    return (
-        Cell(cell.text, cell.sort, alpha_band(alpha, thresholds))
-        if alpha is not None
-        else Cell(cell.text, None, "muted")
-    )
-
-
 def _checkpoints_table(trend: Trend, thresholds: Thresholds) -> str:
-    columns = (
-        Column("step", "step", True),
-        Column("checkpoint", "checkpoint"),
-        Column("origin", "from"),
-        Column("layers", "layers", True),
-        Column("median", "median alpha", True),
-        Column("mad", "MAD", True),
-        Column("log_norm", "median log‖W‖²", True),
-        Column("verdicts", "verdicts"),
-    )
-    root = run_root(trend)
-    rows = []
-    for point in trend.checkpoints:
-        s = point.summary
-        verdicts = ", ".join(
-            f"{verdict} {count}" for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1])
-        )
-        rows.append(
-            [
-                number_cell(point.step),
-                text_cell(os.path.relpath(os.path.abspath(point.path), root) if root else point.path),
-                text_cell(point.origin),
-                number_cell(s.analysed + s.failed),
-                _alpha_cell(s.alpha_median, thresholds),
-                number_cell(s.alpha_mad),
-                number_cell(point.log_norm_median),
-                text_cell(verdicts),
-            ]
-        )
-    return sortable_table("checkpoints", columns, rows)
+    columns = [column for column in POINT_COLUMNS if column.html is not None]
+    rows = [
+        [column.html(row) for column in columns if column.html is not None] for row in point_rows(trend, thresholds)
+    ]
+    return sortable_table("checkpoints", [column.html_column for column in columns], rows)
 
 
 def _layers_table(trend: Trend, thresholds: Thresholds) -> str:
@@ -80,7 +49,7 @@ def _layers_table(trend: Trend, thresholds: Thresholds) -> str:
         [
             text_cell(s.name),
             text_cell(s.kind),
-            *(_alpha_cell(a, thresholds) for a in s.alphas),
+            *(html_alpha(a, thresholds) for a in s.alphas),
             text_cell(flag_text(s, trend), "low" if s.flags else ""),
         ]
         for s in ordered_series(trend)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -19,12 +21,13 @@ from weightscope.commands.trend import (
 )
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
+from weightscope.render.cells import Cell, Column, number_cell, text_cell
 from weightscope.render.compare_columns import signed
 from weightscope.render.compare_views import csv_text
 from weightscope.render.formats import Formats, json_text
 from weightscope.render.measures_views import trend_measure_lines
 from weightscope.render.rows import depth_order, short_names
-from weightscope.render.style import alpha_style, fmt
+from weightscope.render.style import alpha_band, alpha_style, fmt
 
 
 def checkpoint_label(point: TrendPoint) -> str:
@@ -61,28 +64,132 @@ def run_root(trend: Trend) -> str:
     return os.path.dirname(common) if common in paths else common
 
 
-def checkpoints_table(trend: Trend, thresholds: Thresholds = Thresholds()) -> Table:
+@dataclass(frozen=True)
+class PointRow:
+    """A checkpoint of the trend with what its cells need: its label, its path relative to
+    the run directory (empty root: the path as given), the thresholds that colour alpha."""
+
+    point: TrendPoint
+    label: str
+    root: str
+    thresholds: Thresholds
+
+    @property
+    def relative(self) -> str:
+        return os.path.relpath(os.path.abspath(self.point.path), self.root)
+
+
+def _verdict_counts(point: TrendPoint) -> str:
+    counts = sorted(point.summary.verdicts.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{verdict} {count}" for verdict, count in counts)
+
+
+def html_alpha(alpha: float | None, thresholds: Thresholds) -> Cell:
+    cell = number_cell(alpha, 2)
+    return (
+        Cell(cell.text, cell.sort, alpha_band(alpha, thresholds))
+        if alpha is not None
+        else Cell(cell.text, None, "muted")
+    )
+
+
+@dataclass(frozen=True)
+class PointColumn:
+    """One column of a trend's checkpoints table: ``key`` the HTML sort key, ``title`` the
+    header of every view, ``numeric`` right-aligned and sorted as a number; a view shows
+    the column when it has a cell function for it."""
+
+    key: str
+    title: str
+    numeric: bool = False
+    table: Callable[[PointRow], str | Text] | None = None
+    markdown: Callable[[PointRow], str] | None = None
+    html: Callable[[PointRow], Cell] | None = None
+
+    @property
+    def html_column(self) -> Column:
+        return Column(self.key, self.title, self.numeric)
+
+
+#: The columns of a trend's checkpoints table, in order (terminal, markdown, HTML).
+POINT_COLUMNS: tuple[PointColumn, ...] = (
+    PointColumn(
+        "step",
+        "step",
+        True,
+        table=lambda row: fmt(row.point.step),
+        markdown=lambda row: _md(row.label),
+        html=lambda row: number_cell(row.point.step),
+    ),
+    PointColumn(
+        "checkpoint",
+        "checkpoint",
+        table=lambda row: Text(one_line(row.relative)),
+        markdown=lambda row: f"`{_md(row.point.path)}`",
+        html=lambda row: text_cell(row.relative if row.root else row.point.path),
+    ),
+    PointColumn(
+        "origin",
+        "from",
+        table=lambda row: row.point.origin,
+        html=lambda row: text_cell(row.point.origin),
+    ),
+    PointColumn(
+        "layers",
+        "layers",
+        True,
+        table=lambda row: str(row.point.summary.analysed + row.point.summary.failed),
+        html=lambda row: number_cell(row.point.summary.analysed + row.point.summary.failed),
+    ),
+    PointColumn(
+        "median",
+        "median alpha",
+        True,
+        table=lambda row: Text(
+            fmt(row.point.summary.alpha_median), style=alpha_style(row.point.summary.alpha_median, row.thresholds)
+        ),
+        markdown=lambda row: fmt(row.point.summary.alpha_median, 2),
+        html=lambda row: html_alpha(row.point.summary.alpha_median, row.thresholds),
+    ),
+    PointColumn(
+        "mad",
+        "MAD",
+        True,
+        table=lambda row: fmt(row.point.summary.alpha_mad),
+        markdown=lambda row: fmt(row.point.summary.alpha_mad, 2),
+        html=lambda row: number_cell(row.point.summary.alpha_mad),
+    ),
+    PointColumn(
+        "log_norm",
+        "median log‖W‖²",
+        True,
+        table=lambda row: fmt(row.point.log_norm_median),
+        html=lambda row: number_cell(row.point.log_norm_median),
+    ),
+    PointColumn(
+        "verdicts",
+        "verdicts",
+        table=lambda row: _verdict_text(row.point),
+        markdown=lambda row: _md(_verdict_text(row.point)),
+        html=lambda row: text_cell(_verdict_counts(row.point)),
+    ),
+)
+
+
+def point_rows(trend: Trend, thresholds: Thresholds) -> list[PointRow]:
     root = run_root(trend)
-    paths = [os.path.relpath(os.path.abspath(point.path), root) for point in trend.checkpoints]
-    table = Table(title=Text(one_line(f"weightscope trend: {root}")), title_justify="left", header_style="bold")
-    for column in ("step", "checkpoint", "from", "layers", "median alpha", "MAD", "median log‖W‖²", "verdicts"):
-        table.add_column(
-            column,
-            justify="right" if column in ("step", "layers", "median alpha", "MAD", "median log‖W‖²") else "left",
-            overflow="fold",
-        )
-    for point, path in zip(trend.checkpoints, paths):
-        s = point.summary
-        table.add_row(
-            fmt(point.step),
-            Text(one_line(path)),
-            point.origin,
-            str(s.analysed + s.failed),
-            Text(fmt(s.alpha_median), style=alpha_style(s.alpha_median, thresholds)),
-            fmt(s.alpha_mad),
-            fmt(point.log_norm_median),
-            _verdict_text(point),
-        )
+    return [PointRow(point, checkpoint_label(point), root, thresholds) for point in trend.checkpoints]
+
+
+def checkpoints_table(trend: Trend, thresholds: Thresholds = Thresholds()) -> Table:
+    columns = [column for column in POINT_COLUMNS if column.table is not None]
+    table = Table(
+        title=Text(one_line(f"weightscope trend: {run_root(trend)}")), title_justify="left", header_style="bold"
+    )
+    for column in columns:
+        table.add_column(column.title, justify="right" if column.numeric else "left", overflow="fold")
+    for row in point_rows(trend, thresholds):
+        table.add_row(*(column.table(row) for column in columns if column.table is not None))
     return table
 
 
@@ -165,11 +272,11 @@ def to_markdown(trend: Trend) -> str:
     """The checkpoints and the layers × steps alpha table as markdown (a PR comment)."""
     labels = [checkpoint_label(point) for point in trend.checkpoints]
     lines = [f"# weightscope trend: `{_md(run_root(trend))}`", ""]
-    lines += ["| step | checkpoint | median alpha | MAD | verdicts |", "|---|---|---|---|---|"]
-    for point, label in zip(trend.checkpoints, labels):
-        s = point.summary
+    columns = [column for column in POINT_COLUMNS if column.markdown is not None]
+    lines += ["| " + " | ".join(column.title for column in columns) + " |", "|" + "---|" * len(columns)]
+    for row in point_rows(trend, Thresholds()):
         lines.append(
-            f"| {_md(label)} | `{_md(point.path)}` | {fmt(s.alpha_median, 2)} | {fmt(s.alpha_mad, 2)} | {_md(_verdict_text(point))} |"
+            "| " + " | ".join(column.markdown(row) for column in columns if column.markdown is not None) + " |"
         )
     lines += ["", "| layer | kind | " + " | ".join(f"α@{_md(label)}" for label in labels) + " | flags |"]
     lines.append("|" + "---|" * (len(labels) + 3))
