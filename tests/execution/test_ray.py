@@ -245,7 +245,16 @@ def test_ctrl_c_on_the_cli_cancels_the_cluster_tasks(cluster, tmp_path):
 
     _, slow = _slow_run(tmp_path)
     command = [sys.executable, "-m", "weightscope", "analyze", str(slow), "--executor", "ray", "--no-cache"]
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the driver, which Python then turns into KeyboardInterrupt: a
+    # shell without job control starts background jobs with SIGINT ignored, and a driver
+    # that inherited that ignored the test's SIGINT, finished its run and exited 0.
+    driver = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 60
         while not _task_workers("analyze_task") and time.monotonic() < deadline and driver.poll() is None:
