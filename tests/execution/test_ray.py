@@ -209,12 +209,18 @@ def test_a_layer_whose_worker_always_dies_is_a_failed_layer(cluster, tmp_path):
 
 
 def _slow_run(tmp_path: Path) -> list[Path]:
-    """A quick checkpoint, then one whose layers take seconds each on a loaded core."""
-    quick = write_safetensors(tmp_path / "step-1.safetensors", {"blocks.0.mlp.weight": gaussian(256, 128, seed=20)})
+    """A checkpoint of one layer, then one of six such layers, each seconds of work on a
+    loaded core. Every layer has the same shape, so every task asks Ray for the same
+    resources and they queue in one scheduling class, first in first out: the first
+    checkpoint's layer runs first. (Ray dispatches unlike requests in no promised order; with
+    a small first layer and a measures task, both slow layers ran before it on one CI
+    machine, and the first report came after all the work was done.)"""
+    layers = [gaussian(3072, 3072, seed=20 + i) for i in range(7)]
+    first = write_safetensors(tmp_path / "step-1.safetensors", {"blocks.0.mlp.weight": layers[0]})
     slow = write_safetensors(
-        tmp_path / "step-2.safetensors", {f"blocks.{i}.mlp.weight": gaussian(3072, 3072, seed=21 + i) for i in range(2)}
+        tmp_path / "step-2.safetensors", {f"blocks.{i}.mlp.weight": layer for i, layer in enumerate(layers[1:])}
     )
-    return [quick, slow]
+    return [first, slow]
 
 
 def _until_no_task_runs(name: str, seconds: float) -> list[int]:
@@ -228,8 +234,9 @@ def test_leaving_a_ray_run_early_cancels_its_tasks(cluster, tmp_path):
     from weightscope.analysis.pipeline import analyze_many
     from weightscope.options import AnalysisOptions
 
-    reports = analyze_many(_slow_run(tmp_path), AnalysisOptions(), execution=ON_RAY)
-    first = next(reports)  # the slow checkpoint's layers are running by now
+    # no measures: their tasks ask for other resources than the layers' (see _slow_run)
+    reports = analyze_many(_slow_run(tmp_path), AnalysisOptions(measures=False), execution=ON_RAY)
+    first = next(reports)  # the second checkpoint's layers are running by now
     assert first.summary.analysed == 1
     deadline = time.monotonic() + 30
     while not _task_workers("analyze_task") and time.monotonic() < deadline:
