@@ -21,7 +21,7 @@ from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.request import Execution
 from weightscope.linalg._blas import available_cores
 from weightscope.linalg.device import resolve_device
-from weightscope.linalg.gram import GRAM_BLOCK_BYTES
+from weightscope.linalg.gram import gram_bytes
 from weightscope.options import AnalysisOptions
 
 #: Workers used on a GPU: one drives the device while the other reads and decodes.
@@ -44,29 +44,37 @@ class Plan:
     float64_stage: AbstractContextManager[object] = field(default_factory=nullcontext, compare=False)
 
 
-def _float_bytes(spec: LayerSpec) -> int:
-    """Bytes of the decoded tensor: float32, or float64 for F64 storage (for a part of a
-    fused tensor, the whole tensor, which is decoded before the part is cut)."""
+def _decoded_dtype(spec: LayerSpec) -> str:
+    """The dtype a layer's tensor decodes to: float32, or float64 for F64 storage."""
     info = spec.part.source if spec.part is not None else spec.info
-    return info.numel * (8 if info.dtype == "F64" else 4)
+    return "float64" if info.dtype == "F64" else "float32"
+
+
+def _float_bytes(spec: LayerSpec) -> int:
+    """Bytes of the decoded tensor (for a part of a fused tensor, the whole tensor, which
+    is decoded before the part is cut)."""
+    info = spec.part.source if spec.part is not None else spec.info
+    return info.numel * (8 if _decoded_dtype(spec) == "float64" else 4)
 
 
 def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
-    """Estimated peak bytes of analysing one layer: the decoded tensor and a Gram matrix,
-    plus the shuffled copy and its Gram matrix when randomising, plus eigenvectors.
-    Under "auto" a layer may also run the float64 stage (`float64_stage_bytes`), one
-    layer at a time, in room kept apart (`float64_reserve`).
+    """Estimated peak bytes of analysing one layer: the decoded tensor and what its Gram
+    product holds (`weightscope.linalg.gram.gram_bytes`: the Gram matrix in the solver's
+    dtype and one block), plus the shuffled copy and its float32 Gram product when
+    randomising, plus eigenvectors. Under "auto" a layer may also run the float64 stage
+    (`float64_stage_bytes`), one layer at a time, in room kept apart (`float64_reserve`).
+    LAPACK's eigensolver works in the Gram matrix (< 4 MB more at M = 4096).
 
-    Deliberately not a strict upper bound: transients (the stored bytes mapped while a
-    tensor decodes, the Gram product's temporary) are covered by the budget's headroom
-    rather than counted. Measured peaks are in docs/performance.md."""
+    Deliberately not a strict upper bound: the stored bytes mapped while a tensor
+    decodes, and the checks' small blocks, are covered by the budget's headroom rather
+    than counted. Measured peaks are in docs/performance.md."""
     if spec.lora is not None:  # the factors and an r×r core, never the d×k product
         return 2 * (spec.lora.a.numel + spec.lora.b.numel) * 4
-    m = min(spec.info.shape[:2])
-    gram = m * m * (8 if options.eig_dtype == "float64" else 4)
-    total = _float_bytes(spec) + gram
-    if options.randomize:
-        total += spec.info.numel * 4 + m * m * 4
+    n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])
+    first = "float64" if options.eig_dtype == "float64" else "float32"  # "auto" solves in float32 first
+    total = _float_bytes(spec) + gram_bytes(n, m, first, _decoded_dtype(spec))
+    if options.randomize:  # the shuffled copy is float32
+        total += spec.info.numel * 4 + gram_bytes(n, m, "float32")
     if options.vectors:
         total += 3 * m * m * 8
     return total
@@ -74,15 +82,15 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
 
 def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) -> int:
     """Bytes the float64 stage of the "auto" policy (`weightscope.analysis.spectra`: the
-    inertia count of the eigenvalues float32 cannot place) holds beyond `working_set`:
-    the M×M float64 Gram matrix and one float64 row block of W while it accumulates, less
-    the float32 Gram matrix freed before it. The LDLᵀ factorisations work in the Gram
-    matrix itself (`weightscope.linalg.inertia.counts_below`: no copy, O(M) workspace).
-    On a GPU it lives on the device."""
+    inertia count of the eigenvalues float32 cannot place, or a float64 solve) holds
+    beyond `working_set`: the float64 Gram product (`gram_bytes`) less the float32 one,
+    freed before it. The LDLᵀ factorisations work in the Gram matrix itself
+    (`weightscope.linalg.inertia.counts_below`: no copy, O(M) workspace). On a GPU it
+    lives on the device."""
     if options.eig_dtype != "auto" or device != "cpu" or spec.lora is not None:
         return 0
-    n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])
-    return m * m * 4 + min(GRAM_BLOCK_BYTES, n * m * 8)
+    n, m, decoded = max(spec.info.shape[:2]), min(spec.info.shape[:2]), _decoded_dtype(spec)
+    return gram_bytes(n, m, "float64", decoded) - gram_bytes(n, m, "float32", decoded)
 
 
 def float64_reserve(layers: list[LayerSpec], options: AnalysisOptions, device: str) -> int:

@@ -13,8 +13,9 @@ threaded here on a 4096×4096 Gram matrix: float32 3.9 s → 3.0 s, float64 6.3 
 same eigenvalues (≤ 3e-6·λmax in float32, ≤ 8e-15·λmax in float64). Below ~2048 the
 classic one is faster (1536: 0.13 s vs 0.20 s).
 
-Both are reached through the LAPACKE C interface of the loaded OpenBLAS (numpy's wheel
-bundles one; scipy's another). The integer width is read off the symbol's name (the
+The Gram product's BLAS ``?syrk`` (`blas_syrk`) is called the same way, through cblas, so
+that it can add into the Gram matrix in place. The solvers are reached through the
+LAPACKE C interface of the loaded OpenBLAS (numpy's wheel bundles one; scipy's another). The integer width is read off the symbol's name (the
 wheels' ``…64_`` builds take 64-bit integers); a library without a known symbol, or whose
 answer on a small test matrix disagrees with ``numpy.linalg.eigvalsh``, is not used, and
 `weightscope.linalg.spectrum` falls back to numpy.
@@ -43,20 +44,20 @@ _COLUMN_MAJOR = 102
 # whether or not scipy's (32-bit) is loaded too, and answers do not depend on what else was
 # imported.
 _SYMBOLS = (
-    ("scipy_LAPACKE_{name}64_", ctypes.c_int64),
-    ("LAPACKE_{name}64_", ctypes.c_int64),
-    ("scipy_LAPACKE_{name}", ctypes.c_int32),
-    ("LAPACKE_{name}", ctypes.c_int32),
+    ("scipy_{interface}_{name}64_", ctypes.c_int64),
+    ("{interface}_{name}64_", ctypes.c_int64),
+    ("scipy_{interface}_{name}", ctypes.c_int32),
+    ("{interface}_{name}", ctypes.c_int32),
 )
 _C_FLOATS = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("d", ctypes.c_double)}
 
 Solver = Callable[[np.ndarray], np.ndarray]
 
 
-def lapacke_symbols(name: str) -> list[tuple[str, type]]:
-    """The LAPACKE symbols of routine ``name`` (e.g. "dsytrf") to try, in order, each with
-    the C integer type of its build."""
-    return [(pattern.format(name=name), c_int) for pattern, c_int in _SYMBOLS]
+def lapacke_symbols(name: str, interface: str = "LAPACKE") -> list[tuple[str, type]]:
+    """The symbols of routine ``name`` (e.g. "dsytrf") in C ``interface`` (LAPACKE, or
+    cblas for a BLAS routine) to try, in order, each with the C integer type of its build."""
+    return [(pattern.format(interface=interface, name=name), c_int) for pattern, c_int in _SYMBOLS]
 
 
 def lapack_function(symbol: str) -> Any | None:
@@ -109,4 +110,58 @@ def lapack_solver(dtype: np.dtype, routine: str) -> Solver | None:
             continue
         if np.allclose(got, expected, rtol=0, atol=1e3 * np.finfo(dtype).eps * expected[-1]):
             return solve
+    return None
+
+
+# cblas's enumerations (plain C ints in every build)
+_ROW_MAJOR, _LOWER, _NO_TRANSPOSE, _TRANSPOSE = 101, 122, 111, 112
+
+#: ``accumulate(gram, block)``: gram += blockᵀ·block, lower triangle only (`blas_syrk`).
+Accumulate = Callable[[np.ndarray, np.ndarray], None]
+
+
+@cache
+def blas_syrk(dtype: np.dtype) -> Accumulate | None:
+    """BLAS ``?syrk`` for float32 or float64, as ``accumulate(gram, block)``: adds blockᵀ·block
+    (block K×M, any strides) into the lower triangle of the C-contiguous M×M ``gram``, in
+    place; None where the loaded BLAS lacks it or answers a small test otherwise than numpy.
+
+    Why: ``gram += block.T @ block`` makes the product as a second M×M matrix before
+    adding it (numpy's own matmul calls ?syrk for ``a.T @ a``, into a new array), 128 MB
+    at M = 4096 in float64; ?syrk with β = 1 adds into the Gram matrix itself, at the
+    same half-of-a-product cost."""
+    prefix, c_float = _C_FLOATS[np.dtype(dtype)]
+    probe = np.random.default_rng(0).standard_normal((50, 40)).astype(dtype)
+    expected = np.tril(2 * (probe.T @ probe))
+    for symbol, c_int in lapacke_symbols(prefix + "syrk", "cblas"):
+        function = lapack_function(symbol)
+        if function is None:
+            continue
+        function.restype = None
+        function.argtypes = [ctypes.c_int] * 3 + [c_int, c_int, c_float, ctypes.c_void_p, c_int, c_float]
+        function.argtypes += [ctypes.c_void_p, c_int]
+
+        def accumulate(gram: np.ndarray, block: np.ndarray, function: Any = function) -> None:
+            k, m = block.shape
+            if not k or not m:
+                return
+            item = block.itemsize
+            # A row-major K×M block is Aᵀ·A ("transpose"); a column-major one is the
+            # row-major M×K matrix B = Aᵀ, whose B·Bᵀ is the same product.
+            if block.strides[1] == item and block.strides[0] >= m * item and block.strides[0] % item == 0:
+                trans, lda = _TRANSPOSE, block.strides[0] // item
+            elif block.strides[0] == item and block.strides[1] >= k * item and block.strides[1] % item == 0:
+                trans, lda = _NO_TRANSPOSE, block.strides[1] // item
+            else:
+                block = np.ascontiguousarray(block)
+                trans, lda = _TRANSPOSE, m
+            if not gram.flags.c_contiguous or gram.shape != (m, m) or gram.dtype != block.dtype:
+                raise ValueError(f"?syrk needs a C-contiguous {m}×{m} {block.dtype} Gram matrix")
+            function(_ROW_MAJOR, _LOWER, trans, m, k, 1.0, block.ctypes.data, lda, 1.0, gram.ctypes.data, m)
+
+        got = np.zeros((40, 40), dtype=dtype)
+        accumulate(got, probe)
+        accumulate(got, np.asfortranarray(probe))
+        if np.allclose(np.tril(got), expected, rtol=0, atol=1e3 * np.finfo(dtype).eps * float(expected.max())):
+            return accumulate
     return None

@@ -25,6 +25,7 @@ import numpy as np
 
 from weightscope.linalg._blas import blas_threads
 from weightscope.linalg._lapack import _COLUMN_MAJOR, lapack_function, lapacke_symbols
+from weightscope.linalg.gram import mirror_lower
 
 #: (matrix, shift) → count of eigenvalues below the shift; destroys the matrix.
 Counter = Callable[[np.ndarray, float], int]
@@ -99,21 +100,11 @@ def _counter() -> Counter | None:
     return None
 
 
-#: Rows restored at a time between two factorisations (`_restore_upper`).
-_RESTORE_ROWS = 256
-
-
 def _restore_upper(matrix: np.ndarray, diagonal: np.ndarray) -> None:
     """Rebuild a symmetric C-ordered matrix from its strictly lower triangle and its saved
-    diagonal, in slabs of rows (no M×M temporary)."""
-    n = matrix.shape[0]
-    for start in range(0, n, _RESTORE_ROWS):
-        stop = min(start + _RESTORE_ROWS, n)
-        block = matrix[start:stop, start:stop]
-        lower = np.tril(block, -1)
-        block[...] = lower + lower.T
-        matrix[start:stop, stop:] = matrix[stop:, start:stop].T
-    matrix[np.diag_indices(n)] = diagonal
+    diagonal (no M×M temporary)."""
+    mirror_lower(matrix)
+    matrix[np.diag_indices(matrix.shape[0])] = diagonal
 
 
 def counts_below(matrix: np.ndarray, shifts: list[float]) -> list[int]:
