@@ -20,6 +20,7 @@ from weightscope.errors import WeightscopeError, install_hint
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.request import Execution
 from weightscope.linalg._blas import available_cores
+from weightscope.linalg.choices import solve_dtype
 from weightscope.linalg.device import resolve_device
 from weightscope.linalg.gram import gram_bytes
 from weightscope.options import AnalysisOptions
@@ -59,11 +60,13 @@ def _float_bytes(spec: LayerSpec) -> int:
 
 def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     """Estimated peak bytes of analysing one layer: the decoded tensor and what its Gram
-    product holds (`weightscope.linalg.gram.gram_bytes`: the Gram matrix in the solver's
-    dtype and one block), plus the shuffled copy and its float32 Gram product when
-    randomising, plus eigenvectors. Under "auto" a layer may also run the float64 stage
-    (`float64_stage_bytes`), one layer at a time, in room kept apart (`float64_reserve`).
-    LAPACK's eigensolver works in the Gram matrix (< 4 MB more at M = 4096).
+    product holds (`weightscope.linalg.gram.gram_bytes`: the Gram matrix and one block),
+    in float64 where the layer is solved in float64 (`solve_dtype`: under "auto" a
+    near-square 16-bit layer), plus the shuffled copy and its float32 Gram product when
+    randomising, plus eigenvectors. Under "auto" a layer solved in float32 may also run
+    the float64 stage (`float64_stage_bytes`), one layer at a time, in room kept apart
+    (`float64_reserve`). LAPACK's eigensolver works in the Gram matrix (< 4 MB more at
+    M = 4096).
 
     Deliberately not a strict upper bound: the stored bytes mapped while a tensor
     decodes, and the checks' small blocks, are covered by the budget's headroom rather
@@ -71,13 +74,16 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     if spec.lora is not None:  # the factors and an r×r core, never the d×k product
         return 2 * (spec.lora.a.numel + spec.lora.b.numel) * 4
     n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])
-    first = "float64" if options.eig_dtype == "float64" else "float32"  # "auto" solves in float32 first
-    total = _float_bytes(spec) + gram_bytes(n, m, first, _decoded_dtype(spec))
+    total = _float_bytes(spec) + gram_bytes(n, m, _solved_in(spec, options), _decoded_dtype(spec))
     if options.randomize:  # the shuffled copy is float32
         total += spec.info.numel * 4 + gram_bytes(n, m, "float32")
     if options.vectors:
         total += 3 * m * m * 8
     return total
+
+
+def _solved_in(spec: LayerSpec, options: AnalysisOptions) -> str:
+    return solve_dtype(options.eig_dtype, spec.info.value_dtype, spec.info.shape)
 
 
 def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) -> int:
@@ -88,6 +94,8 @@ def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) 
     (`weightscope.linalg.inertia.counts_below`: no copy, O(M) workspace). On a GPU it
     lives on the device."""
     if options.eig_dtype != "auto" or device != "cpu" or spec.lora is not None:
+        return 0
+    if _solved_in(spec, options) == "float64":  # no float32 eigenvalues to count for
         return 0
     n, m, decoded = max(spec.info.shape[:2]), min(spec.info.shape[:2]), _decoded_dtype(spec)
     return gram_bytes(n, m, "float64", decoded) - gram_bytes(n, m, "float32", decoded)
