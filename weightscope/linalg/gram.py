@@ -64,13 +64,13 @@ _MIRROR_ROWS = 256
 
 def mirror_lower(matrix: np.ndarray) -> None:
     """Copy the strictly lower triangle of a square C-ordered matrix onto its upper one,
-    in place, in slabs of rows: no M×M temporary (numpy proves the two parts of each
-    slab disjoint), and the diagonal as it was."""
+    in place, in slabs of rows, the triangle inside each slab row by row: no temporary
+    (numpy proves the two parts of each copy disjoint), and the diagonal as it was."""
     n = matrix.shape[0]
     for start in range(0, n, _MIRROR_ROWS):
         stop = min(start + _MIRROR_ROWS, n)
-        block = matrix[start:stop, start:stop]
-        block[...] = np.tril(block) + np.tril(block, -1).T
+        for row in range(start, stop - 1):
+            matrix[row, row + 1 : stop] = matrix[row + 1 : stop, row]
         matrix[start:stop, stop:] = matrix[stop:, start:stop].T
 
 
