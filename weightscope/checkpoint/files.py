@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from weightscope.errors import CheckpointError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from weightscope.checkpoint.base import CheckpointReader
 
 TORCH_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt"})
@@ -126,7 +128,7 @@ def open_file(path: str | os.PathLike[str], kind: FileKind | None = None) -> Che
     (``kind``: what `sniff` found, if it was already asked)."""
     path = Path(path)
     module, _, name = READERS[reader_kind(path, kind)].rpartition(".")
-    reader: type[CheckpointReader] = getattr(importlib.import_module(module), name)
+    reader: Callable[[Path], CheckpointReader] = getattr(importlib.import_module(module), name)
     return reader(path)
 
 

@@ -19,10 +19,8 @@ header fails its layer.
 
 from __future__ import annotations
 
-import lzma
 import os
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
