@@ -99,7 +99,6 @@ def analyze(
         # The pipeline and its views import numpy: only now, so that --help, a usage error
         # and a bad option or path do not pay for them.
         from weightscope.analysis.pipeline import analyze as run_analysis
-        from weightscope.render.html import spectra_worth_drawing, write_html_report
         from weightscope.render.table import fit_statistics_lines, render_report
         from weightscope.render.text import REPORT_FORMATS
 
@@ -118,6 +117,8 @@ def analyze(
         for line in fit_statistics_lines(report):
             detail(line)
         if html is not None:
+            from weightscope.render.html import spectra_worth_drawing, write_html_report  # 0.1 s of imports
+
             started = time.perf_counter()
             drawn = spectra_worth_drawing(spectra)
             with step_progress("drawing spectra", len(drawn)) as tick:
