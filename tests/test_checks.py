@@ -17,7 +17,7 @@ from weightscope.checkpoint.layers import layer_matrices
 from weightscope.checks import diagnose
 from weightscope.checks.rank import rank_info
 from weightscope.checks.results import Diagnostics
-from weightscope.checks.tail import dragon_kings
+from weightscope.checks.tail import dragon_kings, ratio_to_shuffled
 from weightscope.checks.traps import trap_matters
 from weightscope.checks.verdict import decide
 from weightscope.config import Thresholds
@@ -129,41 +129,51 @@ def test_an_initial_draw_looks_untrained_and_a_random_spectrum_alone_does_not():
         assert "learned structure can still sit in the singular vectors" in result.reasons[0]
 
 
+def sparse_iid(i, shapes=((512, 256), (400, 400), (300, 150))):
+    """Seeded sparse i.i.d. layer i: Gaussian entries kept with probability 0.5, 1, 2 or 5 %
+    (i mod 4), shape i mod 3 of ``shapes``; returns (density, matrix)."""
+    rng = np.random.default_rng(40_000 + i)
+    density, shape = (0.005, 0.01, 0.02, 0.05)[i % 4], shapes[i % 3]
+    return density, (rng.standard_normal(shape) * (rng.random(shape) < density)).astype(np.float32)
+
+
 def test_sparse_iid_layers_are_random_like_and_never_read():
-    """Sparse i.i.d. layers (2–5 % density) were never random-like (0/96: an ill-fitting MP
+    """Sparse i.i.d. layers (0.5–5 % density) were never random-like (0/96: an ill-fitting MP
     edge left them spikes); now judged against their shuffled copy (measured over 48
-    layers at 0.5–5 %: 21 random-like, 20 at 2–5 %), and none of these 8 gets a reading."""
+    layers at 0.5–5 %: 21 random-like, 20 at 2–5 %), and none of these 16 gets a reading.
+    Before, 3 of the 8 at 0.5–1 % read healthy from tails of 28–32 values, one at 2 % from
+    a 19-value tail (`test_sparse_iid_layers_get_no_reading` measures the rates)."""
     verdicts, confidences = [], []
     for i in range(16):
-        if i % 4 < 2:
-            continue
-        rng = np.random.default_rng(40_000 + i)
-        density, shape = (0.005, 0.01, 0.02, 0.05)[i % 4], [(512, 256), (400, 400), (300, 150)][i % 3]
-        w = rng.standard_normal(shape) * (rng.random(shape) < density)
-        result = run(w.astype(np.float32), seed=i)[1]
+        _, w = sparse_iid(i)
+        result = run(w, seed=i)[1]
         verdicts.append(result.verdict)
         confidences.append(result.confidence)
     assert verdicts.count("random-like") >= 5, verdicts
-    # none gets a reading (one did, before short tails were held against the shuffled
-    # copy: a 19-value tail at 2 % density, none of it above the copy's top, read healthy)
-    assert confidences == [None] * 8, (verdicts, confidences)
+    assert confidences == [None] * 16, (verdicts, confidences)
 
 
 @pytest.mark.slow
-def test_sparse_iid_layers_get_no_reading_from_a_short_tail():
-    """96 sparse i.i.d. layers (0.5, 1, 2, 5 % density; 512×256, 400², 300×150): no
-    reading from a tail shorter than `trust_min_tail`. Measured: 0 of 96 (before the
-    shuffled-copy rule: 5 of 96, tails of 11–19 values with 0–2 above the copy's top).
-    Their longer tails (20–133 values) still get readings at 0.5–1 % density, where the
-    ESD of a few entries per column is heavy-tailed itself (docs/method/diagnostics.md)."""
-    short = []
-    for i in range(96):
-        rng = np.random.default_rng(40_000 + i)
-        density, shape = (0.005, 0.01, 0.02, 0.05)[i % 4], [(512, 256), (400, 400), (300, 150)][i % 3]
-        w = rng.standard_normal(shape) * (rng.random(shape) < density)
-        fit, result = run(w.astype(np.float32), seed=i)
-        if result.confidence is not None and fit.num_tail < THRESHOLDS.trust_min_tail:
+def test_sparse_iid_layers_get_no_reading():
+    """96 sparse i.i.d. layers (0.5, 1, 2, 5 % density; 512×256, 400², 300×150) and 24 at
+    0.5–1 % of 512², 768×3072, 1024×256: at 0.5–1 % density no reading in ≥ 95 %, and none
+    from a tail shorter than `trust_min_tail`. Measured: no reading in all 120. Before the
+    shuffled-copy rules: 5 of 96 read from short tails (11–19 values, 0–2 above the copy's
+    top); then 27 of the 48 at 0.5–1 % and 6 at 2 % from long tails (20–133 values), which
+    sit on the tail their copy has too (`checks.verdict.shuffled_tail`)."""
+    sparse_read, short = [], []
+    layers = [(*sparse_iid(i), i) for i in range(96)]
+    big = ((512, 512), (768, 3072), (1024, 256))
+    layers += [(*sparse_iid(i, big), i) for i in range(48) if i % 4 < 2]
+    for density, w, i in layers:
+        fit, result = run(w, seed=i)
+        if result.confidence is None:
+            continue
+        if density <= 0.01:
+            sparse_read.append((i, w.shape, fit.num_tail, result.verdict))
+        if fit.num_tail < THRESHOLDS.trust_min_tail:
             short.append((i, fit.num_tail, result.verdict))
+    assert len(sparse_read) <= 0.05 * 72, sparse_read
     assert short == [], short
 
 
@@ -800,10 +810,38 @@ def test_a_short_tail_the_shuffled_copy_reaches_has_no_reading():
     shuffled = read(4)
     assert (shuffled.verdict, shuffled.flags[0], shuffled.confidence) == ("no-reading", "shuffled-tail", None)
     assert "4 of the tail's 16" in shuffled.reasons[0]
-    # a tail long enough to test the power law is not held to it (trained layers' long
-    # tails reach into the shuffled copy's range: all-MiniLM-L6-v2's outlier-dimension layers)
+    # a long tail is held to it only where the copy has a tail of its own that this one
+    # sits on (`test_a_long_tail_on_the_shuffled_copys_tail_has_no_reading`)
     long = dataclasses.replace(good_inputs()["trust"], tail_above_shuffled=0)
     assert verdict_of(trust=long).confidence == "solid"
+
+
+def test_a_long_tail_on_the_shuffled_copys_tail_has_no_reading():
+    """A tail of 20 or more with at most a quarter above the copy's top has no reading
+    when the copy rises above its own MP edge and the tail sits on the copy's (geometric
+    mean ratio at the same ranks within [1/1.15, 1.15]); a copy within its edge, a tail
+    above the copy's rank by rank (outlier-dimension layers: 1.2–1.8) or one with its top
+    far above and the rest under it (0.68) keep their reading."""
+    fit = dataclasses.replace(good_inputs()["fit"], num_tail=40)
+
+    def read(above=2, ratio=1.05, beyond=True):
+        trust = dataclasses.replace(
+            good_inputs()["trust"], tail_above_shuffled=above, tail_over_shuffled=ratio, shuffled_beyond_mp=beyond
+        )
+        return verdict_of(fit=fit, trust=trust)
+
+    on_copy = read()
+    assert (on_copy.verdict, on_copy.flags[0], on_copy.confidence) == ("no-reading", "shuffled-tail", None)
+    assert "1.05× the copy's" in on_copy.reasons[0] and "2 of the tail's 40" in on_copy.reasons[0]
+    assert read(ratio=1 / 1.14).confidence is None and read(above=10).confidence is None
+    for kept in (read(beyond=False), read(beyond=None), read(ratio=1.2), read(ratio=0.68), read(above=11)):
+        assert (kept.verdict, kept.confidence) == ("healthy", "solid")
+
+
+def test_ratio_to_shuffled_is_the_geometric_mean_over_the_tails_ranks():
+    shuffled = np.array([0.0, 0.5, 1.0, 2.0, 4.0])
+    assert ratio_to_shuffled(np.array([2.0, 4.0, 16.0]), shuffled) == pytest.approx((2 * 2 * 4) ** (1 / 3))
+    assert ratio_to_shuffled(np.array([1.0, 2.0]), np.array([0.0, 0.0])) is None
 
 
 def measure_readings():

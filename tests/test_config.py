@@ -93,6 +93,8 @@ def test_string_overrides_are_parsed():
         ("", {"dragon_p": 1.5}, "dragon_p"),
         ("", {"trust_min_tail": 0}, "trust_min_tail"),
         ("", {"tw_margin": -1}, "tw_margin"),
+        ("", {"shuffled_tail_ratio": 0.9}, "shuffled_tail_ratio must be at least 1"),
+        ("", {"shuffled_above_share": 1.0}, "shuffled_above_share"),
         ("", {"alpha_high": "nan"}, "got NaN"),
         ("[tool.weightscope]\nalpha_high = nan\n", {}, "got NaN"),
         ("", {"tw_margin": "inf"}, "cannot be inf"),

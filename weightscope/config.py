@@ -100,6 +100,16 @@ class Thresholds:
     #: fitted MP law at most this (Gaussian layers: ≤ 0.035 from M = 96 up; trained
     #: layers of the example run: 0.1–0.35; a planted power-law ESD: ≥ 0.3).
     mp_ks_max: float = 0.1
+    #: With --randomize, a tail gives no reading when at most this share of it rises above
+    #: the largest eigenvalue of the layer's shuffled copy and — for a tail of
+    #: ``trust_min_tail`` or more — the copy has a tail of its own that this one sits on
+    #: (checks.verdict.reading_problems). Sparse i.i.d. layers: ≤ 0.21 of their tails;
+    #: the short tails of four real models read: ≥ 0.41.
+    shuffled_above_share: float = 0.25
+    #: ... a long tail sits on the copy's when the geometric mean of its eigenvalues over
+    #: the copy's at the same ranks lies within [1/this, this]. Sparse i.i.d. layers (0.5–5 %
+    #: density, 192 seeded): 0.914–1.109; real layers whose copy has a tail: ≥ 1.207 or ≤ 0.682.
+    shuffled_tail_ratio: float = 1.15
 
     def __post_init__(self) -> None:
         probabilities = (
@@ -111,6 +121,7 @@ class Thresholds:
             "rank_loss_max",
             "shuffle_ks_max",
             "mp_ks_max",
+            "shuffled_above_share",
         )
         for name in probabilities:
             value = getattr(self, name)
@@ -127,6 +138,8 @@ class Thresholds:
         for name in ("tw_margin", "trap_sigmas", "trap_alpha_shift", "rank_noise_factor", "stability_max_se"):
             if getattr(self, name) < 0:
                 raise WeightscopeError(f"threshold {name} must not be negative, got {getattr(self, name)}")
+        if self.shuffled_tail_ratio < 1.0:
+            raise WeightscopeError(f"threshold shuffled_tail_ratio must be at least 1, got {self.shuffled_tail_ratio}")
         if not 1.0 <= self.alpha_low < self.alpha_high:
             raise WeightscopeError(
                 f"thresholds need 1 <= alpha_low < alpha_high, got {self.alpha_low} and {self.alpha_high}"

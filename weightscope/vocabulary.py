@@ -206,8 +206,8 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(
         "shuffled-tail",
         Severity.NOTE,
-        "The tail is short and hardly rises above the largest eigenvalue of the layer's shuffled copy: "
-        "the spread of the entries makes it, not learned correlations.",
+        "The tail hardly rises above the largest eigenvalue of the layer's shuffled copy: short, or sitting on "
+        "a tail the copy has too (sparse or heavy-tailed entries); the entries make it, not learned correlations.",
         "Nothing to fix; judge the layer by its neighbours of the same kind, or compare it with an earlier checkpoint.",
     ),
     Finding(

@@ -12,7 +12,10 @@ within reach of a threshold, the eigenvalues above that threshold are counted in
 by inertia (`weightscope.linalg.rank.EigenCounts`, `weightscope.linalg.inertia`): one
 float64 Gram product and an LDLᵀ per such threshold, no second eigensolve (but for a
 layer whose spectrum is more than ``rank_loss_max`` zeros, `layer_esd`). The numerical
-rank and rank_loss under "auto" are then float64's, not just the verdict.
+rank and rank_loss under "auto" are then float64's, not just the verdict. Where that
+count would always run and cost more than a float64 solve — near-square F16/BF16 layers,
+whose rank thresholds lie deep inside float32's band — the layer is solved in float64
+outright (`weightscope.linalg.choices.solve_dtype`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from weightscope.checkpoint.layers import LayerSpec
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.plan import Plan
-from weightscope.linalg.choices import EIG_DTYPES, fixed_dtype
+from weightscope.linalg.choices import EIG_DTYPES, fixed_dtype, solve_dtype
 from weightscope.linalg.rank import EigenCounts, numerical_rank
 from weightscope.linalg.spectrum import (
     SpectrumOptions,
@@ -80,10 +83,12 @@ def layer_esd(
     numerical zero is solved again in float64: the fit and the MP checks see that share,
     and float32 gives only noise there (a rank-8 F32 layer of 256 read "alpha-low" on
     float32's zeros where float64 reads "unstable-alpha"). That is the one second
-    eigensolve, and, after the count's, a second float64 Gram product, of "auto"."""
+    eigensolve, and, after the count's, a second float64 Gram product, of "auto". A
+    near-square 16-bit layer is solved in float64 outright (`solve_dtype`)."""
     m = min(matrices[0].shape)
     cache = plan.cache
-    key = cache.key(spec.info, "esd", precision=options.eig_dtype) if cache else None
+    first = solve_dtype(options.eig_dtype, spec.info.value_dtype, spec.info.shape)
+    key = cache.key(spec.info, "esd", precision=options.eig_dtype, solved=first) if cache else None
     # What the checks are told: "auto" is judged at float64's tolerance (module docstring).
     reported = SpectrumOptions(fixed_dtype(options.eig_dtype), plan.device)
     factor = options.thresholds.rank_noise_factor
@@ -96,7 +101,6 @@ def layer_esd(
         else:
             return evals, reported, rank
     else:
-        first = "float32" if options.eig_dtype == "auto" else options.eig_dtype
         evals = esd(matrices, SpectrumOptions(first, plan.device))
         rank = layer_rank(spec, matrices, evals, options, plan)
         if first != reported.dtype and rank is not None and 1 - rank / evals.size > options.thresholds.rank_loss_max:
@@ -116,14 +120,15 @@ def layer_rank(
     tolerance of the precision `layer_esd` reports; None for a spectrum that is empty or
     not finite (the checks fail such a layer first).
 
-    Under "auto" ``evals`` are float32's: the counts float32 cannot settle are float64
-    inertia counts (module docstring), made in the plan's float64 stage, one layer at a
-    time. The count is exact but for an eigenvalue within float64's own rounding of a
+    Under "auto" ``evals`` are float32's (but where `solve_dtype` chose float64): the
+    counts float32 cannot settle are float64 inertia counts (module docstring), made in
+    the plan's float64 stage, one layer at a time. The count is exact but for an eigenvalue within float64's own rounding of a
     threshold, where a float64 eigensolve is as undecided."""
     if not evals.size or not np.all(np.isfinite(evals)):
         return None
     counts = None
-    if options.eig_dtype == "auto" and evals[-1] > 0:
+    solved = solve_dtype(options.eig_dtype, spec.info.value_dtype, spec.info.shape)
+    if options.eig_dtype == "auto" and solved == "float32" and evals[-1] > 0:
         error = FLOAT32_ERROR * solver_floor(min(matrices[0].shape), "float32") * float(evals[-1])
 
         def exact(shifts: list[float]) -> list[int]:

@@ -81,7 +81,13 @@ def diagnose(
     kings = trust = None
     if fit.status == "ok":
         kings = dragon_kings(evals, fit, thresholds)
-        trust = fit_trust(evals, fit, thresholds, float(randomized.evals[-1]) if randomized is not None else None)
+        trust = fit_trust(
+            evals,
+            fit,
+            thresholds,
+            randomized.evals if randomized is not None else None,
+            traps.bulk_edge if traps is not None else None,
+        )
     vector_stats = None
     if vectors:
         tail_start = fit.xmin if fit.status == "ok" else mp.bulk_edge

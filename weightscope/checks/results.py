@@ -92,9 +92,15 @@ class FitTrust:
     ks_distance: float | None = None
     ks_critical: float | None = None
     #: how many tail eigenvalues lie above the largest eigenvalue of the layer's
-    #: element-wise shuffled copy (None: not randomised); a short tail needs most of them
-    #: there to be read (`reading_problems`)
+    #: element-wise shuffled copy (None: not randomised); a tail needs more than a share of
+    #: them there to be read (`reading_problems`)
     tail_above_shuffled: int | None = None
+    #: geometric mean of the tail's eigenvalues over the shuffled copy's at the same ranks
+    #: (`checks.tail.ratio_to_shuffled`; None: not randomised)
+    tail_over_shuffled: float | None = None
+    #: whether the shuffled copy's largest eigenvalue clears the copy's own MP edge: the
+    #: entries alone make a tail (None: not randomised)
+    shuffled_beyond_mp: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,11 @@ def dragon_kings(evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds) ->
 
 
 def fit_trust(
-    evals: np.ndarray, fit: PowerLawFit, thresholds: Thresholds, shuffled_top: float | None = None
+    evals: np.ndarray,
+    fit: PowerLawFit,
+    thresholds: Thresholds,
+    shuffled: np.ndarray | None = None,
+    shuffled_edge: float | None = None,
 ) -> FitTrust:
     """The statistics behind the reading of alpha: tail size, KS, stability, alternatives.
 
@@ -70,8 +74,13 @@ def fit_trust(
       the ESD's dtype: float32 rounding of the pointwise log-likelihoods (~1e-7 relative)
       would blur the small differences Vuong's test weighs, and the lognormal's
       comparison with the power law at rounding level.
-    - tail_above_shuffled: with ``shuffled_top``, the largest eigenvalue of the layer's
-      element-wise shuffled copy, how many tail values lie above it (`reading_problems`).
+    - with ``shuffled``, the ascending ESD of the layer's element-wise shuffled copy, and
+      ``shuffled_edge``, that copy's Marchenko–Pastur edge (`checks.traps`), how the tail
+      compares with the copy's (`reading_problems`): tail_above_shuffled, how many tail
+      values lie above the copy's largest eigenvalue; tail_over_shuffled, the geometric
+      mean of the tail's eigenvalues over the copy's at the same ranks
+      (`ratio_to_shuffled`); shuffled_beyond_mp, whether the copy itself rises above its
+      edge (the entries alone make a heavy spectrum: sparse or heavy-tailed entries).
     """
     tail = evals[evals >= fit.xmin].astype(np.float64)
     num_tail = int(fit.num_tail)
@@ -88,8 +97,25 @@ def fit_trust(
         vs_exponential=vuong(power_law, exponential_loglik(tail, fit.xmin)),
         ks_distance=ks_distance,
         ks_critical=ks_critical,
-        tail_above_shuffled=int(np.count_nonzero(tail > shuffled_top)) if shuffled_top is not None else None,
+        tail_above_shuffled=int(np.count_nonzero(tail > shuffled[-1])) if shuffled is not None else None,
+        tail_over_shuffled=ratio_to_shuffled(tail, shuffled) if shuffled is not None else None,
+        shuffled_beyond_mp=bool(shuffled[-1] > shuffled_edge)
+        if shuffled is not None and shuffled_edge is not None
+        else None,
     )
+
+
+def ratio_to_shuffled(tail: np.ndarray, shuffled: np.ndarray) -> float | None:
+    """Geometric mean of λ₍ᵢ₎/λ'₍ᵢ₎ over the tail's ranks i (largest first; ``tail`` and
+    ``shuffled`` ascending, the copy's ESD): 1 when the tail is the copy's, above 1 when it rises above it
+    rank by rank. Ranks where the copy's eigenvalue is not positive are left out (None:
+    none left)."""
+    top = np.asarray(tail, dtype=np.float64)[::-1]
+    copy = np.asarray(shuffled[::-1][: len(top)], dtype=np.float64)
+    positive = (copy > 0) & (top > 0)
+    if not np.any(positive):
+        return None
+    return float(np.exp(np.mean(np.log(top[positive] / copy[positive]))))
 
 
 def alpha_spread(evals: np.ndarray, fit: PowerLawFit, window: int) -> float | None:

@@ -20,6 +20,7 @@ from weightscope.errors import WeightscopeError, install_hint
 from weightscope.execution.cache import SpectrumCache
 from weightscope.execution.request import Execution
 from weightscope.linalg._blas import available_cores
+from weightscope.linalg.choices import solve_dtype
 from weightscope.linalg.device import resolve_device
 from weightscope.linalg.gram import GRAM_BLOCK_BYTES
 from weightscope.options import AnalysisOptions
@@ -53,9 +54,11 @@ def _float_bytes(spec: LayerSpec) -> int:
 
 def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     """Estimated peak bytes of analysing one layer: the decoded tensor and a Gram matrix,
-    plus the shuffled copy and its Gram matrix when randomising, plus eigenvectors.
-    Under "auto" a layer may also run the float64 stage (`float64_stage_bytes`), one
-    layer at a time, in room kept apart (`float64_reserve`).
+    plus the shuffled copy and its Gram matrix when randomising, plus eigenvectors. The
+    Gram matrix is float64 where the layer is solved in float64 (`solve_dtype`: under
+    "auto" a near-square 16-bit layer). Under "auto" a layer solved in float32 may also
+    run the float64 stage (`float64_stage_bytes`), one layer at a time, in room kept
+    apart (`float64_reserve`).
 
     Deliberately not a strict upper bound: transients (the stored bytes mapped while a
     tensor decodes, the Gram product's temporary) are covered by the budget's headroom
@@ -63,13 +66,17 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     if spec.lora is not None:  # the factors and an r×r core, never the d×k product
         return 2 * (spec.lora.a.numel + spec.lora.b.numel) * 4
     m = min(spec.info.shape[:2])
-    gram = m * m * (8 if options.eig_dtype == "float64" else 4)
+    gram = m * m * (8 if _solved_in(spec, options) == "float64" else 4)
     total = _float_bytes(spec) + gram
     if options.randomize:
         total += spec.info.numel * 4 + m * m * 4
     if options.vectors:
         total += 3 * m * m * 8
     return total
+
+
+def _solved_in(spec: LayerSpec, options: AnalysisOptions) -> str:
+    return solve_dtype(options.eig_dtype, spec.info.value_dtype, spec.info.shape)
 
 
 def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) -> int:
@@ -80,6 +87,8 @@ def float64_stage_bytes(spec: LayerSpec, options: AnalysisOptions, device: str) 
     matrix itself (`weightscope.linalg.inertia.counts_below`: no copy, O(M) workspace).
     On a GPU it lives on the device."""
     if options.eig_dtype != "auto" or device != "cpu" or spec.lora is not None:
+        return 0
+    if _solved_in(spec, options) == "float64":  # no float32 eigenvalues to count for
         return 0
     n, m = max(spec.info.shape[:2]), min(spec.info.shape[:2])
     return m * m * 4 + min(GRAM_BLOCK_BYTES, n * m * 8)
