@@ -482,35 +482,73 @@ def _column_names() -> set[str]:
     return names - _COMMON_COLUMNS
 
 
-def _strings_of(node: ast.AST) -> set[str]:
-    """The string constants a collection lists: its elements, the strings of a tuple or a
-    call (``("alpha", "right")``, ``Column("alpha", "alpha", True)``), or a dict's keys."""
-    elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", [])
+def _template(node: ast.JoinedStr) -> str:
+    """An f-string as a header template, each replacement field written ``{}``
+    (``f"alpha@{label}"`` → ``alpha@{}``)."""
+    return "".join(part.value if isinstance(part, ast.Constant) else "{}" for part in node.values)
+
+
+def _names(node: ast.AST) -> set[str]:
+    """The column names a string gives: a constant, an f-string's template, and the cells
+    of a markdown row (``"| layer | kind | "`` → ``layer``, ``kind``)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value
+    elif isinstance(node, ast.JoinedStr):
+        text = _template(node)
+    else:
+        return set()
+    return {text, *(cell.strip() for cell in text.split("|"))} if "|" in text else {text}
+
+
+def _listed(node: ast.AST) -> set[str] | None:
+    """The names a collection lists; None where ``node`` is not one. A collection: a tuple,
+    list or set (its strings, the strings of an element tuple or call: ``("alpha", "right")``,
+    ``Column("alpha", "alpha", True)``), a dict (its keys), a comprehension (its element:
+    ``[f"alpha@{label}" for label in labels]``), strings joined with ``+`` (every string in
+    them: a markdown header), a function (the headers of its ``add_column`` calls: a rich
+    table built column by column)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return {name for part in ast.walk(node) for name in _names(part)}
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        calls = [n for n in ast.walk(node) if isinstance(n, ast.Call) and _called(n) == "add_column" and n.args]
+        return {name for call in calls for name in _names(call.args[0])}
+    if isinstance(node, ast.Dict):
+        elements: list[ast.expr | None] = list(node.keys)
+    elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        elements = list(node.elts)
+    elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp)):
+        elements = [node.elt]
+    else:
+        return None
     found = set()
     for element in elements:
         parts = (
-            [element]
-            if isinstance(element, ast.Constant)
-            else element.elts
+            element.elts
             if isinstance(element, ast.Tuple)
             else element.args
             if isinstance(element, ast.Call)
+            else [element]
+            if element is not None
             else []
         )
-        found |= {p.value for p in parts if isinstance(p, ast.Constant) and isinstance(p.value, str)}
+        found |= {name for part in parts for name in _names(part)}
     return found
 
 
-def _column_lists(names: set[str], home: str, what: str, package: Path) -> list[str]:
-    """Collections outside ``home`` naming two or more of ``names``."""
+def _column_lists(
+    names: set[str], home: str, what: str, package: Path, common: frozenset[str] = frozenset()
+) -> list[str]:
+    """Collections outside ``home`` naming two or more of ``names``, or one of them and a
+    name of ``common`` (names other tables have too: by themselves no sign of a second list)."""
     found = []
     for module, path, tree in _modules(package):
         if module == home:
             continue
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(_strings_of(node) & names) >= 2:
+            listed = _listed(node)
+            if listed and listed & names and len(listed & (names | common)) >= 2:
                 found.append(f"{path.relative_to(package.parent)}:{node.lineno} lists {what}")
-    return found
+    return list(dict.fromkeys(found))  # a concatenation of three strings is two nested sums
 
 
 def layer_column_lists(package: Path = PACKAGE) -> list[str]:
@@ -563,14 +601,14 @@ def test_a_second_list_of_layer_columns_is_caught(tmp_path):
     assert len(found) == 4 and not any("compare_views" in f for f in found), found
 
 
-TREND_COLUMNS_HOME = "weightscope.render.trend_views"
+TREND_COLUMNS_HOME = "weightscope.render.trend_columns"
 
 
 def _point_column_names() -> set[str]:
     """A trend checkpoints table's distinctive names (beyond the report's and the words
     every table of a run uses: step, layers)."""
     from weightscope.render.columns import LAYER_COLUMNS
-    from weightscope.render.trend_views import POINT_COLUMNS
+    from weightscope.render.trend_columns import POINT_COLUMNS
 
     report = {name for column in LAYER_COLUMNS for name in (column.field, column.title, column.key)}
     names = {name for column in POINT_COLUMNS for name in (column.key, column.title)}
@@ -578,7 +616,7 @@ def _point_column_names() -> set[str]:
 
 
 def point_column_lists(package: Path = PACKAGE) -> list[str]:
-    """Second lists of a trend's checkpoint columns outside `render.trend_views`."""
+    """Second lists of a trend's checkpoint columns outside `render.trend_columns`."""
     return _column_lists(_point_column_names(), TREND_COLUMNS_HOME, "trend checkpoint columns", package)
 
 
@@ -593,9 +631,68 @@ def test_a_second_list_of_trend_checkpoint_columns_is_caught(tmp_path):
         'COLUMNS = (Column("step", "step", True), Column("median", "median alpha", True), Column("mad", "MAD", True))\n'
     )
     (planted / "compare_views.py").write_text('HEADERS = ["step", "layer", "kind", "alpha A", "verdict"]\n')
-    (planted / "table.py").write_text('COLUMNS = ("step", "checkpoint", "from", "median alpha", "verdicts")\n')
+    (planted / "trend_views.py").write_text('COLUMNS = ("step", "checkpoint", "from", "median alpha", "verdicts")\n')
     found = point_column_lists(tmp_path / "weightscope")
     assert len(found) == 2 and not any("compare_views" in f for f in found), found
+
+
+def _series_column_names() -> tuple[set[str], frozenset[str]]:
+    """A trend layers table's names (headers, CSV fields, sort keys; a per-checkpoint
+    column's as its template, ``alpha@{}``): the distinctive ones, and those every table
+    of layers has (block, name, kind)."""
+    from weightscope.render.trend_columns import SERIES_COLUMNS
+
+    names = {
+        re.sub(r"\{\w*\}", "{}", name)
+        for column in SERIES_COLUMNS
+        for name in (column.field, column.title, column.short, column.key)
+        if name
+    } - {"{}"}
+    return names - _COMMON_COLUMNS, frozenset(names & _COMMON_COLUMNS)
+
+
+def series_column_lists(package: Path = PACKAGE) -> list[str]:
+    """Second lists of a trend's layer columns outside `render.trend_columns`: a collection
+    naming one of its own columns (flags, a per-checkpoint template) and one more of the
+    table's — a CSV header, a markdown header, an HTML column list, a rich table's
+    ``add_column`` calls."""
+    distinctive, common = _series_column_names()
+    return _column_lists(distinctive, TREND_COLUMNS_HOME, "trend layer columns", package, common)
+
+
+def test_one_list_of_trend_layer_columns():
+    assert series_column_lists() == []
+
+
+def test_a_second_list_of_trend_layer_columns_is_caught(tmp_path):
+    planted = tmp_path / "weightscope" / "render"
+    planted.mkdir(parents=True)
+    (planted / "trend_views.py").write_text(
+        "def layers_table(trend):\n"
+        '    table.add_column("blk", justify="right")\n'
+        '    table.add_column("layer")\n'
+        "    for point in trend.checkpoints:\n"
+        "        table.add_column(label(point))\n"
+        '    table.add_column("flags")\n'
+        "def to_csv(trend):\n"
+        '    steps = [f"alpha@{label(p)}" for p in trend.checkpoints]\n'
+        '    return csv_text(["name", "kind", *steps, "flags"], rows)\n'
+        "def to_markdown(labels):\n"
+        '    return "| layer | kind | " + " | ".join(f"α@{x}" for x in labels) + " | flags |"\n'
+    )
+    (planted / "html_trend.py").write_text(
+        'STEPS = [Column(f"at{i}", f"α@{label}", True) for i, label in enumerate(labels)]\n'
+    )
+    (planted / "compare_views.py").write_text(
+        "def pairs_table():\n"
+        '    table.add_column("blk")\n'
+        '    table.add_column("layer")\n'
+        '    table.add_column("verdict")\n'
+        'HEADERS = ["layer", "kind", "alpha A", "alpha B", "verdict"]\n'
+        'CELLS = [f"{name}" for name in names]\n'
+    )
+    found = series_column_lists(tmp_path / "weightscope")
+    assert len(found) == 4 and not any("compare_views" in f for f in found), found
 
 
 def test_one_list_of_comparison_columns():

@@ -236,7 +236,7 @@ def test_trend_page(tmp_path):
     from weightscope.render.trend_views import ordered_series
 
     assert dom_column(html, "layers", 0) == [s.name for s in ordered_series(trend)]
-    from weightscope.render.trend_views import flag_text
+    from weightscope.render.trend_columns import flag_text
 
     flags = dict(zip(dom_column(html, "layers", 0), dom_column(html, "layers", 2 + len(trend.checkpoints))))
     assert flags == {s.name: escape(flag_text(s, trend)) for s in trend.layers}

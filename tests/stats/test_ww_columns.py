@@ -91,3 +91,18 @@ def test_rand_distance_reads_an_eigensolvers_negative_zero_as_zero():
     assert jensen_shannon_distance(evals, shuffled) == pytest.approx(
         scipy.spatial.distance.jensenshannon(evals, clipped), rel=1e-12
     )
+
+
+def test_a_square_layers_negative_zero_is_fitted_as_zero():
+    """A float32 eigensolver gave one of all-MiniLM-L6-v2's 384² layers an eigenvalue of
+    −1.07e-10: its square root was NaN, which spoiled the whole kernel density."""
+    n = m = 200
+    w = np.random.default_rng(6).standard_t(3.0, size=(n, m))
+    evals = np.sort(np.linalg.svd(w, compute_uv=False) ** 2) / n
+    negative = np.concatenate(([-1e-10], evals[1:]))
+    clipped = np.concatenate(([0.0], evals[1:]))
+    with np.errstate(invalid="raise"):
+        fitted = ww_mp_fit(negative, n, m)
+    assert fitted == pytest.approx(ww_mp_fit(clipped, n, m), rel=1e-12)
+    reference = _weightwatcher_fit(clipped, 1.0, m)
+    assert fitted[0] == pytest.approx(reference[0], rel=1e-9) and fitted[1] == reference[1]

@@ -12,7 +12,6 @@ import os
 from weightscope.commands.trend import Trend
 from weightscope.config import Thresholds
 from weightscope.io import write_text_atomic
-from weightscope.render.cells import Column, text_cell
 from weightscope.render.html import (
     cards,
     figure_html,
@@ -23,15 +22,15 @@ from weightscope.render.measures_views import lines_html, trend_measure_lines
 from weightscope.render.plot_trend import trend_figure
 from weightscope.render.plots import require_matplotlib
 from weightscope.render.style import alpha_band, fmt
-from weightscope.render.trend_views import (
+from weightscope.render.trend_columns import (
     POINT_COLUMNS,
     checkpoint_label,
-    flag_text,
-    html_alpha,
-    ordered_series,
     point_rows,
     run_root,
+    series_rows,
+    series_slots,
 )
+from weightscope.render.trend_views import ordered_series
 
 
 def _checkpoints_table(trend: Trend, thresholds: Thresholds) -> str:
@@ -43,18 +42,11 @@ def _checkpoints_table(trend: Trend, thresholds: Thresholds) -> str:
 
 
 def _layers_table(trend: Trend, thresholds: Thresholds) -> str:
-    steps = [Column(f"at{i}", f"α@{checkpoint_label(p)}", True) for i, p in enumerate(trend.checkpoints)]
-    columns = (Column("layer", "layer"), Column("kind", "kind"), *steps, Column("flags", "flags"))
+    slots = series_slots(trend, "html")
     rows = [
-        [
-            text_cell(s.name),
-            text_cell(s.kind),
-            *(html_alpha(a, thresholds) for a in s.alphas),
-            text_cell(flag_text(s, trend), "low" if s.flags else ""),
-        ]
-        for s in ordered_series(trend)
+        [slot.value("html", row) for slot in slots] for row in series_rows(trend, ordered_series(trend), thresholds)
     ]
-    return sortable_table("layers", columns, rows)
+    return sortable_table("layers", [slot.html_column for slot in slots], rows)
 
 
 def trend_html(trend: Trend, thresholds: Thresholds = Thresholds()) -> str:

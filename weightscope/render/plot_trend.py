@@ -19,7 +19,7 @@ from weightscope.render.plot_measures import draw_measures
 from weightscope.render.plot_summary import depth_axis
 from weightscope.render.plots import new_figure, shade_alpha_band, tag_artists
 from weightscope.render.style import number
-from weightscope.render.trend_views import checkpoint_label
+from weightscope.render.trend_columns import checkpoint_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

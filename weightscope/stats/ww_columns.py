@@ -165,7 +165,10 @@ def ww_mp_fit(evals: np.ndarray, n: int, m: int) -> tuple[float, int, float] | N
     q = n / m
     scale = evals.size / total  # WeightWatcher's Wscale², which makes the mean eigenvalue 1
     rescaled = evals * scale
-    to_fit = np.sqrt(rescaled) if q == 1.0 else rescaled
+    # WeightWatcher fits singular values of a square matrix (σ ≥ 0 from its SVD); an
+    # eigensolver's zero can come out as −1e-10, whose square root is NaN, and one NaN in
+    # the kernel density turned a MiniLM layer's bulk_max 330× too small (333 "spikes").
+    to_fit = np.sqrt(np.maximum(rescaled, 0.0)) if q == 1.0 else rescaled
     grid = np.linspace(0.0, float(np.max(to_fit)) + 0.5, GRID_POINTS)
     density = linear_kde(to_fit, grid, BANDWIDTH)
     kept = density > DENSITY_FLOOR
