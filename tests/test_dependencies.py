@@ -4,6 +4,7 @@ imported only where it is needed (inside the function), and a missing one is an 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,22 +124,58 @@ def test_the_cli_imports_a_command_module_only_when_it_is_used():
     )
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["analyze", "--help"], ["inspect", "--help"], ["analyze", "model.safetensors", "--format", "xml"]],
-    ids=["analyze-help", "inspect-help", "usage-error"],
-)
-def test_a_commands_help_and_usage_errors_import_no_numpy(args):
+#: Command lines that end before any work, and the first line each writes to stderr: help,
+#: the version, a usage error, a bad option value, a path that holds no checkpoint (the
+#: test makes EMPTY_DIRECTORY and NOT_A_CHECKPOINT).
+NO_WORK = {
+    "root-help": (["--help"], None),
+    "version": (["--version"], None),
+    "analyze-help": (["analyze", "--help"], None),
+    "inspect-help": (["inspect", "--help"], None),
+    "compare-help": (["compare", "--help"], None),
+    "trend-help": (["trend", "--help"], None),
+    "plot-help": (["plot", "--help"], None),
+    "cache-help": (["cache", "info", "--help"], None),
+    "usage-error": (["analyze", "model.safetensors", "--format", "xml"], "Usage: "),
+    "analyze-missing-path": (["analyze", "/no/such/path"], "error: /no/such/path: no such file or directory"),
+    "inspect-missing-path": (["inspect", "/no/such/path"], "error: /no/such/path: no such file or directory"),
+    "compare-missing-path": (["compare", "NOT_A_CHECKPOINT", "/no/b"], "error: NOT_A_CHECKPOINT: not a checkpoint"),
+    "trend-missing-path": (["trend", "/no/such/run"], "error: /no/such/run: no such file or directory"),
+    "trend-no-checkpoints": (["trend", "EMPTY_DIRECTORY"], "error: EMPTY_DIRECTORY: no checkpoints in this directory"),
+    "analyze-empty-directory": (["analyze", "EMPTY_DIRECTORY"], "error: EMPTY_DIRECTORY: directory holds no files"),
+    "analyze-not-a-checkpoint": (["analyze", "NOT_A_CHECKPOINT"], "error: NOT_A_CHECKPOINT: not a checkpoint"),
+    "bad-eig-dtype": (
+        ["analyze", "model.safetensors", "--eig-dtype", "float16"],
+        "error: eigenvalue dtype must be one of auto, float64, float32, got 'float16'",
+    ),
+    "bad-device": (
+        ["analyze", "model.safetensors", "--device", "tpu"],
+        "error: device must be one of auto, cpu, cuda, got 'tpu'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "says"), NO_WORK.values(), ids=NO_WORK.keys())
+def test_help_version_and_error_lines_import_no_numpy(args, says, tmp_path):
     """`-X importtime` lists every module the process imported: numpy must not be one of
-    them (the command modules import the pipeline inside the commands)."""
+    them (the command modules import the pipeline inside the commands, after the options
+    and the path are checked; the checkpoint package tells files apart without numpy)."""
+    (tmp_path / "EMPTY_DIRECTORY").mkdir()
+    (tmp_path / "NOT_A_CHECKPOINT").write_text("hello\n")
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "weightscope", *args],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == (0 if "--help" in args else 2), done.stderr[-2000:]
+    said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    if says is None:
+        assert done.returncode == 0 and not said, done.stderr[-2000:]
+    else:
+        assert done.returncode == 2 and said[0].startswith(says), said
+        assert len(said) == 1 or says == "Usage: ", said  # an error is one line
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "weightscope.cli.app" in imported
     assert "numpy" not in imported, sorted(name for name in imported if name.startswith("weightscope"))

@@ -2,43 +2,63 @@
 
 `open_checkpoint` is the one entry point; `write_safetensors` makes synthetic checkpoints
 for tests and benchmarks.
+
+Importing this package imports no numpy, and neither does `locate`: finding a
+checkpoint's files and telling them apart needs names and first bytes only, so a
+command refuses a missing path, a directory with no checkpoint or a file that is not one
+before it imports the readers and the pipeline (numpy alone is 0.2–0.3 s of imports on
+this 2-core machine: `docs/performance.md`). A reader is imported when its file is opened.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from weightscope.checkpoint import hub
 from weightscope.checkpoint.base import FLOAT_DTYPES, CheckpointReader, TensorInfo
 from weightscope.checkpoint.directory import (
     directory_files,
+    is_adapter,
     is_index,
     open_directory,
     open_shard_index,
     shard_files,
 )
-from weightscope.checkpoint.files import FileKind, open_file, sniff
+from weightscope.checkpoint.files import FileKind, open_file, reader_kind, sniff
 from weightscope.checkpoint.hub import is_cache_dir, looks_like_model_id
-from weightscope.checkpoint.lora import is_adapter, is_peft_model, open_adapter, peft_model_adapter
-from weightscope.checkpoint.memory import MemoryReader, describe, is_in_memory
 from weightscope.checkpoint.model_config import read_model_config
-from weightscope.checkpoint.writer import write_safetensors
 from weightscope.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from weightscope.checkpoint.writer import write_safetensors
 
 __all__ = [
     "FLOAT_DTYPES",
     "CheckpointReader",
     "TensorInfo",
     "input_files",
+    "locate",
     "open_checkpoint",
     "source_name",
     "write_safetensors",
 ]
 
 
+def __getattr__(name: str) -> Any:
+    if name != "write_safetensors":
+        raise AttributeError(f"module 'weightscope.checkpoint' has no attribute {name!r}")
+    from weightscope.checkpoint.writer import write_safetensors  # numpy: only where checkpoints are made
+
+    return write_safetensors
+
+
 def source_name(source: str | os.PathLike[str] | object) -> str:
     """How a report names what it analysed: the path, or ``<Model in memory>``."""
+    from weightscope.checkpoint.memory import describe, is_in_memory
+
     return describe(source) if is_in_memory(source) else str(source)
 
 
@@ -72,11 +92,30 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
     file, a pickle holding more than tensors) raises `CheckpointError` with one line
     naming the path. Use the reader as a context manager.
     """
-    if is_in_memory(path):
-        return peft_model_adapter(path, MemoryReader(path)) if is_peft_model(path) else MemoryReader(path)
-    if not isinstance(path, (str, os.PathLike)):
+    if not isinstance(path, (str, os.PathLike)):  # a model in memory, else a mistake
+        from weightscope.checkpoint.lora import is_peft_model, peft_model_adapter
+        from weightscope.checkpoint.memory import MemoryReader, is_in_memory
+
+        if is_in_memory(path):
+            return peft_model_adapter(path, MemoryReader(path)) if is_peft_model(path) else MemoryReader(path)
         raise CheckpointError(f"cannot analyse a {type(path).__name__}: give a path, a torch nn.Module or a state dict")
-    path = Path(path)
+    path, open_located = _locate(Path(path))
+    reader = open_located()
+    reader.model_config = read_model_config(path)
+    return reader
+
+
+def locate(path: str | os.PathLike[str]) -> Path:
+    """The path `open_checkpoint` reads for ``path`` (a hub cache entry or model id
+    resolved to its snapshot), or the `CheckpointError` it raises for a path that holds
+    no checkpoint: missing, a directory without one, a file of no format. From names and
+    first bytes only, without numpy; a damaged file of a known format is its reader's to
+    report, when it is opened."""
+    return _locate(Path(path))[0]
+
+
+def _locate(path: Path) -> tuple[Path, Callable[[], CheckpointReader]]:
+    """Where the checkpoint is and how to open it (`locate`)."""
     try:
         path.stat()
     except PermissionError as exc:  # a directory on the way refuses us; is_dir() would raise too
@@ -85,25 +124,28 @@ def open_checkpoint(path: str | os.PathLike[str] | object) -> CheckpointReader:
         pass  # missing, dangling or looping: said below
     if is_cache_dir(path) or looks_like_model_id(str(path)):
         path = hub.resolve(path)
-    reader = _open_path(path)
-    reader.model_config = read_model_config(path)
-    return reader
-
-
-def _open_path(path: Path) -> CheckpointReader:
     if is_adapter(path):
-        return open_adapter(path, open_file)
+        return path, lambda: _open_adapter(path)
     if path.is_dir():
-        return open_directory(path)
+        directory_files(path)  # the directory's own error, before any reader is imported
+        return path, lambda: open_directory(path)
     if not path.exists():
         if path.is_symlink():
             raise CheckpointError(f"{path}: a symlink that leads nowhere (dangling, or a loop)")
         raise CheckpointError(f"{path}: no such file or directory")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a regular file or directory")
-    if sniff(path) is FileKind.JSON:
-        return open_shard_index(path)
-    return open_file(path)
+    kind = sniff(path)
+    if kind is FileKind.JSON:
+        return path, lambda: open_shard_index(path)
+    kind = reader_kind(path, kind)
+    return path, lambda: open_file(path, kind)
+
+
+def _open_adapter(path: Path) -> CheckpointReader:
+    from weightscope.checkpoint.lora import open_adapter
+
+    return open_adapter(path, open_file)
 
 
 def input_files(path: str | os.PathLike[str]) -> list[Path]:

@@ -12,11 +12,12 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from weightscope.errors import CheckpointError, install_hint
+
+if TYPE_CHECKING:  # numpy comes with the readers, not with telling checkpoints apart (`files`)
+    import numpy as np
 
 #: Floating dtypes (safetensors spelling) that readers decode to numpy floats.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
@@ -164,6 +165,8 @@ def read_exactly(
     call, so no descriptor is held between reads (thousands of shards never meet the
     open-files limit). numpy's allocations are aligned for any dtype.
     """
+    import numpy as np  # a reader's work; this module is imported to tell files apart too
+
     buffer = np.empty(length, np.uint8)
     try:
         with open(path, "rb", buffering=0) as file:

@@ -13,16 +13,20 @@ import json
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.files import format_family, open_file
 from weightscope.errors import CheckpointError
 
+if TYPE_CHECKING:  # without numpy: a command checks a directory before it imports the readers
+    import numpy as np
+
 SAFETENSORS_INDEX_SUFFIX = ".safetensors.index.json"
 TORCH_SINGLE_FILE = "pytorch_model.bin"
 TORCH_INDEX = "pytorch_model.bin.index.json"
+#: What makes a directory a PEFT adapter (`weightscope.checkpoint.lora`).
+ADAPTER_CONFIG = "adapter_config.json"
 #: Formats whose one file in a directory is the directory's checkpoint (a run's step
 #: directory holding model.gguf): they are never sharded across files here.
 SINGLE_FILE_FORMATS = ("gguf", "npz")
@@ -93,6 +97,12 @@ def directory_files(directory: Path) -> list[Path]:
         f"{directory}: no checkpoint in directory (looked for *.safetensors, "
         f"*{SAFETENSORS_INDEX_SUFFIX}, {TORCH_SINGLE_FILE}, {TORCH_INDEX}, one *.gguf or *.npz)"
     )
+
+
+def is_adapter(path: Path) -> bool:
+    """Whether ``path`` is a PEFT adapter directory (or the weights file inside one)."""
+    directory = path if path.is_dir() else path.parent
+    return (directory / ADAPTER_CONFIG).is_file() and (path.is_dir() or path.name.startswith("adapter_model"))
 
 
 def is_index(path: Path) -> bool:

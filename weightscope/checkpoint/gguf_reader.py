@@ -41,9 +41,9 @@ from weightscope.checkpoint.base import (
     check_readable,
     require,
 )
+from weightscope.checkpoint.files import GGUF_MAGIC
 from weightscope.errors import CheckpointError
 
-GGUF_MAGIC = b"GGUF"
 #: Smallest possible entries: a tensor info is a name length (8), ndims (4), a dim (8),
 #: a type (4) and an offset (8); a key/value is a key length (8) and a type (4).
 _MIN_TENSOR_INFO, _MIN_KV = 32, 12

@@ -28,10 +28,10 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
+from weightscope.checkpoint.directory import ADAPTER_CONFIG
 from weightscope.errors import CheckpointError, WeightscopeError
 from weightscope.patterns import Pattern, compile_pattern
 
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 #: What PEFT puts in front of the wrapped model's names.
 PEFT_PREFIX = "base_model.model."
@@ -147,12 +147,6 @@ class LoraAdapter:
     modules: list[LoraModule]
     saved: list[TensorInfo]
     other: list[TensorInfo]
-
-
-def is_adapter(path: Path) -> bool:
-    """Whether ``path`` is a PEFT adapter directory (or the weights file inside one)."""
-    directory = path if path.is_dir() else path.parent
-    return (directory / ADAPTER_CONFIG).is_file() and (path.is_dir() or path.name.startswith("adapter_model"))
 
 
 def read_config(path: Path) -> LoraConfig:

@@ -19,10 +19,8 @@ header fails its layer.
 
 from __future__ import annotations
 
-import lzma
 import os
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +28,9 @@ import numpy as np
 
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo, check_readable
 from weightscope.checkpoint.dtypes import NUMPY_NAMES
+from weightscope.checkpoint.files import ZIP_ERRORS
 from weightscope.errors import CheckpointError
 
-_ZIP_ERRORS = (
-    OSError,
-    ValueError,
-    zipfile.BadZipFile,
-    EOFError,
-    KeyError,
-    lzma.LZMAError,
-    zlib.error,
-    NotImplementedError,
-    RuntimeError,
-)
 #: Declared over compressed size above which a member is refused: above deflate's maximum
 #: (1032:1), far above real weights (~1.1:1). See the module docstring.
 MAX_RATIO = 1100
@@ -56,16 +44,6 @@ def numpy_dtype_name(dtype: np.dtype[Any]) -> str:
 def numpy_to_float(array: np.ndarray, dtype: str) -> np.ndarray:
     """A float array as the readers return it: float32 (float64 for F64), C-contiguous."""
     return np.ascontiguousarray(array, dtype=np.float64 if dtype == "F64" else np.float32)
-
-
-def is_npz(path: Path) -> bool:
-    """A zip whose members are all ``.npy`` files (a torch zip holds ``data.pkl``)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except _ZIP_ERRORS:
-        return False
-    return bool(names) and all(name.endswith(".npy") for name in names)
 
 
 class NpzReader(CheckpointReader):
@@ -94,7 +72,7 @@ class NpzReader(CheckpointReader):
                 self._infos[name] = TensorInfo(
                     name, tuple(shape), numpy_dtype_name(dtype), str(self.path), int(np.prod(shape)) * dtype.itemsize
                 )
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise CheckpointError(
                 f"{self.path}: not a readable .npz archive ({type(exc).__name__}: {str(exc)[:200]})"
             ) from None
@@ -107,7 +85,7 @@ class NpzReader(CheckpointReader):
         try:
             with self._zip.open(self._members[info.name]) as stream:
                 array = np.lib.format.read_array(stream, allow_pickle=False)
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise CheckpointError(
                 f"{self.path}: tensor {info.name!r} cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
             ) from None

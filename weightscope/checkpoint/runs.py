@@ -95,6 +95,15 @@ def expand_run(paths: Iterable[str | os.PathLike[str]], pattern: Pattern) -> lis
     return found
 
 
+def find_run(paths: Iterable[str | os.PathLike[str]], step_regex: str | None = None) -> list[RunEntry]:
+    """A run's checkpoints and saved reports in training order: run directories expanded
+    (`expand_run`), ordered by the step in their names (`order_run`, ``step_regex``).
+    Without numpy: `weightscope trend` refuses a missing path or a clash of steps before
+    it imports the analysis."""
+    pattern = compile_step_pattern(step_regex)
+    return order_run(expand_run(paths, pattern), pattern)
+
+
 def run_inputs(paths: Iterable[str | os.PathLike[str]], step_regex: str | None = None) -> list[Path]:
     """Every checkpoint or report a trend over ``paths`` would read (the paths themselves
     when they cannot be expanded: `trend` reports that problem when it runs)."""

@@ -30,10 +30,8 @@ from weightscope.checkpoint.base import (
     read_exactly,
 )
 from weightscope.checkpoint.dtypes import STORED_DTYPES, decode_to_float
+from weightscope.checkpoint.files import MAX_HEADER_BYTES
 from weightscope.errors import CheckpointError
-
-#: Largest header accepted; real headers are well under 1 MB even for 100k tensors.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 _LENGTH_PREFIX = struct.Struct("<Q")
 

@@ -86,13 +86,8 @@ def analyze(
 
       weightscope analyze hf-model-dir/ --include 'layers\\.1[0-9]\\.' --format json -o report.json
     """
-    # The pipeline and its views import numpy: inside the command, so that its --help and
-    # a usage error do not pay for them.
-    from weightscope.analysis.pipeline import analyze as run_analysis
+    from weightscope.checkpoint import locate
     from weightscope.checkpoint.hub import resolve_if_asked
-    from weightscope.render.html import spectra_worth_drawing, write_html_report
-    from weightscope.render.table import fit_statistics_lines, render_report
-    from weightscope.render.text import REPORT_FORMATS
 
     with user_errors(debug):
         chosen = resolve_format(format, output)
@@ -100,6 +95,13 @@ def analyze(
         check_paths([output, html], [source, analysis.config])
         execution = analysis.execution()
         options = analysis.kwargs()
+        locate(source)
+        # The pipeline and its views import numpy: only now, so that --help, a usage error
+        # and a bad option or path do not pay for them.
+        from weightscope.analysis.pipeline import analyze as run_analysis
+        from weightscope.render.table import fit_statistics_lines, render_report
+        from weightscope.render.text import REPORT_FORMATS
+
         detail("thresholds: " + ", ".join(f"{k}={v}" for k, v in vars(options["thresholds"]).items()))
         started = time.perf_counter()
         with layer_progress() as hook:
@@ -115,6 +117,8 @@ def analyze(
         for line in fit_statistics_lines(report):
             detail(line)
         if html is not None:
+            from weightscope.render.html import spectra_worth_drawing, write_html_report  # 0.1 s of imports
+
             started = time.perf_counter()
             drawn = spectra_worth_drawing(spectra)
             with step_progress("drawing spectra", len(drawn)) as tick:
@@ -143,14 +147,18 @@ def inspect(
     debug: DebugOption = False,
 ) -> None:
     """List tensors, shapes and dtypes, and which would be analysed (headers only, no math)."""
-    from weightscope.analysis.pipeline import inspect as run_inspection
+    from weightscope.checkpoint import locate
     from weightscope.checkpoint.hub import resolve_if_asked
-    from weightscope.render.table import render_inspection
-    from weightscope.render.text import inspection_json
 
     with user_errors(debug):
+        source = resolve_if_asked(path, revision, download)
+        locate(source)
+        from weightscope.analysis.pipeline import inspect as run_inspection  # numpy: after the path's check
+        from weightscope.render.table import render_inspection
+        from weightscope.render.text import inspection_json
+
         inspection = run_inspection(
-            resolve_if_asked(path, revision, download),
+            source,
             include=tuple(include or ()),
             exclude=tuple(exclude or ()),
             min_evals=min_evals,

@@ -27,9 +27,6 @@ from weightscope.cli.options import (
 )
 from weightscope.cli.pictures import HtmlOption, need_pictures, write_if_asked
 from weightscope.cli.progress import layer_progress
-from weightscope.commands.compare import compare as run_comparison
-from weightscope.render.compare_views import COMPARE_FORMATS, render_comparison
-from weightscope.render.html_compare import write_compare_html
 
 SideArg = Annotated[
     Path,
@@ -85,12 +82,22 @@ def compare(
 
       weightscope compare step-1000.json step-2000.json --format md -o diff.md
     """
+    from weightscope.checkpoint import locate
+
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
         check_paths([output, html], [a, b, analysis.config])
         options = analysis.kwargs()
         thresholds = options["thresholds"]
+        for side in (a, b):
+            locate(side)  # a saved report is JSON, which passes; a missing path fails here
+        # The comparison and its views import numpy: only now, so that --help, a usage error
+        # and a bad option or path do not pay for them.
+        from weightscope.commands.compare import compare as run_comparison
+        from weightscope.render.compare_views import COMPARE_FORMATS, render_comparison
+        from weightscope.render.html_compare import write_compare_html
+
         with layer_progress() as hook:
             comparison = run_comparison(
                 a,

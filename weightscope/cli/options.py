@@ -273,7 +273,8 @@ class AnalysisArgs:
         )
 
     def kwargs(self) -> dict[str, Any]:
-        """Options for `weightscope.analyze` and friends; bad thresholds raise WeightscopeError."""
+        """Options for `weightscope.analyze` and friends; bad thresholds or options raise
+        `WeightscopeError` here, before a command imports the pipeline."""
         values = {k: v for k, v in self.values.items() if k not in _EXECUTION_NAMES}
         del values["config"]
         assignments = values.pop("set_") or []
@@ -286,6 +287,7 @@ class AnalysisArgs:
         values["include"] = tuple(values["include"] or ())
         values["exclude"] = tuple(values["exclude"] or ())
         values["thresholds"] = load_thresholds(self.config, overrides)
+        AnalysisOptions.from_kwargs(**values)  # the API's checks (e.g. --eig-dtype), before numpy is imported
         return values
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from weightscope.analysis.layer import LayerAnalysis
-from weightscope.analysis.pipeline import analyze as run_analysis
-from weightscope.analysis.pipeline import analyze_with
 from weightscope.cli.analyze import PathArg
 from weightscope.cli.app import app
 from weightscope.cli.common import (
@@ -24,11 +21,11 @@ from weightscope.cli.common import (
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.progress import layer_progress
 from weightscope.errors import WeightscopeError, one_line
-from weightscope.execution.plan import Execution
+from weightscope.execution.request import Execution
 from weightscope.options import AnalysisOptions
-from weightscope.render.plot_esd import layer_figure
-from weightscope.render.plot_summary import summary_figure
-from weightscope.render.plots import png_file_name, require_matplotlib, save_png
+
+if TYPE_CHECKING:  # numpy, the pipeline and matplotlib: imported when something is drawn
+    from weightscope.analysis.layer import LayerAnalysis
 
 
 def _output_dir(out: Path) -> Path:
@@ -44,6 +41,10 @@ def draw_layer_spectra(
 ) -> list[Path]:
     """One ESD picture per layer matching ``patterns`` (``options.include``); no other
     tensor is read."""
+    from weightscope.analysis.pipeline import analyze_with
+    from weightscope.render.plot_esd import layer_figure
+    from weightscope.render.plots import png_file_name, save_png
+
     items: list[LayerAnalysis] = []
     with layer_progress() as hook:
         analyze_with(path, options, hook, items.append, execution)
@@ -99,6 +100,11 @@ def plot(
     with user_errors(debug):
         if not layer and not summary:
             raise WeightscopeError("nothing to draw: pass --layer REGEX (a spectrum per layer) and/or --summary")
+        # The pipeline and matplotlib import numpy: inside the command, so that its --help does not.
+        from weightscope.analysis.pipeline import analyze as run_analysis
+        from weightscope.render.plot_summary import summary_figure
+        from weightscope.render.plots import require_matplotlib, save_png
+
         require_matplotlib()
         if out is not None:
             say("--out is deprecated: use --out-dir (-d); -o names a file in every other command", style="yellow")

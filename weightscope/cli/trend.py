@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weightscope.checkpoint.runs import RunEntry, run_inputs
+from weightscope.checkpoint.runs import RunEntry, find_run, run_inputs
 from weightscope.cli.app import app
 from weightscope.cli.common import (
     DebugOption,
@@ -32,12 +32,7 @@ from weightscope.cli.pictures import (
     need_pictures,
     write_if_asked,
 )
-from weightscope.commands.trend import trend as run_trend
 from weightscope.errors import one_line
-from weightscope.render.html_trend import write_trend_html
-from weightscope.render.plot_trend import trend_figure
-from weightscope.render.plots import save_png
-from weightscope.render.trend_views import TREND_FORMATS, render_trend
 
 
 def _announce(entry: RunEntry, origin: str, position: int, total: int) -> None:
@@ -105,14 +100,18 @@ def trend(
         check_paths([output, plot, html], [*run_inputs(paths, step_regex), analysis.config])
         options = analysis.kwargs()
         thresholds = options["thresholds"]
-        result = run_trend(
-            paths,
-            step_regex=step_regex,
-            jump_k=jump_k,
-            min_swing=min_swing,
-            on_checkpoint=_announce,
-            execution=analysis.execution(),
-            **options,
+        execution = analysis.execution()
+        entries = find_run(paths, step_regex)
+        # The analysis and the views import numpy: only now, so that --help, a usage error,
+        # a bad option or a missing path do not pay for them.
+        from weightscope.commands.trend import trend_of_run
+        from weightscope.render.html_trend import write_trend_html
+        from weightscope.render.plot_trend import trend_figure
+        from weightscope.render.plots import save_png
+        from weightscope.render.trend_views import TREND_FORMATS, render_trend
+
+        result = trend_of_run(
+            entries, jump_k=jump_k, min_swing=min_swing, on_checkpoint=_announce, execution=execution, **options
         )
         write_if_asked(plot, lambda target: save_png(trend_figure(result, thresholds), target))
         write_if_asked(html, lambda target: write_trend_html(result, target, thresholds))

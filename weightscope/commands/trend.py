@@ -45,7 +45,7 @@ from weightscope import vocabulary
 from weightscope.analysis.model_measures import distance_from_init
 from weightscope.analysis.pipeline import analyze_many
 from weightscope.checkpoint import open_checkpoint
-from weightscope.checkpoint.runs import RunEntry, compile_step_pattern, expand_run, order_run
+from weightscope.checkpoint.runs import RunEntry, find_run
 from weightscope.commands.compare import layer_verdict
 from weightscope.commands.sources import read_saved_report
 from weightscope.config import Thresholds
@@ -539,8 +539,7 @@ CheckpointHook = Callable[[RunEntry, str, int, int], None]
 def trend(paths: Iterable[str | os.PathLike[str]], *, step_regex: str | None = None, **kwargs: Any) -> Trend:
     """Analyse a run: a directory of checkpoints, or checkpoints / saved reports listed,
     ordered by the step in their names (``step_regex``); ``kwargs`` are `trend_of_run`'s."""
-    pattern = compile_step_pattern(step_regex)
-    return trend_of_run(order_run(expand_run(paths, pattern), pattern), **kwargs)
+    return trend_of_run(find_run(paths, step_regex), **kwargs)
 
 
 def trend_of_run(

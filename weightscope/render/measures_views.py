@@ -9,13 +9,16 @@ has a healthy band, so each says what is normal and what to compare it with.
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from weightscope.commands.trend import Trend
 from weightscope.render.style import fmt
 from weightscope.report import ModelMeasures
 from weightscope.stats.embedding import RowCloud
+
+if TYPE_CHECKING:  # the trend and comparison machinery: not on every `analyze`'s imports
+    from weightscope.commands.trend import Trend
 
 #: How to read each model-level number, said once beside it: what is normal, what is a
 #: finding, and what to compare it with (none has a band of its own, as alpha has).
