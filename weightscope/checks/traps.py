@@ -170,9 +170,12 @@ def outsized_entries(
     of shape (out, in, *k), row is the output channel and col indexes
     ``tensor.reshape(out, -1)``, i.e. col = in_channel·prod(k) + kernel position.
     """
-    values = np.concatenate([np.ravel(matrix) for matrix in matrices])
+    # W itself where it is one contiguous matrix, and |w − median| formed in place: a
+    # full-size float32 copy each (172 MB for an 11008×4096 layer) fewer at the peak.
+    values = np.ravel(matrices[0]) if len(matrices) == 1 else np.concatenate([np.ravel(m) for m in matrices])
     centre = float(np.median(values))
-    deviation = np.abs(values - centre)
+    deviation = values - centre
+    np.abs(deviation, out=deviation)
     size = len(values)
     tail_size = min(size - 1, max(_ENTRY_TAIL_MIN, int(_ENTRY_TAIL_SHARE * size)))
     # One selection pass gives the deviations' median and the tail's threshold (an
