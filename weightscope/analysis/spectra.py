@@ -122,8 +122,9 @@ def layer_rank(
 
     Under "auto" ``evals`` are float32's (but where `solve_dtype` chose float64): the
     counts float32 cannot settle are float64 inertia counts (module docstring), made in
-    the plan's float64 stage, one layer at a time. The count is exact but for an eigenvalue within float64's own rounding of a
-    threshold, where a float64 eigensolve is as undecided."""
+    the plan's float64 stage, one layer at a time. The count is exact but for an
+    eigenvalue within float64's own rounding of a threshold, where a float64 eigensolve
+    is as undecided."""
     if not evals.size or not np.all(np.isfinite(evals)):
         return None
     counts = None
