@@ -128,11 +128,24 @@ def rounding_noise_levels(matrices: list[np.ndarray], bits: int, above: float | 
     return levels
 
 
+#: The exponent field of a float32 (its bits with sign and mantissa cleared).
+_FLOAT32_EXPONENT = np.uint32(0x7F800000)
+
+
 def _ulp(w: np.ndarray, bits: int) -> np.ndarray:
-    """ulp(w) = 2^(e − bits) for |w| ∈ [2^(e−1), 2^e), 0 for w = 0, in float32."""
-    _, exponent = np.frexp(w)
-    ulp = np.ldexp(np.float32(1.0), exponent - bits).astype(np.float32)
-    ulp[w == 0] = 0.0
+    """ulp(w) = 2^(e − bits) for |w| ∈ [2^(e−1), 2^e), 0 for w = 0, in float32.
+
+    Read off the float32 bits: with its sign and mantissa cleared, a normal w becomes
+    2^(e−1), and one exact multiplication by 2^(1 − bits) makes it the ulp. 55× faster
+    than frexp/ldexp (0.038 s against 2.08 s on an 11008×4096 matrix here), which cost
+    3.5 s of a Llama block's 44 s. The few subnormal w (exponent field 0) take frexp."""
+    w = np.asarray(w, dtype=np.float32)
+    ulp = np.bitwise_and(w.view(np.uint32), _FLOAT32_EXPONENT).view(np.float32)
+    ulp *= np.float32(2.0 ** (1 - bits))
+    subnormal = (ulp == 0) & (w != 0)
+    if subnormal.any():
+        _, exponent = np.frexp(w[subnormal])
+        ulp[subnormal] = np.ldexp(np.float32(1.0), exponent - bits)
     return ulp
 
 
