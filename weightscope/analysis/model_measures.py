@@ -21,6 +21,8 @@ one pair of tensors at a time.
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +36,9 @@ from weightscope.options import AnalysisOptions
 from weightscope.report import AttentionBounds, ModelMeasures
 from weightscope.stats.attention import LogitBound, check_head_split, logit_bound
 from weightscope.stats.embedding import RowCloud, row_cloud
+
+#: No lock: reads as they come (a nullcontext is reentrant, so one serves every call).
+_UNLOCKED: AbstractContextManager[Any] = nullcontext()
 
 #: What one bad tensor may raise; it becomes a note (as a failed layer does in the stream).
 _MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
@@ -137,9 +142,10 @@ def _first_line(exc: Exception) -> str:
 
 
 def attention_bounds(
-    reader: CheckpointReader, specs: list[LayerSpec], heads: HeadLayout
+    reader: CheckpointReader, specs: list[LayerSpec], heads: HeadLayout, lock: AbstractContextManager[Any] = _UNLOCKED
 ) -> tuple[AttentionBounds, list[str]]:
-    """Every block's logit bound, one block's tensors alive at a time."""
+    """Every block's logit bound, one block's tensors alive at a time; each read under
+    ``lock`` (`measure_model`)."""
     pairs, notes = qk_pairs(specs)
     if not pairs:
         return AttentionBounds("unavailable", "no separate q and k projections found"), notes
@@ -157,12 +163,14 @@ def attention_bounds(
         try:
             split = heads.split_block(q_spec.info.shape[0], k_spec.info.shape[0])
             check_head_split(*split)
-            gain = reader.read(infos[gain_name]) if gain_name is not None else None
+            with lock:
+                gain = reader.read(infos[gain_name]) if gain_name is not None else None
             if gain is not None and gain.shape != (q_spec.info.shape[1],):
                 gain, gain_name = None, None
             if gain is not None and offsets:
                 gain, gain_name = 1.0 + np.asarray(gain, dtype=np.float64), f"1 + {gain_name}"
-            wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
+            with lock:
+                wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
             if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
                 raise WeightscopeError("non-finite weights")
             bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, split, gain, gain_name))
@@ -199,14 +207,18 @@ def token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
     return chosen
 
 
-def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> tuple[list[RowCloud], list[str]]:
-    """Row clouds of the token embedding and of an untied lm_head, one tensor at a time."""
+def row_clouds(
+    reader: CheckpointReader, specs: list[LayerSpec], seed: int, lock: AbstractContextManager[Any] = _UNLOCKED
+) -> tuple[list[RowCloud], list[str]]:
+    """Row clouds of the token embedding and of an untied lm_head, one tensor at a time;
+    each read under ``lock`` (`measure_model`)."""
     clouds: list[RowCloud] = []
     notes: list[str] = []
     first: np.ndarray | None = None
     for spec in token_matrices(specs):
         try:
-            array = reader.read(spec.info)
+            with lock:
+                array = reader.read(spec.info)
             if (
                 first is not None
                 and spec.kind == "lm_head"
@@ -226,18 +238,39 @@ def row_clouds(reader: CheckpointReader, specs: list[LayerSpec], seed: int) -> t
     return clouds, notes
 
 
-def measure_model(reader: CheckpointReader, options: AnalysisOptions) -> ModelMeasures | None:
+def measure_model(
+    reader: CheckpointReader, options: AnalysisOptions, lock: AbstractContextManager[Any] = _UNLOCKED
+) -> ModelMeasures | None:
     """Attention-logit bounds and embedding row clouds of an open checkpoint; None for a
     LoRA adapter, whose rank-r updates are neither a q·k product nor embedding rows (its
-    factors would pass for q/k projections of their own and give wrong notes)."""
+    factors would pass for q/k projections of their own and give wrong notes).
+
+    ``lock`` is held around each tensor read: the pipeline runs the measures alongside
+    its layers, and a checkpoint reader need not be thread-safe."""
     if isinstance(reader, AdapterReader):
         return None
-    specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
+    specs = _measured_specs(reader, options)
     heads = read_head_layout(reader, options.heads, options.kv_heads)
     with blas_threads(1):  # small products: threads only contend (and round differently)
-        attention, attention_notes = attention_bounds(reader, specs, heads)
-        clouds, cloud_notes = row_clouds(reader, specs, options.seed)
+        attention, attention_notes = attention_bounds(reader, specs, heads, lock)
+        clouds, cloud_notes = row_clouds(reader, specs, options.seed, lock)
     return ModelMeasures(attention, clouds, attention_notes + cloud_notes)
+
+
+def _measured_specs(reader: CheckpointReader, options: AnalysisOptions) -> list[LayerSpec]:
+    return select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
+
+
+def measures_bytes(reader: CheckpointReader, options: AnalysisOptions) -> int:
+    """Estimated peak bytes of `measure_model`, for the scheduler that runs it alongside
+    the layers: the larger of one block's q and k (float32, and the float64 head slices
+    their QR factorises) and two token matrices in float32 (an lm_head is compared with
+    the embedding, both in memory, to find a tied one)."""
+    specs = _measured_specs(reader, options)
+    pairs, _ = qk_pairs(specs)
+    attention = max((12 * (q.info.numel + k.info.numel) for q, k in pairs), default=0)
+    tokens = sorted((4 * spec.info.numel for spec in token_matrices(specs)), reverse=True)[:2]
+    return max(attention, sum(tokens), 1)
 
 
 def _relative_distance(w: np.ndarray, w0: np.ndarray) -> float | None:

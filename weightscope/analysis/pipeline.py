@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from weightscope.analysis.layer import (
     read_layer,
     select,
 )
-from weightscope.analysis.model_measures import measure_model
+from weightscope.analysis.model_measures import measure_model, measures_bytes
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.layers import LayerSpec, Selection
@@ -67,16 +68,24 @@ def _local_batch(
     """A checkpoint's layers as local threads analyse them: read one layer ahead of the
     workers, several computing at once when memory allows, the largest first;
     ``execution`` chooses the device, workers and cache (`plan`). The model-level
-    measures follow its layers."""
+    measures run on a worker alongside the layers, their reads and the layers' taking
+    turns on the reader."""
     run = plan(selection.layers, options, execution)
+    reading = threading.Lock()  # the reader thread and the measures share the reader
+
+    def load(spec: LayerSpec) -> Loaded:
+        with reading:
+            return read_layer(reader, spec)
+
     return LocalBatch(
         selection.layers,
-        lambda spec: read_layer(reader, spec),
+        load,
         lambda spec, array: analyze_read(spec, array, options, run),
         workers=run.workers,
         cost=lambda spec: working_set(spec, options),
         budget=run.budget,
-        finish=(lambda: measure_model(reader, options)) if options.measures else None,
+        finish=(lambda: measure_model(reader, options, reading)) if options.measures else None,
+        finish_cost=measures_bytes(reader, options) if options.measures else 0.0,
         size=lambda spec: eigen_flops([(spec.info.shape[0], spec.info.shape[1])]),
     )
 
@@ -159,10 +168,11 @@ def analyze_many(
 
     def remote(ray: Any) -> RemoteBatches[LayerSpec, LayerAnalysis, ModelMeasures | None]:
         gpus = cluster_gpus(ray)
-        devices = []
+        devices, finish_bytes = [], []
         for index, path in enumerate(paths):
             with open_checkpoint(path) as reader:
                 selection = select(reader, options)
+                finish_bytes.append(measures_bytes(reader, options) if options.measures else 1)
             opened[index] = (reader.format, reader.metadata, selection)
             shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in selection.layers]
             devices.append(cluster_device(execution.device, shapes, gpus))
@@ -176,12 +186,10 @@ def analyze_many(
                 GPU_SHARE if devices[index] == "cuda" else 0.0,
             ),
             failure_of,
-            # one task per checkpoint, as big as its largest layer's working set
+            # one task per checkpoint, asking for what its measures hold (`measures_bytes`)
             finish_task=measures_task if options.measures else None,
             finish_args=lambda index: (where[index], options, __version__),
-            finish_need=lambda index: Need(
-                max((working_set(spec, options) for spec in opened[index][2].layers), default=1), 0.0
-            ),
+            finish_need=lambda index: Need(finish_bytes[index], 0.0),
         )
 
     for ran in run_batches(len(paths), execution, local=local, remote=remote, progress=progress):
