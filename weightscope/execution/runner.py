@@ -106,7 +106,9 @@ def run_batches(
         yield from _locally(count, local, progress)
 
 
-def run_local(batch: LocalBatch[Unit, Loaded, Result, Any], progress: Progress | None = None) -> Iterator[Result]:
+def run_local(
+    batch: LocalBatch[Unit, Loaded, Result, Any], progress: Progress | None = None
+) -> Generator[Result, None, None]:
     """One batch's units on local threads, in order (`pipelined`); its ``finish`` is not run."""
     if progress is not None:
         progress(0, batch.units)
@@ -144,11 +146,11 @@ class _Finish(Generic[Extra]):
 
 
 def _with_finish(
-    batch: LocalBatch[Unit, Loaded, Result, Extra], progress: Progress | None
-) -> tuple[Iterator[Result], Callable[[], Extra | None]]:
+    batch: LocalBatch[Unit, Any, Result, Extra], progress: Progress | None
+) -> tuple[Iterator[Result], _Finish[Extra] | None]:
     """The batch's results, its ``finish`` scheduled among its units (module docstring)."""
     if batch.finish is None:
-        return run_local(batch, progress), lambda: None
+        return run_local(batch, progress), None
     finish = _Finish(batch.finish)
     units: list[Any] = [*batch.units, finish]
 
@@ -156,7 +158,7 @@ def _with_finish(
         return unit is finish
 
     def results() -> Iterator[Result]:
-        stream = run_local(
+        stream: Generator[Any, None, None] = run_local(
             LocalBatch(
                 units,
                 lambda unit: None if is_finish(unit) else batch.load(unit),
@@ -177,7 +179,7 @@ def _with_finish(
                     progress(done, batch.units)
             next(stream)  # the finish unit: its value stays with it
 
-    return results(), finish.result
+    return results(), finish
 
 
 def _locally(
@@ -188,7 +190,7 @@ def _locally(
     for index in range(count):
         with local(index) as batch:
             results, finish = _with_finish(batch, progress)
-            yield Ran(index, results, finish)
+            yield Ran(index, results, finish.result if finish is not None else lambda: None)
 
 
 def _on_ray(
