@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.commands.gate import evaluate
+from weightscope.commands.gate.command import evaluate
 from weightscope.commands.gate.rules import (
     FAIL,
     MODEL,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tests.commands.test_gate import healthy, layer, report, save
 from weightscope.checkpoint import write_safetensors
 from weightscope.cli import app
-from weightscope.commands.gate import evaluate
+from weightscope.commands.gate.command import evaluate
 from weightscope.commands.gate.rules import ACCEPTED, FAIL, PASS, GateRules, advice
 from weightscope.errors import WeightscopeError
 from weightscope.report import RankInfo, Traps

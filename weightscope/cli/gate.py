@@ -29,12 +29,8 @@ from weightscope.cli.common import (
     user_errors,
 )
 from weightscope.cli.options import AnalysisArgs, analysis_options
-from weightscope.commands.gate import accept
-from weightscope.commands.gate import gate as run_gate
 from weightscope.commands.gate.rules import RULE_HINTS, GateRules, load_settings
 from weightscope.errors import WeightscopeError, one_line
-from weightscope.render.gate_views import GATE_FORMATS, verdict_line
-from weightscope.render.text import REPORT_FORMATS
 
 
 class GateFormat(str, Enum):
@@ -171,6 +167,8 @@ def gate(
 
       weightscope gate base-model/ --adapter lora-adapter/
     """
+    from weightscope.checkpoint import locate
+
     with user_errors(debug):
         overrides = {
             **rules,
@@ -185,6 +183,15 @@ def gate(
             )
         check_paths([output, write_baseline], [path, baseline, adapter, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
+        for given in (path, baseline, adapter):
+            if given is not None:
+                locate(given)  # a saved report is JSON, which passes; a missing path fails here
+        # Here, not at the top: `gate --help`, a bad option or path need no numpy (0.2 s).
+        from weightscope.commands.gate.command import accept
+        from weightscope.commands.gate.command import gate as run_gate
+        from weightscope.render.gate_views import GATE_FORMATS, verdict_line
+        from weightscope.render.text import REPORT_FORMATS
+
         chosen = (
             format or (_SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None) or GateFormat.text
         )

@@ -17,7 +17,6 @@ from weightscope import vocabulary
 from weightscope.config import Thresholds, coerce, read_tool_section
 from weightscope.errors import WeightscopeError
 from weightscope.patterns import compile_pattern
-from weightscope.report import json_document
 
 SCHEMA = "weightscope.gate/2"
 
@@ -216,6 +215,8 @@ class GateResult:
         return {status: counted.get(status, 0) for status in (PASS, WARN, FAIL, SKIP, ACCEPTED)}
 
     def to_dict(self) -> dict[str, Any]:
+        from weightscope.report import json_document  # numpy: not for `gate --help`
+
         return json_document(self, passed=self.passed, counts=self.counts)
 
 
