@@ -31,6 +31,11 @@ from typing import Any
 
 from weightscope.errors import WeightscopeError
 
+#: A file modified this recently may still be written: two writes within the filesystem's
+#: timestamp granularity can leave every stamp unchanged (git's "racily clean" rule), so
+#: the spectrum cache does not trust its identity yet and `watch` waits this long.
+RACY_SECONDS = 2.0
+
 #: The output name meaning standard output.
 STDOUT = "-"
 

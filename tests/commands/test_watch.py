@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import weightscope.commands.trend as trend_module
 import weightscope.commands.watch as watch_module
 from tests.monitor_runs import PLANTED_BLOCK, checkpoint_bytes, write_run
 from weightscope.cli import app
@@ -50,7 +51,7 @@ def test_a_slow_writer_is_never_read_early(tmp_path, monkeypatch):
     final_sizes = {step: len(checkpoint_bytes(step, saves, planted=False)) for saves, step in enumerate(steps)}
     analysed_sizes: list[dict[str, int]] = []
     refused: list[str] = []
-    real_trend, real_readable = watch_module.trend_of_run, watch_module.readable
+    real_trend, real_readable = trend_module.trend_of_run, watch_module.readable
 
     def spy_trend(entries, **kwargs):
         analysed_sizes.append({entry.path.name: entry.path.stat().st_size for entry in entries})
@@ -62,7 +63,7 @@ def test_a_slow_writer_is_never_read_early(tmp_path, monkeypatch):
             refused.append(path.name)
         return ok
 
-    monkeypatch.setattr(watch_module, "trend_of_run", spy_trend)
+    monkeypatch.setattr(trend_module, "trend_of_run", spy_trend)  # the watcher imports it when it runs
     monkeypatch.setattr(watch_module, "readable", spy_readable)
     seen = []
 

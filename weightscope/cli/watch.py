@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -21,7 +21,6 @@ from weightscope.cli.common import (
 from weightscope.cli.options import AnalysisArgs, analysis_options
 from weightscope.cli.pictures import HtmlOption, need_pictures
 from weightscope.commands.monitor import ALERT_FLAGS
-from weightscope.commands.trend import Trend
 from weightscope.commands.watch import (
     DEFAULT_INTERVAL,
     DEFAULT_SETTLE,
@@ -33,6 +32,9 @@ from weightscope.commands.watch import (
 from weightscope.errors import WeightscopeError
 from weightscope.io import write_text_atomic
 from weightscope.render.formats import json_text
+
+if TYPE_CHECKING:
+    from weightscope.commands.trend import Trend
 
 
 @app.command()

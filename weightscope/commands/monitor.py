@@ -24,19 +24,13 @@ would fire at the start of every run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from weightscope.commands.trend import (
-    FLAG_ID_RISE,
-    FLAG_JUMP,
-    FLAG_LOGIT_GROWTH,
-    AttentionSeries,
-    LayerSeries,
-    Trend,
-)
+from weightscope.commands.flags import FLAG_ALPHA_BAND, FLAG_ID_RISE, FLAG_JUMP, FLAG_LOGIT_GROWTH, FLAG_RANK_COLLAPSE
 from weightscope.config import Thresholds
 
-FLAG_ALPHA_BAND = "alpha-band"
-FLAG_RANK_COLLAPSE = "rank-collapse"
+if TYPE_CHECKING:  # the trend's types only: `watch --help` lists ALERT_FLAGS without numpy
+    from weightscope.commands.trend import AttentionSeries, LayerSeries, Trend
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from weightscope.analysis.pipeline import analyze_many
 from weightscope.checkpoint import open_checkpoint
 from weightscope.checkpoint.runs import RunEntry, find_run
 from weightscope.commands.compare import layer_verdict
+from weightscope.commands.flags import FLAG_FALL_THEN_RISE, FLAG_ID_RISE, FLAG_JUMP, FLAG_STUCK
 from weightscope.commands.sources import read_saved_report
 from weightscope.config import Thresholds
 from weightscope.errors import WeightscopeError
@@ -75,11 +76,6 @@ SCHEMA = "weightscope.trend/2"
 #: (`vocabulary.untrained`).
 UNTRAINED_ALPHA = Thresholds().alpha_high
 
-FLAG_FALL_THEN_RISE = "fall-then-rise"
-FLAG_JUMP = "jump"
-FLAG_STUCK = "stuck-random-like"
-FLAG_LOGIT_GROWTH = "logit-growth"
-FLAG_ID_RISE = "id-rise"
 
 #: A block's logit bound must grow faster than the other blocks' median by at least this
 #: much in ln(bound) per unit of ln(1 + step) (bound ∝ step^0.5 faster) to be flagged, on

@@ -33,16 +33,18 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weightscope.checkpoint import open_checkpoint
 from weightscope.checkpoint.runs import compile_step_pattern, order_run, run_members
 from weightscope.commands.monitor import Alert, trend_alerts
-from weightscope.commands.trend import Trend, trend_of_run
 from weightscope.config import Thresholds
 from weightscope.errors import CheckpointError, WeightscopeError
-from weightscope.execution.cache import RACY_SECONDS
-from weightscope.execution.plan import Execution
+from weightscope.execution.request import Execution
+from weightscope.io import RACY_SECONDS
+
+if TYPE_CHECKING:
+    from weightscope.commands.trend import Trend
 
 #: Seconds a checkpoint's files must stay unchanged before it is read (see the module doc).
 DEFAULT_SETTLE = RACY_SECONDS
@@ -238,6 +240,8 @@ class RunWatcher:
         for path in ready:
             self._seen[path].analysed = True
         done = [path for path, seen in self._seen.items() if seen.analysed]
+        from weightscope.commands.trend import trend_of_run  # numpy: not for `watch --help`
+
         self.trend = trend_of_run(order_run(done, self._pattern), execution=self._execution, **self._trend_args)
         if self._on_update is not None:
             self._on_update(self.trend)

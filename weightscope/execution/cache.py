@@ -63,6 +63,7 @@ import numpy as np
 from weightscope._version import __version__
 from weightscope.checkpoint.base import TensorInfo
 from weightscope.errors import WeightscopeError
+from weightscope.io import RACY_SECONDS  # files modified more recently are not cached
 from weightscope.options import AnalysisOptions
 from weightscope.report import SCHEMA, Report
 
@@ -75,8 +76,6 @@ DEFAULT_MAX_BYTES = 2 * 1000**3
 #: Eviction removes entries until the store is this share of the cap (a margin, so the
 #: next few stores do not each scan the directory again).
 LOW_WATER = 0.9
-#: Files modified more recently than this are not cached (see the module docstring).
-RACY_SECONDS = 2.0
 #: A temporary file this old was left by a killed process: eviction removes it.
 STALE_TEMP_SECONDS = 3600.0
 #: Entry kinds: sub-directory → file suffix.
