@@ -13,6 +13,19 @@ threaded here on a 4096×4096 Gram matrix: float32 3.9 s → 3.0 s, float64 6.3 
 same eigenvalues (≤ 3e-6·λmax in float32, ≤ 8e-15·λmax in float64). Below ~2048 the
 classic one is faster (1536: 0.13 s vs 0.20 s).
 
+The two-stage solver is run as its three steps — ``?sytrd_sy2sb`` (to a band of
+`TWO_STAGE_BAND` sub-diagonals), ``?sytrd_sb2st`` (band to tridiagonal), ``?sterf`` —
+called through the Fortran interface, because ``?syevd_2stage`` fixes the band at
+LAPACK's own choice (32 here) and the band is what decides its speed: the first step
+does matrix-matrix work on panels of that width. Best of three, single-threaded, on
+4096² Gram matrices: band 32 → 64, float64 4.44 → 3.89 s, float32 2.39 → 2.06 s
+(at 3072: 2.00 → 1.85 s and 1.11 → 1.05 s; a band of 96 was slower than 64, 128 slower
+still, its second step growing). Where those symbols are missing or disagree with numpy
+on a test matrix, ``?syevd_2stage`` runs instead.
+
+Every solver reads the C-ordered lower triangle (LAPACK's "U" of the column-major
+array it sees), the one `weightscope.linalg.gram.gram_matrix` fills.
+
 The Gram product's BLAS ``?syrk`` (`blas_syrk`) is called the same way, through cblas, so
 that it can add into the Gram matrix in place. The solvers are reached through the
 LAPACKE C interface of the loaded OpenBLAS (numpy's wheel bundles one; scipy's another). The integer width is read off the symbol's name (the
@@ -84,8 +97,8 @@ def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
         """Ascending eigenvalues of a C-contiguous symmetric matrix; destroys it."""
         n = gram.shape[0]
         values = np.empty(n, dtype=gram.dtype)
-        # Symmetric, so reading the C array as column-major is the same matrix.
-        info = function(_COLUMN_MAJOR, b"N", b"L", n, gram.ctypes.data_as(pointer), n, values.ctypes.data_as(pointer))
+        # The C array read as column-major is its transpose: "U" is the C lower triangle.
+        info = function(_COLUMN_MAJOR, b"N", b"U", n, gram.ctypes.data_as(pointer), n, values.ctypes.data_as(pointer))
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK {symbol} failed (info={info})")
         return values
@@ -93,22 +106,111 @@ def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
     return solve
 
 
+#: Sub-diagonals of the band the two-stage reduction goes through (module docstring).
+TWO_STAGE_BAND = 64
+
+
+#: The same builds' Fortran symbol names (`_SYMBOLS`), in the same order.
+_FORTRAN_SYMBOLS = (
+    ("scipy_{name}_64_", ctypes.c_int64),
+    ("{name}_64_", ctypes.c_int64),
+    ("scipy_{name}_", ctypes.c_int32),
+    ("{name}_", ctypes.c_int32),
+)
+
+
+def _fortran(name: str) -> tuple[Any, type] | None:
+    """Fortran LAPACK routine ``name`` (e.g. "dsterf") of the loaded library and its C
+    integer type, or None."""
+    for pattern, c_int in _FORTRAN_SYMBOLS:
+        function = lapack_function(pattern.format(name=name))
+        if function is not None:
+            function.restype = None
+            return function, c_int
+    return None
+
+
+def _address(array: np.ndarray) -> ctypes.c_void_p:
+    """An array's data pointer as a C pointer argument (a bare int would pass as a C int)."""
+    return ctypes.c_void_p(array.ctypes.data)
+
+
+def _banded_two_stage(dtype: np.dtype) -> Solver | None:
+    """The two-stage solver in its three steps with a band of `TWO_STAGE_BAND` (module
+    docstring), or None where the Fortran routines are not all found in one build."""
+    prefix, _ = _C_FLOATS[np.dtype(dtype)]
+    found = [_fortran(prefix + name) for name in ("sytrd_sy2sb", "sytrd_sb2st", "sterf")]
+    if any(routine is None for routine in found) or len({c_int for _, c_int in found}) != 1:  # type: ignore[misc]
+        return None
+    (sy2sb, c_int), (sb2st, _), (sterf, _) = found  # type: ignore[misc]
+    one = ctypes.c_size_t(1)  # gfortran's hidden length of each one-letter argument
+
+    def ref(value: int) -> Any:
+        return ctypes.byref(c_int(value))
+
+    def solve(gram: np.ndarray) -> np.ndarray:
+        """Ascending eigenvalues of a C-contiguous symmetric matrix (its lower triangle
+        read); destroys it."""
+        n, kd, info = gram.shape[0], TWO_STAGE_BAND, c_int(0)
+        if not n:
+            return np.zeros(0, dtype=dtype)
+        ab = np.zeros((n, kd + 1), dtype=dtype)  # column-major (kd+1)×n
+        tau, query = np.zeros(n, dtype=dtype), np.zeros(2, dtype=dtype)
+        args = (b"U", ref(n), ref(kd), _address(gram), ref(n), _address(ab), ref(kd + 1), _address(tau))
+        sy2sb(*args, _address(query), ref(-1), ctypes.byref(info), one)
+        work = np.zeros(max(int(query[0]), 1), dtype=dtype)
+        sy2sb(*args, _address(work), ref(work.size), ctypes.byref(info), one)
+        if info.value != 0:
+            raise np.linalg.LinAlgError(f"LAPACK {prefix}sytrd_sy2sb failed (info={info.value})")
+        diagonal, off = np.zeros(n, dtype=dtype), np.zeros(max(n, 1), dtype=dtype)
+        band = (b"N", b"N", b"U", ref(n), ref(kd), _address(ab), ref(kd + 1), _address(diagonal), _address(off))
+        sb2st(*band, _address(query), ref(-1), _address(query[1:]), ref(-1), ctypes.byref(info), one, one, one)
+        householder = np.zeros(max(int(query[0]), 1), dtype=dtype)
+        work = np.zeros(max(int(query[1]), 1), dtype=dtype)
+        sb2st(
+            *band,
+            _address(householder),
+            ref(householder.size),
+            _address(work),
+            ref(work.size),
+            ctypes.byref(info),
+            one,
+            one,
+            one,
+        )
+        if info.value != 0:
+            raise np.linalg.LinAlgError(f"LAPACK {prefix}sytrd_sb2st failed (info={info.value})")
+        sterf(ref(n), _address(diagonal), _address(off), ctypes.byref(info))
+        if info.value != 0:
+            raise np.linalg.LinAlgError(f"LAPACK {prefix}sterf failed (info={info.value})")
+        return diagonal
+
+    return solve
+
+
+def _agrees(solve: Solver, dtype: np.dtype, size: int = 64) -> bool:
+    """Whether ``solve`` gives numpy's eigenvalues on a seeded test matrix (to rounding)."""
+    probe = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    probe = probe @ probe.T
+    expected = np.linalg.eigvalsh(probe)
+    try:
+        got = solve(np.tril(probe))  # the lower triangle is all a solver may read
+    except np.linalg.LinAlgError:
+        return False
+    return bool(np.allclose(got, expected, rtol=0, atol=1e3 * np.finfo(dtype).eps * expected[-1]))
+
+
 @cache
 def lapack_solver(dtype: np.dtype, routine: str) -> Solver | None:
     """``routine`` (one of `ROUTINES`) for float32 or float64, or None where unavailable."""
     prefix, c_float = _C_FLOATS[np.dtype(dtype)]
-    probe = np.random.default_rng(0).standard_normal((64, 64)).astype(dtype)
-    probe = probe @ probe.T
-    expected = np.linalg.eigvalsh(probe)
+    if routine == TWO_STAGE:
+        banded = _banded_two_stage(np.dtype(dtype))
+        if banded is not None and _agrees(banded, np.dtype(dtype), 2 * TWO_STAGE_BAND + 3):
+            return banded
     for symbol, c_int in lapacke_symbols(prefix + routine):
         solve = _bind(symbol, c_float, c_int)
-        if solve is None:
-            continue
-        try:
-            got = solve(probe.copy())
-        except np.linalg.LinAlgError:
-            continue
-        if np.allclose(got, expected, rtol=0, atol=1e3 * np.finfo(dtype).eps * expected[-1]):
+        if solve is not None and _agrees(solve, np.dtype(dtype)):
             return solve
     return None
 

@@ -53,7 +53,8 @@ def solver_floor(m: int, dtype: str) -> float:
 
 
 def symmetric_eigenvalues(gram: np.ndarray) -> np.ndarray:
-    """Ascending eigenvalues of a symmetric matrix, which is overwritten.
+    """Ascending eigenvalues of a symmetric matrix, which is overwritten; only its lower
+    triangle (C order) is read.
 
     LAPACK's classic ``?syevd`` below `TWO_STAGE_MIN_SIZE`, the two-stage solver above it
     (1.3–1.5× faster at 4096), both called directly (`weightscope.linalg._lapack`); numpy's
@@ -131,7 +132,7 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
         from weightscope.linalg.device import torch_gram_eigenvalues
 
         return torch_gram_eigenvalues(matrix, options.dtype, options.device)
-    return symmetric_eigenvalues(gram_matrix(matrix, options.dtype))
+    return symmetric_eigenvalues(gram_matrix(matrix, options.dtype, full=False))
 
 
 def gram_counts_below(matrices: list[np.ndarray], shifts: list[float], device: str = "cpu") -> list[int]:
