@@ -1,4 +1,6 @@
-"""Model-level measures: a second pass that reads only the tensors each measure needs.
+"""Model-level measures: a second pass that reads only the tensors each measure needs,
+run on a worker beside the layer stream (`weightscope.execution.runner`) within the same
+memory budget (`measures_bytes`).
 
 The per-layer ESD stream sees one matrix at a time; two measures need more:
 
