@@ -330,7 +330,7 @@ def print_table(rows: list[Row], imports: dict[str, float]) -> None:
             f"{cell(row.speedup, '.1f', '×'):>9}{cell(goal, '.0f', '×'):>6}{cell(rss, '.0f'):>8}"
             f"{row.rss_budget_mb:>8.0f}{cell(row.rss('weightwatcher'), '.0f'):>8}"
             f"{(f'{row.same_alphas}/{matched}' if matched else '—'):>8}{cell(max(diffs, default=None), '.3g'):>10}"
-            f"{cell(row.load_before, '.1f')}→{cell(row.load_after, '.1f'):<5}{within:>5}"
+            f"{cell(row.load_before, '.1f') + '→' + cell(row.load_after, '.1f'):>11}{within:>5}"
         )
     print("budget: 3 × the largest tensor in float32 + 300 MB; same α: |Δα| ≤ 0.1 % of WeightWatcher's alpha;")
     print("load: the 1-minute load average before → after the row (more than the CPU count: shared, noisy times)")
