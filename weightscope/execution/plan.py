@@ -65,8 +65,8 @@ def working_set(spec: LayerSpec, options: AnalysisOptions) -> int:
     near-square 16-bit layer), plus the shuffled copy and its float32 Gram product when
     randomising, plus eigenvectors. Under "auto" a layer solved in float32 may also run
     the float64 stage (`float64_stage_bytes`), one layer at a time, in room kept apart
-    (`float64_reserve`). LAPACK's eigensolver works in the Gram matrix (< 4 MB more at
-    M = 4096).
+    (`float64_reserve`). LAPACK's eigensolver works in the Gram matrix (10 MB more at
+    M = 4096 in float64: its band and workspaces).
 
     Deliberately not a strict upper bound: the stored bytes mapped while a tensor
     decodes, and the checks' small blocks, are covered by the budget's headroom rather

@@ -37,6 +37,7 @@ answer on a small test matrix disagrees with ``numpy.linalg.eigvalsh``, is not u
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -135,14 +136,24 @@ def _address(array: np.ndarray) -> ctypes.c_void_p:
     return ctypes.c_void_p(array.ctypes.data)
 
 
+def _workspace(size: np.floating) -> int:
+    """A workspace size LAPACK returned in a float array, rounded up: float32 holds
+    integers exactly only to 2^24, and a size rounded down is refused."""
+    return max(int(math.ceil(float(size) * (1 + 2.0**-20))), 1)
+
+
 def _banded_two_stage(dtype: np.dtype) -> Solver | None:
     """The two-stage solver in its three steps with a band of `TWO_STAGE_BAND` (module
     docstring), or None where the Fortran routines are not all found in one build."""
     prefix, _ = _C_FLOATS[np.dtype(dtype)]
-    found = [_fortran(prefix + name) for name in ("sytrd_sy2sb", "sytrd_sb2st", "sterf")]
-    if any(routine is None for routine in found) or len({c_int for _, c_int in found}) != 1:  # type: ignore[misc]
+    to_band, to_tridiagonal, solve_tridiagonal = (
+        _fortran(prefix + name) for name in ("sytrd_sy2sb", "sytrd_sb2st", "sterf")
+    )
+    if to_band is None or to_tridiagonal is None or solve_tridiagonal is None:
         return None
-    (sy2sb, c_int), (sb2st, _), (sterf, _) = found  # type: ignore[misc]
+    (sy2sb, c_int), (sb2st, c_int_2), (sterf, c_int_3) = to_band, to_tridiagonal, solve_tridiagonal
+    if not c_int == c_int_2 == c_int_3:
+        return None
     one = ctypes.c_size_t(1)  # gfortran's hidden length of each one-letter argument
 
     def ref(value: int) -> Any:
@@ -158,15 +169,14 @@ def _banded_two_stage(dtype: np.dtype) -> Solver | None:
         tau, query = np.zeros(n, dtype=dtype), np.zeros(2, dtype=dtype)
         args = (b"U", ref(n), ref(kd), _address(gram), ref(n), _address(ab), ref(kd + 1), _address(tau))
         sy2sb(*args, _address(query), ref(-1), ctypes.byref(info), one)
-        work = np.zeros(max(int(query[0]), 1), dtype=dtype)
+        work = np.zeros(_workspace(query[0]), dtype=dtype)
         sy2sb(*args, _address(work), ref(work.size), ctypes.byref(info), one)
         if info.value != 0:
             raise np.linalg.LinAlgError(f"LAPACK {prefix}sytrd_sy2sb failed (info={info.value})")
         diagonal, off = np.zeros(n, dtype=dtype), np.zeros(max(n, 1), dtype=dtype)
         band = (b"N", b"N", b"U", ref(n), ref(kd), _address(ab), ref(kd + 1), _address(diagonal), _address(off))
         sb2st(*band, _address(query), ref(-1), _address(query[1:]), ref(-1), ctypes.byref(info), one, one, one)
-        householder = np.zeros(max(int(query[0]), 1), dtype=dtype)
-        work = np.zeros(max(int(query[1]), 1), dtype=dtype)
+        householder, work = np.zeros(_workspace(query[0]), dtype=dtype), np.zeros(_workspace(query[1]), dtype=dtype)
         sb2st(
             *band,
             _address(householder),
