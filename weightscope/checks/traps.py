@@ -10,7 +10,7 @@ from weightscope.config import Thresholds
 from weightscope.linalg.gram import layer_shape
 from weightscope.linalg.spectrum import SpectrumOptions, esd
 from weightscope.stats.fit import PowerLawFit
-from weightscope.stats.outliers import MAD_TO_SIGMA, count_outliers
+from weightscope.stats.outliers import MAD_TO_SIGMA, count_outliers, order_statistics
 from weightscope.stats.randmat import (
     MPBulk,
     mp_edge,
@@ -173,23 +173,21 @@ def outsized_entries(
     # W itself where it is one contiguous matrix, and |w − median| formed in place: a
     # full-size float32 copy each (172 MB for an 11008×4096 layer) fewer at the peak.
     values = np.ravel(matrices[0]) if len(matrices) == 1 else np.concatenate([np.ravel(m) for m in matrices])
-    centre = float(np.median(values))
+    size = len(values)
+    middle = [(size - 1) // 2, size // 2]
+    # np.median's value (the mean of the middle two, in the values' dtype), by selection
+    centre = float(np.mean(order_statistics(values, middle)))
     deviation = values - centre
     np.abs(deviation, out=deviation)
-    size = len(values)
     tail_size = min(size - 1, max(_ENTRY_TAIL_MIN, int(_ENTRY_TAIL_SHARE * size)))
-    # One selection pass gives the deviations' median and the tail's threshold (an
-    # argpartition for the tail besides the median's partition cost 2× on MiniLM's
-    # 11.7 M-entry embedding); the tail's entries are then those above the threshold and,
-    # of the ties at it, the first in storage order.
-    middle = ((size - 1) // 2, size // 2)
+    # The deviations' median and the tail's threshold in one selection; the tail's entries
+    # are then those above the threshold and, of the ties at it, the first in storage order.
     cut = size - tail_size - 1
-    ordered = np.partition(deviation, sorted({*middle, cut}))
-    scale = MAD_TO_SIGMA * float(np.mean(ordered[list(middle)])) or float(np.std(values))
+    ordered = order_statistics(deviation, [*middle, cut])
+    scale = MAD_TO_SIGMA * float(np.mean(ordered[:2])) or float(np.std(values))
     if scale == 0.0 or tail_size < 2:
         return [], centre, None
-    threshold = ordered[cut]
-    del ordered
+    threshold = ordered[2]
     above = np.flatnonzero(deviation > threshold)
     ties = np.flatnonzero(deviation == threshold)[: tail_size + 1 - len(above)]
     top = np.concatenate((above, ties))

@@ -30,3 +30,46 @@ def count_outliers(top: np.ndarray, xmin: float, alpha: float, num_tail: int, le
     p_values = -np.expm1(remaining * np.log1p(-np.minimum(survival, 1.0)))
     explained = np.flatnonzero(p_values >= level)
     return int(explained[0]) if len(explained) else len(top)
+
+
+#: Values at or below which `order_statistics` partitions outright; above it, a seeded
+#: stride sample brackets each rank first.
+_SELECT_DIRECT = 1 << 18
+#: Size of that sample, and the bracket's half-width in the sample's standard deviations
+#: of a rank (√m): a rank falls outside its bracket with probability ~6e-5, and then
+#: costs one full partition.
+_SELECT_SAMPLE = 1 << 16
+_SELECT_SPREAD = 4.0
+
+
+def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
+    """The entries of ``values`` (1-D) at 0-based ``ranks`` of its ascending order: what
+    ``np.partition(values, ranks)[ranks]`` gives, without partitioning every value.
+
+    Why: the trap check takes the median and two more ranks of every layer's entries, and
+    introselect over all of them was the check's cost (all-MiniLM-L6-v2's 11.7 M-entry
+    embedding: 0.29–0.55 s, with a full-size copy). Here a stride sample of
+    `_SELECT_SAMPLE` values, sorted, brackets each rank; one pass counts the values below
+    the bracket and one gathers those inside it (~1 % of them), which are partitioned:
+    0.13 s on that embedding, the same values. A rank the bracket misses (a sample that
+    does not represent the values, e.g. periodic ones) is taken by a full partition, so
+    the answer is always exact. ``values`` must hold no NaN.
+    """
+    size = values.size
+    if size <= _SELECT_DIRECT:
+        return np.partition(values, ranks)[ranks]
+    sample = np.sort(values[:: size // _SELECT_SAMPLE])
+    margin = _SELECT_SPREAD * np.sqrt(sample.size) + 2
+    found = np.empty(len(ranks), dtype=values.dtype)
+    for index, rank in enumerate(ranks):
+        at = (rank + 0.5) / size * sample.size
+        low, high = int(at - margin), int(at + margin)
+        lower = sample[low] if low > 0 else -np.inf
+        upper = sample[high] if high < sample.size else np.inf
+        below = int(np.count_nonzero(values < lower))
+        inside = values[(values >= lower) & (values <= upper)]
+        if 0 <= rank - below < inside.size:
+            found[index] = np.partition(inside, rank - below)[rank - below]
+        else:
+            found[index] = np.partition(values, rank)[rank]
+    return found
