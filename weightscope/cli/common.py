@@ -183,6 +183,17 @@ def check_paths(outputs: Iterable[Path | None], inputs: Iterable[Path | None]) -
     check_outputs(outputs, files)
 
 
+def locate_inputs(inputs: Iterable[Path | None]) -> None:
+    """Before the command imports numpy: refuse a given checkpoint or saved report that is
+    missing, a directory without a checkpoint or a file of no known format
+    (`weightscope.checkpoint.locate`; a saved report is JSON, which passes)."""
+    from weightscope.checkpoint import locate
+
+    for path in inputs:
+        if path is not None:
+            locate(path)
+
+
 def resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputFormat:
     """The explicit --format, else the output file's suffix, else the table."""
     if fmt is not None:

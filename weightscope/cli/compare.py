@@ -15,6 +15,7 @@ from weightscope.cli.common import (
     QuietOption,
     VerboseOption,
     check_paths,
+    locate_inputs,
     resolve_format,
     say,
     show,
@@ -82,16 +83,13 @@ def compare(
 
       weightscope compare step-1000.json step-2000.json --format md -o diff.md
     """
-    from weightscope.checkpoint import locate
-
     with user_errors(debug):
         chosen = resolve_format(format, output)
         need_pictures(html)
         check_paths([output, html], [a, b, analysis.config])
         options = analysis.kwargs()
         thresholds = options["thresholds"]
-        for side in (a, b):
-            locate(side)  # a saved report is JSON, which passes; a missing path fails here
+        locate_inputs((a, b))
         # The comparison and its views import numpy: only now, so that --help, a usage error
         # and a bad option or path do not pay for them.
         from weightscope.commands.compare import compare as run_comparison

@@ -25,6 +25,7 @@ from weightscope.cli.common import (
     VerboseOption,
     check_paths,
     emit,
+    locate_inputs,
     say,
     user_errors,
 )
@@ -167,8 +168,6 @@ def gate(
 
       weightscope gate base-model/ --adapter lora-adapter/
     """
-    from weightscope.checkpoint import locate
-
     with user_errors(debug):
         overrides = {
             **rules,
@@ -183,9 +182,7 @@ def gate(
             )
         check_paths([output, write_baseline], [path, baseline, adapter, analysis.config])
         settings = load_settings(overrides, config=analysis.explicit_config)
-        for given in (path, baseline, adapter):
-            if given is not None:
-                locate(given)  # a saved report is JSON, which passes; a missing path fails here
+        locate_inputs((path, baseline, adapter))
         # Here, not at the top: `gate --help`, a bad option or path need no numpy (0.2 s).
         from weightscope.commands.gate.command import accept
         from weightscope.commands.gate.command import gate as run_gate

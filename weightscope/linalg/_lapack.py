@@ -53,15 +53,15 @@ CLASSIC, TWO_STAGE = "syevd", "syevd_2stage"
 ROUTINES = (CLASSIC, TWO_STAGE)
 
 _COLUMN_MAJOR = 102
-# Symbol name patterns ({name}: the routine with its precision letter, e.g. dsyevd) and the
-# C integer type each build uses; 64-bit builds first, so that numpy's library is chosen
-# whether or not scipy's (32-bit) is loaded too, and answers do not depend on what else was
-# imported.
-_SYMBOLS = (
-    ("scipy_{interface}_{name}64_", ctypes.c_int64),
-    ("{interface}_{name}64_", ctypes.c_int64),
-    ("scipy_{interface}_{name}", ctypes.c_int32),
-    ("{interface}_{name}", ctypes.c_int32),
+# Per build of OpenBLAS, its symbol name patterns ({name}: the routine with its precision
+# letter, e.g. dsyevd) in a C interface and in Fortran, and the C integer type it uses;
+# 64-bit builds first, so that numpy's library is chosen whether or not scipy's (32-bit)
+# is loaded too, and answers do not depend on what else was imported.
+_BUILDS = (
+    ("scipy_{interface}_{name}64_", "scipy_{name}_64_", ctypes.c_int64),
+    ("{interface}_{name}64_", "{name}_64_", ctypes.c_int64),
+    ("scipy_{interface}_{name}", "scipy_{name}_", ctypes.c_int32),
+    ("{interface}_{name}", "{name}_", ctypes.c_int32),
 )
 _C_FLOATS = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("d", ctypes.c_double)}
 
@@ -71,7 +71,7 @@ Solver = Callable[[np.ndarray], np.ndarray]
 def lapacke_symbols(name: str, interface: str = "LAPACKE") -> list[tuple[str, type]]:
     """The symbols of routine ``name`` (e.g. "dsytrf") in C ``interface`` (LAPACKE, or
     cblas for a BLAS routine) to try, in order, each with the C integer type of its build."""
-    return [(pattern.format(interface=interface, name=name), c_int) for pattern, c_int in _SYMBOLS]
+    return [(pattern.format(interface=interface, name=name), c_int) for pattern, _, c_int in _BUILDS]
 
 
 def lapack_function(symbol: str) -> Any | None:
@@ -111,19 +111,10 @@ def _bind(symbol: str, c_float: type, c_int: type) -> Solver | None:
 TWO_STAGE_BAND = 64
 
 
-#: The same builds' Fortran symbol names (`_SYMBOLS`), in the same order.
-_FORTRAN_SYMBOLS = (
-    ("scipy_{name}_64_", ctypes.c_int64),
-    ("{name}_64_", ctypes.c_int64),
-    ("scipy_{name}_", ctypes.c_int32),
-    ("{name}_", ctypes.c_int32),
-)
-
-
 def _fortran(name: str) -> tuple[Any, type] | None:
     """Fortran LAPACK routine ``name`` (e.g. "dsterf") of the loaded library and its C
     integer type, or None."""
-    for pattern, c_int in _FORTRAN_SYMBOLS:
+    for _, pattern, c_int in _BUILDS:
         function = lapack_function(pattern.format(name=name))
         if function is not None:
             function.restype = None
