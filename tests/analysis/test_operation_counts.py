@@ -14,12 +14,15 @@ count of such a layer, and no float64 eigensolve — except on the one rank-coll
 (`weightscope.analysis.spectra.layer_esd`): a second Gram product and a second solve
 there, and nowhere else.
 
-With the model-level measures on, the measures read what they measure a second time
-(the q and k projections, the embedding and lm_head); the spy allows exactly those.
+With the model-level measures on, nothing changes: each measured tensor gives its part
+while its layer holds it (a projection's R factors, a token matrix's row cloud from the
+Gram matrix its spectrum formed), so no tensor is read twice and no row cloud forms a
+Gram product of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -32,6 +35,7 @@ from weightscope.checkpoint.safetensors_reader import SafetensorsReader
 from weightscope.checkpoint.writer import write_safetensors
 from weightscope.execution import cache as cache_module
 from weightscope.execution.plan import Execution
+from weightscope.stats import embedding
 
 HIDDEN, FFN, VOCAB, HEADS = 64, 160, 700, 4
 COLLAPSED = "model.layers.1.mlp.down_proj.weight"
@@ -137,15 +141,37 @@ def test_each_tensor_is_read_once_multiplied_once_and_solved_once(model, counted
     assert 0 < by_dtype(counted["grams"])["float64"] - SQUARE < len(layers) - SQUARE  # the count ran, where needed
 
 
-def test_measures_read_only_what_they_measure_again(model, counted):
-    report = analyze(model, execution=Execution(workers=1, cache=False))
-    assert report.measures is not None
-    again = {name for name, reads in counted["reads"].items() if reads > 1}
-    assert again == {"model.embed_tokens.weight", "lm_head.weight"} | {
-        f"model.layers.{block}.self_attn.{p}_proj.weight" for block in range(2) for p in "qk"
-    }
-    assert set(counted["reads"].values()) <= {1, 2}
+@pytest.fixture
+def row_clouds_given_gram(monkeypatch):
+    """Per row cloud, whether it was handed the Gram matrix its layer's spectrum formed
+    (False: it multiplied its own)."""
+    given = []
+    original = embedding.row_moments
+
+    def spy(w, gram=None):
+        given.append(gram is not None)
+        return original(w, gram)
+
+    monkeypatch.setattr(embedding, "row_moments", spy)
+    return given
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_measures_read_and_multiply_nothing_again(model, counted, row_clouds_given_gram, workers):
+    report = analyze(model, execution=Execution(workers=workers, cache=False))
+    measures = report.measures
+    assert measures.attention.status == "ok" and [b.block for b in measures.attention.layers] == [0, 1]
+    assert [cloud.name for cloud in measures.embeddings] == ["model.embed_tokens.weight", "lm_head.weight"]
+    assert set(counted["reads"].values()) == {1}, counted["reads"]  # the norm gains too
+    assert row_clouds_given_gram == [True, True]
     assert_once_per_layer(counted, len(layers_of(report)))
+    # the same measures as without the stream: every tensor read for its part alone
+    alone = analyze(model, min_evals=1000, execution=Execution(workers=workers, cache=False)).measures
+    assert alone.attention == measures.attention and not alone.notes
+    for own, streamed in zip(alone.embeddings, measures.embeddings, strict=True):
+        # pc1_share from the spectrum's float32 Gram matrix, against one summed in float64
+        assert own.pc1_share == pytest.approx(streamed.pc1_share, rel=1e-5)
+        assert dataclasses.replace(own, pc1_share=streamed.pc1_share) == streamed
 
 
 def test_float64_solves_once_per_layer_and_never_in_float32(model, counted):

@@ -250,7 +250,9 @@ def count_solves(monkeypatch):
     calls = []
     real = layer_spectra.esd
     monkeypatch.setattr(
-        layer_spectra, "esd", lambda matrices, options: calls.append(options.dtype) or real(matrices, options)
+        layer_spectra,
+        "esd",
+        lambda matrices, options, on_gram=None: calls.append(options.dtype) or real(matrices, options, on_gram),
     )
     return calls
 

@@ -2,6 +2,7 @@
 
 `spectra` gives one layer's eigenvalues under the precision policy (cache first),
 `pipeline` streams every layer of a checkpoint through the spectrum, the fit and the
-checks into a `Report`, and `model_measures` runs the second pass of measures that need
-more than one matrix at a time (attention-logit bounds, embedding row clouds).
+checks into a `Report`, and `model_measures` takes from the same stream what the measures
+that need more than one layer's numbers read (attention-logit bounds, embedding row
+clouds), so that no matrix is read twice.
 """

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from weightscope.analysis.model_measures import MeasurePart, MeasureRole, NotMeasured, measure_part
 from weightscope.analysis.spectra import layer_esd, layer_randomized
 from weightscope.checkpoint.base import CheckpointReader
 from weightscope.checkpoint.heads import read_head_layout
@@ -34,9 +35,11 @@ from weightscope.checkpoint.lora import AdapterReader
 from weightscope.checks import diagnose
 from weightscope.errors import WeightscopeError
 from weightscope.execution.plan import Plan
-from weightscope.linalg.spectrum import power_of_two_exponent
+from weightscope.linalg.gram import mirror_lower, oriented
+from weightscope.linalg.spectrum import GramHook, power_of_two_exponent
 from weightscope.options import AnalysisOptions
 from weightscope.report import LayerResult
+from weightscope.stats.embedding import GRAM_MAX_DIM
 from weightscope.stats.fit import fit_power_law
 from weightscope.stats.norms import norm_metrics
 from weightscope.stats.update import lora_update_stats
@@ -116,13 +119,15 @@ class LayerAnalysis:
     """One layer on its way through the pipeline: its result and the spectrum behind it.
 
     `analyze` keeps only ``result``; views that draw spectra (plots) use ``evals`` too.
-    ``evals`` is None when the layer failed before its spectrum was computed.
+    ``evals`` is None when the layer failed before its spectrum was computed. ``measure``
+    is what the tensor gave the model-level measures, where it has a role in them.
     """
 
     spec: LayerSpec
     result: LayerResult
     evals: np.ndarray | None = None
     rand_evals: np.ndarray | None = None
+    measure: MeasurePart | None = None
 
 
 #: Sees every analysed layer, spectrum included, as it streams past.
@@ -182,16 +187,50 @@ def _rescaled(analysed: LayerAnalysis, exponent: int) -> LayerAnalysis:
     )
 
 
-def analyze_matrices(spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan()) -> LayerAnalysis:
-    """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics."""
+def analyze_matrices(
+    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan = Plan(), role: MeasureRole | None = None
+) -> LayerAnalysis:
+    """Analyse one decoded layer tensor: spectrum, power-law fit, norms and diagnostics;
+    with a ``role`` in the model-level measures, take its part too, from the same array
+    (and a token matrix's row cloud from the Gram matrix its spectrum formed), even where
+    the layer's own analysis fails."""
     reason = _non_finite_reason(array)
     if reason:
-        return LayerAnalysis(spec, _failed(spec, reason))
+        return LayerAnalysis(spec, _failed(spec, reason), measure=NotMeasured("non-finite weights") if role else None)
+    if role is None:
+        return _analyze_finite(spec, array, options, run)
+    grams: list[np.ndarray] = []
+    try:
+        analysis = _analyze_finite(spec, array, options, run, _gram_keeper(role, array, grams))
+    except _LAYER_ERRORS as exc:
+        analysis = failure_of(spec, exc)
+    return dataclasses.replace(analysis, measure=measure_part(spec.name, role, array, grams[0] if grams else None))
+
+
+def _gram_keeper(role: MeasureRole, array: np.ndarray, kept: list[np.ndarray]) -> GramHook | None:
+    """For a token matrix whose row cloud reads WᵀW (`GRAM_MAX_DIM`): a hook that keeps the
+    first Gram matrix the spectrum forms, as WᵀW in float64 (d × d), in ``kept``."""
+    if role.kind != "tokens" or array.ndim != 2 or min(array.shape) > GRAM_MAX_DIM:
+        return None
+    rows = oriented(array).shape[0]
+
+    def keep(gram: np.ndarray) -> None:
+        if not kept:
+            full = gram.astype(np.float64)
+            mirror_lower(full)
+            kept.append(full * rows)
+
+    return keep
+
+
+def _analyze_finite(
+    spec: LayerSpec, array: np.ndarray, options: AnalysisOptions, run: Plan, on_gram: GramHook | None = None
+) -> LayerAnalysis:
     exponent = power_of_two_exponent(array)
     if abs(exponent) > FLOAT64_SAFE_EXPONENT:
         return _rescaled(analyze_matrices(spec, np.ldexp(array, exponent), options, run), exponent)
     matrices = layer_matrices(array)
-    evals, spectrum, rank = layer_esd(spec, matrices, options, run)
+    evals, spectrum, rank = layer_esd(spec, matrices, options, run, on_gram)
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     n, m = max(matrices[0].shape), min(matrices[0].shape)
@@ -293,14 +332,29 @@ def read_layer(reader: CheckpointReader, spec: LayerSpec) -> Loaded:
         return failure_of(spec, exc)
 
 
-def analyze_read(spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: Plan = Plan()) -> LayerAnalysis:
-    """`analyze_matrices` (or `analyze_update`) on what `read_layer` returned; a failure
-    becomes a failed result."""
+def analyze_read(
+    spec: LayerSpec, array: Loaded, options: AnalysisOptions, run: Plan = Plan(), role: MeasureRole | None = None
+) -> LayerAnalysis:
+    """`analyze_matrices` (or `analyze_update`) on what `read_layer` returned, with the
+    tensor's ``role`` in the measures; a failure becomes a failed result."""
     if isinstance(array, LayerAnalysis):
-        return array
+        if role is None or array.result.reason is None:
+            return array
+        return dataclasses.replace(array, measure=NotMeasured(f"not read: {array.result.reason}"))
     try:
         if isinstance(array, tuple):
             return analyze_update(spec, *array)
-        return analyze_matrices(spec, array, options, run)
+        return analyze_matrices(spec, array, options, run, role)
     except _LAYER_ERRORS as exc:
         return failure_of(spec, exc)
+
+
+def measure_read(spec: LayerSpec, array: Loaded, role: MeasureRole) -> MeasurePart:
+    """The measures' part of a tensor that is not one of the analysed layers (a q or k
+    narrower than ``min_evals``), from what `read_layer` returned."""
+    if isinstance(array, LayerAnalysis):
+        return NotMeasured(f"not read: {array.result.reason}")
+    assert not isinstance(array, tuple)  # a LoRA adapter has no measures (`plan_measures`)
+    if _non_finite_reason(array):
+        return NotMeasured("non-finite weights")
+    return measure_part(spec.name, role, array)

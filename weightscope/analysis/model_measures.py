@@ -1,14 +1,22 @@
-"""Model-level measures: a second pass that reads only the tensors each measure needs,
-run on a worker beside the layer stream (`weightscope.execution.runner`) within the same
-memory budget (`measures_bytes`).
+"""Model-level measures, taken from the tensors while the layer stream holds them.
 
-The per-layer ESD stream sees one matrix at a time; two measures need more:
+The per-layer ESD stream sees one matrix at a time; two measures need more than one
+layer's numbers, but not more than one matrix at a time:
 
 - the attention-logit bound of a block needs its q and k projections (and the gain of the
-  norm before them) together. Blocks are walked one at a time, so at most one block's
-  q, k and gain are alive — memory stays bounded by the largest block, not the model;
+  norm before them) together. Each projection gives its per-head R factors
+  (`weightscope.stats.attention.head_factors`: heads × d_h × d_h) while its layer is
+  analysed, and the bound is formed from the two blocks' factors at the end;
 - the row cloud of the token embedding (and of an untied ``lm_head``) needs the whole
-  matrix's rows: one tensor at a time.
+  matrix's rows: it is taken in that matrix's layer unit, from the Gram matrix the
+  layer's spectrum formed where there is one (d ≤ `GRAM_MAX_DIM`).
+
+So no matrix is read, decoded or multiplied a second time for the measures, and their
+memory is that of one layer's (`part_bytes`, in the layer's working set). `plan_measures`
+decides from the headers which tensor gives what (reading only the 1-D norm gains);
+`measure_part` takes it; `combine_measures` forms the report's `ModelMeasures`. A tensor
+the layer stream does not carry (a q or k narrower than ``min_evals``) is read once for
+its part alone (`weightscope.analysis.pipeline`).
 
 Head counts are never guessed: they come from flags (``--heads``, ``--kv-heads``) or from
 ``config.json`` beside the checkpoint (Hugging Face names: ``num_attention_heads``,
@@ -22,9 +30,9 @@ one pair of tensors at a time.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,11 +44,15 @@ from weightscope.errors import WeightscopeError
 from weightscope.linalg._blas import blas_threads
 from weightscope.options import AnalysisOptions
 from weightscope.report import AttentionBounds, ModelMeasures
-from weightscope.stats.attention import LogitBound, check_head_split, logit_bound
-from weightscope.stats.embedding import RowCloud, row_cloud
-
-#: No lock: reads as they come (a nullcontext is reentrant, so one serves every call).
-_UNLOCKED: AbstractContextManager[Any] = nullcontext()
+from weightscope.stats.attention import (
+    HEAD_GROUP_BYTES,
+    LogitBound,
+    bound_of,
+    bounds_from_factors,
+    check_head_split,
+    head_factors,
+)
+from weightscope.stats.embedding import DEFAULT_SAMPLE, GRAM_MAX_DIM, RowCloud, row_cloud
 
 #: What one bad tensor may raise; it becomes a note (as a failed layer does in the stream).
 _MEASURE_ERRORS = (WeightscopeError, ValueError, ArithmeticError, MemoryError)
@@ -143,62 +155,6 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def attention_bounds(
-    reader: CheckpointReader, specs: list[LayerSpec], heads: HeadLayout, lock: AbstractContextManager[Any] = _UNLOCKED
-) -> tuple[AttentionBounds, list[str]]:
-    """Every block's logit bound, one block's tensors alive at a time; each read under
-    ``lock`` (`measure_model`)."""
-    pairs, notes = qk_pairs(specs)
-    if not pairs:
-        return AttentionBounds("unavailable", "no separate q and k projections found"), notes
-    if heads.heads is None:
-        reason = "number of attention heads unknown: neither a config.json beside the checkpoint nor GGUF metadata states it; pass --heads (and --kv-heads for GQA)"
-        return AttentionBounds("unavailable", reason, source=heads.source), notes
-    infos = {info.name: info for info in reader.tensors()}
-    gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
-    bounds: list[LogitBound] = []
-    split = None
-    without_gain: list[tuple[int | None, str]] = []
-    offsets = stores_gain_offsets(reader)
-    for q_spec, k_spec in pairs:
-        gain_name = norm_gain_name(q_spec.name, gains)
-        try:
-            split = heads.split_block(q_spec.info.shape[0], k_spec.info.shape[0])
-            check_head_split(*split)
-            with lock:
-                gain = reader.read(infos[gain_name]) if gain_name is not None else None
-            if gain is not None and gain.shape != (q_spec.info.shape[1],):
-                gain, gain_name = None, None
-            if gain is not None and offsets:
-                gain, gain_name = 1.0 + np.asarray(gain, dtype=np.float64), f"1 + {gain_name}"
-            with lock:
-                wq, wk = reader.read(q_spec.info), reader.read(k_spec.info)
-            if not all(np.isfinite(a).all() for a in (wq, wk) + ((gain,) if gain is not None else ())):
-                raise WeightscopeError("non-finite weights")
-            bounds.append(logit_bound(q_spec.block, q_spec.name, k_spec.name, wq, wk, split, gain, gain_name))
-            if gain_name is None:
-                without_gain.append((q_spec.block, q_spec.name))
-        except _MEASURE_ERRORS as exc:
-            notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
-    if without_gain:
-        notes.append(_missing_gain_note([block for block, _ in without_gain], without_gain[0][1]))
-    if not bounds or split is None:
-        return AttentionBounds("unavailable", "no block's q/k split into the stated heads", source=heads.source), notes
-    every = np.concatenate([np.asarray(b.heads) for b in bounds])
-    return (
-        AttentionBounds(
-            "ok",
-            None,
-            *split,
-            heads.source,
-            float(every.max()),
-            float(np.median(every)),
-            bounds,
-        ),
-        notes,
-    )
-
-
 def token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
     """The token embedding (the embedding with the most rows) and an lm_head, if any."""
     chosen = []
@@ -209,70 +165,221 @@ def token_matrices(specs: list[LayerSpec]) -> list[LayerSpec]:
     return chosen
 
 
-def row_clouds(
-    reader: CheckpointReader, specs: list[LayerSpec], seed: int, lock: AbstractContextManager[Any] = _UNLOCKED
-) -> tuple[list[RowCloud], list[str]]:
-    """Row clouds of the token embedding and of an untied lm_head, one tensor at a time;
-    each read under ``lock`` (`measure_model`)."""
+@dataclass(frozen=True)
+class MeasureRole:
+    """What the measures take from one tensor while the layer stream holds it
+    (`measure_part`): a q or k projection's per-head R factors (``heads`` heads of
+    ``head_dim``, the norm ``gain`` folded in), or a token matrix's row cloud (``seed``
+    for its samples; ``digest`` when an lm_head could be tied to the embedding)."""
+
+    kind: str  # "q", "k" or "tokens"
+    heads: int = 0
+    head_dim: int = 0
+    gain: np.ndarray | None = None
+    seed: int = 0
+    digest: bool = False
+
+
+@dataclass(frozen=True)
+class HeadFactors:
+    """A projection's per-head R factors (`weightscope.stats.attention.head_factors`)."""
+
+    factors: np.ndarray
+
+
+@dataclass(frozen=True)
+class TokenCloud:
+    """A token matrix's row cloud and, where asked, a digest of its values."""
+
+    cloud: RowCloud
+    digest: bytes = b""
+
+
+@dataclass(frozen=True)
+class NotMeasured:
+    """Why a tensor gave the measures nothing (one line)."""
+
+    reason: str
+
+
+#: What one tensor gives the measures.
+MeasurePart = HeadFactors | TokenCloud | NotMeasured
+
+
+@dataclass(frozen=True)
+class BlockPair:
+    """One block's q and k, their head split, and the name of the gain folded into both."""
+
+    q: LayerSpec
+    k: LayerSpec
+    split: tuple[int, int, int]
+    gain: str | None
+
+
+@dataclass(frozen=True)
+class MeasurePlan:
+    """Which tensors the measures take what from (``roles``, by name), decided from the
+    headers, the head layout and the norm gains (1-D, read here) before any matrix is
+    read; `combine_measures` turns the tensors' parts into `ModelMeasures`."""
+
+    roles: dict[str, MeasureRole]
+    specs: list[LayerSpec]
+    blocks: list[BlockPair]
+    tokens: list[LayerSpec]
+    heads: HeadLayout
+    #: why there are no bounds at all ("no q/k pair", "heads unknown"); None when there are pairs
+    unavailable: str | None
+    notes: list[str]
+
+
+def plan_measures(reader: CheckpointReader, options: AnalysisOptions) -> MeasurePlan | None:
+    """The measures' plan for an open checkpoint; None for a LoRA adapter, whose rank-r
+    updates are neither a q·k product nor embedding rows (its factors would pass for q/k
+    projections of their own and give wrong notes)."""
+    if isinstance(reader, AdapterReader):
+        return None
+    specs = select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
+    heads = read_head_layout(reader, options.heads, options.kv_heads)
+    pairs, notes = qk_pairs(specs)
+    roles: dict[str, MeasureRole] = {}
+    blocks: list[BlockPair] = []
+    unavailable = None
+    if not pairs:
+        unavailable = "no separate q and k projections found"
+    elif heads.heads is None:
+        unavailable = "number of attention heads unknown: neither a config.json beside the checkpoint nor GGUF metadata states it; pass --heads (and --kv-heads for GQA)"
+    else:
+        infos = {info.name: info for info in reader.tensors()}
+        gains = {name for name, info in infos.items() if len(info.shape) == 1 and info.is_float}
+        offsets = stores_gain_offsets(reader)
+        for q_spec, k_spec in pairs:
+            try:
+                split = heads.split_block(q_spec.info.shape[0], k_spec.info.shape[0])
+                check_head_split(*split)
+                gain, gain_name = _norm_gain(reader, infos, norm_gain_name(q_spec.name, gains), q_spec, offsets)
+            except _MEASURE_ERRORS as exc:
+                notes.append(f"block {q_spec.block}: no logit bound ({_first_line(exc)})")
+                continue
+            roles[q_spec.name] = MeasureRole("q", split[0], split[2], gain)
+            roles[k_spec.name] = MeasureRole("k", split[1], split[2], gain)
+            blocks.append(BlockPair(q_spec, k_spec, split, gain_name))
+    tokens = token_matrices(specs)
+    shapes = [spec.info.shape for spec in tokens]
+    for spec in tokens:  # a digest only where an lm_head could be the embedding again
+        roles[spec.name] = MeasureRole("tokens", seed=options.seed, digest=shapes.count(spec.info.shape) > 1)
+    return MeasurePlan(roles, specs, blocks, tokens, heads, unavailable, notes)
+
+
+def _norm_gain(
+    reader: CheckpointReader, infos: dict[str, TensorInfo], name: str | None, q_spec: LayerSpec, offsets: bool
+) -> tuple[np.ndarray | None, str | None]:
+    """The gain folded into a block's q and k, and its name (None, None when there is none
+    of q's input width); raises on a non-finite gain."""
+    if name is None:
+        return None, None
+    gain = reader.read(infos[name])
+    if gain.shape != (q_spec.info.shape[1],):
+        return None, None
+    if not np.isfinite(gain).all():
+        raise WeightscopeError("non-finite weights")
+    if offsets:
+        return 1.0 + np.asarray(gain, dtype=np.float64), f"1 + {name}"
+    return gain, name
+
+
+def measure_part(name: str, role: MeasureRole, array: np.ndarray, gram: np.ndarray | None = None) -> MeasurePart:
+    """What one finite tensor gives the measures, taken while the layer stream holds it
+    (so the matrix is read once): a projection's R factors, or a token matrix's row cloud,
+    from ``gram`` (WᵀW of the oriented matrix, float64) where the layer's spectrum already
+    formed it (`weightscope.stats.embedding.row_moments`). A failure is a `NotMeasured`."""
+    try:
+        if role.kind == "tokens":
+            with blas_threads(1):  # small products: threads only contend (and round differently)
+                cloud = row_cloud(name, array, seed=role.seed, gram=gram)
+            digest = hashlib.blake2b(np.ascontiguousarray(array).data).digest() if role.digest else b""
+            return TokenCloud(cloud, digest)
+        with blas_threads(1):
+            return HeadFactors(head_factors(array, role.heads, role.head_dim, role.gain))
+    except _MEASURE_ERRORS as exc:
+        return NotMeasured(_first_line(exc))
+
+
+def part_bytes(spec: LayerSpec, role: MeasureRole) -> int:
+    """Peak bytes `measure_part` adds to its layer's working set. A projection: a group of
+    float64 head slices and its scaled copy (`HEAD_GROUP_BYTES`) and every head's R
+    factor. A token matrix: the intrinsic dimension's sample (float32 rows, a float64
+    copy, its centred copy and that in float32: 24 bytes a value) and its four n × n
+    float32 distance temporaries, plus, where the row cloud reads WᵀW, the kept Gram
+    matrix and its float64 copy."""
+    rows, width = max(spec.info.shape), min(spec.info.shape)
+    if role.kind == "tokens":
+        sample = min(DEFAULT_SAMPLE, rows // 2)
+        gram = 2 * width * width * 8 if width <= GRAM_MAX_DIM else 0
+        return sample * width * 24 + 4 * sample * sample * 4 + gram
+    return 3 * HEAD_GROUP_BYTES + role.heads * role.head_dim * role.head_dim * 8
+
+
+def combine_measures(plan: MeasurePlan, parts: dict[str, MeasurePart]) -> ModelMeasures:
+    """The model's measures from its tensors' parts (a tensor without one: "not read")."""
+    attention, attention_notes = _attention(plan, parts)
+    clouds, cloud_notes = _clouds(plan, parts)
+    return ModelMeasures(attention, clouds, plan.notes + attention_notes + cloud_notes)
+
+
+def _attention(plan: MeasurePlan, parts: dict[str, MeasurePart]) -> tuple[AttentionBounds, list[str]]:
+    if plan.unavailable is not None:
+        return AttentionBounds("unavailable", plan.unavailable, source=plan.heads.source), []
+    notes: list[str] = []
+    bounds: list[LogitBound] = []
+    without_gain: list[LayerSpec] = []
+    split = None
+    for block in plan.blocks:
+        q, k = (parts.get(spec.name, NotMeasured("not read")) for spec in (block.q, block.k))
+        if not isinstance(q, HeadFactors) or not isinstance(k, HeadFactors):
+            reason = next(part.reason for part in (q, k) if isinstance(part, NotMeasured))
+            notes.append(f"block {block.q.block}: no logit bound ({reason})")
+            continue
+        try:
+            per_head, rotation = bounds_from_factors(q.factors, k.factors, *block.split)
+        except _MEASURE_ERRORS as exc:
+            notes.append(f"block {block.q.block}: no logit bound ({_first_line(exc)})")
+            continue
+        bounds.append(bound_of(block.q.block, block.q.name, block.k.name, per_head, rotation, block.gain))
+        split = block.split
+        if block.gain is None:
+            without_gain.append(block.q)
+    if without_gain:
+        notes.append(_missing_gain_note([spec.block for spec in without_gain], without_gain[0].name))
+    if not bounds or split is None:
+        reason = "no block's q/k split into the stated heads"
+        return AttentionBounds("unavailable", reason, source=plan.heads.source), notes
+    every = np.concatenate([np.asarray(b.heads) for b in bounds])
+    return (
+        AttentionBounds("ok", None, *split, plan.heads.source, float(every.max()), float(np.median(every)), bounds),
+        notes,
+    )
+
+
+def _clouds(plan: MeasurePlan, parts: dict[str, MeasurePart]) -> tuple[list[RowCloud], list[str]]:
+    """Row clouds of the token embedding and of an untied lm_head: an lm_head whose values
+    are the embedding's (same shape and digest) is measured once."""
     clouds: list[RowCloud] = []
     notes: list[str] = []
-    first: np.ndarray | None = None
-    for spec in token_matrices(specs):
-        try:
-            with lock:
-                array = reader.read(spec.info)
-            if (
-                first is not None
-                and spec.kind == "lm_head"
-                and array.shape == first.shape
-                and np.array_equal(array, first)
-            ):
-                notes.append(f"{spec.name} is tied to the embedding (same values): measured once")
-                continue
-            if not np.isfinite(array).all():
-                raise WeightscopeError("non-finite weights")
-            clouds.append(row_cloud(spec.name, array, seed=seed))
-            first = array if first is None else first
-        except _MEASURE_ERRORS as exc:
-            notes.append(f"{spec.name}: no row cloud ({_first_line(exc)})")
+    first: tuple[tuple[int, ...], bytes] | None = None
+    for spec in plan.tokens:
+        part = parts.get(spec.name, NotMeasured("not read"))
+        if isinstance(part, NotMeasured):
+            notes.append(f"{spec.name}: no row cloud ({part.reason})")
+            continue
+        assert isinstance(part, TokenCloud)
+        if first is not None and spec.kind == "lm_head" and first == (tuple(spec.info.shape), part.digest):
+            notes.append(f"{spec.name} is tied to the embedding (same values): measured once")
+            continue
+        clouds.append(part.cloud)
+        first = first or (tuple(spec.info.shape), part.digest)
     if not clouds and not notes:
         notes.append("no token embedding or lm_head found")
     return clouds, notes
-
-
-def measure_model(
-    reader: CheckpointReader, options: AnalysisOptions, lock: AbstractContextManager[Any] = _UNLOCKED
-) -> ModelMeasures | None:
-    """Attention-logit bounds and embedding row clouds of an open checkpoint; None for a
-    LoRA adapter, whose rank-r updates are neither a q·k product nor embedding rows (its
-    factors would pass for q/k projections of their own and give wrong notes).
-
-    ``lock`` is held around each tensor read: the pipeline runs the measures alongside
-    its layers, and a checkpoint reader need not be thread-safe."""
-    if isinstance(reader, AdapterReader):
-        return None
-    specs = _measured_specs(reader, options)
-    heads = read_head_layout(reader, options.heads, options.kv_heads)
-    with blas_threads(1):  # small products: threads only contend (and round differently)
-        attention, attention_notes = attention_bounds(reader, specs, heads, lock)
-        clouds, cloud_notes = row_clouds(reader, specs, options.seed, lock)
-    return ModelMeasures(attention, clouds, attention_notes + cloud_notes)
-
-
-def _measured_specs(reader: CheckpointReader, options: AnalysisOptions) -> list[LayerSpec]:
-    return select_layers(reader.tensors(), include=options.include, exclude=options.exclude, min_evals=1).layers
-
-
-def measures_bytes(reader: CheckpointReader, options: AnalysisOptions) -> int:
-    """Estimated peak bytes of `measure_model`, for the scheduler that runs it alongside
-    the layers: the larger of one block's q and k (float32, and the float64 head slices
-    their QR factorises) and two token matrices in float32 (an lm_head is compared with
-    the embedding, both in memory, to find a tied one)."""
-    specs = _measured_specs(reader, options)
-    pairs, _ = qk_pairs(specs)
-    attention = max((12 * (q.info.numel + k.info.numel) for q, k in pairs), default=0)
-    tokens = sorted((4 * spec.info.numel for spec in token_matrices(specs)), reverse=True)[:2]
-    return max(attention, sum(tokens), 1)
 
 
 def _relative_distance(w: np.ndarray, w0: np.ndarray) -> float | None:

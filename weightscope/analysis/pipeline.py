@@ -28,10 +28,18 @@ from weightscope.analysis.layer import (
     ProgressHook,
     analyze_read,
     failure_of,
+    measure_read,
     read_layer,
     select,
 )
-from weightscope.analysis.model_measures import measure_model, measures_bytes
+from weightscope.analysis.model_measures import (
+    MeasurePart,
+    MeasurePlan,
+    MeasureRole,
+    combine_measures,
+    part_bytes,
+    plan_measures,
+)
 from weightscope.checkpoint import open_checkpoint, source_name
 from weightscope.checkpoint.base import CheckpointReader, TensorInfo
 from weightscope.checkpoint.layers import LayerSpec, Selection
@@ -62,16 +70,54 @@ def inspect(path: str | os.PathLike[str], **options: object) -> Inspection:
         return Inspection(source_name(path), reader.format, reader.tensors(), select(reader, opts))
 
 
+#: A checkpoint's measured tensors outside the layer stream, by name: their parts.
+ExtraParts = dict[str, MeasurePart]
+
+
+@dataclass(frozen=True)
+class MeasureRoles:
+    """Where each measured tensor gives its part (`weightscope.analysis.model_measures`):
+    ``streamed``, by layer name, in its layer's unit; ``extra``, the ones no layer
+    carries (narrower than ``min_evals``), read once for their part alone."""
+
+    streamed: dict[str, MeasureRole]
+    extra: list[tuple[LayerSpec, MeasureRole]]
+
+    def of(self, spec: LayerSpec) -> MeasureRole | None:
+        return self.streamed.get(spec.name) if spec.part is None and spec.lora is None else None
+
+    def cost(self, spec: LayerSpec) -> int:
+        role = self.of(spec)
+        return part_bytes(spec, role) if role is not None else 0
+
+    def extra_cost(self) -> int:
+        return max((4 * spec.info.numel + part_bytes(spec, role) for spec, role in self.extra), default=0)
+
+
+def measure_roles(measures: MeasurePlan | None, selection: Selection) -> MeasureRoles:
+    if measures is None:
+        return MeasureRoles({}, [])
+    streamed = {spec.name for spec in selection.layers if spec.part is None and spec.lora is None}
+    return MeasureRoles(
+        {name: role for name, role in measures.roles.items() if name in streamed},
+        [(spec, measures.roles[spec.name]) for spec in measures.specs if spec.name in measures.roles.keys() - streamed],
+    )
+
+
 def _local_batch(
-    reader: CheckpointReader, selection: Selection, options: AnalysisOptions, execution: Execution
-) -> LocalBatch[LayerSpec, Loaded, LayerAnalysis, ModelMeasures | None]:
+    reader: CheckpointReader,
+    selection: Selection,
+    options: AnalysisOptions,
+    execution: Execution,
+    roles: MeasureRoles = MeasureRoles({}, []),
+) -> LocalBatch[LayerSpec, Loaded, LayerAnalysis, ExtraParts]:
     """A checkpoint's layers as local threads analyse them: read one layer ahead of the
     workers, several computing at once when memory allows, the largest first;
-    ``execution`` chooses the device, workers and cache (`plan`). The model-level
-    measures run on a worker alongside the layers, their reads and the layers' taking
-    turns on the reader."""
+    ``execution`` chooses the device, workers and cache (`plan`). Each measured tensor
+    gives its part in its layer's unit (``roles``); the few no layer carries are read by
+    a worker alongside the layers, taking turns with the reader thread."""
     run = plan(selection.layers, options, execution)
-    reading = threading.Lock()  # the reader thread and the measures share the reader
+    reading = threading.Lock()  # the reader thread and the extra parts share the reader
 
     def load(spec: LayerSpec) -> Loaded:
         with reading:
@@ -80,12 +126,14 @@ def _local_batch(
     return LocalBatch(
         selection.layers,
         load,
-        lambda spec, array: analyze_read(spec, array, options, run),
+        lambda spec, array: analyze_read(spec, array, options, run, roles.of(spec)),
         workers=run.workers,
-        cost=lambda spec: working_set(spec, options),
+        cost=lambda spec: working_set(spec, options) + roles.cost(spec),
         budget=run.budget,
-        finish=(lambda: measure_model(reader, options, reading)) if options.measures else None,
-        finish_cost=measures_bytes(reader, options) if options.measures else 0.0,
+        finish=(lambda: {spec.name: measure_read(spec, load(spec), role) for spec, role in roles.extra})
+        if roles.extra
+        else None,
+        finish_cost=roles.extra_cost(),
         size=lambda spec: eigen_flops([(spec.info.shape[0], spec.info.shape[1])]),
     )
 
@@ -157,50 +205,77 @@ def analyze_many(
     slowest layer; ``progress`` then counts the layers of all the checkpoints
     (`weightscope.execution.runner`).
     """
-    opened: list[tuple[str, dict[str, Any], Selection]] = [("", {}, Selection([], []))] * len(paths)
+    opened: list[Opened] = [Opened("", {}, Selection([], []), None)] * len(paths)
+
+    def open_batch(index: int, reader: CheckpointReader) -> MeasureRoles:
+        selection = select(reader, options)
+        measures = plan_measures(reader, options) if options.measures else None
+        opened[index] = Opened(reader.format, reader.metadata, selection, measures)
+        return measure_roles(measures, selection)
 
     @contextmanager
-    def local(index: int) -> Iterator[LocalBatch[LayerSpec, Loaded, LayerAnalysis, ModelMeasures | None]]:
+    def local(index: int) -> Iterator[LocalBatch[LayerSpec, Loaded, LayerAnalysis, ExtraParts]]:
         with open_checkpoint(paths[index]) as reader:
-            selection = select(reader, options)
-            opened[index] = (reader.format, reader.metadata, selection)
-            yield _local_batch(reader, selection, options, execution)
+            roles = open_batch(index, reader)
+            yield _local_batch(reader, opened[index].selection, options, execution, roles)
 
-    def remote(ray: Any) -> RemoteBatches[LayerSpec, LayerAnalysis, ModelMeasures | None]:
+    def remote(ray: Any) -> RemoteBatches[LayerSpec, LayerAnalysis, ExtraParts]:
         gpus = cluster_gpus(ray)
-        devices, finish_bytes = [], []
+        devices, roles = [], []
         for index, path in enumerate(paths):
             with open_checkpoint(path) as reader:
-                selection = select(reader, options)
-                finish_bytes.append(measures_bytes(reader, options) if options.measures else 1)
-            opened[index] = (reader.format, reader.metadata, selection)
-            shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in selection.layers]
+                roles.append(open_batch(index, reader))
+            shapes = [(spec.info.shape[0], spec.info.shape[1]) for spec in opened[index].selection.layers]
             devices.append(cluster_device(execution.device, shapes, gpus))
         where = [os.path.abspath(path) for path in paths]
         return RemoteBatches(
-            [selection.layers for _, _, selection in opened],
+            [batch.selection.layers for batch in opened],
             analyze_task,
-            lambda index, spec: (where[index], spec, options, devices[index], execution, __version__),
+            lambda index, spec: (
+                where[index],
+                spec,
+                options,
+                devices[index],
+                execution,
+                __version__,
+                roles[index].of(spec),
+            ),
             lambda index, spec: Need(
-                working_set(spec, options) + float64_stage_bytes(spec, options, devices[index]),
+                working_set(spec, options)
+                + float64_stage_bytes(spec, options, devices[index])
+                + roles[index].cost(spec),
                 GPU_SHARE if devices[index] == "cuda" else 0.0,
             ),
             failure_of,
-            # one task per checkpoint, asking for what its measures hold (`measures_bytes`)
-            finish_task=measures_task if options.measures else None,
-            finish_args=lambda index: (where[index], options, __version__),
-            finish_need=lambda index: Need(finish_bytes[index], 0.0),
+            # one task per checkpoint whose measures need tensors no layer carries
+            finish_task=measures_task if any(batch.extra for batch in roles) else None,
+            finish_args=lambda index: (where[index], roles[index].extra, __version__),
+            finish_need=lambda index: Need(max(roles[index].extra_cost(), 1), 0.0),
         )
 
     for ran in run_batches(len(paths), execution, local=local, remote=remote, progress=progress):
         layers = []
+        parts: dict[str, MeasurePart] = {}
         for item in ran.results:
             if on_layer is not None:
                 on_layer(item)
             layers.append(item.result)
-        measures = ran.finish()
-        format, metadata, selection = opened[ran.index]
-        yield _report(paths[ran.index], format, metadata, options, selection, layers, measures)
+            if item.measure is not None:
+                parts[item.spec.name] = item.measure
+        parts |= ran.finish() or {}
+        batch = opened[ran.index]
+        measures = combine_measures(batch.measures, parts) if batch.measures is not None else None
+        yield _report(paths[ran.index], batch.format, batch.metadata, options, batch.selection, layers, measures)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What `analyze_many` keeps of an opened checkpoint for its report."""
+
+    format: str
+    metadata: dict[str, Any]
+    selection: Selection
+    measures: MeasurePlan | None
 
 
 def _report(
@@ -229,21 +304,32 @@ def _report(
 
 
 def analyze_task(
-    path: str, spec: LayerSpec, options: AnalysisOptions, device: str, execution: Execution, version: str
+    path: str,
+    spec: LayerSpec,
+    options: AnalysisOptions,
+    device: str,
+    execution: Execution,
+    version: str,
+    role: MeasureRole | None = None,
 ) -> LayerAnalysis:
     """One work unit, run by a Ray worker: open the checkpoint from the storage it shares
     with the driver, read this one tensor, and analyse it exactly as `stream_layers` does
-    (`analyze_read`, one BLAS thread, the spectrum cache of this node or the shared one)."""
+    (`analyze_read`, one BLAS thread, the spectrum cache of this node or the shared one),
+    with its part of the measures where it has a ``role``."""
     check_worker_version(version)
     with open_checkpoint(path) as reader:
         spec = reopened(reader, spec, path)
         with blas_threads(1):
-            return analyze_read(spec, read_layer(reader, spec), options, task_plan(device, execution))
+            return analyze_read(spec, read_layer(reader, spec), options, task_plan(device, execution), role)
 
 
-def measures_task(path: str, options: AnalysisOptions, version: str) -> ModelMeasures | None:
-    """The model-level measures of one checkpoint, run by a Ray worker: its bounded pass
-    (q/k per block, the embeddings) reads the weights there, never on the driver."""
+def measures_task(path: str, extra: list[tuple[LayerSpec, MeasureRole]], version: str) -> ExtraParts:
+    """The parts of the measured tensors no layer carries, run by a Ray worker: it reads
+    the weights there, never on the driver."""
     check_worker_version(version)
     with open_checkpoint(path) as reader:
-        return measure_model(reader, options)
+        parts = {}
+        for spec, role in extra:
+            spec = reopened(reader, spec, path)
+            parts[spec.name] = measure_read(spec, read_layer(reader, spec), role)
+        return parts

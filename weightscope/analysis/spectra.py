@@ -28,6 +28,7 @@ from weightscope.execution.plan import Plan
 from weightscope.linalg.choices import EIG_DTYPES, fixed_dtype, solve_dtype
 from weightscope.linalg.rank import EigenCounts, numerical_rank
 from weightscope.linalg.spectrum import (
+    GramHook,
     SpectrumOptions,
     esd,
     gram_counts_below,
@@ -74,7 +75,7 @@ def _stored_rank(stored: dict[str, np.ndarray], factor: float, size: int) -> int
 
 
 def layer_esd(
-    spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions, plan: Plan
+    spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions, plan: Plan, on_gram: GramHook | None = None
 ) -> tuple[np.ndarray, SpectrumOptions, int | None]:
     """The layer's ESD and numerical rank (`layer_rank`), from the cache when possible
     (one entry holds both), and the spectrum options the checks should judge it by.
@@ -84,7 +85,9 @@ def layer_esd(
     and float32 gives only noise there (a rank-8 F32 layer of 256 read "alpha-low" on
     float32's zeros where float64 reads "unstable-alpha"). That is the one second
     eigensolve, and, after the count's, a second float64 Gram product, of "auto". A
-    near-square 16-bit layer is solved in float64 outright (`solve_dtype`)."""
+    near-square 16-bit layer is solved in float64 outright (`solve_dtype`). ``on_gram``
+    sees the Gram matrix of the first solve (`weightscope.linalg.spectrum.GramHook`); a
+    cached spectrum forms none."""
     m = min(matrices[0].shape)
     cache = plan.cache
     first = solve_dtype(options.eig_dtype, spec.info.value_dtype, spec.info.shape)
@@ -101,7 +104,7 @@ def layer_esd(
         else:
             return evals, reported, rank
     else:
-        evals = esd(matrices, SpectrumOptions(first, plan.device))
+        evals = esd(matrices, SpectrumOptions(first, plan.device), on_gram)
         rank = layer_rank(spec, matrices, evals, options, plan)
         if first != reported.dtype and rank is not None and 1 - rank / evals.size > options.thresholds.rank_loss_max:
             with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it

@@ -7,10 +7,9 @@ checkpoint, or one for the pair — said once for both places it can run:
 - locally, batch after batch: ``local(i)`` opens what batch i reads (a context) and says
   how a unit is loaded (one reader thread, in order) and computed (worker threads), in
   what memory budget (`weightscope.execution.schedule.pipelined`); its ``finish`` (the
-  model-level measures of a checkpoint) is one more unit of the same stream, started
-  first and held to the same budget (``finish_cost``), so that it runs on one worker
-  while the others take the layers instead of after them all (all-MiniLM-L6-v2: 0.19 s
-  of measures that ran alone at the end);
+  measured tensors of a checkpoint that no layer carries) is one more unit of the same
+  stream, started first and held to the same budget (``finish_cost``), so that it runs
+  on one worker while the others take the layers instead of after them all;
 - on Ray (``Execution.executor == "ray"``): ``remote(ray)`` lists every batch's units up
   front from the headers and names the module-level task that computes one on a worker
   (`weightscope.execution.cluster.run_tasks`); the units of all batches form one pool of

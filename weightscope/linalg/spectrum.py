@@ -16,6 +16,7 @@ then.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,15 @@ def _constant_spectrum(matrix: np.ndarray) -> np.ndarray | None:
     return evals
 
 
-def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
+#: Sees a matrix's Gram matrix X = WᵀW/N (C-ordered, its lower triangle holding X, in
+#: the solver's dtype) before the eigensolver overwrites it: for a caller that needs WᵀW
+#: too (`weightscope.analysis.model_measures`) and should not form it a second time.
+GramHook = Callable[[np.ndarray], None]
+
+
+def gram_eigenvalues(
+    matrix: np.ndarray, options: SpectrumOptions = SpectrumOptions(), on_gram: GramHook | None = None
+) -> np.ndarray:
     """Ascending eigenvalues of X = WᵀW/N for one 2-D matrix (M values, M = smaller side).
 
     Any finite W is solved: one whose entries would under- or overflow the Gram matrix is
@@ -120,6 +129,8 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
     the one eigenvalue c²·M and M − 1 zeros, in closed form. That is what an npz
     compression bomb decodes to (an 8192² zero matrix from 441 bytes): the solve would
     cost a minute and ~0.5 GB for a spectrum known in advance.
+
+    ``on_gram`` sees the Gram matrix where one is formed here, on the CPU and unscaled.
     """
     constant = _constant_spectrum(matrix)
     if constant is not None:
@@ -132,7 +143,10 @@ def gram_eigenvalues(matrix: np.ndarray, options: SpectrumOptions = SpectrumOpti
         from weightscope.linalg.device import torch_gram_eigenvalues
 
         return torch_gram_eigenvalues(matrix, options.dtype, options.device)
-    return symmetric_eigenvalues(gram_matrix(matrix, options.dtype, full=False))
+    gram = gram_matrix(matrix, options.dtype, full=False)
+    if on_gram is not None:
+        on_gram(gram)
+    return symmetric_eigenvalues(gram)
 
 
 def gram_counts_below(matrices: list[np.ndarray], shifts: list[float], device: str = "cpu") -> list[int]:
@@ -163,12 +177,14 @@ def gram_counts_below(matrices: list[np.ndarray], shifts: list[float], device: s
     return totals
 
 
-def esd(matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions()) -> np.ndarray:
+def esd(
+    matrices: list[np.ndarray], options: SpectrumOptions = SpectrumOptions(), on_gram: GramHook | None = None
+) -> np.ndarray:
     """The ESD of a layer: eigenvalues of each matrix pooled and sorted ascending.
 
     A plain linear layer is one matrix; a conv kernel is one matrix per kernel position,
     pooled into one ESD (each slice is a linear map between channels).
     """
-    parts = [gram_eigenvalues(m, options) for m in matrices]
+    parts = [gram_eigenvalues(m, options, on_gram) for m in matrices]
     evals = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
     return evals

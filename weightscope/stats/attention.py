@@ -63,18 +63,30 @@ class LogitBound:
     rotation_bound: float
 
 
+#: Float64 head slices converted at a time by `head_factors`: a whole 4096² projection
+#: would be two 134 MB float64 copies beside the layer's own working set.
+HEAD_GROUP_BYTES = 8 * 2**20
+
+
 def head_factors(w: np.ndarray, count: int, head_dim: int, gain: np.ndarray | None = None) -> np.ndarray:
     """R factors (count × d_h × d_h) of every head's d × d_h slice of one projection
-    (``w`` is count·d_h × d, as nn.Linear stores it), columns scaled by the norm gain:
-    one batched QR. All a block's bound needs of the projection, so it can be taken
-    while the projection streams past and the matrix dropped."""
+    (``w`` is count·d_h × d, as nn.Linear stores it), columns scaled by the norm gain.
+    All a block's bound needs of the projection, so it is taken while the projection
+    streams past and the matrix dropped. Batched QRs over groups of heads of at most
+    `HEAD_GROUP_BYTES` in float64: numpy factorises a stack one matrix at a time, so the
+    grouping changes no bit of the result."""
     if w.ndim != 2 or w.shape[0] != count * head_dim:
         raise WeightscopeError(f"projection {w.shape} does not split into {count} heads of {head_dim}")
     if gain is not None and gain.shape != (w.shape[1],):
         raise WeightscopeError(f"norm gain of shape {gain.shape} does not match input width {w.shape[1]}")
     scale = np.asarray(gain, dtype=np.float64) if gain is not None else np.ones(w.shape[1])
-    slices = np.asarray(w, dtype=np.float64).reshape(count, head_dim, -1) * scale
-    return np.linalg.qr(slices.transpose(0, 2, 1), mode="r")  # type: ignore[return-value]  # numpy's stubs type qr(mode="r") as QRResult; it returns R alone
+    group = max(1, HEAD_GROUP_BYTES // (head_dim * w.shape[1] * 8))
+    factors = np.empty((count, head_dim, head_dim))
+    for first in range(0, count, group):
+        rows = w[first * head_dim : (first + group) * head_dim]
+        slices = np.asarray(rows, dtype=np.float64).reshape(-1, head_dim, w.shape[1]) * scale
+        factors[first : first + len(slices)] = np.linalg.qr(slices.transpose(0, 2, 1), mode="r")
+    return factors
 
 
 def bounds_from_factors(
@@ -124,19 +136,3 @@ def bound_of(
         float(np.median(bounds)),
         float(rotation.max()),
     )
-
-
-def logit_bound(
-    block: int | None,
-    q_name: str,
-    k_name: str,
-    wq: np.ndarray,
-    wk: np.ndarray,
-    split: tuple[int, int, int],
-    gain: np.ndarray | None = None,
-    gain_name: str | None = None,
-) -> LogitBound:
-    """One block's `LogitBound` from its q and k projection weights; ``split`` is
-    (heads, kv heads, head size)."""
-    bounds, rotation = head_bounds(wq, wk, *split, gain)
-    return bound_of(block, q_name, k_name, bounds, rotation, gain_name if gain is not None else None)

@@ -101,10 +101,15 @@ class RowMoments:
     gram: np.ndarray | None
 
 
-def row_moments(w: np.ndarray) -> RowMoments:
+def row_moments(w: np.ndarray, gram: np.ndarray | None = None) -> RowMoments:
+    """The moments of ``w``'s rows; ``gram`` is WᵀW (float64, d × d) where the caller has
+    it already (the layer's spectrum formed it), else it is accumulated here up to
+    `GRAM_MAX_DIM` columns."""
     d = w.shape[1]
     total, unit = np.zeros(d), np.zeros(d)
-    gram = np.zeros((d, d)) if d <= GRAM_MAX_DIM else None
+    given = gram is not None
+    if gram is None and d <= GRAM_MAX_DIM:
+        gram = np.zeros((d, d))
     square, nonzero = 0.0, 0
     for block in _blocks(w):
         sq = np.einsum("ij,ij->i", block, block, dtype=np.float64)
@@ -112,7 +117,7 @@ def row_moments(w: np.ndarray) -> RowMoments:
         inverse = np.where(keep, 1.0 / np.sqrt(np.where(keep, sq, 1.0)), 0.0).astype(w.dtype)
         unit += block.T @ inverse
         total += block.sum(axis=0, dtype=np.float64)
-        if gram is not None:
+        if gram is not None and not given:
             gram += block.T @ block  # float32 products of ≤ 2048 rows, summed in float64
         square += float(sq.sum())
         nonzero += int(keep.sum())
@@ -250,13 +255,16 @@ def intrinsic_dimension(
     return float(values[:, 0].mean()), float(se[0]), float(values[:, 1].mean()), float(se[1]), min(used)
 
 
-def row_cloud(name: str, matrix: np.ndarray, *, seed: int = 0, sample: int = DEFAULT_SAMPLE) -> RowCloud:
-    """Anisotropy and intrinsic dimension of a matrix's rows (the longer side is the rows)."""
+def row_cloud(
+    name: str, matrix: np.ndarray, *, seed: int = 0, sample: int = DEFAULT_SAMPLE, gram: np.ndarray | None = None
+) -> RowCloud:
+    """Anisotropy and intrinsic dimension of a matrix's rows (the longer side is the rows);
+    ``gram``, WᵀW of the oriented matrix where the caller formed it (`row_moments`)."""
     w = oriented(matrix)
     if w.ndim != 2 or min(w.shape) < 2:
         raise WeightscopeError(f"{name}: a row cloud needs a 2-D matrix, got shape {matrix.shape}")
     twonn, twonn_se, mle, mle_se, used = intrinsic_dimension(w, sample=sample, seed=seed)
-    moments = row_moments(w)
+    moments = row_moments(w, gram)
     return RowCloud(
         name,
         int(w.shape[0]),
