@@ -282,10 +282,17 @@ def test_the_cli_runs_on_ray_with_the_same_output(cluster):
     from weightscope.cli import app
 
     checkpoint = str(RUN / "step-1500")
-    local = CliRunner().invoke(app, ["analyze", checkpoint, "--no-cache", "-f", "json"])
-    remote = CliRunner().invoke(app, ["analyze", checkpoint, "--no-cache", "-f", "json", "--executor", "ray"])
-    assert remote.exit_code == local.exit_code == 0, remote.output
-    assert remote.stdout == local.stdout
+    # --min-evals 200: no layer carries the 128-wide q, k and embeddings, so their measures
+    # come from the cluster's measures task instead of the layers' own tasks
+    for extra in ([], ["--min-evals", "200"]):
+        local = CliRunner().invoke(app, ["analyze", checkpoint, "--no-cache", "-f", "json", *extra])
+        remote = CliRunner().invoke(
+            app, ["analyze", checkpoint, "--no-cache", "-f", "json", "--executor", "ray", *extra]
+        )
+        assert remote.exit_code == local.exit_code == 0, remote.output
+        assert remote.stdout == local.stdout
+        measures = json.loads(remote.stdout)["measures"]
+        assert measures["attention"]["status"] == "ok" and len(measures["embeddings"]) == 2, measures
 
 
 def test_without_ray_installed_the_ray_executor_is_one_error_line(monkeypatch, tmp_path):

@@ -296,7 +296,9 @@ def measure_part(name: str, role: MeasureRole, array: np.ndarray, gram: np.ndarr
         if role.kind == "tokens":
             with blas_threads(1):  # small products: threads only contend (and round differently)
                 cloud = row_cloud(name, array, seed=role.seed, gram=gram)
-            digest = hashlib.blake2b(np.ascontiguousarray(array).data).digest() if role.digest else b""
+            # SHA-256, not BLAKE2: 1.55 against 0.58 GB/s here (the CPU's SHA extensions),
+            # 1.4 s instead of 3.8 s on a 152064 × 3584 float32 vocabulary matrix
+            digest = hashlib.sha256(np.ascontiguousarray(array).data).digest() if role.digest else b""
             return TokenCloud(cloud, digest)
         with blas_threads(1):
             return HeadFactors(head_factors(array, role.heads, role.head_dim, role.gain))
