@@ -26,6 +26,7 @@ from weightscope.cli import app
 from weightscope.commands.compare import compare
 from weightscope.errors import WeightscopeError
 from weightscope.report import Report
+from weightscope.stats import attention
 from weightscope.stats.attention import check_head_split, head_bounds
 from weightscope.stats.embedding import (
     GRAM_MAX_DIM,
@@ -75,6 +76,19 @@ def test_planted_per_head_norms_are_recovered():
     for h in range(4):
         rotated = np.linalg.norm(q[h].T @ rotation_matrix @ k[h], 2) / 4.0
         assert rotated <= rotation[h] + 1e-10
+
+
+def test_head_factors_in_groups_are_the_whole_stacks_bit_for_bit(monkeypatch):
+    """The R factors are taken over groups of heads (`HEAD_GROUP_BYTES`) so that a 4096²
+    projection needs no whole float64 copy; numpy factorises a stack one matrix at a time,
+    so any grouping gives the same bits as one stack."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8 * 16, 40)).astype(np.float32)
+    gain = rng.random(40) + 0.5
+    whole = np.linalg.qr((w.astype(np.float64).reshape(8, 16, 40) * gain).transpose(0, 2, 1), mode="r")
+    for heads_per_group in (1, 3, 8):
+        monkeypatch.setattr(attention, "HEAD_GROUP_BYTES", heads_per_group * 16 * 40 * 8)
+        assert np.array_equal(attention.head_factors(w, 8, 16, gain), whole)
 
 
 def test_gqa_groups_query_heads_onto_their_kv_head():
