@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -114,26 +113,19 @@ def _local_batch(
     """A checkpoint's layers as local threads analyse them: read one layer ahead of the
     workers, several computing at once when memory allows, the largest first;
     ``execution`` chooses the device, workers and cache (`plan`). Each measured tensor
-    gives its part in its layer's unit (``roles``); the few no layer carries are read by
-    a worker alongside the layers, taking turns with the reader thread."""
+    gives its part in its layer's unit (``roles``); the few no layer carries (small by
+    construction) are read after the layers."""
     run = plan(selection.layers, options, execution)
-    reading = threading.Lock()  # the reader thread and the extra parts share the reader
-
-    def load(spec: LayerSpec) -> Loaded:
-        with reading:
-            return read_layer(reader, spec)
-
     return LocalBatch(
         selection.layers,
-        load,
+        lambda spec: read_layer(reader, spec),
         lambda spec, array: analyze_read(spec, array, options, run, roles.of(spec)),
         workers=run.workers,
         cost=lambda spec: working_set(spec, options) + roles.cost(spec),
         budget=run.budget,
-        finish=(lambda: {spec.name: measure_read(spec, load(spec), role) for spec, role in roles.extra})
+        finish=(lambda: {spec.name: measure_read(spec, read_layer(reader, spec), role) for spec, role in roles.extra})
         if roles.extra
         else None,
-        finish_cost=roles.extra_cost(),
         size=lambda spec: eigen_flops([(spec.info.shape[0], spec.info.shape[1])]),
     )
 

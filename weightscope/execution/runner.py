@@ -7,9 +7,8 @@ checkpoint, or one for the pair — said once for both places it can run:
 - locally, batch after batch: ``local(i)`` opens what batch i reads (a context) and says
   how a unit is loaded (one reader thread, in order) and computed (worker threads), in
   what memory budget (`weightscope.execution.schedule.pipelined`); its ``finish`` (the
-  measured tensors of a checkpoint that no layer carries) is one more unit of the same
-  stream, started first and held to the same budget (``finish_cost``), so that it runs
-  on one worker while the others take the layers instead of after them all;
+  measured tensors of a checkpoint that no layer carries) runs after the batch's units,
+  still open;
 - on Ray (``Execution.executor == "ray"``): ``remote(ray)`` lists every batch's units up
   front from the headers and names the module-level task that computes one on a worker
   (`weightscope.execution.cluster.run_tasks`); the units of all batches form one pool of
@@ -24,7 +23,6 @@ how work runs never changes what it computes.
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
@@ -55,8 +53,6 @@ class LocalBatch(Generic[Unit, Loaded, Result, Extra]):
     cost: Callable[[Unit], float] = lambda unit: 0.0
     budget: float = float("inf")
     finish: Callable[[], Extra] | None = None
-    #: what ``finish`` holds at its peak, in the units of ``cost``
-    finish_cost: float = 0.0
     #: the work a unit costs: the largest start first (`pipelined`); None keeps the order
     size: Callable[[Unit], float] | None = None
 
@@ -105,10 +101,8 @@ def run_batches(
         yield from _locally(count, local, progress)
 
 
-def run_local(
-    batch: LocalBatch[Unit, Loaded, Result, Any], progress: Progress | None = None
-) -> Generator[Result, None, None]:
-    """One batch's units on local threads, in order (`pipelined`); its ``finish`` is not run."""
+def run_local(batch: LocalBatch[Unit, Loaded, Result, Any], progress: Progress | None = None) -> Iterator[Result]:
+    """One batch's units on local threads, in order (`pipelined`)."""
     if progress is not None:
         progress(0, batch.units)
     yield from pipelined(
@@ -123,64 +117,6 @@ def run_local(
     )
 
 
-class _Finish(Generic[Extra]):
-    """A batch's ``finish`` as the first unit to start and the last to come back
-    (`_with_finish`); `result` waits for it, or runs it there and then if the stream was
-    left before it started. Runs once: a lock holds `result` while a worker runs it."""
-
-    def __init__(self, finish: Callable[[], Extra]) -> None:
-        self.finish = finish
-        self.lock = threading.Lock()
-        self.ran = False
-        self.value: Extra | None = None
-
-    def run(self) -> None:
-        with self.lock:
-            if not self.ran:
-                self.value, self.ran = self.finish(), True
-
-    def result(self) -> Extra | None:
-        self.run()
-        return self.value
-
-
-def _with_finish(
-    batch: LocalBatch[Unit, Any, Result, Extra], progress: Progress | None
-) -> tuple[Iterator[Result], _Finish[Extra] | None]:
-    """The batch's results, its ``finish`` scheduled among its units (module docstring)."""
-    if batch.finish is None:
-        return run_local(batch, progress), None
-    finish = _Finish(batch.finish)
-    units: list[Any] = [*batch.units, finish]
-
-    def is_finish(unit: Any) -> bool:
-        return unit is finish
-
-    def results() -> Iterator[Result]:
-        stream: Generator[Any, None, None] = run_local(
-            LocalBatch(
-                units,
-                lambda unit: None if is_finish(unit) else batch.load(unit),
-                lambda unit, loaded: finish.run() if is_finish(unit) else batch.compute(unit, loaded),
-                batch.workers,
-                lambda unit: batch.finish_cost if is_finish(unit) else batch.cost(unit),
-                batch.budget,
-                size=lambda unit: float("inf") if is_finish(unit) else (batch.size(unit) if batch.size else 0.0),
-            ),
-            None,
-        )
-        if progress is not None:
-            progress(0, batch.units)
-        with closing(stream):
-            for done in range(1, len(batch.units) + 1):
-                yield next(stream)
-                if progress is not None:
-                    progress(done, batch.units)
-            next(stream)  # the finish unit: its value stays with it
-
-    return results(), finish
-
-
 def _locally(
     count: int,
     local: Callable[[int], AbstractContextManager[LocalBatch[Unit, Any, Result, Extra]]],
@@ -188,8 +124,8 @@ def _locally(
 ) -> Iterator[Ran[Result, Extra]]:
     for index in range(count):
         with local(index) as batch:
-            results, finish = _with_finish(batch, progress)
-            yield Ran(index, results, finish.result if finish is not None else lambda: None)
+            finish = batch.finish
+            yield Ran(index, run_local(batch, progress), finish if finish is not None else lambda: None)
 
 
 def _on_ray(
