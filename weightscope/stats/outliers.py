@@ -51,9 +51,11 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     embedding: 0.29–0.55 s, with a full-size copy). Here a stride sample of
     `_SELECT_SAMPLE` values, sorted, brackets each rank; one pass counts the values below
     the bracket and one gathers those inside it (~1 % of them), which are partitioned:
-    0.13 s on that embedding, the same values. A rank the bracket misses (a sample that
-    does not represent the values, e.g. periodic ones) is taken by a full partition, so
-    the answer is always exact. ``values`` must hold no NaN.
+    0.13 s on that embedding, the same values. Ranks whose brackets overlap (the two
+    middle ones of a median) share one bracket and its passes: the check's two calls on
+    that embedding, 0.094 s with a bracket per rank, take 0.064 s (best of 7). A rank the
+    bracket misses (a sample that does not represent the values, e.g. periodic ones) is
+    taken by a full partition, so the answer is always exact. ``values`` must hold no NaN.
     """
     size = values.size
     if size <= _SELECT_DIRECT:
@@ -61,15 +63,30 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     sample = np.sort(values[:: size // _SELECT_SAMPLE])
     margin = _SELECT_SPREAD * np.sqrt(sample.size) + 2
     found = np.empty(len(ranks), dtype=values.dtype)
-    for index, rank in enumerate(ranks):
-        at = (rank + 0.5) / size * sample.size
-        low, high = int(at - margin), int(at + margin)
+    for group, (low, high) in _brackets(ranks, size, sample.size, margin):
         lower = sample[low] if low > 0 else -np.inf
         upper = sample[high] if high < sample.size else np.inf
         below = int(np.count_nonzero(values < lower))
         inside = values[(values >= lower) & (values <= upper)]
-        if 0 <= rank - below < inside.size:
-            found[index] = np.partition(inside, rank - below)[rank - below]
+        wanted = [ranks[index] for index in group]
+        within = [rank - below for rank in wanted]
+        if all(0 <= rank < inside.size for rank in within):
+            found[group] = np.partition(inside, within)[within]
         else:
-            found[index] = np.partition(values, rank)[rank]
+            found[group] = np.partition(values, wanted)[wanted]
     return found
+
+
+def _brackets(ranks: list[int], size: int, samples: int, margin: float) -> list[tuple[list[int], tuple[int, int]]]:
+    """The sample-index bracket [low, high] of each rank, ranks whose brackets overlap
+    merged into one: (indices into ``ranks``, bracket) per group, in ascending order."""
+    groups: list[tuple[list[int], tuple[int, int]]] = []
+    for index in sorted(range(len(ranks)), key=ranks.__getitem__):
+        at = (ranks[index] + 0.5) / size * samples
+        low, high = int(at - margin), int(at + margin)
+        if groups and low <= groups[-1][1][1]:
+            members, (first, _) = groups[-1]
+            groups[-1] = ([*members, index], (first, high))
+        else:
+            groups.append(([index], (low, high)))
+    return groups
