@@ -230,13 +230,14 @@ def _analyze_finite(
     if abs(exponent) > FLOAT64_SAFE_EXPONENT:
         return _rescaled(analyze_matrices(spec, np.ldexp(array, exponent), options, run), exponent)
     matrices = layer_matrices(array)
-    evals, spectrum, rank = layer_esd(spec, matrices, options, run, on_gram)
+    spectrum = layer_esd(spec, matrices, options, run, on_gram)
+    evals = spectrum.evals
     if not evals.size or evals[-1] <= 0:
         return LayerAnalysis(spec, _failed(spec, "all-zero matrix: the spectrum is empty"), evals)
     n, m = max(matrices[0].shape), min(matrices[0].shape)
     norms = norm_metrics(evals, n)
     fit = fit_power_law(evals, min_tail=options.min_tail)
-    randomized = layer_randomized(spec, matrices, options, spectrum, run) if options.randomize else None
+    randomized = layer_randomized(spec, matrices, options, spectrum.judged, run) if options.randomize else None
     diagnostics = diagnose(
         matrices,
         evals,
@@ -245,8 +246,9 @@ def _analyze_finite(
         thresholds=options.thresholds,
         randomized=randomized,
         vectors=options.vectors,
-        spectrum=spectrum,
-        known_rank=rank,
+        spectrum=spectrum.judged,
+        solved=spectrum.solved,
+        known_rank=spectrum.rank,
     )
     result = _result(
         spec,

@@ -20,6 +20,8 @@ outright (`weightscope.linalg.choices.solve_dtype`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from weightscope.checkpoint.layers import LayerSpec
@@ -74,9 +76,22 @@ def _stored_rank(stored: dict[str, np.ndarray], factor: float, size: int) -> int
     return int(rank) if float(stored_factor) == factor and 0 <= int(rank) <= size else None
 
 
+@dataclass(frozen=True)
+class LayerSpectrum:
+    """A layer's ESD and numerical rank, with the two precisions behind them."""
+
+    evals: np.ndarray
+    #: what the checks are told (rank tolerance, eigenvectors): under "auto", float64's
+    judged: SpectrumOptions
+    #: what ``evals`` were solved in: a spectrum compared with them (a trap's cleaned
+    #: copy, `weightscope.checks.traps.correlation_traps`) is solved alike
+    solved: SpectrumOptions
+    rank: int | None
+
+
 def layer_esd(
     spec: LayerSpec, matrices: list[np.ndarray], options: AnalysisOptions, plan: Plan, on_gram: GramHook | None = None
-) -> tuple[np.ndarray, SpectrumOptions, int | None]:
+) -> LayerSpectrum:
     """The layer's ESD and numerical rank (`layer_rank`), from the cache when possible
     (one entry holds both), and the spectrum options the checks should judge it by.
 
@@ -90,30 +105,35 @@ def layer_esd(
     cached spectrum forms none."""
     m = min(matrices[0].shape)
     cache = plan.cache
-    first = solve_dtype(options.eig_dtype, spec.info.value_dtype, spec.info.shape)
-    key = cache.key(spec.info, "esd", precision=options.eig_dtype, solved=first) if cache else None
+    first = SpectrumOptions(solve_dtype(options.eig_dtype, spec.info.value_dtype, spec.info.shape), plan.device)
+    key = cache.key(spec.info, "esd", precision=options.eig_dtype, solved=first.dtype) if cache else None
     # What the checks are told: "auto" is judged at float64's tolerance (module docstring).
-    reported = SpectrumOptions(fixed_dtype(options.eig_dtype), plan.device)
+    judged = SpectrumOptions(fixed_dtype(options.eig_dtype), plan.device)
     factor = options.thresholds.rank_noise_factor
     stored = _cached(cache, key, m * len(matrices))
     if stored is not None:
         evals = stored["evals"]
         rank = _stored_rank(stored, factor, evals.size)
-        if rank is None:
-            rank = layer_rank(spec, matrices, evals, options, plan)
-        else:
-            return evals, reported, rank
-    else:
-        evals = esd(matrices, SpectrumOptions(first, plan.device), on_gram)
+        if rank is not None:
+            return LayerSpectrum(evals, judged, judged if _mostly_zero(rank, evals, options) else first, rank)
         rank = layer_rank(spec, matrices, evals, options, plan)
-        if first != reported.dtype and rank is not None and 1 - rank / evals.size > options.thresholds.rank_loss_max:
+    else:
+        evals = esd(matrices, first, on_gram)
+        rank = layer_rank(spec, matrices, evals, options, plan)
+        if first != judged and _mostly_zero(rank, evals, options):
             with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it
-                evals = esd(matrices, reported)
+                evals = esd(matrices, judged)
     if cache is not None and key is not None and rank is not None:  # a rank: finite eigenvalues
         cache.store(
             key, {"evals": evals, "rank": np.asarray(rank, dtype=np.int64), "rank_noise_factor": np.asarray(factor)}
         )
-    return evals, reported, rank
+    return LayerSpectrum(evals, judged, judged if _mostly_zero(rank, evals, options) else first, rank)
+
+
+def _mostly_zero(rank: int | None, evals: np.ndarray, options: AnalysisOptions) -> bool:
+    """Whether more than ``rank_loss_max`` of the spectrum is numerical zero: then "auto"
+    solves it in float64 (`layer_esd`)."""
+    return rank is not None and 1 - rank / evals.size > options.thresholds.rank_loss_max
 
 
 def layer_rank(

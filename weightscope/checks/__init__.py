@@ -41,6 +41,7 @@ def diagnose(
     randomized: RandomizedESD | None = None,
     vectors: bool = False,
     spectrum: SpectrumOptions = SpectrumOptions(),
+    solved: SpectrumOptions | None = None,
     known_rank: int | None = None,
 ) -> Diagnostics:
     """Run every check on one layer and decide its verdict.
@@ -52,8 +53,11 @@ def diagnose(
     of all N·M entries plus a float32 eigensolve, measured at 0.5–1× the cost of the
     plain spectrum + fit for square layers and 1.5–2.5× for tall (4d×d) ones, where the
     memory-bound shuffle dominates. ``vectors`` adds eigenvector localisation (a full
-    eigh). ``known_rank``: the numerical rank, when the caller has it (the pipeline
-    counts it with the spectrum, `weightscope.analysis.spectra.layer_rank`).
+    eigh). ``spectrum``: the precision the checks judge by (the rank tolerance);
+    ``solved``: the one ``evals`` were solved in, when another (under "auto",
+    `weightscope.analysis.spectra.LayerSpectrum`), for the spectra compared with them.
+    ``known_rank``: the numerical rank, when the caller has it (the pipeline counts it
+    with the spectrum, `weightscope.analysis.spectra.layer_rank`).
     """
     n, m = _checked_layer(matrices, evals)
     if not np.all(np.isfinite(evals)):
@@ -76,7 +80,7 @@ def diagnose(
     if randomized is not None:
         shuffle_ks_distance = ks_distance(evals, randomized.evals)
         traps = correlation_traps(
-            matrices, randomized.evals, randomized.variance, fit, mp, float(evals[-1]), spectrum, thresholds
+            matrices, randomized.evals, randomized.variance, fit, mp, float(evals[-1]), solved or spectrum, thresholds
         )
     kings = trust = None
     if fit.status == "ok":
