@@ -115,3 +115,23 @@ def test_bad_paths_and_options_raise_user_errors(tmp_path):
         weightscope.analyze(tmp_path, colour="red")
     with pytest.raises(WeightscopeError, match="eigenvalue dtype"):
         weightscope.analyze(tmp_path, eig_dtype="float16")
+
+
+def test_a_traps_cleaned_copy_is_solved_in_its_layers_precision(tmp_path, monkeypatch):
+    """The spectrum without the outsized entries is compared with the layer's own, so it is
+    solved alike: under "auto" in float32 (an F32 layer of aspect 0.25), under "float64"
+    in float64."""
+    from weightscope.checks import traps
+    from weightscope.execution.plan import Execution
+
+    w = gaussian(512, 128, 0)
+    w[7, 3] = 1000 * float(np.std(w))
+    path = tmp_path / "trap.safetensors"
+    write_safetensors(path, {"layer.weight": w})
+    solved = []
+    esd = traps.esd
+    monkeypatch.setattr(traps, "esd", lambda matrices, options: solved.append(options.dtype) or esd(matrices, options))
+    for precision in ("auto", "float64"):
+        report = weightscope.analyze(path, randomize=True, eig_dtype=precision, execution=Execution(cache=False))
+        assert report.layers[0].traps is not None and report.layers[0].traps.entries
+    assert solved == ["float32", "float64"]
