@@ -13,7 +13,7 @@ def _cases() -> list[np.ndarray]:
     for size in (1, 2, 3, 1000, (1 << 18) + 1, 1_000_001):
         cases.append(rng.standard_normal(size).astype(np.float32))
         cases.append(rng.standard_t(2, size).astype(np.float32))
-    cases.append(np.tile(np.arange(1000, dtype=np.float32), 1000))  # periodic: the stride sample sees one value
+    cases.append(np.tile(np.arange(1000, dtype=np.float32), 1000))  # periodic
     cases.append(np.zeros(500_000, np.float32))
     ones = np.zeros(600_000, np.float32)
     ones[::7] = 1
@@ -40,3 +40,20 @@ def test_a_rank_the_sample_misses_is_still_exact(monkeypatch: pytest.MonkeyPatch
     values = np.random.default_rng(1).standard_normal(400_000).astype(np.float32)
     ranks = [5, 199_999, 200_000, 399_000]
     np.testing.assert_array_equal(order_statistics(values, ranks), np.partition(values, ranks)[ranks])
+
+
+def test_the_sample_sees_every_column_of_a_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """65536 rows of 64 values, one column at a tenth of the others' scale: a sample every
+    64th value would hold that column alone, the median would fall outside its bracket
+    and cost a full partition. Only the bracket's values are partitioned."""
+    rng = np.random.default_rng(2)
+    matrix = np.abs(rng.standard_normal((65_536, 64))).astype(np.float32)
+    matrix[:, 1:] *= 10
+    values = matrix.ravel()
+    ranks = [(values.size - 1) // 2, values.size // 2]
+    expected = np.partition(values, ranks)[ranks]
+    partitioned: list[int] = []
+    partition = np.partition
+    monkeypatch.setattr(np, "partition", lambda a, kth: partitioned.append(a.size) or partition(a, kth))
+    np.testing.assert_array_equal(order_statistics(values, ranks), expected)
+    assert partitioned and max(partitioned) < values.size // 10
