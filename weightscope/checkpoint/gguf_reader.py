@@ -1,7 +1,8 @@
-"""Reader for GGUF files (llama.cpp, Ollama, LM Studio), through the `gguf` package.
+"""Reader for GGUF files (llama.cpp, Ollama, LM Studio), decoded by the `gguf` package.
 
-`gguf.GGUFReader` memory-maps the file and parses its header; each tensor is mapped on
-its own when read (so its pages leave RSS with it) and dequantized with
+The header is parsed here (`_read_header`: the few metadata values used and the tensor
+entries, the tokenizer's arrays skipped unread); each tensor is mapped on its own when
+read (so its pages leave RSS with it) and dequantized with
 `gguf.quants.dequantize`, which covers every type the package implements
 in numpy (F32/F16/BF16, Q4_0…Q8_0, the K-quants, the IQ types, TQ, MXFP4). Dequantizing
 runs over slabs of rows written into one float32 output, so the peak is the decoded
@@ -14,11 +15,11 @@ its rotary embedding (`convert_hf_to_gguf.py`, ``LlamaModel.permute``); the read
 it, so tensors match their Hugging Face twins row for row (a row permutation leaves the
 spectrum unchanged, so `analyze` is unaffected either way).
 
-Hostile files: before `gguf` parses anything, magic, byte order and version are checked,
-and the key/value section is walked once with every count (keys, tensors, array items,
-string lengths) bounded by the bytes left in the file: `gguf` loops in Python over an
-array's items, so a 57-byte file claiming 2⁴⁰ items would otherwise grow without end.
-Every tensor's data must lie inside the file at an offset aligned to
+Hostile files: magic, byte order and version are checked first, and the header is
+walked once with every count (keys, tensors, array items, string lengths, dimensions)
+bounded by the bytes left in the file, so a 57-byte file claiming 2⁴⁰ items is refused
+at once. A tensor's type must be one `gguf` knows, its rows whole blocks of that type, its
+name listed once, and its data must lie inside the file at an offset aligned to
 ``general.alignment``; the block count is believed only up to the blocks the tensor names
 show (name tables are built per block); metadata of the wrong type (a head count stored as
 a string) is absent, not an error. Any parsing failure becomes one `CheckpointError` line.
@@ -26,12 +27,14 @@ a string) is absent, not an error. Any parsing failure becomes one `CheckpointEr
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -60,19 +63,66 @@ _PLAIN = {
     "I32": "I32",
     "I64": "I64",
 }
+#: Plain types read as typed arrays; the rest (BF16 and the quantized types) are bytes
+#: that `gguf.quants.dequantize` decodes.
+_PLAIN_NUMPY = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "F64": np.float64,
+    "I8": np.int8,
+    "I16": np.int16,
+    "I32": np.int32,
+    "I64": np.int64,
+}
 _ROPE_PERMUTED = re.compile(r"^blk\.\d+\.attn_(q|k)\.weight$")
 _BLOCK = re.compile(r"^blk\.(\d{1,9})\.")
 
 
-#: GGUF value types: fixed sizes of the scalars; 8 is a string, 9 an array.
-_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+#: GGUF value types: the scalars' struct formats; 8 is a string, 9 an array.
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 #: Nesting of arrays in arrays walked at most (llama.cpp writes one level).
 _MAX_ARRAY_DEPTH = 8
+#: Longest string value kept as metadata (names, the architecture); longer ones (a chat
+#: template) and every array (the tokenizer's vocabulary) are skipped unread.
+_KEPT_STRING = 1024
+#: Dimensions of a tensor at most (GGML_MAX_DIMS).
+_MAX_DIMS = 4
+#: Data alignment when the file does not set ``general.alignment``.
+_DEFAULT_ALIGNMENT = 32
 
 
-def _check_header(path: Path) -> None:
-    """Reject what `gguf` would choke on, or loop over, before it parses the file."""
+@dataclass(frozen=True)
+class _Entry:
+    """One tensor's entry in the header: GGUF's dimensions (fastest first), its GGML type
+    number and its offset into the data section."""
+
+    name: str
+    dims: tuple[int, ...]
+    kind: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Header:
+    """The parsed header: the top-level scalar (and short string) values by key, the
+    tensor entries, and where the data section starts."""
+
+    values: dict[str, Any]
+    entries: list[_Entry]
+    data_start: int
+
+
+def _read_header(path: Path) -> _Header:
+    """Parse a GGUF header, refusing what is malformed or hostile: every count (keys,
+    tensors, array items, string lengths, dimensions) is bounded by the bytes left in
+    the file, so the work is linear in the file's size (a 57-byte file claiming 2⁴⁰
+    items is refused at once), and nothing but the values kept is decoded.
+
+    Why not `gguf.GGUFReader`: it builds a numpy view of every key, array item and
+    string of the header, the tokenizer's included. On SmolLM2-135M (49152 tokens and
+    their merges, 98 K strings) it took 2.8 s of a 10 s `analyze --randomize`, before the
+    first layer could start; this walk takes ~0.15 s (docs/performance.md)."""
     size = path.stat().st_size
     with open(path, "rb") as file:
         head = file.read(24)
@@ -89,54 +139,126 @@ def _check_header(path: Path) -> None:
             raise CheckpointError(
                 f"{path}: header claims {tensors} tensors and {kvs} keys, more than a {size}-byte file can hold"
             )
-        _walk_keys(path, file, kvs, size)
+        walk = _HeaderWalk(path, file, size)
+        values = walk.keys(kvs)
+        entries = walk.tensors(tensors)
+        alignment = values.get("general.alignment", _DEFAULT_ALIGNMENT)
+        if (
+            isinstance(alignment, bool)
+            or not isinstance(alignment, int)
+            or alignment <= 0
+            or alignment & (alignment - 1)
+        ):
+            raise CheckpointError(f"{path}: general.alignment is {alignment!r}, not a power of two")
+        data_start = -(-file.tell() // alignment) * alignment
+    return _Header(values, entries, data_start)
 
 
-def _walk_keys(path: Path, file: Any, kvs: int, size: int) -> None:
-    """Walk the key/value section (the file's position is just past the 24-byte header),
-    bounding every count by the bytes left: the work is linear in the file's size."""
+class _HeaderWalk:
+    """Reads a GGUF header from its file's current position, every count bounded by the
+    bytes left (`_read_header`)."""
 
-    def read(n: int) -> bytes:
-        data = file.read(n)
+    def __init__(self, path: Path, file: BinaryIO, size: int) -> None:
+        self.path, self.file, self.size = path, file, size
+
+    def _fail(self, problem: str) -> CheckpointError:
+        return CheckpointError(f"{self.path}: {problem}")
+
+    def _read(self, n: int) -> bytes:
+        data = self.file.read(n)
         if len(data) != n:
-            raise CheckpointError(f"{path}: truncated GGUF header (a key/value runs past the end of the file)")
+            raise self._fail("truncated GGUF header (a key/value runs past the end of the file)")
         return data
 
-    def left() -> int:
-        return size - file.tell()
+    def _left(self) -> int:
+        return self.size - self.file.tell()
 
-    def count(what: str, n: int, each: int) -> int:
-        if n * each > left():
-            raise CheckpointError(f"{path}: GGUF {what} claims {n} items, more than the {left()} bytes left can hold")
+    def _count(self, what: str, n: int, each: int) -> int:
+        if n * each > self._left():
+            raise self._fail(f"GGUF {what} claims {n} items, more than the {self._left()} bytes left can hold")
         return n
 
-    def skip(n: int) -> None:
-        if n > left():
-            raise CheckpointError(f"{path}: truncated GGUF header (a key/value runs past the end of the file)")
-        file.seek(n, os.SEEK_CUR)
+    def _skip(self, n: int) -> None:
+        if n > self._left():
+            raise self._fail("truncated GGUF header (a key/value runs past the end of the file)")
+        self.file.seek(n, os.SEEK_CUR)
 
-    def value(kind: int, depth: int) -> None:
-        if kind in _SCALAR_SIZES:
-            skip(_SCALAR_SIZES[kind])
-        elif kind == _STRING:
-            skip(struct.unpack("<Q", read(8))[0])
-        elif kind == _ARRAY and depth < _MAX_ARRAY_DEPTH:
-            item, n = struct.unpack("<IQ", read(12))
-            if item in _SCALAR_SIZES:
-                skip(count("array", n, _SCALAR_SIZES[item]) * _SCALAR_SIZES[item])
+    def _string(self, keep: bool) -> str | None:
+        """A string value: decoded when ``keep`` and short (`_KEPT_STRING`), else skipped."""
+        length = struct.unpack("<Q", self._read(8))[0]
+        if not keep or length > _KEPT_STRING:
+            self._skip(length)
+            return None
+        try:
+            return self._read(length).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def _value(self, kind: int, depth: int) -> Any:
+        """One value of ``kind``: a top-level scalar or short string is returned, the rest
+        (arrays, their items, long strings) skipped and returned as None."""
+        if kind in _SCALARS:
+            fmt = _SCALARS[kind]
+            width = struct.calcsize(fmt)
+            if depth:
+                self._skip(width)
+                return None
+            return struct.unpack(fmt, self._read(width))[0]
+        if kind == _STRING:
+            return self._string(keep=not depth)
+        if kind == _ARRAY and depth < _MAX_ARRAY_DEPTH:
+            item, n = struct.unpack("<IQ", self._read(12))
+            if item in _SCALARS:
+                width = struct.calcsize(_SCALARS[item])
+                self._skip(self._count("array", n, width) * width)
             elif item in (_STRING, _ARRAY):
-                for _ in range(count("array", n, 8 if item == _STRING else 12)):
-                    value(item, depth + 1)
+                for _ in range(self._count("array", n, 8 if item == _STRING else 12)):
+                    self._value(item, depth + 1)
             else:
-                raise CheckpointError(f"{path}: GGUF array of unknown value type {item}")
-        else:
-            raise CheckpointError(
-                f"{path}: GGUF value of unknown type {kind} (or arrays nested deeper than {_MAX_ARRAY_DEPTH})"
-            )
+                raise self._fail(f"GGUF array of unknown value type {item}")
+            return None
+        raise self._fail(f"GGUF value of unknown type {kind} (or arrays nested deeper than {_MAX_ARRAY_DEPTH})")
 
-    for _ in range(kvs):
-        skip(struct.unpack("<Q", read(8))[0])  # the key
-        value(struct.unpack("<I", read(4))[0], 0)
+    def keys(self, kvs: int) -> dict[str, Any]:
+        """The key/value section: {key: value} of the values kept (`_value`)."""
+        values = {}
+        for _ in range(kvs):
+            key = self._string(keep=True)
+            value = self._value(struct.unpack("<I", self._read(4))[0], 0)
+            if key is not None and value is not None:
+                values[key] = value
+        return values
+
+    def tensors(self, count: int) -> list[_Entry]:
+        """The tensor-info section: name, dimensions, type and offset of each tensor."""
+        entries, names = [], set()
+        for _ in range(count):
+            length = struct.unpack("<Q", self._read(8))[0]
+            self._count("tensor name", length, 1)
+            try:
+                name = self._read(length).decode("utf-8")
+            except UnicodeDecodeError:
+                raise self._fail("a GGUF tensor name is not UTF-8") from None
+            (ndims,) = struct.unpack("<I", self._read(4))
+            if not 1 <= ndims <= _MAX_DIMS:
+                raise self._fail(f"GGUF tensor {name!r} has {ndims} dimensions (1 to {_MAX_DIMS} expected)")
+            dims = struct.unpack(f"<{ndims}Q", self._read(8 * ndims))
+            kind, offset = struct.unpack("<IQ", self._read(12))
+            if name in names:
+                raise self._fail(f"GGUF tensor {name!r} is listed twice")
+            names.add(name)
+            entries.append(_Entry(name, dims, kind, offset))
+        return entries
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """Where a tensor's bytes lie: its GGML type (`gguf.GGMLQuantizationType`), its
+    absolute offset in the file and its shape (slowest dimension first)."""
+
+    kind: Any
+    start: int
+    shape: tuple[int, ...]
 
 
 class GGUFCheckpoint(CheckpointReader):
@@ -149,46 +271,48 @@ class GGUFCheckpoint(CheckpointReader):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         gguf = require("gguf", "gguf", f"{self.path} is a GGUF file and reading it")
-        _check_header(self.path)
-        try:
-            self._reader = gguf.GGUFReader(self.path)
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - gguf raises ValueError, IndexError, KeyError, … on bad input
-            raise CheckpointError(
-                f"{self.path}: not a readable GGUF file ({type(exc).__name__}: {str(exc)[:200]})"
-            ) from None
+        header = _read_header(self.path)
         size = self.path.stat().st_size
-        alignment, start = int(self._reader.alignment), int(self._reader.data_offset)
-        self._tensors: dict[str, Any] = {}
+        alignment = header.values.get("general.alignment", _DEFAULT_ALIGNMENT)
+        self._tensors: dict[str, _Stored] = {}
         self._infos: dict[str, TensorInfo] = {}
-        for tensor in self._reader.tensors:
-            if tensor.data_offset + tensor.n_bytes > size or tensor.data.nbytes != tensor.n_bytes:
-                raise CheckpointError(f"{self.path}: tensor {tensor.name!r} lies past the end of the file (truncated?)")
-            if (tensor.data_offset - start) % alignment:
+        for entry in header.entries:
+            try:
+                kind = gguf.GGMLQuantizationType(entry.kind)
+                block, type_size = gguf.GGML_QUANT_SIZES[kind]
+            except (ValueError, KeyError):
                 raise CheckpointError(
-                    f"{self.path}: tensor {tensor.name!r} starts at offset {tensor.data_offset - start} of the data, "
+                    f"{self.path}: tensor {entry.name!r} has unknown GGML type {entry.kind}"
+                ) from None
+            if entry.dims[0] % block:
+                raise CheckpointError(
+                    f"{self.path}: tensor {entry.name!r} has rows of {entry.dims[0]} values, "
+                    f"not whole {kind.name} blocks of {block}"
+                )
+            numel = math.prod(entry.dims)
+            nbytes = numel // block * type_size
+            start = header.data_start + entry.offset
+            if start + nbytes > size:
+                raise CheckpointError(f"{self.path}: tensor {entry.name!r} lies past the end of the file (truncated?)")
+            if entry.offset % alignment:
+                raise CheckpointError(
+                    f"{self.path}: tensor {entry.name!r} starts at offset {entry.offset} of the data, "
                     f"not a multiple of the file's alignment {alignment} (a corrupt or hand-made file)"
                 )
-            name = tensor.tensor_type.name
-            self._tensors[tensor.name] = tensor
-            self._infos[tensor.name] = TensorInfo(
-                name=tensor.name,
-                shape=tuple(int(d) for d in reversed(tensor.shape.tolist())),
-                dtype=_PLAIN.get(name, name),
+            shape = tuple(reversed(entry.dims))
+            self._tensors[entry.name] = _Stored(kind, start, shape)
+            self._infos[entry.name] = TensorInfo(
+                name=entry.name,
+                shape=shape,
+                dtype=_PLAIN.get(kind.name, kind.name),
                 file=str(self.path),
-                nbytes=int(tensor.n_bytes),
+                nbytes=nbytes,
             )
+        self._values = header.values
         self._metadata = self._read_metadata()
 
     def _field(self, key: str) -> Any:
-        field = self._reader.fields.get(key)
-        if field is None or not field.types:
-            return None
-        try:
-            value = field.contents()
-        except Exception:  # noqa: BLE001 - a malformed field is absent, not fatal
-            return None
+        value = self._values.get(key)
         return value if isinstance(value, (str, int, float, bool)) else None
 
     def _count(self, key: str, least: int = 1) -> int | None:
@@ -234,28 +358,30 @@ class GGUFCheckpoint(CheckpointReader):
 
     def read(self, info: TensorInfo) -> np.ndarray:
         check_readable(self._infos, info, self.path)
-        tensor = self._tensors[info.name]
-        values = self._dequantize(tensor, info)
+        values = self._dequantize(self._tensors[info.name], info)
         if _ROPE_PERMUTED.match(info.name) and self._metadata.get("architecture") == "llama":
             values = self._unpermute(values, info.name)
         return values
 
-    def _dequantize(self, tensor: Any, info: TensorInfo) -> np.ndarray:
-        from gguf.quants import dequantize
+    def _dequantize(self, stored: _Stored, info: TensorInfo) -> np.ndarray:
+        from gguf.quants import dequantize, quant_shape_to_byte_shape
 
-        # A map of this tensor alone, dropped with it: pages read through gguf's map of
-        # the whole file would stay resident, and RSS would grow to the file's size.
-        data = np.memmap(
-            self.path, dtype=tensor.data.dtype, mode="r", offset=tensor.data_offset, shape=tensor.data.shape
-        )
+        # A map of this tensor alone, dropped with it: pages read through a map of the
+        # whole file would stay resident, and RSS would grow to the file's size.
+        plain = _PLAIN_NUMPY.get(info.dtype)
+        if plain is not None:
+            data = np.memmap(self.path, dtype=plain, mode="r", offset=stored.start, shape=stored.shape)
+        else:
+            byte_shape = quant_shape_to_byte_shape(stored.shape, stored.kind)
+            data = np.memmap(self.path, dtype=np.uint8, mode="r", offset=stored.start, shape=byte_shape)
         if info.dtype in ("F32", "F64"):
-            return data if data.ndim == len(info.shape) else data.reshape(info.shape)
+            return data
         rows = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
         out = np.empty((rows.shape[0], info.numel // rows.shape[0]), dtype=np.float32)
         step = max(1, _SLAB // max(out.shape[1], 1))
         try:
             for start in range(0, rows.shape[0], step):
-                out[start : start + step] = dequantize(np.asarray(rows[start : start + step]), tensor.tensor_type)
+                out[start : start + step] = dequantize(np.asarray(rows[start : start + step]), stored.kind)
         except NotImplementedError as exc:
             raise CheckpointError(f"{self.path}: gguf cannot dequantize {info.dtype} ({info.name!r}): {exc}") from None
         return out.reshape(info.shape)
@@ -287,4 +413,3 @@ class GGUFCheckpoint(CheckpointReader):
 
     def close(self) -> None:
         self._tensors.clear()
-        self._reader = None
