@@ -122,7 +122,7 @@ def _read_header(path: Path) -> _Header:
     Why not `gguf.GGUFReader`: it builds a numpy view of every key, array item and
     string of the header, the tokenizer's included. On SmolLM2-135M (49152 tokens and
     their merges, 98 K strings) it took 2.8 s of a 10 s `analyze --randomize`, before the
-    first layer could start; this walk takes ~0.15 s (docs/performance.md)."""
+    first layer could start; this walk takes 0.12 s (docs/performance.md)."""
     size = path.stat().st_size
     with open(path, "rb") as file:
         head = file.read(24)
