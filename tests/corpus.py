@@ -2106,7 +2106,11 @@ for _name, _scale in (("c11-f64-times-1e160", 1e160), ("c11-f64-times-1e-200", 1
             layers = {layer["name"]: layer for layer in json.loads(stdout)["layers"]}
             plain, scaled = layers["plain.weight"], layers["scaled.weight"]
             assert scaled["status"] == "ok", scaled["reason"]
-            assert abs(scaled["alpha"] - plain["alpha"]) <= 1e-6 * plain["alpha"], (scaled["alpha"], plain["alpha"])
+            # Under "auto" both are solved in float32, and c·W (the rescaled copy) rounds to
+            # other float32 values than W: the alphas agree to float32's precision. Seeds
+            # 4–7 here: 7e-8–1.3e-6 relative (0 and 1e-15 under --eig-dtype float64); a
+            # tail or xmin of its own would move alpha by 1e-3 or more.
+            assert abs(scaled["alpha"] - plain["alpha"]) <= 1e-5 * plain["alpha"], (scaled["alpha"], plain["alpha"])
             assert scaled["verdict"] == plain["verdict"]
             if scaled["lambda_max"] is not None:  # reported in float64 where float64 holds it
                 assert abs(scaled["lambda_max"] / (plain["lambda_max"] * scale**2) - 1) < 1e-6
