@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
-from typing import Any
-
 import numpy as np
 from rich.console import Console, Group
 from rich.table import Table
@@ -26,24 +21,9 @@ from weightscope.render.compare_columns import (
     signed,
     verdict_change,
 )
-from weightscope.render.formats import Formats, json_text
+from weightscope.render.formats import Formats, csv_text, json_text
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import fmt
-
-
-def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    """CSV with a header; missing cells and None are empty. Every CSV view (report,
-    comparison, trend) writes through here."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", restval="")
-    writer.writeheader()
-    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell: names and reasons on one line, with no ``::`` (`one_line`)."""
-    return "" if value is None else one_line(value) if isinstance(value, str) else value
 
 
 def signed_percent(value: float | None) -> str:

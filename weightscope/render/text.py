@@ -7,8 +7,7 @@ from typing import Any
 
 from weightscope.analysis.pipeline import Inspection
 from weightscope.render.columns import MARKDOWN, layer_columns, layer_rows
-from weightscope.render.compare_views import csv_text
-from weightscope.render.formats import Formats, json_text
+from weightscope.render.formats import Formats, csv_text, json_text
 from weightscope.render.rows import ordered_layers
 from weightscope.render.style import (
     band_text,

@@ -10,8 +10,7 @@ from weightscope.checkpoint.layers import block_index
 from weightscope.commands.trend import LayerSeries, Trend
 from weightscope.config import Thresholds
 from weightscope.errors import one_line
-from weightscope.render.compare_views import csv_text
-from weightscope.render.formats import Formats, json_text
+from weightscope.render.formats import Formats, csv_text, json_text
 from weightscope.render.measures_views import trend_measure_lines
 from weightscope.render.rows import depth_order, short_names
 from weightscope.render.style import fmt
