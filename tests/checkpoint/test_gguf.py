@@ -181,6 +181,36 @@ def test_truncated_gguf_is_refused(tmp_path, hf_model):
     assert result.exit_code == 2 and result.output.startswith("error:")
 
 
+@pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0"])
+def test_an_empty_tensor_reads_as_an_empty_array_and_is_skipped(tmp_path, qtype):
+    """A tensor with a zero dimension (a header can declare one) reads as an empty array of
+    its shape, not a crash in the reader, and `analyze` skips it beside the other layers."""
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    kind = gguf.GGMLQuantizationType[qtype]
+    for name, rows in (("blk.0.attn_q.weight", 64), ("blk.0.attn_k.weight", 0)):
+        w = planted_power_law(64, 64, 3.0, 1)[:rows].astype(np.float32)
+        if qtype == "F32":
+            writer.add_tensor(name, w)
+        elif qtype == "F16":
+            writer.add_tensor(name, w.astype(np.float16))
+        else:
+            writer.add_tensor(name, gguf.quants.quantize(w, kind), raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with open_checkpoint(path) as checkpoint:
+        infos = {info.name: info for info in checkpoint.tensors()}
+        empty = checkpoint.read(infos["blk.0.attn_k.weight"])
+        assert empty.shape == (0, 64) and empty.dtype == np.float32
+        assert checkpoint.read(infos["blk.0.attn_q.weight"]).shape == (64, 64)
+    report = analyze(path, execution=NO_CACHE)
+    assert [layer.name for layer in report.layers] == ["blk.0.attn_q.weight"]
+    assert [skipped.name for skipped in report.skipped] == ["blk.0.attn_k.weight"]
+
+
 def test_split_fused_parts_match_across_hf_and_gguf(tmp_path):
     """Phi-3's qkv_proj is stored by llama.cpp as attn_qkv: both split into q, k, v
     (4 heads, no GQA) and the parts pair up by name."""

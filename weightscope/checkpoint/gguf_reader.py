@@ -369,6 +369,8 @@ class GGUFCheckpoint(CheckpointReader):
         # A map of this tensor alone, dropped with it: pages read through a map of the
         # whole file would stay resident, and RSS would grow to the file's size.
         plain = _PLAIN_NUMPY.get(info.dtype)
+        if not info.numel:  # a header may declare a zero dimension; a map of no bytes is an error
+            return np.empty(info.shape, dtype=plain if info.dtype in ("F32", "F64") else np.float32)
         if plain is not None:
             data = np.memmap(self.path, dtype=plain, mode="r", offset=stored.start, shape=stored.shape)
         else:
