@@ -175,7 +175,10 @@ def _chunks(data: Data) -> Iterable[bytes | bytearray | memoryview]:
 def _write_all(fd: int, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
     """os.write until every byte is out: a short write (a pipe, a full disk) is not an end."""
     for chunk in chunks:
-        view = memoryview(chunk).cast("B")
+        view = memoryview(chunk)
+        if not view.nbytes:  # nothing to write; an empty array's view (a zero in its shape) cannot be cast
+            continue
+        view = view.cast("B")
         while view:
             written = os.write(fd, view)
             view = view[written:]

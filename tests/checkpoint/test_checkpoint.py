@@ -210,6 +210,7 @@ def test_writer_round_trips_through_official_loader(tmp_path: Path) -> None:
         "u8": rng.integers(0, 255, 4).astype(np.uint8),
         "mask": rng.random(6) > 0.5,
         "scalar": np.float32(2.5),
+        "empty": np.zeros((0, 4), np.float32),  # a zero in its shape: no bytes to write
     }
     path = write_safetensors(tmp_path / "m.safetensors", arrays, metadata={"format": "np"})
     loaded = safetensors.numpy.load_file(str(path))
