@@ -106,11 +106,13 @@ class _Entry:
 @dataclass(frozen=True)
 class _Header:
     """The parsed header: the top-level scalar (and short string) values by key, the
-    tensor entries, and where the data section starts."""
+    tensor entries, the data section's alignment and start, and the file's size."""
 
     values: dict[str, Any]
     entries: list[_Entry]
+    alignment: int
     data_start: int
+    size: int
 
 
 def _read_header(path: Path) -> _Header:
@@ -151,7 +153,7 @@ def _read_header(path: Path) -> _Header:
         ):
             raise CheckpointError(f"{path}: general.alignment is {alignment!r}, not a power of two")
         data_start = -(-file.tell() // alignment) * alignment
-    return _Header(values, entries, data_start)
+    return _Header(values, entries, alignment, data_start, size)
 
 
 class _HeaderWalk:
@@ -272,8 +274,6 @@ class GGUFCheckpoint(CheckpointReader):
         self.path = Path(path)
         gguf = require("gguf", "gguf", f"{self.path} is a GGUF file and reading it")
         header = _read_header(self.path)
-        size = self.path.stat().st_size
-        alignment = header.values.get("general.alignment", _DEFAULT_ALIGNMENT)
         self._tensors: dict[str, _Stored] = {}
         self._infos: dict[str, TensorInfo] = {}
         for entry in header.entries:
@@ -292,12 +292,12 @@ class GGUFCheckpoint(CheckpointReader):
             numel = math.prod(entry.dims)
             nbytes = numel // block * type_size
             start = header.data_start + entry.offset
-            if start + nbytes > size:
+            if start + nbytes > header.size:
                 raise CheckpointError(f"{self.path}: tensor {entry.name!r} lies past the end of the file (truncated?)")
-            if entry.offset % alignment:
+            if entry.offset % header.alignment:
                 raise CheckpointError(
                     f"{self.path}: tensor {entry.name!r} starts at offset {entry.offset} of the data, "
-                    f"not a multiple of the file's alignment {alignment} (a corrupt or hand-made file)"
+                    f"not a multiple of the file's alignment {header.alignment} (a corrupt or hand-made file)"
                 )
             shape = tuple(reversed(entry.dims))
             self._tensors[entry.name] = _Stored(kind, start, shape)
@@ -369,14 +369,15 @@ class GGUFCheckpoint(CheckpointReader):
         # A map of this tensor alone, dropped with it: pages read through a map of the
         # whole file would stay resident, and RSS would grow to the file's size.
         plain = _PLAIN_NUMPY.get(info.dtype)
+        as_stored = info.dtype in ("F32", "F64")  # returned as mapped, not decoded
         if not info.numel:  # a header may declare a zero dimension; a map of no bytes is an error
-            return np.empty(info.shape, dtype=plain if info.dtype in ("F32", "F64") else np.float32)
+            return np.empty(info.shape, dtype=plain if as_stored else np.float32)
         if plain is not None:
             data = np.memmap(self.path, dtype=plain, mode="r", offset=stored.start, shape=stored.shape)
         else:
             byte_shape = quant_shape_to_byte_shape(stored.shape, stored.kind)
             data = np.memmap(self.path, dtype=np.uint8, mode="r", offset=stored.start, shape=byte_shape)
-        if info.dtype in ("F32", "F64"):
+        if as_stored:
             return data
         rows = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
         out = np.empty((rows.shape[0], info.numel // rows.shape[0]), dtype=np.float32)
