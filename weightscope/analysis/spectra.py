@@ -114,19 +114,17 @@ def layer_esd(
     if stored is not None:
         evals = stored["evals"]
         rank = _stored_rank(stored, factor, evals.size)
-        if rank is not None:
-            return LayerSpectrum(evals, judged, judged if _mostly_zero(rank, evals, options) else first, rank)
-        rank = layer_rank(spec, matrices, evals, options, plan)
     else:
-        evals = esd(matrices, first, on_gram)
+        evals, rank = esd(matrices, first, on_gram), None
+    if rank is None:  # a fresh solve, or a cached one whose rank was counted otherwise
         rank = layer_rank(spec, matrices, evals, options, plan)
-        if first != judged and _mostly_zero(rank, evals, options):
+        if stored is None and first != judged and _mostly_zero(rank, evals, options):
             with plan.float64_stage:  # one layer at a time, in the room the plan keeps for it
                 evals = esd(matrices, judged)
-    if cache is not None and key is not None and rank is not None:  # a rank: finite eigenvalues
-        cache.store(
-            key, {"evals": evals, "rank": np.asarray(rank, dtype=np.int64), "rank_noise_factor": np.asarray(factor)}
-        )
+        if cache is not None and key is not None and rank is not None:  # a rank: finite eigenvalues
+            cache.store(
+                key, {"evals": evals, "rank": np.asarray(rank, dtype=np.int64), "rank_noise_factor": np.asarray(factor)}
+            )
     return LayerSpectrum(evals, judged, judged if _mostly_zero(rank, evals, options) else first, rank)
 
 
