@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightscope.linalg.spectrum import SpectrumOptions, esd
+from weightscope.stats.permutation import centred_permutation
 
 #: Share of the ESD, from the bottom, that the MP scale is fitted to. The lower half is
 #: left untouched by spikes and heavy tails as long as they hold under half the
@@ -162,34 +163,11 @@ def randomized_esd(matrices: list[np.ndarray], seed: int, options: SpectrumOptio
     eigensolve ~1.7× cheaper. Returns the ascending ESD and the entry variance σ², which
     fixes the randomised ESD's MP law in closed form (no fit needed).
     """
-    entries = np.concatenate([np.ravel(matrix) for matrix in matrices]).astype(np.float32, copy=False)
-    entries -= np.float32(np.mean(entries, dtype=np.float64))
+    entries = centred_permutation(matrices, np.random.default_rng(seed))
     variance = _mean_square(entries)
-    _shuffle(entries, np.random.default_rng(seed))
     shape = matrices[0].shape
     slices = list(entries.reshape(len(matrices), *shape))
     return RandomizedESD(esd(slices, dataclasses.replace(options, dtype="float32")), variance)
-
-
-#: Entries up to which `_shuffle` moves a float64 copy (16 MB at most).
-_WIDE_SHUFFLE_MAX = 1 << 21
-
-
-def _shuffle(entries: np.ndarray, rng: np.random.Generator) -> None:
-    """``rng.shuffle(entries)`` for float32 ``entries``, in place, faster in cache.
-
-    numpy's shuffle swaps 8-byte items with a typed copy and other sizes with memcpy, so
-    up to `_WIDE_SHUFFLE_MAX` entries a float64 copy (exact) is shuffled instead: the same
-    swaps, the same permutation, ~1.4× faster (best of 5 here: 262 K entries 3.0 against
-    4.3 ms, 1 M 12.6 against 17.6 ms, 2 M 29.4 against 34.2 ms). Beyond the cache the
-    copy's extra bytes cost more than the swaps save (4 M 77 against 75 ms, 8 M 225
-    against 184 ms). all-MiniLM-L6-v2's layers but the embedding are all in range."""
-    if entries.size > _WIDE_SHUFFLE_MAX:
-        rng.shuffle(entries)
-        return
-    wide = entries.astype(np.float64)
-    rng.shuffle(wide)
-    entries[...] = wide
 
 
 #: Entries squared in float64 at a time by `_mean_square`.
