@@ -36,12 +36,13 @@ def count_outliers(top: np.ndarray, xmin: float, alpha: float, num_tail: int, le
 
 #: Values at or below which `order_statistics` partitions outright; above it, a seeded
 #: random sample brackets each rank first.
-_SELECT_DIRECT = 1 << 18
-#: Size of that sample (drawn with replacement), and the bracket's half-width in units
-#: of √m, twice the largest standard deviation of a rank's place in the sample
+_SELECT_DIRECT = 1 << 15
+#: Size of that sample: about a sixteenth of the values, as a power of two within these
+#: bounds (`_sample_size`). The bracket's half-width is `_SELECT_SPREAD` in units of √m,
+#: twice the largest standard deviation of a rank's place in the sample
 #: (√(m·p(1 − p)) ≤ √m/2): a rank falls outside its bracket with probability under 1e-14,
 #: and then costs one full partition.
-_SELECT_SAMPLE = 1 << 16
+_SELECT_SAMPLE_MIN, _SELECT_SAMPLE_MAX = 1 << 12, 1 << 15
 _SELECT_SPREAD = 4.0
 
 
@@ -51,14 +52,16 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
 
     Why: the trap check takes the median and two more ranks of every layer's entries, and
     introselect over all of them was the check's cost (all-MiniLM-L6-v2's 11.7 M-entry
-    embedding: 0.29–0.55 s, with a full-size copy). Here a sample of `_SELECT_SAMPLE`
-    values (`_sample_places`), sorted, brackets each rank; one pass counts the values
-    below the bracket and one gathers those inside it (~3 % of them), which are
-    partitioned. Ranks whose brackets overlap (the two middle ones of a median) share one
-    bracket and its passes: the check's two calls on that embedding take 0.07 s, 0.09 s
-    with a bracket per rank (best of 7). A rank its bracket misses (a sample that happens
-    not to represent the values) is taken by a full partition, so the answer is always
-    exact. The sample is taken at seeded random places, not at a stride: SmolLM2-135M's
+    embedding: 0.29–0.55 s, with a full-size copy). Here a sample (`_sample_places`),
+    sorted, brackets each rank; one pass counts the values below the bracket and one
+    gathers those inside it (8·√m/m of them: 4.4 % at m = 32 K), which are partitioned.
+    Ranks whose brackets overlap (the two middle ones of a median) share one bracket and
+    its passes. The sample's sort and the bracket's passes trade off (`_sample_size`); the
+    check's two calls, best of 15, thread CPU, with a sample of 64 K → the size chosen:
+    147 K values (a 384² layer, partitioned outright before) 3.29 → 1.23 ms, 332 K 4.14 →
+    2.51 ms, 885 K 6.33 → 5.25 ms, 11.7 M 86 → 70 ms, 28 M 171 → 177 ms. A rank its
+    bracket misses (a sample that happens not to represent the values) is taken by a full
+    partition, so the answer is always exact. The sample is taken at seeded random places, not at a stride: SmolLM2-135M's
     49152 × 576 token embedding, sampled every 432nd value, gave 4 of its 576 columns,
     whose scales differ 4.6×; its median sat at the sample's 43 % point, outside the
     bracket, and each call fell back to a full partition (the median: 0.40 s against
@@ -67,7 +70,7 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     size = values.size
     if size <= _SELECT_DIRECT:
         return np.partition(values, ranks)[ranks]
-    places = np.minimum((_sample_places() * size).astype(np.intp), size - 1)
+    places = np.minimum((_sample_places(_sample_size(size)) * size).astype(np.intp), size - 1)
     sample = np.sort(values[places])
     margin = _SELECT_SPREAD * np.sqrt(sample.size) + 2
     found = np.empty(len(ranks), dtype=values.dtype)
@@ -85,12 +88,21 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     return found
 
 
+def _sample_size(size: int) -> int:
+    """The sample `order_statistics` brackets ``size`` values with: the power of two at or
+    under size/16, within [`_SELECT_SAMPLE_MIN`, `_SELECT_SAMPLE_MAX`]. Measured best
+    (both of the check's calls, samples of 2 K to 64 K): 4 K at 65 K values, 8 K at
+    110–147 K, 16 K at 197–332 K, 32 K at 885 K to 28 M (64 K within 3 % at 2 M and 28 M,
+    23 % slower at 11.7 M)."""
+    return min(_SELECT_SAMPLE_MAX, max(_SELECT_SAMPLE_MIN, 1 << ((size >> 4).bit_length() - 1)))
+
+
 @cache
-def _sample_places() -> np.ndarray:
-    """`_SELECT_SAMPLE` places in [0, 1), one at a seeded uniform point of each of as many
-    equal strata: × a size, the sample's indices, ascending. Random within its stratum,
-    so no period of the values (a matrix's row length) lines up with the sample."""
-    return (np.arange(_SELECT_SAMPLE) + np.random.default_rng(0).random(_SELECT_SAMPLE)) / _SELECT_SAMPLE
+def _sample_places(count: int) -> np.ndarray:
+    """``count`` places in [0, 1), one at a seeded uniform point of each of as many equal
+    strata: × a size, the sample's indices, ascending. Random within its stratum, so no
+    period of the values (a matrix's row length) lines up with the sample."""
+    return (np.arange(count) + np.random.default_rng(0).random(count)) / count
 
 
 def _brackets(ranks: list[int], size: int, samples: int, margin: float) -> list[tuple[list[int], tuple[int, int]]]:
