@@ -44,6 +44,7 @@ from weightscope.checkpoint.base import (
     check_readable,
     require,
 )
+from weightscope.checkpoint.dtypes import STORED_DTYPES
 from weightscope.checkpoint.files import GGUF_MAGIC
 from weightscope.errors import CheckpointError
 
@@ -63,17 +64,9 @@ _PLAIN = {
     "I32": "I32",
     "I64": "I64",
 }
-#: Plain types read as typed arrays; the rest (BF16 and the quantized types) are bytes
-#: that `gguf.quants.dequantize` decodes.
-_PLAIN_NUMPY = {
-    "F32": np.float32,
-    "F16": np.float16,
-    "F64": np.float64,
-    "I8": np.int8,
-    "I16": np.int16,
-    "I32": np.int32,
-    "I64": np.int64,
-}
+#: Plain types mapped as typed arrays (their `STORED_DTYPES` storage); BF16 and the
+#: quantized types are bytes that `gguf.quants.dequantize` decodes.
+_TYPED = frozenset(_PLAIN.values()) - {"BF16"}
 _ROPE_PERMUTED = re.compile(r"^blk\.\d+\.attn_(q|k)\.weight$")
 _BLOCK = re.compile(r"^blk\.(\d{1,9})\.")
 
@@ -368,7 +361,7 @@ class GGUFCheckpoint(CheckpointReader):
 
         # A map of this tensor alone, dropped with it: pages read through a map of the
         # whole file would stay resident, and RSS would grow to the file's size.
-        plain = _PLAIN_NUMPY.get(info.dtype)
+        plain = STORED_DTYPES[info.dtype].storage if info.dtype in _TYPED else None
         as_stored = info.dtype in ("F32", "F64")  # returned as mapped, not decoded
         if not info.numel:  # a header may declare a zero dimension; a map of no bytes is an error
             return np.empty(info.shape, dtype=plain if as_stored else np.float32)
