@@ -64,9 +64,11 @@ def _bucketed(sources: list[np.ndarray], size: int, mean: np.float32, rng: np.ra
         _shuffle_in_cache(chunk, rng)
         taken = rng.multivariate_hypergeometric(left, chunk.size)
         # The chunk's run for a bucket starts at cumsum(taken) − taken; it goes to the
-        # bucket's next free place.
-        shift = np.repeat(free - (np.cumsum(taken) - taken), taken)
-        out[shift + np.arange(chunk.size)] = chunk
+        # bucket's next free place. Slice copies, not one scatter through an index array:
+        # 0.028 → 0.013 s over the 30522×384 embedding (the same entries in the same places).
+        runs = (np.cumsum(taken) - taken).tolist()
+        for place, run, count in zip(free.tolist(), runs, taken.tolist(), strict=True):
+            out[place : place + count] = chunk[run : run + count]
         free += taken
         left -= taken
     for start, count in zip(starts.tolist(), sizes.tolist(), strict=True):
