@@ -53,8 +53,9 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     Why: the trap check takes the median and two more ranks of every layer's entries, and
     introselect over all of them was the check's cost (all-MiniLM-L6-v2's 11.7 M-entry
     embedding: 0.29–0.55 s, with a full-size copy). Here a sample (`_sample_places`),
-    sorted, brackets each rank; one pass counts the values below the bracket and one
-    gathers those inside it (8·√m/m of them: 4.4 % at m = 32 K), which are partitioned.
+    sorted, brackets each rank; one pass (`_bracketed`) counts the values below each
+    bracket and gathers those inside it (8·√m/m of them: 4.4 % at m = 32 K), which are
+    partitioned.
     Ranks whose brackets overlap (the two middle ones of a median) share one bracket and
     its passes. The sample's sort and the bracket's passes trade off (`_sample_size`); the
     check's two calls, best of 15, thread CPU, with a sample of 64 K → the size chosen:
@@ -73,19 +74,44 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     places = np.minimum((_sample_places(_sample_size(size)) * size).astype(np.intp), size - 1)
     sample = np.sort(values[places])
     margin = _SELECT_SPREAD * np.sqrt(sample.size) + 2
+    groups = _brackets(ranks, size, sample.size, margin)
+    bounds = [
+        (sample[low] if low > 0 else -np.inf, sample[high] if high < sample.size else np.inf)
+        for _, (low, high) in groups
+    ]
+    below, inside = _bracketed(values, bounds)
     found = np.empty(len(ranks), dtype=values.dtype)
-    for group, (low, high) in _brackets(ranks, size, sample.size, margin):
-        lower = sample[low] if low > 0 else -np.inf
-        upper = sample[high] if high < sample.size else np.inf
-        below = int(np.count_nonzero(values < lower))
-        inside = values[(values >= lower) & (values <= upper)]
+    for (group, _), count, bracketed in zip(groups, below, inside, strict=True):
         wanted = [ranks[index] for index in group]
-        within = [rank - below for rank in wanted]
-        if all(0 <= rank < inside.size for rank in within):
-            found[group] = np.partition(inside, within)[within]
+        within = [rank - count for rank in wanted]
+        if all(0 <= rank < bracketed.size for rank in within):
+            found[group] = np.partition(bracketed, within)[within]
         else:
             found[group] = np.partition(values, wanted)[wanted]
     return found
+
+
+#: Values `_bracketed` compares at a time: 256 KB of float32, in cache between its passes.
+_BRACKET_CHUNK = 1 << 16
+
+
+def _bracketed(values: np.ndarray, bounds: list[tuple[float, float]]) -> tuple[list[int], list[np.ndarray]]:
+    """Per bracket [lower, upper]: how many values lie below it, and those inside it.
+
+    A chunk at a time, every bracket on the chunk while it is in cache: over the whole
+    array, each bracket's comparisons, their conjunction and the gather were five passes
+    through memory. Best of 9, thread CPU, both of the trap check's calls: 11.7 M values
+    74 → 57 ms, 28 M 179 → 125 ms; up to 2 M values the same (1.4–12 ms)."""
+    below = [0] * len(bounds)
+    pieces: list[list[np.ndarray]] = [[] for _ in bounds]
+    for start in range(0, values.size, _BRACKET_CHUNK):
+        chunk = values[start : start + _BRACKET_CHUNK]
+        for index, (lower, upper) in enumerate(bounds):
+            inside = chunk >= lower
+            below[index] += chunk.size - int(np.count_nonzero(inside))  # no NaN: not ≥ is <
+            inside &= chunk <= upper
+            pieces[index].append(chunk[inside])
+    return below, [np.concatenate(parts) for parts in pieces]
 
 
 def _sample_size(size: int) -> int:
