@@ -192,8 +192,9 @@ def outsized_entries(
     if scale == 0.0 or tail_size < 2:
         return [], centre, None
     threshold = ordered[2]
-    above = np.flatnonzero(deviation > threshold)
-    ties = np.flatnonzero(deviation == threshold)[: tail_size + 1 - len(above)]
+    at_least = np.flatnonzero(deviation >= threshold)  # one pass over all entries, not two
+    above = at_least[deviation[at_least] > threshold]
+    ties = at_least[deviation[at_least] == threshold][: tail_size + 1 - len(above)]
     top = np.concatenate((above, ties))
     top = top[np.lexsort((top, -deviation[top]))]  # largest first; ties in storage order
     tail, xmin = deviation[top[:-1]], float(deviation[top[-1]])
