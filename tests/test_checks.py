@@ -303,6 +303,20 @@ def test_outsized_entries_are_surfaced_with_their_locations_whatever_the_fit():
     assert "(100, 200)" in result.reasons[0] and "(3, 7)" in result.reasons[0]
 
 
+def test_few_level_layers_have_no_outsized_entries_and_are_analysed():
+    """Ternary (BitNet-style ±s, 0) and 6-level integer layers: the top deviations are all
+    one value, so there is no entries' tail and nothing outsized (the Hill estimate divided
+    by zero and the layer failed before)."""
+    rng = np.random.default_rng(7)
+    for w in (
+        (0.02 * rng.integers(-1, 2, (512, 256))).astype(np.float32),
+        rng.integers(-3, 3, (300, 200)).astype(np.float32),
+    ):
+        _, result = run(w)
+        assert result.traps.entries == [] and result.traps.entry_tail_index is None
+        assert result.traps.count == 0 and not result.traps.makes_spike
+
+
 def test_a_trap_that_does_not_move_alpha_is_reported_not_judged():
     """Three 100σ entries in a trained-like layer (planted α = 3): alpha_without recovers
     the planted alpha, and the trap moves it by < 2 standard errors, so it is no verdict."""

@@ -198,9 +198,12 @@ def outsized_entries(
     top = np.concatenate((above, ties))
     top = top[np.lexsort((top, -deviation[top]))]  # largest first; ties in storage order
     tail, xmin = deviation[top[:-1]], float(deviation[top[-1]])
-    if xmin <= 0.0:
+    logs = float(np.sum(np.log(tail / xmin))) if xmin > 0.0 else 0.0
+    # A tail of one value (the top deviations of a ternary or few-level quantized layer all
+    # equal) has no exponent, and no entry in it is larger than the rest.
+    if logs <= 0.0:
         return [], centre, None
-    alpha = 1.0 + tail_size / float(np.sum(np.log(tail / xmin)))
+    alpha = 1.0 + tail_size / logs
     n, m = layer_shape(matrices)
     candidates = tail[: thresholds.trap_max_entries]
     dominant = candidates.astype(np.float64) ** 2 / n > variance * (1.0 + np.sqrt(m / n)) ** 2
