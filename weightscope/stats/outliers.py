@@ -55,9 +55,8 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     embedding: 0.29–0.55 s, with a full-size copy). Here a sample (`_sample_places`),
     sorted, brackets each rank; one pass (`_bracketed`) counts the values below each
     bracket and gathers those inside it (8·√m/m of them: 4.4 % at m = 32 K), which are
-    partitioned.
-    Ranks whose brackets overlap (the two middle ones of a median) share one bracket and
-    its passes. The sample's sort and the bracket's passes trade off (`_sample_size`); the
+    partitioned. Ranks whose brackets overlap (the two middle ones of a median) share one
+    bracket, its gather and its partition. The sample's sort and the bracket's passes trade off (`_sample_size`); the
     check's two calls, best of 15, thread CPU, with a sample of 64 K → the size chosen:
     147 K values (a 384² layer, partitioned outright before) 3.29 → 1.23 ms, 332 K 4.14 →
     2.51 ms, 885 K 6.33 → 5.25 ms, 11.7 M 86 → 70 ms, 28 M 171 → 177 ms. A rank its
