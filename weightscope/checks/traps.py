@@ -193,8 +193,9 @@ def outsized_entries(
         return [], centre, None
     threshold = ordered[2]
     at_least = np.flatnonzero(deviation >= threshold)  # one pass over all entries, not two
-    above = at_least[deviation[at_least] > threshold]
-    ties = at_least[deviation[at_least] == threshold][: tail_size + 1 - len(above)]
+    at_least_values = deviation[at_least]
+    above = at_least[at_least_values > threshold]
+    ties = at_least[at_least_values == threshold][: tail_size + 1 - len(above)]
     top = np.concatenate((above, ties))
     top = top[np.lexsort((top, -deviation[top]))]  # largest first; ties in storage order
     tail, xmin = deviation[top[:-1]], float(deviation[top[-1]])

@@ -56,16 +56,17 @@ def order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     sorted, brackets each rank; one pass (`_bracketed`) counts the values below each
     bracket and gathers those inside it (8·√m/m of them: 4.4 % at m = 32 K), which are
     partitioned. Ranks whose brackets overlap (the two middle ones of a median) share one
-    bracket, its gather and its partition. The sample's sort and the bracket's passes trade off (`_sample_size`); the
-    check's two calls, best of 15, thread CPU, with a sample of 64 K → the size chosen:
-    147 K values (a 384² layer, partitioned outright before) 3.29 → 1.23 ms, 332 K 4.14 →
-    2.51 ms, 885 K 6.33 → 5.25 ms, 11.7 M 86 → 70 ms, 28 M 171 → 177 ms. A rank its
-    bracket misses (a sample that happens not to represent the values) is taken by a full
-    partition, so the answer is always exact. The sample is taken at seeded random places,
-    not at a stride: SmolLM2-135M's 49152 × 576 token embedding, sampled every 432nd
-    value, gave 4 of its 576 columns, whose scales differ 4.6×; its median sat at the
-    sample's 43 % point, outside the bracket, and each call fell back to a full partition
-    (the median: 0.40 s against 0.06 s). ``values`` must hold no NaN.
+    bracket, its gather and its partition. The sample's sort and the bracket's passes
+    trade off (`_sample_size`); the check's two calls, best of 15, thread CPU, with a
+    sample of 64 K → the size chosen: 147 K values (a 384² layer, partitioned outright
+    before) 3.29 → 1.23 ms, 332 K 4.14 → 2.51 ms, 885 K 6.33 → 5.25 ms, 11.7 M 86 → 70 ms,
+    28 M 171 → 177 ms. A rank its bracket misses (a sample that happens not to represent
+    the values) is taken by a full partition, so the answer is always exact. The sample is
+    taken at seeded random places, not at a stride: SmolLM2-135M's 49152 × 576 token
+    embedding, sampled every 432nd value, gave 4 of its 576 columns, whose scales differ
+    4.6×; its median sat at the sample's 43 % point, outside the bracket, and each call
+    fell back to a full partition (the median: 0.40 s against 0.06 s). ``values`` must
+    hold no NaN.
     """
     size = values.size
     if size <= _SELECT_DIRECT:
